@@ -1,0 +1,84 @@
+"""The ``cvbulk`` command line.
+
+Each subcommand lives in its own module ``cvbulk.cli._cmd_<name>`` with two functions:
+``register(subparsers)`` adds its parser (and calls ``parser.set_defaults(handler=run)``), and
+``run(args) -> int`` does the work and returns the exit status (see ``ExitCode``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from ._common import ExitCode, handle_errors
+
+__all__ = ["main", "build_parser", "ExitCode"]
+
+# In the order `cvbulk --help` lists them.
+COMMANDS = (
+    "demo",
+    "emulator",
+    "domains",
+    "projects",
+    "tags",
+    "upload",
+    "train",
+    "publish",
+    "unpublish",
+    "quicktest",
+    "classify",
+    "predict",
+    "export",
+    "migrate",
+    "bench",
+)
+
+EPILOG = """\
+connection settings come from flags or from the variables of Azure's quickstarts:
+  VISION_TRAINING_ENDPOINT, VISION_TRAINING_KEY,
+  VISION_PREDICTION_ENDPOINT, VISION_PREDICTION_KEY, VISION_PREDICTION_RESOURCE_ID
+
+exit status: 0 all done; 1 finished but some items failed (the report names each);
+             2 usage or configuration error; 3 fatal (authentication, project not found)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cvbulk",
+        description=(
+            "Bulk upload, batch scoring and migration for Azure Custom Vision, "
+            "at the service's rate limit, resumable, with a local emulator."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"cvbulk {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"{__name__}._cmd_{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}._cmd_{name}":
+                continue  # command not built (yet)
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return ExitCode.USAGE
+    return handle_errors(handler, args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""What every subcommand shares: connection settings, exit codes, error reporting, output."""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+from ..client._errors import (
+    AuthenticationError,
+    CustomVisionError,
+    NotFoundError,
+    RetryBudgetExhausted,
+    TransportError,
+    redact,
+)
+
+__all__ = [
+    "ExitCode",
+    "CLIError",
+    "Connection",
+    "add_common_args",
+    "add_training_args",
+    "add_prediction_args",
+    "training_connection",
+    "prediction_connection",
+    "prediction_resource_id",
+    "handle_errors",
+    "print_table",
+    "print_json",
+    "known_secrets",
+]
+
+ENV_TRAINING_ENDPOINT = "VISION_TRAINING_ENDPOINT"
+ENV_TRAINING_KEY = "VISION_TRAINING_KEY"
+ENV_PREDICTION_ENDPOINT = "VISION_PREDICTION_ENDPOINT"
+ENV_PREDICTION_KEY = "VISION_PREDICTION_KEY"
+ENV_PREDICTION_RESOURCE_ID = "VISION_PREDICTION_RESOURCE_ID"
+
+log = logging.getLogger("cvbulk")
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    PARTIAL = 1  # finished, but some items failed
+    USAGE = 2  # usage or configuration error
+    FATAL = 3  # authentication, project not found, service unreachable
+
+
+class CLIError(Exception):
+    """A one-line message for the user and the exit status that goes with it."""
+
+    def __init__(self, message: str, exit_code: int = ExitCode.USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = int(exit_code)
+
+
+@dataclass(frozen=True)
+class Connection:
+    endpoint: str
+    key: str
+
+    def __repr__(self) -> str:  # never show the key
+        return f"Connection(endpoint={self.endpoint!r}, key='***')"
+
+
+# Every key the process has been given, so that error output can be scrubbed of them.
+_SECRETS: set[str] = set()
+
+
+def known_secrets() -> tuple[str, ...]:
+    return tuple(_SECRETS)
+
+
+def remember_secret(value: str | None) -> None:
+    if value:
+        _SECRETS.add(value)
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks and HTTP details (keys stay hidden)"
+    )
+
+
+def add_training_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training resource")
+    group.add_argument(
+        "--endpoint",
+        "--training-endpoint",
+        dest="training_endpoint",
+        metavar="URL",
+        help=f"training endpoint (default: ${ENV_TRAINING_ENDPOINT})",
+    )
+    group.add_argument(
+        "--key",
+        "--training-key",
+        dest="training_key",
+        metavar="KEY",
+        help=f"training key (default: ${ENV_TRAINING_KEY}; prefer the variable, flags show in `ps`)",
+    )
+
+
+def add_prediction_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("prediction resource")
+    group.add_argument(
+        "--prediction-endpoint",
+        metavar="URL",
+        help=f"prediction endpoint (default: ${ENV_PREDICTION_ENDPOINT}, else the training endpoint)",
+    )
+    group.add_argument(
+        "--prediction-key",
+        metavar="KEY",
+        help=f"prediction key (default: ${ENV_PREDICTION_KEY})",
+    )
+
+
+def _setting(args: argparse.Namespace, attr: str, env: str) -> str | None:
+    value = getattr(args, attr, None) or os.environ.get(env) or None
+    return value.strip() if value else None
+
+
+def training_connection(args: argparse.Namespace) -> Connection:
+    endpoint = _setting(args, "training_endpoint", ENV_TRAINING_ENDPOINT)
+    key = _setting(args, "training_key", ENV_TRAINING_KEY)
+    remember_secret(key)
+    if not endpoint:
+        raise CLIError(f"no training endpoint: pass --endpoint or set {ENV_TRAINING_ENDPOINT}")
+    if not key:
+        raise CLIError(f"no training key: pass --key or set {ENV_TRAINING_KEY}")
+    return Connection(_check_endpoint(endpoint), key)
+
+
+def prediction_connection(args: argparse.Namespace) -> Connection:
+    endpoint = (
+        _setting(args, "prediction_endpoint", ENV_PREDICTION_ENDPOINT)
+        or _setting(args, "training_endpoint", ENV_TRAINING_ENDPOINT)
+    )
+    key = _setting(args, "prediction_key", ENV_PREDICTION_KEY)
+    remember_secret(key)
+    if not endpoint:
+        raise CLIError(
+            f"no prediction endpoint: pass --prediction-endpoint or set {ENV_PREDICTION_ENDPOINT}"
+        )
+    if not key:
+        raise CLIError(f"no prediction key: pass --prediction-key or set {ENV_PREDICTION_KEY}")
+    return Connection(_check_endpoint(endpoint), key)
+
+
+def prediction_resource_id(args: argparse.Namespace) -> str | None:
+    return _setting(args, "prediction_resource_id", ENV_PREDICTION_RESOURCE_ID)
+
+
+def _check_endpoint(endpoint: str) -> str:
+    if not endpoint.startswith(("http://", "https://")):
+        raise CLIError(f"endpoint must start with https:// (or http:// for the emulator): {endpoint!r}")
+    return endpoint.rstrip("/")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    text = " ".join(text.split())
+    return redact(text, *known_secrets())
+
+
+def handle_errors(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a subcommand; turn every failure into one clear line and an exit status.
+
+    A traceback is printed only with ``--debug``, and never with a key in it.
+    """
+    debug = bool(getattr(args, "debug", False))
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(handler(args))
+    except KeyboardInterrupt:
+        print("cvbulk: interrupted", file=sys.stderr)
+        return 130
+    except BaseException as exc:  # noqa: BLE001 - this is the one place that reports everything
+        code, message = _classify(exc)
+        if code is None:
+            raise
+        if debug:
+            print(redact(traceback.format_exc(), *known_secrets()), file=sys.stderr, end="")
+        print(f"cvbulk: error: {message}", file=sys.stderr)
+        return code
+
+
+def _classify(exc: BaseException) -> tuple[int | None, str]:
+    if isinstance(exc, SystemExit):
+        return None, ""
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return _classify(exc.exceptions[0])
+    if isinstance(exc, CLIError):
+        return exc.exit_code, _one_line(exc)
+    if isinstance(exc, RetryBudgetExhausted):
+        return _classify(exc.last_error)[0], _one_line(exc)
+    if isinstance(exc, AuthenticationError):
+        return ExitCode.FATAL, _one_line(exc) + " (check the key and the endpoint)"
+    if isinstance(exc, NotFoundError):
+        return ExitCode.FATAL, _one_line(exc)
+    if isinstance(exc, TransportError):
+        return ExitCode.FATAL, _one_line(exc) + " (is the endpoint right and reachable?)"
+    if isinstance(exc, CustomVisionError):
+        return ExitCode.FATAL, _one_line(exc)
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError, PermissionError, IsADirectoryError)):
+        return ExitCode.USAGE, _one_line(exc)
+    if isinstance(exc, OSError):
+        return ExitCode.FATAL, _one_line(exc)
+    return ExitCode.FATAL, f"unexpected {type(exc).__name__}: {_one_line(exc)} (rerun with --debug)"
+
+
+def print_json(obj: Any, file=None) -> None:
+    json.dump(obj, file or sys.stdout, indent=2, sort_keys=False, default=str)
+    (file or sys.stdout).write("\n")
+
+
+def print_table(
+    rows: Iterable[Sequence[Any]], headers: Sequence[str], file=None
+) -> None:
+    """A plain aligned table (what `cvbulk projects list` and friends print on a terminal)."""
+    out = file or sys.stdout
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, value in enumerate(row):
+            widths[i] = max(widths[i], len(value))
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    print(fmt.format(*headers).rstrip(), file=out)
+    print("  ".join("-" * w for w in widths), file=out)
+    for row in cells:
+        print(fmt.format(*row).rstrip(), file=out)

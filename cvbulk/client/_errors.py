@@ -1,0 +1,171 @@
+"""The one exception hierarchy of cvbulk's client.
+
+Every error the service (or the network) can give is one of these. None of them ever holds a key:
+messages are built from the service's error body and the request's method and path only, and
+``redact`` is applied to anything that came from outside.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CustomVisionError",
+    "AuthenticationError",
+    "NotFoundError",
+    "BadRequestError",
+    "RateLimitedError",
+    "ServerError",
+    "TransportError",
+    "RequestTimeoutError",
+    "ConnectionFailedError",
+    "RetryBudgetExhausted",
+    "error_for_status",
+    "redact",
+]
+
+def redact(text: str, *secrets: str | None) -> str:
+    """Replace every occurrence of the given secrets in ``text`` with ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+class CustomVisionError(Exception):
+    """Base of every error raised by the client.
+
+    ``status`` is the HTTP status (None when no answer came), ``code`` the spec's error code
+    (``NotFoundProject``, ``BadRequestImageBatch``, ``429``...) and ``message`` the service's words.
+    """
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        operation: str | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.operation = operation
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        parts = []
+        if self.operation:
+            parts.append(f"{self.operation}:")
+        if self.status is not None:
+            parts.append(f"HTTP {self.status}")
+        if self.code and self.code != str(self.status):
+            parts.append(f"{self.code}")
+        head = " ".join(parts)
+        return f"{head} - {self.message}" if head else self.message
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status!r}, code={self.code!r}, "
+            f"message={self.message!r}, operation={self.operation!r})"
+        )
+
+    def __reduce__(self):  # keep pickling (and so multiprocessing) working with keyword args
+        return (_rebuild, (type(self), self.message, self.status, self.code, self.operation))
+
+
+def _rebuild(cls, message, status, code, operation):
+    return cls(message, status=status, code=code, operation=operation)
+
+
+class AuthenticationError(CustomVisionError):
+    """401 or 403: a wrong or missing key, or a key for another resource or endpoint."""
+
+
+class NotFoundError(CustomVisionError):
+    """404: the project, tag, iteration, image or published name does not exist."""
+
+
+class BadRequestError(CustomVisionError):
+    """400 (and 413/415): the request is wrong; sending it again will not help."""
+
+
+class RateLimitedError(CustomVisionError):
+    """429: over the tier's rate limit. ``retry_after`` is the wait the service asked for, if any."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+    def __reduce__(self):
+        return (_rebuild_rate, (self.message, self.status, self.code, self.operation, self.retry_after))
+
+
+def _rebuild_rate(message, status, code, operation, retry_after):
+    return RateLimitedError(
+        message, status=status, code=code, operation=operation, retry_after=retry_after
+    )
+
+
+class ServerError(CustomVisionError):
+    """5xx: the service failed; the request may be retried."""
+
+    retryable = True
+
+
+class TransportError(CustomVisionError):
+    """No HTTP answer: the connection failed, was dropped, or timed out."""
+
+    retryable = True
+
+
+class ConnectionFailedError(TransportError):
+    """The connection could not be made or was dropped mid-request."""
+
+
+class RequestTimeoutError(TransportError):
+    """The request took longer than the configured timeout."""
+
+
+class RetryBudgetExhausted(CustomVisionError):
+    """Retried as many times (or as long) as allowed; ``last_error`` is the final failure."""
+
+    retryable = True
+
+    def __init__(self, last_error: CustomVisionError, attempts: int) -> None:
+        self.last_error = last_error
+        self.attempts = attempts
+        super().__init__(
+            f"gave up after {attempts} attempts: {last_error}",
+            status=last_error.status,
+            code=last_error.code,
+            operation=last_error.operation,
+        )
+
+    def __reduce__(self):
+        return (RetryBudgetExhausted, (self.last_error, self.attempts))
+
+
+def error_for_status(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    operation: str | None = None,
+    retry_after: float | None = None,
+) -> CustomVisionError:
+    """The exception class that fits an HTTP status."""
+    kwargs = {"status": status, "code": code, "operation": operation}
+    if status in (401, 403):
+        return AuthenticationError(message, **kwargs)
+    if status == 404:
+        return NotFoundError(message, **kwargs)
+    if status == 429:
+        return RateLimitedError(message, retry_after=retry_after, **kwargs)
+    if status >= 500:
+        return ServerError(message, **kwargs)
+    if 400 <= status < 500:
+        return BadRequestError(message, **kwargs)
+    return CustomVisionError(message, **kwargs)
