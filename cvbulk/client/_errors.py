@@ -38,6 +38,7 @@ class CustomVisionError(Exception):
     """
 
     retryable: bool = False
+    retry_after: float | None = None  # seconds the service asked us to wait (429, some 503)
 
     def __init__(
         self,
@@ -110,9 +111,21 @@ def _rebuild_rate(message, status, code, operation, retry_after):
 
 
 class ServerError(CustomVisionError):
-    """5xx: the service failed; the request may be retried."""
+    """5xx: the service failed; the request may be retried. ``retry_after`` as for 429, if given."""
 
     retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+    def __reduce__(self):
+        return (_rebuild_server, (type(self), self.message, self.status, self.code, self.operation,
+                                  self.retry_after))
+
+
+def _rebuild_server(cls, message, status, code, operation, retry_after):
+    return cls(message, status=status, code=code, operation=operation, retry_after=retry_after)
 
 
 class TransportError(CustomVisionError):
@@ -165,7 +178,7 @@ def error_for_status(
     if status == 429:
         return RateLimitedError(message, retry_after=retry_after, **kwargs)
     if status >= 500:
-        return ServerError(message, **kwargs)
+        return ServerError(message, retry_after=retry_after, **kwargs)
     if 400 <= status < 500:
         return BadRequestError(message, **kwargs)
     return CustomVisionError(message, **kwargs)

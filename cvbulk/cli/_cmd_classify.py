@@ -1,0 +1,95 @@
+"""``cvbulk classify``: score one image with a published model, using the prediction key."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import anyio
+
+from ._common import CLIError, ExitCode, add_prediction_args, add_training_args, print_json
+from ._format import (
+    add_output_args,
+    is_uuid,
+    leaf_parser,
+    prediction_client,
+    predictions_json,
+    print_predictions,
+    read_image,
+    resolve,
+    training_client,
+)
+
+EPILOG = """\
+examples:
+  cvbulk classify test_image.jpg --project 0f0e... --published-name birdsModel
+  cvbulk classify test_image.jpg --project cutlery --published-name detectModel --detect --json
+
+PROJECT by name needs the training endpoint and key too (names are looked up there); by id,
+the prediction key alone is enough. For a folder of images use `cvbulk predict`.
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = leaf_parser(
+        subparsers,
+        "classify",
+        help="score one image with a published model (prediction key)",
+        epilog=EPILOG,
+    )
+    parser.add_argument("image", metavar="IMAGE", help="the image file")
+    parser.add_argument("--project", required=True, metavar="PROJECT", help="project id (or exact name)")
+    parser.add_argument(
+        "--published-name", required=True, metavar="NAME", help="the name the iteration was published as"
+    )
+    parser.add_argument(
+        "--detect", action="store_true", help="object detection (DetectImage): tags with boxes"
+    )
+    parser.add_argument(
+        "--store", action="store_true", help="keep the image in the project's predictions (default: no store)"
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="show predictions with at least this probability (default: all)",
+    )
+    add_output_args(parser)
+    add_prediction_args(parser)
+    add_training_args(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return anyio.run(_run, args)
+
+
+async def _project_id(args: argparse.Namespace) -> str:
+    if is_uuid(args.project):
+        return args.project.strip()
+    try:
+        client = training_client(args)
+    except CLIError:
+        raise CLIError(
+            f"PROJECT {args.project!r} is a name: give the project id, or the training endpoint and "
+            "key to look the name up",
+            ExitCode.USAGE,
+        ) from None
+    async with client:
+        return (await resolve(client, args.project)).id
+
+
+async def _run(args: argparse.Namespace) -> int:
+    data = await read_image(args.image, limits_name="PREDICTION_LIMITS")
+    client = prediction_client(args)  # checks the prediction settings before any lookup
+    project_id = await _project_id(args)
+    async with client:
+        score = client.detect_image if args.detect else client.classify_image
+        result = await score(project_id, args.published_name, data, store=args.store)
+    if args.json:
+        print_json(predictions_json(result, image=args.image, threshold=args.threshold))
+    else:
+        print(f"{args.image}: {args.published_name!r} of project {project_id}")
+        print_predictions(result, threshold=args.threshold, detect=args.detect)
+    return 0

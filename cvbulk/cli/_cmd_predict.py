@@ -1,0 +1,204 @@
+"""``cvbulk predict``: score a folder tree with a published iteration, to CSV or JSONL, resumably."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ._common import (
+    ENV_TRAINING_KEY,
+    CLIError,
+    ExitCode,
+    add_common_args,
+    add_prediction_args,
+    add_training_args,
+    prediction_connection,
+    print_json,
+    training_connection,
+)
+
+TIERS = ("F0", "S0", "unlimited")
+
+DESCRIPTION = """\
+Score every image under ROOT with a published iteration, one request per image, many in flight
+at the prediction rate limit of the tier. Results go to the output as they arrive: a CSV (one row
+per image: path, status, reason, top tag, top probability, then every tag's probability; with
+--detect one row per box) or, for a .jsonl file, one JSON object per image.
+
+Resumable: running the same command again scores only the images that have no row yet and appends
+theirs, so the output never holds a path twice, even after the run was killed.
+"""
+
+EPILOG = """\
+examples:
+  cvbulk predict ./dump --project birds --published-name prod --output birds.csv
+  cvbulk predict ./dump --project 0f8fad5b-... --published-name prod --output out.jsonl --top 3
+  cvbulk predict ./shelves --project cutlery --published-name detect --detect --threshold 0.5
+
+PROJECT is a project id, or its exact name when the training endpoint and key are given too.
+The CSV's tag columns are every tag of the project (with training credentials), else the tags of
+the first answer; an existing output keeps its columns. Bad input (not an image, cannot be fixed
+under 4 MB) gets a row with the reason and exit status 1; so does an image the service refused.
+Images the service could not score (it kept failing) get no row and are retried by the next run.
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="score a folder tree with a published iteration, to CSV/JSONL (resumable)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("root", metavar="ROOT", type=Path, help="the folder of images (walked recursively)")
+    parser.add_argument("--project", required=True, metavar="PROJECT", help="project id (or exact name)")
+    parser.add_argument(
+        "--published-name", required=True, metavar="NAME", help="the name the iteration was published as"
+    )
+    parser.add_argument(
+        "--detect", action="store_true", help="object detection (DetectImage): one CSV row per box"
+    )
+    parser.add_argument(
+        "--store",
+        action="store_true",
+        help="keep the images in the project's predictions (default: no store, which has the higher rate limit)",
+    )
+    parser.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        default=Path("predictions.csv"),
+        metavar="FILE",
+        help="FILE.csv or FILE.jsonl (default: predictions.csv); appended to when it exists",
+    )
+    parser.add_argument(
+        "--top", type=int, default=None, metavar="K", help="keep the K best predictions (JSONL and --detect rows)"
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        metavar="P",
+        help="drop predictions under probability P (JSONL and --detect rows; the CSV keeps every tag column)",
+    )
+    parser.add_argument(
+        "--state", type=Path, default=None, metavar="FILE", help="state file (default: OUTPUT.state)"
+    )
+    parser.add_argument(
+        "--report", type=Path, default=None, metavar="FILE", help="write the JSON report there (default: OUTPUT.report.json)"
+    )
+    pace = parser.add_argument_group("pace")
+    pace.add_argument(
+        "--tier",
+        choices=TIERS,
+        default=os.environ.get("CVBULK_TIER", "S0"),
+        help="the resource's pricing tier, which sets the rate limits (default: S0, 20 predictions/s "
+        "without store, 10 with)",
+    )
+    pace.add_argument(
+        "--tps", type=float, default=None, metavar="N", help="predictions per second, instead of the tier's"
+    )
+    pace.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=32,
+        metavar="N",
+        help="at most N requests in flight (default 32; fewer while the service pushes back)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    add_common_args(parser)
+    add_prediction_args(parser)
+    add_training_args(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return anyio.run(_run, args)
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from ..pipeline.predict import PredictOptions, default_report_path
+
+    if args.tps is not None and args.tps <= 0:
+        raise CLIError("--tps must be more than 0 (use --tier unlimited for no limit)")
+    if args.max_concurrency < 1:
+        raise CLIError("--max-concurrency must be at least 1")
+    output = args.output
+    return PredictOptions(
+        root=args.root,
+        project=args.project,
+        published_name=args.published_name,
+        detect=args.detect,
+        store=args.store,
+        output=output,
+        top=args.top,
+        threshold=args.threshold,
+        state=args.state,
+        report=args.report or default_report_path(output),
+        max_concurrency=args.max_concurrency,
+    )
+
+
+def _pacer(args: argparse.Namespace) -> Any:
+    from ..client import ApiGroup, Pacer
+    from ..client._ratelimit import TIER_RATES
+
+    if args.tps is None:
+        return Pacer.for_tier(args.tier, max_concurrency=args.max_concurrency)
+    rates = TIER_RATES[args.tier]
+    return Pacer(
+        training_tps=rates[ApiGroup.TRAINING],
+        train_project_tps=rates[ApiGroup.TRAIN_PROJECT],
+        prediction_store_tps=args.tps,
+        prediction_nostore_tps=args.tps,
+        max_concurrency=args.max_concurrency,
+    )
+
+
+def _wants_training(args: argparse.Namespace) -> bool:
+    """Training credentials are optional here: used when a training key is given at all."""
+    return bool(getattr(args, "training_key", None) or os.environ.get(ENV_TRAINING_KEY))
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from ..client import PredictionClient, TrainingClient
+    from ..pipeline.progress import Progress, summary_table
+
+    options = _options(args)
+    if not options.root.is_dir():
+        raise CLIError(f"ROOT {str(options.root)!r} is not a folder")
+    prediction_conn = prediction_connection(args)
+    training_conn = training_connection(args) if _wants_training(args) else None
+
+    prediction = PredictionClient(
+        prediction_conn.endpoint,
+        prediction_conn.key,
+        pacer=_pacer(args),
+        max_connections=max(args.max_concurrency, 8),
+    )
+    async with prediction:
+        if training_conn is not None:
+            async with TrainingClient(training_conn.endpoint, training_conn.key) as training:
+                result = await _score(prediction, training, options, Progress, args)
+        else:
+            result = await _score(prediction, None, options, Progress, args)
+
+    print(summary_table(result.report), file=sys.stderr)
+    print(f"output: {options.output}   report: {options.report}", file=sys.stderr)
+    if args.json:
+        print_json(result.report)
+    return int(result.exit_code) if result.exit_code else int(ExitCode.OK)
+
+
+async def _score(prediction: Any, training: Any, options: Any, progress_cls: Any, args: argparse.Namespace) -> Any:
+    from ..pipeline.predict import run_predict
+
+    progress = progress_cls(label="predict", stream=sys.stderr)
+    async with progress:
+        return await run_predict(prediction, training, options, progress=progress)

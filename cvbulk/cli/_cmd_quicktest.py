@@ -1,0 +1,80 @@
+"""``cvbulk quicktest``: score one image with a trained iteration, using the training key only."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import anyio
+
+from ._common import add_training_args, print_json
+from ._format import (
+    add_output_args,
+    find_iteration,
+    leaf_parser,
+    predictions_json,
+    print_predictions,
+    read_image,
+    resolve,
+    training_client,
+)
+
+EPILOG = """\
+examples:
+  cvbulk quicktest test_image.jpg --project birds
+  cvbulk quicktest test_image.jpg --project birds --iteration "Iteration 1" --json
+
+No publishing needed: the training resource scores the image. For the published model and the
+prediction key, see `cvbulk classify`; for many images, `cvbulk predict`.
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = leaf_parser(
+        subparsers,
+        "quicktest",
+        help="score one image with a trained iteration (training key; no publishing needed)",
+        epilog=EPILOG,
+    )
+    parser.add_argument("image", metavar="IMAGE", help="the image file")
+    parser.add_argument("--project", required=True, metavar="PROJECT", help="project id or exact name")
+    parser.add_argument(
+        "--iteration",
+        metavar="ID|latest",
+        default="latest",
+        help="iteration id or name; latest (default) = the newest completed iteration",
+    )
+    parser.add_argument(
+        "--store", action="store_true", help="keep the image in the project's predictions"
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="show predictions with at least this probability (default: all)",
+    )
+    add_output_args(parser)
+    add_training_args(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return anyio.run(_run, args)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    data = await read_image(args.image, limits_name="TRAINING_LIMITS")
+    async with training_client(args) as client:
+        project = await resolve(client, args.project)
+        iteration = await find_iteration(client, project, args.iteration)
+        result = await client.quick_test_image(
+            project.id, data, iteration_id=iteration.id, store=args.store
+        )
+    detect = any(p.bounding_box is not None for p in result.predictions)
+    if args.json:
+        print_json(predictions_json(result, image=args.image, threshold=args.threshold))
+    else:
+        print(f"{args.image}: iteration {iteration.name!r} of project {project.name!r}")
+        print_predictions(result, threshold=args.threshold, detect=detect)
+    return 0

@@ -1,0 +1,200 @@
+"""``cvbulk train``: start training a project, optionally wait for it and show how good the model is."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import anyio
+
+from ..client._errors import BadRequestError
+from ._common import CLIError, ExitCode, add_training_args, print_json, print_table
+from ._format import add_output_args, fmt_pct, leaf_parser, resolve, to_json, training_client
+from ._spinner import Spinner
+
+EPILOG = """\
+examples:
+  cvbulk train --project birds --wait
+  cvbulk train --project birds --wait --selected-tags robin wren --timeout 1800
+  cvbulk train --project birds --force        # retrain although nothing changed
+
+exit status: 0 trained (or started, without --wait); 1 the service refused to train (its reason is
+printed, e.g. not enough images per tag, nothing changed since the last training), training failed, or
+--timeout passed first; 2 usage; 3 fatal (key, project not found).
+"""
+
+DONE_STATUSES = ("completed", "failed")
+
+
+def register(subparsers: Any) -> None:
+    parser = leaf_parser(
+        subparsers,
+        "train",
+        help="train a project (a new iteration); --wait for it and its precision/recall",
+        description=(
+            "Start training a project: the service makes a new iteration from the tagged images. "
+            "With --wait, follow it until it completes or fails, then print its precision and "
+            "recall per tag."
+        ),
+        epilog=EPILOG,
+    )
+    parser.add_argument("--project", required=True, metavar="PROJECT", help="project id or exact name")
+    parser.add_argument("--wait", action="store_true", help="wait until training completes or fails")
+    parser.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=3600.0,
+        metavar="S",
+        help="with --wait: give up waiting after S seconds (default: 3600; training goes on)",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=_positive_float,
+        default=5.0,
+        metavar="S",
+        help="with --wait: the longest pause between status checks (default: 5; starts at 0.2 "
+        "and grows, so fast trainings are seen at once)",
+    )
+    parser.add_argument(
+        "--selected-tags",
+        nargs="+",
+        metavar="NAME",
+        default=None,
+        help="train on these tags only (names or ids)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="train even if nothing changed since the last training"
+    )
+    parser.add_argument(
+        "--threshold",
+        type=_probability,
+        default=None,
+        metavar="P",
+        help="probability threshold for the precision/recall shown (service default: 0.5)",
+    )
+    add_output_args(parser)
+    add_training_args(parser)
+    parser.set_defaults(handler=run)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = _positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"a probability is at most 1: {text!r}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    return anyio.run(_run, args)
+
+
+async def _selected_tag_ids(client: Any, project: Any, refs: list[str]) -> list[str]:
+    tags = await client.get_tags(project.id)
+    by_id = {str(t.id).lower(): t for t in tags}
+    by_name = {str(t.name).lower(): t for t in tags}
+    ids: list[str] = []
+    for ref in refs:
+        tag = by_id.get(ref.lower()) or by_name.get(ref.lower())
+        if tag is None:
+            known = ", ".join(sorted(str(t.name) for t in tags)) or "none"
+            raise CLIError(f"project {project.name!r} has no tag {ref!r} (tags: {known})", ExitCode.USAGE)
+        ids.append(tag.id)
+    return ids
+
+
+async def _run(args: argparse.Namespace) -> int:
+    async with training_client(args) as client:
+        project = await resolve(client, args.project)
+        selected = await _selected_tag_ids(client, project, args.selected_tags) if args.selected_tags else None
+        try:
+            iteration = await client.train_project(
+                project.id, force_train=args.force, selected_tags=selected
+            )
+        except BadRequestError as exc:
+            # Not enough images per tag, nothing changed...: the service's own words, exit 1.
+            raise CLIError(f"training not started: {_service_words(exc)}", ExitCode.PARTIAL) from exc
+        if not args.wait:
+            if args.json:
+                print_json({"project": project.id, "iteration": to_json(iteration)})
+            else:
+                print(
+                    f"training started: project {project.name!r}, iteration {iteration.name!r} "
+                    f"(id {iteration.id}), status {iteration.status}"
+                )
+            return 0
+        iteration = await _wait(client, project, iteration, args)
+        status = str(iteration.status or "").lower()
+        performance = None
+        if status == "completed":
+            performance = await client.get_iteration_performance(
+                project.id, iteration.id, threshold=args.threshold
+            )
+    if args.json:
+        print_json(
+            {"project": project.id, "iteration": to_json(iteration), "performance": to_json(performance)}
+        )
+    if status != "completed":
+        raise CLIError(
+            f"training failed: iteration {iteration.name!r} (id {iteration.id}) ended {iteration.status}",
+            ExitCode.PARTIAL,
+        )
+    if not args.json:
+        _print_performance(project, iteration, performance)
+    return 0
+
+
+def _service_words(exc: BadRequestError) -> str:
+    return f"{exc.code}: {exc.message}" if exc.code else str(exc.message)
+
+
+async def _wait(client: Any, project: Any, iteration: Any, args: argparse.Namespace) -> Any:
+    """Poll the iteration until it is done; the pause grows from 0.2 s up to --poll-interval."""
+    pause = min(0.2, args.poll_interval)
+    label = f"training {project.name!r} {iteration.name}"
+    async with Spinner(label) as spinner:
+        spinner.update(str(iteration.status))
+        with anyio.move_on_after(args.timeout):
+            while str(iteration.status or "").lower() not in DONE_STATUSES:
+                await anyio.sleep(pause)
+                pause = min(pause * 1.5, args.poll_interval)
+                iteration = await client.get_iteration(project.id, iteration.id)
+                spinner.update(str(iteration.status))
+            return iteration
+    raise CLIError(
+        f"training still {iteration.status} after {args.timeout:g} s (iteration {iteration.name!r}, "
+        f"id {iteration.id}); it goes on in the service",
+        ExitCode.PARTIAL,
+    )
+
+
+def _print_performance(project: Any, iteration: Any, performance: Any) -> None:
+    seconds = ""
+    minutes = getattr(iteration, "training_time_in_minutes", None)
+    if minutes:
+        seconds = f" in {minutes} min"
+    print(f"trained project {project.name!r}: iteration {iteration.name!r} (id {iteration.id}){seconds}")
+    rows = [
+        [t.name, fmt_pct(t.precision), fmt_pct(t.recall), fmt_pct(getattr(t, "average_precision", None))]
+        for t in sorted(performance.per_tag_performance, key=lambda t: str(t.name).lower())
+    ]
+    rows.append(
+        [
+            "(all)",
+            fmt_pct(performance.precision),
+            fmt_pct(performance.recall),
+            fmt_pct(getattr(performance, "average_precision", None)),
+        ]
+    )
+    print_table(rows, ["TAG", "PRECISION", "RECALL", "AP"])
+    sys.stdout.flush()

@@ -1,0 +1,213 @@
+"""``cvbulk upload``: a labelled image tree into a project, at the rate limit, resumably."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ._common import (
+    CLIError,
+    ExitCode,
+    add_common_args,
+    add_training_args,
+    print_json,
+    print_table,
+    training_connection,
+)
+
+TIERS = ("F0", "S0", "unlimited")
+
+DESCRIPTION = """\
+Upload every image under ROOT into a Custom Vision project, tagged from a label source, as fast as
+the resource's rate limit allows. Images are checked on the way: acceptable ones go byte for byte,
+fixable ones are fixed (downscaled, converted to jpg/png, re-encoded under 6 MB) and say so in the
+report, the rest are rejected with a reason. Images sharing a tag set go in multipart batches of up
+to 64; images with regions or their own tags in JSON batches.
+
+Resumable: every file's outcome is written to a state file as each batch completes. Running the
+same command again sends only what is not done yet (and what failed for a transient reason);
+a run killed at any moment loses nothing and creates no duplicate image.
+"""
+
+EPILOG = """\
+label sources (--labels):
+  folders         the first folder level under ROOT is the tag (Images/Hemlock/x.jpg -> Hemlock)
+  FILE.csv        a manifest: path,tags (several tags separated by ';' for multilabel projects)
+  FILE.json       regions, {"file.jpg": [{"tag", "left", "top", "width", "height"}, ...]}
+                  (normalised), or COCO instances (pixel boxes): an object-detection project
+files with no label are reported as skipped, unless --untagged uploads them untagged.
+
+state and report:
+  by default in .cvbulk/ under the current directory: upload-<PROJECT>-<hash>.sqlite (the hash is
+  of ROOT and PROJECT, so the same command finds its state again) and <that>.report.json next to it.
+  With --report FILE only, the state goes next to FILE; with --state FILE only, the report goes to
+  FILE's name with .report.json.
+
+examples:
+  cvbulk upload Images --project trees --create --exclude Test
+  cvbulk upload ObjectDetection/Images --project cutlery --create --labels od_regions.json
+  cvbulk upload ./photos --project 0f8fad5b-... --labels manifest.csv --tier F0 --dry-run
+
+exit status: 0 every image uploaded (or a duplicate, or skipped); 1 finished but some were rejected
+or failed (the report names each); 2 usage or configuration error; 3 fatal (key, project not found).
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "upload",
+        help="upload a labelled image tree into a project (resumable, at the rate limit)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("root", metavar="ROOT", type=Path, help="the folder of images (walked recursively)")
+    parser.add_argument("--project", required=True, metavar="PROJECT", help="project id or exact name")
+    parser.add_argument(
+        "--create", action="store_true", help="create the project when PROJECT names none"
+    )
+    parser.add_argument(
+        "--labels", default="folders", metavar="folders|FILE",
+        help="where tags come from: 'folders' (default), a .csv manifest, a regions or COCO .json",
+    )
+    parser.add_argument(
+        "--untagged", action="store_true", help="upload files with no label untagged (default: skip them)"
+    )
+    parser.add_argument(
+        "--exclude", action="append", default=[], metavar="GLOB",
+        help="leave out paths matching GLOB (a folder such as Test, a path, or *.png); repeatable",
+    )
+    parser.add_argument("--state", type=Path, default=None, metavar="FILE", help="state file (see below)")
+    parser.add_argument("--report", type=Path, default=None, metavar="FILE", help="JSON report (see below)")
+    parser.add_argument(
+        "--dry-run", action="store_true",
+        help="scan, check and batch, then print what would be sent (per tag, fixes, rejects); send nothing",
+    )
+    create = parser.add_argument_group("with --create")
+    create.add_argument("--domain", metavar="NAME|ID", default=None,
+                        help="domain by name or id (default General; object detection when labels have regions)")
+    create.add_argument("--classification-type", choices=("Multiclass", "Multilabel"), default=None,
+                        help="for a classification project (default Multiclass)")
+    pace = parser.add_argument_group("pace")
+    pace.add_argument(
+        "--tier", choices=TIERS, default=os.environ.get("CVBULK_TIER", "S0"),
+        help="the resource's pricing tier: its rate limit (F0 2/s, S0 10/s) and tags per project "
+        "(default: S0, or $CVBULK_TIER)",
+    )
+    pace.add_argument("--tps", type=float, default=None, metavar="N",
+                      help="training calls per second, instead of the tier's")
+    pace.add_argument(
+        "--max-concurrency", type=int, default=16, metavar="N",
+        help="at most N batches in flight (default 16; fewer while the service pushes back)",
+    )
+    pace.add_argument(
+        "--batch-bytes", type=int, default=None, metavar="N",
+        help="byte budget per request (default 32 MB; the service times out near 50 MB)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    add_common_args(parser)
+    add_training_args(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return anyio.run(_run, args)
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from ..pipeline.batch import DEFAULT_BATCH_BYTES
+    from ..pipeline.upload import UploadOptions
+
+    if args.tps is not None and args.tps <= 0:
+        raise CLIError("--tps must be more than 0 (use --tier unlimited for no limit)")
+    if args.max_concurrency < 1:
+        raise CLIError("--max-concurrency must be at least 1")
+    if not args.root.is_dir():
+        raise CLIError(f"ROOT {str(args.root)!r} is not a folder")
+    return UploadOptions(
+        root=args.root,
+        project=args.project,
+        create=args.create,
+        labels=args.labels,
+        untagged=args.untagged,
+        exclude=tuple(args.exclude),
+        state=args.state,
+        report=args.report,
+        dry_run=args.dry_run,
+        tier=args.tier,
+        max_concurrency=args.max_concurrency,
+        batch_bytes=args.batch_bytes or DEFAULT_BATCH_BYTES,
+        domain=args.domain,
+        classification_type=args.classification_type,
+    )
+
+
+def _pacer(args: argparse.Namespace) -> Any:
+    from ..client import ApiGroup, Pacer
+    from ..client._ratelimit import TIER_RATES
+
+    if args.tps is None:
+        return Pacer.for_tier(args.tier, max_concurrency=args.max_concurrency)
+    rates = TIER_RATES[args.tier]
+    return Pacer(
+        training_tps=args.tps,
+        train_project_tps=rates[ApiGroup.TRAIN_PROJECT],
+        prediction_store_tps=rates[ApiGroup.PREDICTION_STORE],
+        prediction_nostore_tps=rates[ApiGroup.PREDICTION_NOSTORE],
+        max_concurrency=args.max_concurrency,
+    )
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from ..client import TrainingClient
+    from ..pipeline.progress import Progress, summary_table
+    from ..pipeline.upload import run_upload
+
+    options = _options(args)
+    conn = training_connection(args)
+    client = TrainingClient(
+        conn.endpoint, conn.key, pacer=_pacer(args), max_connections=max(args.max_concurrency, 8)
+    )
+    progress = Progress(label="dry run" if options.dry_run else "upload", stream=sys.stderr)
+    async with client:
+        result = await run_upload(client, options, progress=progress)
+    report = result.report
+    if args.json:
+        print_json(report)
+    elif options.dry_run:
+        _print_dry_run(report)
+    extra = report.get("extra", {})
+    if not options.dry_run:
+        print(summary_table(report), file=sys.stderr)
+        if extra.get("unchanged"):
+            print(f"unchanged since an earlier run: {extra['unchanged']} files", file=sys.stderr)
+    if report.get("report_file"):
+        print(f"state: {extra.get('state_file')}   report: {report['report_file']}", file=sys.stderr)
+    return int(result.exit_code) if result.exit_code else int(ExitCode.OK)
+
+
+def _print_dry_run(report: dict[str, Any]) -> None:
+    extra = report.get("extra", {})
+    would = extra.get("would_send", {})
+    project = extra.get("project", {})
+    name = project.get("name")
+    head = f"would create project {name!r}" if project.get("would_create") else f"project {name!r}"
+    print(f"dry run: {head}; nothing was sent")
+    per_tag = would.get("per_tag", {})
+    if per_tag:
+        print_table(sorted(per_tag.items()), ("tag", "images"))
+    print(f"\nimages to send: {would.get('images', 0)}  ({would.get('bytes', 0) / 1e6:.1f} MB)")
+    if would.get("tags_to_create"):
+        print("tags to create: " + ", ".join(would["tags_to_create"]))
+    if extra.get("fixes"):
+        print()
+        print_table(sorted(extra["fixes"].items()), ("fix to apply", "images"))
+    failures = report.get("failures") or []
+    if failures:
+        print()
+        print_table([(f["path"], f["reason"]) for f in failures], ("rejected", "reason"))

@@ -1,0 +1,227 @@
+"""Shared helpers of the project-management commands: output formatting and small look-ups.
+
+Kept apart from ``_common`` (the frame every command shares) because only the quickstart commands
+(domains, projects, tags, train, publish, unpublish, quicktest, classify, demo) use them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import anyio
+
+from ._common import (
+    CLIError,
+    ExitCode,
+    add_common_args,
+    prediction_connection,
+    print_json,
+    print_table,
+    training_connection,
+)
+
+__all__ = [
+    "add_output_args",
+    "leaf_parser",
+    "is_uuid",
+    "is_tty",
+    "to_json",
+    "emit",
+    "fmt_pct",
+    "fmt_float",
+    "read_image",
+    "print_predictions",
+    "predictions_json",
+    "newest_completed_iteration",
+    "find_iteration",
+    "training_client",
+    "prediction_client",
+    "resolve",
+]
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+
+
+def add_output_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON (for scripts) instead of a table"
+    )
+
+
+def leaf_parser(
+    subparsers: Any, name: str, *, help: str, description: str | None = None, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    """A subcommand parser with the frame's --debug and a raw epilog (examples keep their lines)."""
+    parser = subparsers.add_parser(
+        name,
+        help=help,
+        description=description or help,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_common_args(parser)
+    return parser
+
+
+def is_uuid(text: str) -> bool:
+    return bool(_UUID.match(text.strip()))
+
+
+def is_tty(stream: IO[str] | None = None) -> bool:
+    stream = stream or sys.stdout
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def to_json(obj: Any) -> Any:
+    """A client model (or a list of them) as the service's JSON shape."""
+    if isinstance(obj, (list, tuple)):
+        return [to_json(item) for item in obj]
+    if isinstance(obj, dict):
+        return {key: to_json(value) for key, value in obj.items()}
+    to_json_method = getattr(obj, "to_json", None)
+    if callable(to_json_method):
+        return to_json_method()
+    return obj
+
+
+def emit(args: argparse.Namespace, payload: Any, rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+    """--json prints ``payload``; otherwise a table of ``rows``."""
+    if getattr(args, "json", False):
+        print_json(to_json(payload))
+    else:
+        print_table(rows, headers)
+
+
+def fmt_pct(value: float | None) -> str:
+    return "" if value is None else f"{value * 100:.1f}%"
+
+
+def fmt_float(value: float | None, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+async def read_image(path: str, *, limits_name: str) -> bytes:
+    """The bytes to send for one image, checked (and fixed if needed) like the bulk pipelines do.
+
+    Going through ``prepare_image`` means an image too large for the service is downscaled and
+    re-encoded the same way ``cvbulk upload`` / ``cvbulk predict`` would, instead of a bare 400.
+    """
+    from ..pipeline import prepare
+
+    file = Path(path)
+    if not file.is_file():
+        raise CLIError(f"no such image file: {path}", ExitCode.USAGE)
+    limits = getattr(prepare, limits_name)
+    result = await anyio.to_thread.run_sync(lambda: prepare.prepare_image(file, limits=limits))
+    if isinstance(result, prepare.Rejected):
+        raise CLIError(f"{path}: {result.reason}", ExitCode.USAGE)
+    return result.data
+
+
+def _prediction_sort_key(prediction: Any) -> float:
+    return -(prediction.probability or 0.0)
+
+
+def predictions_json(result: Any, *, image: str, threshold: float) -> dict[str, Any]:
+    data = to_json(result)
+    data["image"] = image
+    data["predictions"] = [
+        to_json(p)
+        for p in sorted(result.predictions, key=_prediction_sort_key)
+        if (p.probability or 0.0) >= threshold
+    ]
+    return data
+
+
+def print_predictions(result: Any, *, threshold: float, detect: bool) -> None:
+    """Tags best first, with the box for detections."""
+    shown = [p for p in sorted(result.predictions, key=_prediction_sort_key) if (p.probability or 0.0) >= threshold]
+    if detect:
+        rows = []
+        for p in shown:
+            box = p.bounding_box
+            rows.append(
+                [
+                    p.tag_name,
+                    fmt_pct(p.probability),
+                    fmt_float(box.left if box else None),
+                    fmt_float(box.top if box else None),
+                    fmt_float(box.width if box else None),
+                    fmt_float(box.height if box else None),
+                ]
+            )
+        print_table(rows, ["TAG", "PROBABILITY", "LEFT", "TOP", "WIDTH", "HEIGHT"])
+    else:
+        print_table([[p.tag_name, fmt_pct(p.probability)] for p in shown], ["TAG", "PROBABILITY"])
+    if not shown:
+        print(f"(no prediction at or above {threshold:.0%})")
+
+
+def _is_completed(iteration: Any) -> bool:
+    # The spec leaves Iteration.status an untyped string: compare as opaque text.
+    return str(iteration.status or "").lower() == "completed"
+
+
+def _iteration_time(iteration: Any) -> str:
+    # ISO-8601 strings (or datetimes) sort by time; trained_at is when the model was made.
+    value = getattr(iteration, "trained_at", None) or getattr(iteration, "created", None) or ""
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+async def newest_completed_iteration(client: Any, project: Any) -> Any:
+    """The project's most recently trained iteration whose training completed."""
+    iterations = [it for it in await client.get_iterations(project.id) if _is_completed(it)]
+    if not iterations:
+        raise CLIError(
+            f"project {project.name!r} has no trained iteration yet "
+            f"(run: cvbulk train --project {project.name!r} --wait)",
+            ExitCode.FATAL,
+        )
+    return max(iterations, key=_iteration_time)
+
+
+async def find_iteration(client: Any, project: Any, ref: str | None) -> Any:
+    """An iteration by id, by name, or "latest" (the newest completed one)."""
+    if ref is None or ref.lower() == "latest":
+        return await newest_completed_iteration(client, project)
+    iterations = await client.get_iterations(project.id)
+    for iteration in iterations:
+        if str(iteration.id).lower() == ref.lower():
+            return iteration
+    named = [it for it in iterations if it.name == ref]
+    if len(named) == 1:
+        return named[0]
+    if len(named) > 1:
+        raise CLIError(f"{len(named)} iterations are named {ref!r}; give the iteration id", ExitCode.USAGE)
+    raise CLIError(f"project {project.name!r} has no iteration {ref!r}", ExitCode.FATAL)
+
+
+def training_client(args: argparse.Namespace) -> Any:
+    """A TrainingClient for the connection the flags / VISION_* variables give (use with ``async with``)."""
+    from ..client import TrainingClient
+
+    connection = training_connection(args)
+    return TrainingClient(connection.endpoint, connection.key)
+
+
+def prediction_client(args: argparse.Namespace) -> Any:
+    """A PredictionClient for the prediction endpoint and key (use with ``async with``)."""
+    from ..client import PredictionClient
+
+    connection = prediction_connection(args)
+    return PredictionClient(connection.endpoint, connection.key)
+
+
+async def resolve(client: Any, ref: str) -> Any:
+    """A project by id or exact name (the same rules as every other command)."""
+    from ..pipeline.project import resolve_project
+
+    return await resolve_project(client, ref)

@@ -1,0 +1,108 @@
+"""A status line for waits of unknown length (training): a spinner on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import TracebackType
+from typing import IO
+
+import anyio
+from anyio.abc import TaskGroup
+
+__all__ = ["Spinner"]
+
+_FRAMES = "|/-\\"
+
+
+class Spinner:
+    """``async with Spinner("training") as s: s.update("Training")``.
+
+    On a terminal one line is redrawn in place ten times a second with the elapsed time. Elsewhere
+    (CI logs, pipes) a line is printed when the status text changes, and every ``heartbeat``
+    seconds, so that a log shows progress without a line per poll.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        *,
+        stream: IO[str] | None = None,
+        tty: bool | None = None,
+        heartbeat: float = 30.0,
+    ) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        if tty is None:
+            try:
+                tty = bool(self.stream.isatty())
+            except (AttributeError, ValueError):
+                tty = False
+        self.tty = tty
+        self.heartbeat = heartbeat
+        self.status = ""
+        self._started = time.monotonic()
+        self._last_line = 0.0
+        self._task_group: TaskGroup | None = None
+        self._width = 0
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def _text(self) -> str:
+        seconds = int(self.elapsed)
+        return f"{self.label}: {self.status} ({seconds // 60}:{seconds % 60:02d})"
+
+    def update(self, status: str) -> None:
+        changed = status != self.status
+        self.status = status
+        if self.tty:
+            self._draw()
+        elif changed or time.monotonic() - self._last_line >= self.heartbeat:
+            self._last_line = time.monotonic()
+            print(self._text(), file=self.stream, flush=True)
+
+    def _draw(self, frame: int = 0) -> None:
+        line = f"{_FRAMES[frame % len(_FRAMES)]} {self._text()}"
+        padding = " " * max(0, self._width - len(line))
+        self._width = len(line)
+        self.stream.write(f"\r{line}{padding}")
+        self.stream.flush()
+
+    async def _animate(self) -> None:
+        frame = 0
+        while True:
+            self._draw(frame)
+            frame += 1
+            await anyio.sleep(0.1)
+
+    def _clear(self) -> None:
+        if self.tty and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+
+    async def __aenter__(self) -> Spinner:
+        self._started = time.monotonic()
+        if self.tty:
+            self._task_group = anyio.create_task_group()
+            await self._task_group.__aenter__()
+            self._task_group.start_soon(self._animate)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
+            try:
+                # The body's own exception is not handed to the task group, so that it propagates
+                # as itself rather than wrapped in an ExceptionGroup.
+                await self._task_group.__aexit__(None, None, None)
+            finally:
+                self._task_group = None
+                self._clear()
+        return None

@@ -1,0 +1,72 @@
+"""cvbulk.client: a typed async client for Azure Custom Vision (Training v3.3, Prediction v3.0).
+
+It stands on its own (nothing of cvbulk's pipeline, CLI or emulator is imported)::
+
+    async with TrainingClient(endpoint, key, pacer=Pacer.for_tier("S0")) as training:
+        project = await training.create_project("birds")
+        summary = await training.create_images_from_data(project.id, [("a.jpg", data)], tag_ids=[tag.id])
+
+Requests are paced per API group (rate limit + adaptive concurrency), retried on 429 / 5xx / dropped
+connections / timeouts with backoff (Retry-After honoured), and counted in ``client.stats``.
+"""
+
+from ._errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConnectionFailedError,
+    CustomVisionError,
+    NotFoundError,
+    RateLimitedError,
+    RequestTimeoutError,
+    RetryBudgetExhausted,
+    ServerError,
+    TransportError,
+    error_for_status,
+    redact,
+)
+from ._http import Timeouts
+from ._models import (
+    BoundingBox,
+    Domain,
+    Image,
+    ImageCreateResult,
+    ImageCreateSummary,
+    ImageFileCreateEntry,
+    ImagePrediction,
+    ImageRegion,
+    ImageRegionCreateEntry,
+    ImageRegionCreateResult,
+    ImageRegionCreateSummary,
+    ImageTag,
+    ImageTagCreateEntry,
+    ImageTagCreateSummary,
+    ImageUrlCreateEntry,
+    Iteration,
+    IterationPerformance,
+    Prediction,
+    Project,
+    ProjectExport,
+    ProjectSettings,
+    Region,
+    Tag,
+    TagPerformance,
+)
+from ._prediction import PredictionClient
+from ._ratelimit import TIER_RATES, AdaptiveConcurrency, ApiGroup, Pacer, RateLimiter
+from ._retry import RetryPolicy, parse_retry_after, parse_retry_after_message
+from ._stats import ClientStats
+from ._training import MAX_PAGE, TrainingClient
+
+__all__ = [
+    "TrainingClient", "PredictionClient",
+    "Timeouts", "RetryPolicy", "RateLimiter", "AdaptiveConcurrency", "Pacer", "ApiGroup", "ClientStats",
+    "TIER_RATES", "MAX_PAGE", "parse_retry_after", "parse_retry_after_message",
+    "CustomVisionError", "AuthenticationError", "NotFoundError", "BadRequestError", "RateLimitedError",
+    "ServerError", "TransportError", "ConnectionFailedError", "RequestTimeoutError", "RetryBudgetExhausted",
+    "error_for_status", "redact",
+    "Domain", "Project", "ProjectSettings", "Tag", "Image", "ImageTag", "ImageRegion", "Region",
+    "ImageCreateResult", "ImageCreateSummary", "ImageFileCreateEntry", "ImageUrlCreateEntry",
+    "ImageRegionCreateEntry", "ImageRegionCreateResult", "ImageRegionCreateSummary", "ImageTagCreateEntry",
+    "ImageTagCreateSummary", "Iteration", "IterationPerformance", "TagPerformance", "ImagePrediction",
+    "Prediction", "BoundingBox", "ProjectExport",
+]

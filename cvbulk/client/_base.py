@@ -1,0 +1,94 @@
+"""What both clients share: construction, the async context manager, repr, stats, download."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, TypeVar
+
+import aiohttp
+
+from ._http import HttpCore, Timeouts
+from ._ratelimit import Pacer
+from ._retry import RetryPolicy
+from ._stats import ClientStats
+
+__all__ = ["BaseClient"]
+
+C = TypeVar("C", bound="BaseClient")
+
+
+class BaseClient:
+    _service = ""      # "training" | "prediction"
+    _key_header = ""   # "Training-Key" | "Prediction-Key"
+
+    def __init__(
+        self,
+        endpoint: str,
+        key: str,
+        *,
+        api_version: str,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        pacer: Pacer | None = None,
+        stats: ClientStats | None = None,
+        session: aiohttp.ClientSession | None = None,
+        max_connections: int = 64,
+    ) -> None:
+        self.api_version = api_version
+        self._http = HttpCore(
+            endpoint,
+            key,
+            service_path=f"/customvision/{api_version}/{self._service}",
+            key_header=self._key_header,
+            timeouts=timeouts,
+            retry=retry,
+            pacer=pacer,
+            stats=stats,
+            session=session,
+            max_connections=max_connections,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(endpoint={self.endpoint!r}, api_version={self.api_version!r})"
+
+    __str__ = __repr__
+
+    @property
+    def endpoint(self) -> str:
+        return self._http.endpoint
+
+    @property
+    def stats(self) -> ClientStats:
+        return self._http.stats
+
+    @property
+    def pacer(self) -> Pacer:
+        return self._http.pacer
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._http.retry
+
+    async def __aenter__(self: C) -> C:
+        self._http.session()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (an injected session is left to its owner)."""
+        await self._http.aclose()
+
+    async def download(self, url: str) -> bytes:
+        """The bytes behind an image URI; the key is sent only to the endpoint's own origin."""
+        return await self._http.download(url)
+
+    # keep the key out of pickles and copies of the client
+    def __getstate__(self) -> Any:
+        raise TypeError(f"{type(self).__name__} cannot be pickled")

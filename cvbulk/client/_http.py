@@ -1,0 +1,324 @@
+"""The request core: one aiohttp session, the key header, JSON / multipart bodies, pacing, retries, counters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Collection, Mapping, Sequence
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from ._errors import (
+    ConnectionFailedError,
+    CustomVisionError,
+    RequestTimeoutError,
+    RetryBudgetExhausted,
+    error_for_status,
+    redact,
+)
+from ._multipart import image_multipart
+from ._ratelimit import ApiGroup, Pacer
+from ._retry import RetryPolicy, parse_retry_after, parse_retry_after_message
+from ._stats import ClientStats
+
+__all__ = ["Timeouts", "HttpCore", "seg", "query"]
+
+logger = logging.getLogger("cvbulk.client")
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Per-attempt timeouts in seconds (None = no limit).
+
+    ``read`` is the longest silence while the answer is awaited: a 64-image create batch can take a while on
+    the service, so it is generous. ``total`` bounds one attempt from start to end.
+    """
+
+    connect: float | None = 10.0
+    read: float | None = 120.0
+    total: float | None = None
+
+    def to_aiohttp(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=self.total, sock_connect=self.connect, sock_read=self.read)
+
+
+class _Secret:
+    """A key that shows as *** wherever it is printed."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+    __str__ = __repr__
+
+
+def seg(value: str) -> str:
+    """One path segment, percent-encoded (published names may hold spaces)."""
+    return quote(str(value), safe="")
+
+
+def query(**params: Any) -> dict[str, str]:
+    """Query parameters as the spec wants them: booleans lower-case, arrays as CSV, None left out."""
+    out: dict[str, str] = {}
+    for name, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            out[name] = "true" if value else "false"
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            if not value:
+                continue
+            out[name] = ",".join(str(v) for v in value)
+        else:
+            out[name] = str(value)
+    return out
+
+
+def _error_from_answer(
+    status: int, raw: bytes, headers: Mapping[str, str], operation: str, secret: str
+) -> CustomVisionError:
+    """Build the exception for a non-success answer from its body ({code, message} or {error:{...}})."""
+    code: Any = None
+    message: Any = None
+    try:
+        doc = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError):
+        doc = None
+    if isinstance(doc, dict):
+        inner = doc.get("error") if isinstance(doc.get("error"), dict) else doc
+        code = inner.get("code", inner.get("Code", inner.get("statusCode")))
+        message = inner.get("message", inner.get("Message"))
+    if not message:
+        text = raw[:300].decode("utf-8", "replace").strip() if raw else ""
+        message = text or f"HTTP {status} with no error body"
+    message = redact(" ".join(str(message).split()), secret)
+    code_text = redact(str(code), secret) if code is not None else None
+    retry_after = parse_retry_after(headers.get("Retry-After"))
+    if retry_after is None and status == 429:
+        retry_after = parse_retry_after_message(message)
+    return error_for_status(status, message, code=code_text, operation=operation, retry_after=retry_after)
+
+
+class HttpCore:
+    """Sends one operation's request with pacing and retries; owns (or borrows) the aiohttp session."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        key: str,
+        *,
+        service_path: str,
+        key_header: str,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        pacer: Pacer | None = None,
+        stats: ClientStats | None = None,
+        session: aiohttp.ClientSession | None = None,
+        max_connections: int = 64,
+    ) -> None:
+        if not endpoint:
+            raise ValueError("an endpoint is required")
+        if not key:
+            raise ValueError("a key is required")
+        self.endpoint = endpoint.rstrip("/")
+        self.base_url = self.endpoint + service_path
+        self._origin = URL(self.endpoint).origin()
+        self._key = _Secret(key)
+        self._key_header = key_header
+        self.timeouts = timeouts or Timeouts()
+        self.retry = retry or RetryPolicy()
+        self.pacer = pacer or Pacer.for_tier("unlimited", max_concurrency=max_connections)
+        self.stats = stats or ClientStats()
+        self._session = session
+        self._owns_session = session is None
+        self._max_connections = max_connections
+
+    # -- session -----------------------------------------------------------------------------------------
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or (self._owns_session and self._session.closed):
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                timeout=self.timeouts.to_aiohttp(),
+                raise_for_status=False,
+            )
+            self._owns_session = True
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._owns_session and self._session is not None and not self._session.closed:
+            await self._session.close()
+
+    # -- requests ----------------------------------------------------------------------------------------
+    async def call(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        group: ApiGroup = ApiGroup.TRAINING,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        images: Sequence[tuple[str, bytes]] | None = None,
+        expect: Collection[int] = (200,),
+    ) -> Any:
+        """Run one operation; returns the parsed JSON answer (None for an empty one)."""
+        body: bytes | None = None
+        if json_body is not None:
+            # encoded once: bytes are immutable, so every attempt can resend them as they are
+            body = json.dumps(json_body, separators=(",", ":")).encode()
+        raw = await self._with_retries(
+            operation, method, self.base_url + path, path, group, params, body, images, expect, True
+        )
+        if not raw:
+            return None
+        return json.loads(raw)
+
+    async def download(self, url: str) -> bytes:
+        """GET raw bytes; the key goes only to the endpoint's own origin (never to blob storage)."""
+        target = URL(url)
+        if not target.is_absolute():
+            target = URL(self.endpoint).join(target)
+        same_origin = target.origin() == self._origin
+        return await self._with_retries(
+            "Download", "GET", str(target), target.path, ApiGroup.TRAINING if same_origin else None,
+            None, None, None, (200,), same_origin,
+        )
+
+    async def _with_retries(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        path: str,
+        group: ApiGroup | None,
+        params: Mapping[str, str] | None,
+        body: bytes | None,
+        images: Sequence[tuple[str, bytes]] | None,
+        expect: Collection[int],
+        send_key: bool,
+    ) -> bytes:
+        policy = self.retry
+        started = policy.clock()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._attempt(
+                    operation, method, url, path, group, params, body, images, expect, send_key
+                )
+            except CustomVisionError as err:
+                if not err.retryable or policy.max_attempts == 1:
+                    raise
+                if attempt >= policy.max_attempts:
+                    raise RetryBudgetExhausted(err, attempt) from None
+                delay = policy.delay_for(err, attempt)
+                if policy.clock() - started + delay > policy.max_elapsed:
+                    raise RetryBudgetExhausted(err, attempt) from None
+                logger.debug("%s %s: retry %d in %.2f s after %s", method, path, attempt, delay,
+                             type(err).__name__)
+                self.stats.retries += 1
+                await policy.sleep(delay)
+
+    async def _attempt(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        path: str,
+        group: ApiGroup | None,
+        params: Mapping[str, str] | None,
+        body: bytes | None,
+        images: Sequence[tuple[str, bytes]] | None,
+        expect: Collection[int],
+        send_key: bool,
+    ) -> bytes:
+        if group is None:
+            return await self._send(operation, method, url, path, None, params, body, images, expect, send_key)
+        async with self.pacer.slot(group):
+            return await self._send(operation, method, url, path, group, params, body, images, expect, send_key)
+
+    async def _send(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        path: str,
+        group: ApiGroup | None,
+        params: Mapping[str, str] | None,
+        body: bytes | None,
+        images: Sequence[tuple[str, bytes]] | None,
+        expect: Collection[int],
+        send_key: bool,
+    ) -> bytes:
+        headers = {self._key_header: self._key.reveal()} if send_key else {}
+        headers["Accept"] = "*/*" if operation == "Download" else "application/json"
+        data: Any = None
+        if images is not None:
+            # rebuilt per attempt: a multipart writer is consumed by sending it
+            data = image_multipart(images)
+            sent = data.size or 0
+        elif body is not None:
+            data = body
+            headers.update(_JSON_HEADERS)
+            sent = len(body)
+        else:
+            sent = 0
+        stats = self.stats
+        stats.requests += 1
+        stats.bytes_sent += sent
+        start = time.perf_counter()
+        try:
+            async with self.session().request(method, url, params=params, data=data, headers=headers) as resp:
+                raw = await resp.read()
+                status = resp.status
+                answer_headers = resp.headers
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            self._transport_failure(group)
+            raise RequestTimeoutError(
+                f"no answer within the timeout ({type(exc).__name__})", operation=operation
+            ) from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            self._transport_failure(group)
+            detail = redact(str(exc), self._key.reveal()) or type(exc).__name__
+            raise ConnectionFailedError(f"{type(exc).__name__}: {detail}", operation=operation) from None
+        except aiohttp.ClientError as exc:
+            detail = redact(str(exc), self._key.reveal()) or type(exc).__name__
+            raise CustomVisionError(f"{type(exc).__name__}: {detail}", operation=operation) from None
+        elapsed = time.perf_counter() - start
+        stats.record_latency(elapsed)
+        stats.bytes_received += len(raw)
+        logger.debug("%s %s -> %d in %.1f ms", method, path, status, elapsed * 1000.0)
+        if status in expect:
+            if group is not None:
+                self.pacer.on_success(group)
+            return raw
+        err = _error_from_answer(status, raw, answer_headers, operation, self._key.reveal())
+        if status == 429:
+            stats.throttled += 1
+            if group is not None:
+                self.pacer.on_throttled(group, err.retry_after)
+        elif status >= 500:
+            stats.server_errors += 1
+            if group is not None:
+                self.pacer.on_server_error(group)
+        raise err
+
+    def _transport_failure(self, group: ApiGroup | None) -> None:
+        self.stats.transport_errors += 1
+        if group is not None:
+            self.pacer.on_server_error(group)
+

@@ -1,0 +1,98 @@
+"""PredictionClient: classify and detect, by image and by URL, with and without storage (Prediction v3.0)."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from ._base import BaseClient
+from ._http import Timeouts, query, seg
+from ._models import ImagePrediction
+from ._ratelimit import ApiGroup, Pacer
+from ._retry import RetryPolicy
+from ._stats import ClientStats
+
+__all__ = ["PredictionClient"]
+
+
+class PredictionClient(BaseClient):
+    """Async client of Custom Vision Prediction (``{endpoint}/customvision/v3.0/prediction``).
+
+    ``store=False`` (the default) uses the ``/nostore`` operations: nothing is kept on the service, and the
+    rate limit is the higher one. Image bytes are sent as one multipart ``imageData`` part.
+    """
+
+    _service = "prediction"
+    _key_header = "Prediction-Key"
+
+    def __init__(
+        self,
+        endpoint: str,
+        key: str,
+        *,
+        api_version: str = "v3.0",
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        pacer: Pacer | None = None,
+        stats: ClientStats | None = None,
+        session: aiohttp.ClientSession | None = None,
+        max_connections: int = 64,
+    ) -> None:
+        super().__init__(
+            endpoint, key, api_version=api_version, timeouts=timeouts, retry=retry, pacer=pacer,
+            stats=stats, session=session, max_connections=max_connections,
+        )
+
+    async def _predict(
+        self,
+        kind: str,
+        project_id: str,
+        published_name: str,
+        *,
+        image: bytes | None,
+        url: str | None,
+        store: bool,
+        application: str | None,
+        name: str,
+    ) -> ImagePrediction:
+        source = "image" if image is not None else "url"
+        path = f"/{seg(project_id)}/{kind}/iterations/{seg(published_name)}/{source}"
+        operation = ("Classify" if kind == "classify" else "Detect") + ("Image" if source == "image" else "ImageUrl")
+        if not store:
+            path += "/nostore"
+            operation += "WithNoStore"
+        body = await self._http.call(
+            operation, "POST", path,
+            group=ApiGroup.PREDICTION_STORE if store else ApiGroup.PREDICTION_NOSTORE,
+            params=query(application=application),
+            images=[(name, image)] if image is not None else None,
+            json_body={"url": url} if url is not None else None,
+        )
+        return ImagePrediction.from_json(body)
+
+    async def classify_image(
+        self, project_id: str, published_name: str, image: bytes, *, store: bool = False,
+        application: str | None = None, name: str = "image",
+    ) -> ImagePrediction:
+        return await self._predict("classify", project_id, published_name, image=image, url=None,
+                                   store=store, application=application, name=name)
+
+    async def classify_image_url(
+        self, project_id: str, published_name: str, url: str, *, store: bool = False,
+        application: str | None = None,
+    ) -> ImagePrediction:
+        return await self._predict("classify", project_id, published_name, image=None, url=url,
+                                   store=store, application=application, name="")
+
+    async def detect_image(
+        self, project_id: str, published_name: str, image: bytes, *, store: bool = False,
+        application: str | None = None, name: str = "image",
+    ) -> ImagePrediction:
+        return await self._predict("detect", project_id, published_name, image=image, url=None,
+                                   store=store, application=application, name=name)
+
+    async def detect_image_url(
+        self, project_id: str, published_name: str, url: str, *, store: bool = False,
+        application: str | None = None,
+    ) -> ImagePrediction:
+        return await self._predict("detect", project_id, published_name, image=None, url=url,
+                                   store=store, application=application, name="")

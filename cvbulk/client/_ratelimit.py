@@ -1,0 +1,333 @@
+"""Pacing: a GCRA rate limiter, AIMD adaptive concurrency, and a Pacer holding both per API group.
+
+Each piece is usable on its own. Clocks and sleeps are injectable so that tests (and simulations) can run
+on virtual time.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+import threading
+import time
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Awaitable, Callable
+
+import anyio
+
+__all__ = ["RateLimiter", "AdaptiveConcurrency", "Pacer", "ApiGroup", "TIER_RATES"]
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class RateLimiter:
+    """Generic cell rate algorithm: at most ``rate`` acquisitions per second, ``burst`` of them at once.
+
+    Every caller reserves its own slot synchronously (the theoretical arrival time moves on by one
+    emission interval) and then sleeps until that slot, so callers are served in arrival order with no
+    lock and no polling. ``pause(seconds)`` moves every pending and future slot behind a wait the service
+    asked for (a 429 with Retry-After), which everyone must honour.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int = 1,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = anyio.sleep,
+    ) -> None:
+        if not rate > 0 or math.isinf(rate):
+            raise ValueError("rate must be a positive, finite number of acquisitions per second")
+        if burst < 1:
+            raise ValueError("burst must be at least 1")
+        self.rate = float(rate)
+        self.burst = int(burst)
+        self._interval = 1.0 / self.rate
+        self._tolerance = self._interval * (self.burst - 1)
+        self._clock = clock
+        self._sleep = sleep
+        self._tat = -math.inf  # theoretical arrival time of the next free slot
+        self._paused_until = -math.inf
+        self._pause_epoch = 0
+
+    def __repr__(self) -> str:
+        return f"RateLimiter(rate={self.rate!r}, burst={self.burst!r})"
+
+    @property
+    def paused_until(self) -> float:
+        """Clock time until which nobody may go (``-inf`` when not paused)."""
+        return self._paused_until
+
+    async def acquire(self) -> None:
+        """Wait for the next slot."""
+        while True:
+            now = self._clock()
+            if self._paused_until > now:
+                await self._sleep(self._paused_until - now)
+                continue
+            tat = self._tat if self._tat > now else now
+            allowed_at = tat - self._tolerance
+            self._tat = tat + self._interval
+            wait = allowed_at - now
+            if wait <= 0:
+                return
+            epoch = self._pause_epoch
+            try:
+                await self._sleep(wait)
+            except BaseException:
+                # a cancelled waiter gives its slot back when nobody reserved behind it
+                if self._tat == tat + self._interval:
+                    self._tat = tat
+                raise
+            if epoch == self._pause_epoch:
+                return
+            # a pause began while we slept: our slot is void, queue again behind the pause
+
+    def pause(self, seconds: float) -> None:
+        """Let nobody through for ``seconds`` from now (a longer pause already in force wins)."""
+        if seconds <= 0:
+            return
+        until = self._clock() + seconds
+        if until > self._paused_until:
+            self._paused_until = until
+            self._pause_epoch += 1
+            # slots handed out before the pause restart after it
+            if self._tat < until:
+                self._tat = until
+
+
+class AdaptiveConcurrency:
+    """AIMD limit on requests in flight: +1 per ``limit`` successes, halved on overload.
+
+    A burst of overload signals from requests that were in flight together counts once: after a decrease,
+    further signals within ``cooldown`` seconds are ignored (TCP halves once per round trip for the same
+    reason).
+    """
+
+    def __init__(
+        self,
+        initial: int,
+        minimum: int = 1,
+        maximum: int | None = None,
+        *,
+        cooldown: float = 1.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        maximum = initial if maximum is None else maximum
+        if not 1 <= minimum <= initial <= maximum:
+            raise ValueError("need 1 <= minimum <= initial <= maximum")
+        self.minimum = minimum
+        self.maximum = maximum
+        self._limit = initial
+        self._successes = 0  # since the last change of the limit
+        self._in_flight = 0
+        self._cooldown = cooldown
+        self._clock = clock
+        self._last_decrease = -math.inf
+        self._changed = anyio.Event()
+
+    def __repr__(self) -> str:
+        return (
+            f"AdaptiveConcurrency(limit={self.limit}, minimum={self.minimum}, "
+            f"maximum={self.maximum}, in_flight={self._in_flight})"
+        )
+
+    @property
+    def limit(self) -> int:
+        """The current number of requests allowed in flight."""
+        return self._limit
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one of the ``limit`` slots for the duration of the block."""
+        while self._in_flight >= self._limit:
+            await self._changed.wait()
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            self._wake()
+
+    def on_success(self) -> None:
+        """Additive increase: one more slot after ``limit`` successes."""
+        if self._limit >= self.maximum:
+            return
+        self._successes += 1
+        if self._successes >= self._limit:
+            self._successes = 0
+            self._limit += 1
+            self._wake()
+
+    def on_overload(self) -> None:
+        """Multiplicative decrease: halve the limit (at most once per cooldown)."""
+        now = self._clock()
+        if now - self._last_decrease < self._cooldown:
+            return
+        self._last_decrease = now
+        self._limit = max(self.minimum, self._limit // 2)
+        self._successes = 0
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+
+class ApiGroup(str, enum.Enum):
+    """The groups the service counts separately against a resource's rate limit."""
+
+    TRAINING = "training"
+    TRAIN_PROJECT = "train_project"
+    PREDICTION_STORE = "prediction_store"
+    PREDICTION_NOSTORE = "prediction_nostore"
+
+
+# transactions per second per resource (DESIGN.md: the service's limits page); None = no limit
+TIER_RATES: dict[str, dict[ApiGroup, float | None]] = {
+    "F0": {
+        ApiGroup.TRAINING: 2.0,
+        ApiGroup.TRAIN_PROJECT: 2.0,
+        ApiGroup.PREDICTION_STORE: 2.0,
+        ApiGroup.PREDICTION_NOSTORE: 2.0,
+    },
+    "S0": {
+        ApiGroup.TRAINING: 10.0,
+        ApiGroup.TRAIN_PROJECT: 10.0,
+        ApiGroup.PREDICTION_STORE: 10.0,
+        ApiGroup.PREDICTION_NOSTORE: 20.0,
+    },
+    "unlimited": {group: None for group in ApiGroup},
+}
+
+
+class Pacer:
+    """Rate limiter + adaptive concurrency per API group, for one backend (endpoint + key).
+
+    Share one Pacer between every client and task of the process that talks to the same resource: the
+    service counts the resource's requests, not ours. ``Pacer.for_resource`` keeps such a shared instance.
+    """
+
+    _shared: dict[tuple[str, str, str], "Pacer"] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(
+        self,
+        *,
+        training_tps: float | None = None,
+        train_project_tps: float | None = None,
+        prediction_store_tps: float | None = None,
+        prediction_nostore_tps: float | None = None,
+        max_concurrency: int = 64,
+        min_concurrency: int = 1,
+        burst: int = 1,
+        cooldown: float = 1.0,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = anyio.sleep,
+    ) -> None:
+        rates = {
+            ApiGroup.TRAINING: training_tps,
+            ApiGroup.TRAIN_PROJECT: train_project_tps,
+            ApiGroup.PREDICTION_STORE: prediction_store_tps,
+            ApiGroup.PREDICTION_NOSTORE: prediction_nostore_tps,
+        }
+        self._limiters: dict[ApiGroup, RateLimiter | None] = {
+            group: (RateLimiter(rate, burst, clock=clock, sleep=sleep) if rate else None)
+            for group, rate in rates.items()
+        }
+        self._concurrency = {
+            group: AdaptiveConcurrency(
+                max_concurrency, min(min_concurrency, max_concurrency), max_concurrency,
+                cooldown=cooldown, clock=clock,
+            )
+            for group in ApiGroup
+        }
+        # 429 pauses of groups that have no rate limiter to carry them
+        self._paused_until: dict[ApiGroup, float] = {}
+        self._clock = clock
+        self._sleep = sleep
+
+    @classmethod
+    def for_tier(cls, tier: str, *, max_concurrency: int = 64, **kwargs) -> "Pacer":
+        """A pacer at the rates of a pricing tier: ``"F0"``, ``"S0"`` or ``"unlimited"``."""
+        try:
+            rates = TIER_RATES[tier]
+        except KeyError:
+            raise ValueError(f"unknown tier {tier!r}; expected one of {sorted(TIER_RATES)}") from None
+        return cls(
+            training_tps=rates[ApiGroup.TRAINING],
+            train_project_tps=rates[ApiGroup.TRAIN_PROJECT],
+            prediction_store_tps=rates[ApiGroup.PREDICTION_STORE],
+            prediction_nostore_tps=rates[ApiGroup.PREDICTION_NOSTORE],
+            max_concurrency=max_concurrency,
+            **kwargs,
+        )
+
+    @classmethod
+    def for_resource(
+        cls, endpoint: str, key: str, tier: str = "S0", *, max_concurrency: int = 64
+    ) -> "Pacer":
+        """The process-wide pacer of one resource (created at ``tier`` rates on first use).
+
+        The key is only hashed, never kept.
+        """
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        ident = (endpoint.rstrip("/").lower(), digest, tier)
+        with cls._shared_lock:
+            pacer = cls._shared.get(ident)
+            if pacer is None:
+                pacer = cls._shared[ident] = cls.for_tier(tier, max_concurrency=max_concurrency)
+            return pacer
+
+    def __repr__(self) -> str:
+        rates = {g.value: (lim.rate if lim else None) for g, lim in self._limiters.items()}
+        return f"Pacer(rates={rates})"
+
+    def limiter(self, group: ApiGroup) -> RateLimiter | None:
+        return self._limiters[group]
+
+    def adaptive(self, group: ApiGroup) -> AdaptiveConcurrency:
+        return self._concurrency[group]
+
+    def concurrency(self, group: ApiGroup) -> int:
+        """The group's current adaptive concurrency limit."""
+        return self._concurrency[group].limit
+
+    @asynccontextmanager
+    async def slot(self, group: ApiGroup) -> AsyncIterator[None]:
+        """Hold a concurrency slot and one rate token of ``group`` for one attempt."""
+        async with self._concurrency[group].slot():
+            limiter = self._limiters[group]
+            if limiter is not None:
+                await limiter.acquire()
+            else:
+                # without a rate limit a 429 wait is still everyone's wait
+                pause = self._paused_until.get(group, -math.inf) - self._clock()
+                if pause > 0:
+                    await self._sleep(pause)
+            yield
+
+    def on_success(self, group: ApiGroup) -> None:
+        self._concurrency[group].on_success()
+
+    def on_throttled(self, group: ApiGroup, retry_after: float | None) -> None:
+        """A 429: halve concurrency and, when the service said how long, make the whole group wait."""
+        self._concurrency[group].on_overload()
+        if retry_after and retry_after > 0:
+            limiter = self._limiters[group]
+            if limiter is not None:
+                limiter.pause(retry_after)
+            else:
+                until = self._clock() + retry_after
+                if until > self._paused_until.get(group, -math.inf):
+                    self._paused_until[group] = until
+
+    def on_server_error(self, group: ApiGroup) -> None:
+        """A 5xx or a dropped connection: the service is struggling, send less at once."""
+        self._concurrency[group].on_overload()

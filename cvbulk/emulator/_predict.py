@@ -1,0 +1,42 @@
+"""Scoring one image with an iteration's model (features computed in a worker thread)."""
+
+from __future__ import annotations
+
+import anyio
+
+from ._errors import ApiError
+from ._imaging import PREDICTION_MAX_BYTES, ImageInfo, inspect_image
+from ._state import EmulatorState
+from ._store import new_id, utcnow
+
+__all__ = ["predict_image"]
+
+
+async def predict_image(st: EmulatorState, project_id: str, iteration: dict, data: bytes, *,
+                        with_tag_type: bool) -> dict:
+    """An ImagePrediction for ``data`` from the iteration (``id``, ``kind``, ``tags`` snapshot)."""
+    if len(data) > PREDICTION_MAX_BYTES:
+        raise ApiError(400, "BadRequestImageSizeBytes", "The image is larger than 4 MB")
+    info = inspect_image(data, max_bytes=PREDICTION_MAX_BYTES)
+    if not isinstance(info, ImageInfo):
+        code = "BadRequestImageSizeBytes" if info == "ErrorImageSize" else "BadRequestImageFormat"
+        raise ApiError(400, code, "The image is not a JPEG, PNG, BMP or GIF within the size limits")
+    try:
+        model = await st.models.get(iteration["id"])
+    except FileNotFoundError:
+        raise ApiError(503, "ErrorPredictionModelNotFound", "The iteration's model is not available") from None
+    scored = await anyio.to_thread.run_sync(model.predict, data, limiter=st.cpu)
+    tags = {t["id"]: t for t in iteration["tags"]}
+    predictions = []
+    for s in scored:
+        tag = tags.get(s.tag_id)
+        if tag is None:
+            continue
+        p: dict = {"probability": float(s.probability), "tagId": s.tag_id, "tagName": tag["name"]}
+        if s.box is not None:
+            p["boundingBox"] = {"left": s.box.left, "top": s.box.top, "width": s.box.width, "height": s.box.height}
+        if with_tag_type:
+            p["tagType"] = tag["type"]
+        predictions.append(p)
+    return {"id": new_id(), "project": project_id, "iteration": iteration["id"], "created": utcnow(),
+            "predictions": predictions}

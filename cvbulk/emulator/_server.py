@@ -1,0 +1,209 @@
+"""Running the emulator: in-process (``Emulator``) or on its own loop in a thread (``EmulatorThread``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from types import TracebackType
+
+import aiohttp
+import anyio
+from aiohttp import web
+
+from ._app import build_app
+from ._config import EmulatorConfig, Faults, Latency
+from ._state import EmulatorState
+
+__all__ = ["Emulator", "EmulatorThread"]
+
+log = logging.getLogger("cvbulk.emulator")
+
+
+class Emulator:
+    """A local Custom Vision service on the running event loop::
+
+        async with Emulator(EmulatorConfig(tier="S0")) as emu:
+            client = TrainingClient(emu.endpoint, emu.training_key)
+    """
+
+    def __init__(self, config: EmulatorConfig | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self.endpoint = ""
+        self.port = 0
+        self.data_dir: Path | None = None
+        self._state: EmulatorState | None = None
+        self._runner: web.AppRunner | None = None
+        self._tg = None
+        self._temp = False
+
+    def __repr__(self) -> str:
+        return f"Emulator(endpoint={self.endpoint!r}, tier={self.config.tier!r})"
+
+    @property
+    def training_key(self) -> str:
+        return self.config.training_key
+
+    @property
+    def prediction_key(self) -> str:
+        return self.config.prediction_key
+
+    @property
+    def prediction_resource_id(self) -> str:
+        return self.config.prediction_resource_id
+
+    def set_faults(self, faults: Faults) -> None:
+        self._require().set_faults(faults)
+
+    def set_latency(self, latency: Latency) -> None:
+        self._require().latency = latency
+
+    def set_rates(self, *, training_tps: float | None = None, prediction_tps: float | None = None,
+                  tier: str | None = None) -> None:
+        """Change the rate limits at runtime (None keeps the tier's rate for that API)."""
+        state = self._require()
+        state.rates.configure(tier or state.rates.tier, training_tps, prediction_tps)
+
+    def _require(self) -> EmulatorState:
+        if self._state is None:
+            raise RuntimeError("the emulator is not running")
+        return self._state
+
+    async def __aenter__(self) -> "Emulator":
+        cfg = self.config
+        if cfg.data_dir is None:
+            self.data_dir = Path(tempfile.mkdtemp(prefix="cvbulk-emulator-"))
+            self._temp = True
+        else:
+            self.data_dir = Path(cfg.data_dir)
+        try:
+            self._state = await anyio.to_thread.run_sync(EmulatorState.open, cfg, self.data_dir)
+            self._tg = anyio.create_task_group()
+            await self._tg.__aenter__()
+            self._state.task_group = self._tg
+            self._state.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+            self._runner = web.AppRunner(build_app(self._state), access_log=None, handle_signals=False)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, cfg.host, cfg.port, backlog=1024)
+            await site.start()
+            self.port = self._runner.addresses[0][1]
+            host = cfg.host if ":" not in cfg.host else f"[{cfg.host}]"
+            self.endpoint = f"http://{host}:{self.port}"
+            for job in await anyio.to_thread.run_sync(self._state.store.pending_trainings):
+                self._state.start_training(job)  # a stop interrupted these: train them again
+        except BaseException:
+            await self._close()
+            raise
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()  # trainings left in status Training resume at next start
+            await self._tg.__aexit__(None, None, None)
+            self._tg = None
+        if self._state is not None:
+            if self._state.http is not None:
+                await self._state.http.close()
+            self._state.store.close()
+            self._state = None
+        if self._temp and self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+class EmulatorThread:
+    """The same emulator on its own event loop in a daemon thread, for synchronous callers
+    (the official SDK, benchmarks, the demo)::
+
+        with EmulatorThread() as emu:
+            trainer = CustomVisionTrainingClient(emu.endpoint, credentials)
+    """
+
+    def __init__(self, config: EmulatorConfig | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self._emulator = Emulator(self.config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="cvbulk-emulator", daemon=True)
+
+    def __repr__(self) -> str:
+        return f"EmulatorThread(endpoint={self.endpoint!r})"
+
+    endpoint = property(lambda self: self._emulator.endpoint)
+    port = property(lambda self: self._emulator.port)
+    data_dir = property(lambda self: self._emulator.data_dir)
+    training_key = property(lambda self: self._emulator.training_key)
+    prediction_key = property(lambda self: self._emulator.prediction_key)
+    prediction_resource_id = property(lambda self: self._emulator.prediction_resource_id)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            try:
+                async with self._emulator:
+                    self._ready.set()
+                    await self._stop.wait()
+            finally:
+                self._ready.set()
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
+            self._error = exc
+            self._ready.set()
+
+    def _call(self, fn, *args, **kwargs) -> None:
+        # Switches are flipped on the emulator's own loop, between two requests.
+        assert self._loop is not None
+        done = threading.Event()
+
+        def apply() -> None:
+            try:
+                fn(*args, **kwargs)
+            finally:
+                done.set()
+
+        self._loop.call_soon_threadsafe(apply)
+        done.wait(10)
+
+    def set_faults(self, faults: Faults) -> None:
+        self._call(self._emulator.set_faults, faults)
+
+    def set_latency(self, latency: Latency) -> None:
+        self._call(self._emulator.set_latency, latency)
+
+    def set_rates(self, *, training_tps: float | None = None, prediction_tps: float | None = None,
+                  tier: str | None = None) -> None:
+        self._call(self._emulator.set_rates, training_tps=training_tps, prediction_tps=prediction_tps, tier=tier)
+
+    def start(self) -> "EmulatorThread":
+        self._thread.start()
+        self._ready.wait(60)
+        if self._error is not None:
+            raise self._error
+        if not self._emulator.endpoint:
+            raise RuntimeError("the emulator did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+    def __enter__(self) -> "EmulatorThread":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,340 @@
+"""The concurrent core of ``cvbulk predict``: feed -> prepare -> score -> record.
+
+This module owns only the concurrency and the error policy. It knows nothing of the file system, the
+journal or the output format: ``predict.py`` hands it a source of work, a prepare function, a scoring
+coroutine and a record function. That keeps the part that is easy to get wrong (bounded streams,
+cancellation, per-item outcomes) testable on its own with fakes.
+
+Stages are joined by bounded memory object streams, so memory stays flat however large the tree is:
+a slow service holds the scorers back, which hold prepare back, which holds the scan back.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sys
+
+import anyio
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+from ..client._errors import (
+    AuthenticationError,
+    BadRequestError,
+    CustomVisionError,
+    NotFoundError,
+    RetryBudgetExhausted,
+)
+
+__all__ = [
+    "WorkItem",
+    "Prepared",
+    "Outcome",
+    "EngineStats",
+    "ServiceUnavailable",
+    "run_engine",
+    "PREDICTED",
+    "REJECTED",
+    "FAILED",
+    "ERROR",
+]
+
+# Journal statuses (see journal.py). "rejected" and "failed" are final outcomes with a row in the
+# output; "error" is transient (the service could not be reached or kept failing): no row is written,
+# so that the next run retries the image and appends its row without duplicating a path.
+PREDICTED = "predicted"
+REJECTED = "rejected"
+FAILED = "failed"
+ERROR = "error"
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One file to score. ``key`` is its path relative to the root (posix): the output's path column."""
+
+    key: str
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Prepared:
+    item: WorkItem
+    data: bytes
+    sha256: str
+    fixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one file: exactly one per file that entered the engine."""
+
+    key: str
+    status: str
+    size: int = 0
+    mtime_ns: int = 0
+    sha256: str | None = None
+    prediction: Any = None  # an ImagePrediction when status == "predicted"
+    reason: str | None = None  # one line for a person, when not predicted
+    fixes: tuple[str, ...] = ()
+    nbytes: int = 0  # bytes sent to the service
+
+    @property
+    def final(self) -> bool:
+        """True when the outcome belongs in the output (and is never retried by a resume)."""
+        return self.status != ERROR
+
+    @property
+    def ok(self) -> bool:
+        return self.status == PREDICTED
+
+
+@dataclass
+class EngineStats:
+    predicted: int = 0
+    rejected: int = 0
+    failed: int = 0
+    errors: int = 0
+    bytes_sent: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    def add(self, outcome: Outcome) -> None:
+        self.statuses[outcome.status] = self.statuses.get(outcome.status, 0) + 1
+        if outcome.status == PREDICTED:
+            self.predicted += 1
+        elif outcome.status == REJECTED:
+            self.rejected += 1
+        elif outcome.status == FAILED:
+            self.failed += 1
+        else:
+            self.errors += 1
+        self.bytes_sent += outcome.nbytes
+
+
+class ServiceUnavailable(CustomVisionError):
+    """Too many transient failures in a row and no success: the service is down, stop the run."""
+
+    retryable = True
+
+    def __init__(self, count: int, last: CustomVisionError) -> None:
+        self.last_error = last
+        super().__init__(
+            f"{count} predictions in a row failed, the last with: {last}",
+            status=last.status,
+            code=last.code,
+            operation=last.operation,
+        )
+
+    def __reduce__(self):
+        return (ServiceUnavailable, (0, self.last_error))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join((str(exc) or type(exc).__name__).split())
+    return text[:500]
+
+
+def classify_error(exc: CustomVisionError) -> str | None:
+    """The outcome status for a failed prediction, or None when the whole run must stop.
+
+    401/403 (wrong key) and 404 (no such project or published name) are the same for every image:
+    going on would only record the same failure a million times.
+    """
+    inner = exc.last_error if isinstance(exc, RetryBudgetExhausted) else exc
+    if isinstance(inner, (AuthenticationError, NotFoundError)):
+        return None
+    if isinstance(inner, BadRequestError):
+        return FAILED  # the service refused this image; sending it again will not help
+    return ERROR  # 429 past the retry budget, 5xx, dropped connections, timeouts
+
+
+async def run_engine(
+    source: AsyncIterable[WorkItem | Outcome],
+    *,
+    prepare: Callable[[WorkItem], Prepared | Outcome],
+    score: Callable[[bytes], Awaitable[Any]],
+    record: Callable[[Sequence[Outcome]], None],
+    on_recorded: Callable[[Sequence[Outcome]], None] | None = None,
+    workers: int = 16,
+    prepare_workers: int | None = None,
+    record_batch: int = 256,
+    breaker: int | None = None,
+) -> EngineStats:
+    """Score every item of ``source``; return the counts. Raises only for run-wide failures.
+
+    - ``source`` yields WorkItems to prepare and score, or ready Outcomes (a scan problem).
+    - ``prepare`` is synchronous CPU/IO work; it runs in worker threads, at most one per core.
+    - ``score`` sends one image; the client behind it paces and retries. ``workers`` coroutines
+      call it, so at most that many requests are in flight (the client's adaptive limit may hold
+      fewer).
+    - ``record`` is synchronous (writes rows, flushes, journals); it runs in a worker thread with
+      every outcome that queued up while the previous call ran, so batches grow under load and a
+      row is durable a moment after its result arrives.
+    - ``breaker``: stop with ServiceUnavailable after this many transient failures in a row
+      without a success (default: max(20, 2 * workers)).
+    """
+    cores = os.cpu_count() or 1
+    prepare_workers = max(1, prepare_workers or cores)
+    workers = max(1, workers)
+    breaker = breaker if breaker is not None else max(20, 2 * workers)
+    cpu = anyio.CapacityLimiter(prepare_workers)
+    stats = EngineStats()
+    streak = _Streak(breaker)
+
+    # Buffers: enough to keep every stage busy, small enough that at most a few dozen prepared
+    # images (up to 4 MB each) are held at any time.
+    to_prepare_send, to_prepare_recv = anyio.create_memory_object_stream[WorkItem](prepare_workers * 2)
+    to_score_send, to_score_recv = anyio.create_memory_object_stream[Prepared](workers)
+    to_record_send, to_record_recv = anyio.create_memory_object_stream[Outcome](
+        max(64, workers * 2)
+    )
+
+    async def feed(
+        out_prepare: ObjectSendStream[WorkItem], out_record: ObjectSendStream[Outcome]
+    ) -> None:
+        async with out_prepare, out_record:
+            try:
+                async for entry in source:
+                    if isinstance(entry, Outcome):
+                        await out_record.send(entry)
+                    else:
+                        await out_prepare.send(entry)
+            finally:
+                # An async generator left half-way (a run-wide error) is closed here, in its task,
+                # not later by the garbage collector on whatever loop is running then.
+                aclose = getattr(source, "aclose", None)
+                if aclose is not None:
+                    with anyio.CancelScope(shield=True):
+                        await aclose()
+
+    async def prepare_worker(
+        inbox: ObjectReceiveStream[WorkItem],
+        out_score: ObjectSendStream[Prepared],
+        out_record: ObjectSendStream[Outcome],
+    ) -> None:
+        async with inbox, out_score, out_record:
+            async for item in inbox:
+                try:
+                    result = await anyio.to_thread.run_sync(prepare, item, limiter=cpu)
+                except Exception as exc:  # noqa: BLE001 - a file that cannot be read is one outcome
+                    result = Outcome(
+                        item.key, REJECTED, item.size, item.mtime_ns, reason=f"cannot read: {_one_line(exc)}"
+                    )
+                if isinstance(result, Outcome):
+                    await out_record.send(result)
+                else:
+                    await out_score.send(result)
+
+    async def score_worker(
+        inbox: ObjectReceiveStream[Prepared], out_record: ObjectSendStream[Outcome]
+    ) -> None:
+        async with inbox, out_record:
+            async for prepared in inbox:
+                item = prepared.item
+                try:
+                    prediction = await score(prepared.data)
+                except CustomVisionError as exc:
+                    status = classify_error(exc)
+                    if status is None:
+                        raise
+                    if status == ERROR:
+                        streak.failure(exc)
+                    outcome = Outcome(
+                        item.key, status, item.size, item.mtime_ns, prepared.sha256,
+                        reason=_one_line(exc), fixes=prepared.fixes,
+                    )
+                else:
+                    streak.success()
+                    outcome = Outcome(
+                        item.key, PREDICTED, item.size, item.mtime_ns, prepared.sha256,
+                        prediction=prediction, fixes=prepared.fixes, nbytes=len(prepared.data),
+                    )
+                await out_record.send(outcome)
+
+    async def recorder(inbox: ObjectReceiveStream[Outcome]) -> None:
+        async with inbox:
+            async for first in inbox:
+                batch = [first]
+                # Take whatever else is already waiting, without waiting for more: under load the
+                # batches grow (one transaction for many rows), when idle every row goes out at once.
+                while len(batch) < record_batch:
+                    try:
+                        batch.append(inbox.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                await anyio.to_thread.run_sync(record, batch)
+                for outcome in batch:
+                    stats.add(outcome)
+                if on_recorded is not None:
+                    on_recorded(batch)
+
+    try:
+        await _run_stages(
+            feed, prepare_worker, score_worker, recorder, workers, prepare_workers,
+            (to_prepare_send, to_prepare_recv, to_score_send, to_score_recv, to_record_send, to_record_recv),
+        )
+    except BaseExceptionGroup as group:
+        # Several scorers may hit the same run-wide error (a wrong key) at once: say it once.
+        leaves = _leaves(group)
+        if leaves and all(isinstance(e, CustomVisionError) for e in leaves):
+            raise leaves[0] from None
+        raise
+    return stats
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+async def _run_stages(feed, prepare_worker, score_worker, recorder, workers, prepare_workers, streams) -> None:
+    (to_prepare_send, to_prepare_recv, to_score_send, to_score_recv, to_record_send, to_record_recv) = streams
+    async with anyio.create_task_group() as tg:
+        # The recorder is outside the producers' task group so that, when a scorer raises a
+        # run-wide error, what was already scored is still written before the error surfaces.
+        tg.start_soon(recorder, to_record_recv)
+        try:
+            async with anyio.create_task_group() as producers:
+                producers.start_soon(feed, to_prepare_send, to_record_send.clone())
+                for _ in range(prepare_workers):
+                    producers.start_soon(
+                        prepare_worker,
+                        to_prepare_recv.clone(),
+                        to_score_send.clone(),
+                        to_record_send.clone(),
+                    )
+                for _ in range(workers):
+                    producers.start_soon(score_worker, to_score_recv.clone(), to_record_send.clone())
+                # Only the clones stay open; each stage closes when its last sender is done.
+                to_prepare_recv.close()
+                to_score_send.close()
+                to_score_recv.close()
+        finally:
+            to_record_send.close()
+
+
+class _Streak:
+    """Counts transient failures since the last success; trips when the service looks down."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit if limit > 0 else math.inf
+        self.count = 0
+
+    def success(self) -> None:
+        self.count = 0
+
+    def failure(self, exc: CustomVisionError) -> None:
+        self.count += 1
+        if self.count >= self.limit:
+            raise ServiceUnavailable(self.count, exc)

@@ -1,0 +1,436 @@
+"""``cvbulk predict``: score a tree of images against a published iteration, resumably.
+
+The pipeline is scan -> prepare -> score -> record (see ``_predict_engine``): one prediction request
+per image, many in flight under the client's pacer, rows written to the output as results arrive.
+
+Resume rule. The output file is the truth about which images are done: ``existing_keys(output)``
+gives the paths that already have a row, and those are never scored again, so a second run appends
+only what is missing and no path appears twice, even after a ``kill -9`` between writing a row and
+journalling it. Rows are flushed *before* the journal records their outcome. The journal (state
+file) keeps every file's outcome, reason and fixes across runs for the report; transient errors
+(the service kept failing past the retry budget) are journalled but get no row, so that the next run
+retries them and appends their row then.
+
+Columns of the classification CSV (stable for a whole job):
+1. appending to an existing CSV: its header (the writer keeps it);
+2. with training credentials: every tag of the project (GetTags), sorted by name;
+3. otherwise: the tags of the first successful prediction, sorted by name (a classification answer
+   carries a probability for every tag of the iteration). Rows that come before it (bad input) wait
+   in memory until it arrives.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ..cli._common import CLIError, ExitCode
+from ._predict_engine import (
+    ERROR,
+    FAILED,
+    PREDICTED,
+    REJECTED,
+    EngineStats,
+    Outcome,
+    Prepared,
+    WorkItem,
+    run_engine,
+)
+from ._predict_rows import RowMaker, existing_tag_columns, output_format
+from .journal import SKIPPED, Journal, JournalEntry, JournalMismatch
+from .output import existing_keys, open_prediction_writer
+from .prepare import PREDICTION_LIMITS, Rejected, prepare_image
+from .report import build_report, write_report
+from .scan import ScanProblem, aiter_scan
+
+__all__ = ["PredictOptions", "PredictResult", "run_predict", "default_state_path", "default_report_path"]
+
+JOB = "predict"
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """What to score, where the results go, and how hard to push."""
+
+    root: Path
+    project: str  # a project id, or (with a training client) its exact name
+    published_name: str
+    detect: bool = False
+    store: bool = False  # keep the images on the service (lower rate limit)
+    output: Path = Path("predictions.csv")  # .jsonl / .ndjson: JSON lines, else CSV
+    top: int | None = None  # keep the K best predictions (JSONL and detection rows)
+    threshold: float | None = None  # drop predictions under this probability
+    state: Path | None = None  # None: next to the output (default_state_path)
+    report: Path | None = None  # None: no report file (the result still carries it)
+    max_concurrency: int = 32  # scoring workers; the client's adaptive limit may hold fewer
+    prepare_workers: int | None = None  # None: one per core
+    include_hidden: bool = False
+    application: str | None = None  # the service's optional "application" tag for the requests
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    exit_code: int  # 0 all done, 1 some files failed (see report["failures"])
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def default_state_path(output: Path) -> Path:
+    """The state file of an output: ``results.csv`` -> ``results.csv.state``."""
+    return output.with_name(output.name + ".state")
+
+
+def default_report_path(output: Path) -> Path:
+    return output.with_name(output.name + ".report.json")
+
+
+async def run_predict(
+    prediction: Any,
+    training: Any | None,
+    options: PredictOptions,
+    *,
+    progress: Any | None = None,
+) -> PredictResult:
+    """Score every image under ``options.root``; write rows, journal, report. See the module doc.
+
+    ``prediction`` is a PredictionClient (its pacer sets the pace), ``training`` an optional
+    TrainingClient used to resolve a project name and list its tags. Run-wide failures (wrong key,
+    unknown project or published name, the service down) raise; per-file failures are outcomes.
+    """
+    _check(options)
+    root = options.root
+    output = options.output
+    fmt = output_format(output)
+    project_id, project_name, tag_names = await _resolve_project(training, options.project)
+
+    state_path = options.state or default_state_path(output)
+    fingerprint = {
+        "root": str(root.resolve()),
+        "project_id": project_id,
+        "published_name": options.published_name,
+        "mode": "detect" if options.detect else "classify",
+        "output": str(output.resolve()),
+    }
+    try:
+        journal = await anyio.to_thread.run_sync(
+            lambda: Journal.open(state_path, job=JOB, fingerprint=fingerprint)
+        )
+    except JournalMismatch as exc:
+        raise CLIError(f"{exc} (use another --state or --output)", ExitCode.USAGE) from None
+
+    try:
+        return await _run(
+            prediction, options, journal, fmt, project_id, project_name, tag_names, state_path, progress
+        )
+    finally:
+        await anyio.to_thread.run_sync(journal.close)
+
+
+async def _run(
+    prediction: Any,
+    options: PredictOptions,
+    journal: Journal,
+    fmt: str,
+    project_id: str,
+    project_name: str | None,
+    tag_names: list[str] | None,
+    state_path: Path,
+    progress: Any | None,
+) -> PredictResult:
+    output = options.output
+    appending = output.exists() and output.stat().st_size > 0
+    # The paths that already have a row: never scored again (read in a thread: it may be large).
+    done: set[str] = await anyio.to_thread.run_sync(existing_keys, output) if appending else set()
+
+    rows = RowMaker(
+        csv_classification=fmt == "csv" and not options.detect, top=options.top, threshold=options.threshold
+    )
+    if appending and fmt == "csv" and not options.detect:
+        columns = existing_tag_columns(output)
+        if columns is not None:
+            tag_names = columns  # the file's header wins: one job, one set of columns
+    try:
+        sink = await anyio.to_thread.run_sync(
+            lambda: _Sink(output, options.detect, fmt == "csv" and not options.detect, tag_names, appending, rows)
+        )
+    except ValueError as exc:  # an existing file with other columns
+        raise CLIError(f"cannot append to {output}: {exc}") from None
+    counters = _RunCounters()
+
+    async def source() -> AsyncIterator[WorkItem | Outcome]:
+        async for entry in aiter_scan(options.root, include_hidden=options.include_hidden):
+            if progress is not None:
+                progress.add_total(1)  # the total grows as the lazy scan finds files
+            if isinstance(entry, ScanProblem):
+                if entry.relpath in done:
+                    counters.already_done += 1
+                    if progress is not None:
+                        progress.advance(skipped=1)
+                    continue
+                yield Outcome(entry.relpath, REJECTED, reason=entry.reason)
+                continue
+            counters.seen += 1
+            if entry.relpath in done:
+                counters.already_done += 1
+                if progress is not None:
+                    progress.advance(skipped=1)
+                continue
+            yield WorkItem(entry.relpath, entry.path, entry.size, entry.mtime_ns)
+
+    def prepare(item: WorkItem) -> Prepared | Outcome:
+        result = prepare_image(item.path, limits=PREDICTION_LIMITS)
+        if isinstance(result, Rejected):
+            return Outcome(item.key, REJECTED, item.size, item.mtime_ns, reason=result.reason)
+        return Prepared(item, result.data, result.sha256, tuple(result.fixes))
+
+    send = prediction.detect_image if options.detect else prediction.classify_image
+
+    async def score(data: bytes) -> Any:
+        return await send(
+            project_id, options.published_name, data, store=options.store, application=options.application
+        )
+
+    def record(batch: Sequence[Outcome]) -> None:
+        # Rows first, flushed; then the journal. A kill in between leaves a row the journal does
+        # not know, which the next run finds through existing_keys: nothing is scored twice.
+        sink.write(batch)
+        journal.record([_journal_entry(o) for o in batch])
+
+    group = _pacer_group(prediction, options.store)
+
+    def on_recorded(batch: Sequence[Outcome]) -> None:
+        if progress is None:
+            return
+        for o in batch:
+            progress.advance(ok=int(o.ok), failed=int(not o.ok), nbytes=o.nbytes)
+
+    if progress is not None and group is not None:
+        progress.set_concurrency(lambda: prediction.pacer.concurrency(group))
+
+    started = time.time()
+    stats_before = _client_stats(prediction)
+    try:
+        engine_stats = await run_engine(
+            source(),
+            prepare=prepare,
+            score=score,
+            record=record,
+            on_recorded=on_recorded,
+            workers=options.max_concurrency,
+            prepare_workers=options.prepare_workers,
+        )
+    finally:
+        await anyio.to_thread.run_sync(sink.close)
+    finished = time.time()
+
+    report = await anyio.to_thread.run_sync(
+        lambda: _build_report(
+            options, fmt, project_id, project_name, state_path, journal, engine_stats, counters,
+            started, finished, _stats_delta(stats_before, _client_stats(prediction)), sink.tag_names,
+        )
+    )
+    if options.report is not None:
+        await anyio.to_thread.run_sync(write_report, options.report, report)
+    # Exit 1 while the job holds a failed file (this run's or an earlier run's): its row in the
+    # output says "rejected" / "failed", or (a transient error) it has no row yet.
+    exit_code = 1 if report["failed"] or report["extra"]["job_failed"] else 0
+    return PredictResult(exit_code, report)
+
+
+# -- project and tags ---------------------------------------------------------------------------
+
+
+async def _resolve_project(training: Any | None, ref: str) -> tuple[str, str | None, list[str] | None]:
+    """(project id, name or None, tag names or None) for a project id or name."""
+    if training is None:
+        if not _UUID.match(ref.strip()):
+            raise CLIError(
+                f"PROJECT {ref!r} is not a project id: without training credentials "
+                "(--endpoint/--key or VISION_TRAINING_*) the project must be given by id"
+            )
+        return ref.strip(), None, None
+    from .project import resolve_project
+
+    project = await resolve_project(training, ref)
+    tags = await training.get_tags(project.id)
+    return str(project.id), project.name, sorted({t.name for t in tags})
+
+
+def _check(options: PredictOptions) -> None:
+    if not options.root.is_dir():
+        raise CLIError(f"ROOT {str(options.root)!r} is not a folder")
+    if options.top is not None and options.top < 1:
+        raise CLIError("--top must be at least 1")
+    if options.threshold is not None and not 0.0 <= options.threshold <= 1.0:
+        raise CLIError("--threshold must be between 0 and 1")
+    if options.max_concurrency < 1:
+        raise CLIError("--max-concurrency must be at least 1")
+    if not options.published_name.strip():
+        raise CLIError("--published-name must not be empty")
+
+
+# -- recording ----------------------------------------------------------------------------------
+
+
+class _Sink:
+    """The output writer, opened once the columns are known (see the module doc)."""
+
+    def __init__(
+        self,
+        path: Path,
+        detect: bool,
+        needs_tags: bool,
+        tag_names: list[str] | None,
+        appending: bool,
+        rows: RowMaker,
+    ) -> None:
+        self.path = path
+        self.detect = detect
+        self.tag_names = tag_names
+        self.appending = appending
+        self.rows = rows
+        self.writer: Any = None
+        self.pending: list[Outcome] = []
+        # Only a classification CSV needs the tag names before its first row.
+        if not needs_tags or tag_names is not None:
+            self._open(tag_names or [])
+
+    def _open(self, tag_names: list[str]) -> None:
+        self.tag_names = tag_names
+        self.writer = open_prediction_writer(
+            self.path, tag_names=tag_names, detect=self.detect, append=self.appending
+        )
+
+    def write(self, batch: Sequence[Outcome]) -> None:
+        final = [o for o in batch if o.final]
+        if self.writer is None:
+            first = next((o for o in final if o.ok), None)
+            if first is None:
+                self.pending.extend(final)  # bad input before the first result: few and small
+                return
+            self._open(sorted({p.tag_name for p in first.prediction.predictions}))
+            final = self.pending + final
+            self.pending = []
+        for outcome in final:
+            self.writer.write(self.rows.row(outcome))
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is None and self.pending:
+            # Nothing was scored, so no tag is known: a CSV of error rows without tag columns.
+            self._open([])
+            pending, self.pending = self.pending, []
+            for outcome in pending:
+                self.writer.write(self.rows.row(outcome))
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _journal_entry(o: Outcome) -> JournalEntry:
+    extra: dict[str, Any] | None = None
+    if o.ok and o.prediction is not None:
+        best = max(o.prediction.predictions, key=lambda p: p.probability, default=None)
+        if best is not None:
+            extra = {"top_tag": best.tag_name, "top_probability": round(float(best.probability), 6)}
+    return JournalEntry(
+        key=o.key,
+        size=o.size or None,
+        mtime_ns=o.mtime_ns or None,
+        sha256=o.sha256,
+        status=o.status,
+        reason=o.reason,
+        fixes=o.fixes,
+        attempts=1,
+        extra=extra,
+    )
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _RunCounters:
+    seen: int = 0  # image files the scan found
+    already_done: int = 0  # skipped: a row is already in the output
+
+
+def _pacer_group(prediction: Any, store: bool) -> Any:
+    try:
+        from ..client import ApiGroup
+    except ImportError:  # pragma: no cover - the client is always there in a full install
+        return None
+    if getattr(prediction, "pacer", None) is None:
+        return None
+    return ApiGroup.PREDICTION_STORE if store else ApiGroup.PREDICTION_NOSTORE
+
+
+def _client_stats(prediction: Any) -> dict[str, Any]:
+    stats = getattr(prediction, "stats", None)
+    return stats.snapshot() if stats is not None else {}
+
+
+def _stats_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    out = dict(after)
+    for name, value in after.items():
+        if isinstance(value, (int, float)) and isinstance(before.get(name), (int, float)):
+            out[name] = value - before[name]
+    return out
+
+
+def _build_report(
+    options: PredictOptions,
+    fmt: str,
+    project_id: str,
+    project_name: str | None,
+    state_path: Path,
+    journal: Journal,
+    stats: EngineStats,
+    counters: _RunCounters,
+    started: float,
+    finished: float,
+    client: dict[str, Any],
+    tag_names: list[str] | None,
+) -> dict[str, Any]:
+    """The run's report (report.py's shape) with the job-wide picture in ``extra``.
+
+    ``counts`` are this run's outcomes (``skipped``: already in the output), so that images/s is
+    this run's speed; ``failures`` names every failed file of the job, this run's and earlier ones,
+    since they are what the exit status speaks of.
+    """
+    counts = dict(stats.statuses)
+    if counters.already_done:
+        counts[SKIPPED] = counters.already_done
+    job_counts = journal.counts()
+    return build_report(
+        job=JOB,
+        started=started,
+        finished=finished,
+        counts=counts,
+        failures=journal.failures(),
+        client_stats=client or None,
+        nbytes=stats.bytes_sent,
+        extra={
+            "root": str(options.root),
+            "project": {"id": project_id, "name": project_name},
+            "published_name": options.published_name,
+            "mode": "detect" if options.detect else "classify",
+            "store": options.store,
+            "output": {"path": str(options.output), "format": fmt, "tag_columns": tag_names},
+            "state": str(state_path),
+            "files_seen": counters.seen,
+            "job_counts": job_counts,
+            "job_failed": _job_failed(job_counts),
+        },
+    )
+
+
+def _job_failed(job_counts: dict[str, int]) -> int:
+    return sum(job_counts.get(s, 0) for s in (REJECTED, FAILED, ERROR))

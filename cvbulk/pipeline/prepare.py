@@ -1,0 +1,386 @@
+"""Make one image acceptable to Custom Vision, or say why it cannot be.
+
+The common case costs no decode: the header is parsed (``Image.open`` reads only that), the limits are
+checked, a cheap end-marker test rules out the usual truncation, and the original bytes go through
+untouched. Only an image that breaks a limit is decoded and fixed: converted to JPEG/PNG, moved to an 8-bit
+mode, downscaled past the side limit, re-encoded down a fixed ladder until it fits the byte limit. Every fix
+is a short phrase in ``PreparedImage.fixes``; what cannot be fixed is a :class:`Rejected` value with a
+one-line reason. Output is deterministic (fixed encoder settings, no timestamps), so a re-sent image has
+the same bytes and the service sees it as the duplicate it is.
+
+Regions are normalised, so scaling and format changes leave them right; the pixel grid is never rotated
+(EXIF orientation is kept as a tag, never applied), so nothing has to be remapped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+import re
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from .labels import RegionLabel
+
+__all__ = [
+    "ImageLimits",
+    "TRAINING_LIMITS",
+    "PREDICTION_LIMITS",
+    "PreparedImage",
+    "Rejected",
+    "prepare_image",
+]
+
+# Our own pixel-count check runs on the header before any decode; Pillow's warning would only be noise.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+MB = 1024 * 1024
+#: Above this many pixels a header is treated as a decompression bomb (Pillow's own hard limit, ~179 MP:
+#: a decode would take over half a gigabyte, and the service takes at most 10240x10240 anyway).
+DEFAULT_MAX_PIXELS = 178_956_970
+
+
+@dataclass(frozen=True, slots=True)
+class ImageLimits:
+    """What the service accepts (the service's limits page) plus our own guard against decompression bombs."""
+
+    max_bytes: int
+    max_side: int = 10240
+    max_aspect: float = 25.0
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    formats: tuple[str, ...] = ("JPEG", "PNG", "BMP", "GIF")
+    max_regions: int | None = 300
+
+
+TRAINING_LIMITS = ImageLimits(max_bytes=6 * MB)
+PREDICTION_LIMITS = ImageLimits(max_bytes=4 * MB, max_regions=None)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedImage:
+    """The bytes to send. ``fixes`` is empty when they are the original file's bytes, untouched."""
+
+    data: bytes
+    width: int
+    height: int
+    format: str
+    sha256: str
+    fixes: tuple[str, ...] = ()
+    regions: tuple[RegionLabel, ...] = ()
+
+    @property
+    def passed_through(self) -> bool:
+        return not self.fixes
+
+    def __repr__(self) -> str:  # never dump megabytes of image into a log
+        return (
+            f"PreparedImage({self.format} {self.width}x{self.height}, {len(self.data)} bytes, "
+            f"sha256={self.sha256[:12]}..., fixes={self.fixes!r}, regions={len(self.regions)})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An image that cannot be sent. ``code`` is stable for programs, ``reason`` one line for a person.
+
+    Codes: empty, not_image, corrupt, bomb, aspect, too_large, too_many_regions, vanished, unreadable.
+    """
+
+    code: str
+    reason: str
+
+
+# Modes the service may refuse (or that JPEG/PNG cannot hold) and that we therefore convert.
+_REFUSED_MODES = frozenset({"CMYK", "I", "F", "I;16", "I;16L", "I;16B", "I;16N", "LAB", "HSV", "RGBX", "RGBa", "La", "PA"})
+
+
+# Camera JPEGs with a second picture (MPO: depth maps, previews) are still JPEG files to the service.
+_FORMAT_ALIASES = {"MPO": "JPEG"}
+
+
+def _format(img: Image.Image) -> str:
+    fmt = img.format or "unknown"
+    return _FORMAT_ALIASES.get(fmt, fmt)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _size_mb(n: int) -> str:
+    if n < MB:
+        return f"{n // 1024} KB"
+    return f"{n / MB:g} MB" if n % MB == 0 else f"{n / MB:.1f} MB"
+
+
+def _not_image_reason(data: bytes) -> str:
+    head = data[:512]
+    if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftyphevc"):
+        return "not an image this tool can read (HEIC/HEIF): convert it to JPEG first"
+    if b"\x00" not in head:
+        try:
+            head.decode("utf-8")
+            return "not an image: the file holds text"
+        except UnicodeDecodeError:
+            pass
+    return "not an image: unrecognised content"
+
+
+def _looks_complete(fmt: str, data: bytes) -> bool:
+    """A cheap test for the usual truncation (a copy cut short): the format's end marker is at the end."""
+    tail = data[-64:]
+    if fmt == "JPEG":
+        return b"\xff\xd9" in tail  # EOI; FF is always stuffed in entropy data, so no false match there
+    if fmt == "PNG":
+        return b"IEND" in tail
+    if fmt == "GIF":
+        return tail.rstrip(b"\x00").endswith(b";")  # the trailer byte
+    if fmt == "BMP":
+        declared = int.from_bytes(data[2:6], "little")
+        return declared == 0 or len(data) >= declared
+    return False
+
+
+def _decode_problem(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+    return f"truncated or corrupt image data ({text})"
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    """True when the image has transparency that matters (a fully opaque alpha channel does not)."""
+    if img.mode in ("RGBA", "LA"):
+        return img.getchannel("A").getextrema()[0] < 255
+    return "transparency" in img.info
+
+
+def _to_8bit(img: Image.Image) -> tuple[Image.Image, str | None]:
+    """Move an image to a mode both the service and our encoders take; the phrase says what was done."""
+    mode = img.mode
+    if mode == "CMYK":
+        return img.convert("RGB"), "converted CMYK to RGB"
+    if mode.startswith("I;16"):
+        # Scale 0..65535 down to 0..255 (a plain convert would clip everything above 255 to white).
+        return img.convert("I").point(lambda v: v * (1 / 257)).convert("L"), "converted 16-bit grayscale to 8-bit"
+    if mode in ("I", "F"):
+        lo, hi = img.getextrema()
+        span = (hi - lo) or 1
+        scaled = img.point(lambda v: (v - lo) * (255 / span))
+        what = "32-bit integer" if mode == "I" else "32-bit float"
+        return scaled.convert("L"), f"converted {what} grayscale to 8-bit"
+    if mode in ("LAB", "HSV", "RGBX", "YCbCr"):
+        return img.convert("RGB"), f"converted {mode} to RGB"
+    if mode in ("RGBa", "La", "PA"):
+        return img.convert("RGBA"), f"converted {mode} to RGBA"
+    return img, None
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        value = img.getexif().get(0x0112)
+    except Exception:  # a broken EXIF block must not cost the image
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _encode(img: Image.Image, fmt: str, quality: int, orientation: int, icc: bytes | None) -> bytes:
+    """Fixed encoder settings so the same pixels always give the same bytes."""
+    buf = io.BytesIO()
+    extra: dict[str, object] = {}
+    if orientation != 1:
+        # Keep the orientation tag alone: the pixel grid is not rotated, so regions stay where they were.
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        extra["exif"] = exif.tobytes()
+    if icc:
+        extra["icc_profile"] = icc
+    if fmt == "JPEG":
+        if img.mode not in ("RGB", "L"):
+            img = img.convert("L" if img.mode in ("1", "LA") else "RGB")
+        img.save(buf, "JPEG", quality=quality, optimize=True, progressive=False, subsampling="4:2:0", **extra)
+    else:
+        img.save(buf, "PNG", compress_level=6, **extra)
+    return buf.getvalue()
+
+
+def _resized(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    if img.size == size:
+        return img
+    if img.mode in ("P", "1"):
+        # Palette images resample only by nearest neighbour; go to full colour for a clean downscale.
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB" if img.mode == "P" else "L")
+    return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def _fit_side(w: int, h: int, max_side: int) -> tuple[int, int]:
+    s = max_side / max(w, h)
+    return (min(max_side, max(1, round(w * s))), min(max_side, max(1, round(h * s))))
+
+
+def prepare_image(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    data: bytes | None = None,
+    limits: ImageLimits,
+    regions: Iterable[RegionLabel] = (),
+) -> PreparedImage | Rejected:
+    """Check one image against ``limits``; pass it through, fix it, or reject it (never raises for bad input).
+
+    Blocking and CPU-bound: the pipeline runs it with ``anyio.to_thread.run_sync`` under a CapacityLimiter.
+    ``data`` (when given) is used instead of reading ``path``.
+    """
+    regions = tuple(regions)
+    if limits.max_regions is not None and len(regions) > limits.max_regions:
+        return Rejected("too_many_regions", f"{len(regions)} regions, over the limit of {limits.max_regions} per image")
+    if data is None:
+        if path is None:
+            raise TypeError("prepare_image() needs a path or data")
+        try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            return Rejected("vanished", "the file vanished before it could be read")
+        except IsADirectoryError:
+            return Rejected("unreadable", "a folder, not a file")
+        except PermissionError:
+            return Rejected("unreadable", "cannot read the file: permission denied")
+        except OSError as exc:
+            return Rejected("unreadable", f"cannot read the file: {(exc.strerror or str(exc)).lower()}")
+    if not data:
+        return Rejected("empty", "empty file (0 bytes)")
+    try:
+        img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        # Pillow refuses such a header itself, before we see the size; its message holds the pixel count.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        claimed = f"{int(found.group(1)) / 1e6:,.0f} megapixels" if found else "too many pixels"
+        return Rejected(
+            "bomb", f"decompression bomb: the header claims {claimed} (limit {limits.max_pixels / 1e6:.0f})"
+        )
+    except UnidentifiedImageError:
+        return Rejected("not_image", _not_image_reason(data))
+    except Exception as exc:  # any plugin may choke on a bad header; that is this file's outcome, not the run's
+        return Rejected("corrupt", f"unreadable image header ({exc})".splitlines()[0])
+    with img:
+        return _check_or_fix(img, data, limits, regions)
+
+
+def _check_or_fix(
+    img: Image.Image, data: bytes, limits: ImageLimits, regions: tuple[RegionLabel, ...]
+) -> PreparedImage | Rejected:
+    w, h = img.size
+    fmt = _format(img)
+    if w <= 0 or h <= 0:
+        return Rejected("corrupt", f"image header gives an empty size {w}x{h}")
+    if w * h > limits.max_pixels:
+        return Rejected(
+            "bomb",
+            f"decompression bomb: the header claims {w}x{h} ({w * h / 1e6:.0f} megapixels, "
+            f"limit {limits.max_pixels / 1e6:.0f})",
+        )
+    aspect = max(w, h) / min(w, h)
+    if aspect > limits.max_aspect:
+        return Rejected("aspect", f"aspect ratio {aspect:.1f}:1 ({w}x{h}) is over the {limits.max_aspect:g}:1 limit")
+
+    within = (
+        fmt in limits.formats
+        and max(w, h) <= limits.max_side
+        and len(data) <= limits.max_bytes
+        and img.mode not in _REFUSED_MODES
+    )
+    if within:
+        if not _looks_complete(fmt, data):
+            # No end marker: only a full decode can tell trailing junk from a cut-off file.
+            try:
+                img.load()
+            except Exception as exc:
+                return Rejected("corrupt", _decode_problem(exc))
+        return PreparedImage(data, w, h, fmt, _sha(data), (), regions)
+    return _fix(img, data, limits, regions)
+
+
+def _fix(
+    img: Image.Image, data: bytes, limits: ImageLimits, regions: tuple[RegionLabel, ...]
+) -> PreparedImage | Rejected:
+    w, h = img.size
+    src_fmt = _format(img)
+    multi_picture = img.format == "MPO"
+    src_mode = img.mode
+    fixes: list[str] = []
+    try:
+        frames = getattr(img, "n_frames", 1)
+    except Exception:
+        frames = 1
+    orientation = _orientation(img)
+    icc = img.info.get("icc_profile")
+
+    target = _fit_side(w, h, limits.max_side) if max(w, h) > limits.max_side else (w, h)
+    if target != (w, h) and src_fmt == "JPEG":
+        # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that still covers the target: far less work.
+        img.draft(img.mode, target)
+    try:
+        img.load()
+    except Exception as exc:
+        return Rejected("corrupt", _decode_problem(exc))
+    if frames > 1:
+        fixes.append("kept the first picture of a multi-picture JPEG" if multi_picture
+                     else f"flattened animated {src_fmt} to its first frame")
+
+    frame, mode_fix = _to_8bit(img)
+    if mode_fix:
+        fixes.append(mode_fix)
+    alpha = _has_alpha(frame)
+    if not alpha and frame.mode in ("RGBA", "LA"):
+        frame = frame.convert(frame.mode[:-1])  # an all-opaque alpha channel carries nothing
+
+    too_big = len(data) > limits.max_bytes
+    if src_fmt == "PNG" and (alpha or not too_big):
+        out_fmt = "PNG"  # stay lossless unless the byte limit forces a lossy format
+    elif src_fmt == "JPEG" or not alpha:
+        out_fmt = "JPEG"
+    else:
+        out_fmt = "PNG"
+    if out_fmt != src_fmt:
+        fixes.append(f"converted {src_fmt} to {out_fmt}")
+    # Keep a colour profile only where it still describes the pixels (a CMYK profile does not describe RGB).
+    keep_icc = icc if src_mode in ("RGB", "RGBA", "P", "L", "LA") and not mode_fix else None
+
+    if target != (w, h):
+        fixes.append(f"downscaled {w}x{h} to {target[0]}x{target[1]}")
+    base = _resized(frame, target)
+
+    # Deterministic ladder: a few qualities at full size, then smaller sizes estimated from the overshoot.
+    qualities = (90, 85, 75, 65) if out_fmt == "JPEG" else (0,)
+    cur = base
+    out = b""
+    quality = qualities[0]
+    for quality in qualities:
+        out = _encode(cur, out_fmt, quality, orientation, keep_icc)
+        if len(out) <= limits.max_bytes:
+            break
+        too_big = True
+    else:
+        for _ in range(8):
+            ratio = min(0.85, math.sqrt(limits.max_bytes / len(out)) * 0.95)
+            size = (max(1, int(cur.width * ratio)), max(1, int(cur.height * ratio)))
+            if min(size) < 16:
+                break
+            cur = _resized(base, size)
+            out = _encode(cur, out_fmt, quality, orientation, keep_icc)
+            if len(out) <= limits.max_bytes:
+                break
+        if len(out) > limits.max_bytes:
+            return Rejected("too_large", f"cannot re-encode under {_size_mb(limits.max_bytes)} ({w}x{h}, {len(data)} bytes)")
+    if too_big:
+        how = f"at quality {quality}" if out_fmt == "JPEG" else "as PNG"
+        phrase = f"re-encoded under {_size_mb(limits.max_bytes)} {how}"
+        if cur.size != base.size:
+            phrase += f", downscaled {base.width}x{base.height} to {cur.width}x{cur.height}"
+        fixes.append(phrase)
+    if not fixes:  # defensive: every re-encode must say why
+        fixes.append(f"re-encoded as {out_fmt}")
+    return PreparedImage(out, cur.width, cur.height, out_fmt, _sha(out), tuple(fixes), regions)

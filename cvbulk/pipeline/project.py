@@ -1,0 +1,291 @@
+"""Finding or creating the target project, and mapping tag names to tags.
+
+Shared by ``upload`` and ``predict`` (and ``migrate``): a PROJECT argument is a project id or an exact
+project name; tags are created once, before any image is sent, and looked up by name afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ..cli._common import CLIError, ExitCode
+from ..client._errors import BadRequestError, NotFoundError
+
+if TYPE_CHECKING:  # the client is imported lazily so this module loads on its own
+    from ..client import Domain, Project, Tag, TrainingClient
+
+__all__ = [
+    "TAG_LIMITS",
+    "ProjectNotFound",
+    "is_uuid",
+    "resolve_project",
+    "find_or_create_project",
+    "create_project",
+    "resolve_domain",
+    "project_domain",
+    "ensure_tags",
+    "TagMap",
+]
+
+# Tags per project by pricing tier (the service's limits page); None: no limit known.
+TAG_LIMITS: dict[str, int | None] = {"F0": 50, "S0": 500, "unlimited": None}
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_TAG_LIMIT_CODE = "BadRequestExceedTagPerProjectLimit"
+_DETECTION = "ObjectDetection"
+_CLASSIFICATION = "Classification"
+
+
+class ProjectNotFound(CLIError):
+    """No project has that id or name (exit status 3)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ExitCode.FATAL)
+
+
+def is_uuid(text: str) -> bool:
+    return bool(_UUID.match(text.strip()))
+
+
+async def resolve_project(client: TrainingClient, ref: str) -> Project:
+    """The project ``ref`` names: an existing project id, or the one project with exactly that name.
+
+    Two projects with the name: CLIError (exit 2) naming both ids, since guessing could send a whole
+    dataset to the wrong place. None: ProjectNotFound (exit 3).
+    """
+    ref = ref.strip()
+    if not ref:
+        raise CLIError("empty project name")
+    if is_uuid(ref):
+        try:
+            return await client.get_project(ref)
+        except NotFoundError:
+            pass  # a name may look like an id: fall through to the names
+    matches = [p for p in await client.get_projects() if p.name == ref]
+    if len(matches) > 1:
+        ids = ", ".join(p.id for p in matches)
+        raise CLIError(
+            f"{len(matches)} projects are named {ref!r} ({ids}): pass the project id instead",
+            ExitCode.USAGE,
+        )
+    if not matches:
+        raise ProjectNotFound(f"no project with the id or name {ref!r}")
+    return matches[0]
+
+
+async def find_or_create_project(
+    client: TrainingClient,
+    ref: str,
+    *,
+    create: bool = False,
+    domain: str | None = None,
+    classification_type: str | None = None,
+    detection: bool = False,
+) -> tuple[Project, bool]:
+    """``resolve_project``, or with ``create`` a new project named ``ref``; returns (project, created)."""
+    try:
+        return await resolve_project(client, ref), False
+    except ProjectNotFound:
+        if not create:
+            raise ProjectNotFound(
+                f"no project with the id or name {ref!r} (pass --create to create it)"
+            ) from None
+    if is_uuid(ref):
+        raise CLIError(f"no project with the id {ref}; --create needs a name, not an id")
+    project = await create_project(
+        client,
+        ref,
+        domain=domain,
+        classification_type=classification_type,
+        detection=detection,
+    )
+    return project, True
+
+
+async def resolve_domain(
+    client: TrainingClient, ref: str | None, *, detection: bool = False
+) -> Domain | None:
+    """The domain named (case-insensitively) or identified by ``ref``, of the right type.
+
+    Without ``ref``: the ``General`` object-detection domain for detection, None (the service's
+    default, General classification) otherwise.
+    """
+    if ref is None and not detection:
+        return None
+    domains = await client.get_domains()
+    wanted_type = _DETECTION if detection else _CLASSIFICATION
+    if ref is not None and is_uuid(ref):
+        for d in domains:
+            if d.id.lower() == ref.lower():
+                return d
+        raise CLIError(f"no domain with the id {ref} (see `cvbulk domains`)")
+    name = (ref or "General").strip().lower()
+    typed = [d for d in domains if (getattr(d, "type", None) or "") == wanted_type]
+    for d in typed:
+        if d.name.lower() == name:
+            return d
+    others = [d for d in domains if d.name.lower() == name]
+    if others:
+        kind = "object detection" if detection else "classification"
+        raise CLIError(f"domain {ref!r} is not a {kind} domain (see `cvbulk domains`)")
+    raise CLIError(f"no domain named {ref or 'General'!r} (see `cvbulk domains`)")
+
+
+async def create_project(
+    client: TrainingClient,
+    name: str,
+    *,
+    domain: str | None = None,
+    classification_type: str | None = None,
+    detection: bool = False,
+    description: str | None = None,
+) -> Project:
+    """Create a project; ``detection`` picks an object-detection domain (``General`` unless named)."""
+    if classification_type is not None:
+        normal = {"multiclass": "Multiclass", "multilabel": "Multilabel"}.get(
+            classification_type.strip().lower()
+        )
+        if normal is None:
+            raise CLIError(
+                f"classification type must be Multiclass or Multilabel, not {classification_type!r}"
+            )
+        classification_type = normal
+    found = await resolve_domain(client, domain, detection=detection)
+    if found is not None and (getattr(found, "type", None) == _DETECTION) != detection and domain:
+        detection = getattr(found, "type", None) == _DETECTION
+    return await client.create_project(
+        name,
+        description=description,
+        domain_id=found.id if found is not None else None,
+        classification_type=None if detection else classification_type,
+    )
+
+
+async def project_domain(client: TrainingClient, project: Project) -> Domain | None:
+    """The project's domain record (None when the project names none or it is unknown)."""
+    settings = getattr(project, "settings", None)
+    domain_id = getattr(settings, "domain_id", None)
+    if not domain_id:
+        return None
+    try:
+        return await client.get_domain(domain_id)
+    except NotFoundError:
+        return None
+
+
+def is_detection_domain(domain: Domain | None) -> bool:
+    return domain is not None and getattr(domain, "type", None) == _DETECTION
+
+
+_LIMIT_IN_MESSAGE = re.compile(r"(\d+)")
+
+
+async def ensure_tags(
+    client: TrainingClient,
+    project_id: str,
+    names: Iterable[str],
+    *,
+    tag_limit: int | None = None,
+    concurrency: int = 4,
+) -> dict[str, Tag]:
+    """Every tag in ``names``, created where missing, keyed by the names asked for.
+
+    Names match existing tags case-insensitively (the service refuses two tags that differ only in
+    case). The tier's tag limit is checked before anything is created; the service's own 400
+    ``BadRequestExceedTagPerProjectLimit`` is turned into the same clear error.
+    """
+    wanted = sorted({n for n in names if n})
+    existing = await client.get_tags(project_id)
+    by_lower = {t.name.lower(): t for t in existing}
+    missing = [n for n in wanted if n.lower() not in by_lower]
+    if tag_limit is not None and len(existing) + len(missing) > tag_limit:
+        raise CLIError(
+            f"the project would have {len(existing) + len(missing)} tags "
+            f"({len(existing)} now, {len(missing)} new) but its tier allows {tag_limit}; "
+            "nothing was uploaded"
+        )
+    created: dict[str, Tag] = {}
+    limit = anyio.CapacityLimiter(max(1, concurrency))
+
+    async def create(name: str) -> None:
+        async with limit:
+            created[name] = await _create_tag(client, project_id, name, len(existing) + len(missing))
+
+    if missing:
+        async with anyio.create_task_group() as tg:
+            for name in missing:
+                tg.start_soon(create, name)
+    out: dict[str, Tag] = {}
+    for n in wanted:
+        tag = created.get(n) or by_lower.get(n.lower())
+        if tag is None:  # created by someone else between our list and our create
+            tag = {t.name.lower(): t for t in await client.get_tags(project_id)}[n.lower()]
+        out[n] = tag
+    return out
+
+
+async def _create_tag(client: TrainingClient, project_id: str, name: str, would_have: int) -> Tag:
+    try:
+        return await client.create_tag(project_id, name)
+    except BadRequestError as exc:
+        if exc.code == _TAG_LIMIT_CODE:
+            numbers = _LIMIT_IN_MESSAGE.findall(exc.message or "")
+            allowed = f"allows {numbers[-1]}" if numbers else "allows fewer"
+            raise CLIError(
+                f"the project would have {would_have} tags but its tier {allowed} "
+                f"(the service said: {exc.message}); nothing was uploaded"
+            ) from None
+        if exc.code == "BadRequestTagNameNotUnique":
+            for t in await client.get_tags(project_id):
+                if t.name.lower() == name.lower():
+                    return t
+        if exc.code == "BadRequestTagName":
+            raise CLIError(f"the service refuses the tag name {name!r}: {exc.message}") from None
+        raise
+
+
+class TagMap:
+    """Tag name -> id for the run, with creation on demand for a name the label source did not
+    announce up front (created once, under a lock)."""
+
+    def __init__(
+        self, client: TrainingClient | None, project_id: str, tags: Mapping[str, Any]
+    ) -> None:
+        self._client = client
+        self._project_id = project_id
+        self._ids = {name: tag.id for name, tag in tags.items()}
+        self._lower = {name.lower(): tid for name, tid in self._ids.items()}
+        self._lock = anyio.Lock()
+
+    def get(self, name: str) -> str | None:
+        return self._ids.get(name) or self._lower.get(name.lower())
+
+    @property
+    def names(self) -> dict[str, str]:
+        """tag id -> name (for reports)."""
+        return {tid: name for name, tid in self._ids.items()}
+
+    async def ids_for(self, names: Iterable[str]) -> tuple[str, ...]:
+        out = []
+        for name in names:
+            tid = self.get(name)
+            if tid is None:
+                tid = await self._create(name)
+            out.append(tid)
+        return tuple(out)
+
+    async def _create(self, name: str) -> str:
+        async with self._lock:
+            tid = self.get(name)
+            if tid is not None:
+                return tid
+            if self._client is None:
+                raise CLIError(f"tag {name!r} is not in the project")
+            tag = (await ensure_tags(self._client, self._project_id, [name]))[name]
+            self._ids[name] = tag.id
+            self._lower[name.lower()] = tag.id
+            return tag.id

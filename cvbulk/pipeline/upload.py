@@ -1,0 +1,678 @@
+"""``cvbulk upload``: a labelled image tree into a Custom Vision project, resumable, at the rate limit.
+
+scan -> plan -> prepare -> batch -> send -> record, joined by bounded memory object streams:
+
+- *scan* walks the tree lazily in a worker thread (``scan.aiter_scan``); *plan* looks each chunk of
+  files up in the journal and the label source in one worker-thread hop, and drops what is done.
+- *prepare* checks / fixes images off the event loop, bounded to the core count.
+- *batch* groups them under 64 images / 20 tags / a byte budget (``batch.py``).
+- *send*: N senders share the client, whose Pacer holds the tier's rate and adapts the concurrency.
+  Each sender marks its batch ``sending`` in the journal before the request and records every
+  image's outcome in one transaction after it, before taking the next batch: a run killed at any
+  moment resumes without losing an image or creating one twice (the prepared bytes are
+  deterministic, so a re-sent image comes back ``OKDuplicate`` and counts as ours).
+- *record*: per-file outcomes that need no request (skipped, rejected) are written in chunks.
+
+Nothing per file is kept in memory beyond the bounded streams: the journal is the memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from ..cli._common import CLIError, ExitCode
+from ._upload_send import BatchSender, FatalSendError, Outcome
+from .batch import DEFAULT_BATCH_BYTES, DEFAULT_LINGER, Batch, Batcher, BatchItem, TaggedRegion, batch_stream
+from .journal import (
+    DUPLICATE,
+    ERROR,
+    FAILED,
+    FAILURE_STATUSES,
+    REJECTED,
+    SENDING,
+    SKIPPED,
+    UPLOADED,
+    Journal,
+    JournalEntry,
+    JournalMismatch,
+    needs_work,
+)
+from .labels import Labels, LabelSource, open_label_source
+from .prepare import TRAINING_LIMITS, ImageLimits, PreparedImage, Rejected, prepare_image
+from .project import (
+    TAG_LIMITS,
+    ProjectNotFound,
+    TagMap,
+    ensure_tags,
+    find_or_create_project,
+    is_detection_domain,
+    project_domain,
+    resolve_project,
+)
+from .report import build_report, write_report
+from .scan import ScanEntry, ScanProblem, aiter_scan
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+if TYPE_CHECKING:
+    from ..client import Project, TrainingClient
+
+__all__ = [
+    "UploadOptions",
+    "UploadResult",
+    "run_upload",
+    "default_state_path",
+    "default_report_path",
+    "STATE_DIR",
+]
+
+#: Where state files and reports go by default: this folder under the current directory.
+STATE_DIR = ".cvbulk"
+NO_LABEL = "no label"
+_PLAN_CHUNK = 64  # files looked up in the journal per worker-thread hop
+_MAX_LISTED = 1000  # rejects listed by a dry run (the counts stay exact)
+
+
+@dataclass
+class UploadOptions:
+    """Everything ``cvbulk upload`` takes besides the connection (see ``cvbulk upload --help``)."""
+
+    root: Path
+    project: str
+    create: bool = False
+    labels: str = "folders"
+    untagged: bool = False
+    exclude: tuple[str, ...] = ()
+    state: Path | None = None
+    report: Path | None = None
+    dry_run: bool = False
+    tier: str | None = None  # for the tags-per-project check; None: learn it from the service
+    max_concurrency: int = 16  # sender tasks; the client's Pacer adapts below this
+    batch_bytes: int = DEFAULT_BATCH_BYTES
+    domain: str | None = None
+    classification_type: str | None = None
+    linger: float = DEFAULT_LINGER
+    prepare_workers: int | None = None  # default: the number of cores
+    limits: ImageLimits = TRAINING_LIMITS
+    include_hidden: bool = False
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self.exclude = tuple(self.exclude or ())
+        if self.state is not None:
+            self.state = Path(self.state)
+        if self.report is not None:
+            self.report = Path(self.report)
+        if self.max_concurrency < 1:
+            raise CLIError("--max-concurrency must be at least 1")
+        if self.batch_bytes < 1024:
+            raise CLIError("--batch-bytes must be at least 1024")
+
+
+@dataclass
+class UploadResult:
+    exit_code: int
+    report: dict[str, Any]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:60] or "project"
+
+
+def default_state_path(root: Path, project: str, report: Path | None = None) -> Path:
+    """``.cvbulk/upload-<project>-<hash of root>.sqlite`` in the current directory, or next to
+    ``report`` when one is named: the same command from the same place finds its state again."""
+    digest = hashlib.sha256(f"{Path(root).resolve()}\0{project}".encode()).hexdigest()[:8]
+    name = f"upload-{_slug(project)}-{digest}.sqlite"
+    folder = report.parent if report is not None else Path.cwd() / STATE_DIR
+    return folder / name
+
+
+def default_report_path(state: Path) -> Path:
+    """The report goes next to the state file: ``<state>.report.json``."""
+    return state.with_name(state.stem + ".report.json")
+
+
+def _excluded(relpath: str, patterns: Sequence[str]) -> bool:
+    """A pattern matches the relative path, any leading folder of it, or the file name."""
+    if not patterns:
+        return False
+    parts = relpath.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))] + [parts[-1]]
+    return any(fnmatchcase(c, p.rstrip("/")) for p in patterns for c in candidates)
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_EXT = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "GIF": ".gif"}
+
+
+def _wire_name(relpath: str, fmt: str) -> str:
+    """An ASCII file name for the service: the file's stem and the extension of what is sent."""
+    stem = _SAFE.sub("_", os.path.splitext(relpath.rsplit("/", 1)[-1])[0]).strip("_")[:80] or "image"
+    return stem + _EXT.get(fmt.upper(), "." + fmt.lower())
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What the journal row of an image needs, carried through batch and send."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
+    fixes: tuple[str, ...]
+    prior_status: str | None
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Work:
+    entry: ScanEntry
+    labels: Labels | None
+    prior: JournalEntry | None
+
+
+@dataclass
+class _Run:
+    """The state of one run shared by its tasks (counters only: per-file state lives in the journal)."""
+
+    options: UploadOptions
+    source: LabelSource
+    journal: Journal | None
+    tags: TagMap
+    progress: Any
+    client: Any
+    sender: BatchSender | None
+    tally: Counter = field(default_factory=Counter)
+    fixes: Counter = field(default_factory=Counter)
+    per_tag: Counter = field(default_factory=Counter)
+    batches: Counter = field(default_factory=Counter)
+    listed_rejects: list[dict[str, str]] = field(default_factory=list)
+    bytes_prepared: int = 0
+    bytes_sent: int = 0
+    journal_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    cpu: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(os.cpu_count() or 1))
+
+    async def journal_call(self, fn: Any, *args: Any) -> Any:
+        # SQLite is blocking: every call goes to a worker thread, one at a time.
+        async with self.journal_lock:
+            return await anyio.to_thread.run_sync(fn, *args)
+
+    def advance(self, statuses: Sequence[str], nbytes: int = 0) -> None:
+        self.tally.update(statuses)
+        if self.progress is None:
+            return
+        ok = sum(1 for s in statuses if s in (UPLOADED, DUPLICATE, "would-send"))
+        failed = sum(1 for s in statuses if s in FAILURE_STATUSES)
+        skipped = len(statuses) - ok - failed
+        self.progress.advance(ok=ok, failed=failed, skipped=skipped, nbytes=nbytes)
+
+
+async def run_upload(
+    client: TrainingClient, options: UploadOptions, *, progress: Any = None
+) -> UploadResult:
+    """Upload ``options.root`` into the project; returns the exit status and the report.
+
+    ``progress`` (a ``cvbulk.pipeline.progress.Progress``) is drawn while the run goes. Errors about
+    the whole run (no such project, bad label file, wrong key) are raised; errors about one file are
+    recorded as that file's outcome.
+    """
+    started = time.time()
+    root = options.root
+    if not root.is_dir():
+        raise CLIError(f"{root} is not a folder")
+    try:
+        source = await anyio.to_thread.run_sync(open_label_source, options.labels, root)
+    except ValueError as exc:  # LabelFileError
+        raise CLIError(str(exc)) from None
+    detection = bool(source.has_regions)
+
+    project, created = await _project(client, options, detection)
+    tag_names = _tag_names(source, options)
+    if options.dry_run or project is None:
+        existing = await client.get_tags(project.id) if project is not None else []
+        known = {t.name: t.id for t in existing}
+        # A dry run creates nothing: a missing tag stands for itself.
+        tags = TagMap(None, "", {n: _Named(known.get(n, f"(new) {n}")) for n in tag_names})
+        tags_created = [n for n in tag_names if n not in known]
+    else:
+        tag_limit = TAG_LIMITS.get(options.tier) if options.tier else None
+        before = {t.name for t in await client.get_tags(project.id)}
+        tags = TagMap(
+            client, project.id, await ensure_tags(client, project.id, tag_names, tag_limit=tag_limit)
+        )
+        tags_created = [n for n in tag_names if n not in before]
+
+    state = options.state or default_state_path(root, options.project, options.report)
+    report_path = options.report or default_report_path(state)
+    journal = None
+    if project is not None and (not options.dry_run or state.exists()):
+        fingerprint = {"root": str(root.resolve()), "project_id": project.id}
+        try:
+            journal = await anyio.to_thread.run_sync(
+                partial(Journal.open, state, job="upload", fingerprint=fingerprint)
+            )
+        except JournalMismatch as exc:
+            raise CLIError(f"{exc} (pass --state to use another state file)") from None
+
+    run = _Run(
+        options=options,
+        source=source,
+        journal=journal,
+        tags=tags,
+        progress=progress,
+        client=client,
+        sender=None if options.dry_run else BatchSender(client, project.id),  # type: ignore[union-attr]
+    )
+    if options.prepare_workers:
+        run.cpu = anyio.CapacityLimiter(options.prepare_workers)
+    try:
+        async with AsyncExitStack() as stack:
+            if progress is not None:
+                if not options.dry_run and _concurrency(client) is not None:
+                    # Read at each draw: the Pacer's adaptive limit moves with 429s and 5xx.
+                    progress.set_concurrency(lambda: _concurrency(client))
+                await stack.enter_async_context(progress)
+            await _pipeline(run)
+        finished = time.time()
+        failed_now = sum(n for s, n in run.tally.items() if s in FAILURE_STATUSES or s == "still-failed")
+        exit_code = ExitCode.PARTIAL if failed_now else ExitCode.OK
+        failures: list[Any] = (
+            list(run.listed_rejects)
+            if journal is None or options.dry_run
+            else await run.journal_call(lambda: list(journal.failures()))
+        )
+        report = _report(run, project, created, tags_created, state, started, finished, exit_code, failures)
+    except BaseExceptionGroup as group:
+        # One failure inside the task group: raise it as itself (handle_errors wants one clear line).
+        first = _first_cause(group)
+        if first is not None:
+            raise first from None
+        raise
+    finally:
+        if journal is not None:
+            with anyio.CancelScope(shield=True):
+                await run.journal_call(journal.close)
+    if not options.dry_run:
+        await anyio.to_thread.run_sync(write_report, report_path, report)
+        report["report_file"] = str(report_path)
+    return UploadResult(int(exit_code), report)
+
+
+@dataclass(frozen=True)
+class _Named:
+    id: str
+
+
+def _first_cause(group: BaseExceptionGroup) -> BaseException | None:
+    leaves = []
+
+    def walk(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for sub in e.exceptions:
+                walk(sub)
+        else:
+            leaves.append(e)
+
+    walk(group)
+    real = [e for e in leaves if not isinstance(e, anyio.get_cancelled_exc_class())]
+    return real[0] if real else None
+
+
+async def _project(
+    client: TrainingClient, options: UploadOptions, detection: bool
+) -> tuple[Project | None, bool]:
+    if options.dry_run:
+        try:
+            project = await resolve_project(client, options.project)
+        except ProjectNotFound:
+            if not options.create:
+                raise ProjectNotFound(
+                    f"no project with the id or name {options.project!r} (pass --create to create it)"
+                ) from None
+            return None, False  # would be created
+    else:
+        project, created = await find_or_create_project(
+            client,
+            options.project,
+            create=options.create,
+            domain=options.domain,
+            classification_type=options.classification_type,
+            detection=detection,
+        )
+        if created:
+            return project, True
+    if detection and not is_detection_domain(await project_domain(client, project)):
+        raise CLIError(
+            f"the labels carry regions but project {project.name!r} is not an object-detection "
+            "project (create one with --create and a new name)"
+        )
+    return project, False
+
+
+def _tag_names(source: LabelSource, options: UploadOptions) -> list[str]:
+    names = source.tag_names()
+    if options.labels == "folders":
+        # A tag folder excluded as a whole (e.g. --exclude Test) is no tag to create.
+        names = [n for n in names if not _excluded(n, options.exclude)]
+    return names
+
+
+# -- the pipeline ---------------------------------------------------------------------------------
+
+
+async def _pipeline(run: _Run) -> None:
+    opts = run.options
+    workers = max(1, opts.prepare_workers or os.cpu_count() or 1)
+    work_send, work_recv = anyio.create_memory_object_stream[_Work](2 * _PLAN_CHUNK)
+    record_send, record_recv = anyio.create_memory_object_stream[JournalEntry](4 * _PLAN_CHUNK)
+    # Prepared images hold their bytes: keep this buffer small, the batcher holds the rest.
+    item_send, item_recv = anyio.create_memory_object_stream[BatchItem](2 * workers)
+    batch_send, batch_recv = anyio.create_memory_object_stream[Batch](1)
+    batcher = Batcher(max_bytes=opts.batch_bytes)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_recorder, run, record_recv)
+        tg.start_soon(_scan_and_plan, run, work_send, record_send.clone())
+        for _ in range(2 * workers):  # twice the cores: one reads while another computes
+            tg.start_soon(_preparer, run, work_recv.clone(), item_send.clone(), record_send.clone())
+        ticker = item_send.clone()
+        work_recv.close()
+        item_send.close()
+        record_send.close()
+        tg.start_soon(
+            partial(
+                batch_stream,
+                item_recv,
+                batch_send,
+                batcher,
+                linger=opts.linger,
+                ticker_send=ticker,
+                on_batch=lambda b: run.batches.update([b.kind]),
+            )
+        )
+        if opts.dry_run:
+            tg.start_soon(_dry_run_sink, run, batch_recv)
+        else:
+            for _ in range(opts.max_concurrency):
+                tg.start_soon(_sender, run, batch_recv.clone())
+            batch_recv.close()
+
+
+async def _scan_and_plan(
+    run: _Run, work_send: ObjectSendStream[_Work], record_send: ObjectSendStream[JournalEntry]
+) -> None:
+    opts = run.options
+    async with work_send, record_send:
+        chunk: list[ScanEntry | ScanProblem] = []
+        async for found in aiter_scan(opts.root, include_hidden=opts.include_hidden):
+            if _excluded(found.relpath, opts.exclude):
+                continue
+            chunk.append(found)
+            if len(chunk) >= _PLAN_CHUNK:
+                await _plan(run, chunk, work_send, record_send)
+                chunk = []
+        if chunk:
+            await _plan(run, chunk, work_send, record_send)
+
+
+def _lookup(run: _Run, chunk: list[ScanEntry | ScanProblem]) -> list[tuple[Any, Labels | None, Any]]:
+    """One worker-thread hop per chunk: the journal rows and the labels of its files."""
+    journal = run.journal
+    known = journal.get_many([f.relpath for f in chunk]) if journal is not None else {}
+    source_labels = run.source.labels_for
+    return [
+        (f, source_labels(f.relpath) if isinstance(f, ScanEntry) else None, known.get(f.relpath))
+        for f in chunk
+    ]
+
+
+async def _plan(
+    run: _Run,
+    chunk: list[ScanEntry | ScanProblem],
+    work_send: ObjectSendStream[_Work],
+    record_send: ObjectSendStream[JournalEntry],
+) -> None:
+    planned = await anyio.to_thread.run_sync(_lookup, run, chunk)
+    done: list[str] = []
+    for found, labels, prior in planned:
+        if isinstance(found, ScanProblem):
+            # Symlink loops, dangling links, unreadable folders: reported and skipped (no image lost
+            # that could have been read); the scan's reason says which.
+            if prior is None or prior.status != SKIPPED or prior.reason != found.reason:
+                await record_send.send(
+                    JournalEntry(found.relpath, None, None, None, SKIPPED, reason=found.reason)
+                )
+            else:
+                done.append("unchanged")
+            continue
+        unlabelled = labels is None and not run.options.untagged
+        if prior is not None and not needs_work(prior, found.size, found.mtime_ns):
+            if prior.status == SKIPPED and prior.reason == NO_LABEL and not unlabelled:
+                pass  # labelled since, or --untagged now: it has work after all
+            else:
+                done.append("still-failed" if prior.status in FAILURE_STATUSES else "unchanged")
+                continue
+        if unlabelled:
+            await record_send.send(
+                JournalEntry(found.relpath, found.size, found.mtime_ns, None, SKIPPED, reason=NO_LABEL)
+            )
+            continue
+        await work_send.send(_Work(found, labels, prior))
+    if done:
+        run.advance(done)
+
+
+async def _preparer(
+    run: _Run,
+    work_recv: ObjectReceiveStream[_Work],
+    item_send: ObjectSendStream[BatchItem],
+    record_send: ObjectSendStream[JournalEntry],
+) -> None:
+    opts = run.options
+    async with work_recv, item_send, record_send:
+        async for work in work_recv:
+            entry = work.entry
+            labels = work.labels or Labels(())
+            result = await anyio.to_thread.run_sync(
+                partial(prepare_image, entry.path, limits=opts.limits, regions=labels.regions),
+                limiter=run.cpu,
+            )
+            if isinstance(result, Rejected):
+                await record_send.send(
+                    JournalEntry(entry.relpath, entry.size, entry.mtime_ns, None, REJECTED, reason=result.reason)
+                )
+                continue
+            await item_send.send(await _batch_item(run, work, labels, result))
+
+
+async def _batch_item(run: _Run, work: _Work, labels: Labels, prepared: PreparedImage) -> BatchItem:
+    region_tags = {r.tag for r in prepared.regions}
+    # The quickstart sends regions without tagIds: a region's tag is the image's tag.
+    tag_ids = await run.tags.ids_for([t for t in labels.tags if t not in region_tags])
+    region_ids = dict(zip(sorted(region_tags), await run.tags.ids_for(sorted(region_tags))))
+    regions = tuple(
+        TaggedRegion(region_ids[r.tag], r.left, r.top, r.width, r.height) for r in prepared.regions
+    )
+    run.fixes.update(prepared.fixes)
+    run.bytes_prepared += len(prepared.data)
+    prior = work.prior
+    return BatchItem(
+        key=work.entry.relpath,
+        name=_wire_name(work.entry.relpath, prepared.format),
+        data=prepared.data,
+        tag_ids=tuple(sorted(set(tag_ids))),
+        regions=regions,
+        context=_Context(
+            size=work.entry.size,
+            mtime_ns=work.entry.mtime_ns,
+            sha256=prepared.sha256,
+            fixes=prepared.fixes,
+            prior_status=prior.status if prior is not None else None,
+            attempts=prior.attempts if prior is not None else 0,
+        ),
+    )
+
+
+def _list_reject(run: _Run, path: str, reason: str) -> None:
+    if len(run.listed_rejects) < _MAX_LISTED:
+        run.listed_rejects.append({"path": path, "status": REJECTED, "reason": reason})
+
+
+def _entry(item: BatchItem, status: str, image_id: str | None = None, reason: str | None = None) -> JournalEntry:
+    ctx: _Context = item.context
+    return JournalEntry(
+        key=item.key,
+        size=ctx.size,
+        mtime_ns=ctx.mtime_ns,
+        sha256=ctx.sha256,
+        status=status,
+        image_id=image_id,
+        reason=reason,
+        fixes=ctx.fixes,
+        attempts=ctx.attempts,
+    )
+
+
+def _concurrency(client: Any) -> int | None:
+    pacer = getattr(client, "pacer", None)
+    if pacer is None:
+        return None
+    try:
+        from ..client import ApiGroup
+
+        return int(pacer.concurrency(ApiGroup.TRAINING))
+    except Exception:  # a display nicety: never let it stop an upload
+        return None
+
+
+async def _sender(run: _Run, batch_recv: ObjectReceiveStream[Batch]) -> None:
+    assert run.sender is not None and run.journal is not None
+    journal = run.journal
+    async with batch_recv:
+        async for batch in batch_recv:
+            prior = {it.key: it.context.prior_status for it in batch.items}
+            # Intent first: a kill from here on leaves these files `sending`, re-sent on resume.
+            await run.journal_call(journal.mark_sending, [_entry(it, SENDING) for it in batch.items])
+            try:
+                outcomes = await run.sender.send(batch, prior=prior)
+            except FatalSendError as exc:
+                await run.journal_call(journal.record, [_outcome_entry(o) for o in exc.outcomes])
+                raise exc.error from None
+            await run.journal_call(journal.record, [_outcome_entry(o) for o in outcomes])
+            sent = sum(o.item.nbytes for o in outcomes if o.status in (UPLOADED, DUPLICATE))
+            run.bytes_sent += sent
+            run.advance([o.status for o in outcomes], nbytes=sent)
+
+
+def _outcome_entry(o: Outcome) -> JournalEntry:
+    return _entry(o.item, o.status, o.image_id, o.reason)
+
+
+async def _dry_run_sink(run: _Run, batch_recv: ObjectReceiveStream[Batch]) -> None:
+    names = {tid: name for name, tid in run.tags._ids.items()}  # noqa: SLF001 - our own TagMap
+    async with batch_recv:
+        async for batch in batch_recv:
+            for item in batch.items:
+                tags = set(item.tag_ids) | {r.tag_id for r in item.regions}
+                run.per_tag.update(names.get(t, t) for t in tags) if tags else run.per_tag.update(["(untagged)"])
+            run.bytes_sent += batch.nbytes
+            run.advance(["would-send"] * len(batch), nbytes=batch.nbytes)
+
+
+async def _recorder(run: _Run, record_recv: ObjectReceiveStream[JournalEntry]) -> None:
+    """Outcomes that need no request, written in chunks (one transaction each)."""
+    async with record_recv:
+        while True:
+            try:
+                first = await record_recv.receive()
+            except anyio.EndOfStream:
+                return
+            chunk = [first]
+            while len(chunk) < 256:
+                try:
+                    chunk.append(record_recv.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+            if run.journal is not None and not run.options.dry_run:
+                await run.journal_call(run.journal.record, chunk)
+            else:
+                for e in chunk:
+                    if e.status in FAILURE_STATUSES:
+                        _list_reject(run, e.key, e.reason or e.status)
+            run.advance([e.status for e in chunk])
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+
+def _report(
+    run: _Run,
+    project: Project | None,
+    created: bool,
+    tags_created: list[str],
+    state: Path,
+    started: float,
+    finished: float,
+    exit_code: int,
+    failures: list[Any],
+) -> dict[str, Any]:
+    opts = run.options
+    counts = {s: n for s, n in run.tally.items() if s not in ("unchanged", "still-failed", "would-send")}
+    journal = run.journal
+    stats = getattr(run.client, "stats", None)
+    snapshot = stats.snapshot() if stats is not None and not opts.dry_run else None
+    extra: dict[str, Any] = {
+        "root": str(opts.root),
+        "project": {
+            "id": project.id if project is not None else None,
+            "name": project.name if project is not None else opts.project,
+            "created": created,
+            "would_create": project is None,
+        },
+        "labels": opts.labels,
+        "dry_run": opts.dry_run,
+        "state_file": str(state) if journal is not None else None,
+        "unchanged": run.tally.get("unchanged", 0) + run.tally.get("still-failed", 0),
+        "still_failed": run.tally.get("still-failed", 0),
+        "tags_created": tags_created,
+        "fixes": dict(run.fixes.most_common()),
+        "batches": dict(run.batches),
+        "splits": run.sender.splits if run.sender is not None else 0,
+        "bytes_prepared": run.bytes_prepared,
+        "concurrency": _concurrency(run.client),
+        "exit_code": int(exit_code),
+    }
+    if opts.dry_run:
+        extra["would_send"] = {
+            "images": run.tally.get("would-send", 0),
+            "bytes": run.bytes_sent,
+            "per_tag": dict(sorted(run.per_tag.items())),
+            "tags_to_create": tags_created,
+        }
+    return build_report(
+        job="upload",
+        started=started,
+        finished=finished,
+        counts=counts,
+        failures=failures,
+        client_stats=snapshot,
+        extra=extra,
+        nbytes=run.bytes_sent,
+    )

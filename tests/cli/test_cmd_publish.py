@@ -1,0 +1,141 @@
+"""`cvbulk publish` / `cvbulk unpublish` against the threaded emulator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from cvbulk.cli import main
+
+SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "samples" / "ImageClassification" / "Images"
+VARS = (
+    "VISION_TRAINING_ENDPOINT",
+    "VISION_TRAINING_KEY",
+    "VISION_PREDICTION_ENDPOINT",
+    "VISION_PREDICTION_KEY",
+    "VISION_PREDICTION_RESOURCE_ID",
+)
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from cvbulk.emulator import EmulatorConfig, EmulatorThread
+
+    with EmulatorThread(EmulatorConfig(data_dir=tmp_path_factory.mktemp("emulator"))) as emu:
+        yield emu
+
+
+async def _trained_project(emulator, name: str, *, train: bool = True) -> str:
+    from cvbulk.client import TrainingClient
+
+    async with TrainingClient(emulator.endpoint, emulator.training_key) as client:
+        project = await client.create_project(name)
+        for tag_name in ("Hemlock", "Japanese_Cherry"):
+            tag = await client.create_tag(project.id, tag_name)
+            images = [(f.name, f.read_bytes()) for f in sorted((SAMPLES / tag_name).glob("*.jpg"))]
+            await client.create_images_from_data(project.id, images, tag_ids=[tag.id])
+        if train:
+            iteration = await client.train_project(project.id)
+            while iteration.status not in ("Completed", "Failed"):  # polls the service's state
+                await anyio.sleep(0.05)
+                iteration = await client.get_iteration(project.id, iteration.id)
+            assert iteration.status == "Completed"
+    return project.id
+
+
+@pytest.fixture(scope="module")
+def trained(emulator) -> str:
+    return anyio.run(_trained_project, emulator, "trees")
+
+
+@pytest.fixture
+def env(emulator, monkeypatch: pytest.MonkeyPatch):
+    for name in VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VISION_TRAINING_ENDPOINT", emulator.endpoint)
+    monkeypatch.setenv("VISION_TRAINING_KEY", emulator.training_key)
+    monkeypatch.setenv("VISION_PREDICTION_RESOURCE_ID", emulator.prediction_resource_id)
+    return emulator
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(err: str) -> None:
+    assert err.startswith("cvbulk: error: "), err
+    assert err.count("\n") == 1, err
+    assert "Traceback" not in err
+
+
+def iterations(capsys, emulator, project_id: str) -> list:
+    from cvbulk.client import TrainingClient
+
+    async def fetch():
+        async with TrainingClient(emulator.endpoint, emulator.training_key) as client:
+            return await client.get_iterations(project_id)
+
+    return anyio.run(fetch)
+
+
+def test_publish_latest_then_unpublish(env, trained, capsys):
+    code, out, err = cli(capsys, "publish", "--project", "trees", "--name", "classifyModel")
+    assert code == 0, err
+    assert "as 'classifyModel'" in out
+    assert [it.publish_name for it in iterations(capsys, env, trained)] == ["classifyModel"]
+
+    code, out, err = cli(capsys, "unpublish", "--project", "trees", "--json")
+    assert code == 0, err
+    assert json.loads(out)["unpublished"] == "classifyModel"
+    assert [it.publish_name for it in iterations(capsys, env, trained)] == [None]
+
+    # Again: nothing published, nothing to do.
+    code, out, err = cli(capsys, "unpublish", "--project", "trees")
+    assert code == 0, err
+    assert "nothing to do" in out
+
+
+def test_publish_by_iteration_id_and_unpublish_by_name(env, trained, capsys):
+    iteration = iterations(capsys, env, trained)[0]
+    code, out, err = cli(
+        capsys, "publish", "--project", trained, "--name", "byId", "--iteration", iteration.id, "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["iteration"]["publishName"] == "byId"
+    code, out, err = cli(capsys, "unpublish", "--project", "trees", "--name", "byId")
+    assert code == 0, err
+    assert "unpublished 'byId'" in out
+
+
+def test_unpublish_unknown_name_is_fatal(env, trained, capsys):
+    code, _, err = cli(capsys, "unpublish", "--project", "trees", "--name", "neverPublished")
+    assert code == 3
+    assert_one_line_error(err)
+
+
+def test_publish_needs_a_prediction_resource_id(env, trained, capsys, monkeypatch):
+    monkeypatch.delenv("VISION_PREDICTION_RESOURCE_ID")
+    code, _, err = cli(capsys, "publish", "--project", "trees", "--name", "x")
+    assert code == 2
+    assert_one_line_error(err)
+    assert "VISION_PREDICTION_RESOURCE_ID" in err
+
+
+def test_publish_untrained_project_is_fatal(env, capsys):
+    anyio.run(lambda: _trained_project(env, "untrained", train=False))
+    code, _, err = cli(capsys, "publish", "--project", "untrained", "--name", "x")
+    assert code == 3
+    assert_one_line_error(err)
+    assert "cvbulk train" in err
+
+
+def test_unknown_iteration_is_fatal(env, trained, capsys):
+    code, _, err = cli(capsys, "publish", "--project", "trees", "--name", "x", "--iteration", "Iteration 99")
+    assert code == 3
+    assert_one_line_error(err)

@@ -1,0 +1,156 @@
+"""`cvbulk quicktest` (training key) and `cvbulk classify` (prediction key) against the threaded emulator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from cvbulk.cli import main
+
+SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "samples" / "ImageClassification" / "Images"
+TEST_IMAGE = SAMPLES / "Test" / "test_image.jpg"
+VARS = (
+    "VISION_TRAINING_ENDPOINT",
+    "VISION_TRAINING_KEY",
+    "VISION_PREDICTION_ENDPOINT",
+    "VISION_PREDICTION_KEY",
+    "VISION_PREDICTION_RESOURCE_ID",
+)
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from cvbulk.emulator import EmulatorConfig, EmulatorThread
+
+    with EmulatorThread(EmulatorConfig(data_dir=tmp_path_factory.mktemp("emulator"))) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def published(emulator) -> str:
+    """A project trained on the Hemlock / Japanese_Cherry samples and published as classifyModel."""
+    from cvbulk.client import TrainingClient
+
+    async def build() -> str:
+        async with TrainingClient(emulator.endpoint, emulator.training_key) as client:
+            project = await client.create_project("trees")
+            for tag_name in ("Hemlock", "Japanese_Cherry"):
+                tag = await client.create_tag(project.id, tag_name)
+                images = [(f.name, f.read_bytes()) for f in sorted((SAMPLES / tag_name).glob("*.jpg"))]
+                await client.create_images_from_data(project.id, images, tag_ids=[tag.id])
+            iteration = await client.train_project(project.id)
+            while iteration.status not in ("Completed", "Failed"):  # polls the service's state
+                await anyio.sleep(0.05)
+                iteration = await client.get_iteration(project.id, iteration.id)
+            assert iteration.status == "Completed"
+            await client.publish_iteration(
+                project.id, iteration.id, "classifyModel", emulator.prediction_resource_id
+            )
+        return project.id
+
+    return anyio.run(build)
+
+
+@pytest.fixture
+def env(emulator, monkeypatch: pytest.MonkeyPatch):
+    for name in VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VISION_TRAINING_ENDPOINT", emulator.endpoint)
+    monkeypatch.setenv("VISION_TRAINING_KEY", emulator.training_key)
+    monkeypatch.setenv("VISION_PREDICTION_KEY", emulator.prediction_key)
+    return emulator
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(err: str) -> None:
+    assert err.startswith("cvbulk: error: "), err
+    assert err.count("\n") == 1, err
+    assert "Traceback" not in err
+
+
+def test_quicktest_table_says_hemlock_first(env, published, capsys):
+    code, out, err = cli(capsys, "quicktest", str(TEST_IMAGE), "--project", "trees")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[1].split() == ["TAG", "PROBABILITY"]
+    assert lines[3].split()[0] == "Hemlock"
+
+
+def test_quicktest_json(env, published, capsys):
+    code, out, err = cli(capsys, "quicktest", str(TEST_IMAGE), "--project", published, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["project"] == published
+    names = [p["tagName"] for p in result["predictions"]]
+    assert names[0] == "Hemlock" and set(names) == {"Hemlock", "Japanese_Cherry"}
+
+
+def test_classify_by_project_id_with_the_prediction_key_only(env, published, capsys, monkeypatch):
+    monkeypatch.delenv("VISION_TRAINING_KEY")
+    code, out, err = cli(
+        capsys, "classify", str(TEST_IMAGE), "--project", published, "--published-name", "classifyModel", "--json"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["predictions"][0]["tagName"] == "Hemlock"
+    probabilities = [p["probability"] for p in result["predictions"]]
+    assert probabilities == sorted(probabilities, reverse=True)
+
+
+def test_classify_by_name_looks_the_project_up(env, published, capsys):
+    code, out, err = cli(
+        capsys, "classify", str(TEST_IMAGE), "--project", "trees", "--published-name", "classifyModel"
+    )
+    assert code == 0, err
+    assert out.splitlines()[3].split()[0] == "Hemlock"
+
+
+def test_classify_by_name_without_training_key_is_a_usage_error(env, published, capsys, monkeypatch):
+    monkeypatch.delenv("VISION_TRAINING_KEY")
+    code, _, err = cli(
+        capsys, "classify", str(TEST_IMAGE), "--project", "trees", "--published-name", "classifyModel"
+    )
+    assert code == 2
+    assert_one_line_error(err)
+
+
+def test_classify_unknown_published_name_is_fatal(env, published, capsys):
+    code, _, err = cli(
+        capsys, "classify", str(TEST_IMAGE), "--project", published, "--published-name", "nope"
+    )
+    assert code == 3
+    assert_one_line_error(err)
+
+
+def test_wrong_prediction_key_is_fatal_and_hidden(env, published, capsys):
+    wrong = "fedcba9876543210fedcba9876543210"
+    code, out, err = cli(
+        capsys, "classify", str(TEST_IMAGE), "--project", published, "--published-name", "classifyModel",
+        "--prediction-key", wrong,
+    )
+    assert code == 3
+    assert_one_line_error(err)
+    assert wrong not in out + err
+
+
+def test_missing_image_is_a_usage_error(env, published, capsys, tmp_path):
+    code, _, err = cli(capsys, "quicktest", str(tmp_path / "nope.jpg"), "--project", "trees")
+    assert code == 2
+    assert_one_line_error(err)
+
+
+def test_not_an_image_is_a_usage_error(env, published, capsys, tmp_path):
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    code, _, err = cli(capsys, "quicktest", str(text), "--project", "trees")
+    assert code == 2
+    assert_one_line_error(err)

@@ -1,0 +1,133 @@
+"""`cvbulk train` against the threaded emulator: refusals in the service's words, --wait, performance."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from cvbulk.cli import main
+
+SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "samples" / "ImageClassification" / "Images"
+VARS = (
+    "VISION_TRAINING_ENDPOINT",
+    "VISION_TRAINING_KEY",
+    "VISION_PREDICTION_ENDPOINT",
+    "VISION_PREDICTION_KEY",
+    "VISION_PREDICTION_RESOURCE_ID",
+)
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from cvbulk.emulator import EmulatorConfig, EmulatorThread
+
+    with EmulatorThread(EmulatorConfig(data_dir=tmp_path_factory.mktemp("emulator"))) as emu:
+        yield emu
+
+
+@pytest.fixture
+def env(emulator, monkeypatch: pytest.MonkeyPatch):
+    for name in VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VISION_TRAINING_ENDPOINT", emulator.endpoint)
+    monkeypatch.setenv("VISION_TRAINING_KEY", emulator.training_key)
+    return emulator
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(err: str) -> None:
+    assert err.startswith("cvbulk: error: "), err
+    assert err.count("\n") == 1, err
+    assert "Traceback" not in err
+
+
+def make_project(capsys, name: str, *tags: str) -> str:
+    code, out, err = cli(capsys, "projects", "create", name, "--json")
+    assert code == 0, err
+    if tags:
+        assert cli(capsys, "tags", "create", name, *tags)[0] == 0
+    return json.loads(out)["id"]
+
+
+def add_images(emulator, project_id: str, per_tag: int = 10) -> None:
+    """Tagged sample images, sent with the client itself (upload is another command's business)."""
+    from cvbulk.client import TrainingClient
+
+    async def send() -> None:
+        async with TrainingClient(emulator.endpoint, emulator.training_key) as client:
+            tags = {t.name: t for t in await client.get_tags(project_id)}
+            for name, tag in tags.items():
+                files = sorted((SAMPLES / name).glob("*.jpg"))[:per_tag]
+                images = [(f.name, f.read_bytes()) for f in files]
+                summary = await client.create_images_from_data(project_id, images, tag_ids=[tag.id])
+                assert summary.is_batch_successful
+
+    anyio.run(send)
+
+
+def test_training_without_images_is_refused_in_the_service_words(env, capsys):
+    make_project(capsys, "empty", "Hemlock", "Japanese_Cherry")
+    code, out, err = cli(capsys, "train", "--project", "empty", "--wait")
+    assert code == 1
+    assert_one_line_error(err)
+    assert "training not started" in err and "BadRequest" in err
+
+
+def test_wait_prints_performance_then_nothing_changed(env, capsys):
+    project_id = make_project(capsys, "trees", "Hemlock", "Japanese_Cherry")
+    add_images(env, project_id)
+
+    code, out, err = cli(capsys, "train", "--project", "trees", "--wait", "--poll-interval", "0.5")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("trained project 'trees'")
+    assert lines[1].split() == ["TAG", "PRECISION", "RECALL", "AP"]
+    assert any(line.startswith("Hemlock") and "%" in line for line in lines)
+    assert "Completed" in err  # plain status lines off a terminal
+
+    # Nothing changed since: the service says so, exit 1.
+    code, _, err = cli(capsys, "train", "--project", project_id)
+    assert code == 1
+    assert_one_line_error(err)
+    assert "BadRequestTrainingNotNeeded" in err
+
+    # --force trains again; --json gives the iteration and its performance.
+    code, out, err = cli(capsys, "train", "--project", "trees", "--force", "--wait", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["iteration"]["status"] == "Completed"
+    per_tag = {t["name"]: t for t in result["performance"]["perTagPerformance"]}
+    assert set(per_tag) == {"Hemlock", "Japanese_Cherry"}
+    assert all(0.0 <= t["precision"] <= 1.0 for t in per_tag.values())
+
+
+def test_start_without_wait_and_selected_tags(env, capsys):
+    project_id = make_project(capsys, "selected", "Hemlock", "Japanese_Cherry")
+    add_images(env, project_id, per_tag=5)
+    code, out, err = cli(capsys, "train", "--project", "selected", "--selected-tags", "Hemlock", "Japanese_Cherry", "--json")
+    assert code == 0, err
+    iteration = json.loads(out)["iteration"]
+    assert iteration["id"] and iteration["status"]
+
+
+def test_unknown_selected_tag_is_a_usage_error(env, capsys):
+    make_project(capsys, "tagless", "Hemlock")
+    code, _, err = cli(capsys, "train", "--project", "tagless", "--selected-tags", "Oak")
+    assert code == 2
+    assert_one_line_error(err)
+    assert "'Oak'" in err
+
+
+def test_unknown_project_is_fatal(env, capsys):
+    code, _, err = cli(capsys, "train", "--project", "no-such-project")
+    assert code == 3
+    assert_one_line_error(err)
