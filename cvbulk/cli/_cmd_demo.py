@@ -121,8 +121,8 @@ class Step:
 def _project_name(variant: DemoVariant) -> str:
     # Unique, so that runs never collide on a shared resource and each gets its own folder.
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    kind = "detection" if variant.detection else "classification"
-    return f"cvbulk-demo-{kind}-{stamp}-{secrets.token_hex(2)}"
+    subject = "cutlery" if variant.detection else "trees"
+    return f"cvbulk-demo-{subject}-{stamp}-{secrets.token_hex(2)}"
 
 
 def _shown(path: Path) -> str:
@@ -214,6 +214,8 @@ def _run_steps(steps: Sequence[Step], *, first: int, total: int) -> None:
         _out(f"$ {_command_line(step.argv)}")
         started = time.monotonic()
         code = run_step(step.argv)
+        # Keep the step's output (stdout) and its progress lines (stderr) in order in a log.
+        sys.stdout.flush()
         sys.stderr.flush()
         if code != 0:
             raise CLIError(
@@ -275,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
             settings = stack.enter_context(_embedded_emulator(args))
         else:
             settings = azure
-            _out(f"  service: {settings[ENV_TRAINING_ENDPOINT]} (Azure)")
+            _out(f"  service: {settings[ENV_TRAINING_ENDPOINT]} (given by --endpoint or ${ENV_TRAINING_ENDPOINT})")
         _show_connection(settings, emulator=azure is None)
         stack.enter_context(_environment(settings))
         _run_steps(steps, first=1, total=len(steps))

@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Collection, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 from urllib.parse import quote
 
 import aiohttp
@@ -113,6 +113,21 @@ def _error_from_answer(
     return error_for_status(status, message, code=code_text, operation=operation, retry_after=retry_after)
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """Everything needed to (re)send one operation; the body is rebuilt from it per attempt."""
+
+    operation: str
+    method: str
+    url: str
+    path: str  # for logs: no host, no query
+    group: ApiGroup | None  # None: not paced (a download from another host)
+    params: Mapping[str, str] | None
+    body: bytes | None
+    images: Sequence[tuple[str, bytes]] | None
+    send_key: bool
+
+
 class HttpCore:
     """Sends one operation's request with pacing and retries; owns (or borrows) the aiohttp session."""
 
@@ -173,19 +188,26 @@ class HttpCore:
         params: Mapping[str, str] | None = None,
         json_body: Any = None,
         images: Sequence[tuple[str, bytes]] | None = None,
-        expect: Collection[int] = (200,),
     ) -> Any:
-        """Run one operation; returns the parsed JSON answer (None for an empty one)."""
+        """Run one operation; returns the parsed JSON answer (None for an empty one).
+
+        Any 2xx is a success (the batch operations answer 207 when some items failed; the body says which).
+        """
         body: bytes | None = None
         if json_body is not None:
             # encoded once: bytes are immutable, so every attempt can resend them as they are
             body = json.dumps(json_body, separators=(",", ":")).encode()
-        raw = await self._with_retries(
-            operation, method, self.base_url + path, path, group, params, body, images, expect, True
-        )
+        request = _Request(operation, method, self.base_url + path, path, group, params, body, images, True)
+        raw = await self._with_retries(request)
         if not raw:
             return None
-        return json.loads(raw)
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise CustomVisionError(
+                "the answer is not JSON: " + redact(raw[:120].decode("utf-8", "replace"), self._key.reveal()),
+                operation=operation,
+            ) from None
 
     async def download(self, url: str) -> bytes:
         """GET raw bytes; the key goes only to the endpoint's own origin (never to blob storage)."""
@@ -193,33 +215,21 @@ class HttpCore:
         if not target.is_absolute():
             target = URL(self.endpoint).join(target)
         same_origin = target.origin() == self._origin
-        return await self._with_retries(
-            "Download", "GET", str(target), target.path, ApiGroup.TRAINING if same_origin else None,
-            None, None, None, (200,), same_origin,
-        )
+        group = ApiGroup.TRAINING if same_origin else None  # other hosts do not count against our rate
+        request = _Request("Download", "GET", str(target), target.path, group, None, None, None, same_origin)
+        return await self._with_retries(request)
 
-    async def _with_retries(
-        self,
-        operation: str,
-        method: str,
-        url: str,
-        path: str,
-        group: ApiGroup | None,
-        params: Mapping[str, str] | None,
-        body: bytes | None,
-        images: Sequence[tuple[str, bytes]] | None,
-        expect: Collection[int],
-        send_key: bool,
-    ) -> bytes:
+    async def _with_retries(self, request: _Request) -> bytes:
         policy = self.retry
         started = policy.clock()
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._attempt(
-                    operation, method, url, path, group, params, body, images, expect, send_key
-                )
+                if request.group is None:
+                    return await self._send(request)
+                async with self.pacer.slot(request.group):
+                    return await self._send(request)
             except CustomVisionError as err:
                 if not err.retryable or policy.max_attempts == 1:
                     raise
@@ -228,53 +238,25 @@ class HttpCore:
                 delay = policy.delay_for(err, attempt)
                 if policy.clock() - started + delay > policy.max_elapsed:
                     raise RetryBudgetExhausted(err, attempt) from None
-                logger.debug("%s %s: retry %d in %.2f s after %s", method, path, attempt, delay,
+                logger.debug("%s %s: retry %d in %.2f s after %s", request.method, request.path, attempt, delay,
                              type(err).__name__)
                 self.stats.retries += 1
                 await policy.sleep(delay)
 
-    async def _attempt(
-        self,
-        operation: str,
-        method: str,
-        url: str,
-        path: str,
-        group: ApiGroup | None,
-        params: Mapping[str, str] | None,
-        body: bytes | None,
-        images: Sequence[tuple[str, bytes]] | None,
-        expect: Collection[int],
-        send_key: bool,
-    ) -> bytes:
-        if group is None:
-            return await self._send(operation, method, url, path, None, params, body, images, expect, send_key)
-        async with self.pacer.slot(group):
-            return await self._send(operation, method, url, path, group, params, body, images, expect, send_key)
-
-    async def _send(
-        self,
-        operation: str,
-        method: str,
-        url: str,
-        path: str,
-        group: ApiGroup | None,
-        params: Mapping[str, str] | None,
-        body: bytes | None,
-        images: Sequence[tuple[str, bytes]] | None,
-        expect: Collection[int],
-        send_key: bool,
-    ) -> bytes:
-        headers = {self._key_header: self._key.reveal()} if send_key else {}
+    async def _send(self, request: _Request) -> bytes:
+        """One attempt: build the body, send, read, count, and turn a failure into an exception."""
+        operation, group = request.operation, request.group
+        headers = {self._key_header: self._key.reveal()} if request.send_key else {}
         headers["Accept"] = "*/*" if operation == "Download" else "application/json"
         data: Any = None
-        if images is not None:
+        if request.images is not None:
             # rebuilt per attempt: a multipart writer is consumed by sending it
-            data = image_multipart(images)
+            data = image_multipart(request.images)
             sent = data.size or 0
-        elif body is not None:
-            data = body
+        elif request.body is not None:
+            data = request.body
             headers.update(_JSON_HEADERS)
-            sent = len(body)
+            sent = len(request.body)
         else:
             sent = 0
         stats = self.stats
@@ -282,7 +264,9 @@ class HttpCore:
         stats.bytes_sent += sent
         start = time.perf_counter()
         try:
-            async with self.session().request(method, url, params=params, data=data, headers=headers) as resp:
+            async with self.session().request(
+                request.method, request.url, params=request.params, data=data, headers=headers
+            ) as resp:
                 raw = await resp.read()
                 status = resp.status
                 answer_headers = resp.headers
@@ -301,8 +285,8 @@ class HttpCore:
         elapsed = time.perf_counter() - start
         stats.record_latency(elapsed)
         stats.bytes_received += len(raw)
-        logger.debug("%s %s -> %d in %.1f ms", method, path, status, elapsed * 1000.0)
-        if status in expect:
+        logger.debug("%s %s -> %d in %.1f ms", request.method, request.path, status, elapsed * 1000.0)
+        if 200 <= status < 300:
             if group is not None:
                 self.pacer.on_success(group)
             return raw

@@ -31,8 +31,6 @@ from ._stats import ClientStats
 __all__ = ["TrainingClient", "MAX_PAGE"]
 
 MAX_PAGE = 256  # GetImages / GetTaggedImages / GetUntaggedImages: "take ... limited to 256"
-_CREATED = (200, 207)  # 207 Multi-Status: some images failed, the body says which
-_NO_CONTENT = (200, 202, 204)
 
 
 def _batch(entries: Sequence[Any], tag_ids: Sequence[str], metadata: Mapping[str, str] | None) -> dict:
@@ -110,7 +108,7 @@ class TrainingClient(BaseClient):
         return Project.from_json(body)
 
     async def delete_project(self, project_id: str) -> None:
-        await self._call("DeleteProject", "DELETE", f"/projects/{seg(project_id)}", expect=_NO_CONTENT)
+        await self._call("DeleteProject", "DELETE", f"/projects/{seg(project_id)}")
 
     async def export_project(self, project_id: str) -> ProjectExport:
         body = await self._call("ExportProject", "GET", f"/projects/{seg(project_id)}/export")
@@ -166,7 +164,7 @@ class TrainingClient(BaseClient):
 
     async def delete_tag(self, project_id: str, tag_id: str) -> None:
         await self._call(
-            "DeleteTag", "DELETE", f"/projects/{seg(project_id)}/tags/{seg(tag_id)}", expect=_NO_CONTENT
+            "DeleteTag", "DELETE", f"/projects/{seg(project_id)}/tags/{seg(tag_id)}"
         )
 
     # -- creating images ---------------------------------------------------------------------------------
@@ -183,7 +181,7 @@ class TrainingClient(BaseClient):
         """
         body = await self._call(
             "CreateImagesFromData", "POST", f"/projects/{seg(project_id)}/images",
-            params=query(tagIds=list(tag_ids)), images=images, expect=_CREATED,
+            params=query(tagIds=list(tag_ids)), images=images
         )
         return ImageCreateSummary.from_json(body)
 
@@ -198,7 +196,7 @@ class TrainingClient(BaseClient):
         """Upload images with per-image tags and regions (JSON, contents in base64)."""
         body = await self._call(
             "CreateImagesFromFiles", "POST", f"/projects/{seg(project_id)}/images/files",
-            json_body=_batch(images, tag_ids, metadata), expect=_CREATED,
+            json_body=_batch(images, tag_ids, metadata)
         )
         return ImageCreateSummary.from_json(body)
 
@@ -212,7 +210,7 @@ class TrainingClient(BaseClient):
     ) -> ImageCreateSummary:
         body = await self._call(
             "CreateImagesFromUrls", "POST", f"/projects/{seg(project_id)}/images/urls",
-            json_body=_batch(images, tag_ids, metadata), expect=_CREATED,
+            json_body=_batch(images, tag_ids, metadata)
         )
         return ImageCreateSummary.from_json(body)
 
@@ -221,7 +219,7 @@ class TrainingClient(BaseClient):
     ) -> ImageRegionCreateSummary:
         body = await self._call(
             "CreateImageRegions", "POST", f"/projects/{seg(project_id)}/images/regions",
-            json_body={"regions": [r.to_json() for r in regions]}, expect=_CREATED,
+            json_body={"regions": [r.to_json() for r in regions]}
         )
         return ImageRegionCreateSummary.from_json(body)
 
@@ -231,8 +229,7 @@ class TrainingClient(BaseClient):
         """Tag existing images: ``pairs`` of (image_id, tag_id)."""
         body = await self._call(
             "CreateImageTags", "POST", f"/projects/{seg(project_id)}/images/tags",
-            json_body={"tags": [{"imageId": image_id, "tagId": tag_id} for image_id, tag_id in pairs]},
-            expect=_CREATED,
+            json_body={"tags": [{"imageId": image_id, "tagId": tag_id} for image_id, tag_id in pairs]}
         )
         return ImageTagCreateSummary.from_json(body)
 
@@ -241,7 +238,7 @@ class TrainingClient(BaseClient):
     ) -> None:
         await self._call(
             "DeleteImageTags", "DELETE", f"/projects/{seg(project_id)}/images/tags",
-            params=query(imageIds=list(image_ids), tagIds=list(tag_ids)), expect=_NO_CONTENT,
+            params=query(imageIds=list(image_ids), tagIds=list(tag_ids))
         )
 
     # -- reading images ----------------------------------------------------------------------------------
@@ -380,7 +377,7 @@ class TrainingClient(BaseClient):
             allIterations=True if all_iterations else None,
         )
         await self._call(
-            "DeleteImages", "DELETE", f"/projects/{seg(project_id)}/images", params=params, expect=_NO_CONTENT
+            "DeleteImages", "DELETE", f"/projects/{seg(project_id)}/images", params=params
         )
 
     # -- training and iterations -------------------------------------------------------------------------
@@ -427,8 +424,7 @@ class TrainingClient(BaseClient):
 
     async def delete_iteration(self, project_id: str, iteration_id: str) -> None:
         await self._call(
-            "DeleteIteration", "DELETE", f"/projects/{seg(project_id)}/iterations/{seg(iteration_id)}",
-            expect=_NO_CONTENT,
+            "DeleteIteration", "DELETE", f"/projects/{seg(project_id)}/iterations/{seg(iteration_id)}"
         )
 
     async def get_iteration_performance(
@@ -466,7 +462,7 @@ class TrainingClient(BaseClient):
     async def unpublish_iteration(self, project_id: str, iteration_id: str) -> None:
         await self._call(
             "UnpublishIteration", "DELETE",
-            f"/projects/{seg(project_id)}/iterations/{seg(iteration_id)}/publish", expect=_NO_CONTENT,
+            f"/projects/{seg(project_id)}/iterations/{seg(iteration_id)}/publish"
         )
 
     # -- quick test --------------------------------------------------------------------------------------

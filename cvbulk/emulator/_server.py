@@ -37,7 +37,6 @@ class Emulator:
         self.data_dir: Path | None = None
         self._state: EmulatorState | None = None
         self._runner: web.AppRunner | None = None
-        self._tg = None
         self._temp = False
 
     def __repr__(self) -> str:
@@ -81,9 +80,6 @@ class Emulator:
             self.data_dir = Path(cfg.data_dir)
         try:
             self._state = await anyio.to_thread.run_sync(EmulatorState.open, cfg, self.data_dir)
-            self._tg = anyio.create_task_group()
-            await self._tg.__aenter__()
-            self._state.task_group = self._tg
             self._state.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
             self._runner = web.AppRunner(build_app(self._state), access_log=None, handle_signals=False)
             await self._runner.setup()
@@ -107,11 +103,8 @@ class Emulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()  # trainings left in status Training resume at next start
-            await self._tg.__aexit__(None, None, None)
-            self._tg = None
         if self._state is not None:
+            await self._state.background.close()  # trainings left in status Training resume at next start
             if self._state.http is not None:
                 await self._state.http.close()
             self._state.store.close()

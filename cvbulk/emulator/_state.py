@@ -9,9 +9,9 @@ from pathlib import Path
 
 import aiohttp
 import anyio
-from anyio.abc import TaskGroup
 from aiohttp import web
 
+from ._background import Background
 from ._blobs import BlobStore
 from ._config import EmulatorConfig, Faults, Latency
 from ._limits import RateLimits
@@ -33,7 +33,7 @@ class EmulatorState:
     latency: Latency
     rng: random.Random
     cpu: anyio.CapacityLimiter
-    task_group: TaskGroup | None = None
+    background: Background = field(default_factory=Background)
     http: aiohttp.ClientSession | None = None
     throttle_left: int = 0
     perf_cache: dict = field(default_factory=dict)
@@ -63,8 +63,7 @@ class EmulatorState:
         self.throttle_left = faults.throttle_burst
 
     def start_training(self, job: dict) -> None:
-        assert self.task_group is not None, "the emulator is not running"
-        self.task_group.start_soon(
+        self.background.start_soon(
             run_training_job, self.store, self.blobs, self.data_dir / "models", job, self.cpu, self.config.seed
         )
 

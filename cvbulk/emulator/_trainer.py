@@ -37,9 +37,11 @@ Kind = Literal["Multiclass", "Multilabel", "ObjectDetection"]
 KINDS: tuple[str, ...] = ("Multiclass", "Multilabel", "ObjectDetection")
 MODEL_FORMAT = "cvbulk-trainer/1"
 
+WARM_STEPS = 20
 MAX_BOXES = 20  # detections returned per image, best first
 MIN_BOX_PROBABILITY = 0.01
 NMS_IOU = 0.3  # boxes of one tag overlapping more than this are the same object
+CONTAIN_SUPPRESS = 0.7  # ... and so is a box mostly inside a better one (a part of the object)
 FUSE_IOU = 0.5  # suppressed windows this close to a winner refine its coordinates
 POSITIVE_IOU = 0.5  # training windows at least this close to a region show that region's tag
 NEGATIVE_IOU = 0.3  # ... and at most this close to every region show background
@@ -239,7 +241,7 @@ def _fit_linear(
         b = [math.log(max(p, 1e-6)) for p in mean_t]
     if warm_start and loss == "softmax":
         w, b = _discriminant(xs, cols, targets, sw, mean_t)
-    steps = int(max(20 if warm_start else 30, min(300, work_budget / max(1, n * d * c))))
+    steps = int(max(WARM_STEPS if warm_start else 30, min(300, work_budget / max(1, n * d * c))))
     lr, momentum = 0.5, 0.9
     vw = [[0.0] * d for _ in range(c)]
     vb = [0.0] * c
@@ -270,10 +272,10 @@ def _discriminant(
     """Linear discriminant analysis with a shrunk pooled covariance: w_k = S^-1 mu_k,
     b_k = -mu_k S^-1 mu_k / 2 + log prior_k, in the standardised space."""
     c, d = len(mass), len(cols)
-    means = [
-        [sum(x[j] * t[k] * s for x, t, s in zip(xs, targets, sw)) / (mass[k] or 1.0) for j in range(d)]
-        for k in range(c)
-    ]
+    means = []
+    for k in range(c):
+        share = [t[k] * s for t, s in zip(targets, sw)]
+        means.append([_dot(share, col) / (mass[k] or 1.0) for col in cols])
     label = [max(range(c), key=lambda k: (t[k], -k)) for t in targets]
     centred = [[v - means[y][j] for v, y in zip(col, label)] for j, col in enumerate(cols)]
     gram = _shrunk_gram(centred, sw, shrink=0.2)
@@ -285,6 +287,7 @@ def _discriminant(
 # --------------------------------------------------------------------------- detection geometry
 
 _Window = tuple[int, int, int, int]  # x0, y0, x1, y1 in grid cells, exclusive ends
+_Corners = tuple[float, float, float, float]  # x0, y0, x1, y1 normalised
 
 
 def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
@@ -295,6 +298,14 @@ def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, flo
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+def _covered(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """The share of box ``a`` inside box ``b``."""
+    ix = min(a[2], b[2]) - max(a[0], b[0])
+    iy = min(a[3], b[3]) - max(a[1], b[1])
+    area = (a[2] - a[0]) * (a[3] - a[1])
+    return ix * iy / area if ix > 0 and iy > 0 and area > 0 else 0.0
 
 
 def _box_corners(r: RegionBox) -> tuple[float, float, float, float]:
@@ -439,16 +450,14 @@ class Model:
                     candidates[k].append((p[k + 1], win))
                     vectors[win] = vector
         regressor = self._box_regressor
-
-        def refine(win: _Window) -> tuple[float, float, float, float]:
-            if regressor is None:
-                return _window_corners(win)
-            return _apply_deltas(win, regressor.scores(vectors[win]))
-
         found: list[ScoredTag] = []
         for k, cands in enumerate(candidates):
             cands.sort(key=lambda c: (-c[0], c[1]))
-            found.extend(ScoredTag(self.tag_ids[k], p, box) for p, box in _nms(self.tag_ids[k], cands, refine))
+            boxes = [
+                (p, _apply_deltas(win, regressor.scores(vectors[win])) if regressor else _window_corners(win))
+                for p, win in cands
+            ]
+            found.extend(ScoredTag(self.tag_ids[k], p, box) for p, box in _nms(self.tag_ids[k], boxes))
         found.sort(key=lambda s: (-s.probability, s.tag_id, _box_key(s.box)))
         return found[:MAX_BOXES]
 
@@ -483,31 +492,35 @@ def _box_key(box: RegionBox | None) -> tuple[float, ...]:
     return () if box is None else (box.left, box.top, box.width, box.height)
 
 
-def _nms(
-    tag_id: str,
-    candidates: Sequence[tuple[float, _Window]],
-    refine: Callable[[_Window], tuple[float, float, float, float]],
-) -> list[tuple[float, RegionBox]]:
-    """Greedy non-maximum suppression over windows sorted best first. Each kept box is the
-    probability-weighted mean of the refined boxes of the windows it suppresses that overlap it
-    closely: many good windows agree better than the single best one."""
-    kept: list[tuple[float, RegionBox]] = []
-    alive = [(p, win, _window_corners(win)) for p, win in candidates]
-    while alive and len(kept) < MAX_BOXES:
-        p, _, best = alive[0]
+def _nms(tag_id: str, boxes: Sequence[tuple[float, _Corners]]) -> list[tuple[float, RegionBox]]:
+    """Greedy non-maximum suppression over refined boxes sorted best first. Each kept box is the
+    probability-weighted mean of the boxes it suppresses that overlap it closely (many good
+    windows agree better than the single best one); a last pass drops fused boxes that moved onto
+    a better one."""
+    fused: list[tuple[float, _Corners]] = []
+    alive = list(boxes)
+    while alive and len(fused) < MAX_BOXES:
+        p, best = alive[0]
         rest = []
         acc, acc_w = [0.0, 0.0, 0.0, 0.0], 0.0
-        for q, win, corners in alive:
-            overlap = _iou(best, corners)
+        for q, box in alive:
+            overlap = _iou(best, box)
             if overlap >= FUSE_IOU:
-                acc = [a + q * v for a, v in zip(acc, refine(win))]
+                acc = [a + q * v for a, v in zip(acc, box)]
                 acc_w += q
-            if overlap <= NMS_IOU:
-                rest.append((q, win, corners))
-        x0, y0, x1, y1 = (a / acc_w for a in acc)
-        kept.append((p, RegionBox(tag_id, x0, y0, x1 - x0, y1 - y0)))
+            if not _same_object(box, best, overlap):
+                rest.append((q, box))
+        fused.append((p, (acc[0] / acc_w, acc[1] / acc_w, acc[2] / acc_w, acc[3] / acc_w)))
         alive = rest
-    return kept
+    kept: list[tuple[float, _Corners]] = []
+    for p, box in fused:
+        if not any(_same_object(box, other, _iou(box, other)) for _, other in kept):
+            kept.append((p, box))
+    return [(p, RegionBox(tag_id, x0, y0, x1 - x0, y1 - y0)) for p, (x0, y0, x1, y1) in kept]
+
+
+def _same_object(box: _Corners, better: _Corners, overlap: float) -> bool:
+    return overlap > NMS_IOU or _covered(box, better) >= CONTAIN_SUPPRESS
 
 
 # --------------------------------------------------------------------------- training

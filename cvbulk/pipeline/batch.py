@@ -190,6 +190,7 @@ class Batcher:
         self._clock = clock
         self._groups: dict[_GroupKey, _Group] = {}  # insertion order == age order
         self._open_bytes = 0
+        self._last_add = clock()
 
     @property
     def pending(self) -> int:
@@ -203,6 +204,7 @@ class Batcher:
     def add(self, item: BatchItem) -> list[Batch]:
         """Place one item; return the batches that are complete as a result (often none)."""
         out: list[Batch] = []
+        self._last_add = self._clock()
         key = self._route(item)
         group = self._groups.get(key)
         if group is not None and not group.fits(
@@ -231,10 +233,19 @@ class Batcher:
         """Every open group, oldest first (the end of the stream)."""
         return [self._emit(key) for key in list(self._groups)]
 
-    def flush_lingering(self, linger: float) -> list[Batch]:
-        """The groups that have waited ``linger`` seconds or more for company."""
-        when = self._clock() - linger
-        return [self._emit(k) for k, g in list(self._groups.items()) if g.opened_at <= when]
+    def flush_lingering(self, linger: float, max_age: float | None = None) -> list[Batch]:
+        """Partial groups that should not wait any longer.
+
+        All of them when no image has arrived for ``linger`` seconds (the upstream is slow: waiting
+        stalls the senders); while images keep coming, only groups older than ``max_age`` (a rare
+        tag set must not wait for ever). A partial request costs as much of the rate limit as a
+        full one, so a busy upstream gets full batches.
+        """
+        now = self._clock()
+        if now - self._last_add >= linger:
+            return self.flush()
+        max_age = max_age if max_age is not None else max(2.0, 8 * linger)
+        return [self._emit(k) for k, g in list(self._groups.items()) if now - g.opened_at >= max_age]
 
     def _route(self, item: BatchItem) -> _GroupKey:
         if item.regions or len(item.tag_ids) > self.max_tags:

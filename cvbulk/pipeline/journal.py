@@ -111,7 +111,6 @@ _UPSERT_SENDING = _UPSERT.replace(
     "attempts = MAX(entries.attempts, excluded.attempts)",
     "attempts = MAX(entries.attempts + 1, excluded.attempts)",
 )
-assert _UPSERT_SENDING != _UPSERT
 
 
 class JournalMismatch(ValueError):

@@ -109,7 +109,7 @@ async def run_predict(
     root = options.root
     output = options.output
     fmt = output_format(output)
-    project_id, project_name, tag_names = await _resolve_project(training, options.project)
+    project_id, project_name, tag_names = await _resolve_project(training, options.project, options.detect)
 
     state_path = options.state or default_state_path(output)
     fingerprint = {
@@ -248,7 +248,9 @@ async def _run(
 # -- project and tags ---------------------------------------------------------------------------
 
 
-async def _resolve_project(training: Any | None, ref: str) -> tuple[str, str | None, list[str] | None]:
+async def _resolve_project(
+    training: Any | None, ref: str, detect: bool
+) -> tuple[str, str | None, list[str] | None]:
     """(project id, name or None, tag names or None) for a project id or name."""
     if training is None:
         if not _UUID.match(ref.strip()):
@@ -257,9 +259,15 @@ async def _resolve_project(training: Any | None, ref: str) -> tuple[str, str | N
                 "(--endpoint/--key or VISION_TRAINING_*) the project must be given by id"
             )
         return ref.strip(), None, None
-    from .project import resolve_project
+    from .project import is_detection_domain, project_domain, resolve_project
 
     project = await resolve_project(training, ref)
+    domain = await project_domain(training, project)
+    if domain is not None and is_detection_domain(domain) != detect:
+        # Caught before the first image: otherwise every image would fail the same way.
+        hint = "add --detect" if not detect else "drop --detect"
+        kind = "an object-detection" if not detect else "a classification"
+        raise CLIError(f"project {project.name!r} is {kind} project: {hint}")
     tags = await training.get_tags(project.id)
     return str(project.id), project.name, sorted({t.name for t in tags})
 

@@ -88,3 +88,24 @@ def test_real_endpoint_needs_its_settings(capsys, tmp_path, monkeypatch):
     assert code == 2
     assert "VISION_PREDICTION_KEY" in err
     assert err.count("\n") == 1 and "k" * 32 not in err
+
+
+def test_demo_against_a_given_endpoint_with_cleanup(capsys, tmp_path, monkeypatch):
+    """The Azure path: no embedded emulator, the VISION_* settings as given; --cleanup removes the project."""
+    from cvbulk.emulator import EmulatorConfig, EmulatorThread
+
+    with EmulatorThread(EmulatorConfig(data_dir=tmp_path / "service")) as service:
+        monkeypatch.setenv("VISION_TRAINING_ENDPOINT", service.endpoint)
+        monkeypatch.setenv("VISION_TRAINING_KEY", service.training_key)
+        monkeypatch.setenv("VISION_PREDICTION_KEY", service.prediction_key)
+        monkeypatch.setenv("VISION_PREDICTION_RESOURCE_ID", service.prediction_resource_id)
+        code = main(["demo", "--workdir", str(tmp_path / "out"), "--cleanup"])
+        out, err = capsys.readouterr()
+        assert code == 0, err[-2000:]
+        assert f"service: {service.endpoint} (given by" in out
+        assert "$ cvbulk unpublish" in out and "$ cvbulk projects delete" in out
+        assert service.training_key not in out + err and service.prediction_key not in out + err
+
+        assert main(["projects", "list", "--json"]) == 0
+        assert capsys.readouterr().out.strip() == "[]"
+    assert "Hemlock" in only_csv(tmp_path / "out").read_text(encoding="utf-8")

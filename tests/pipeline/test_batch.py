@@ -111,16 +111,31 @@ def test_open_bytes_are_bounded():
     assert b.pending * 40 <= 150
 
 
-def test_linger_flushes_only_old_groups():
+def test_linger_flushes_everything_when_the_upstream_is_quiet():
     clock = Clock()
     b = Batcher(clock=clock)
     b.add(item(1, ("a",)))
     clock.now = 1.0
     b.add(item(2, ("b",)))
-    clock.now = 1.2
-    out = b.flush_lingering(0.5)
-    assert [x.tag_ids for x in out] == [("a",)]
-    assert b.pending == 1
+    clock.now = 1.1
+    assert b.flush_lingering(0.25) == []  # an image came 0.1 s ago: keep filling
+    clock.now = 1.3
+    assert sorted(x.tag_ids for x in b.flush_lingering(0.25)) == [("a",), ("b",)]
+    assert b.pending == 0
+
+
+def test_while_images_keep_coming_only_old_groups_go():
+    clock = Clock()
+    b = Batcher(clock=clock)
+    b.add(item(1, ("rare",)))
+    for i in range(30):
+        clock.now += 0.1
+        b.add(item(100 + i, ("busy",)))
+        out = b.flush_lingering(0.25, max_age=2.0)
+        if out:
+            break
+    assert [x.tag_ids for x in out] == [("rare",)]
+    assert clock.now >= 2.0
 
 
 def test_split_halves():

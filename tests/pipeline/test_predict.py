@@ -560,3 +560,33 @@ def test_emulator_kill_9_and_resume_gives_one_row_per_image(emu_thread, trees, t
     assert report["counts"]["skipped"] >= len(first)
     assert report["counts"]["predicted"] == 90 - report["counts"]["skipped"]
     assert emu.prediction_key not in out.read_text() + resumed.stdout.decode() + resumed.stderr.decode()
+
+
+async def test_emulator_store_jsonl_and_run_wide_errors(emu_thread, trees, cutlery, tmp_path):
+    from cvbulk.cli._common import CLIError
+
+    emu = emu_thread
+    prediction, training = _clients(emu)
+    async with prediction, training:
+        out = tmp_path / "trees.jsonl"
+        options = PredictOptions(
+            root=CLASSIFY_TEST, project=trees, published_name="treeModel", output=out, store=True, top=1
+        )
+        result = await run_predict(prediction, training, options)
+        (line,) = [json.loads(x) for x in out.read_text().splitlines()]
+        assert line["top_tag"] == "Hemlock" and [p["tagName"] for p in line["predictions"]] == ["Hemlock"]
+        assert result.exit_code == 0
+
+        # A detection project scored without --detect is caught before any image is sent.
+        with pytest.raises(CLIError, match="add --detect"):
+            await run_predict(
+                prediction, training,
+                PredictOptions(root=DETECT_TEST, project="predict-cutlery", published_name="detectModel",
+                               output=tmp_path / "x.csv"),
+            )
+        # An unknown published name stops the run (exit 3 in the CLI) instead of failing every image.
+        with pytest.raises(NotFoundError):
+            await run_predict(
+                prediction, None,
+                PredictOptions(root=CLASSIFY_TEST, project=trees, published_name="nope", output=tmp_path / "y.csv"),
+            )
