@@ -127,7 +127,8 @@ class AdaptiveConcurrency:
         self._cooldown = cooldown
         self._clock = clock
         self._last_decrease = -math.inf
-        self._changed = anyio.Event()
+        # made when someone has to wait, dropped when set: never bound to a loop that is gone
+        self._changed: anyio.Event | None = None
 
     def __repr__(self) -> str:
         return (
@@ -148,6 +149,8 @@ class AdaptiveConcurrency:
     async def slot(self) -> AsyncIterator[None]:
         """Hold one of the ``limit`` slots for the duration of the block."""
         while self._in_flight >= self._limit:
+            if self._changed is None:
+                self._changed = anyio.Event()
             await self._changed.wait()
         self._in_flight += 1
         try:
@@ -176,8 +179,9 @@ class AdaptiveConcurrency:
         self._successes = 0
 
     def _wake(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
 
 class ApiGroup(str, enum.Enum):

@@ -32,10 +32,6 @@ _UNAUTHORIZED = {
 _MAX_BODY = 512 * 1024 * 1024  # 64 images of 6 MB, with room for base64
 
 
-class _Dropped(Exception):
-    """The connection was dropped on purpose: nothing may be written."""
-
-
 # Route name -> (api, operationId, rate group); API routes are named "api:<operationId>".
 def _route_info(request: web.Request) -> tuple[str, str, str] | None:
     route = request.match_info.route
@@ -58,8 +54,6 @@ async def _errors(request: web.Request, handler):
     except web.HTTPRequestEntityTooLarge:
         return json_response({"code": "BadRequestImageBatch", "message": "The request is too large"}, status=413)
     except web.HTTPException:
-        raise
-    except _Dropped:
         raise
     except (ConnectionError, anyio.EndOfStream):
         raise
@@ -86,7 +80,8 @@ async def _api(request: web.Request, handler):
     if faults.drop_rate and st.rng.random() < faults.drop_rate:
         if request.transport is not None:
             request.transport.abort()  # no answer at all, like a reset connection
-        raise _Dropped()
+        # aiohttp finds the transport gone and writes nothing of this
+        return web.Response(status=503)
     if st.throttle_left > 0:
         st.throttle_left -= 1
         return _throttled(st, operation, api, 1)

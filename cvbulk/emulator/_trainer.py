@@ -46,6 +46,8 @@ FUSE_IOU = 0.5  # suppressed windows this close to a winner refine its coordinat
 POSITIVE_IOU = 0.5  # training windows at least this close to a region show that region's tag
 NEGATIVE_IOU = 0.3  # ... and at most this close to every region show background
 NEGATIVES_PER_IMAGE = 16
+PARTIAL_IOU = 0.05  # background windows closer than this to a region are "partial" ...
+PARTIALS_PER_IMAGE = 8  # ... and a few of them are always in the training set
 POSITIVES_PER_REGION = 6
 REGRESS_IOU = 0.4  # windows at least this close to a region teach the box regressor
 REGRESS_PER_REGION = 12
@@ -592,13 +594,14 @@ def _train_detector(grids: Sequence[CellGrid], samples: Sequence[Sample], *, see
     for grid, sample in zip(grids, samples):
         gts = [_box_corners(r) for r in sample.regions]
         negatives: list[_Window] = []
+        partial: list[_Window] = []  # background windows on a part of an object: the hard ones
         near: list[list[tuple[float, _Window]]] = [[] for _ in gts]
         for win in windows:
             corners = _window_corners(win)
             overlaps = [_iou(corners, g) for g in gts]
             best = max(overlaps, default=0.0)
             if best < NEGATIVE_IOU:
-                negatives.append(win)
+                (partial if best >= PARTIAL_IOU else negatives).append(win)
             elif best >= REGRESS_IOU:
                 near[overlaps.index(best)].append((best, win))
         for region, close in zip(sample.regions, near):
@@ -612,10 +615,12 @@ def _train_detector(grids: Sequence[CellGrid], samples: Sequence[Sample], *, see
                 box_rows.append(_window_vector(grid, win))
                 box_targets.append(_box_deltas(win, region))
         rng.shuffle(negatives)
-        for win in negatives[:NEGATIVES_PER_IMAGE]:
+        rng.shuffle(partial)
+        for win in negatives[:NEGATIVES_PER_IMAGE] + partial[:PARTIALS_PER_IMAGE]:
             rows.append(_window_vector(grid, win))
             labels.append(0)
-        pools.append([_window_vector(grid, w) for w in negatives[NEGATIVES_PER_IMAGE:][:MINING_POOL]])
+        pool = negatives[NEGATIVES_PER_IMAGE:][: MINING_POOL // 2] + partial[PARTIALS_PER_IMAGE:][: MINING_POOL // 2]
+        pools.append([_window_vector(grid, w) for w in pool])
     linear = _fit_detector_scores(rows, labels, len(index))
     # one round of hard-negative mining: the background windows the first model likes best are the
     # ones that teach it where objects are not (edges of objects, clutter, shadows)

@@ -160,3 +160,10 @@ def test_clients_need_an_endpoint_and_a_key():
         TrainingClient("", KEY)
     with pytest.raises(ValueError):
         PredictionClient(ENDPOINT, "")
+
+
+async def test_a_success_answer_that_is_not_json(training, mock):
+    mock.add("GET", PROJECT, body="<html>proxy login</html>")
+    with pytest.raises(CustomVisionError) as info:
+        await training.get_project(P)
+    assert "not JSON" in str(info.value) and not info.value.retryable

@@ -62,3 +62,27 @@ class Api:
         params = {"tagIds": ",".join(tag_ids)} if tag_ids else None
         return await self.call("POST", f"/projects/{pid}/images", data=multipart(images), params=params,
                                expect=expect)
+
+
+async def classification_project(api: Api, samples) -> tuple[str, dict[str, str]]:
+    """A Multiclass project with the quickstart's 10 + 10 sample images."""
+    import anyio
+
+    pid = (await api.project("trees"))["id"]
+    tags = {}
+    for folder, name in (("Hemlock", "Hemlock"), ("Japanese_Cherry", "Japanese Cherry")):
+        tags[name] = (await api.tag(pid, name))["id"]
+        files = sorted((samples / "ImageClassification" / "Images" / folder).glob("*.jpg"))
+        images = [(f.name, await anyio.Path(f).read_bytes()) for f in files]
+        await api.upload(pid, images, [tags[name]])
+    return pid, tags
+
+
+async def wait_trained(api: Api, pid: str, iteration: dict, limit: float = 60.0) -> dict:
+    import anyio
+
+    with anyio.fail_after(limit):
+        while iteration["status"] == "Training":
+            await anyio.sleep(0.05)  # polling the service, as a client does
+            _, iteration = await api.call("GET", f"/projects/{pid}/iterations/{iteration['id']}")
+    return iteration
