@@ -123,24 +123,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from ..pipeline.predict import PredictOptions, default_report_path
+    from ..pipeline.predict import PredictOptions
 
     if args.tps is not None and args.tps <= 0:
         raise CLIError("--tps must be more than 0 (use --tier unlimited for no limit)")
     if args.max_concurrency < 1:
         raise CLIError("--max-concurrency must be at least 1")
-    output = args.output
     return PredictOptions(
         root=args.root,
         project=args.project,
         published_name=args.published_name,
         detect=args.detect,
         store=args.store,
-        output=output,
+        output=args.output,
         top=args.top,
         threshold=args.threshold,
         state=args.state,
-        report=args.report or default_report_path(output),
+        report=args.report,
         max_concurrency=args.max_concurrency,
     )
 
@@ -190,7 +189,7 @@ async def _run(args: argparse.Namespace) -> int:
             result = await _score(prediction, None, options, Progress, args)
 
     print(summary_table(result.report), file=sys.stderr)
-    print(f"output: {options.output}   report: {options.report}", file=sys.stderr)
+    print(f"output: {options.output}   report: {result.report.get('report_file')}", file=sys.stderr)
     if args.json:
         print_json(result.report)
     return int(result.exit_code) if result.exit_code else int(ExitCode.OK)
@@ -200,5 +199,4 @@ async def _score(prediction: Any, training: Any, options: Any, progress_cls: Any
     from ..pipeline.predict import run_predict
 
     progress = progress_cls(label="predict", stream=sys.stderr)
-    async with progress:
-        return await run_predict(prediction, training, options, progress=progress)
+    return await run_predict(prediction, training, options, progress=progress)

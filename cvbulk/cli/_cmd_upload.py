@@ -198,15 +198,15 @@ def _print_dry_run(report: dict[str, Any]) -> None:
     name = project.get("name")
     head = f"would create project {name!r}" if project.get("would_create") else f"project {name!r}"
     print(f"dry run: {head}; nothing was sent")
-    per_tag = would.get("per_tag", {})
+    per_tag = would.get("per_tag") or []
     if per_tag:
-        print_table(sorted(per_tag.items()), ("tag", "images"))
+        print_table([(t["tag"], t["images"]) for t in per_tag], ("tag", "images"))
     print(f"\nimages to send: {would.get('images', 0)}  ({would.get('bytes', 0) / 1e6:.1f} MB)")
     if would.get("tags_to_create"):
         print("tags to create: " + ", ".join(would["tags_to_create"]))
     if extra.get("fixes"):
         print()
-        print_table(sorted(extra["fixes"].items()), ("fix to apply", "images"))
+        print_table([(f["fix"], f["images"]) for f in extra["fixes"]], ("fix to apply", "images"))
     failures = report.get("failures") or []
     if failures:
         print()

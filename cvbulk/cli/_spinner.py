@@ -45,6 +45,7 @@ class Spinner:
         self._last_line = 0.0
         self._task_group: TaskGroup | None = None
         self._width = 0
+        self._frame = 0
 
     @property
     def elapsed(self) -> float:
@@ -63,18 +64,17 @@ class Spinner:
             self._last_line = time.monotonic()
             print(self._text(), file=self.stream, flush=True)
 
-    def _draw(self, frame: int = 0) -> None:
-        line = f"{_FRAMES[frame % len(_FRAMES)]} {self._text()}"
+    def _draw(self) -> None:
+        line = f"{_FRAMES[self._frame % len(_FRAMES)]} {self._text()}"
         padding = " " * max(0, self._width - len(line))
         self._width = len(line)
         self.stream.write(f"\r{line}{padding}")
         self.stream.flush()
 
     async def _animate(self) -> None:
-        frame = 0
         while True:
-            self._draw(frame)
-            frame += 1
+            self._draw()
+            self._frame += 1
             await anyio.sleep(0.1)
 
     def _clear(self) -> None:

@@ -57,7 +57,9 @@ class RetryPolicy:
     ``max_attempts`` counts every attempt (the first one too); ``max_elapsed`` bounds the time spent on one
     request including waits. Waits are ``random() * min(cap, base * 2 ** (retry - 1))`` (full jitter) unless
     the service named one (Retry-After, or the 429 message), which is honoured as given.
-    ``random``, ``sleep`` and ``clock`` are injectable for tests and simulations.
+    ``random``, ``sleep`` and ``clock`` are injectable for tests and simulations. Only errors marked
+    ``retryable`` (429, 5xx, transport) are retried; when the budget runs out the client raises
+    ``RetryBudgetExhausted`` (with ``max_attempts=1`` it raises the error itself).
     """
 
     max_attempts: int = 8
@@ -89,6 +91,3 @@ class RetryPolicy:
         if hinted is not None:
             return float(hinted)
         return self.backoff(retry)
-
-    def should_retry(self, error: BaseException) -> bool:
-        return isinstance(error, CustomVisionError) and error.retryable

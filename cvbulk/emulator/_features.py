@@ -26,6 +26,7 @@ __all__ = [
     "FEATURE_VERSION",
     "GRID",
     "CellGrid",
+    "UndecodableImageError",
     "cell_grid",
     "decode_thumbnail",
     "image_vector",
@@ -58,15 +59,32 @@ def decode_thumbnail(data: bytes, max_side: int) -> Image.Image:
     if img.format == "JPEG":
         img.draft("RGB", (max_side, max_side))
     img = ImageOps.exif_transpose(img) or img
-    img = _to_rgb(img)
+    if img.mode in _WIDEN_BEFORE_RESIZE or img.mode.startswith("I;16"):
+        # modes that cannot be resampled smoothly: widen them first (cheap next to the decode)
+        img = img.convert(_widened_mode(img))
     if max(img.size) > max_side:
-        # reducing_gap: a cheap integer reduce first, then a proper resample of the rest
+        # shrink before any per-pixel conversion; reducing_gap: a cheap integer reduce first,
+        # then a proper resample of the rest
         img.thumbnail((max_side, max_side), _BILINEAR, reducing_gap=2.0)
+    img = _to_rgb(img)
     w, h = img.size
     if min(w, h) < _MIN_SIDE:
         scale = _MIN_SIDE / min(w, h)
         img = img.resize((max(_MIN_SIDE, round(w * scale)), max(_MIN_SIDE, round(h * scale))), _BILINEAR)
     return img
+
+
+_WIDEN_BEFORE_RESIZE = ("1", "P", "PA")
+
+
+def _widened_mode(img: Image.Image) -> str:
+    if img.mode == "1":
+        return "L"
+    if img.mode.startswith("I;16"):
+        return "I"
+    if img.mode == "PA" or "transparency" in img.info:
+        return "RGBA"
+    return "RGB"
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -284,11 +302,30 @@ _VECTORS = _LRU(4096)
 _GRIDS = _LRU(256)
 
 
+class UndecodableImageError(ValueError):
+    """The bytes are not an image Pillow can decode (truncated, unknown format, corrupt)."""
+
+
+def _guarded(compute: Callable[[bytes], _T]) -> Callable[[bytes], _T]:
+    def run(data: bytes) -> _T:
+        try:
+            return compute(data)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            # Pillow reports bad input with several exception types; callers want one
+            raise UndecodableImageError(f"cannot decode image: {exc}") from exc
+
+    return run
+
+
+_vector_guarded = _guarded(_vector_uncached)
+_grid_guarded = _guarded(_grid_uncached)
+
+
 def image_vector(data: bytes) -> list[float]:
-    """The classification descriptor of an encoded image (raises on undecodable data)."""
-    return list(_VECTORS.get_or_compute(data, _vector_uncached))
+    """The classification descriptor of an encoded image; raises UndecodableImageError."""
+    return list(_VECTORS.get_or_compute(data, _vector_guarded))
 
 
 def cell_grid(data: bytes) -> CellGrid:
-    """The detection cell grid of an encoded image (raises on undecodable data)."""
-    return _GRIDS.get_or_compute(data, _grid_uncached)
+    """The detection cell grid of an encoded image; raises UndecodableImageError."""
+    return _GRIDS.get_or_compute(data, _grid_guarded)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+import anyio
+from aiohttp import web
 
 from ._errors import ApiError
+from ._multipart import boundary_of, split_form
 
 __all__ = [
     "json_response", "q_list", "q_bool", "q_int", "q_str", "read_json", "read_images",
@@ -95,25 +97,21 @@ async def read_images(request: web.Request, *, limit: int = MAX_BATCH_IMAGES) ->
     """The images of a CreateImagesFromData / QuickTest / Classify body: every file part of a
     multipart form (whatever its field name), or one octet-stream body. (sourceUrl, bytes) each;
     sourceUrl is the file name in literal quotes, as the service echoes it."""
-    ctype = request.content_type
+    body = await request.read()
     images: list[tuple[str, bytes]] = []
-    if ctype.startswith("multipart/"):
-        reader = await request.multipart()
-        while True:
-            part = await reader.next()
-            if part is None:
-                break
-            if isinstance(part, BodyPartReader):  # nested multiparts hold no image of ours
-                data = bytes(await part.read())
-                if len(images) >= limit:
-                    raise ApiError(400, "BadRequestImageBatch",
-                                   f"Too many images: at most {limit} per request")
-                name = part.filename or part.name or ""
-                images.append((f'"{name}"', data))
-    else:
-        data = await request.read()
-        if data:
-            images.append(("", data))
+    if request.content_type.startswith("multipart/"):
+        boundary = boundary_of(request.headers.get("Content-Type", ""))
+        if boundary is None:
+            raise ApiError(400, "BadRequestImageStream", "The multipart body has no boundary")
+        try:
+            parts = await anyio.to_thread.run_sync(split_form, body, boundary)
+        except ValueError as exc:
+            raise ApiError(400, "BadRequestImageStream", f"Malformed multipart body: {exc}") from None
+        if len(parts) > limit:
+            raise ApiError(400, "BadRequestImageBatch", f"Too many images: at most {limit} per request")
+        images = [(f'"{filename or name}"', data) for name, filename, data in parts]
+    elif body:
+        images.append(("", body))
     if not images:
         raise ApiError(400, "BadRequestImageBatch", "The request has no image data")
     return images

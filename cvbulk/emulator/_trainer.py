@@ -40,8 +40,9 @@ MODEL_FORMAT = "cvbulk-trainer/1"
 WARM_STEPS = 20
 MAX_BOXES = 20  # detections returned per image, best first
 MIN_BOX_PROBABILITY = 0.01
-NMS_IOU = 0.3  # boxes of one tag overlapping more than this are the same object
+NMS_IOU = 0.4  # boxes of one tag overlapping more than this are the same object
 CONTAIN_SUPPRESS = 0.7  # ... and so is a box mostly inside a better one (a part of the object)
+SOFT_SUPPRESS = 1.0  # how much a partial overlap with a better box lowers a box's probability
 FUSE_IOU = 0.5  # suppressed windows this close to a winner refine its coordinates
 POSITIVE_IOU = 0.5  # training windows at least this close to a region show that region's tag
 NEGATIVE_IOU = 0.3  # ... and at most this close to every region show background
@@ -403,6 +404,7 @@ class Model:
         tag_ids: Sequence[str],
         linear: _Linear | None,
         *,
+        scored_tag_ids: Sequence[str] | None = None,
         window_sizes: Sequence[tuple[int, int]] = (),
         box_regressor: _Linear | None = None,
     ) -> None:
@@ -410,7 +412,9 @@ class Model:
             raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
         self.kind: str = kind
         self.tag_ids: tuple[str, ...] = tuple(tag_ids)
-        # outputs: tag_ids in order (classification) or [background] + tag_ids (detection)
+        # the tags that had samples; the others are always predicted with probability 0
+        self._scored = self.tag_ids if scored_tag_ids is None else tuple(scored_tag_ids)
+        # outputs: the scored tags in order (classification) or [background] + them (detection)
         self._linear = linear
         self._window_sizes = tuple(window_sizes)
         self._box_regressor = box_regressor  # window -> (dx, dy, dlog w, dlog h) towards the object
@@ -428,20 +432,20 @@ class Model:
         return self._classify(image_vector(image))
 
     def _classify(self, vector: Sequence[float]) -> list[ScoredTag]:
-        if not self.tag_ids:
-            return []
-        if self._linear is None:  # a single class: nothing to tell apart
-            probs = [1.0 if self.kind == "Multiclass" else 1.0] * len(self.tag_ids)
-        else:
+        probability = dict.fromkeys(self.tag_ids, 0.0)
+        if self._linear is not None:
             z = self._linear.scores(vector)
             probs = _softmax(z) if self.kind == "Multiclass" else [_sigmoid(v) for v in z]
-        scored = [ScoredTag(t, p) for t, p in zip(self.tag_ids, probs)]
+            probability.update(zip(self._scored, probs))
+        elif self.kind == "Multiclass" and len(self._scored) == 1:
+            probability[self._scored[0]] = 1.0  # a single class: nothing to tell apart
+        scored = [ScoredTag(t, p) for t, p in probability.items()]
         return sorted(scored, key=lambda s: (-s.probability, s.tag_id))
 
     def _detect(self, grid: CellGrid) -> list[ScoredTag]:
         if self._linear is None or not self._windows:
             return []
-        n_tags = len(self.tag_ids)
+        n_tags = len(self._scored)
         candidates: list[list[tuple[float, _Window]]] = [[] for _ in range(n_tags)]
         vectors: dict[_Window, list[float]] = {}
         for win in self._windows:
@@ -459,7 +463,8 @@ class Model:
                 (p, _apply_deltas(win, regressor.scores(vectors[win])) if regressor else _window_corners(win))
                 for p, win in cands
             ]
-            found.extend(ScoredTag(self.tag_ids[k], p, box) for p, box in _nms(self.tag_ids[k], boxes))
+            tag = self._scored[k]
+            found.extend(ScoredTag(tag, p, box) for p, box in _nms(tag, boxes) if p > MIN_BOX_PROBABILITY)
         found.sort(key=lambda s: (-s.probability, s.tag_id, _box_key(s.box)))
         return found[:MAX_BOXES]
 
@@ -473,6 +478,7 @@ class Model:
             "grid": GRID,
             "kind": self.kind,
             "tag_ids": list(self.tag_ids),
+            "scored_tag_ids": list(self._scored),
             "linear": self._linear.to_dict() if self._linear else None,
             "window_sizes": [list(s) for s in self._window_sizes],
             "box_regressor": self._box_regressor.to_dict() if self._box_regressor else None,
@@ -487,7 +493,14 @@ class Model:
         linear = _Linear.from_dict(d["linear"]) if d.get("linear") else None
         sizes = [(int(w), int(h)) for w, h in d.get("window_sizes", [])]
         boxes = _Linear.from_dict(d["box_regressor"]) if d.get("box_regressor") else None
-        return cls(d["kind"], [str(t) for t in d["tag_ids"]], linear, window_sizes=sizes, box_regressor=boxes)
+        return cls(
+            d["kind"],
+            [str(t) for t in d["tag_ids"]],
+            linear,
+            scored_tag_ids=[str(t) for t in d["scored_tag_ids"]],
+            window_sizes=sizes,
+            box_regressor=boxes,
+        )
 
 
 def _box_key(box: RegionBox | None) -> tuple[float, ...]:
@@ -516,8 +529,13 @@ def _nms(tag_id: str, boxes: Sequence[tuple[float, _Corners]]) -> list[tuple[flo
         alive = rest
     kept: list[tuple[float, _Corners]] = []
     for p, box in fused:
-        if not any(_same_object(box, other, _iou(box, other)) for _, other in kept):
-            kept.append((p, box))
+        if any(_same_object(box, other, _iou(box, other)) for _, other in kept):
+            continue
+        # soft suppression: a box that shares part of a better one is less likely a new object
+        for _, other in kept:
+            p *= 1.0 - SOFT_SUPPRESS * max(_iou(box, other), _covered(box, other))
+        kept.append((p, box))
+    kept.sort(key=lambda k: (-k[0], k[1]))
     return [(p, RegionBox(tag_id, x0, y0, x1 - x0, y1 - y0)) for p, (x0, y0, x1, y1) in kept]
 
 
@@ -543,17 +561,28 @@ def _sample_tags(kind: str, samples: Sequence[Sample]) -> list[str]:
     return sorted(tags)
 
 
-def train_model(kind: Kind | str, samples: Sequence[Sample], *, seed: int = 0) -> Model:
-    """Fit a model on ``samples``. Classification uses each sample's tag_ids, detection its regions.
-    Undecodable images must be filtered out by the caller (Pillow raises)."""
+def train_model(
+    kind: Kind | str, samples: Sequence[Sample], *, seed: int = 0, tag_ids: Sequence[str] = ()
+) -> Model:
+    """Fit a model on ``samples``: classification learns from each sample's tag_ids, detection from
+    its regions. ``tag_ids`` may name more tags (the project's); those without samples are
+    predicted with probability 0. Undecodable images must be filtered out by the caller (Pillow
+    raises). Same samples, seed and tags -> same model."""
     _check_kind(kind)
     if kind == "ObjectDetection":
-        return _train_detector([cell_grid(s.image) for s in samples], samples, seed=seed)
-    return _train_classifier(kind, [image_vector(s.image) for s in samples], samples)
+        return _train_detector([cell_grid(s.image) for s in samples], samples, seed=seed, extra_tags=tag_ids)
+    return _train_classifier(kind, [image_vector(s.image) for s in samples], samples, extra_tags=tag_ids)
 
 
-def _train_classifier(kind: str, vectors: Sequence[list[float]], samples: Sequence[Sample]) -> Model:
+def _all_tags(learned: Sequence[str], extra: Sequence[str]) -> list[str]:
+    return sorted(set(learned).union(extra))
+
+
+def _train_classifier(
+    kind: str, vectors: Sequence[list[float]], samples: Sequence[Sample], *, extra_tags: Sequence[str] = ()
+) -> Model:
     tags = _sample_tags(kind, samples)
+    known = _all_tags(tags, extra_tags)
     index = {t: i for i, t in enumerate(tags)}
     rows: list[list[float]] = []
     targets: list[list[float]] = []
@@ -567,7 +596,7 @@ def _train_classifier(kind: str, vectors: Sequence[list[float]], samples: Sequen
         rows.append(v)
         targets.append(t)
     if not rows or (kind == "Multiclass" and len(tags) < 2):
-        return Model(kind, tags, None)
+        return Model(kind, known, None, scored_tag_ids=tags)
     if kind == "Multiclass":
         # balance the classes so a 90/10 project does not learn "always the big one"
         counts = [sum(t[k] for t in targets) for k in range(len(tags))]
@@ -575,13 +604,16 @@ def _train_classifier(kind: str, vectors: Sequence[list[float]], samples: Sequen
         linear = _fit_linear(rows, targets, weights, loss="softmax", l2=1e-2)
     else:
         linear = _fit_linear(rows, targets, [1.0] * len(rows), loss="sigmoid", l2=1e-2)
-    return Model(kind, tags, linear)
+    return Model(kind, known, linear, scored_tag_ids=tags)
 
 
-def _train_detector(grids: Sequence[CellGrid], samples: Sequence[Sample], *, seed: int) -> Model:
+def _train_detector(
+    grids: Sequence[CellGrid], samples: Sequence[Sample], *, seed: int, extra_tags: Sequence[str] = ()
+) -> Model:
     tags = _sample_tags("ObjectDetection", samples)
+    known = _all_tags(tags, extra_tags)
     if not tags:
-        return Model("ObjectDetection", tags, None)
+        return Model("ObjectDetection", known, None, scored_tag_ids=tags)
     sizes = _window_sizes([r for s in samples for r in s.regions])
     windows = _windows(sizes)
     rng = random.Random(seed)
@@ -633,7 +665,7 @@ def _train_detector(grids: Sequence[CellGrid], samples: Sequence[Sample], *, see
             labels.append(0)
     linear = _fit_detector_scores(rows, labels, len(index))
     boxes = _fit_linear(box_rows, box_targets, [1.0] * len(box_rows), loss="squared", l2=1e-1)
-    return Model("ObjectDetection", tags, linear, window_sizes=sizes, box_regressor=boxes)
+    return Model("ObjectDetection", known, linear, scored_tag_ids=tags, window_sizes=sizes, box_regressor=boxes)
 
 
 def _fit_detector_scores(rows: list[list[float]], labels: list[int], n_outputs: int) -> _Linear:

@@ -190,10 +190,13 @@ async def run_engine(
     stats = EngineStats()
     streak = _Streak(breaker)
 
-    # Buffers: enough to keep every stage busy, small enough that at most a few dozen prepared
-    # images (up to 4 MB each) are held at any time.
+    # Buffers: enough to keep every stage busy, small enough to bound memory: prepared images
+    # (up to 4 MB each) live only in the few buffered between prepare and score and the ones in
+    # flight (at most ``workers``).
     to_prepare_send, to_prepare_recv = anyio.create_memory_object_stream[WorkItem](prepare_workers * 2)
-    to_score_send, to_score_recv = anyio.create_memory_object_stream[Prepared](workers)
+    to_score_send, to_score_recv = anyio.create_memory_object_stream[Prepared](
+        min(workers, max(4, prepare_workers * 2))
+    )
     to_record_send, to_record_recv = anyio.create_memory_object_stream[Outcome](
         max(64, workers * 2)
     )

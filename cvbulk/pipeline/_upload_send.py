@@ -12,7 +12,10 @@ resume); authentication or a vanished project -> fatal, raised after the batch i
 from __future__ import annotations
 
 import re
+import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +37,8 @@ __all__ = ["Outcome", "BatchSender", "FatalSendError", "STATUS_REASONS"]
 _SPLIT_CODES = frozenset(
     {"BadRequestExceededBatchSize", "BadRequestImageBatch", "BadRequestImageExceededCount"}
 )
+_CLOCK_SKEW = 5.0  # seconds of disagreement allowed between our clock and the service's
+_RECENT = 20_000  # image ids of recent uploads kept to tell twins from our own retries
 _TAGS_PER_CALL = 128  # CreateImageTags: "Limited to 128 tags per batch."
 _REGIONS_PER_CALL = 64  # CreateImageRegions: "a limit of 64 entries in the batch."
 
@@ -93,10 +98,16 @@ def _region_key(tag_id: str | None, left: Any, top: Any, width: Any, height: Any
 class BatchSender:
     """Sends batches for one project; one instance is shared by every sender task."""
 
-    def __init__(self, client: TrainingClient, project_id: str) -> None:
+    def __init__(
+        self, client: TrainingClient, project_id: str, *, started: float | None = None
+    ) -> None:
         self.client = client
         self.project_id = project_id
         self.splits = 0  # requests split because the service refused their size
+        # When this run began (epoch s), less a margin for the service's clock.
+        self._since = (started if started is not None else time.time()) - _CLOCK_SKEW
+        # image id -> key of the files this run uploaded lately (bounded: memory stays flat)
+        self._recent: OrderedDict[str, str] = OrderedDict()
 
     async def send(self, batch: Batch, *, prior: dict[str, str | None] | None = None) -> list[Outcome]:
         """Send ``batch``; one outcome per item, in the batch's order.
@@ -167,9 +178,10 @@ class BatchSender:
             image_id = r.image.id if r.image is not None else None
             status = r.status or "ErrorUnknown"
             if status == "OK":
+                self._remember(image_id, item.key)
                 out.append((Outcome(item, UPLOADED, image_id), r))
             elif status == "OKDuplicate":
-                mine = prior.get(item.key) == SENDING
+                mine = self._ours(item.key, r.image, prior.get(item.key))
                 status_ = UPLOADED if mine else DUPLICATE
                 reason = None if mine else "the same image is already in the project"
                 out.append((Outcome(item, status_, image_id, reason), r))
@@ -177,6 +189,37 @@ class BatchSender:
                 hint = STATUS_REASONS.get(status)
                 out.append((Outcome(item, FAILED, image_id, f"{status}: {hint}" if hint else status), r))
         return out
+
+    def _ours(self, key: str, image: Any, prior_status: str | None) -> bool:
+        """Did our own earlier attempt put this ``OKDuplicate`` image there?
+
+        Yes when a killed run left the file ``sending``, or when the image was created during this
+        run and not for another file of it: the client retried a request whose first attempt had
+        gone through (a dropped answer). Otherwise the content was already in the project, or
+        another file with the same bytes brought it: a duplicate.
+        """
+        if prior_status == SENDING:
+            self._remember(getattr(image, "id", None), key)
+            return True
+        image_id = getattr(image, "id", None)
+        if image_id is None:
+            return False
+        other = self._recent.get(image_id)
+        if other is not None:
+            return other == key
+        created = _epoch(getattr(image, "created", None))
+        if created is not None and created >= self._since:
+            self._remember(image_id, key)
+            return True
+        return False
+
+    def _remember(self, image_id: str | None, key: str) -> None:
+        if not image_id:
+            return
+        self._recent[image_id] = key
+        self._recent.move_to_end(image_id)
+        while len(self._recent) > _RECENT:
+            self._recent.popitem(last=False)
 
     async def _complete_labels(
         self, answered: list[tuple[Outcome, ImageCreateResult | None]]
@@ -248,6 +291,18 @@ class BatchSender:
             for e in getattr(summary, "exceeded", ()) or ():
                 problems[e.image_id] = "regions not added: over the regions-per-image limit"
         return problems
+
+
+def _epoch(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None  # without a zone the time cannot be compared safely
+    return moment.timestamp()
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:

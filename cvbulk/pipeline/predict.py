@@ -21,11 +21,10 @@ Columns of the classification CSV (stable for a whole job):
 
 from __future__ import annotations
 
-import math
-import os
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,6 @@ from ..cli._common import CLIError, ExitCode
 from ._predict_engine import (
     ERROR,
     FAILED,
-    PREDICTED,
     REJECTED,
     EngineStats,
     Outcome,
@@ -70,7 +68,7 @@ class PredictOptions:
     top: int | None = None  # keep the K best predictions (JSONL and detection rows)
     threshold: float | None = None  # drop predictions under this probability
     state: Path | None = None  # None: next to the output (default_state_path)
-    report: Path | None = None  # None: no report file (the result still carries it)
+    report: Path | None = None  # None: next to the output (default_report_path)
     max_concurrency: int = 32  # scoring workers; the client's adaptive limit may hold fewer
     prepare_workers: int | None = None  # None: one per core
     include_hidden: bool = False
@@ -131,7 +129,8 @@ async def run_predict(
             prediction, options, journal, fmt, project_id, project_name, tag_names, state_path, progress
         )
     finally:
-        await anyio.to_thread.run_sync(journal.close)
+        with anyio.CancelScope(shield=True):  # closed even when the run is cancelled
+            await anyio.to_thread.run_sync(journal.close)
 
 
 async def _run(
@@ -218,17 +217,21 @@ async def _run(
     started = time.time()
     stats_before = _client_stats(prediction)
     try:
-        engine_stats = await run_engine(
-            source(),
-            prepare=prepare,
-            score=score,
-            record=record,
-            on_recorded=on_recorded,
-            workers=options.max_concurrency,
-            prepare_workers=options.prepare_workers,
-        )
+        async with AsyncExitStack() as stack:
+            if progress is not None:
+                await stack.enter_async_context(progress)  # drawn while the run goes, as upload does
+            engine_stats = await run_engine(
+                source(),
+                prepare=prepare,
+                score=score,
+                record=record,
+                on_recorded=on_recorded,
+                workers=options.max_concurrency,
+                prepare_workers=options.prepare_workers,
+            )
     finally:
-        await anyio.to_thread.run_sync(sink.close)
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(sink.close)
     finished = time.time()
 
     report = await anyio.to_thread.run_sync(
@@ -237,8 +240,9 @@ async def _run(
             started, finished, _stats_delta(stats_before, _client_stats(prediction)), sink.tag_names,
         )
     )
-    if options.report is not None:
-        await anyio.to_thread.run_sync(write_report, options.report, report)
+    report_path = options.report or default_report_path(output)
+    await anyio.to_thread.run_sync(write_report, report_path, report)
+    report["report_file"] = str(report_path)
     # Exit 1 while the job holds a failed file (this run's or an earlier run's): its row in the
     # output says "rejected" / "failed", or (a transient error) it has no row yet.
     exit_code = 1 if report["failed"] or report["extra"]["job_failed"] else 0
@@ -345,7 +349,7 @@ class _Sink:
 def _journal_entry(o: Outcome) -> JournalEntry:
     extra: dict[str, Any] | None = None
     if o.ok and o.prediction is not None:
-        best = max(o.prediction.predictions, key=lambda p: p.probability, default=None)
+        best = max(o.prediction.predictions, key=lambda p: p.probability or 0.0, default=None)
         if best is not None:
             extra = {"top_tag": best.tag_name, "top_probability": round(float(best.probability), 6)}
     return JournalEntry(

@@ -284,7 +284,9 @@ class TagMap:
             if tid is not None:
                 return tid
             if self._client is None:
-                raise CLIError(f"tag {name!r} is not in the project")
+                # Nothing may be created (a dry run): the name stands for the tag to come.
+                self._ids[name] = self._lower[name.lower()] = name
+                return name
             tag = (await ensure_tags(self._client, self._project_id, [name]))[name]
             self._ids[name] = tag.id
             self._lower[name.lower()] = tag.id

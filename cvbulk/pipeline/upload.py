@@ -278,7 +278,7 @@ async def run_upload(
         tags=tags,
         progress=progress,
         client=client,
-        sender=None if options.dry_run else BatchSender(client, project.id),  # type: ignore[union-attr]
+        sender=None if options.dry_run else BatchSender(client, project.id, started=started),  # type: ignore[union-attr]
     )
     if options.prepare_workers:
         run.cpu = anyio.CapacityLimiter(options.prepare_workers)
@@ -430,6 +430,8 @@ async def _scan_and_plan(
                 chunk = []
         if chunk:
             await _plan(run, chunk, work_send, record_send)
+    if run.progress is not None and run.progress.total is None:
+        run.progress.set_total(0)  # an empty tree: a finished bar rather than "0/?"
 
 
 def _lookup(run: _Run, chunk: list[ScanEntry | ScanProblem]) -> list[tuple[Any, Labels | None, Any]]:
@@ -450,6 +452,8 @@ async def _plan(
     record_send: ObjectSendStream[JournalEntry],
 ) -> None:
     planned = await anyio.to_thread.run_sync(_lookup, run, chunk)
+    if run.progress is not None:
+        run.progress.add_total(len(chunk))  # the total grows as the lazy scan finds files
     done: list[str] = []
     for found, labels, prior in planned:
         if isinstance(found, ScanProblem):
@@ -490,10 +494,13 @@ async def _preparer(
         async for work in work_recv:
             entry = work.entry
             labels = work.labels or Labels(())
-            result = await anyio.to_thread.run_sync(
-                partial(prepare_image, entry.path, limits=opts.limits, regions=labels.regions),
-                limiter=run.cpu,
-            )
+            try:
+                result = await anyio.to_thread.run_sync(
+                    partial(prepare_image, entry.path, limits=opts.limits, regions=labels.regions),
+                    limiter=run.cpu,
+                )
+            except Exception as exc:  # a codec's own bug is this file's outcome, not the run's
+                result = Rejected("corrupt", f"could not be read as an image ({type(exc).__name__}: {exc})")
             if isinstance(result, Rejected):
                 await record_send.send(
                     JournalEntry(entry.relpath, entry.size, entry.mtime_ns, None, REJECTED, reason=result.reason)
@@ -652,7 +659,8 @@ def _report(
         "unchanged": run.tally.get("unchanged", 0) + run.tally.get("still-failed", 0),
         "still_failed": run.tally.get("still-failed", 0),
         "tags_created": tags_created,
-        "fixes": dict(run.fixes.most_common()),
+        # Lists, not dicts keyed by name: the report drops any field whose name holds "key".
+        "fixes": [{"fix": f, "images": n} for f, n in run.fixes.most_common()],
         "batches": dict(run.batches),
         "splits": run.sender.splits if run.sender is not None else 0,
         "bytes_prepared": run.bytes_prepared,
@@ -663,7 +671,7 @@ def _report(
         extra["would_send"] = {
             "images": run.tally.get("would-send", 0),
             "bytes": run.bytes_sent,
-            "per_tag": dict(sorted(run.per_tag.items())),
+            "per_tag": [{"tag": t, "images": n} for t, n in sorted(run.per_tag.items())],
             "tags_to_create": tags_created,
         }
     return build_report(

@@ -131,3 +131,43 @@ def test_unknown_project_is_fatal(env, capsys):
     code, _, err = cli(capsys, "train", "--project", "no-such-project")
     assert code == 3
     assert_one_line_error(err)
+
+
+async def test_spinner_redraws_in_place_on_a_terminal():
+    import io
+
+    from cvbulk.cli._spinner import Spinner
+
+    stream = io.StringIO()
+    async with Spinner("training", stream=stream, tty=True) as spinner:
+        spinner.update("Training")
+        spinner.update("Completed")
+    text = stream.getvalue()
+    assert "\n" not in text  # one line, redrawn with \r
+    assert "training: Training" in text and "training: Completed" in text
+    assert text.endswith("\r")  # and cleared at the end
+
+
+async def test_spinner_prints_plain_lines_on_change_elsewhere():
+    import io
+
+    from cvbulk.cli._spinner import Spinner
+
+    stream = io.StringIO()
+    async with Spinner("training", stream=stream, tty=False, heartbeat=3600) as spinner:
+        for status in ("Training", "Training", "Training", "Completed"):
+            spinner.update(status)
+    assert [line.split(" (")[0] for line in stream.getvalue().splitlines()] == [
+        "training: Training",
+        "training: Completed",
+    ]
+
+
+async def test_spinner_lets_the_body_error_through_unwrapped():
+    import io
+
+    from cvbulk.cli._spinner import Spinner
+
+    with pytest.raises(KeyError):
+        async with Spinner("training", stream=io.StringIO(), tty=True):
+            raise KeyError("boom")

@@ -23,6 +23,22 @@ PREDICTION_BASE = "/customvision/v3.0/prediction"
 KEY = "k3y-Sup3r-S3cret-0123456789abcdef"
 
 
+EPS = 1e-9  # float sums of 0.1 s intervals drift by ~1e-14
+
+
+def max_in_any_window(times: list[float], window: float = 1.0) -> int:
+    """The most acquisitions inside any half-open window [t, t + window) that starts at an acquisition."""
+    ordered = sorted(times)
+    best = 0
+    j = 0
+    for i, start in enumerate(ordered):
+        j = max(j, i)
+        while j < len(ordered) and ordered[j] < start + window - EPS:
+            j += 1
+        best = max(best, j - i)
+    return best
+
+
 class _SentRequest:
     output_size = 0
 

@@ -6,8 +6,7 @@ import anyio
 
 from cvbulk.client import ApiGroup, Pacer, RetryPolicy, TrainingClient
 
-from ._support import ENDPOINT, KEY, TRAINING_BASE as B, VirtualClock
-from .test_ratelimit import EPS, max_in_any_window
+from ._support import EPS, ENDPOINT, KEY, TRAINING_BASE as B, VirtualClock, max_in_any_window
 
 P = "p1"
 

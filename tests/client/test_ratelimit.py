@@ -7,23 +7,7 @@ import pytest
 
 from cvbulk.client import TIER_RATES, AdaptiveConcurrency, ApiGroup, Pacer, RateLimiter
 
-from ._support import KEY, VirtualClock
-
-EPS = 1e-9  # float sums of 0.1 s intervals drift by ~1e-14
-
-
-def max_in_any_window(times: list[float], window: float = 1.0) -> int:
-    """The most acquisitions inside any half-open window [t, t + window) that starts at an acquisition."""
-    ordered = sorted(times)
-    best = 0
-    j = 0
-    for i, start in enumerate(ordered):
-        j = max(j, i)
-        while j < len(ordered) and ordered[j] < start + window - EPS:
-            j += 1
-        best = max(best, j - i)
-    return best
-
+from ._support import EPS, KEY, VirtualClock, max_in_any_window
 
 async def test_100_acquisitions_at_10_per_second_take_at_least_9_9_seconds():
     clock = VirtualClock()

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import anyio
 import pytest
+from PIL import Image
 
 from cvbulk.client._errors import (
     BadRequestError,
     NotFoundError,
     ServerError,
 )
+from cvbulk.client._models import BoundingBox, ImagePrediction, Prediction
 from cvbulk.pipeline._predict_engine import (
     ERROR,
     FAILED,
@@ -24,6 +35,7 @@ from cvbulk.pipeline._predict_engine import (
     WorkItem,
     run_engine,
 )
+from cvbulk.pipeline.predict import PredictOptions, default_state_path, run_predict
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -185,15 +197,6 @@ async def test_engine_pulls_the_source_lazily():
 
 # -- run_predict with a fake prediction client (the real one is exercised against the emulator below)
 
-import csv
-import hashlib
-import io
-import json
-
-from PIL import Image
-
-from cvbulk.client._models import BoundingBox, ImagePrediction, Prediction
-from cvbulk.pipeline.predict import PredictOptions, default_state_path, run_predict
 
 PROJECT_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 TAGS = ("Hemlock", "Japanese_Cherry", "=cmd")  # the last one a spreadsheet would run as a formula
@@ -319,6 +322,24 @@ async def test_run_predict_resumes_without_duplicates(tmp_path):
     assert len(_csv_rows(out)) == 30
 
 
+async def test_run_predict_awkward_names_round_trip_through_resume(tmp_path):
+    """Names a spreadsheet would run as a formula, unicode, commas and quotes: escaped in the CSV,
+    and recognised again by the resume (nothing scored twice)."""
+    root = tmp_path / "tree"
+    names = ["=SUM(1,2).jpg", "-1.jpg", "+x.jpg", "@me.jpg", "ünï cödé.jpg", 'comma, "quote".jpg']
+    root.mkdir()
+    for i, name in enumerate(names):
+        (root / name).write_bytes(_jpeg(i))
+    out = tmp_path / "out.csv"
+    assert (await run_predict(FakePrediction(), None, _options(root, out))).exit_code == 0
+    with open(out, newline="", encoding="utf-8") as f:
+        cells = [r["path"] for r in csv.DictReader(f)]
+    assert all(not c.startswith(("=", "+", "@")) for c in cells)  # escaped with a leading '
+    again = FakePrediction()
+    result = await run_predict(again, None, _options(root, out))
+    assert again.calls == 0 and result.report["counts"] == {"skipped": len(names)}
+
+
 async def test_run_predict_transient_errors_get_no_row_and_are_retried(tmp_path):
     root = tmp_path / "tree"
     paths = make_tree(root, 10)
@@ -374,11 +395,6 @@ async def test_run_predict_needs_an_id_without_training(tmp_path):
 
 # -- against the emulator: a model trained on Microsoft's samples, scored through the real client
 
-import os
-import signal
-import subprocess
-import sys
-import time
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "samples"
 CLASSIFY_TEST = SAMPLES / "ImageClassification" / "Images" / "Test"

@@ -47,6 +47,12 @@ class FakeTraining:
         self.on_create = None  # awaited before each create (for cancellation tests)
         self.tag_calls: list[tuple[str, str]] = []
 
+    @staticmethod
+    def now() -> str:
+        from datetime import datetime, timezone
+
+        return datetime.now(timezone.utc).isoformat()
+
     def add_project(self, name: str) -> Project:
         p = Project(id=str(uuid.uuid4()), name=name, settings=ProjectSettings(domain_id=None))
         self.projects[p.id] = p
@@ -101,6 +107,7 @@ class FakeTraining:
                 continue
             img = Image(
                 id=str(uuid.uuid4()),
+                created=self.now(),
                 tags=tuple(ImageTag(tag_id=t, tag_name=self._tag(pid, t).name) for t in tag_ids),
                 regions=tuple(
                     ImageRegion(region_id=str(uuid.uuid4()), tag_id=r.tag_id, left=r.left, top=r.top,
@@ -154,11 +161,25 @@ async def test_sender_maps_per_image_statuses():
     sender = BatchSender(fake, p.id)
     await sender.send(Batch("data", (bi(0),), (tag.id,)))
     fake.refuse.add(b"bad")
-    items = (bi(0), bi(1), bi(2, b"bad"), bi(3, b"img0"))
+    # k9 has k0's bytes (a twin: duplicate); k3 was left `sending` by a killed run (ours)
+    items = (bi(9, b"img0"), bi(1), bi(2, b"bad"), bi(3, b"img3"))
+    await fake.create_images_from_data(p.id, [("x", b"img3")], tag_ids=[tag.id])
     out = await sender.send(Batch("data", items, (tag.id,)), prior={"k3": "sending"})
     assert [o.status for o in out] == ["duplicate", "uploaded", "failed", "uploaded"]
     assert out[2].reason.startswith("ErrorImageFormat")
     assert out[1].image_id
+
+
+async def test_duplicate_created_by_our_own_retried_request_counts_as_uploaded():
+    fake = FakeTraining()
+    p = fake.add_project("p")
+    old = await fake.create_images_from_data(p.id, [("old", b"old")])
+    old.images[0].image.created = "2020-01-01T00:00:00.000Z"  # in the project long before the run
+    sender = BatchSender(fake, p.id)
+    # the first attempt went through but its answer was lost; the client's retry gets OKDuplicate
+    await fake.create_images_from_data(p.id, [("00-a.jpg", b"lost")])
+    out = await sender.send(Batch("data", (bi(0, b"lost", ()), bi(1, b"old", ())), ()))
+    assert [o.status for o in out] == ["uploaded", "duplicate"]
 
 
 async def test_sender_splits_a_batch_the_service_finds_too_big():
@@ -187,7 +208,7 @@ async def test_duplicate_with_other_tags_gets_the_missing_ones():
     a, b = await fake.create_tag(p.id, "a"), await fake.create_tag(p.id, "b")
     sender = BatchSender(fake, p.id)
     await sender.send(Batch("data", (bi(0, tags=(a.id,)),), (a.id,)))
-    out = await sender.send(Batch("data", (bi(0, tags=(b.id,)),), (b.id,)))
+    out = await sender.send(Batch("data", (bi(1, b"img0", tags=(b.id,)),), (b.id,)))
     assert out[0].status == "duplicate"
     assert fake.tag_calls == [(out[0].image_id, b.id)]
     assert fake.tag_counts(p.id) == {"a": 1, "b": 1}
@@ -285,7 +306,8 @@ async def test_dry_run_sends_nothing_and_counts_per_tag(tmp_path):
     result = await run_upload(fake, opts(tmp_path, root, "proj", dry_run=True))
     assert fake.requests == 0
     would = result.report["extra"]["would_send"]
-    assert would["images"] == 5 and would["per_tag"] == {"a": 3, "b": 2}
+    assert would["images"] == 5
+    assert would["per_tag"] == [{"tag": "a", "images": 3}, {"tag": "b", "images": 2}]
     assert would["tags_to_create"] == ["a", "b"]
     assert result.report["failures"][0]["path"] == "b/junk.jpg"
     assert result.exit_code == 1
@@ -410,3 +432,37 @@ async def test_bad_corpus_every_file_has_its_outcome_and_exit_1(tmp_path, traini
     assert await training_client.get_image_count(pid) == uploaded
     reasons = {f["path"]: f["reason"] for f in result.report["failures"]}
     assert set(reasons) == {k for k, v in expected.items() if v == "rejected"}
+
+
+async def test_csv_manifest_multilabel_end_to_end(tmp_path, training_client):
+    root = tmp_path / "tree"
+    files = make_tree(root, {"x": 12})
+    rows = ["path,tags"]
+    combos = ["red", "red;round", "blue;round", "blue", "green;round;red"]
+    for i, rel in enumerate(sorted(files)):
+        rows.append(f'{rel},"{combos[i % len(combos)]}"')
+    manifest = tmp_path / "labels.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    o = opts(tmp_path, root, "multi", create=True, labels=str(manifest), classification_type="Multilabel")
+    with anyio.fail_after(60):
+        result = await run_upload(training_client, o)
+    assert result.exit_code == 0, result.report["failures"]
+    pid = result.report["extra"]["project"]["id"]
+    want: dict[str, int] = {}
+    for i in range(12):
+        for t in combos[i % len(combos)].split(";"):
+            want[t] = want.get(t, 0) + 1
+    assert await tag_counts(training_client, pid) == want
+    project = await training_client.get_project(pid)
+    assert project.settings.classification_type == "Multilabel"
+
+
+async def test_tag_limit_is_checked_before_any_upload(tmp_path):
+    root = tmp_path / "tree"
+    make_tree(root, {f"t{i:02d}": 1 for i in range(51)})
+    fake = FakeTraining()
+    p = fake.add_project("proj")
+    with pytest.raises(CLIError) as err:
+        await run_upload(fake, opts(tmp_path, root, "proj", tier="F0"))
+    assert "allows 50" in str(err.value)
+    assert fake.requests == 0 and fake.tags[p.id] == []

@@ -1,0 +1,373 @@
+"""``cvbulk export``: a project's images and labels out to disk, in a layout ``cvbulk upload`` reads back.
+
+list -> plan -> download -> write -> record, joined by bounded memory object streams:
+
+- *list* pages through every image of the project (``take`` 256, oldest first so that images added
+  meanwhile land at the end and paging stays stable);
+- *plan* looks each page up in the journal (keyed by the service's image id) and drops images already
+  exported whose file is still on disk where their current labels put it;
+- N *workers* download the original images (``client.download``; the client's Pacer keeps the rate),
+  write each file atomically under a name made of the image id, and record the outcome with its labels
+  in the journal, so a run killed at any moment resumes where it stopped;
+- at the end the label file of the format is written from the journal (see ``_export_layout``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sys
+import time
+from collections import Counter
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from ..cli._common import CLIError, ExitCode
+from ..client._errors import AuthenticationError, CustomVisionError, NotFoundError
+from ._export_layout import (
+    FOLDERS_MANIFEST,
+    FORMATS,
+    atomic_write_bytes,
+    folder_carries_labels,
+    image_relpath,
+    iter_rows,
+    label_file_for,
+    sniff_extension,
+    write_label_file,
+)
+from .journal import ERROR, EXPORTED, FAILED, Journal, JournalEntry, JournalMismatch
+from .project import resolve_project
+from .report import build_report, write_report
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+if TYPE_CHECKING:
+    from ..client import Image, TrainingClient
+
+__all__ = ["ExportOptions", "ExportResult", "run_export", "FORMATS", "STATE_DIR"]
+
+#: State and report live in this hidden folder inside OUT_DIR (scans skip hidden folders).
+STATE_DIR = ".cvbulk"
+_PAGE = 256  # GetImages: "take ... limited to 256"
+
+
+@dataclass
+class ExportOptions:
+    """Everything ``cvbulk export`` takes besides the connection."""
+
+    project: str
+    out_dir: Path
+    format: str = "folders"
+    state: Path | None = None
+    report: Path | None = None
+    max_concurrency: int = 16  # downloads in flight (the client's Pacer may allow fewer)
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.out_dir)
+        if self.format not in FORMATS:
+            raise CLIError(f"--format must be one of {', '.join(FORMATS)}, not {self.format!r}")
+        if self.max_concurrency < 1:
+            raise CLIError("--max-concurrency must be at least 1")
+        self.state = Path(self.state) if self.state is not None else self.out_dir / STATE_DIR / "export.sqlite"
+        if self.report is None:
+            self.report = self.state.with_name(self.state.stem + ".report.json")
+        self.report = Path(self.report)
+
+
+@dataclass
+class ExportResult:
+    exit_code: int
+    report: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Work:
+    image: Image
+    tags: tuple[str, ...]
+    regions: tuple[tuple[str, float, float, float, float], ...]
+    prior: JournalEntry | None
+
+
+@dataclass
+class _Run:
+    options: ExportOptions
+    client: Any
+    journal: Journal
+    tag_names: dict[str, str]  # tag id -> name
+    progress: Any
+    tally: Counter = field(default_factory=Counter)
+    nbytes: int = 0
+    multi_tag: int = 0
+    journal_lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+    async def journal_call(self, fn: Any, *args: Any) -> Any:
+        # SQLite blocks: one call at a time, in a worker thread.
+        async with self.journal_lock:
+            return await anyio.to_thread.run_sync(fn, *args)
+
+    def advance(self, status: str, nbytes: int = 0) -> None:
+        self.tally[status] += 1
+        if self.progress is not None:
+            self.progress.advance(
+                ok=int(status == EXPORTED),
+                failed=int(status in (FAILED, ERROR)),
+                skipped=int(status == "unchanged"),
+                nbytes=nbytes,
+            )
+
+
+async def run_export(client: TrainingClient, options: ExportOptions, *, progress: Any = None) -> ExportResult:
+    """Export the project's images with their labels into ``options.out_dir``.
+
+    Errors about the whole run (project not found, wrong key, a state file of another run) are raised;
+    an image that cannot be downloaded is recorded as that image's outcome and named in the report.
+    """
+    started = time.time()
+    out_dir = options.out_dir
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CLIError(f"{out_dir} exists and is not a folder")
+    project = await resolve_project(client, options.project)
+    tags = await client.get_tags(project.id)
+    tag_names = {t.id: t.name for t in tags}
+    total = await client.get_image_count(project.id)
+    fingerprint = {"project_id": project.id, "out_dir": str(out_dir.resolve()), "format": options.format}
+    try:
+        journal = await anyio.to_thread.run_sync(
+            partial(Journal.open, options.state, job="export", fingerprint=fingerprint)
+        )
+    except JournalMismatch as exc:
+        raise CLIError(f"{exc} (pass --state to use another state file)") from None
+    run = _Run(options, client, journal, tag_names, progress)
+    if progress is not None:
+        progress.set_total(total)
+    try:
+        async with AsyncExitStack() as stack:
+            if progress is not None:
+                await stack.enter_async_context(progress)
+            await _pipeline(run, project.id)
+        label_file = await run.journal_call(_write_labels, run, sorted(tag_names.values()))
+        failures = await run.journal_call(lambda: list(journal.failures()))
+        state_counts = await run.journal_call(journal.counts)
+    except BaseExceptionGroup as group:
+        first = _first_cause(group)
+        if first is not None:
+            raise first from None
+        raise
+    finally:
+        with anyio.CancelScope(shield=True):
+            await run.journal_call(journal.close)
+    finished = time.time()
+    failed_now = run.tally[FAILED] + run.tally[ERROR]
+    exit_code = ExitCode.PARTIAL if failed_now else ExitCode.OK
+    counts = {s: n for s, n in run.tally.items() if s != "unchanged"}
+    extra = {
+        "project": {"id": project.id, "name": project.name},
+        "out_dir": str(out_dir),
+        "format": options.format,
+        "label_file": str(label_file) if label_file is not None else None,
+        "upload_back": _upload_hint(options, label_file, project.name),
+        "images_in_project": total,
+        "unchanged": run.tally["unchanged"],
+        "multi_tag_images": run.multi_tag,
+        "state_file": str(options.state),
+        "state_counts": state_counts,
+        "exit_code": int(exit_code),
+    }
+    report = build_report(
+        job="export", started=started, finished=finished, counts=counts, failures=failures,
+        client_stats=client.stats.snapshot() if hasattr(client, "stats") else None, extra=extra,
+        nbytes=run.nbytes,
+    )
+    await anyio.to_thread.run_sync(write_report, options.report, report)
+    report["report_file"] = str(options.report)
+    return ExportResult(int(exit_code), report)
+
+
+def _upload_hint(options: ExportOptions, label_file: Path | None, name: str | None) -> str:
+    out = str(options.out_dir)
+    if options.format == "folders" and label_file is None:
+        return f"cvbulk upload {out} --project NEW --create --untagged"
+    return f"cvbulk upload {out} --project NEW --create --untagged --labels {label_file}"
+
+
+def _first_cause(group: BaseExceptionGroup) -> BaseException | None:
+    leaves: list[BaseException] = []
+
+    def walk(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for sub in e.exceptions:
+                walk(sub)
+        else:
+            leaves.append(e)
+
+    walk(group)
+    real = [e for e in leaves if not isinstance(e, anyio.get_cancelled_exc_class())]
+    return real[0] if real else None
+
+
+# -- the pipeline ---------------------------------------------------------------------------------
+
+
+async def _pipeline(run: _Run, project_id: str) -> None:
+    workers = run.options.max_concurrency
+    page_send, page_recv = anyio.create_memory_object_stream[list["Image"]](2)
+    work_send, work_recv = anyio.create_memory_object_stream[_Work](2 * workers)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_lister, run, project_id, page_send)
+        tg.start_soon(_planner, run, page_recv, work_send)
+        for _ in range(workers):
+            tg.start_soon(_worker, run, work_recv.clone())
+        work_recv.close()
+
+
+async def _lister(run: _Run, project_id: str, page_send: ObjectSendStream[list[Image]]) -> None:
+    async with page_send:
+        page: list[Image] = []
+        async for image in run.client.iter_images(project_id, page_size=_PAGE, order_by="Oldest"):
+            page.append(image)
+            if len(page) >= _PAGE:
+                await page_send.send(page)
+                page = []
+        if page:
+            await page_send.send(page)
+
+
+def _labels(run: _Run, image: Image) -> tuple[tuple[str, ...], tuple[tuple[str, float, float, float, float], ...]]:
+    names = run.tag_names
+    regions = tuple(
+        (names.get(r.tag_id) or r.tag_name or str(r.tag_id), float(r.left), float(r.top), float(r.width), float(r.height))
+        for r in (image.regions or ())
+    )
+    tags = {names.get(t.tag_id) or t.tag_name or str(t.tag_id) for t in (image.tags or ())}
+    tags |= {r[0] for r in regions}  # a region's tag is the image's tag
+    return tuple(sorted(tags)), regions
+
+
+def _is_done(options: ExportOptions, prior: JournalEntry | None, tags: tuple[str, ...], regions: Any) -> bool:
+    """Exported before, with the same labels, and the file still there with its size."""
+    if prior is None or prior.status != EXPORTED or not prior.extra:
+        return False
+    x = prior.extra
+    if list(x.get("tags") or []) != list(tags):
+        return False
+    if [list(r) for r in x.get("regions") or []] != [list(r) for r in regions]:
+        return False
+    path = options.out_dir / str(x.get("file"))
+    try:
+        return path.stat().st_size == prior.size
+    except OSError:
+        return False
+
+
+async def _planner(
+    run: _Run, page_recv: ObjectReceiveStream[list[Image]], work_send: ObjectSendStream[_Work]
+) -> None:
+    async with page_recv, work_send:
+        async for page in page_recv:
+            known = await run.journal_call(run.journal.get_many, [i.id for i in page])
+            labelled = [(image, *_labels(run, image)) for image in page]
+            done = await anyio.to_thread.run_sync(
+                lambda: [_is_done(run.options, known.get(i.id), t, r) for i, t, r in labelled]
+            )
+            for (image, tags, regions), skip in zip(labelled, done):
+                if skip:
+                    run.advance("unchanged")
+                    continue
+                await work_send.send(_Work(image, tags, regions, known.get(image.id)))
+
+
+async def _worker(run: _Run, work_recv: ObjectReceiveStream[_Work]) -> None:
+    async with work_recv:
+        async for work in work_recv:
+            entry, nbytes = await _export_one(run, work)
+            await run.journal_call(run.journal.record, [entry])
+            run.advance(entry.status, nbytes)
+
+
+async def _export_one(run: _Run, work: _Work) -> tuple[JournalEntry, int]:
+    image = work.image
+    attempts = (work.prior.attempts if work.prior is not None else 0) + 1
+    url = image.original_image_uri
+    if not url:
+        return JournalEntry(image.id, None, None, None, FAILED, reason="the service gave no image URI",
+                            attempts=attempts), 0
+    try:
+        data = await run.client.download(url)
+    except AuthenticationError:
+        raise  # the key is wrong for every image: stop the run
+    except NotFoundError as exc:
+        reason = f"the image is gone from the service ({_one_line(exc)})"
+        return JournalEntry(image.id, None, None, None, FAILED, reason=reason, attempts=attempts), 0
+    except CustomVisionError as exc:  # retried by the client as far as its budget went
+        return JournalEntry(image.id, None, None, None, ERROR, reason=_one_line(exc), attempts=attempts), 0
+    if not folder_carries_labels(work.tags):
+        run.multi_tag += 1
+    written = await anyio.to_thread.run_sync(_write_image, run.options, work, data)
+    relpath, sha256, width, height = written
+    extra = {
+        "file": relpath,
+        "tags": list(work.tags),
+        "regions": [list(r) for r in work.regions],
+        "width": width,
+        "height": height,
+    }
+    entry = JournalEntry(image.id, len(data), None, sha256, EXPORTED, image_id=image.id, attempts=attempts,
+                         extra=extra)
+    return entry, len(data)
+
+
+def _write_image(options: ExportOptions, work: _Work, data: bytes) -> tuple[str, str, int | None, int | None]:
+    """Worker thread: name, write atomically, hash; remove the file of an earlier run that moved."""
+    relpath = image_relpath(options.format, work.image.id, work.tags, sniff_extension(data))
+    atomic_write_bytes(options.out_dir / relpath, data)
+    old = (work.prior.extra or {}).get("file") if work.prior is not None else None
+    if old and old != relpath:
+        try:
+            os.unlink(options.out_dir / old)  # its labels changed since: one copy per image
+        except OSError:
+            pass
+    width, height = work.image.width, work.image.height
+    if not width or not height:
+        width, height = _image_size(data)
+    return relpath, hashlib.sha256(data).hexdigest(), width, height
+
+
+def _image_size(data: bytes) -> tuple[int | None, int | None]:
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(io.BytesIO(data)) as im:  # reads the header only
+            return im.size
+    except Exception:  # an unreadable image still exports; COCO gets 0 for its size
+        return None, None
+
+
+def _write_labels(run: _Run, tag_names: list[str]) -> Path | None:
+    """Worker thread: the label file of the format, from every image the journal holds as exported."""
+    fmt = run.options.format
+    rows = iter_rows(run.journal.entries(EXPORTED))
+    if fmt == "folders":
+        # Only when folders cannot carry every image's labels (several tags, or a tag that is no folder
+        # name): a manifest with all of them.
+        if not any(not folder_carries_labels(e.extra.get("tags") or []) for e in run.journal.entries(EXPORTED)
+                   if e.extra):
+            stale = run.options.out_dir / FOLDERS_MANIFEST
+            if stale.exists():
+                stale.unlink()
+            return None
+        return write_label_file("folders", run.options.out_dir, rows, tag_names)
+    assert label_file_for(fmt) is not None
+    return write_label_file(fmt, run.options.out_dir, rows, tag_names)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
