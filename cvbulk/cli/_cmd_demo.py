@@ -167,7 +167,10 @@ def plan(variant: DemoVariant, project: str, samples: Path, run_dir: Path) -> li
 
 def cleanup_steps(variant: DemoVariant, project: str) -> list[Step]:
     return [
-        Step("Unpublish the iteration", ("unpublish", "--project", project, "--name", variant.published_name)),
+        Step(
+            "Unpublish the iteration",
+            ("unpublish", "--project", project, "--name", variant.published_name),
+        ),
         Step("Delete the project", ("projects", "delete", project, "--yes")),
     ]
 
@@ -277,10 +280,16 @@ def run(args: argparse.Namespace) -> int:
             settings = stack.enter_context(_embedded_emulator(args))
         else:
             settings = azure
-            _out(f"  service: {settings[ENV_TRAINING_ENDPOINT]} (given by --endpoint or ${ENV_TRAINING_ENDPOINT})")
+            endpoint = settings[ENV_TRAINING_ENDPOINT]
+            _out(f"  service: {endpoint} (given by --endpoint or ${ENV_TRAINING_ENDPOINT})")
         _show_connection(settings, emulator=azure is None)
         stack.enter_context(_environment(settings))
-        _run_steps(steps, first=1, total=len(steps))
+        try:
+            _run_steps(steps, first=1, total=len(steps))
+        except BaseException:
+            if azure is not None:  # the emulator's data goes with it; a real project stays
+                _out(f"(project {project!r} may be left in place: cvbulk projects delete {project} --yes)")
+            raise
 
     csv_path = run_dir / "predictions.csv"
     verdict = check_predictions(csv_path, expected=variant.expected, detection=variant.detection)
@@ -293,6 +302,7 @@ def run(args: argparse.Namespace) -> int:
     _out(f"Done in {time.monotonic() - started:.1f} s: {verdict.reason}.")
     if not args.cleanup and azure is not None:
         _out(f"The project {project!r} is left in place; `cvbulk demo --cleanup` removes it at the end.")
+    _out("Next: the same steps one command at a time, against `cvbulk emulator` or Azure: docs/cli.md.")
     return 0
 
 

@@ -40,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     faults = parser.add_argument_group("misbehaviour (off by default)")
     faults.add_argument("--error-rate", type=float, default=0.0, metavar="P", help="share of requests answered 500/503")
     faults.add_argument("--drop-rate", type=float, default=0.0, metavar="P", help="share of connections dropped")
+    faults.add_argument("--drop-after-work", type=float, default=0.5, metavar="P",
+                        help="share of the dropped requests dropped after the work was done")
     faults.add_argument("--latency", type=float, default=0.0, metavar="S", help="seconds added to every request")
     faults.add_argument("--latency-per-image", type=float, default=0.0, metavar="S")
     faults.add_argument("--latency-per-mb", type=float, default=0.0, metavar="S")
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, data_dir=args.data, tier=args.tier,
         training_tps=args.training_tps, prediction_tps=args.prediction_tps, retry_after=args.retry_after,
         training_key=args.training_key, prediction_key=args.prediction_key,
-        faults=Faults(error_rate=args.error_rate, drop_rate=args.drop_rate),
+        faults=Faults(error_rate=args.error_rate, drop_rate=args.drop_rate, drop_after_work=args.drop_after_work),
         latency=Latency(per_request=args.latency, per_image=args.latency_per_image, per_mb=args.latency_per_mb),
         seed=args.seed,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -166,37 +167,36 @@ def _wants_training(args: argparse.Namespace) -> bool:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from ..client import PredictionClient, TrainingClient
+    from ..client import Pacer, PredictionClient, TrainingClient
+    from ..pipeline.predict import run_predict
     from ..pipeline.progress import Progress, summary_table
 
     options = _options(args)
     if not options.root.is_dir():
         raise CLIError(f"ROOT {str(options.root)!r} is not a folder")
-    prediction_conn = prediction_connection(args)
+    prediction_conn = prediction_connection(args)  # checked before any request is made
     training_conn = training_connection(args) if _wants_training(args) else None
 
-    prediction = PredictionClient(
-        prediction_conn.endpoint,
-        prediction_conn.key,
-        pacer=_pacer(args),
-        max_connections=max(args.max_concurrency, 8),
-    )
-    async with prediction:
+    async with AsyncExitStack() as stack:
+        prediction = await stack.enter_async_context(
+            PredictionClient(
+                prediction_conn.endpoint,
+                prediction_conn.key,
+                pacer=_pacer(args),
+                max_connections=max(args.max_concurrency, 8),
+            )
+        )
+        training = None
         if training_conn is not None:
-            async with TrainingClient(training_conn.endpoint, training_conn.key) as training:
-                result = await _score(prediction, training, options, Progress, args)
-        else:
-            result = await _score(prediction, None, options, Progress, args)
+            # A few calls only (project, domain, tags), paced at the tier's training rate.
+            training = await stack.enter_async_context(
+                TrainingClient(training_conn.endpoint, training_conn.key, pacer=Pacer.for_tier(args.tier))
+            )
+        progress = Progress(label="predict", stream=sys.stderr)
+        result = await run_predict(prediction, training, options, progress=progress)
 
     print(summary_table(result.report), file=sys.stderr)
     print(f"output: {options.output}   report: {result.report.get('report_file')}", file=sys.stderr)
     if args.json:
         print_json(result.report)
     return int(result.exit_code) if result.exit_code else int(ExitCode.OK)
-
-
-async def _score(prediction: Any, training: Any, options: Any, progress_cls: Any, args: argparse.Namespace) -> Any:
-    from ..pipeline.predict import run_predict
-
-    progress = progress_cls(label="predict", stream=sys.stderr)
-    return await run_predict(prediction, training, options, progress=progress)

@@ -82,6 +82,11 @@ def register(subparsers: Any) -> None:
         help=f"a platform to export models to ({', '.join(EXPORT_PLATFORMS)}); repeat for several; "
         "needs a compact domain",
     )
+    create.add_argument(
+        "--allow-duplicate",
+        action="store_true",
+        help="create it even if a project already has this name (then refer to both by id)",
+    )
     add_output_args(create)
     add_training_args(create)
 
@@ -110,22 +115,19 @@ def run(args: argparse.Namespace) -> int:
 async def _list(args: argparse.Namespace) -> int:
     async with training_client(args) as client:
         projects = await client.get_projects()
-        domain_names = {str(d.id).lower(): d.name for d in await client.get_domains()}
+        domains = {str(d.id).lower(): d for d in await client.get_domains()}
     projects.sort(key=lambda p: str(p.name).lower())
     rows = []
     for p in projects:
         settings = p.settings
         domain_id = str(getattr(settings, "domain_id", "") or "").lower()
-        rows.append(
-            [
-                p.id,
-                p.name,
-                domain_names.get(domain_id, domain_id),
-                getattr(settings, "classification_type", None) or "",
-                _short_time(p.created),
-            ]
-        )
-    emit(args, projects, rows, ["ID", "NAME", "DOMAIN", "CLASSIFICATION", "CREATED"])
+        domain = domains.get(domain_id)
+        if domain is not None and domain.type == "ObjectDetection":
+            kind = "ObjectDetection"
+        else:  # a classification project says which kind
+            kind = getattr(settings, "classification_type", None) or "Classification"
+        rows.append([p.id, p.name, domain.name if domain else domain_id, kind, _short_time(p.created)])
+    emit(args, projects, rows, ["ID", "NAME", "DOMAIN", "TYPE", "CREATED"])
     return 0
 
 
@@ -166,6 +168,16 @@ async def _pick_domain(client: Any, ref: str | None, *, detection: bool) -> Any:
 
 async def _create(args: argparse.Namespace) -> int:
     async with training_client(args) as client:
+        if not args.allow_duplicate:
+            # The service accepts a second project with the same name, but then the name no longer
+            # picks one project for the other commands.
+            same = [p for p in await client.get_projects() if p.name == args.name]
+            if same:
+                raise CLIError(
+                    f"a project named {args.name!r} already exists (id {same[0].id}); "
+                    "choose another name or pass --allow-duplicate",
+                    ExitCode.USAGE,
+                )
         domain = None
         if args.domain or args.detection:
             domain = await _pick_domain(client, args.domain, detection=args.detection)

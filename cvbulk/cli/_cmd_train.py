@@ -18,6 +18,7 @@ examples:
   cvbulk train --project birds --wait
   cvbulk train --project birds --wait --selected-tags robin wren --timeout 1800
   cvbulk train --project birds --force        # retrain although nothing changed
+  cvbulk train --project birds --wait         # while a training runs: wait for that one
 
 exit status: 0 trained (or started, without --wait); 1 the service refused to train (its reason is
 printed, e.g. not enough images per tag, nothing changed since the last training), training failed, or
@@ -25,6 +26,7 @@ printed, e.g. not enough images per tag, nothing changed since the last training
 """
 
 DONE_STATUSES = ("completed", "failed")
+IN_PROGRESS = "BadRequestTrainingAlreadyInProgress"
 
 
 def register(subparsers: Any) -> None:
@@ -116,14 +118,21 @@ async def _selected_tag_ids(client: Any, project: Any, refs: list[str]) -> list[
 async def _run(args: argparse.Namespace) -> int:
     async with training_client(args) as client:
         project = await resolve(client, args.project)
-        selected = await _selected_tag_ids(client, project, args.selected_tags) if args.selected_tags else None
+        selected = None
+        if args.selected_tags:
+            selected = await _selected_tag_ids(client, project, args.selected_tags)
         try:
             iteration = await client.train_project(
                 project.id, force_train=args.force, selected_tags=selected
             )
         except BadRequestError as exc:
-            # Not enough images per tag, nothing changed...: the service's own words, exit 1.
-            raise CLIError(f"training not started: {_service_words(exc)}", ExitCode.PARTIAL) from exc
+            running = await _running_iteration(client, project) if exc.code == IN_PROGRESS else None
+            if running is None or not args.wait:
+                # Not enough images per tag, nothing changed...: the service's own words, exit 1.
+                raise CLIError(f"training not started: {_service_words(exc)}", ExitCode.PARTIAL) from exc
+            # `train --wait` after a `train` without it: follow the training already under way.
+            print(f"training already in progress: waiting for {running.name!r}", file=sys.stderr)
+            iteration = running
         if not args.wait:
             if args.json:
                 print_json({"project": project.id, "iteration": to_json(iteration)})
@@ -152,6 +161,11 @@ async def _run(args: argparse.Namespace) -> int:
     if not args.json:
         _print_performance(project, iteration, performance)
     return 0
+
+
+async def _running_iteration(client: Any, project: Any) -> Any:
+    training = [it for it in await client.get_iterations(project.id) if str(it.status).lower() == "training"]
+    return training[0] if len(training) == 1 else None
 
 
 def _service_words(exc: BadRequestError) -> str:

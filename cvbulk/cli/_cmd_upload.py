@@ -44,7 +44,8 @@ files with no label are reported as skipped, unless --untagged uploads them unta
 
 state and report:
   by default in .cvbulk/ under the current directory: upload-<PROJECT>-<hash>.sqlite (the hash is
-  of ROOT and PROJECT, so the same command finds its state again) and <that>.report.json next to it.
+  of ROOT and the project's id, so the same upload finds its state again whether PROJECT is given
+  as a name or an id) and <that>.report.json next to it.
   With --report FILE only, the state goes next to FILE; with --state FILE only, the report goes to
   FILE's name with .report.json.
 

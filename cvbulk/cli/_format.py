@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -60,7 +61,8 @@ def leaf_parser(
     parser = subparsers.add_parser(
         name,
         help=help,
-        description=description or help,
+        # The raw formatter keeps the epilog's lines; the description is wrapped here instead.
+        description=textwrap.fill(description or help, width=95),
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -92,7 +94,9 @@ def to_json(obj: Any) -> Any:
     return obj
 
 
-def emit(args: argparse.Namespace, payload: Any, rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+def emit(
+    args: argparse.Namespace, payload: Any, rows: Sequence[Sequence[Any]], headers: Sequence[str]
+) -> None:
     """--json prints ``payload``; otherwise a table of ``rows``."""
     if getattr(args, "json", False):
         print_json(to_json(payload))
@@ -143,7 +147,8 @@ def predictions_json(result: Any, *, image: str, threshold: float) -> dict[str, 
 
 def print_predictions(result: Any, *, threshold: float, detect: bool) -> None:
     """Tags best first, with the box for detections."""
-    shown = [p for p in sorted(result.predictions, key=_prediction_sort_key) if (p.probability or 0.0) >= threshold]
+    ranked = sorted(result.predictions, key=_prediction_sort_key)
+    shown = [p for p in ranked if (p.probability or 0.0) >= threshold]
     if detect:
         rows = []
         for p in shown:

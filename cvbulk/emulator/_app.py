@@ -32,7 +32,7 @@ _UNAUTHORIZED = {
 _MAX_BODY = 512 * 1024 * 1024  # 64 images of 6 MB, with room for base64
 
 
-# Route name -> (api, operationId, rate group); API routes are named "api:<operationId>".
+# API resources carry ``cv_info``: method -> (api, operationId, rate group).
 def _route_info(request: web.Request) -> tuple[str, str, str] | None:
     route = request.match_info.route
     info = getattr(route.resource, "cv_info", None) if route.resource is not None else None
@@ -77,11 +77,10 @@ async def _api(request: web.Request, handler):
         return json_response(_UNAUTHORIZED, status=401)
 
     faults = st.faults
-    if faults.drop_rate and st.rng.random() < faults.drop_rate:
-        if request.transport is not None:
-            request.transport.abort()  # no answer at all, like a reset connection
-        # aiohttp finds the transport gone and writes nothing of this
-        return web.Response(status=503)
+    drop = bool(faults.drop_rate) and st.rng.random() < faults.drop_rate
+    drop_after = drop and st.rng.random() < faults.drop_after_work
+    if drop and not drop_after:
+        return _drop(request)
     if st.throttle_left > 0:
         st.throttle_left -= 1
         return _throttled(st, operation, api, 1)
@@ -94,6 +93,8 @@ async def _api(request: web.Request, handler):
         return _throttled(st, operation, api, wait)
 
     response = await handler(request)
+    if drop_after:
+        return _drop(request)
     latency = st.latency
     delay = latency.per_request + latency.per_image * request.get(IMAGES, 0)
     if latency.per_mb and request.content_length:
@@ -101,6 +102,12 @@ async def _api(request: web.Request, handler):
     if delay > 0:
         await anyio.sleep(delay)  # the handler waits; the event loop keeps serving others
     return response
+
+
+def _drop(request: web.Request) -> web.Response:
+    if request.transport is not None:
+        request.transport.abort()  # no answer at all, like a reset connection
+    return web.Response(status=503)  # aiohttp finds the transport gone and writes nothing of this
 
 
 def _throttled(st: EmulatorState, operation: str, api: str, seconds: int) -> web.Response:
@@ -146,7 +153,7 @@ def build_app(state: EmulatorState) -> web.Application:
     def add(prefix: str, method: str, path: str, handler, info: tuple[str, str, str]) -> None:
         resource = app.router.add_resource(prefix + path)
         resource.add_route(method, handler)
-        # aiohttp merges nothing: look the resource up by its path to keep one info map per path
+        # One (api, operation, rate group) map per path, whether aiohttp reuses the resource or not.
         key = prefix + path
         groups.setdefault(key, {})[method] = info
         resource.cv_info = groups[key]  # type: ignore[attr-defined]

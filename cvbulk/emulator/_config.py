@@ -32,6 +32,9 @@ class Faults:
     error_rate: float = 0.0  # share of API requests answered 500/503
     drop_rate: float = 0.0  # share of connections dropped mid-request (no answer at all)
     throttle_burst: int = 0  # the next N API requests are answered 429
+    # Of the dropped requests, the share dropped after the work was done (images stored, project
+    # created): the case where a client's retry meets its own first attempt (OKDuplicate).
+    drop_after_work: float = 0.5
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import hashlib
 import io
 import math
 import threading
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -235,19 +236,24 @@ def _vector_uncached(data: bytes) -> list[float]:
 # --------------------------------------------------------------------------- detection grid
 
 
+CHANNELS = _N_COARSE + N_GRADIENT
+_STRIDE = (GRID + 1) * CHANNELS
+
+
 @dataclass(frozen=True)
 class CellGrid:
-    """Summed-area table of per-cell channel means: ``sums[y][x]`` is a tuple of CHANNELS sums
-    over cells [0, x) x [0, y) of a GRID x GRID grid laid over the image in normalised space."""
+    """Summed-area table of per-cell channel means over a GRID x GRID grid laid over the image in
+    normalised space: ``sums[(y * (GRID + 1) + x) * CHANNELS + k]`` is the sum of channel k over
+    cells [0, x) x [0, y). A flat array of doubles: about 60 KB, cheap to cache."""
 
-    sums: tuple[tuple[tuple[float, ...], ...], ...]
+    sums: array
 
     def window_sum(self, x0: int, y0: int, x1: int, y1: int) -> list[float]:
-        s = self.sums
-        return [d - b - c + a for a, b, c, d in zip(s[y0][x0], s[y0][x1], s[y1][x0], s[y1][x1])]
-
-
-CHANNELS = _N_COARSE + N_GRADIENT
+        s, k = self.sums, CHANNELS
+        a, b = (y0 * (GRID + 1) + x0) * k, (y0 * (GRID + 1) + x1) * k
+        c, d = (y1 * (GRID + 1) + x0) * k, (y1 * (GRID + 1) + x1) * k
+        corners = zip(s[a : a + k], s[b : b + k], s[c : c + k], s[d : d + k])
+        return [vd - vb - vc + va for va, vb, vc, vd in corners]
 
 
 def _grid_uncached(data: bytes) -> CellGrid:
@@ -257,17 +263,16 @@ def _grid_uncached(data: bytes) -> CellGrid:
     planes = _channel_means(_colour_codes(hsv, coarse=True), _COARSE_TABLES, size)
     planes += _channel_means(_gradient_codes(img.convert("L")), _GRADIENT_TABLES, size)
     cells = list(zip(*planes))  # cells[y * GRID + x] = CHANNELS byte values
-    zero = (0.0,) * CHANNELS
-    rows: list[tuple[tuple[float, ...], ...]] = [tuple(zero for _ in range(GRID + 1))]
+    sums = array("d", bytes(8 * _STRIDE * (GRID + 1)))
     for y in range(GRID):
-        running = zero
-        row = [zero]
-        above = rows[-1]
+        running = [0.0] * CHANNELS
         for x in range(GRID):
-            running = tuple(r + v / 255.0 for r, v in zip(running, cells[y * GRID + x]))
-            row.append(tuple(a + r for a, r in zip(above[x + 1], running)))
-        rows.append(tuple(row))
-    return CellGrid(tuple(rows))
+            running = [r + v / 255.0 for r, v in zip(running, cells[y * GRID + x])]
+            above = (y * (GRID + 1) + x + 1) * CHANNELS
+            here = above + _STRIDE
+            column = zip(sums[above : above + CHANNELS], running)
+            sums[here : here + CHANNELS] = array("d", [a + r for a, r in column])
+    return CellGrid(sums)
 
 
 # --------------------------------------------------------------------------- cache
@@ -317,13 +322,13 @@ def _guarded(compute: Callable[[bytes], _T]) -> Callable[[bytes], _T]:
     return run
 
 
-_vector_guarded = _guarded(_vector_uncached)
+_vector_guarded = _guarded(lambda data: array("d", _vector_uncached(data)))  # compact in the cache
 _grid_guarded = _guarded(_grid_uncached)
 
 
 def image_vector(data: bytes) -> list[float]:
     """The classification descriptor of an encoded image; raises UndecodableImageError."""
-    return list(_VECTORS.get_or_compute(data, _vector_guarded))
+    return list(_VECTORS.get_or_compute(data, _vector_guarded))  # a fresh list: callers may mutate it
 
 
 def cell_grid(data: bytes) -> CellGrid:

@@ -37,7 +37,9 @@ def inspect_image(data: bytes, *, max_bytes: int = TRAINING_MAX_BYTES) -> ImageI
     try:
         with Image.open(io.BytesIO(data)) as img:  # lazy: reads the header only
             fmt, (width, height) = img.format, img.size
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:  # only past ~179 Mpx, so a side is past 10,240 px
+        return "ErrorImageSize"
+    except (UnidentifiedImageError, OSError, ValueError):
         return "ErrorImageFormat"
     if fmt not in _FORMATS:
         return "ErrorImageFormat"

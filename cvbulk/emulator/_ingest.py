@@ -25,12 +25,16 @@ class Upload:
     tag_ids: Sequence[str] = ()
     regions: Sequence[dict] = field(default_factory=list)
     status: str | None = None
+    base64: object = None  # ImageFileCreateEntry.contents, decoded in the worker thread
 
 
 def prepare_uploads(blobs: BlobStore, uploads: Sequence[Upload]) -> list[NewImage]:
     """Synchronous (run in a worker thread): header-only check, SHA-256, content-addressed write."""
     out: list[NewImage] = []
     for up in uploads:
+        if up.data is None and up.base64 is not None and not up.status:
+            up.data = decode_base64(up.base64)
+            up.status = None if up.data else "ErrorImageFormat"
         if up.status or up.data is None:
             out.append(NewImage(up.source_url, status=up.status or "ErrorSource"))
             continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import anyio
 
 from ._errors import ApiError
@@ -13,8 +15,9 @@ __all__ = ["predict_image"]
 
 
 async def predict_image(st: EmulatorState, project_id: str, iteration: dict, data: bytes, *,
-                        with_tag_type: bool) -> dict:
-    """An ImagePrediction for ``data`` from the iteration (``id``, ``kind``, ``tags`` snapshot)."""
+                        with_tag_type: bool, store: bool = False, application: str | None = None) -> dict:
+    """An ImagePrediction for ``data`` from the iteration (``id``, ``kind``, ``tags`` snapshot);
+    with ``store`` the image and the result are kept, for QueryPredictions."""
     if len(data) > PREDICTION_MAX_BYTES:
         raise ApiError(400, "BadRequestImageSizeBytes", "The image is larger than 4 MB")
     info = inspect_image(data, max_bytes=PREDICTION_MAX_BYTES)
@@ -38,5 +41,13 @@ async def predict_image(st: EmulatorState, project_id: str, iteration: dict, dat
         if with_tag_type:
             p["tagType"] = tag["type"]
         predictions.append(p)
-    return {"id": new_id(), "project": project_id, "iteration": iteration["id"], "created": utcnow(),
-            "predictions": predictions}
+    result = {"id": new_id(), "project": project_id, "iteration": iteration["id"], "created": utcnow(),
+              "predictions": predictions}
+    if store:
+        def keep() -> None:
+            digest = hashlib.sha256(data).hexdigest()
+            st.blobs.put_known(digest, data)
+            st.store.save_prediction(result, digest, application)
+
+        await anyio.to_thread.run_sync(keep)
+    return result

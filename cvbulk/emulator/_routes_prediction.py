@@ -8,7 +8,7 @@ import anyio
 from aiohttp import web
 
 from ._errors import ApiError
-from ._http import IMAGES, json_response, read_images, read_json
+from ._http import IMAGES, json_response, q_str, read_images, read_json
 from ._imaging import PREDICTION_MAX_BYTES
 from ._ingest import fetch_url
 from ._predict import predict_image
@@ -20,7 +20,7 @@ PREDICTION_PREFIX = r"/customvision/{version:v3\.[01]}/{api:[Pp]rediction}"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _handler(kind: str, source: str) -> Handler:
+def _handler(kind: str, source: str, stores: bool) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         st = request.app[STATE]
         pid = request.match_info["projectId"]
@@ -43,7 +43,12 @@ def _handler(kind: str, source: str) -> Handler:
             raise ApiError(400, "BadRequestInvalidPublishTarget",
                            f"The published iteration cannot {kind}: use the "
                            f"{'detect' if not wants_detection else 'classify'} operations")
-        return json_response(await predict_image(st, pid, iteration, data, with_tag_type=False))
+        application = q_str(request, "application")
+        if application is not None and (len(application) > 256 or not application.strip()):
+            raise ApiError(400, "BadRequestPredictionInvalidApplicationName", "Invalid application name")
+        result = await predict_image(st, pid, iteration, data, with_tag_type=False, store=stores,
+                                     application=application)
+        return json_response(result)
 
     return handler
 
@@ -54,7 +59,7 @@ def prediction_routes() -> list[tuple[str, str, Handler, str, bool]]:
     for kind, op in (("classify", "Classify"), ("detect", "Detect")):
         base = "/{projectId}/" + kind + "/iterations/{publishedName}"
         for source, suffix in (("image", "Image"), ("url", "ImageUrl")):
-            out.append(("POST", f"{base}/{source}", _handler(kind, source), f"{op}{suffix}", True))
-            out.append(("POST", f"{base}/{source}/nostore", _handler(kind, source),
+            out.append(("POST", f"{base}/{source}", _handler(kind, source, True), f"{op}{suffix}", True))
+            out.append(("POST", f"{base}/{source}/nostore", _handler(kind, source, False),
                         f"{op}{suffix}WithNoStore", False))
     return out

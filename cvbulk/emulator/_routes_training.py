@@ -14,16 +14,14 @@ from aiohttp import web
 from ._domains import DOMAINS, domain_by_id
 from ._errors import ApiError, not_found
 from ._http import (
-    IMAGES,
-    MAX_BATCH_IMAGES, MAX_BATCH_TAGS, base_url, image_json, json_response, q_bool, q_int, q_list, q_str,
-    read_images, read_json,
+    IMAGES, MAX_BATCH_IMAGES, MAX_BATCH_TAGS, base_url, image_json, json_response, q_bool, q_int, q_list,
+    q_str, read_images, read_json,
 )
 from ._imaging import PREDICTION_MAX_BYTES, TRAINING_MAX_BYTES
+from ._ingest import Upload, fetch_url, prepare_uploads
 from ._models import evaluate_iteration
-from ._ingest import Upload, decode_base64, fetch_url, prepare_uploads
 from ._predict import predict_image
 from ._state import STATE, EmulatorState
-
 
 __all__ = ["TRAINING_PREFIX", "training_routes"]
 
@@ -176,9 +174,8 @@ async def create_images_from_files(request: web.Request) -> web.Response:
     uploads = []
     for entry in entries:
         tags, regions = _entry_tags(entry)
-        data = decode_base64(entry.get("contents"))
-        uploads.append(Upload(f'"{entry.get("name") or ""}"', data, tags, regions,
-                              None if data else "ErrorImageFormat"))
+        uploads.append(Upload(f'"{entry.get("name") or ""}"', None, tags, regions,
+                              base64=entry.get("contents") or b""))
     return await _create(request, uploads, tag_ids, metadata)
 
 
@@ -344,7 +341,8 @@ async def delete_iteration(request: web.Request) -> web.Response:
 
 async def get_iteration_performance(request: web.Request) -> web.Response:
     st = _st(request)
-    state = await run(st.store.iteration_state, _pid(request), request.match_info["iterationId"])
+    state = await run(lambda: st.store.iteration_state(_pid(request), request.match_info["iterationId"],
+                                                      samples=True))
     if state["status"] != "Completed":
         raise ApiError(404, "NotFoundIterationPerformance", "The iteration has no performance: it is not trained")
     try:
@@ -388,7 +386,7 @@ async def _quick_test(request: web.Request, data: bytes) -> web.Response:
     state = await run(st.store.iteration_state, pid, iteration_id)
     if state["status"] != "Completed":
         raise ApiError(400, "BadRequestIterationIsNotTrained", "The iteration is not trained")
-    result = await predict_image(st, pid, state, data, with_tag_type=True)
+    result = await predict_image(st, pid, state, data, with_tag_type=True, store=q_bool(request, "store", True))
     return json_response(result)
 
 
@@ -409,6 +407,32 @@ async def quick_test_image_url(request: web.Request) -> web.Response:
         raise ApiError(400, "BadRequestImageUrl", "The image URL could not be read")
     request[IMAGES] = 1
     return await _quick_test(request, got)
+
+
+# -- stored predictions ---------------------------------------------------------------------------------
+async def query_predictions(request: web.Request) -> web.Response:
+    query = await read_json(request)
+    if not isinstance(query, dict):
+        raise ApiError(400, "BadRequestPredictionInvalidQueryParameters", "The query must be a JSON object")
+    results, next_offset = await run(_st(request).store.query_predictions, _pid(request), query)
+    base = base_url(request)
+    out = []
+    for r in results:
+        blob = f"{base}/emulator/blobs/{r.pop('_sha')}"
+        out.append({"resizedImageUri": f"{blob}/resized", "thumbnailUri": f"{blob}/thumbnail",
+                    "originalImageUri": blob, **r})
+    token = {**query, "continuation": str(next_offset) if next_offset is not None else None}
+    return json_response({"token": token, "results": out})
+
+
+async def delete_prediction(request: web.Request) -> web.Response:
+    ids = q_list(request, "ids")
+    if not ids:
+        raise ApiError(400, "BadRequestPredictionIdsMissing", "Give the ids of the predictions to delete")
+    if len(ids) > 64:
+        raise ApiError(400, "BadRequestPredictionIdsExceededCount", "At most 64 ids")
+    await run(_st(request).store.delete_predictions, _pid(request), ids)
+    return web.Response(status=204)
 
 
 # -- export / import ----------------------------------------------------------------------------------
@@ -477,6 +501,8 @@ def training_routes() -> list[tuple[str, str, Handler, str]]:
         ("GET", p + "/iterations/{iterationId}/performance", get_iteration_performance, "GetIterationPerformance"),
         ("POST", p + "/iterations/{iterationId}/publish", publish_iteration, "PublishIteration"),
         ("DELETE", p + "/iterations/{iterationId}/publish", unpublish_iteration, "UnpublishIteration"),
+        ("POST", p + "/predictions/query", query_predictions, "QueryPredictions"),
+        ("DELETE", p + "/predictions", delete_prediction, "DeletePrediction"),
         ("POST", p + "/quicktest/image", quick_test_image, "QuickTestImage"),
         ("POST", p + "/quicktest/url", quick_test_image_url, "QuickTestImageUrl"),
     ]

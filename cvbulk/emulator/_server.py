@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
+from collections.abc import Callable
 from types import TracebackType
 
 import aiohttp
@@ -133,12 +134,29 @@ class EmulatorThread:
     def __repr__(self) -> str:
         return f"EmulatorThread(endpoint={self.endpoint!r})"
 
-    endpoint = property(lambda self: self._emulator.endpoint)
-    port = property(lambda self: self._emulator.port)
-    data_dir = property(lambda self: self._emulator.data_dir)
-    training_key = property(lambda self: self._emulator.training_key)
-    prediction_key = property(lambda self: self._emulator.prediction_key)
-    prediction_resource_id = property(lambda self: self._emulator.prediction_resource_id)
+    @property
+    def endpoint(self) -> str:
+        return self._emulator.endpoint
+
+    @property
+    def port(self) -> int:
+        return self._emulator.port
+
+    @property
+    def data_dir(self) -> Path | None:
+        return self._emulator.data_dir
+
+    @property
+    def training_key(self) -> str:
+        return self._emulator.training_key
+
+    @property
+    def prediction_key(self) -> str:
+        return self._emulator.prediction_key
+
+    @property
+    def prediction_resource_id(self) -> str:
+        return self._emulator.prediction_resource_id
 
     def _run(self) -> None:
         async def main() -> None:
@@ -157,7 +175,7 @@ class EmulatorThread:
             self._error = exc
             self._ready.set()
 
-    def _call(self, fn, *args, **kwargs) -> None:
+    def _call(self, fn: Callable[..., None], *args: object, **kwargs: object) -> None:
         # Switches are flipped on the emulator's own loop, between two requests.
         assert self._loop is not None
         done = threading.Event()

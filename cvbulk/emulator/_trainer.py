@@ -2,24 +2,27 @@
 
 * Multiclass: multinomial logistic regression on standardised image vectors (softmax, sums to 1).
 * Multilabel: one-vs-rest logistic regression (independent probabilities).
-* ObjectDetection: a softmax over {background, tags} scoring grid-aligned windows of a cell grid;
-  window sizes come from the training regions; per-tag non-maximum suppression with box fusion.
+* ObjectDetection: a softmax over {background, tags} scores grid-aligned windows of a cell grid
+  (window sizes clustered from the training regions), trained with sampled and hard-mined
+  background windows; a ridge regressor refines each window towards the object; per-tag
+  non-maximum suppression with box fusion and soft suppression of partial overlaps.
 
-Training is full-batch gradient descent with momentum for a fixed number of steps from zero
-weights, and every sampling step draws from ``random.Random(seed)``: the same samples and seed give
-the same model and the same probabilities, in any process.
+Fitting is closed form (ridge, linear discriminant warm start) plus full-batch gradient descent
+with momentum for a fixed number of steps; every sampling step draws from ``random.Random(seed)``
+and every tie is broken explicitly: the same samples and seed give the same model and the same
+probabilities, in any process. Pure Python on short vectors: no numpy.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import mul
 from typing import Any, Literal
 
-from ._features import FEATURE_VERSION, GRID, CellGrid, cell_grid, image_vector
+from ._features import FEATURE_VERSION, GRID, CellGrid, UndecodableImageError, cell_grid, image_vector
 
 __all__ = [
     "Kind",
@@ -29,6 +32,7 @@ __all__ = [
     "Sample",
     "ScoredTag",
     "TagScore",
+    "UndecodableImageError",
     "evaluate",
     "train_model",
 ]
@@ -37,7 +41,6 @@ Kind = Literal["Multiclass", "Multilabel", "ObjectDetection"]
 KINDS: tuple[str, ...] = ("Multiclass", "Multilabel", "ObjectDetection")
 MODEL_FORMAT = "cvbulk-trainer/1"
 
-WARM_STEPS = 20
 MAX_BOXES = 20  # detections returned per image, best first
 MIN_BOX_PROBABILITY = 0.01
 NMS_IOU = 0.4  # boxes of one tag overlapping more than this are the same object
@@ -54,6 +57,8 @@ REGRESS_IOU = 0.4  # windows at least this close to a region teach the box regre
 REGRESS_PER_REGION = 12
 MINING_POOL = 64  # background windows per image scored by the first model ...
 HARD_NEGATIVES_PER_IMAGE = 8  # ... and the best-scoring ones added for the second
+DETECTOR_STEPS = 12  # logistic refinement steps after the closed-form discriminant
+LR_CAP = 2.0  # the largest gradient step on standardised features
 BACKGROUND = "__background__"
 
 
@@ -146,28 +151,29 @@ class _Standardiser:
 
 @dataclass(frozen=True)
 class _Linear:
-    """Standardise, then one affine score per output: ``weights[c] . x + bias[c]``."""
+    """One affine score per output on raw features: ``weights[c] . x + bias[c]`` (the
+    standardisation used while fitting is folded into the weights, so scoring is one dot each)."""
 
-    standardiser: _Standardiser
     weights: tuple[tuple[float, ...], ...]
     bias: tuple[float, ...]
 
+    @classmethod
+    def from_standardised(
+        cls, st: _Standardiser, w: Sequence[Sequence[float]], b: Sequence[float]
+    ) -> _Linear:
+        raw = [tuple(wi * si for wi, si in zip(wk, st.scale)) for wk in w]
+        bias = tuple(bk - _dot(rk, st.mean) for rk, bk in zip(raw, b))
+        return cls(tuple(raw), bias)
+
     def scores(self, row: Sequence[float]) -> list[float]:
-        x = self.standardiser.apply(row)
-        return [_dot(w, x) + b for w, b in zip(self.weights, self.bias)]
+        return [_dot(w, row) + b for w, b in zip(self.weights, self.bias)]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "mean": list(self.standardiser.mean),
-            "scale": list(self.standardiser.scale),
-            "weights": [list(w) for w in self.weights],
-            "bias": list(self.bias),
-        }
+        return {"weights": [list(w) for w in self.weights], "bias": list(self.bias)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> _Linear:
-        st = _Standardiser(tuple(map(float, d["mean"])), tuple(map(float, d["scale"])))
-        return cls(st, tuple(tuple(map(float, w)) for w in d["weights"]), tuple(map(float, d["bias"])))
+        return cls(tuple(tuple(map(float, w)) for w in d["weights"]), tuple(map(float, d["bias"])))
 
 
 def _solve_spd(a: list[list[float]], rhs: list[list[float]]) -> list[list[float]]:
@@ -216,6 +222,7 @@ def _fit_linear(
     l2: float,
     work_budget: float = 6e7,
     warm_start: bool = False,
+    steps: int | None = None,
 ) -> _Linear:
     """Fit on standardised features, deterministically (no randomness: a pure function of inputs).
 
@@ -234,9 +241,10 @@ def _fit_linear(
     mean_t = [sum(t[k] * s for t, s in zip(targets, sw)) for k in range(c)]
     if loss == "squared":
         gram = _shrunk_gram(cols, sw, shrink=l2)
-        rhs = [[_dot([(t[k] - mean_t[k]) * s for t, s in zip(targets, sw)], col) for col in cols] for k in range(c)]
+        residuals = [[(t[k] - mean_t[k]) * s for t, s in zip(targets, sw)] for k in range(c)]
+        rhs = [[_dot(r, col) for col in cols] for r in residuals]
         w = _solve_spd(gram, rhs)
-        return _Linear(st, tuple(tuple(wk) for wk in w), tuple(mean_t))
+        return _Linear.from_standardised(st, w, mean_t)
 
     w = [[0.0] * d for _ in range(c)]
     b = [0.0] * c
@@ -244,8 +252,11 @@ def _fit_linear(
         b = [math.log(max(p, 1e-6)) for p in mean_t]
     if warm_start and loss == "softmax":
         w, b = _discriminant(xs, cols, targets, sw, mean_t)
-    steps = int(max(WARM_STEPS if warm_start else 30, min(300, work_budget / max(1, n * d * c))))
-    lr, momentum = 0.5, 0.9
+    if steps is None:
+        steps = int(max(30, min(300, work_budget / max(1, n * d * c))))
+    # step 1/L with L the loss curvature at p = 1/2 (0.25 x the largest eigenvalue of the weighted
+    # Gram matrix): stable with momentum whatever the feature correlations
+    lr, momentum = min(LR_CAP, 1.0 / (0.25 * _largest_eigenvalue(xs, cols, sw))), 0.9
     vw = [[0.0] * d for _ in range(c)]
     vb = [0.0] * c
     for _ in range(steps):
@@ -262,7 +273,23 @@ def _fit_linear(
             w[k] = [wi + v for wi, v in zip(w[k], vw[k])]
             vb[k] = momentum * vb[k] - lr * sum(ek)
             b[k] += vb[k]
-    return _Linear(st, tuple(tuple(wk) for wk in w), tuple(b))
+    return _Linear.from_standardised(st, w, b)
+
+
+def _largest_eigenvalue(
+    xs: Sequence[Sequence[float]], cols: Sequence[Sequence[float]], sw: Sequence[float], rounds: int = 12
+) -> float:
+    """Power iteration on X^T W X, never materialised (deterministic start vector)."""
+    v = [1.0] * len(cols)
+    lam = 1.0
+    for _ in range(rounds):
+        xv = [_dot(x, v) * s for x, s in zip(xs, sw)]
+        u = [_dot(col, xv) for col in cols]
+        lam = math.sqrt(_dot(u, u))
+        if lam <= 1e-12:
+            return 1.0
+        v = [e / lam for e in u]
+    return lam
 
 
 def _discriminant(
@@ -342,7 +369,7 @@ def _window_sizes(regions: Sequence[RegionBox], clusters: int = 6) -> list[tuple
     for _ in range(10):
         groups: list[list[tuple[float, float]]] = [[] for _ in centres]
         for p in points:
-            nearest = min(range(k), key=lambda i: ((p[0] - centres[i][0]) ** 2 + (p[1] - centres[i][1]) ** 2, i))
+            nearest = min(range(k), key=lambda i: (math.dist(p, centres[i]), i))
             groups[nearest].append(p)
         centres = [
             (sum(p[0] for p in g) / len(g), sum(p[1] for p in g) / len(g)) if g else c
@@ -566,12 +593,26 @@ def train_model(
 ) -> Model:
     """Fit a model on ``samples``: classification learns from each sample's tag_ids, detection from
     its regions. ``tag_ids`` may name more tags (the project's); those without samples are
-    predicted with probability 0. Undecodable images must be filtered out by the caller (Pillow
-    raises). Same samples, seed and tags -> same model."""
+    predicted with probability 0. Samples whose image cannot be decoded are left out.
+    Same samples, seed and tags -> same model."""
     _check_kind(kind)
+    features, usable = _features_of(kind, samples)
     if kind == "ObjectDetection":
-        return _train_detector([cell_grid(s.image) for s in samples], samples, seed=seed, extra_tags=tag_ids)
-    return _train_classifier(kind, [image_vector(s.image) for s in samples], samples, extra_tags=tag_ids)
+        return _train_detector(features, usable, seed=seed, extra_tags=tag_ids)
+    return _train_classifier(kind, features, usable, extra_tags=tag_ids)
+
+
+def _features_of(kind: str, samples: Sequence[Sample]) -> tuple[list[Any], list[Sample]]:
+    extract = cell_grid if kind == "ObjectDetection" else image_vector
+    features: list[Any] = []
+    usable: list[Sample] = []
+    for s in samples:
+        try:
+            features.append(extract(s.image))
+        except UndecodableImageError:
+            continue  # the service refuses such images on upload; one bad file must not stop training
+        usable.append(s)
+    return features, usable
 
 
 def _all_tags(learned: Sequence[str], extra: Sequence[str]) -> list[str]:
@@ -651,29 +692,34 @@ def _train_detector(
         for win in negatives[:NEGATIVES_PER_IMAGE] + partial[:PARTIALS_PER_IMAGE]:
             rows.append(_window_vector(grid, win))
             labels.append(0)
-        pool = negatives[NEGATIVES_PER_IMAGE:][: MINING_POOL // 2] + partial[PARTIALS_PER_IMAGE:][: MINING_POOL // 2]
+        half = MINING_POOL // 2
+        pool = negatives[NEGATIVES_PER_IMAGE:][:half] + partial[PARTIALS_PER_IMAGE:][:half]
         pools.append([_window_vector(grid, w) for w in pool])
-    linear = _fit_detector_scores(rows, labels, len(index))
+    # the discriminant alone is good enough to rank background windows for mining
+    linear = _fit_detector_scores(rows, labels, len(index), steps=0)
     # one round of hard-negative mining: the background windows the first model likes best are the
     # ones that teach it where objects are not (edges of objects, clutter, shadows)
     for pool in pools:
-        ranked = sorted(
-            ((1.0 - _softmax(linear.scores(v))[0], i) for i, v in enumerate(pool)), key=lambda c: (-c[0], c[1])
-        )
+        objectness = [1.0 - _softmax(linear.scores(v))[0] for v in pool]
+        ranked = sorted(((p, i) for i, p in enumerate(objectness)), key=lambda c: (-c[0], c[1]))
         for _, i in ranked[:HARD_NEGATIVES_PER_IMAGE]:
             rows.append(pool[i])
             labels.append(0)
-    linear = _fit_detector_scores(rows, labels, len(index))
+    linear = _fit_detector_scores(rows, labels, len(index), steps=DETECTOR_STEPS)
     boxes = _fit_linear(box_rows, box_targets, [1.0] * len(box_rows), loss="squared", l2=1e-1)
-    return Model("ObjectDetection", known, linear, scored_tag_ids=tags, window_sizes=sizes, box_regressor=boxes)
+    return Model(
+        "ObjectDetection", known, linear, scored_tag_ids=tags, window_sizes=sizes, box_regressor=boxes
+    )
 
 
-def _fit_detector_scores(rows: list[list[float]], labels: list[int], n_outputs: int) -> _Linear:
+def _fit_detector_scores(
+    rows: list[list[float]], labels: list[int], n_outputs: int, *, steps: int
+) -> _Linear:
     counts = [labels.count(k) or 1 for k in range(n_outputs)]
     # every tag weighs as much as the background in total, whatever its count
     weights = [1.0 / counts[label] for label in labels]
     targets = [[1.0 if k == label else 0.0 for k in range(n_outputs)] for label in labels]
-    return _fit_linear(rows, targets, weights, loss="softmax", l2=1e-2, work_budget=0, warm_start=True)
+    return _fit_linear(rows, targets, weights, loss="softmax", l2=1e-2, warm_start=True, steps=steps)
 
 
 def _box_deltas(win: _Window, region: RegionBox) -> list[float]:
@@ -768,10 +814,10 @@ def evaluate(
     precision per tag and its mean overall. Detection matches boxes at IoU >= overlap_threshold."""
     _check_kind(kind)
     tags = _sample_tags(kind, samples)
-    if not tags or len(samples) < 2:
+    features, samples = _features_of(kind, samples)
+    if not tags or len(samples) < 2:  # nothing to hold out: no honest number to give
         return Performance(0.0, 0.0, 0.0, {t: TagScore(0.0, 0.0, 0.0) for t in tags})
     detection = kind == "ObjectDetection"
-    features: list[Any] = [cell_grid(s.image) if detection else image_vector(s.image) for s in samples]
     # per tag: (probability, is a true positive) for every prediction, and the number of positives
     ranked: dict[str, list[tuple[float, bool]]] = {t: [] for t in tags}
     positives = {t: 0 for t in tags}

@@ -22,7 +22,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,8 +137,12 @@ class _AtomicText:
 Row = tuple[str, Sequence[str], Sequence[Sequence[Any]], "int | None", "int | None"]
 
 
-def write_label_file(fmt: str, out_dir: Path, rows: Iterable[Row], tag_names: Sequence[str]) -> Path | None:
-    """Write the label file of ``fmt`` from the exported rows (streamed: memory stays flat)."""
+def write_label_file(
+    fmt: str, out_dir: Path, rows_of: Callable[[], Iterable[Row]], tag_names: Sequence[str]
+) -> Path | None:
+    """Write the label file of ``fmt`` from the exported rows, which ``rows_of()`` yields afresh on each
+    call (streamed, read twice for COCO: memory stays flat however many images)."""
+    rows = rows_of()
     if fmt in ("csv", "folders"):
         path = out_dir / (LABEL_FILES["csv"] if fmt == "csv" else FOLDERS_MANIFEST)
         with _AtomicText(path) as fh:
@@ -161,35 +165,37 @@ def write_label_file(fmt: str, out_dir: Path, rows: Iterable[Row], tag_names: Se
             fh.write("\n}\n")
         return path
     if fmt == "coco":
-        return _write_coco(out_dir / LABEL_FILES[fmt], rows, tag_names)
+        return _write_coco(out_dir / LABEL_FILES[fmt], rows_of, tag_names)
     raise ValueError(f"unknown export format {fmt!r}")
 
 
-def _write_coco(path: Path, rows: Iterable[Row], tag_names: Sequence[str]) -> Path:
+def _write_coco(path: Path, rows_of: Callable[[], Iterable[Row]], tag_names: Sequence[str]) -> Path:
     # Categories are every tag of the project, so a tag without a box is still a tag on the way back.
     categories = {name: i for i, name in enumerate(sorted(set(tag_names)), 1)}
-    annotations: list[str] = []
+    for _, _, regions, _, _ in rows_of():
+        for r in regions:
+            categories.setdefault(r[0], len(categories) + 1)
     with _AtomicText(path) as fh:
         fh.write('{\n"info": {"description": "exported by cvbulk"},\n"images": [')
-        first = True
+        sep = "\n  "
+        for image_id, (relpath, _, _, width, height) in enumerate(rows_of(), 1):
+            entry = {"id": image_id, "file_name": relpath, "width": int(width or 0), "height": int(height or 0)}
+            fh.write(sep + json.dumps(entry))
+            sep = ",\n  "
+        fh.write('\n],\n"annotations": [')
+        sep = "\n  "
         ann_id = 0
-        for image_id, (relpath, _, regions, width, height) in enumerate(rows, 1):
+        for image_id, (_, _, regions, width, height) in enumerate(rows_of(), 1):
             w, h = int(width or 0), int(height or 0)
-            entry = {"id": image_id, "file_name": relpath, "width": w, "height": h}
-            fh.write(("\n  " if first else ",\n  ") + json.dumps(entry))
-            first = False
             for tag, left, top, bw, bh in regions:
-                if tag not in categories:
-                    categories[tag] = len(categories) + 1
                 ann_id += 1
                 box = [left * w, top * h, bw * w, bh * h]
-                annotations.append(json.dumps({
+                fh.write(sep + json.dumps({
                     "id": ann_id, "image_id": image_id, "category_id": categories[tag], "bbox": box,
                     "area": box[2] * box[3], "iscrowd": 0,
                 }))
-        fh.write("\n],\n\"annotations\": [")
-        fh.write(",".join("\n  " + a for a in annotations))
-        fh.write("\n],\n\"categories\": [")
+                sep = ",\n  "
+        fh.write('\n],\n"categories": [')
         cats = [json.dumps({"id": i, "name": n, "supercategory": ""}) for n, i in categories.items()]
         fh.write(",".join("\n  " + c for c in cats))
         fh.write("\n]\n}\n")

@@ -181,6 +181,10 @@ async def run_engine(
       row is durable a moment after its result arrives.
     - ``breaker``: stop with ServiceUnavailable after this many transient failures in a row
       without a success (default: max(20, 2 * workers)).
+
+    On a run-wide failure every outcome that reached the recorder is still recorded before the
+    error is raised (once, as itself); answers still in flight are dropped and scored again by
+    the next run.
     """
     cores = os.cpu_count() or 1
     prepare_workers = max(1, prepare_workers or cores)

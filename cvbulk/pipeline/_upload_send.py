@@ -37,6 +37,23 @@ __all__ = ["Outcome", "BatchSender", "FatalSendError", "STATUS_REASONS"]
 _SPLIT_CODES = frozenset(
     {"BadRequestExceededBatchSize", "BadRequestImageBatch", "BadRequestImageExceededCount"}
 )
+# Codes that one image of the request can cause: halving the request finds it.
+_IMAGE_CODES = frozenset(
+    {
+        "BadRequest",
+        "BadRequestImageFormat",
+        "BadRequestImageSizeBytes",
+        "BadRequestImageDimensions",
+        "BadRequestImageStream",
+        "BadRequestImageRegions",
+        "BadRequestImageTags",
+        "BadRequestExceedTagPerImageLimit",
+        "BadRequestNegativeAndRegularTagOnSameImage",
+        "BadRequestImageMetadataKey",
+        "BadRequestImageMetadataValue",
+        "UnsupportedMediaType",
+    }
+)
 _CLOCK_SKEW = 5.0  # seconds of disagreement allowed between our clock and the service's
 _RECENT = 20_000  # image ids of recent uploads kept to tell twins from our own retries
 _TAGS_PER_CALL = 128  # CreateImageTags: "Limited to 128 tags per batch."
@@ -119,13 +136,17 @@ class BatchSender:
         try:
             summary = await self._create(batch)
         except BadRequestError as exc:
-            if len(batch) > 1:
-                # Too large, or one bad image: halves isolate it; the good ones still go.
-                if exc.code in _SPLIT_CODES or exc.status == 413:
-                    self.splits += 1
-                left, right = batch.split()
-                return await self.send(left, prior=prior) + await self.send(right, prior=prior)
-            return [Outcome(batch.items[0], FAILED, reason=_bad_request_reason(exc))]
+            too_big = exc.code in _SPLIT_CODES or exc.status == 413
+            if too_big or exc.code in _IMAGE_CODES or exc.code is None:
+                if len(batch) > 1:
+                    # Too large, or one bad image: halves isolate it; the good ones still go.
+                    self.splits += too_big
+                    left, right = batch.split()
+                    return await self.send(left, prior=prior) + await self.send(right, prior=prior)
+                return [Outcome(batch.items[0], FAILED, reason=_one_line(exc))]
+            # About the request, not its images (an unknown tag id, ...): halving would only
+            # repeat it 127 times. Kept as error with the service's words, retried on resume.
+            return [Outcome(i, ERROR, reason=_one_line(exc)) for i in batch.items]
         except (AuthenticationError, NotFoundError) as exc:
             outcomes = [Outcome(i, ERROR, reason=_one_line(exc)) for i in batch.items]
             raise FatalSendError(exc, outcomes) from exc
@@ -313,6 +334,3 @@ def _chunks(items: list, size: int) -> Iterable[list]:
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
-
-def _bad_request_reason(exc: BadRequestError) -> str:
-    return _one_line(exc)

@@ -31,6 +31,7 @@ import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from ..cli._common import CLIError, ExitCode
+from ..client import ApiGroup
 from ..client._errors import AuthenticationError, CustomVisionError, NotFoundError
 from ._export_layout import (
     FOLDERS_MANIFEST,
@@ -107,6 +108,7 @@ class _Run:
     tally: Counter = field(default_factory=Counter)
     nbytes: int = 0
     multi_tag: int = 0
+    tags_not_carried: int = 0  # regions-json / coco: tags of an image that no region carries
     journal_lock: anyio.Lock = field(default_factory=anyio.Lock)
 
     async def journal_call(self, fn: Any, *args: Any) -> Any:
@@ -149,6 +151,8 @@ async def run_export(client: TrainingClient, options: ExportOptions, *, progress
     run = _Run(options, client, journal, tag_names, progress)
     if progress is not None:
         progress.set_total(total)
+        if getattr(client, "pacer", None) is not None:
+            progress.set_concurrency(lambda: client.pacer.concurrency(ApiGroup.TRAINING))
     try:
         async with AsyncExitStack() as stack:
             if progress is not None:
@@ -174,10 +178,12 @@ async def run_export(client: TrainingClient, options: ExportOptions, *, progress
         "out_dir": str(out_dir),
         "format": options.format,
         "label_file": str(label_file) if label_file is not None else None,
-        "upload_back": _upload_hint(options, label_file, project.name),
+        "upload_back": _upload_hint(options, label_file),
         "images_in_project": total,
         "unchanged": run.tally["unchanged"],
         "multi_tag_images": run.multi_tag,
+        # region formats carry a tag only with a box: tags without one are lost on the way back
+        "images_with_tags_without_regions": run.tags_not_carried,
         "state_file": str(options.state),
         "state_counts": state_counts,
         "exit_code": int(exit_code),
@@ -192,7 +198,7 @@ async def run_export(client: TrainingClient, options: ExportOptions, *, progress
     return ExportResult(int(exit_code), report)
 
 
-def _upload_hint(options: ExportOptions, label_file: Path | None, name: str | None) -> str:
+def _upload_hint(options: ExportOptions, label_file: Path | None) -> str:
     out = str(options.out_dir)
     if options.format == "folders" and label_file is None:
         return f"cvbulk upload {out} --project NEW --create --untagged"
@@ -221,12 +227,15 @@ async def _pipeline(run: _Run, project_id: str) -> None:
     workers = run.options.max_concurrency
     page_send, page_recv = anyio.create_memory_object_stream[list["Image"]](2)
     work_send, work_recv = anyio.create_memory_object_stream[_Work](2 * workers)
+    record_send, record_recv = anyio.create_memory_object_stream[tuple[JournalEntry, int]](4 * workers)
     async with anyio.create_task_group() as tg:
         tg.start_soon(_lister, run, project_id, page_send)
         tg.start_soon(_planner, run, page_recv, work_send)
+        tg.start_soon(_recorder, run, record_recv)
         for _ in range(workers):
-            tg.start_soon(_worker, run, work_recv.clone())
+            tg.start_soon(_worker, run, work_recv.clone(), record_send.clone())
         work_recv.close()
+        record_send.close()
 
 
 async def _lister(run: _Run, project_id: str, page_send: ObjectSendStream[list[Image]]) -> None:
@@ -285,12 +294,28 @@ async def _planner(
                 await work_send.send(_Work(image, tags, regions, known.get(image.id)))
 
 
-async def _worker(run: _Run, work_recv: ObjectReceiveStream[_Work]) -> None:
-    async with work_recv:
+async def _worker(
+    run: _Run, work_recv: ObjectReceiveStream[_Work], record_send: ObjectSendStream[tuple[JournalEntry, int]]
+) -> None:
+    async with work_recv, record_send:
         async for work in work_recv:
-            entry, nbytes = await _export_one(run, work)
-            await run.journal_call(run.journal.record, [entry])
-            run.advance(entry.status, nbytes)
+            await record_send.send(await _export_one(run, work))
+
+
+async def _recorder(run: _Run, record_recv: ObjectReceiveStream[tuple[JournalEntry, int]]) -> None:
+    """Outcomes in chunks, one transaction each: the file is on disk before its row, so a kill in
+    between costs one download again on resume, never a row without its file."""
+    async with record_recv:
+        async for first in record_recv:
+            chunk = [first]
+            while len(chunk) < 256:
+                try:
+                    chunk.append(record_recv.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+            await run.journal_call(run.journal.record, [entry for entry, _ in chunk])
+            for entry, nbytes in chunk:
+                run.advance(entry.status, nbytes)
 
 
 async def _export_one(run: _Run, work: _Work) -> tuple[JournalEntry, int]:
@@ -311,6 +336,8 @@ async def _export_one(run: _Run, work: _Work) -> tuple[JournalEntry, int]:
         return JournalEntry(image.id, None, None, None, ERROR, reason=_one_line(exc), attempts=attempts), 0
     if not folder_carries_labels(work.tags):
         run.multi_tag += 1
+    if run.options.format in ("regions-json", "coco") and set(work.tags) - {r[0] for r in work.regions}:
+        run.tags_not_carried += 1
     written = await anyio.to_thread.run_sync(_write_image, run.options, work, data)
     relpath, sha256, width, height = written
     extra = {
@@ -354,7 +381,10 @@ def _image_size(data: bytes) -> tuple[int | None, int | None]:
 def _write_labels(run: _Run, tag_names: list[str]) -> Path | None:
     """Worker thread: the label file of the format, from every image the journal holds as exported."""
     fmt = run.options.format
-    rows = iter_rows(run.journal.entries(EXPORTED))
+
+    def rows() -> Any:
+        return iter_rows(run.journal.entries(EXPORTED))
+
     if fmt == "folders":
         # Only when folders cannot carry every image's labels (several tags, or a tag that is no folder
         # name): a manifest with all of them.

@@ -41,8 +41,6 @@ from ._upload_send import BatchSender, FatalSendError, Outcome
 from .batch import DEFAULT_BATCH_BYTES, DEFAULT_LINGER, Batch, Batcher, BatchItem, TaggedRegion, batch_stream
 from .journal import (
     DUPLICATE,
-    ERROR,
-    FAILED,
     FAILURE_STATUSES,
     REJECTED,
     SENDING,
@@ -136,10 +134,13 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:60] or "project"
 
 
-def default_state_path(root: Path, project: str, report: Path | None = None) -> Path:
-    """``.cvbulk/upload-<project>-<hash of root>.sqlite`` in the current directory, or next to
-    ``report`` when one is named: the same command from the same place finds its state again."""
-    digest = hashlib.sha256(f"{Path(root).resolve()}\0{project}".encode()).hexdigest()[:8]
+def default_state_path(
+    root: Path, project: str, report: Path | None = None, *, project_id: str | None = None
+) -> Path:
+    """``.cvbulk/upload-<project>-<hash>.sqlite`` in the current directory, or next to ``report``
+    when one is named. The hash is of ROOT and the project's id (its name while it has none), so
+    the same upload finds its state again however the project is named on the command line."""
+    digest = hashlib.sha256(f"{Path(root).resolve()}\0{project_id or project}".encode()).hexdigest()[:8]
     name = f"upload-{_slug(project)}-{digest}.sqlite"
     folder = report.parent if report is not None else Path.cwd() / STATE_DIR
     return folder / name
@@ -259,7 +260,12 @@ async def run_upload(
         )
         tags_created = [n for n in tag_names if n not in before]
 
-    state = options.state or default_state_path(root, options.project, options.report)
+    state = options.state or default_state_path(
+        root,
+        project.name if project is not None else options.project,
+        options.report,
+        project_id=project.id if project is not None else None,
+    )
     report_path = options.report or default_report_path(state)
     journal = None
     if project is not None and (not options.dry_run or state.exists()):
@@ -457,6 +463,8 @@ async def _plan(
     done: list[str] = []
     for found, labels, prior in planned:
         if isinstance(found, ScanProblem):
+            if found.relpath == ".":  # ROOT itself cannot be read: nothing to upload at all
+                raise CLIError(f"cannot read {run.options.root}: {found.reason}")
             # Symlink loops, dangling links, unreadable folders: reported and skipped (no image lost
             # that could have been read); the scan's reason says which.
             if prior is None or prior.status != SKIPPED or prior.reason != found.reason:

@@ -81,7 +81,7 @@ def test_missing_samples_is_a_usage_error(capsys, tmp_path):
 
 
 def test_real_endpoint_needs_its_settings(capsys, tmp_path, monkeypatch):
-    monkeypatch.setenv("VISION_TRAINING_ENDPOINT", "https://example.invalid")
+    monkeypatch.setenv("VISION_TRAINING_ENDPOINT", "http://127.0.0.1:9")  # never reached
     monkeypatch.setenv("VISION_TRAINING_KEY", "k" * 32)
     code = main(["demo", "--workdir", str(tmp_path / "out")])
     _, err = capsys.readouterr()
@@ -109,3 +109,46 @@ def test_demo_against_a_given_endpoint_with_cleanup(capsys, tmp_path, monkeypatc
         assert main(["projects", "list", "--json"]) == 0
         assert capsys.readouterr().out.strip() == "[]"
     assert "Hemlock" in only_csv(tmp_path / "out").read_text(encoding="utf-8")
+
+
+def test_a_failing_step_stops_the_demo_with_one_line(capsys, tmp_path, monkeypatch):
+    from cvbulk.emulator import EmulatorConfig, EmulatorThread
+
+    with EmulatorThread(EmulatorConfig(data_dir=tmp_path / "service")) as service:
+        monkeypatch.setenv("VISION_TRAINING_ENDPOINT", service.endpoint)
+        monkeypatch.setenv("VISION_TRAINING_KEY", service.training_key)
+        monkeypatch.setenv("VISION_PREDICTION_KEY", "not-the-prediction-key-0123456789")
+        monkeypatch.setenv("VISION_PREDICTION_RESOURCE_ID", service.prediction_resource_id)
+        code = main(["demo", "--workdir", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert code == 3
+    assert "[6/6]" in out and "Done in" not in out
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("cvbulk: error: ")
+    assert "Traceback" not in err and "not-the-prediction-key-0123456789" not in out + err
+
+
+def test_verdict_reads_the_best_row_of_each_image(tmp_path):
+    from cvbulk.cli._demo_result import check_predictions
+
+    detection = tmp_path / "detect.csv"
+    detection.write_text(
+        "path,status,reason,tag,probability,left,top,width,height\n"
+        "test_image.jpg,predicted,,scissors,0.40,0.1,0.1,0.5,0.5\n"
+        "test_image.jpg,predicted,,fork,0.90,0.1,0.1,0.6,0.6\n",
+        encoding="utf-8",
+    )
+    verdict = check_predictions(detection, expected="fork", detection=True)
+    assert verdict.ok and "detected as fork" in verdict.reason
+    assert "scissors" in verdict.table  # every row is shown
+
+    classification = tmp_path / "classify.csv"
+    classification.write_text(
+        "path,status,reason,top_tag,top_probability,Hemlock,Japanese_Cherry\n"
+        "test_image.jpg,predicted,,Japanese_Cherry,0.8,0.2,0.8\n",
+        encoding="utf-8",
+    )
+    verdict = check_predictions(classification, expected="Hemlock", detection=False)
+    assert not verdict.ok and "came out Japanese_Cherry" in verdict.reason
+
+    assert not check_predictions(tmp_path / "missing.csv", expected="Hemlock", detection=False).ok

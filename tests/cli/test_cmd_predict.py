@@ -178,3 +178,31 @@ def test_predict_cli_wrong_key_is_fatal_and_says_so_once(tmp_path, capsys, servi
     assert code == 3
     assert err.count("cvbulk: error:") == 1 and "a-wrong-key-9876543210" not in err
     assert service.requests < 40  # the run stopped at the first answer instead of trying every image
+
+
+def test_predict_cli_against_the_emulator_by_project_name(tmp_path, monkeypatch, capsys):
+    """The whole command on the real emulator, with the VISION_* variables of Azure's quickstarts."""
+    import anyio
+
+    from cvbulk.emulator import EmulatorConfig, EmulatorThread
+    from tests.pipeline.test_predict import CLASSIFY_TEST, _train_trees
+
+    with EmulatorThread(EmulatorConfig(data_dir=tmp_path / "emulator")) as emu:
+        anyio.run(_train_trees, emu)
+        monkeypatch.setenv("VISION_TRAINING_ENDPOINT", emu.endpoint)
+        monkeypatch.setenv("VISION_TRAINING_KEY", emu.training_key)
+        monkeypatch.setenv("VISION_PREDICTION_KEY", emu.prediction_key)  # endpoint: the training one
+        out = tmp_path / "trees.csv"
+        argv = ["predict", str(CLASSIFY_TEST), "--project", "predict-trees", "--published-name", "treeModel",
+                "--output", str(out), "--tier", "unlimited", "--json"]
+        assert main(argv) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["counts"] == {"predicted": 1} and report["extra"]["output"]["tag_columns"] == [
+        "Hemlock", "Japanese_Cherry"
+    ]
+    with open(out, newline="", encoding="utf-8") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["top_tag"] == "Hemlock" and float(row["Hemlock"]) > float(row["Japanese_Cherry"])
+    assert emu.training_key not in captured.out + captured.err
+    assert emu.prediction_key not in captured.out + captured.err

@@ -128,3 +128,16 @@ def test_delete_unknown_project_is_fatal(env, capsys):
     code, _, err = cli(capsys, "projects", "delete", "no-such-project", "--yes")
     assert code == 3
     assert_one_line_error(err)
+
+
+def test_a_second_project_with_the_same_name_needs_allow_duplicate(env, capsys):
+    assert cli(capsys, "projects", "create", "twin")[0] == 0
+    code, _, err = cli(capsys, "projects", "create", "twin")
+    assert code == 2
+    assert_one_line_error(err)
+    assert "--allow-duplicate" in err
+    assert cli(capsys, "projects", "create", "twin", "--allow-duplicate")[0] == 0
+    # Now the name is ambiguous: commands ask for the id.
+    code, _, err = cli(capsys, "tags", "list", "twin")
+    assert code == 2
+    assert_one_line_error(err)

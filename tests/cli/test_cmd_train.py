@@ -119,6 +119,33 @@ def test_start_without_wait_and_selected_tags(env, capsys):
     assert iteration["id"] and iteration["status"]
 
 
+def test_wait_timeout_says_training_goes_on(env, capsys):
+    project_id = make_project(capsys, "slowpoke", "Hemlock", "Japanese_Cherry")
+    add_images(env, project_id, per_tag=5)
+    # The service answers TrainProject with status Training; a timeout shorter than the first
+    # pause between polls ends the wait there.
+    code, _, err = cli(capsys, "train", "--project", "slowpoke", "--wait", "--timeout", "0.001")
+    assert code == 1
+    assert err.splitlines()[-1].startswith("cvbulk: error: training still Training after 0.001 s")
+    assert "Traceback" not in err
+
+
+def test_wait_follows_a_training_already_under_way(env, capsys):
+    project_id = make_project(capsys, "twice", "Hemlock", "Japanese_Cherry")
+    add_images(env, project_id, per_tag=5)
+    code, out, err = cli(capsys, "train", "--project", "twice", "--json")
+    assert code == 0, err
+    started = json.loads(out)["iteration"]["id"]
+    # Either the first training is still running (the wait follows it) or it has finished (nothing
+    # changed since): both are the service's state, not a race in the command.
+    code, out, err = cli(capsys, "train", "--project", "twice", "--wait", "--json")
+    if code == 0:
+        assert json.loads(out)["iteration"]["id"] == started
+        assert "already in progress" in err
+    else:
+        assert code == 1 and "BadRequestTrainingNotNeeded" in err
+
+
 def test_unknown_selected_tag_is_a_usage_error(env, capsys):
     make_project(capsys, "tagless", "Hemlock")
     code, _, err = cli(capsys, "train", "--project", "tagless", "--selected-tags", "Oak")

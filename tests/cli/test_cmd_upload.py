@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import anyio
-import pytest
 
 from cvbulk.client import Pacer, TrainingClient
 from tests.corpus import make_tree
@@ -92,9 +91,9 @@ async def test_killed_with_sigkill_twice_then_resumed_ends_with_each_image_once(
     root = tmp_path / "tree"
     expected = make_tree(root, {"a": 150, "b": 90})
     env = env_for(emulator)
-    # Small batches at 40 requests/s: the run takes seconds, so the kills land in the middle.
+    # Small batches at 25 requests/s: the run takes seconds, so the kills land in the middle.
     argv = [sys.executable, "-m", "cvbulk", "upload", str(root), "--project", "killme", "--create",
-            "--tps", "40", "--tier", "unlimited", "--batch-bytes", "12000", "--max-concurrency", "4"]
+            "--tps", "25", "--tier", "unlimited", "--batch-bytes", "12000", "--max-concurrency", "4"]
     async with TrainingClient(emulator.endpoint, emulator.training_key, pacer=Pacer.for_tier("unlimited")) as client:
 
         async def project_id() -> str | None:

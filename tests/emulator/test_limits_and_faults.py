@@ -65,10 +65,15 @@ async def test_throttle_burst_error_rate_drop_and_latency_switches():
         codes = {r[0] for r in await _statuses(api, 6)}
         assert codes <= {500, 503} and codes
 
-        emu.set_faults(Faults(drop_rate=1.0))
-        with pytest.raises(aiohttp.ClientError):
-            async with s.get(api.t + "/projects", headers=api.th) as resp:
-                await resp.read()
+        # dropped before the work: nothing happened; after the work: done, but no answer
+        for after, expected in ((0.0, 0), (1.0, 1)):
+            emu.set_faults(Faults(drop_rate=1.0, drop_after_work=after))
+            with pytest.raises(aiohttp.ClientError):
+                async with s.post(api.t + "/projects", params={"name": f"d{after}"}, headers=api.th) as resp:
+                    await resp.read()
+            emu.set_faults(Faults())
+            _, projects = await api.call("GET", "/projects")
+            assert sum(p["name"] == f"d{after}" for p in projects) == expected
 
         emu.set_faults(Faults())
         emu.set_latency(Latency(per_request=0.2))

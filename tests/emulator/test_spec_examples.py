@@ -12,7 +12,7 @@ import pytest
 import requests
 from PIL import Image
 
-from cvbulk.emulator import EmulatorConfig, EmulatorThread, _config, _store
+from cvbulk.emulator import EmulatorConfig, EmulatorThread, _config, _db
 
 from ._helpers import jpeg
 
@@ -25,8 +25,7 @@ EXAMPLE_DIRS = [SPECS / "Training/stable/v3.3/examples", SPECS / "Prediction/sta
 
 # Operations with saved examples that the emulator does not implement (no stored predictions,
 # no exports of models): listed so that the replay below covers everything else.
-NOT_IMPLEMENTED = {"CreateImagesFromPredictions", "DeletePrediction", "GetArtifact", "GetExports",
-                   "GetImagePerformances"}
+NOT_IMPLEMENTED = {"CreateImagesFromPredictions", "GetArtifact", "GetExports", "GetImagePerformances"}
 # Fields of the spec's schema that an example leaves out of the items of its lists:
 # ImageRegionCreateResult has regionId, tagName and created; the DetectImageUrlWithNoStore example is
 # a copy of the classification answer (same ids, "Hemlock"), so it lacks the detection's boundingBox.
@@ -166,6 +165,10 @@ def _replay(world: World, op: str, status: int, monkeypatch) -> requests.Respons
     headers = {"Training-Key": w.emu.training_key}
     if op == "GetDomains":
         return w.s.get(w.t + "/domains", headers=headers)
+    if op == "DeletePrediction":
+        pid = w.published("classify")
+        stored = w.predict("classify", "image", nostore=False).json()
+        return w.s.delete(f"{w.t}/projects/{pid}/predictions", headers=headers, params={"ids": stored["id"]})
     if op == "GetDomain":
         return w.s.get(w.t + "/domains/b30a91ae-e3c1-4f73-a81e-c270bff27c39", headers=headers)
     pid = w.project()
@@ -196,7 +199,7 @@ def _replay(world: World, op: str, status: int, monkeypatch) -> requests.Respons
                         json={"images": urls, "tagIds": [other_tag]})
     if op == "CreateImageRegions":
         if status == 207:
-            monkeypatch.setattr(_store, "MAX_REGIONS_PER_IMAGE", 1)
+            monkeypatch.setattr(_db, "MAX_REGIONS_PER_IMAGE", 1)
         regions = [{"imageId": image_id, "tagId": tag, "left": x, "top": x, "width": 0.25, "height": 0.25}
                    for x in (0.25, 0.35)]
         return w.s.post(f"{w.t}/projects/{pid}/images/regions", headers=headers, json={"regions": regions})

@@ -80,6 +80,21 @@ async def test_train_publish_predict_and_quick_test(api, samples):
     async with api.s.post(f"{api.p}/{pid}/detect/iterations/trees/image", headers=api.ph, data=test_image) as resp:
         assert resp.status == 400
 
+    # the store variants (and the quick test, store=true by default) kept their images and results
+    query = f"/projects/{pid}/predictions/query"
+    _, found = await api.call("POST", query, json={"orderBy": "Oldest"})
+    assert len(found["results"]) == 3 and found["token"]["continuation"] is None
+    assert found["results"][1]["predictions"][0]["tagName"] == "Hemlock"
+    async with api.s.get(found["results"][0]["originalImageUri"]) as resp:
+        assert await resp.read() == test_image
+    _, page = await api.call("POST", query, json={"maxCount": 2})
+    assert len(page["results"]) == 2 and page["token"]["continuation"] == "2"
+    _, hemlock = await api.call("POST", query, json={"tags": [{"id": tags["Hemlock"], "minThreshold": 0.5}]})
+    assert len(hemlock["results"]) == 3
+    await api.call("DELETE", f"/projects/{pid}/predictions", params={"ids": found["results"][0]["id"]}, expect=204)
+    _, left = await api.call("POST", query, json={})
+    assert len(left["results"]) == 2
+
     await api.call("DELETE", pub, expect=204)
     async with api.s.post(base + "/image", headers=api.ph, data=test_image) as resp:
         assert resp.status == 404 and (await resp.json())["code"] == "NotFoundIteration"
@@ -112,3 +127,33 @@ async def test_export_and_import_to_the_same_and_another_emulator(api, samples):
             assert await resp.read() == jpeg(1)
         _, body = await remote.call("POST", "/projects/import", params={"token": "bad!"}, expect=400)
         assert body["code"] == "BadRequestInvalidImportToken"
+
+
+async def test_a_training_cut_by_a_stop_resumes_at_the_next_start(tmp_path, samples, monkeypatch):
+    import threading
+
+    from cvbulk.emulator import EmulatorConfig, _models
+
+    release = threading.Event()
+    real_train = _models._train
+
+    def held_train(*args):
+        release.wait(20)  # the first emulator stops while its training is still running
+        return real_train(*args)
+
+    config = EmulatorConfig(data_dir=tmp_path / "data")
+    monkeypatch.setattr(_models, "_train", held_train)
+    try:
+        async with Emulator(config) as emu, aiohttp.ClientSession() as s:
+            api = Api(s, emu)
+            pid, _ = await classification_project(api, samples)
+            _, it = await api.call("POST", f"/projects/{pid}/train")
+        monkeypatch.setattr(_models, "_train", real_train)
+        async with Emulator(config) as emu, aiohttp.ClientSession() as s:
+            api = Api(s, emu)
+            _, again = await api.call("GET", f"/projects/{pid}/iterations/{it['id']}")
+            assert again["status"] == "Training"
+            done = await wait_trained(api, pid, again)
+            assert done["status"] == "Completed"
+    finally:
+        release.set()

@@ -24,7 +24,7 @@ from cvbulk.client import (
     ServerError,
     Tag,
 )
-from cvbulk.pipeline.batch import Batch, BatchItem, TaggedRegion
+from cvbulk.pipeline.batch import Batch, BatchItem
 from cvbulk.pipeline._upload_send import BatchSender
 from cvbulk.pipeline.journal import Journal
 from cvbulk.pipeline.upload import UploadOptions, _excluded, default_state_path, run_upload
@@ -362,14 +362,18 @@ async def test_samples_classification_end_to_end(tmp_path, training_client):
     pid = project["id"]
     assert await training_client.get_image_count(pid) == 20
     assert await tag_counts(training_client, pid) == {"Hemlock": 10, "Japanese_Cherry": 10}
-    sent = training_client.stats.snapshot()["requests"]
+    creates = []
+
+    async def counted(*args, **kwargs):
+        creates.append(args)
+        raise AssertionError("a second run must send no image")
+
+    training_client.create_images_from_data = training_client.create_images_from_files = counted
     again = await run_upload(training_client, o)
     assert again.exit_code == 0
     assert again.report["counts"] == {}
     assert again.report["extra"]["unchanged"] == 20
-    # the second run only looked the project and its tags up: no image went out
-    create_calls = training_client.stats.snapshot()["requests"] - sent
-    assert create_calls <= 3
+    assert creates == []
     assert await training_client.get_image_count(pid) == 20
 
 
@@ -466,3 +470,80 @@ async def test_tag_limit_is_checked_before_any_upload(tmp_path):
         await run_upload(fake, opts(tmp_path, root, "proj", tier="F0"))
     assert "allows 50" in str(err.value)
     assert fake.requests == 0 and fake.tags[p.id] == []
+
+
+async def test_cancelled_in_process_against_the_emulator_then_resumed(tmp_path, training_client):
+    root = tmp_path / "tree"
+    expected = make_tree(root, {"a": 90, "b": 50})
+    o = opts(tmp_path, root, "cancel-me", create=True, batch_bytes=20_000, max_concurrency=4)
+    real = training_client.create_images_from_data
+    calls = 0
+
+    with anyio.CancelScope() as scope:
+        async def cancelling(*args, **kwargs):
+            nonlocal calls
+            calls += 1
+            if calls == 6:
+                scope.cancel()  # lands while this request and its neighbours are in flight
+            return await real(*args, **kwargs)
+
+        training_client.create_images_from_data = cancelling
+        with anyio.fail_after(60):
+            await run_upload(training_client, o)
+    training_client.create_images_from_data = real
+    assert scope.cancelled_caught
+    pid = (await resolve(training_client, "cancel-me")).id
+    assert 0 < await training_client.get_image_count(pid) < len(expected)
+
+    with anyio.fail_after(60):
+        result = await run_upload(training_client, o)
+    assert result.exit_code == 0, result.report["failures"]
+    assert "duplicate" not in result.report["counts"]
+    assert await training_client.get_image_count(pid) == len(expected)
+    assert await tag_counts(training_client, pid) == {"a": 90, "b": 50}
+
+
+async def resolve(client, name):
+    from cvbulk.pipeline.project import resolve_project
+
+    return await resolve_project(client, name)
+
+
+async def test_a_bad_image_in_a_refused_batch_is_isolated_and_a_request_error_is_not_split():
+    fake = FakeTraining()
+    p = fake.add_project("p")
+    real = fake._create
+
+    async def picky(pid, named):
+        if any(d == b"poison" for _, d, _, _ in named):
+            fake.requests += 1
+            raise BadRequestError("bad image", status=400, code="BadRequestImageFormat")
+        return await real(pid, named)
+
+    fake._create = picky
+    sender = BatchSender(fake, p.id)
+    items = tuple(bi(i, tags=()) for i in range(7)) + (bi(7, b"poison", ()),)
+    out = await sender.send(Batch("data", items, ()))
+    assert [o.status for o in out] == ["uploaded"] * 7 + ["failed"]
+    assert "BadRequestImageFormat" in out[-1].reason
+    fake.requests = 0
+    fake.fail_with = [BadRequestError("no such tag", status=400, code="BadRequestInvalidIds")]
+    out = await sender.send(Batch("data", tuple(bi(10 + i, tags=()) for i in range(8)), ()))
+    assert [o.status for o in out] == ["error"] * 8 and fake.requests == 1
+
+
+async def test_unreadable_root_is_a_usage_error(tmp_path, monkeypatch):
+    from cvbulk.pipeline import scan as scan_mod
+
+    root = tmp_path / "tree"
+    make_tree(root, {"a": 1})
+    fake = FakeTraining()
+    fake.add_project("proj")
+
+    def refuse(path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(scan_mod, "_scandir", refuse)
+    with pytest.raises(CLIError) as err:
+        await run_upload(fake, opts(tmp_path, root, "proj"))
+    assert err.value.exit_code == 2 and "permission denied" in str(err.value)

@@ -1,0 +1,164 @@
+"""``cvbulk migrate``: copy a project (settings, tags, images, regions, metadata) into another project,
+possibly on another resource, at both sides' rate limits, resumably."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ._cmd_export import make_pacer
+from ._common import (
+    CLIError,
+    Connection,
+    ExitCode,
+    _check_endpoint,
+    add_common_args,
+    add_training_args,
+    print_json,
+    print_table,
+    remember_secret,
+    training_connection,
+)
+
+TIERS = ("F0", "S0", "unlimited")
+ENV_TARGET_ENDPOINT = "VISION_TARGET_TRAINING_ENDPOINT"
+ENV_TARGET_KEY = "VISION_TARGET_TRAINING_KEY"
+
+DESCRIPTION = """\
+Copy a project into another one: its settings (domain, classification type; when --create makes the
+target), its tags (matched by name, each created once), and every image with its tags, regions and
+metadata. The target may be on another resource (another region, another subscription).
+
+Images go by URL when the target can fetch the source's image URIs (CreateImagesFromUrls, 64 per
+request), else they are downloaded from the source and re-uploaded byte for byte. --by auto (the
+default) tries one request by URL and falls back to download and upload when the target cannot fetch.
+
+Resumable: every image's outcome, with its id on the target, is written to a state file as each request
+completes; the same command again sends only what is missing, and a run killed at any moment creates no
+duplicate. At the end the images per tag are counted on both sides; any difference is reported and
+makes the exit status 1.
+"""
+
+EPILOG = f"""\
+connections:
+  source: --endpoint/--key or $VISION_TRAINING_ENDPOINT/$VISION_TRAINING_KEY
+  target: --to-endpoint/--to-key or ${ENV_TARGET_ENDPOINT}/${ENV_TARGET_KEY}
+          (default: the source's resource, for a copy within one resource)
+
+examples:
+  cvbulk migrate --from-project trees --to-project trees --create \\
+      --to-endpoint https://westeurope.api.cognitive.microsoft.com
+  cvbulk migrate --from-project 0f8fad5b-... --to-project trees-copy --create --by upload
+
+exit status: 0 everything copied and the counts agree; 1 some images failed or the counts differ
+(the report names each); 2 usage or configuration error; 3 fatal (key, project not found).
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "migrate",
+        help="copy a project's tags, images and regions into another project or resource (resumable)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--from-project", required=True, metavar="PROJECT", help="source project id or exact name")
+    parser.add_argument("--to-project", required=True, metavar="PROJECT", help="target project id or exact name")
+    parser.add_argument("--create", action="store_true",
+                        help="create the target project (with the source's settings) when PROJECT names none")
+    parser.add_argument("--by", choices=("auto", "url", "upload"), default="auto",
+                        help="how images travel: by URL, by download and upload, or auto (default)")
+    parser.add_argument("--state", type=Path, default=None, metavar="FILE",
+                        help="state file (default: .cvbulk/migrate-<hash>.sqlite under the current folder)")
+    parser.add_argument("--report", type=Path, default=None, metavar="FILE",
+                        help="JSON report (default: next to the state file)")
+    target = parser.add_argument_group("target resource")
+    target.add_argument("--to-endpoint", metavar="URL", help=f"target training endpoint (default: ${ENV_TARGET_ENDPOINT}, "
+                        "else the source's)")
+    target.add_argument("--to-key", metavar="KEY", help=f"target training key (default: ${ENV_TARGET_KEY}, else the source's)")
+    pace = parser.add_argument_group("pace")
+    pace.add_argument("--tier", choices=TIERS, default=os.environ.get("CVBULK_TIER", "S0"),
+                      help="the source resource's pricing tier (default: S0, or $CVBULK_TIER)")
+    pace.add_argument("--to-tier", choices=TIERS, default=None, help="the target's pricing tier (default: --tier)")
+    pace.add_argument("--tps", type=float, default=None, metavar="N", help="source training calls per second")
+    pace.add_argument("--to-tps", type=float, default=None, metavar="N", help="target training calls per second")
+    pace.add_argument("--max-concurrency", type=int, default=8, metavar="N",
+                      help="at most N requests in flight on the target (default 8)")
+    pace.add_argument("--batch-bytes", type=int, default=None, metavar="N",
+                      help="byte budget per upload request (default 32 MB)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    add_common_args(parser)
+    add_training_args(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return anyio.run(_run, args)
+
+
+def target_connection(args: argparse.Namespace, source: Connection) -> Connection:
+    endpoint = (args.to_endpoint or os.environ.get(ENV_TARGET_ENDPOINT) or "").strip()
+    key = (args.to_key or os.environ.get(ENV_TARGET_KEY) or "").strip()
+    remember_secret(key)
+    if not endpoint and not key:
+        return source  # a copy within one resource
+    if not endpoint:
+        endpoint = source.endpoint
+    if not key:
+        if endpoint.rstrip("/") != source.endpoint:
+            raise CLIError(f"no target key: pass --to-key or set {ENV_TARGET_KEY}")
+        key = source.key
+    return Connection(_check_endpoint(endpoint), key)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from ..client import TrainingClient
+    from ..pipeline.batch import DEFAULT_BATCH_BYTES
+    from ..pipeline.migrate import MigrateOptions, run_migrate
+    from ..pipeline.progress import Progress, summary_table
+
+    if args.max_concurrency < 1:
+        raise CLIError("--max-concurrency must be at least 1")
+    options = MigrateOptions(
+        from_project=args.from_project, to_project=args.to_project, create=args.create, by=args.by,
+        state=args.state, report=args.report, max_concurrency=args.max_concurrency,
+        batch_bytes=args.batch_bytes or DEFAULT_BATCH_BYTES,
+    )
+    source_conn = training_connection(args)
+    target_conn = target_connection(args, source_conn)
+    # One Pacer per resource: the service counts each resource's requests, so one resource on both
+    # sides shares one.
+    downloads = max(args.max_concurrency, 16)
+    source_pacer = make_pacer(args.tier, args.tps, downloads)
+    same = (target_conn.endpoint, target_conn.key) == (source_conn.endpoint, source_conn.key)
+    target_pacer = source_pacer if same else make_pacer(args.to_tier or args.tier, args.to_tps, args.max_concurrency)
+    source = TrainingClient(source_conn.endpoint, source_conn.key, pacer=source_pacer, max_connections=downloads)
+    target = TrainingClient(target_conn.endpoint, target_conn.key, pacer=target_pacer,
+                            max_connections=max(args.max_concurrency, 8))
+    progress = Progress(label="migrate", stream=sys.stderr)
+    async with source, target:
+        result = await run_migrate(source, target, options, progress=progress)
+    report = result.report
+    extra = report.get("extra", {})
+    if args.json:
+        print_json(report)
+    print(summary_table(report), file=sys.stderr)
+    comparison = extra.get("comparison") or {}
+    rows = [(name, c["source"], c["target"], "" if c["source"] == c["target"] else "DIFFERS")
+            for name, c in (comparison.get("tags") or {}).items()]
+    for label in ("untagged", "images"):
+        c = comparison.get(label) or {}
+        rows.append((f"({label})", c.get("source"), c.get("target"),
+                     "" if c.get("source") == c.get("target") else "DIFFERS"))
+    print(file=sys.stderr)
+    print_table(rows, ("tag", "source", "target", ""), file=sys.stderr)
+    if extra.get("unchanged"):
+        print(f"already migrated by an earlier run: {extra['unchanged']} images", file=sys.stderr)
+    print(f"state: {extra.get('state_file')}   report: {report.get('report_file')}", file=sys.stderr)
+    return int(result.exit_code) if result.exit_code else int(ExitCode.OK)

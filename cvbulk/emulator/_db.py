@@ -1,0 +1,120 @@
+"""The emulator's SQLite database: schema, one connection behind one lock, transactions.
+
+Every store method is synchronous and meant to run in a worker thread (``anyio.to_thread``); the
+lock makes each method one transaction, so concurrent requests never see or leave half a change.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ._config import TierLimits
+from ._errors import ApiError, not_found
+
+__all__ = ["StoreBase", "utcnow", "new_id", "norm_id", "MAX_TAGS_PER_IMAGE", "MAX_REGIONS_PER_IMAGE"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS projects (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, description TEXT NOT NULL, domain_id TEXT NOT NULL,
+  classification_type TEXT, export_platforms TEXT NOT NULL, created TEXT NOT NULL,
+  last_modified TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS tags (
+  id TEXT PRIMARY KEY, project_id TEXT NOT NULL, name TEXT NOT NULL, description TEXT NOT NULL,
+  type TEXT NOT NULL, created TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS tags_project ON tags(project_id);
+CREATE TABLE IF NOT EXISTS images (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, project_id TEXT NOT NULL,
+  sha256 TEXT NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL, format TEXT NOT NULL,
+  size INTEGER NOT NULL, created TEXT NOT NULL, metadata TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS images_content ON images(project_id, sha256);
+CREATE TABLE IF NOT EXISTS image_tags (
+  image_id TEXT NOT NULL, tag_id TEXT NOT NULL, created TEXT NOT NULL, PRIMARY KEY (image_id, tag_id));
+CREATE INDEX IF NOT EXISTS image_tags_tag ON image_tags(tag_id);
+CREATE TABLE IF NOT EXISTS regions (
+  id TEXT PRIMARY KEY, image_id TEXT NOT NULL, tag_id TEXT NOT NULL, left_ REAL NOT NULL,
+  top REAL NOT NULL, width REAL NOT NULL, height REAL NOT NULL, created TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS regions_image ON regions(image_id);
+CREATE TABLE IF NOT EXISTS iterations (
+  id TEXT PRIMARY KEY, project_id TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
+  created TEXT NOT NULL, last_modified TEXT NOT NULL, trained_at TEXT, domain_id TEXT NOT NULL,
+  classification_type TEXT, training_type TEXT NOT NULL, budget INTEGER NOT NULL,
+  publish_name TEXT, publish_resource_id TEXT, version INTEGER NOT NULL,
+  tags TEXT NOT NULL, samples TEXT NOT NULL, performance TEXT, training_seconds REAL);
+CREATE INDEX IF NOT EXISTS iterations_project ON iterations(project_id);
+CREATE TABLE IF NOT EXISTS predictions (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, project_id TEXT NOT NULL,
+  iteration_id TEXT NOT NULL, sha256 TEXT NOT NULL, created TEXT NOT NULL, application TEXT,
+  result TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS predictions_project ON predictions(project_id);
+"""
+
+MAX_TAGS_PER_IMAGE = 100
+MAX_REGIONS_PER_IMAGE = 300
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def norm_id(value: Any) -> str:
+    """A UUID in its canonical lower-case form, or 400 BadRequestInvalidIds."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except (ValueError, AttributeError, TypeError):
+        raise ApiError(400, "BadRequestInvalidIds", f"Invalid id: {str(value)[:64]!r}") from None
+
+
+
+class StoreBase:
+    def __init__(self, path: Path, limits: TierLimits) -> None:
+        self.limits = limits
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes
+        self._db.execute("PRAGMA foreign_keys=OFF")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _tx(self):
+        store = self
+
+        class _Tx:
+            def __enter__(self_inner):
+                store._lock.acquire()
+                store._db.execute("BEGIN IMMEDIATE")
+                return store._db
+
+            def __exit__(self_inner, exc_type, exc, tb):
+                try:
+                    store._db.execute("ROLLBACK" if exc_type else "COMMIT")
+                finally:
+                    store._lock.release()
+
+        return _Tx()
+
+    def _project_row(self, db: sqlite3.Connection, project_id: str) -> sqlite3.Row:
+        pid = norm_id(project_id)
+        row = db.execute("SELECT * FROM projects WHERE id=?", (pid,)).fetchone()
+        if row is None:
+            raise not_found("Project", pid)
+        return row
+
+    def _bump(self, db: sqlite3.Connection, project_id: str) -> None:
+        db.execute(
+            "UPDATE projects SET version=version+1, last_modified=? WHERE id=?", (utcnow(), project_id)
+        )

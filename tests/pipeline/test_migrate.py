@@ -1,0 +1,253 @@
+"""Migration between two emulators (each its own data folder): counts, labels, kill and resume."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from contextlib import asynccontextmanager
+from dataclasses import replace
+
+import anyio
+import pytest
+
+from cvbulk.cli._common import CLIError
+from cvbulk.client import ImageFileCreateEntry, Pacer, Region, RetryPolicy, TrainingClient
+from cvbulk.emulator import Emulator, EmulatorConfig
+from cvbulk.pipeline._migrate_send import Grouper, MigrateItem
+from cvbulk.pipeline.batch import TaggedRegion
+from cvbulk.pipeline.journal import Journal
+from cvbulk.pipeline.migrate import MigrateOptions, run_migrate
+from tests.corpus import make_image
+
+pytestmark = pytest.mark.timeout(90)
+
+TAGS = ("apple", "banana", "cherry", "damson")
+
+
+def jpeg(seed: int, size: tuple[int, int] = (16, 16)) -> bytes:
+    buf = io.BytesIO()
+    make_image(size, seed).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@asynccontextmanager
+async def two_emulators(tmp_path):
+    async with Emulator(EmulatorConfig(data_dir=tmp_path / "emu-a")) as a, \
+            Emulator(EmulatorConfig(data_dir=tmp_path / "emu-b")) as b:
+        yield a, b
+
+
+def client_for(emu, cls=TrainingClient) -> TrainingClient:
+    retry = RetryPolicy(max_attempts=4, base=0.05, cap=0.5, max_elapsed=20.0)
+    return cls(emu.endpoint, emu.training_key, pacer=Pacer.for_tier("unlimited"), retry=retry)
+
+
+async def make_source(client: TrainingClient, n: int, name: str = "fruit") -> tuple[str, dict[str, tuple]]:
+    """An object-detection project of ``n`` tiny images: regions of one or two tags, every tenth image
+    untagged, every fifth with metadata. Returns (project id, sha -> (tags, regions, metadata))."""
+    domain = next(d for d in await client.get_domains() if d.type == "ObjectDetection")
+    project = await client.create_project(name, domain_id=domain.id)
+    tag_ids = {t: (await client.create_tag(project.id, t)).id for t in TAGS}
+    groups: dict[tuple, list[ImageFileCreateEntry]] = {}
+    expected: dict[str, tuple] = {}
+    for i in range(n):
+        data = jpeg(i)
+        regions: list[tuple] = []
+        if i % 10:
+            regions.append((TAGS[i % 4], 0.1, 0.1, 0.3, 0.25 + (i % 7) / 100))
+            if i % 3 == 0:
+                regions.append((TAGS[(i + 1) % 4], 0.5, 0.45, 0.4, 0.5))
+        meta = (("batch", str(i % 3)),) if i % 5 == 0 else ()
+        entry = ImageFileCreateEntry(
+            f"{i}.jpg", data, regions=tuple(Region(tag_ids[r[0]], *r[1:]) for r in regions)
+        )
+        groups.setdefault(meta, []).append(entry)
+        expected[sha(data)] = (tuple(sorted({r[0] for r in regions})), tuple(sorted(regions)), dict(meta))
+    assert len(expected) == n  # distinct contents
+    for meta, entries in groups.items():
+        for start in range(0, len(entries), 64):
+            summary = await client.create_images_from_files(
+                project.id, entries[start : start + 64], metadata=dict(meta) or None
+            )
+            assert all(r.status == "OK" for r in summary.images)
+    return project.id, expected
+
+
+async def held(client: TrainingClient, project_id: str) -> dict[str, tuple]:
+    """sha -> (tags, regions, metadata) of every image in the project."""
+    names = {t.id: t.name for t in await client.get_tags(project_id)}
+    out: dict[str, tuple] = {}
+    async for image in client.iter_images(project_id):
+        data = await client.download(image.original_image_uri)
+        tags = tuple(sorted(names[t.tag_id] for t in image.tags or ()))
+        regions = tuple(sorted(
+            (names[r.tag_id], round(r.left, 9), round(r.top, 9), round(r.width, 9), round(r.height, 9))
+            for r in image.regions or ()
+        ))
+        out[sha(data)] = (tags, regions, dict(image.metadata or {}))
+    return out
+
+
+def rounded(expected: dict[str, tuple]) -> dict[str, tuple]:
+    return {
+        k: (tuple(sorted((r[0], *(round(v, 9) for v in r[1:])) for r in regions)), meta)
+        for k, (tags, regions, meta) in expected.items()
+    }
+
+
+async def same_labels(src, source_id, dst, target_id, expected) -> None:
+    """The target holds the source's images (by content) with the same tags, regions and metadata."""
+    before, after = await held(src, source_id), await held(dst, target_id)
+    assert after == before
+    assert {k: v[1:] for k, v in before.items()} == rounded(expected)
+
+
+class CancelAfter:
+    """A progress stand-in that cancels the run once ``n`` images are migrated: a kill mid-run."""
+
+    def __init__(self, n: int, scope: anyio.CancelScope) -> None:
+        self.n, self.scope, self.ok = n, scope, 0
+
+    def set_total(self, n):
+        pass
+
+    def set_concurrency(self, n):
+        pass
+
+    def advance(self, ok=0, failed=0, skipped=0, nbytes=0):
+        self.ok += ok
+        if self.ok >= self.n:
+            self.scope.cancel()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        return None
+
+
+async def test_thousand_images_by_url_killed_and_resumed_without_duplicates(tmp_path):
+    async with two_emulators(tmp_path) as (a, b), client_for(a) as src, client_for(b) as dst:
+        with anyio.fail_after(60):
+            source_id, expected = await make_source(src, 1000)
+            options = MigrateOptions("fruit", "fruit-copy", create=True, by="url",
+                                     state=tmp_path / "m.sqlite", report=tmp_path / "m.json")
+            with anyio.CancelScope() as scope:
+                await run_migrate(src, dst, options, progress=CancelAfter(300, scope))
+            assert scope.cancel_called
+            with Journal.open(tmp_path / "m.sqlite", job="migrate", fingerprint=_fingerprint(a, b, source_id,
+                              (await dst.get_projects())[0].id)) as j:
+                first = j.counts()
+            assert 300 <= first.get("uploaded", 0) < 1000
+            assert first.get("sending", 0) > 0  # batches cut off in flight: re-sent, answered OKDuplicate
+
+            result = await run_migrate(src, dst, options)
+        assert result.exit_code == 0, result.report["failures"]
+        extra = result.report["extra"]
+        comparison = extra["comparison"]
+        assert comparison["equal"], comparison
+        assert comparison["images"] == {"source": 1000, "target": 1000}  # no duplicate
+        assert comparison["untagged"] == {"source": 100, "target": 100}
+        assert all(c["source"] == c["target"] > 0 for c in comparison["tags"].values())
+        assert extra["unchanged"] == first["uploaded"]
+        assert extra["state_counts"] == {"uploaded": 1000}
+        assert extra["sent_by"] == {"url": 1000 - first["uploaded"]}
+        # the same content under the same tags, regions and metadata
+        target_id = extra["target"]["project_id"]
+        await same_labels(src, source_id, dst, target_id, expected)
+        project = await dst.get_project(target_id)
+        assert (await dst.get_domain(project.settings.domain_id)).type == "ObjectDetection"
+
+
+def _fingerprint(a, b, source_id: str, target_id: str) -> dict:
+    return {"source": {"endpoint": a.endpoint, "project_id": source_id},
+            "target": {"endpoint": b.endpoint, "project_id": target_id}}
+
+
+class RelativeUris(TrainingClient):
+    """A source whose image URIs only its own client can follow (relative to its endpoint), as when the
+    target cannot reach the source's storage: CreateImagesFromUrls answers ErrorSource."""
+
+    async def iter_images(self, *args, **kwargs):
+        async for image in super().iter_images(*args, **kwargs):
+            uri = image.original_image_uri
+            yield replace(image, original_image_uri=uri[len(self.endpoint):])
+
+
+async def test_auto_falls_back_to_download_and_upload(tmp_path):
+    async with two_emulators(tmp_path) as (a, b), client_for(a, RelativeUris) as src, client_for(b) as dst:
+        with anyio.fail_after(30):
+            source_id, expected = await make_source(src, 150)
+            options = MigrateOptions("fruit", "fruit-copy", create=True, state=tmp_path / "m.sqlite",
+                                     report=tmp_path / "m.json", batch_bytes=8 * 1024)
+            result = await run_migrate(src, dst, options)
+        assert result.exit_code == 0, result.report["failures"]
+        extra = result.report["extra"]
+        assert extra["mode"] == "upload"
+        assert extra["sent_by"] == {"upload": 150}
+        assert extra["url_fallbacks"] == 64  # the one batch tried by URL
+        assert extra["comparison"]["equal"]
+        await same_labels(src, source_id, dst, extra["target"]["project_id"], expected)
+
+        # forced --by url cannot work here: every image fails with the service's reason, exit 1
+        options = MigrateOptions("fruit", "fruit-url", create=True, by="url", state=tmp_path / "u.sqlite",
+                                 report=tmp_path / "u.json")
+        result = await run_migrate(src, dst, options)
+        assert result.exit_code == 1
+        assert result.report["counts"] == {"failed": 150}
+        assert all(f["reason"].startswith("ErrorSource") for f in result.report["failures"])
+        assert not result.report["extra"]["comparison"]["equal"]
+
+
+async def test_by_upload_into_an_existing_project_with_some_images_already_there(tmp_path):
+    async with two_emulators(tmp_path) as (a, b), client_for(a) as src, client_for(b) as dst:
+        _, expected = await make_source(src, 70)
+        # the target already holds three of the images, untagged, and one of the tags
+        domain = next(d for d in await dst.get_domains() if d.type == "ObjectDetection")
+        target = await dst.create_project("existing", domain_id=domain.id)
+        await dst.create_tag(target.id, "Apple")  # same tag, other case: reused, not created
+        await dst.create_images_from_data(target.id, [(f"{i}.jpg", jpeg(i)) for i in (1, 2, 3)])
+        options = MigrateOptions("fruit", "existing", by="upload", state=tmp_path / "m.sqlite",
+                                 report=tmp_path / "m.json")
+        with anyio.fail_after(30):
+            result = await run_migrate(src, dst, options)
+        assert result.exit_code == 0, result.report["failures"]
+        assert result.report["counts"] == {"uploaded": 67, "duplicate": 3}
+        assert sorted(result.report["extra"]["tags_created"]) == ["banana", "cherry", "damson"]
+        # the duplicates got their regions added
+        got = await held(dst, target.id)
+        want = {k: tuple((r[0].replace("apple", "Apple"), *r[1:]) for r in regions)
+                for k, (regions, _) in rounded(expected).items()}
+        assert {k: v[1] for k, v in got.items()} == want
+
+
+async def test_refuses_incompatible_or_missing_targets(tmp_path):
+    async with two_emulators(tmp_path) as (a, b), client_for(a) as src, client_for(b) as dst:
+        await make_source(src, 3)
+        await dst.create_project("classifier")
+        with pytest.raises(CLIError, match="object-detection"):
+            await run_migrate(src, dst, MigrateOptions("fruit", "classifier", state=tmp_path / "x.sqlite"))
+        with pytest.raises(CLIError, match="--create"):
+            await run_migrate(src, dst, MigrateOptions("fruit", "nowhere", state=tmp_path / "y.sqlite"))
+        with pytest.raises(CLIError, match="same project"):
+            await run_migrate(src, src, MigrateOptions("fruit", "fruit", state=tmp_path / "z.sqlite"))
+
+
+def test_grouper_keeps_requests_under_the_limits():
+    def item(i: int, tags: tuple[str, ...], meta=()) -> MigrateItem:
+        return MigrateItem(str(i), f"u{i}", tags, (TaggedRegion("r", 0, 0, 1, 1),) if i % 2 else (), meta)
+
+    g = Grouper()
+    batches = []
+    for i in range(200):
+        batches += g.add(item(i, (f"t{i % 30}",), (("m", str(i % 2)),) if i % 4 == 0 else ()))
+    batches += g.flush()
+    assert sum(len(b) for b in batches) == 200
+    for b in batches:
+        assert len(b) <= 64
+        assert len(set().union(*(i.all_tags for i in b.items))) <= 20
+        assert len({i.metadata for i in b.items}) == 1 and b.metadata == b.items[0].metadata
