@@ -127,7 +127,7 @@ class EmulatorProcess:
         if self._db is not None:
             self._db.close()
             self._db = None
-        if self.proc is not None and self.proc.returncode is None:
+        if self.proc is not None and self.proc.poll() is None:
             try:
                 self.cpu_at_stop = proc_cpu_seconds(self.proc.pid)
             except OSError:
@@ -135,7 +135,10 @@ class EmulatorProcess:
             self.proc.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
-                pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+                try:
+                    pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+                except ChildProcessError:
+                    break
                 if pid:
                     self.proc.returncode = os.waitstatus_to_exitcode(status)
                     self.maxrss_mb = usage.ru_maxrss / 1024.0
@@ -144,6 +147,7 @@ class EmulatorProcess:
             else:
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc is not None:
             if self.proc.stdout is not None:
                 self.proc.stdout.close()
             self._stderr.close()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -73,8 +75,9 @@ def norm_id(value: Any) -> str:
         raise ApiError(400, "BadRequestInvalidIds", f"Invalid id: {str(value)[:64]!r}") from None
 
 
-
 class StoreBase:
+    """One SQLite connection shared by the worker threads, one transaction at a time."""
+
     def __init__(self, path: Path, limits: TierLimits) -> None:
         self.limits = limits
         self._lock = threading.Lock()
@@ -89,23 +92,16 @@ class StoreBase:
         with self._lock:
             self._db.close()
 
-    # -- plumbing -------------------------------------------------------------------------------
-    def _tx(self):
-        store = self
-
-        class _Tx:
-            def __enter__(self_inner):
-                store._lock.acquire()
-                store._db.execute("BEGIN IMMEDIATE")
-                return store._db
-
-            def __exit__(self_inner, exc_type, exc, tb):
-                try:
-                    store._db.execute("ROLLBACK" if exc_type else "COMMIT")
-                finally:
-                    store._lock.release()
-
-        return _Tx()
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def _project_row(self, db: sqlite3.Connection, project_id: str) -> sqlite3.Row:
         pid = norm_id(project_id)

@@ -43,8 +43,6 @@ _MIN_SIDE = 16  # tiny images are scaled up to this so that every filter and gri
 _BOX = Image.Resampling.BOX
 _BILINEAR = Image.Resampling.BILINEAR
 
-Image.MAX_IMAGE_PIXELS = None  # limits are the server's job; the trainer reads what it was given
-
 
 # --------------------------------------------------------------------------- decoding
 
@@ -70,8 +68,11 @@ def decode_thumbnail(data: bytes, max_side: int) -> Image.Image:
     img = _to_rgb(img)
     w, h = img.size
     if min(w, h) < _MIN_SIDE:
+        # never past max_side: a 2 x 300 sliver becomes 16 x 128, not 16 x 2400
         scale = _MIN_SIDE / min(w, h)
-        img = img.resize((max(_MIN_SIDE, round(w * scale)), max(_MIN_SIDE, round(h * scale))), _BILINEAR)
+        cap = max(max_side, _MIN_SIDE)
+        new_w, new_h = (max(_MIN_SIDE, min(cap, round(v * scale))) for v in (w, h))
+        img = img.resize((new_w, new_h), _BILINEAR)
     return img
 
 

@@ -320,7 +320,7 @@ _Window = tuple[int, int, int, int]  # x0, y0, x1, y1 in grid cells, exclusive e
 _Corners = tuple[float, float, float, float]  # x0, y0, x1, y1 normalised
 
 
-def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+def _iou(a: _Corners, b: _Corners) -> float:
     ix = min(a[2], b[2]) - max(a[0], b[0])
     iy = min(a[3], b[3]) - max(a[1], b[1])
     if ix <= 0 or iy <= 0:
@@ -330,7 +330,7 @@ def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, flo
     return inter / union if union > 0 else 0.0
 
 
-def _covered(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+def _covered(a: _Corners, b: _Corners) -> float:
     """The share of box ``a`` inside box ``b``."""
     ix = min(a[2], b[2]) - max(a[0], b[0])
     iy = min(a[3], b[3]) - max(a[1], b[1])
@@ -338,11 +338,11 @@ def _covered(a: tuple[float, float, float, float], b: tuple[float, float, float,
     return ix * iy / area if ix > 0 and iy > 0 and area > 0 else 0.0
 
 
-def _box_corners(r: RegionBox) -> tuple[float, float, float, float]:
+def _box_corners(r: RegionBox) -> _Corners:
     return (r.left, r.top, r.left + r.width, r.top + r.height)
 
 
-def _window_corners(win: _Window) -> tuple[float, float, float, float]:
+def _window_corners(win: _Window) -> _Corners:
     return (win[0] / GRID, win[1] / GRID, win[2] / GRID, win[3] / GRID)
 
 
@@ -735,7 +735,7 @@ def _box_deltas(win: _Window, region: RegionBox) -> list[float]:
     ]
 
 
-def _apply_deltas(win: _Window, deltas: Sequence[float]) -> tuple[float, float, float, float]:
+def _apply_deltas(win: _Window, deltas: Sequence[float]) -> _Corners:
     x0, y0, x1, y1 = _window_corners(win)
     w, h = x1 - x0, y1 - y0
     # clamp: a linear regressor far outside its training range must not throw boxes off the image

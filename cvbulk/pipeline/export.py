@@ -107,8 +107,6 @@ class _Run:
     progress: Any
     tally: Counter = field(default_factory=Counter)
     nbytes: int = 0
-    multi_tag: int = 0
-    tags_not_carried: int = 0  # regions-json / coco: tags of an image that no region carries
     journal_lock: anyio.Lock = field(default_factory=anyio.Lock)
 
     async def journal_call(self, fn: Any, *args: Any) -> Any:
@@ -158,7 +156,7 @@ async def run_export(client: TrainingClient, options: ExportOptions, *, progress
             if progress is not None:
                 await stack.enter_async_context(progress)
             await _pipeline(run, project.id)
-        label_file = await run.journal_call(_write_labels, run, sorted(tag_names.values()))
+        label_file, multi_tag, not_carried = await run.journal_call(_write_labels, run, sorted(tag_names.values()))
         failures = await run.journal_call(lambda: list(journal.failures()))
         state_counts = await run.journal_call(journal.counts)
     except BaseExceptionGroup as group:
@@ -181,9 +179,9 @@ async def run_export(client: TrainingClient, options: ExportOptions, *, progress
         "upload_back": _upload_hint(options, label_file),
         "images_in_project": total,
         "unchanged": run.tally["unchanged"],
-        "multi_tag_images": run.multi_tag,
+        "multi_tag_images": multi_tag,
         # region formats carry a tag only with a box: tags without one are lost on the way back
-        "images_with_tags_without_regions": run.tags_not_carried,
+        "images_with_tags_without_regions": not_carried if options.format in ("regions-json", "coco") else 0,
         "state_file": str(options.state),
         "state_counts": state_counts,
         "exit_code": int(exit_code),
@@ -334,10 +332,6 @@ async def _export_one(run: _Run, work: _Work) -> tuple[JournalEntry, int]:
         return JournalEntry(image.id, None, None, None, FAILED, reason=reason, attempts=attempts), 0
     except CustomVisionError as exc:  # retried by the client as far as its budget went
         return JournalEntry(image.id, None, None, None, ERROR, reason=_one_line(exc), attempts=attempts), 0
-    if not folder_carries_labels(work.tags):
-        run.multi_tag += 1
-    if run.options.format in ("regions-json", "coco") and set(work.tags) - {r[0] for r in work.regions}:
-        run.tags_not_carried += 1
     written = await anyio.to_thread.run_sync(_write_image, run.options, work, data)
     relpath, sha256, width, height = written
     extra = {
@@ -378,25 +372,29 @@ def _image_size(data: bytes) -> tuple[int | None, int | None]:
         return None, None
 
 
-def _write_labels(run: _Run, tag_names: list[str]) -> Path | None:
-    """Worker thread: the label file of the format, from every image the journal holds as exported."""
+def _write_labels(run: _Run, tag_names: list[str]) -> tuple[Path | None, int, int]:
+    """Worker thread: the label file of the format, from every image the journal holds as exported;
+    with the number of images a folder cannot label (several tags) and of images with a tag no region
+    carries (lost by the region formats)."""
     fmt = run.options.format
 
     def rows() -> Any:
         return iter_rows(run.journal.entries(EXPORTED))
 
+    multi_tag = not_carried = 0
+    for _, tags, regions, _, _ in rows():
+        multi_tag += not folder_carries_labels(tags)
+        not_carried += bool(set(tags) - {r[0] for r in regions})
     if fmt == "folders":
-        # Only when folders cannot carry every image's labels (several tags, or a tag that is no folder
-        # name): a manifest with all of them.
-        if not any(not folder_carries_labels(e.extra.get("tags") or []) for e in run.journal.entries(EXPORTED)
-                   if e.extra):
+        # A manifest only when folders cannot carry every image's labels.
+        if not multi_tag:
             stale = run.options.out_dir / FOLDERS_MANIFEST
             if stale.exists():
                 stale.unlink()
-            return None
-        return write_label_file("folders", run.options.out_dir, rows, tag_names)
+            return None, 0, not_carried
+        return write_label_file("folders", run.options.out_dir, rows, tag_names), multi_tag, not_carried
     assert label_file_for(fmt) is not None
-    return write_label_file(fmt, run.options.out_dir, rows, tag_names)
+    return write_label_file(fmt, run.options.out_dir, rows, tag_names), multi_tag, not_carried
 
 
 def _one_line(exc: BaseException) -> str:

@@ -301,6 +301,7 @@ def test_thumbnail_is_small_rgb_whatever_the_input() -> None:
     thumb = decode_thumbnail(big, 128)
     assert thumb.mode == "RGB" and max(thumb.size) == 128 and thumb.size[1] >= GRID
     assert decode_thumbnail(_encode(Image.new("L", (1, 1))), 128).size == (16, 16)
+    assert decode_thumbnail(_encode(Image.new("L", (2, 3000))), 128).size == (16, 128)
 
 
 def test_undecodable_images_are_skipped_in_training_and_refused_in_prediction(

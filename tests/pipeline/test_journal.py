@@ -232,31 +232,27 @@ def test_kill_9_during_writes_loses_no_committed_batch(tmp_path: Path) -> None:
             Path(str(path) + suffix).unlink(missing_ok=True)
 
 
-def test_lookup_speed_100k(tmp_path: Path) -> None:
+def test_lookups_use_the_key_index_at_100k(tmp_path: Path) -> None:
+    # Speed itself is measured in benchmarks/; here we check the design that makes it fast:
+    # lookups are index searches, not a scan per key, and 100k entries round-trip.
     n = 100_000
-    with Journal.open(tmp_path / "s.db", job="upload", fingerprint=FP) as j:
+    path = tmp_path / "s.db"
+    with Journal.open(path, job="upload", fingerprint=FP) as j:
         keys = [f"dir{i % 100:03d}/img_{i:06d}.jpg" for i in range(n)]
-        t0 = time.perf_counter()
         for start in range(0, n, 64):
             j.record([entry(k) for k in keys[start : start + 64]])
-        record_s = time.perf_counter() - t0
-        sample = random.Random(1).sample(keys, 20_000)
-        t0 = time.perf_counter()
-        for k in sample:
+        for k in random.Random(1).sample(keys, 2_000):
             assert j.get(k) is not None
-        get_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for start in range(0, n, 256):
-            assert len(j.get_many(keys[start : start + 256])) == len(keys[start : start + 256])
-        many_s = time.perf_counter() - t0
-        print(
-            f"\nrecord: {record_s / (n / 64) * 1e3:.3f} ms per batch of 64; "
-            f"get: {len(sample) / get_s:,.0f}/s; get_many(256): {n / many_s:,.0f} keys/s"
-        )
-        # Generous floor (a correctness-of-design check, not a benchmark): an index lookup,
-        # not a scan per key.
-        assert len(sample) / get_s > 5_000
+        for start in range(0, n, 4096):
+            chunk = keys[start : start + 256]
+            assert len(j.get_many(chunk)) == len(chunk)
         assert j.counts() == {UPLOADED: n}
+    con = sqlite3.connect(path)
+    plan = " ".join(
+        str(row[-1]) for row in con.execute("EXPLAIN QUERY PLAN SELECT * FROM entries WHERE key = ?", ("x",))
+    )
+    con.close()
+    assert "SEARCH" in plan and "SCAN" not in plan, plan
 
 
 def test_refuses_files_that_are_not_state_files(tmp_path: Path) -> None:

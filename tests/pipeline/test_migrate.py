@@ -251,3 +251,23 @@ def test_grouper_keeps_requests_under_the_limits():
         assert len(b) <= 64
         assert len(set().union(*(i.all_tags for i in b.items))) <= 20
         assert len({i.metadata for i in b.items}) == 1 and b.metadata == b.items[0].metadata
+
+
+async def test_both_sides_throttled_and_failing_still_complete(tmp_path):
+    """429s on the target and 5xx on the source: each side's client paces and retries on its own."""
+    from cvbulk.emulator import Faults
+
+    async with two_emulators(tmp_path) as (a, b), client_for(a) as src, client_for(b) as dst:
+        source_id, expected = await make_source(src, 200)
+        a.set_faults(Faults(error_rate=0.1))
+        b.set_faults(Faults(throttle_burst=2))
+        options = MigrateOptions("fruit", "fruit-copy", create=True, by="upload", state=tmp_path / "m.sqlite",
+                                 report=tmp_path / "m.json")
+        with anyio.fail_after(45):
+            result = await run_migrate(src, dst, options)
+        a.set_faults(Faults())
+        assert result.exit_code == 0, result.report["failures"]
+        assert result.report["extra"]["comparison"]["equal"]
+        client = result.report["client"]
+        assert client["throttled"] >= 2 and client["retries"] >= 3
+        await same_labels(src, source_id, dst, result.report["extra"]["target"]["project_id"], expected)

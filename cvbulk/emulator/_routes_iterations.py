@@ -1,0 +1,157 @@
+"""Training API handlers for iterations: train, read, rename, delete, performance, publish,
+quick tests and stored predictions."""
+
+from __future__ import annotations
+
+import anyio
+from aiohttp import web
+
+from ._errors import ApiError
+from ._http import IMAGES, base_url, json_response, q_bool, q_int, q_list, q_str, read_images, read_json
+from ._imaging import PREDICTION_MAX_BYTES
+from ._ingest import fetch_url
+from ._models import evaluate_iteration
+from ._predict import predict_image
+from ._routing import pid as _pid
+from ._routing import run
+from ._routing import state as _st
+
+__all__ = [
+    "train_project", "get_iterations", "get_iteration", "update_iteration", "delete_iteration",
+    "get_iteration_performance", "publish_iteration", "unpublish_iteration", "quick_test_image",
+    "quick_test_image_url", "query_predictions", "delete_prediction",
+]
+
+
+# -- training and iterations ------------------------------------------------------------------------
+async def train_project(request: web.Request) -> web.Response:
+    st = _st(request)
+    body = await read_json(request, required=False)
+    selected = (body or {}).get("selectedTags") if isinstance(body, dict) else None
+    training_type = q_str(request, "trainingType") or "Regular"
+    if training_type not in ("Regular", "Advanced"):
+        raise ApiError(400, "BadRequestInvalid", f"Unknown trainingType: {training_type}")
+    iteration, job = await run(lambda: st.store.start_training(
+        _pid(request), training_type=training_type, budget=q_int(request, "reservedBudgetInHours", 0),
+        force=q_bool(request, "forceTrain"), selected_tags=selected,
+    ))
+    st.start_training(job)
+    return json_response(iteration)
+
+
+async def get_iterations(request: web.Request) -> web.Response:
+    return json_response(await run(_st(request).store.get_iterations, _pid(request)))
+
+
+async def get_iteration(request: web.Request) -> web.Response:
+    return json_response(await run(_st(request).store.get_iteration, _pid(request), request.match_info["iterationId"]))
+
+
+async def update_iteration(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    it = await run(_st(request).store.update_iteration, _pid(request), request.match_info["iterationId"],
+                   body if isinstance(body, dict) else {})
+    return json_response(it)
+
+
+async def delete_iteration(request: web.Request) -> web.Response:
+    await run(_st(request).store.delete_iteration, _pid(request), request.match_info["iterationId"])
+    return web.Response(status=204)
+
+
+async def get_iteration_performance(request: web.Request) -> web.Response:
+    st = _st(request)
+    state = await run(lambda: st.store.iteration_state(_pid(request), request.match_info["iterationId"],
+                                                      samples=True))
+    if state["status"] != "Completed":
+        raise ApiError(404, "NotFoundIterationPerformance", "The iteration has no performance: it is not trained")
+    try:
+        threshold = float(q_str(request, "threshold") or 0.5)
+    except ValueError:
+        raise ApiError(400, "BadRequestInvalid", "threshold must be a number") from None
+    if not 0.0 <= threshold <= 1.0:
+        raise ApiError(400, "BadRequestInvalid", "threshold must be between 0 and 1")
+    default = abs(threshold - 0.5) < 1e-9
+    if default and state["performance"] is not None:
+        return json_response(state["performance"])
+    key = (state["id"], round(threshold, 6))
+    lock = st.perf_locks.setdefault(key, anyio.Lock())
+    async with lock:  # concurrent askers wait for one computation
+        perf = st.perf_cache.get(key)
+        if perf is None:
+            perf = await run(evaluate_iteration, st.blobs, state, threshold, st.config.seed, limiter=st.cpu)
+            st.perf_cache[key] = perf
+            if default:
+                await run(st.store.save_performance, state["id"], perf)
+    return json_response(perf)
+
+
+async def publish_iteration(request: web.Request) -> web.Response:
+    name = q_str(request, "publishName", required=True) or ""
+    resource = q_str(request, "predictionId", required=True) or ""
+    await run(_st(request).store.publish, _pid(request), request.match_info["iterationId"], name, resource,
+              q_bool(request, "overwrite"))
+    return json_response(True)
+
+
+async def unpublish_iteration(request: web.Request) -> web.Response:
+    await run(_st(request).store.unpublish, _pid(request), request.match_info["iterationId"])
+    return web.Response(status=204)
+
+
+async def _quick_test(request: web.Request, data: bytes) -> web.Response:
+    st = _st(request)
+    pid = _pid(request)
+    iteration_id = q_str(request, "iterationId") or await run(st.store.latest_completed, pid)
+    state = await run(st.store.iteration_state, pid, iteration_id)
+    if state["status"] != "Completed":
+        raise ApiError(400, "BadRequestIterationIsNotTrained", "The iteration is not trained")
+    result = await predict_image(st, pid, state, data, with_tag_type=True, store=q_bool(request, "store", True))
+    return json_response(result)
+
+
+async def quick_test_image(request: web.Request) -> web.Response:
+    images = await read_images(request, limit=1)
+    request[IMAGES] = 1
+    return await _quick_test(request, images[0][1])
+
+
+async def quick_test_image_url(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    url = body.get("url") if isinstance(body, dict) else None
+    if not url:
+        raise ApiError(400, "BadRequestImageUrl", "The body needs a url")
+    st = _st(request)
+    got = await fetch_url(st.http, url, PREDICTION_MAX_BYTES) if st.http else "ErrorSource"
+    if isinstance(got, str):
+        raise ApiError(400, "BadRequestImageUrl", "The image URL could not be read")
+    request[IMAGES] = 1
+    return await _quick_test(request, got)
+
+
+# -- stored predictions ---------------------------------------------------------------------------------
+async def query_predictions(request: web.Request) -> web.Response:
+    query = await read_json(request)
+    if not isinstance(query, dict):
+        raise ApiError(400, "BadRequestPredictionInvalidQueryParameters", "The query must be a JSON object")
+    results, next_offset = await run(_st(request).store.query_predictions, _pid(request), query)
+    base = base_url(request)
+    out = []
+    for r in results:
+        blob = f"{base}/emulator/blobs/{r.pop('_sha')}"
+        out.append({"resizedImageUri": f"{blob}/resized", "thumbnailUri": f"{blob}/thumbnail",
+                    "originalImageUri": blob, **r})
+    token = {**query, "continuation": str(next_offset) if next_offset is not None else None}
+    return json_response({"token": token, "results": out})
+
+
+async def delete_prediction(request: web.Request) -> web.Response:
+    ids = q_list(request, "ids")
+    if not ids:
+        raise ApiError(400, "BadRequestPredictionIdsMissing", "Give the ids of the predictions to delete")
+    if len(ids) > 64:
+        raise ApiError(400, "BadRequestPredictionIdsExceededCount", "At most 64 ids")
+    await run(_st(request).store.delete_predictions, _pid(request), ids)
+    return web.Response(status=204)
+
+

@@ -1,0 +1,230 @@
+"""Helpers shared by the reliability tests (issue 9): generated trees, a fast-failing client, the
+project's contents read back from the emulator, SQLite integrity checks, cvbulk run as a process.
+
+Each fault test records what it measured in ``MEASURED`` (test name -> row); with
+``CVBULK_RELIABILITY_TABLE=path`` set, the rows are written there as JSON at the end of the session,
+which is where the numbers of docs/reliability.md come from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import anyio
+import pytest
+
+from tests.corpus import make_tree
+
+REPO = Path(__file__).resolve().parents[2]
+ENV_NAMES = (
+    "VISION_TRAINING_ENDPOINT",
+    "VISION_TRAINING_KEY",
+    "VISION_PREDICTION_ENDPOINT",
+    "VISION_PREDICTION_KEY",
+    "VISION_PREDICTION_RESOURCE_ID",
+    "CVBULK_TIER",
+)
+
+MEASURED: dict[str, dict[str, Any]] = {}
+
+
+def measure(name: str, **row: Any) -> None:
+    MEASURED[name] = row
+
+
+def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001 - pytest's hook signature
+    target = os.environ.get("CVBULK_RELIABILITY_TABLE")
+    if target and MEASURED:
+        Path(target).write_text(json.dumps(MEASURED, indent=2, sort_keys=True), encoding="utf-8")
+
+
+@pytest.fixture(autouse=True)
+def _no_vision_env(monkeypatch):
+    """Connection settings come from each test, never from the developer's shell."""
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+
+
+# -- trees ------------------------------------------------------------------------------------------
+
+
+def small_tree(root: Path, per_tag: int = 120, *, tags: Iterable[str] = ("a", "b"), seed: int = 0) -> dict[str, str]:
+    """Tiny distinct jpgs, a folder per tag: relpath -> tag."""
+    return make_tree(root, {t: per_tag for t in tags}, size=(24, 24), seed=seed)
+
+
+def sha_of_files(root: Path, relpaths: Iterable[str]) -> dict[str, str]:
+    """relpath -> sha256 of the file's bytes (small jpgs pass through prepare untouched)."""
+    return {rel: hashlib.sha256((root / rel).read_bytes()).hexdigest() for rel in relpaths}
+
+
+# -- clients --------------------------------------------------------------------------------------
+
+
+def patient_retry(max_elapsed: float = 60.0):
+    """Enough attempts to ride out the faults, short waits so that a test takes seconds."""
+    from cvbulk.client import RetryPolicy
+
+    return RetryPolicy(max_attempts=30, base=0.02, cap=0.25, max_elapsed=max_elapsed)
+
+
+def training_client(emu, **kw):
+    from cvbulk.client import Pacer, TrainingClient
+
+    kw.setdefault("retry", patient_retry())
+    kw.setdefault("pacer", Pacer.for_tier("unlimited", max_concurrency=16))
+    return TrainingClient(emu.endpoint, emu.training_key, **kw)
+
+
+def prediction_client(emu, **kw):
+    from cvbulk.client import Pacer, PredictionClient
+
+    kw.setdefault("retry", patient_retry())
+    kw.setdefault("pacer", Pacer.for_tier("unlimited", max_concurrency=16))
+    return PredictionClient(emu.endpoint, emu.prediction_key, **kw)
+
+
+async def project_images(client, project_id: str) -> list[dict[str, Any]]:
+    """Every image of the project: id, content sha256 (from its blob URI) and tag ids."""
+    out = []
+    async for image in client.iter_images(project_id, page_size=256):
+        uri = image.original_image_uri or ""
+        sha = urlparse(uri).path.rstrip("/").split("/")[-1]
+        out.append({"id": image.id, "sha": sha, "tags": sorted(t.tag_id for t in (image.tags or ()))})
+    return out
+
+
+async def check_project(client, project_id: str, expected_sha: dict[str, str], tag_of: dict[str, str]) -> dict[str, int]:
+    """The project holds exactly the expected contents, each once, with its tag; returns the counts."""
+    images = await project_images(client, project_id)
+    tags = {t.name: t.id for t in await client.get_tags(project_id)}
+    shas = [im["sha"] for im in images]
+    expected = set(expected_sha.values())
+    duplicates = len(shas) - len(set(shas))
+    lost = len(expected - set(shas))
+    extra = len(set(shas) - expected)
+    count = await client.get_image_count(project_id)
+    assert count == len(images), (count, len(images))
+    assert duplicates == 0, f"{duplicates} images twice in the project"
+    assert lost == 0, f"{lost} images missing from the project"
+    assert extra == 0, f"{extra} images in the project that were never sent"
+    by_sha = {im["sha"]: im for im in images}
+    for rel, sha in expected_sha.items():
+        assert by_sha[sha]["tags"] == [tags[tag_of[rel]]], rel
+    per_tag = {name: await client.get_tagged_image_count(project_id, tag_ids=[tid]) for name, tid in tags.items()}
+    for name in tags:
+        assert per_tag[name] == sum(1 for t in tag_of.values() if t == name), (name, per_tag)
+    return {"in_project": len(images), "duplicates": duplicates, "lost": lost}
+
+
+# -- SQLite ---------------------------------------------------------------------------------------
+
+
+def integrity(path: Path) -> str:
+    """PRAGMA integrity_check of a SQLite file (its WAL, if any, is read with it)."""
+    db = sqlite3.connect(str(path), timeout=10)
+    try:
+        return db.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        db.close()
+
+
+def journal_rows(path: Path) -> dict[str, dict[str, Any]]:
+    """key -> row of a cvbulk state file, read without a Journal (as any SQLite tool would)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    db.row_factory = sqlite3.Row
+    try:
+        return {r["key"]: dict(r) for r in db.execute("SELECT * FROM entries")}
+    finally:
+        db.close()
+
+
+def journal_count(path: Path, statuses: tuple[str, ...]) -> int:
+    """How many rows hold one of ``statuses``; 0 while the file is not there or not ready."""
+    if not path.exists():
+        return 0
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            marks = ",".join("?" * len(statuses))
+            return db.execute(f"SELECT COUNT(*) FROM entries WHERE status IN ({marks})", statuses).fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        return 0  # the schema is not written yet
+
+
+# -- cvbulk as a process --------------------------------------------------------------------------
+
+
+def cli_env(emu=None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONUNBUFFERED"] = "1"
+    if emu is not None:
+        env["VISION_TRAINING_ENDPOINT"] = emu.endpoint
+        env["VISION_TRAINING_KEY"] = emu.training_key
+        env["VISION_PREDICTION_ENDPOINT"] = emu.endpoint
+        env["VISION_PREDICTION_KEY"] = emu.prediction_key
+    env.update(extra)
+    return env
+
+
+def cvbulk(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cvbulk", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def spawn(*args: str, env: dict[str, str], cwd: Path, stdout=None, stderr=None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cvbulk", *args], env=env, cwd=cwd,
+        stdout=stdout or subprocess.DEVNULL, stderr=stderr or subprocess.DEVNULL,
+    )
+
+
+def wait_until(predicate, *, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
+    """Poll ``predicate`` (a condition on files another process writes) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc is not None and proc.poll() is not None:
+            return  # it finished first: the caller sees that
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+# -- a published model ----------------------------------------------------------------------------
+
+
+async def train_and_publish(emu, name: str, tmp: Path, *, per_tag: int = 6) -> tuple[str, dict[str, str]]:
+    """A classification project trained on a small tree and published as ``name``: (project id, tag ids)."""
+    from cvbulk.client import TrainingClient
+
+    root = tmp / f"train-{name}"
+    tree = make_tree(root, {"a": per_tag, "b": per_tag}, size=(32, 32), seed=77)
+    async with TrainingClient(emu.endpoint, emu.training_key) as training:
+        project = await training.create_project(f"model-{name}")
+        tags = {t: (await training.create_tag(project.id, t)).id for t in ("a", "b")}
+        for tag in ("a", "b"):
+            images = [(Path(rel).name, (root / rel).read_bytes()) for rel, t in tree.items() if t == tag]
+            summary = await training.create_images_from_data(project.id, images, tag_ids=[tags[tag]])
+            assert summary.is_batch_successful
+        iteration = await training.train_project(project.id)
+        with anyio.fail_after(60):
+            while iteration.status != "Completed":
+                assert iteration.status in ("Training", "Queued", "Staging"), iteration.status
+                await anyio.sleep(0.05)  # polling the service's status, as a user would
+                iteration = await training.get_iteration(project.id, iteration.id)
+        await training.publish_iteration(project.id, iteration.id, name, emu.prediction_resource_id)
+    return project.id, tags
