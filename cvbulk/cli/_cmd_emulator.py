@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 from pathlib import Path
 
 import anyio
 
-from ._common import ExitCode, add_common_args, remember_secret
+from ._common import CLIError, ExitCode, add_common_args, remember_secret
 
 __all__ = ["register", "run"]
 
@@ -35,13 +34,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--prediction-tps", type=float, metavar="N", help="prediction calls per second")
     parser.add_argument("--no-retry-after", dest="retry_after", action="store_false",
                         help="leave the Retry-After header out of 429 answers")
-    parser.add_argument("--training-key", default=DEFAULT_TRAINING_KEY, metavar="KEY")
-    parser.add_argument("--prediction-key", default=DEFAULT_PREDICTION_KEY, metavar="KEY")
+    parser.add_argument("--training-key", default=DEFAULT_TRAINING_KEY, metavar="KEY",
+                        help="the Training-Key it accepts (default: the emulator's well-known key)")
+    parser.add_argument("--prediction-key", default=DEFAULT_PREDICTION_KEY, metavar="KEY",
+                        help="the Prediction-Key it accepts (default: the emulator's well-known key)")
     faults = parser.add_argument_group("misbehaviour (off by default)")
     faults.add_argument("--error-rate", type=float, default=0.0, metavar="P", help="share of requests answered 500/503")
     faults.add_argument("--drop-rate", type=float, default=0.0, metavar="P", help="share of connections dropped")
     faults.add_argument("--drop-after-work", type=float, default=0.5, metavar="P",
                         help="share of the dropped requests dropped after the work was done")
+    faults.add_argument("--throttle-burst", type=int, default=0, metavar="N",
+                        help="answer the first N API requests with 429")
     faults.add_argument("--latency", type=float, default=0.0, metavar="S", help="seconds added to every request")
     faults.add_argument("--latency-per-image", type=float, default=0.0, metavar="S")
     faults.add_argument("--latency-per-mb", type=float, default=0.0, metavar="S")
@@ -54,18 +57,20 @@ def run(args: argparse.Namespace) -> int:
     from ..emulator import Emulator, EmulatorConfig, Faults, Latency, startup_line
 
     if not 0 <= args.port <= 65535:
-        print("cvbulk: error: --port must be 0..65535", file=sys.stderr)
-        return ExitCode.USAGE
-    for rate in (args.error_rate, args.drop_rate):
+        raise CLIError("--port must be 0..65535")
+    for rate in (args.error_rate, args.drop_rate, args.drop_after_work):
         if not 0.0 <= rate <= 1.0:
-            print("cvbulk: error: rates must be between 0 and 1", file=sys.stderr)
-            return ExitCode.USAGE
-    remember_secret(args.training_key if args.training_key else None)
+            raise CLIError("--error-rate, --drop-rate and --drop-after-work must be between 0 and 1")
+    if args.throttle_burst < 0:
+        raise CLIError("--throttle-burst must be 0 or more")
+    remember_secret(args.training_key)  # printed once at start-up, scrubbed from any error output
+    remember_secret(args.prediction_key)
     config = EmulatorConfig(
         host=args.host, port=args.port, data_dir=args.data, tier=args.tier,
         training_tps=args.training_tps, prediction_tps=args.prediction_tps, retry_after=args.retry_after,
         training_key=args.training_key, prediction_key=args.prediction_key,
-        faults=Faults(error_rate=args.error_rate, drop_rate=args.drop_rate, drop_after_work=args.drop_after_work),
+        faults=Faults(error_rate=args.error_rate, drop_rate=args.drop_rate, drop_after_work=args.drop_after_work,
+                      throttle_burst=args.throttle_burst),
         latency=Latency(per_request=args.latency, per_image=args.latency_per_image, per_mb=args.latency_per_mb),
         seed=args.seed,
     )

@@ -86,13 +86,16 @@ async def _api(request: web.Request, handler):
         return _throttled(st, operation, api, 1)
     if faults.error_rate and st.rng.random() < faults.error_rate:
         status = st.rng.choice((500, 503))
-        code = "ErrorUnknown" if status == 500 else "ErrorPredictionServiceUnavailable"
+        code = "ErrorPredictionServiceUnavailable" if status == 503 and api == "Prediction" else "ErrorUnknown"
         return json_response({"code": code, "message": "Injected failure (emulator faults)"}, status=status)
     wait = st.rates.check(group)
     if wait:
         return _throttled(st, operation, api, wait)
 
-    response = await handler(request)
+    try:
+        response = await handler(request)
+    except ApiError as exc:  # answered here so that drops and latency apply to errors too
+        response = json_response(exc.body(), status=exc.status)
     if drop_after:
         return _drop(request)
     latency = st.latency

@@ -85,6 +85,7 @@ class StoreBase:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes
+        self._db.execute("PRAGMA busy_timeout=10000")  # another process on the same data dir waits, not fails
         self._db.execute("PRAGMA foreign_keys=OFF")
         self._db.executescript(_SCHEMA)
 

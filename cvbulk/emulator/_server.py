@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import shutil
 import tempfile
 import threading
@@ -20,9 +19,6 @@ from ._config import EmulatorConfig, Faults, Latency
 from ._state import EmulatorState
 
 __all__ = ["Emulator", "EmulatorThread"]
-
-log = logging.getLogger("cvbulk.emulator")
-
 
 class Emulator:
     """A local Custom Vision service on the running event loop::

@@ -37,6 +37,7 @@ __all__ = [
     "label_file_for",
     "write_label_file",
     "atomic_write_bytes",
+    "iter_rows",
 ]
 
 FORMATS = ("folders", "csv", "regions-json", "coco")

@@ -225,42 +225,23 @@ class MigrateSender:
                 self.project_id, [entries[k] for k in sub], metadata=dict(batch.metadata) or None
             )
 
+        by_url = {item.url: k for k, item in enumerate(items)}
+
         def index_of(result: ImageCreateResult, sub: Sequence[int]) -> int | None:
-            by_url = {items[k].url: k for k in sub}
-            return by_url.get((result.source_url or "").strip().strip('"'))
+            k = by_url.get((result.source_url or "").strip().strip('"'))
+            return k if k in sub else None
 
         return no_url + await self._send_split(items, list(range(len(items))), create, index_of, "url", {})
 
     # -- by download and upload ------------------------------------------------------------------------
 
     async def _by_upload(self, batch: MigrateBatch) -> list[Outcome]:
-        data: dict[int, bytes] = {}
-        failed: list[Outcome] = []
-        fatal: list[CustomVisionError] = []
-        limiter = anyio.CapacityLimiter(_DOWNLOADS_PER_BATCH)
-
-        async def fetch(k: int, item: MigrateItem) -> None:
-            async with limiter:
-                if not item.url:
-                    failed.append(Outcome(item, FAILED, reason="the source gave no image URI", by="upload"))
-                    return
-                try:
-                    data[k] = await self.source.download(item.url)
-                except AuthenticationError as exc:
-                    fatal.append(exc)  # raised below, once, outside the task group
-                except NotFoundError as exc:
-                    failed.append(Outcome(item, FAILED, reason=f"gone from the source: {_one_line(exc)}", by="upload"))
-                except CustomVisionError as exc:
-                    failed.append(Outcome(item, ERROR, reason=f"download: {_one_line(exc)}", by="upload"))
-
-        async with anyio.create_task_group() as tg:
-            for k, item in enumerate(batch.items):
-                tg.start_soon(fetch, k, item)
-        if fatal:
-            raise FatalMigrateError(fatal[0], [Outcome(i, ERROR, reason=_one_line(fatal[0])) for i in batch.items])
-        self.bytes_downloaded += sum(len(d) for d in data.values())
+        """Download and send in steps: at most a request's byte budget plus one round of downloads is
+        held in memory per sender, however large the images."""
         items = batch.items
-        sizes = {k: len(d) for k, d in data.items()}
+        data: dict[int, bytes] = {}
+        sizes: dict[int, int] = {}
+        outcomes: list[Outcome] = []
 
         async def create(sub: Sequence[int]) -> Any:
             entries = [
@@ -282,20 +263,59 @@ class MigrateSender:
             n = int(m.group(1)) if m else -1
             return sub[n] if 0 <= n < len(sub) else None
 
-        outcomes = list(failed)
-        # Requests under the byte budget (base64 grows the bytes by a third).
-        chunk: list[int] = []
+        async def flush(pending: list[int]) -> None:
+            outcomes.extend(await self._send_split(items, pending, create, index_of, "upload", sizes))
+            for k in pending:
+                del data[k]  # sent: let the bytes go
+
+        pending: list[int] = []
         budget = 0
-        for k in sorted(data):
-            wire = 4 * ((sizes[k] + 2) // 3)
-            if chunk and budget + wire > self.batch_bytes:
-                outcomes += await self._send_split(items, chunk, create, index_of, "upload", sizes)
-                chunk, budget = [], 0
-            chunk.append(k)
-            budget += wire
-        if chunk:
-            outcomes += await self._send_split(items, chunk, create, index_of, "upload", sizes)
+        for start in range(0, len(items), _DOWNLOADS_PER_BATCH):
+            indices = range(start, min(start + _DOWNLOADS_PER_BATCH, len(items)))
+            outcomes += await self._download(items, indices, data)
+            for k in indices:
+                if k not in data:
+                    continue
+                sizes[k] = len(data[k])
+                wire = 4 * ((sizes[k] + 2) // 3)  # base64 grows the bytes by a third
+                if pending and budget + wire > self.batch_bytes:
+                    await flush(pending)
+                    pending, budget = [], 0
+                pending.append(k)
+                budget += wire
+        if pending:
+            await flush(pending)
         return outcomes
+
+    async def _download(self, items: Sequence[MigrateItem], indices: Iterable[int], data: dict[int, bytes]) -> list[Outcome]:
+        """Fetch the original bytes of ``items[k]`` for each k concurrently into ``data``; the failures."""
+        failed: list[Outcome] = []
+        fatal: list[CustomVisionError] = []
+
+        async def fetch(k: int) -> None:
+            item = items[k]
+            if not item.url:
+                failed.append(Outcome(item, FAILED, reason="the source gave no image URI", by="upload"))
+                return
+            try:
+                data[k] = await self.source.download(item.url)
+            except AuthenticationError as exc:
+                fatal.append(exc)  # raised below, once, outside the task group
+            except NotFoundError as exc:
+                failed.append(Outcome(item, FAILED, reason=f"gone from the source: {_one_line(exc)}", by="upload"))
+            except CustomVisionError as exc:
+                failed.append(Outcome(item, ERROR, reason=f"download: {_one_line(exc)}", by="upload"))
+            else:
+                self.bytes_downloaded += len(data[k])
+
+        async with anyio.create_task_group() as tg:
+            for k in indices:
+                tg.start_soon(fetch, k)
+        if fatal:
+            # No outcome recorded: part of the batch may be on the target already; left `sending`, a
+            # resume re-sends it and counts the target's OKDuplicate as ours.
+            raise FatalMigrateError(fatal[0], [])
+        return failed
 
     # -- shared ----------------------------------------------------------------------------------------
 

@@ -104,6 +104,9 @@ class UploadOptions:
     tier: str | None = None  # for the tags-per-project check; None: learn it from the service
     max_concurrency: int = 16  # sender tasks; the client's Pacer adapts below this
     batch_bytes: int = DEFAULT_BATCH_BYTES
+    # Bytes of batches the senders may hold at once (default 8 x batch_bytes): bounds memory
+    # when images are large; small images leave it far from the limit.
+    max_inflight_bytes: int | None = None
     domain: str | None = None
     classification_type: str | None = None
     linger: float = DEFAULT_LINGER
@@ -416,8 +419,9 @@ async def _pipeline(run: _Run) -> None:
         if opts.dry_run:
             tg.start_soon(_dry_run_sink, run, batch_recv)
         else:
+            budget = _ByteBudget(opts.max_inflight_bytes or 8 * opts.batch_bytes)
             for _ in range(opts.max_concurrency):
-                tg.start_soon(_sender, run, batch_recv.clone())
+                tg.start_soon(_sender, run, batch_recv.clone(), budget)
             batch_recv.close()
 
 
@@ -577,23 +581,63 @@ def _concurrency(client: Any) -> int | None:
         return None
 
 
-async def _sender(run: _Run, batch_recv: ObjectReceiveStream[Batch]) -> None:
+class _ByteBudget:
+    """Bytes of batches held by the senders. Senders mostly wait (for a rate token, for the
+    service): without a bound, N senders with big images would hold N x the batch budget."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._changed = anyio.Event()
+
+    async def reserve(self, n: int) -> None:
+        # One holder always proceeds, so an oversized batch cannot wait for ever.
+        while self.used and self.used + n > self.limit:
+            await self._changed.wait()
+        self.used += n
+
+    def release(self, n: int) -> None:
+        self.used -= n
+        self._changed.set()
+        self._changed = anyio.Event()
+
+
+async def _sender(run: _Run, batch_recv: ObjectReceiveStream[Batch], budget: _ByteBudget) -> None:
     assert run.sender is not None and run.journal is not None
     journal = run.journal
+    most = run.options.batch_bytes
     async with batch_recv:
-        async for batch in batch_recv:
-            prior = {it.key: it.context.prior_status for it in batch.items}
-            # Intent first: a kill from here on leaves these files `sending`, re-sent on resume.
-            await run.journal_call(journal.mark_sending, [_entry(it, SENDING) for it in batch.items])
+        while True:
+            # Room for the largest batch first, so that waiting happens before a batch is held.
+            await budget.reserve(most)
             try:
-                outcomes = await run.sender.send(batch, prior=prior)
-            except FatalSendError as exc:
-                await run.journal_call(journal.record, [_outcome_entry(o) for o in exc.outcomes])
-                raise exc.error from None
-            await run.journal_call(journal.record, [_outcome_entry(o) for o in outcomes])
-            sent = sum(o.item.nbytes for o in outcomes if o.status in (UPLOADED, DUPLICATE))
-            run.bytes_sent += sent
-            run.advance([o.status for o in outcomes], nbytes=sent)
+                batch = await batch_recv.receive()
+            except anyio.EndOfStream:
+                budget.release(most)
+                return
+            held = batch.nbytes
+            budget.release(most - held)
+            try:
+                await _send_one(run, journal, batch)
+            finally:
+                budget.release(held)
+
+
+async def _send_one(run: _Run, journal: Journal, batch: Batch) -> None:
+    assert run.sender is not None
+    prior = {it.key: it.context.prior_status for it in batch.items}
+    # Intent first: a kill from here on leaves these files `sending`, re-sent on resume.
+    await run.journal_call(journal.mark_sending, [_entry(it, SENDING) for it in batch.items])
+    try:
+        outcomes = await run.sender.send(batch, prior=prior)
+    except FatalSendError as exc:
+        await run.journal_call(journal.record, [_outcome_entry(o) for o in exc.outcomes])
+        raise exc.error from None
+    # The outcome is on disk before this sender takes its next batch.
+    await run.journal_call(journal.record, [_outcome_entry(o) for o in outcomes])
+    sent = sum(o.item.nbytes for o in outcomes if o.status in (UPLOADED, DUPLICATE))
+    run.bytes_sent += sent
+    run.advance([o.status for o in outcomes], nbytes=sent)
 
 
 def _outcome_entry(o: Outcome) -> JournalEntry:

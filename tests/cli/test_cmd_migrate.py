@@ -118,6 +118,12 @@ def test_migrate_between_resources_then_nothing_to_do(tmp_path):
                                              "--tier", "unlimited", "--state", str(tmp_path / "x.sqlite")),
                                  env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
         assert missing.returncode == 3 and "--create" in missing.stderr
+        env["VISION_TARGET_TRAINING_KEY"] = "not-the-target-key-42"
+        wrong = subprocess.run(cvbulk_argv("migrate", "--from-project", "tools", "--to-project", "tools-copy",
+                                           "--tier", "unlimited", "--state", str(tmp_path / "w.sqlite")),
+                               env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert wrong.returncode == 3, wrong.stderr
+        assert "not-the-target-key-42" not in wrong.stderr + wrong.stdout
 
 
 def test_migrate_killed_with_sigkill_then_resumed_without_duplicates(tmp_path):

@@ -232,3 +232,23 @@ async def test_temporary_data_dir_is_removed():
         path = emu.data_dir
         assert path.exists()
     assert not path.exists()
+
+
+async def test_per_image_tag_rules_in_a_files_batch(api, monkeypatch):
+    import base64
+
+    from cvbulk.emulator import _db
+
+    monkeypatch.setattr(_db, "MAX_TAGS_PER_IMAGE", 2)
+    pid = (await api.project())["id"]
+    a, b, c = [(await api.tag(pid, n))["id"] for n in "abc"]
+    _, negative = await api.call("POST", f"/projects/{pid}/tags", params={"name": "none", "type": "Negative"})
+
+    def entry(seed: int, tags: list[str]) -> dict:
+        return {"name": f"{seed}.jpg", "contents": base64.b64encode(jpeg(seed)).decode(), "tagIds": tags}
+
+    batch = {"images": [entry(1, [a, b]), entry(2, [a, b, c]), entry(3, [a, negative["id"]]),
+                        {"name": "bad", "contents": "!!!not base64!!!"}]}
+    _, body = await api.call("POST", f"/projects/{pid}/images/files", json=batch, expect=207)
+    assert [i["status"] for i in body["images"]] == [
+        "OK", "ErrorTagLimitExceed", "ErrorNegativeAndRegularTagOnSameImage", "ErrorImageFormat"]

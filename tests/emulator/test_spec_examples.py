@@ -18,10 +18,9 @@ from ._helpers import jpeg
 
 pytestmark = pytest.mark.timeout(60)
 
-SPECS = Path("/work/shared/specs/customvision")
-if not SPECS.exists():  # the checkout's parent holds the specs
-    SPECS = Path(__file__).resolve().parents[3] / "shared" / "specs" / "customvision"
-EXAMPLE_DIRS = [SPECS / "Training/stable/v3.3/examples", SPECS / "Prediction/stable/v3.0/examples"]
+# Copies of the spec's example files (see spec_examples/SOURCE.md).
+EXAMPLES = Path(__file__).resolve().parent / "spec_examples"
+EXAMPLE_DIRS = [EXAMPLES / "Training", EXAMPLES / "Prediction"]
 
 # Operations with saved examples that the emulator does not implement (no stored predictions,
 # no exports of models): listed so that the replay below covers everything else.

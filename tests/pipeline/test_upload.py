@@ -547,3 +547,32 @@ async def test_unreadable_root_is_a_usage_error(tmp_path, monkeypatch):
     with pytest.raises(CLIError) as err:
         await run_upload(fake, opts(tmp_path, root, "proj"))
     assert err.value.exit_code == 2 and "permission denied" in str(err.value)
+
+
+async def test_senders_hold_at_most_the_inflight_byte_budget(tmp_path):
+    root = tmp_path / "tree"
+    make_tree(root, {"a": 60})
+    fake = FakeTraining()
+    p = fake.add_project("proj")
+    inflight = peak = 0
+    real = fake._create
+
+    async def slow(pid, named):
+        nonlocal inflight, peak
+        size = sum(len(d) for _, d, _, _ in named)
+        inflight += size
+        peak = max(peak, inflight)
+        await anyio.sleep(0.01)  # overlap: let every sender that may hold a batch get one
+        try:
+            return await real(pid, named)
+        finally:
+            inflight -= size
+
+    fake._create = slow
+    size = (root / "a" / "a_0000.jpg").stat().st_size
+    o = opts(tmp_path, root, "proj", batch_bytes=4 * size + 10, max_inflight_bytes=8 * size + 20,
+             max_concurrency=8)
+    with anyio.fail_after(30):
+        result = await run_upload(fake, o)
+    assert result.exit_code == 0 and len(fake.images[p.id]) == 60
+    assert peak <= 8 * size + 20 + 4 * size  # the budget, give or take one batch's headroom

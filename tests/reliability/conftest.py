@@ -228,3 +228,30 @@ async def train_and_publish(emu, name: str, tmp: Path, *, per_tag: int = 6) -> t
                 iteration = await training.get_iteration(project.id, iteration.id)
         await training.publish_iteration(project.id, iteration.id, name, emu.prediction_resource_id)
     return project.id, tags
+
+
+# -- prediction output ----------------------------------------------------------------------------
+
+
+def output_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a prediction CSV or JSONL output, as dicts (path, status, reason, ...)."""
+    import csv
+
+    if path.suffix == ".jsonl":
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def one_row_each(path: Path, expected: Iterable[str]) -> list[dict[str, str]]:
+    """Exactly one row per expected path, and nothing else."""
+    rows = output_rows(path)
+    paths = [r["path"] for r in rows]
+    twice = sorted({p for p in paths if paths.count(p) > 1})
+    assert not twice, f"{len(twice)} paths with more than one row, e.g. {twice[:3]}"
+    missing = sorted(set(expected) - set(paths))
+    assert not missing, f"{len(missing)} paths without a row, e.g. {missing[:3]}"
+    stray = sorted(set(paths) - set(expected))
+    assert not stray, f"rows for unknown paths: {stray[:3]}"
+    return rows

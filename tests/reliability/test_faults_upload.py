@@ -97,9 +97,9 @@ async def test_errors_and_drops_together(emu, tmp_path):
 
 
 async def test_burst_of_429_with_retry_after(emu, tmp_path):
-    row = await _upload(emu, tmp_path, "faults-429", before=lambda: emu.set_faults(Faults(throttle_burst=12)))
-    assert row["throttled"] == 12
-    measure("upload: burst of 12 x 429 with Retry-After", **row)
+    row = await _upload(emu, tmp_path, "faults-429", before=lambda: emu.set_faults(Faults(throttle_burst=6)))
+    assert row["throttled"] == 6
+    measure("upload: burst of 6 x 429 with Retry-After", **row)
 
 
 @pytest.mark.timeout(90)
@@ -107,9 +107,9 @@ async def test_burst_of_429_without_retry_after(tmp_path):
     # No header: the client reads "Please retry after 1 second" from the message.
     config = EmulatorConfig(data_dir=tmp_path / "emulator", retry_after=False, seed=3)
     with EmulatorThread(config) as emu:
-        row = await _upload(emu, tmp_path, "faults-429-bare", before=lambda: emu.set_faults(Faults(throttle_burst=12)))
-    assert row["throttled"] == 12
-    measure("upload: burst of 12 x 429 without Retry-After", **row)
+        row = await _upload(emu, tmp_path, "faults-429-bare", before=lambda: emu.set_faults(Faults(throttle_burst=6)))
+    assert row["throttled"] == 6
+    measure("upload: burst of 6 x 429 without Retry-After", **row)
 
 
 async def test_latency_spike_over_the_client_timeout(emu, tmp_path):

@@ -1,0 +1,221 @@
+"""Writing the results: JSON (everything), Markdown (the tables), PNG (throughput over time, Pillow only)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+
+__all__ = ["write_results", "markdown", "chart"]
+
+_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+
+
+def _f(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f} %"
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}x"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def _upload_rate(s: dict[str, Any]) -> list[str]:
+    c = s["ceiling"]
+    p = s["params"]
+    lines = [
+        f"{p['files']:,} photos ({p['tree']['total_mb']:,.0f} MB, median {p['tree']['size_mb']['median']} MB, "
+        f"{p['tree']['needs_fix']} need a fix); latency model: {p['latency_text']}; "
+        f"ceiling **{c['images_per_s']:g} images/s** ({c['why']}); a full batch takes {c['full_batch_latency_s']} s "
+        f"under the model, so {c['in_flight_needed']} requests must be in flight to hold the rate; "
+        f"best possible wall time {c['best_wall_s']} s.",
+        "",
+    ]
+    rows = []
+    for r in s["rows"]:
+        m = r["median"]
+        rows.append([r["client"], _f(m.get("sustained_ips")), _f(m.get("e2e_ips")), _pct(r.get("ratio_to_ceiling")),
+                     _x(r.get("ratio_to_best_sdk")), _f(m.get("wall_s")), f"{_f(m.get('images'), 0)}",
+                     _f(m.get("throttled"), 0), _f(m.get("lost"), 0), _f(m.get("cpu_s")), _f(m.get("emulator_cpu_s")),
+                     _f(m.get("maxrss_mb"), 0)])
+    lines += _table(["client", "images/s sustained", "images/s end-to-end", "of ceiling", "vs best SDK",
+                     "wall s", "images in", "429s", "lost", "client CPU s", "emulator CPU s", "peak RSS MB"], rows)
+    return lines
+
+
+def _upload_cpu(s: dict[str, Any]) -> list[str]:
+    p = s["params"]
+    lines = [f"{p['files']:,} photos ({p['tree']['total_mb']:,.0f} MB), emulator unthrottled, no latency; "
+             f"{p.get('method', '')}.", ""]
+    rows = []
+    for r in s["rows"]:
+        m = r["median"]
+        rows.append([r["client"], _f(m.get("sustained_ips")), _f(m.get("cpu_ms_per_image"), 2),
+                     _f(r.get("fixed_cpu_s"), 2), _f(m.get("emulator_cpu_ms_per_image"), 2),
+                     _f(r.get("client_cores_busy"), 2), _f(r.get("emulator_cores_busy"), 2),
+                     _f(m.get("maxrss_mb"), 0), r.get("limit", "-")])
+    lines += _table(["client", "images/s sustained", "client CPU s / 1,000 images", "fixed CPU s (start-up)",
+                     "emulator CPU s / 1,000 images", "client cores busy", "emulator cores busy", "peak RSS MB",
+                     "limit"], rows)
+    return lines
+
+
+def _predict_rate(s: dict[str, Any]) -> list[str]:
+    c = s["ceiling"]
+    p = s["params"]
+    lines = [f"{p['files']:,} photos; latency model: {p['latency_text']}; ceiling **{c['images_per_s']:g} images/s** "
+             f"({c['why']}; {c['in_flight_needed']} in flight needed at {c['mean_latency_s']} s a call). "
+             f"{p['model']}.", ""]
+    rows = []
+    for r in s["rows"]:
+        m = r["median"]
+        rows.append([r["client"], _f(m.get("sustained_ips")), _f(m.get("e2e_ips")), _pct(r.get("ratio_to_ceiling")),
+                     _x(r.get("ratio_to_best_sdk")), _f(m.get("wall_s")), _f(m.get("images"), 0),
+                     _f(m.get("throttled"), 0), _f(m.get("lost"), 0), _f(m.get("cpu_s"))])
+    lines += _table(["client", "images/s sustained", "images/s end-to-end", "of ceiling", "vs best SDK", "wall s",
+                     "scored", "429s", "lost", "client CPU s"], rows)
+    return lines
+
+
+def _memory(s: dict[str, Any]) -> list[str]:
+    lines = [f"Tree: {s['params']['tree']}.", ""]
+    rows = [[r["client"], _f(r["median"].get("maxrss_mb"), 0), _f(r["median"].get("wall_s")), _f(r["median"].get("ips"), 0),
+             str(len(r["runs"]))] for r in s["rows"]]
+    lines += _table(["run", "peak RSS MB", "wall s", "files/s", "runs"], rows)
+    g = s.get("growth") or {}
+    sizes = s["params"]["sizes"]
+    lines += ["", f"Peak RSS at {sizes[1]:,} files / at {sizes[0]:,} files: dry run {_x(g.get('dry-run'))}, "
+              f"upload {_x(g.get('upload'))} (1.0x = flat)."]
+    return lines
+
+
+def _prepare(s: dict[str, Any]) -> list[str]:
+    p = s["params"]
+    lines = [f"{p['files']} JPEGs of 10,600x700 ({p['tree']['size_mb']['median']} MB each) on {p['cores']} cores; "
+             f"work per image: {p['work']}.", ""]
+    rows = [[r["client"], _f(r["median"].get("ips"), 2), _f(r["median"].get("wall_s"), 2), _pct(r.get("ratio_to_pool"))]
+            for r in s["rows"]]
+    lines += _table(["how", "images/s", "wall s", "of the Pool's rate"], rows)
+    return lines
+
+
+_RENDER = {"upload-rate": _upload_rate, "upload-cpu": _upload_cpu, "predict-rate": _predict_rate,
+           "memory": _memory, "prepare": _prepare}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"# cvbulk benchmark results ({results['mode']})", "",
+        f"Machine: {m['cores']} cores ({m.get('cpu')}), {m.get('memory_gb')} GB memory, {m['os']}, {m['python']}; "
+        f"aiohttp {m['packages'].get('aiohttp')}, Pillow {m['packages'].get('pillow')}, SDK "
+        f"azure-cognitiveservices-vision-customvision {m['packages'].get('azure-cognitiveservices-vision-customvision')}"
+        f" (msrest {m['packages'].get('msrest')}). The emulator runs as its own process on the same machine.",
+        "", f"Each figure is the median of {results['runs']} run(s). Sustained = images/s between 10 % and 90 % of the "
+        "images done (start-up and the last requests' tail left out); end-to-end = images / the client process's "
+        "whole wall time (Python start-up, project and tags included).", "",
+    ]
+    for name, s in results["scenarios"].items():
+        lines += [f"## {s['title']}", "", f"_measured {s.get('measured_at')}, load average before: "
+                  f"{s.get('load_average_before')}_", ""]
+        lines += _RENDER[name](s)
+        for note in s.get("notes", []):
+            lines += ["", note]
+        if s.get("chart"):
+            lines += ["", f"![throughput over time]({s['chart']})"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _rates(series: list[list[float]] | list[tuple[float, int]], window: float = 2.0) -> list[tuple[float, float]]:
+    """Images/s over a sliding window from (t, cumulative count) samples."""
+    pts = [(float(t), float(n)) for t, n in series]
+    out = []
+    j = 0
+    for i, (t, n) in enumerate(pts):
+        while pts[j][0] < t - window:
+            j += 1
+        t0, n0 = pts[j]
+        if t > t0:
+            out.append((t, (n - n0) / (t - t0)))
+    return out
+
+
+def chart(title: str, rows: list[dict[str, Any]], ceiling: float | None, path: Path) -> None:
+    """Images/s over time (2 s sliding window), one line per client, the ceiling dashed."""
+    W, H, L, R, T, B = 1100, 560, 70, 330, 50, 50
+    img = Image.new("RGB", (W, H), "white")
+    d = ImageDraw.Draw(img)
+    try:
+        font = ImageFont.load_default(size=14)
+        small = ImageFont.load_default(size=12)
+    except TypeError:  # Pillow < 10.1
+        font = small = ImageFont.load_default()
+    lines = [(r["client"], _rates(r.get("series") or [])) for r in rows if r.get("series")]
+    tmax = max([p[0] for _, pts in lines for p in pts] + [1.0])
+    ymax = max([p[1] for _, pts in lines for p in pts] + [ceiling or 0, 1.0]) * 1.1
+    pw, ph = W - L - R, H - T - B
+
+    def xy(t: float, y: float) -> tuple[float, float]:
+        return L + pw * t / tmax, T + ph * (1 - y / ymax)
+
+    d.text((L, 15), title, fill="black", font=font)
+    d.rectangle([L, T, L + pw, T + ph], outline=(120, 120, 120))
+    for k in range(6):
+        y = ymax * k / 5
+        _, py = xy(0, y)
+        d.line([L, py, L + pw, py], fill=(230, 230, 230))
+        d.text((8, py - 7), f"{y:,.0f}", fill="black", font=small)
+        t = tmax * k / 5
+        px, _ = xy(t, 0)
+        d.text((px - 10, T + ph + 8), f"{t:.0f} s", fill="black", font=small)
+    d.text((8, T - 22), "images/s", fill="black", font=small)
+    if ceiling:
+        _, py = xy(0, ceiling)
+        for x in range(L, L + pw, 12):
+            d.line([x, py, min(x + 6, L + pw), py], fill=(0, 0, 0), width=1)
+        d.text((L + pw + 10, py - 7), f"ceiling {ceiling:g}/s", fill="black", font=small)
+    for i, (label, pts) in enumerate(lines):
+        colour = _COLOURS[i % len(_COLOURS)]
+        if len(pts) > 1:
+            d.line([xy(t, y) for t, y in pts], fill=colour, width=2)
+        ly = T + 30 + 22 * i
+        d.line([L + pw + 10, ly + 7, L + pw + 30, ly + 7], fill=colour, width=3)
+        d.text((L + pw + 36, ly), label[:42], fill="black", font=small)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, "PNG", optimize=True)
+
+
+def write_results(results: dict[str, Any], out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, s in results["scenarios"].items():
+        ceiling = (s.get("ceiling") or {}).get("images_per_s")
+        charted = [r for r in s.get("rows", []) if r.get("series") and "thumbnails" not in r["client"]]
+        if charted:
+            png = f"throughput-{name}.png"
+            chart(s["title"], charted, ceiling, out / png)
+            s["chart"] = png
+    paths = {"json": out / "results.json", "markdown": out / "results.md"}
+    tmp = paths["json"].with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1, default=str))
+    os.replace(tmp, paths["json"])
+    paths["markdown"].write_text(markdown(results))
+    return paths
