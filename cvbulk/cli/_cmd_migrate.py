@@ -16,7 +16,7 @@ from ._common import (
     CLIError,
     Connection,
     ExitCode,
-    _check_endpoint,
+    check_endpoint,
     add_common_args,
     add_training_args,
     print_json,
@@ -114,7 +114,7 @@ def target_connection(args: argparse.Namespace, source: Connection) -> Connectio
         if endpoint.rstrip("/") != source.endpoint:
             raise CLIError(f"no target key: pass --to-key or set {ENV_TARGET_KEY}")
         key = source.key
-    return Connection(_check_endpoint(endpoint), key)
+    return Connection(check_endpoint(endpoint), key)
 
 
 async def _run(args: argparse.Namespace) -> int:

@@ -39,6 +39,8 @@ __all__ = [
     "print_table",
     "print_json",
     "known_secrets",
+    "remember_secret",
+    "check_endpoint",
 ]
 
 ENV_TRAINING_ENDPOINT = "VISION_TRAINING_ENDPOINT"
@@ -138,7 +140,7 @@ def training_connection(args: argparse.Namespace) -> Connection:
         raise CLIError(f"no training endpoint: pass --endpoint or set {ENV_TRAINING_ENDPOINT}")
     if not key:
         raise CLIError(f"no training key: pass --key or set {ENV_TRAINING_KEY}")
-    return Connection(_check_endpoint(endpoint), key)
+    return Connection(check_endpoint(endpoint), key)
 
 
 def prediction_connection(args: argparse.Namespace) -> Connection:
@@ -154,14 +156,14 @@ def prediction_connection(args: argparse.Namespace) -> Connection:
         )
     if not key:
         raise CLIError(f"no prediction key: pass --prediction-key or set {ENV_PREDICTION_KEY}")
-    return Connection(_check_endpoint(endpoint), key)
+    return Connection(check_endpoint(endpoint), key)
 
 
 def prediction_resource_id(args: argparse.Namespace) -> str | None:
     return _setting(args, "prediction_resource_id", ENV_PREDICTION_RESOURCE_ID)
 
 
-def _check_endpoint(endpoint: str) -> str:
+def check_endpoint(endpoint: str) -> str:
     if not endpoint.startswith(("http://", "https://")):
         raise CLIError(f"endpoint must start with https:// (or http:// for the emulator): {endpoint!r}")
     return endpoint.rstrip("/")
