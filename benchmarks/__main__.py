@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ._machine import load_average, machine_info
-from ._report import write_results
+from ._report import update_readme, write_results
 from .scenarios import SCENARIOS, Context
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         # in the suite's own order, whatever order they ran in
         results["scenarios"] = {k: results["scenarios"][k] for k in SCENARIOS if k in results["scenarios"]}
         paths = write_results(results, out)
+        if mode == "full" and out.resolve() == RESULTS.resolve():
+            update_readme(results, RESULTS.parent / "README.md")
         log(f"scenario {name} done in {result['seconds']} s -> {paths['markdown']}")
     log(f"all done in {time.perf_counter() - started:.0f} s")
     print((out / "results.md").read_text())

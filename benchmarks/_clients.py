@@ -40,8 +40,8 @@ def rate_between(points: list[tuple[float, int]], total: int, lo: float = 0.1, h
     return (b[1] - a[1]) / (b[0] - a[0])
 
 
-def _emulator_points(emu: EmulatorProcess, t0_epoch: float) -> list[tuple[float, int]]:
-    times = emu.image_times()
+def _emulator_points(emu: EmulatorProcess, t0_epoch: float, since: int) -> list[tuple[float, int]]:
+    times = emu.image_times(since)
     return [(t - t0_epoch, i + 1) for i, t in enumerate(times)]
 
 
@@ -59,7 +59,8 @@ def _series(points: list[tuple[float, int]]) -> list[tuple[float, int]]:
 
 
 def cvbulk_upload(emu: EmulatorProcess, tree: Tree, work: Path, *, label: str = "cvbulk", tier: str = "S0",
-                  args: tuple[str, ...] = (), dry_run: bool = False, timeout: float = 1800) -> Run:
+                  args: tuple[str, ...] = (), dry_run: bool = False, timeout: float = 1800,
+                  threads: bool = False) -> Run:
     """``cvbulk upload ROOT --project NEW --create --tier TIER`` as a child process."""
     work.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "cvbulk", "upload", str(tree.root), "--project", f"bench-{work.name}", "--create",
@@ -70,16 +71,19 @@ def cvbulk_upload(emu: EmulatorProcess, tree: Tree, work: Path, *, label: str = 
 
     cpu0 = emu.cpu_seconds()
     t0 = time.time()
+    mark = 0 if dry_run else emu.last_seq()
     child = run_child(argv, env=child_env(emu.env()), workdir=work, timeout=timeout,
-                      sample=None if dry_run else emu.image_count)
+                      sample=None if dry_run else (lambda: emu.image_count(mark)), threads=threads)
     child.check(f"{label} ({' '.join(argv[3:6])} ...)")
     run = _base(label, child, emu.cpu_seconds() - cpu0)
+    if threads:
+        run["thread_cpu_s"] = child.threads
     if dry_run:
         run.update(files=tree.count, images=tree.count)
         return run
     report = json.loads((work / "report.json").read_text())
     stats = report.get("client") or {}
-    points = _emulator_points(emu, t0)
+    points = _emulator_points(emu, t0, mark)
     run.update(
         files=tree.count, images=len(points), failed=report.get("failed", 0),
         throttled=stats.get("throttled", 0), retries=stats.get("retries", 0), lost=0,
@@ -104,12 +108,14 @@ def sdk_upload(emu: EmulatorProcess, tree: Tree, work: Path, *, threads: int = 1
 
     cpu0 = emu.cpu_seconds()
     t0 = time.time()
-    child = run_child(argv, env=child_env(emu.env()), workdir=work, timeout=timeout, sample=emu.image_count,
+    mark = emu.last_seq()
+    child = run_child(argv, env=child_env(emu.env()), workdir=work, timeout=timeout,
+                      sample=lambda: emu.image_count(mark),
                       cwd=Path(__file__).resolve().parent.parent)
     child.check(label)
     run = _base(label, child, emu.cpu_seconds() - cpu0)
     result = json.loads((work / "result.json").read_text())
-    points = _emulator_points(emu, t0)
+    points = _emulator_points(emu, t0, mark)
     run.update(
         files=result["files"], images=len(points), failed=result["failed"], lost=result["lost"],
         throttled=result["throttled"], retries=result["retries"], statuses=result["statuses"],

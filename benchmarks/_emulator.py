@@ -108,12 +108,16 @@ class EmulatorProcess:
             self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0, check_same_thread=False)
         return self._db
 
-    def image_count(self) -> int:
-        return int(self._conn().execute("SELECT count(*) FROM images").fetchone()[0])
+    def last_seq(self) -> int:
+        """A mark: images created after it are counted by ``image_count(since=mark)``."""
+        return int(self._conn().execute("SELECT coalesce(max(seq), 0) FROM images").fetchone()[0])
 
-    def image_times(self) -> list[float]:
-        """Creation time of every image (epoch seconds), in order."""
-        rows = self._conn().execute("SELECT created FROM images ORDER BY created").fetchall()
+    def image_count(self, since: int = 0) -> int:
+        return int(self._conn().execute("SELECT count(*) FROM images WHERE seq > ?", (since,)).fetchone()[0])
+
+    def image_times(self, since: int = 0) -> list[float]:
+        """Creation time of every image created after the mark (epoch seconds), in order."""
+        rows = self._conn().execute("SELECT created FROM images WHERE seq > ? ORDER BY created", (since,)).fetchall()
         return [_epoch(r[0]) for r in rows]
 
     def env(self, *, prediction: bool = False) -> dict[str, str]:

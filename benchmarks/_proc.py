@@ -1,7 +1,7 @@
 """Child processes measured from the outside: wall time, CPU seconds (user + system) and peak RSS.
 
-``os.wait4`` gives the rusage of exactly the child that was waited for, so nothing of the benchmark's
-own process leaks into a figure. A sampler callback runs every ``interval`` seconds while the child
+``os.wait4`` gives the CPU time of exactly the child that was waited for, so nothing of the benchmark's
+own process leaks into a figure; the peak RSS is the child's VmHWM, read every 50 ms while it runs. A sampler callback runs every ``interval`` seconds while the child
 lives (throughput over time).
 """
 
@@ -43,6 +43,7 @@ class ChildResult:
     stderr: str
     samples: Samples
     timed_out: bool = False
+    threads: dict[str, float] = field(default_factory=dict)  # CPU seconds: "main" and "other threads"
 
     @property
     def cpu_s(self) -> float:
@@ -64,6 +65,7 @@ def run_child(
     sample: Callable[[], int] | None = None,
     interval: float = 0.5,
     workdir: Path | None = None,
+    threads: bool = False,
 ) -> ChildResult:
     """Run ``argv`` to its end; stdout and stderr go to files (no pipe can fill up and stall it)."""
     workdir = workdir or Path(cwd or ".")
@@ -75,11 +77,21 @@ def run_child(
         proc = subprocess.Popen(list(argv), cwd=cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
         next_sample = started
         timed_out = False
+        per_thread: dict[int, float] = {}
+        next_threads = started
+        next_hwm = started
+        hwm_kb = 0
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             now = time.perf_counter()
             if pid:
                 break
+            if now >= next_hwm:
+                hwm_kb = max(hwm_kb, _vm_hwm_kb(proc.pid))
+                next_hwm = now + 0.05
+            if threads and now >= next_threads:
+                _thread_cpu(proc.pid, per_thread)
+                next_threads = now + 0.25
             if sample is not None and now >= next_sample:
                 try:
                     samples.add(now - started, sample())
@@ -99,9 +111,44 @@ def run_child(
             pass
     return ChildResult(
         argv=list(argv), returncode=proc.returncode, wall_s=wall, user_s=usage.ru_utime, sys_s=usage.ru_stime,
-        maxrss_mb=usage.ru_maxrss / 1024.0, stdout=out_path.read_text(errors="replace"),
+        maxrss_mb=hwm_kb / 1024.0, stdout=out_path.read_text(errors="replace"),
         stderr=err_path.read_text(errors="replace"), samples=samples, timed_out=timed_out,
+        threads=_split(proc.pid, per_thread) if threads else {},
     )
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    """The process's peak resident set so far (VmHWM). Not ``ru_maxrss``: on Linux that keeps the high-water
+    mark of the memory the child had *before* exec, i.e. the harness's own size after the fork."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _thread_cpu(pid: int, seen: dict[int, float]) -> None:
+    """The CPU seconds of each thread of ``pid`` so far (a thread's last reading stands after it ends)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+            seen[int(tid)] = (int(fields[11]) + int(fields[12])) / _TICK
+        except (OSError, ValueError, IndexError):
+            pass
+
+
+def _split(pid: int, seen: dict[int, float]) -> dict[str, float]:
+    main = seen.get(pid, 0.0)
+    return {"main": round(main, 2), "other threads": round(sum(v for k, v in seen.items() if k != pid), 2),
+            "threads seen": len(seen)}
 
 
 def proc_cpu_seconds(pid: int) -> float:

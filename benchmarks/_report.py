@@ -121,10 +121,11 @@ _RENDER = {"upload-rate": _upload_rate, "upload-cpu": _upload_cpu, "predict-rate
            "memory": _memory, "prepare": _prepare}
 
 
-def markdown(results: dict[str, Any]) -> str:
+def markdown(results: dict[str, Any], *, level: int = 1, image_prefix: str = "") -> str:
     m = results["machine"]
+    h = "#" * level
     lines = [
-        f"# cvbulk benchmark results ({results['mode']})", "",
+        f"{h} cvbulk benchmark results ({results['mode']})", "",
         f"Machine: {m['cores']} cores ({m.get('cpu')}), {m.get('memory_gb')} GB memory, {m['os']}, {m['python']}; "
         f"aiohttp {m['packages'].get('aiohttp')}, Pillow {m['packages'].get('pillow')}, SDK "
         f"azure-cognitiveservices-vision-customvision {m['packages'].get('azure-cognitiveservices-vision-customvision')}"
@@ -134,13 +135,13 @@ def markdown(results: dict[str, Any]) -> str:
         "whole wall time (Python start-up, project and tags included).", "",
     ]
     for name, s in results["scenarios"].items():
-        lines += [f"## {s['title']}", "", f"_measured {s.get('measured_at')}, load average before: "
+        lines += [f"{h}# {s['title']}", "", f"_measured {s.get('measured_at')}, load average before: "
                   f"{s.get('load_average_before')}_", ""]
         lines += _RENDER[name](s)
         for note in s.get("notes", []):
             lines += ["", note]
         if s.get("chart"):
-            lines += ["", f"![throughput over time]({s['chart']})"]
+            lines += ["", f"![throughput over time]({image_prefix}{s['chart']})"]
         lines.append("")
     return "\n".join(lines)
 
@@ -209,6 +210,8 @@ def write_results(results: dict[str, Any], out: Path) -> dict[str, Path]:
     for name, s in results["scenarios"].items():
         ceiling = (s.get("ceiling") or {}).get("images_per_s")
         charted = [r for r in s.get("rows", []) if r.get("series") and "thumbnails" not in r["client"]]
+        if name not in ("upload-rate", "predict-rate"):
+            charted = []
         if charted:
             png = f"throughput-{name}.png"
             chart(s["title"], charted, ceiling, out / png)
@@ -219,3 +222,21 @@ def write_results(results: dict[str, Any], out: Path) -> dict[str, Path]:
     os.replace(tmp, paths["json"])
     paths["markdown"].write_text(markdown(results))
     return paths
+
+
+README_START = "<!-- results:start (written by python -m benchmarks; do not edit by hand) -->"
+README_END = "<!-- results:end -->"
+
+
+def update_readme(results: dict[str, Any], readme: Path, image_prefix: str = "results/") -> bool:
+    """Put the latest full results between the markers of benchmarks/README.md."""
+    if not readme.exists():
+        return False
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    body = markdown(results, level=2, image_prefix=image_prefix)
+    readme.write_text(f"{head}{README_START}\n{body}\n{README_END}{tail}")
+    return True

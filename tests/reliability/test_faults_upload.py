@@ -170,3 +170,26 @@ async def test_emulator_stopped_and_restarted_mid_run(tmp_path):
     assert row["transport_errors"] > 0
     assert integrity(data / "emulator.sqlite3") == "ok"
     measure("upload: emulator stopped and restarted mid-run", **row)
+
+
+async def test_create_under_dropped_answers_leaves_one_project(tmp_path):
+    """Half the answers are lost after the service did the work, from the first request on: the
+    project and its tags must still be created once, or the next run cannot find the project by name."""
+    root = tmp_path / "tree"
+    tag_of = small_tree(root, 5, seed=808)
+    with EmulatorThread(EmulatorConfig(data_dir=tmp_path / "emulator", seed=1)) as emu:
+        emu.set_faults(Faults(drop_rate=0.5, drop_after_work=1.0))
+        try:
+            async with training_client(emu) as client:
+                result = await run_upload(client, UploadOptions(
+                    root=root, project="created-once", create=True, state=tmp_path / "s.sqlite",
+                    report=tmp_path / "r.json", tier="unlimited"))
+        finally:
+            emu.set_faults(Faults())
+        assert result.exit_code == 0, result.report.get("failures")
+        async with training_client(emu) as client:
+            named = [p for p in await client.get_projects() if p.name == "created-once"]
+            assert len(named) == 1, f"{len(named)} projects named 'created-once' after one --create run"
+            tags = [t.name for t in await client.get_tags(named[0].id)]
+            assert sorted(tags) == ["a", "b"]
+            await check_project(client, named[0].id, sha_of_files(root, tag_of), tag_of)
