@@ -60,11 +60,16 @@ def _series(points: list[tuple[float, int]]) -> list[tuple[float, int]]:
 
 def cvbulk_upload(emu: EmulatorProcess, tree: Tree, work: Path, *, label: str = "cvbulk", tier: str = "S0",
                   args: tuple[str, ...] = (), dry_run: bool = False, timeout: float = 1800,
-                  threads: bool = False) -> Run:
-    """``cvbulk upload ROOT --project NEW --create --tier TIER`` as a child process."""
+                  threads: bool = False, library: bool = False) -> Run:
+    """``cvbulk upload ROOT --project NEW --create --tier TIER`` as a child process (``library``: the same
+    through ``run_upload`` in ``benchmarks.cvbulk_child``, for options the command line lacks)."""
     work.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "cvbulk", "upload", str(tree.root), "--project", f"bench-{work.name}", "--create",
-            "--tier", tier, "--state", str(work / "state.sqlite"), "--report", str(work / "report.json"), *args]
+    if library:
+        argv = [sys.executable, "-m", "benchmarks.cvbulk_child", str(tree.root)]
+    else:
+        argv = [sys.executable, "-m", "cvbulk", "upload", str(tree.root), "--create"]
+    argv += ["--project", f"bench-{work.name}", "--tier", tier, "--state", str(work / "state.sqlite"),
+             "--report", str(work / "report.json"), *args]
     if dry_run:
         argv.append("--dry-run")
     import time
@@ -73,8 +78,9 @@ def cvbulk_upload(emu: EmulatorProcess, tree: Tree, work: Path, *, label: str = 
     t0 = time.time()
     mark = 0 if dry_run else emu.last_seq()
     child = run_child(argv, env=child_env(emu.env()), workdir=work, timeout=timeout,
+                      cwd=Path(__file__).resolve().parent.parent if library else None,
                       sample=None if dry_run else (lambda: emu.image_count(mark)), threads=threads)
-    child.check(f"{label} ({' '.join(argv[3:6])} ...)")
+    child.check(label)
     run = _base(label, child, emu.cpu_seconds() - cpu0)
     if threads:
         run["thread_cpu_s"] = child.threads

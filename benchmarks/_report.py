@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -52,12 +53,15 @@ def _upload_rate(s: dict[str, Any]) -> list[str]:
     rows = []
     for r in s["rows"]:
         m = r["median"]
+        lat = r.get("latency_ms") or {}
         rows.append([r["client"], _f(m.get("sustained_ips")), _f(m.get("e2e_ips")), _pct(r.get("ratio_to_ceiling")),
                      _x(r.get("ratio_to_best_sdk")), _f(m.get("wall_s")), f"{_f(m.get('images'), 0)}",
-                     _f(m.get("throttled"), 0), _f(m.get("lost"), 0), _f(m.get("cpu_s")), _f(m.get("emulator_cpu_s")),
-                     _f(m.get("maxrss_mb"), 0)])
+                     _f(m.get("throttled"), 0), _f(m.get("lost"), 0), _f(lat.get("p50"), 0), _f(r.get("in_flight")),
+                     _f(m.get("cpu_s")), _f(m.get("emulator_cpu_s")), _f(m.get("maxrss_mb"), 0)])
     lines += _table(["client", "images/s sustained", "images/s end-to-end", "of ceiling", "vs best SDK",
-                     "wall s", "images in", "429s", "lost", "client CPU s", "emulator CPU s", "peak RSS MB"], rows)
+                     "wall s", "images in", "429s", "lost", "p50 latency ms", "in flight", "client CPU s",
+                     "emulator CPU s", "peak RSS MB"], rows)
+    lines += ["", "_in flight_ = requests/s x median latency (Little's law): what a client kept in flight on average."]
     return lines
 
 
@@ -78,6 +82,13 @@ def _upload_cpu(s: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _little(r: dict[str, Any], per_request: int) -> float | None:
+    if r.get("in_flight") is not None:
+        return r["in_flight"]
+    rate, p50 = r["median"].get("sustained_ips"), (r.get("latency_ms") or {}).get("p50")
+    return round(rate / per_request * p50 / 1000, 1) if rate and p50 else None
+
+
 def _predict_rate(s: dict[str, Any]) -> list[str]:
     c = s["ceiling"]
     p = s["params"]
@@ -87,11 +98,13 @@ def _predict_rate(s: dict[str, Any]) -> list[str]:
     rows = []
     for r in s["rows"]:
         m = r["median"]
+        lat = r.get("latency_ms") or {}
         rows.append([r["client"], _f(m.get("sustained_ips")), _f(m.get("e2e_ips")), _pct(r.get("ratio_to_ceiling")),
                      _x(r.get("ratio_to_best_sdk")), _f(m.get("wall_s")), _f(m.get("images"), 0),
-                     _f(m.get("throttled"), 0), _f(m.get("lost"), 0), _f(m.get("cpu_s"))])
+                     _f(m.get("throttled"), 0), _f(m.get("lost"), 0), _f(lat.get("p50"), 0), _f(_little(r, 1)),
+                     _f(m.get("cpu_s"))])
     lines += _table(["client", "images/s sustained", "images/s end-to-end", "of ceiling", "vs best SDK", "wall s",
-                     "scored", "429s", "lost", "client CPU s"], rows)
+                     "scored", "429s", "not scored", "p50 latency ms", "in flight", "client CPU s"], rows)
     return lines
 
 
@@ -160,47 +173,61 @@ def _rates(series: list[list[float]] | list[tuple[float, int]], window: float = 
     return out
 
 
+def _nice_step(top: float) -> float:
+    raw = top / 5
+    mag = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
+    return next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+
+
 def chart(title: str, rows: list[dict[str, Any]], ceiling: float | None, path: Path) -> None:
-    """Images/s over time (2 s sliding window), one line per client, the ceiling dashed."""
-    W, H, L, R, T, B = 1100, 560, 70, 330, 50, 50
+    """Images/s over time (3 s sliding window), one line per client, the ceiling dashed."""
+    W, H, L, R, T, B = 1200, 600, 70, 400, 60, 50
     img = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(img)
     try:
-        font = ImageFont.load_default(size=14)
-        small = ImageFont.load_default(size=12)
+        font = ImageFont.load_default(size=16)
+        small = ImageFont.load_default(size=13)
     except TypeError:  # Pillow < 10.1
         font = small = ImageFont.load_default()
-    lines = [(r["client"], _rates(r.get("series") or [])) for r in rows if r.get("series")]
+    lines = [(r["client"], _rates(r.get("series") or [], 3.0)) for r in rows if r.get("series")]
     tmax = max([p[0] for _, pts in lines for p in pts] + [1.0])
-    ymax = max([p[1] for _, pts in lines for p in pts] + [ceiling or 0, 1.0]) * 1.1
+    top = max([p[1] for _, pts in lines for p in pts] + [ceiling or 0, 1.0]) * 1.08
+    step = _nice_step(top)
+    ymax = step * math.ceil(top / step)
+    tstep = _nice_step(tmax)
     pw, ph = W - L - R, H - T - B
 
     def xy(t: float, y: float) -> tuple[float, float]:
         return L + pw * t / tmax, T + ph * (1 - y / ymax)
 
-    d.text((L, 15), title, fill="black", font=font)
+    d.text((L, 18), title, fill="black", font=font)
     d.rectangle([L, T, L + pw, T + ph], outline=(120, 120, 120))
-    for k in range(6):
-        y = ymax * k / 5
+    y = 0.0
+    while y <= ymax + 1e-9:
         _, py = xy(0, y)
-        d.line([L, py, L + pw, py], fill=(230, 230, 230))
-        d.text((8, py - 7), f"{y:,.0f}", fill="black", font=small)
-        t = tmax * k / 5
+        d.line([L, py, L + pw, py], fill=(232, 232, 232))
+        d.text((8, py - 8), f"{y:,.0f}", fill="black", font=small)
+        y += step
+    t = 0.0
+    while t <= tmax + 1e-9:
         px, _ = xy(t, 0)
         d.text((px - 10, T + ph + 8), f"{t:.0f} s", fill="black", font=small)
-    d.text((8, T - 22), "images/s", fill="black", font=small)
+        t += tstep
+    d.text((8, T - 20), "images/s", fill="black", font=small)
     if ceiling:
         _, py = xy(0, ceiling)
         for x in range(L, L + pw, 12):
             d.line([x, py, min(x + 6, L + pw), py], fill=(0, 0, 0), width=1)
-        d.text((L + pw + 10, py - 7), f"ceiling {ceiling:g}/s", fill="black", font=small)
+        d.text((L + 6, py - 18), f"ceiling {ceiling:g} images/s", fill="black", font=small)
     for i, (label, pts) in enumerate(lines):
         colour = _COLOURS[i % len(_COLOURS)]
         if len(pts) > 1:
             d.line([xy(t, y) for t, y in pts], fill=colour, width=2)
-        ly = T + 30 + 22 * i
-        d.line([L + pw + 10, ly + 7, L + pw + 30, ly + 7], fill=colour, width=3)
-        d.text((L + pw + 36, ly), label[:42], fill="black", font=small)
+        ly = T + 10 + 24 * i
+        d.line([L + pw + 14, ly + 8, L + pw + 36, ly + 8], fill=colour, width=3)
+        d.text((L + pw + 42, ly), label[:52], fill="black", font=small)
+    d.text((L + pw + 14, T + 10 + 24 * len(lines) + 10), "3 s sliding window, sampled every 0.5 s", fill=(90, 90, 90),
+           font=small)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, "PNG", optimize=True)
 

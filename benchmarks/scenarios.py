@@ -95,6 +95,13 @@ def _brief(run: Run) -> str:
     return ", ".join(parts)
 
 
+def _in_flight(row: dict[str, Any], per_request: int) -> float | None:
+    """Requests in flight on average (Little's law): requests/s x median latency."""
+    rate = row["median"].get("sustained_ips")
+    p50 = (row.get("latency_ms") or {}).get("p50")
+    return round(rate / per_request * p50 / 1000, 1) if rate and p50 else None
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
@@ -126,6 +133,9 @@ def upload_rate(ctx: Context) -> dict[str, Any]:
          lambda emu, w: cvbulk_upload(emu, tree, w, args=("--max-concurrency", "32"), threads=True),
          {"kind": "cvbulk"}),
         ("cvbulk (defaults: 16 in flight)", tree, lambda emu, w: cvbulk_upload(emu, tree, w), {"kind": "cvbulk"}),
+        ("cvbulk run_upload, 32 in flight, max_inflight_bytes 1 GB", tree,
+         lambda emu, w: cvbulk_upload(emu, tree, w, library=True, args=(
+             "--max-concurrency", "32", "--max-inflight-bytes", str(1 << 30))), {"kind": "cvbulk"}),
         ("SDK, 8 threads + retry on 429", tree,
          lambda emu, w: sdk_upload(emu, tree, w, threads=8, retry_429=True), {"kind": "sdk"}),
         (f"SDK quickstart (sequential, no retry; first {seq_limit} files)", tree,
@@ -134,7 +144,7 @@ def upload_rate(ctx: Context) -> dict[str, Any]:
          lambda emu, w: cvbulk_upload(emu, small, w, args=("--max-concurrency", "32")), {"kind": "cvbulk-small"}),
     ]
     if ctx.short:  # a quick check: the main comparison only
-        variants = [v for v in variants if "defaults" not in v[0] and "thumbnails" not in v[0]]
+        variants = [v for v in variants if not any(w in v[0] for w in ("defaults", "thumbnails", "run_upload"))]
     for label, _tree, fn, extra in variants:
         ctx.log(f"  {label}")
         rows.append(_row(label, _repeat(ctx, label, once(fn)), **extra))
@@ -149,6 +159,7 @@ def upload_rate(ctx: Context) -> dict[str, Any]:
     for row in rows:
         c = small_ceiling if row["kind"] == "cvbulk-small" else ceiling
         row["ratio_to_ceiling"] = _ratio(row["median"].get("sustained_ips"), c)
+        row["in_flight"] = _in_flight(row, BATCH)
     best_sdk = max((r["median"].get("sustained_ips") or 0) for r in rows if r["kind"] == "sdk")
     for row in rows:
         if row["kind"].startswith("cvbulk"):
@@ -332,6 +343,7 @@ def predict_rate(ctx: Context) -> dict[str, Any]:
     best_sdk = max((r["median"].get("sustained_ips") or 0) for r in rows if r["kind"] == "sdk")
     for row in rows:
         row["ratio_to_ceiling"] = _ratio(row["median"].get("sustained_ips"), ceiling)
+        row["in_flight"] = _in_flight(row, 1)
         if row["kind"] == "cvbulk":
             row["ratio_to_best_sdk"] = _ratio(row["median"].get("sustained_ips"), best_sdk)
     one = LATENCY.per_request + LATENCY.per_mb * tree.total_bytes / tree.count / MB

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -24,7 +22,7 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-def test_trees_are_seeded_cached_and_varied(cache):
+def test_trees_are_seeded_cached_and_varied(cache, monkeypatch):
     tree = _data.make_tree("photos", 120, seed=7, workers=1)
     files = sorted(p for p in tree.root.rglob("*") if p.is_file())
     assert len(files) == tree.count == 120
@@ -38,9 +36,7 @@ def test_trees_are_seeded_cached_and_varied(cache):
     other = cache / "other"
     other.mkdir()
     # the same seed gives the same bytes wherever it is made
-    import os
-
-    os.environ["CVBULK_BENCH_CACHE"] = str(other)
+    monkeypatch.setenv("CVBULK_BENCH_CACHE", str(other))
     twin = _data.make_tree("photos", 120, seed=7, workers=1)
     assert [p.read_bytes() for p in sorted(twin.root.rglob("*.jpg"))][:5] == \
         [p.read_bytes() for p in sorted(tree.root.rglob("*.jpg"))][:5]
