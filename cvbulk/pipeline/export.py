@@ -17,12 +17,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import sys
 import time
 from collections import Counter
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +28,6 @@ import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from ..cli._common import CLIError, ExitCode
-from ..client import ApiGroup
 from ..client._errors import AuthenticationError, CustomVisionError, NotFoundError
 from ._export_layout import (
     FOLDERS_MANIFEST,
@@ -44,21 +40,16 @@ from ._export_layout import (
     sniff_extension,
     write_label_file,
 )
-from .journal import ERROR, EXPORTED, FAILED, Journal, JournalEntry, JournalMismatch
+from ._transfer_common import PAGE, STATE_DIR, JournalCalls, open_journal, run_stages, send_pages, watch_progress
+from .journal import ERROR, EXPORTED, FAILED, Journal, JournalEntry
 from .project import resolve_project
 from .report import build_report, write_report
-
-if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
     from ..client import Image, TrainingClient
 
 __all__ = ["ExportOptions", "ExportResult", "run_export", "FORMATS", "STATE_DIR"]
 
-#: State and report live in this hidden folder inside OUT_DIR (scans skip hidden folders).
-STATE_DIR = ".cvbulk"
-_PAGE = 256  # GetImages: "take ... limited to 256"
 
 
 @dataclass
@@ -99,7 +90,7 @@ class _Work:
 
 
 @dataclass
-class _Run:
+class _Run(JournalCalls):
     options: ExportOptions
     client: Any
     journal: Journal
@@ -108,11 +99,6 @@ class _Run:
     tally: Counter = field(default_factory=Counter)
     nbytes: int = 0
     journal_lock: anyio.Lock = field(default_factory=anyio.Lock)
-
-    async def journal_call(self, fn: Any, *args: Any) -> Any:
-        # SQLite blocks: one call at a time, in a worker thread.
-        async with self.journal_lock:
-            return await anyio.to_thread.run_sync(fn, *args)
 
     def advance(self, status: str, nbytes: int = 0) -> None:
         self.tally[status] += 1
@@ -140,33 +126,18 @@ async def run_export(client: TrainingClient, options: ExportOptions, *, progress
     tag_names = {t.id: t.name for t in tags}
     total = await client.get_image_count(project.id)
     fingerprint = {"project_id": project.id, "out_dir": str(out_dir.resolve()), "format": options.format}
-    try:
-        journal = await anyio.to_thread.run_sync(
-            partial(Journal.open, options.state, job="export", fingerprint=fingerprint)
-        )
-    except JournalMismatch as exc:
-        raise CLIError(f"{exc} (pass --state to use another state file)") from None
+    journal = await open_journal(options.state, job="export", fingerprint=fingerprint)
     run = _Run(options, client, journal, tag_names, progress)
-    if progress is not None:
-        progress.set_total(total)
-        if getattr(client, "pacer", None) is not None:
-            progress.set_concurrency(lambda: client.pacer.concurrency(ApiGroup.TRAINING))
-    try:
-        async with AsyncExitStack() as stack:
-            if progress is not None:
-                await stack.enter_async_context(progress)
-            await _pipeline(run, project.id)
-        label_file, multi_tag, not_carried = await run.journal_call(_write_labels, run, sorted(tag_names.values()))
+    watch_progress(progress, total, client)
+
+    async def finish() -> tuple[Any, ...]:
+        labels = await run.journal_call(_write_labels, run, sorted(tag_names.values()))
         failures = await run.journal_call(lambda: list(journal.failures()))
-        state_counts = await run.journal_call(journal.counts)
-    except BaseExceptionGroup as group:
-        first = _first_cause(group)
-        if first is not None:
-            raise first from None
-        raise
-    finally:
-        with anyio.CancelScope(shield=True):
-            await run.journal_call(journal.close)
+        return (*labels, failures, await run.journal_call(journal.counts))
+
+    label_file, multi_tag, not_carried, failures, state_counts = await run_stages(
+        run, journal, progress, lambda: _pipeline(run, project.id), finish
+    )
     finished = time.time()
     failed_now = run.tally[FAILED] + run.tally[ERROR]
     exit_code = ExitCode.PARTIAL if failed_now else ExitCode.OK
@@ -203,21 +174,6 @@ def _upload_hint(options: ExportOptions, label_file: Path | None) -> str:
     return f"cvbulk upload {out} --project NEW --create --untagged --labels {label_file}"
 
 
-def _first_cause(group: BaseExceptionGroup) -> BaseException | None:
-    leaves: list[BaseException] = []
-
-    def walk(e: BaseException) -> None:
-        if isinstance(e, BaseExceptionGroup):
-            for sub in e.exceptions:
-                walk(sub)
-        else:
-            leaves.append(e)
-
-    walk(group)
-    real = [e for e in leaves if not isinstance(e, anyio.get_cancelled_exc_class())]
-    return real[0] if real else None
-
-
 # -- the pipeline ---------------------------------------------------------------------------------
 
 
@@ -227,25 +183,13 @@ async def _pipeline(run: _Run, project_id: str) -> None:
     work_send, work_recv = anyio.create_memory_object_stream[_Work](2 * workers)
     record_send, record_recv = anyio.create_memory_object_stream[tuple[JournalEntry, int]](4 * workers)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_lister, run, project_id, page_send)
+        tg.start_soon(send_pages, run.client.iter_images(project_id, page_size=PAGE, order_by="Oldest"), page_send)
         tg.start_soon(_planner, run, page_recv, work_send)
         tg.start_soon(_recorder, run, record_recv)
         for _ in range(workers):
             tg.start_soon(_worker, run, work_recv.clone(), record_send.clone())
         work_recv.close()
         record_send.close()
-
-
-async def _lister(run: _Run, project_id: str, page_send: ObjectSendStream[list[Image]]) -> None:
-    async with page_send:
-        page: list[Image] = []
-        async for image in run.client.iter_images(project_id, page_size=_PAGE, order_by="Oldest"):
-            page.append(image)
-            if len(page) >= _PAGE:
-                await page_send.send(page)
-                page = []
-        if page:
-            await page_send.send(page)
 
 
 def _labels(run: _Run, image: Image) -> tuple[tuple[str, ...], tuple[tuple[str, float, float, float, float], ...]]:

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ._scrub import scrub_keys
+
 __all__ = [
     "UPLOADED",
     "DUPLICATE",
@@ -153,15 +155,6 @@ def needs_work(entry: JournalEntry | None, size: int, mtime_ns: int) -> bool:
     return entry.size != size or entry.mtime_ns != mtime_ns
 
 
-def _scrub(value: Any) -> Any:
-    """Drop every mapping field whose name contains "key" (secret guard), recursively."""
-    if isinstance(value, Mapping):
-        return {str(k): _scrub(v) for k, v in value.items() if "key" not in str(k).lower()}
-    if isinstance(value, (list, tuple)):
-        return [_scrub(v) for v in value]
-    return value
-
-
 def _one_line(text: str | None) -> str | None:
     if text is None:
         return None
@@ -208,7 +201,7 @@ class Journal:
         if synchronous.upper() not in {"NORMAL", "FULL", "EXTRA"}:
             raise ValueError(f"synchronous must be NORMAL, FULL or EXTRA, not {synchronous!r}")
         path = Path(path)
-        fp = _scrub(dict(fingerprint))
+        fp = scrub_keys(dict(fingerprint))
         path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per batch.
         conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
@@ -422,7 +415,7 @@ class Journal:
 def _row(e: JournalEntry, now: float, attempts_delta: int = 0) -> tuple[Any, ...]:
     if e.status not in STATUSES:
         raise ValueError(f"unknown status {e.status!r} for {e.key!r}")
-    extra = None if e.extra is None else _canonical(_scrub(e.extra))
+    extra = None if e.extra is None else _canonical(scrub_keys(e.extra))
     return (
         e.key,
         e.size,

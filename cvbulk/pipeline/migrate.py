@@ -21,12 +21,9 @@ exit status 1.
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from collections import Counter
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,24 +32,18 @@ import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from ..cli._common import CLIError, ExitCode
-from ..client import ApiGroup
 from ._migrate_send import BY_MODES, FatalMigrateError, Grouper, MigrateBatch, MigrateItem, MigrateSender, Outcome
 from ._migrate_setup import TagMapper, target_project
+from ._transfer_common import PAGE, STATE_DIR, JournalCalls, open_journal, run_stages, send_pages, watch_progress
 from .batch import DEFAULT_BATCH_BYTES, TaggedRegion
-from .journal import DUPLICATE, ERROR, FAILED, FINAL_OK, SENDING, UPLOADED, Journal, JournalEntry, JournalMismatch
+from .journal import DUPLICATE, ERROR, FAILED, FINAL_OK, SENDING, UPLOADED, Journal, JournalEntry
 from .project import resolve_project
 from .report import build_report, write_report
-
-if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
     from ..client import Image, Project, TrainingClient
 
 __all__ = ["MigrateOptions", "MigrateResult", "run_migrate", "compare_counts", "default_state_path", "BY_MODES"]
-
-STATE_DIR = ".cvbulk"
-_PAGE = 256
 
 
 @dataclass
@@ -94,7 +85,7 @@ def default_state_path(source_endpoint: str, from_project: str, target_endpoint:
 
 
 @dataclass
-class _Run:
+class _Run(JournalCalls):
     options: MigrateOptions
     source: Any
     target: Any
@@ -107,11 +98,6 @@ class _Run:
     by: Counter = field(default_factory=Counter)
     nbytes: int = 0
     journal_lock: anyio.Lock = field(default_factory=anyio.Lock)
-
-    async def journal_call(self, fn: Any, *args: Any) -> Any:
-        # SQLite blocks: one call at a time, in a worker thread.
-        async with self.journal_lock:
-            return await anyio.to_thread.run_sync(fn, *args)
 
     def advance(self, statuses: list[str], nbytes: int = 0) -> None:
         self.tally.update(statuses)
@@ -146,31 +132,16 @@ async def run_migrate(
         "source": {"endpoint": source.endpoint, "project_id": src.id},
         "target": {"endpoint": target.endpoint, "project_id": dst.id},
     }
-    try:
-        journal = await anyio.to_thread.run_sync(partial(Journal.open, state, job="migrate", fingerprint=fingerprint))
-    except JournalMismatch as exc:
-        raise CLIError(f"{exc} (pass --state to use another state file)") from None
+    journal = await open_journal(state, job="migrate", fingerprint=fingerprint)
     sender = MigrateSender(source, target, dst.id, by=options.by, batch_bytes=options.batch_bytes)
     run = _Run(options, source, target, src.id, journal, tags, sender, progress)
-    if progress is not None:
-        progress.set_total(total)
-        if getattr(target, "pacer", None) is not None:
-            progress.set_concurrency(lambda: target.pacer.concurrency(ApiGroup.TRAINING))
-    try:
-        async with AsyncExitStack() as stack:
-            if progress is not None:
-                await stack.enter_async_context(progress)
-            await _pipeline(run)
+    watch_progress(progress, total, target)  # the target's pacer is the one that limits
+
+    async def finish() -> tuple[list[Any], dict[str, int]]:
         failures = await run.journal_call(lambda: list(journal.failures()))
-        state_counts = await run.journal_call(journal.counts)
-    except BaseExceptionGroup as group:
-        first = _first_cause(group)
-        if first is not None:
-            raise first from None
-        raise
-    finally:
-        with anyio.CancelScope(shield=True):
-            await run.journal_call(journal.close)
+        return failures, await run.journal_call(journal.counts)
+
+    failures, state_counts = await run_stages(run, journal, progress, lambda: _pipeline(run), finish)
     comparison = await compare_counts(source, src.id, target, dst.id)
     finished = time.time()
     failed_now = run.tally[FAILED] + run.tally[ERROR]
@@ -208,21 +179,6 @@ def _side(client: Any, project: Project) -> dict[str, Any]:
     return {"endpoint": client.endpoint, "project_id": project.id, "project_name": project.name}
 
 
-def _first_cause(group: BaseExceptionGroup) -> BaseException | None:
-    leaves: list[BaseException] = []
-
-    def walk(e: BaseException) -> None:
-        if isinstance(e, BaseExceptionGroup):
-            for sub in e.exceptions:
-                walk(sub)
-        else:
-            leaves.append(e)
-
-    walk(group)
-    real = [e for e in leaves if not isinstance(e, anyio.get_cancelled_exc_class())]
-    return real[0] if real else None
-
-
 async def compare_counts(source: TrainingClient, source_id: str, target: TrainingClient, target_id: str) -> dict[str, Any]:
     """Images per tag (by name), untagged and in total on both sides; ``equal`` when all agree."""
 
@@ -256,23 +212,12 @@ async def _pipeline(run: _Run) -> None:
     page_send, page_recv = anyio.create_memory_object_stream[list["Image"]](2)
     batch_send, batch_recv = anyio.create_memory_object_stream[MigrateBatch](senders)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_lister, run, page_send)
+        tg.start_soon(send_pages, run.source.iter_images(run.source_project_id, page_size=PAGE, order_by="Oldest"),
+                      page_send)
         tg.start_soon(_planner, run, page_recv, batch_send)
         for _ in range(senders):
             tg.start_soon(_sender, run, batch_recv.clone())
         batch_recv.close()
-
-
-async def _lister(run: _Run, page_send: ObjectSendStream[list[Image]]) -> None:
-    async with page_send:
-        page: list[Image] = []
-        async for image in run.source.iter_images(run.source_project_id, page_size=_PAGE, order_by="Oldest"):
-            page.append(image)
-            if len(page) >= _PAGE:
-                await page_send.send(page)
-                page = []
-        if page:
-            await page_send.send(page)
 
 
 async def _item(run: _Run, image: Image, prior: JournalEntry | None) -> MigrateItem:

@@ -1,8 +1,8 @@
 """The JSON report of a run: counts per status, every failure with its reason, throughput, retries, 429s.
 
 Keys never appear in a report: besides the pipeline never handing a credential to this module,
-:func:`build_report` and :func:`write_report` drop every field whose name contains "key"
-(case-insensitive) anywhere in the tree, as a belt-and-braces guard.
+:func:`build_report` and :func:`write_report` drop every field named like a credential ("key",
+"api_key", "Prediction-Key", "apiKey", "secret", ...) anywhere in the tree, as a belt-and-braces guard.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from cvbulk.pipeline._scrub import scrub_keys
 from cvbulk.pipeline.journal import FAILURE_STATUSES, FINAL_OK, SKIPPED
 
 __all__ = ["REPORT_VERSION", "build_report", "write_report", "scrub_keys", "merge_client_stats"]
@@ -30,15 +31,6 @@ _STAT_SUMS = (
     "bytes_sent",
     "bytes_received",
 )
-
-
-def scrub_keys(value: Any) -> Any:
-    """A copy of ``value`` without any mapping field whose name contains "key" (any case, any depth)."""
-    if isinstance(value, Mapping):
-        return {str(k): scrub_keys(v) for k, v in value.items() if "key" not in str(k).lower()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [scrub_keys(v) for v in value]
-    return value
 
 
 def _timestamp(value: float | datetime) -> tuple[float, str]:

@@ -114,3 +114,8 @@ def test_write_report_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         write_report(path, {"n": 2})
     assert json.loads(path.read_text()) == {"n": 1}  # the old report is untouched
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temporary file left
+
+
+def test_tags_that_merely_end_in_key_are_kept() -> None:
+    counts = {"monkey": 3, "turkey": 2, "keyboard": 1, "apiKey": "x", "training_key": "x", "Prediction-Key": "x"}
+    assert scrub_keys({"per_tag": counts}) == {"per_tag": {"monkey": 3, "turkey": 2, "keyboard": 1}}

@@ -193,3 +193,58 @@ async def test_create_under_dropped_answers_leaves_one_project(tmp_path):
             tags = [t.name for t in await client.get_tags(named[0].id)]
             assert sorted(tags) == ["a", "b"]
             await check_project(client, named[0].id, sha_of_files(root, tag_of), tag_of)
+
+
+async def test_regions_and_multilabel_under_drops_and_errors(emu, tmp_path):
+    """The per-image path (CreateImagesFromFiles with regions) under 5% drops after the work and 10%
+    5xx: a retried request meets its own images (OKDuplicate); each image must end with its regions
+    exactly once, never twice."""
+    import json
+
+    from tests.corpus import make_jpeg
+
+    root = tmp_path / "boxes"
+    labels: dict[str, list[dict]] = {}
+    expected: dict[str, str] = {}
+    for i in range(160):
+        rel = f"img_{i:04d}.jpg"
+        make_jpeg(root / rel, (32, 32), seed=90_000 + i)
+        tags = ("fork", "knife") if i % 3 else ("fork",)
+        labels[rel] = [
+            {"tag": t, "left": 0.1 + 0.2 * k, "top": 0.1, "width": 0.2, "height": 0.3 + 0.01 * (i % 10)}
+            for k, t in enumerate(tags)
+        ]
+        expected[rel] = ",".join(tags)
+    label_file = tmp_path / "regions.json"
+    label_file.write_text(json.dumps(labels), encoding="utf-8")
+    from cvbulk.pipeline.project import create_project
+
+    async with training_client(emu) as clean:  # created cleanly: see the test above for --create under drops
+        await create_project(clean, "faults-regions", detection=True)
+    emu.set_faults(Faults(error_rate=0.10, drop_rate=0.05, drop_after_work=1.0))
+    try:
+        async with training_client(emu) as client:
+            result = await run_upload(client, UploadOptions(
+                root=root, project="faults-regions", labels=str(label_file),
+                state=tmp_path / "s.sqlite", report=tmp_path / "r.json", tier="unlimited",
+                max_concurrency=8, batch_bytes=BATCH_BYTES))
+            stats = client.stats.snapshot()
+    finally:
+        emu.set_faults(Faults())
+    assert result.exit_code == 0, result.report.get("failures")
+    assert result.report["counts"] == {"uploaded": len(labels)}
+    sha = sha_of_files(root, labels)
+    async with training_client(emu) as client:
+        (project,) = [p for p in await client.get_projects() if p.name == "faults-regions"]
+        tag_names = {t.id: t.name for t in await client.get_tags(project.id)}
+        images = [im async for im in client.iter_images(project.id)]
+        assert len(images) == len(labels) == await client.get_image_count(project.id)
+        by_sha = {im.original_image_uri.rstrip("/").rsplit("/", 1)[-1]: im for im in images}
+        for rel, boxes in labels.items():
+            image = by_sha[sha[rel]]
+            got = sorted(tag_names[r.tag_id] for r in (image.regions or ()))
+            assert got == sorted(b["tag"] for b in boxes), (rel, got)
+    measure("upload: regions (per-image requests), 10% 5xx + 5% dropped after the work",
+            images_sent=len(labels), in_project=len(images), duplicates=0, lost=0,
+            requests=stats["requests"], retries=stats["retries"], server_errors=stats["server_errors"],
+            transport_errors=stats["transport_errors"], throttled=stats["throttled"])

@@ -1,0 +1,116 @@
+"""What ``export`` and ``migrate`` share: paging a project's images, the journal's lock and lifetime, progress
+set-up and unwrapping the task group's exception group into the error that stopped the run."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import AsyncExitStack
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, TypeVar
+
+import anyio
+import anyio.to_thread
+from anyio.abc import ObjectSendStream
+
+from ..cli._common import CLIError
+from ..client import ApiGroup
+from .journal import Journal, JournalMismatch
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+if TYPE_CHECKING:
+    from ..client import Image
+
+__all__ = ["STATE_DIR", "PAGE", "JournalCalls", "open_journal", "watch_progress", "send_pages", "run_stages",
+           "first_cause"]
+
+#: State and report live in this hidden folder (scans skip hidden folders).
+STATE_DIR = ".cvbulk"
+PAGE = 256  # GetImages: "take ... limited to 256"
+
+T = TypeVar("T")
+
+
+class JournalCalls:
+    """Mixin for a run dataclass with ``journal_lock: anyio.Lock``."""
+
+    journal_lock: anyio.Lock
+
+    async def journal_call(self, fn: Any, *args: Any) -> Any:
+        # SQLite blocks: one call at a time, in a worker thread.
+        async with self.journal_lock:
+            return await anyio.to_thread.run_sync(fn, *args)
+
+
+async def open_journal(path: Path, *, job: str, fingerprint: dict[str, Any]) -> Journal:
+    try:
+        return await anyio.to_thread.run_sync(partial(Journal.open, path, job=job, fingerprint=fingerprint))
+    except JournalMismatch as exc:
+        raise CLIError(f"{exc} (pass --state to use another state file)") from None
+
+
+def watch_progress(progress: Any, total: int, client: Any) -> None:
+    """Give the progress display its total and the client's current training concurrency."""
+    if progress is None:
+        return
+    progress.set_total(total)
+    if getattr(client, "pacer", None) is not None:
+        progress.set_concurrency(lambda: client.pacer.concurrency(ApiGroup.TRAINING))
+
+
+async def send_pages(images: AsyncIterator[Image], page_send: ObjectSendStream[list[Image]]) -> None:
+    """Regroup the client's image iterator into pages of ``PAGE`` for the planner."""
+    async with page_send:
+        page: list[Image] = []
+        async for image in images:
+            page.append(image)
+            if len(page) >= PAGE:
+                await page_send.send(page)
+                page = []
+        if page:
+            await page_send.send(page)
+
+
+async def run_stages(
+    run: JournalCalls,
+    journal: Journal,
+    progress: Any,
+    pipeline: Callable[[], Awaitable[None]],
+    finish: Callable[[], Awaitable[T]],
+) -> T:
+    """Run the pipeline inside the progress display, then ``finish``; always close the journal.
+
+    A failing stage surfaces as its own exception, not as the task group's exception group.
+    """
+    try:
+        async with AsyncExitStack() as stack:
+            if progress is not None:
+                await stack.enter_async_context(progress)
+            await pipeline()
+        return await finish()
+    except BaseExceptionGroup as group:
+        first = first_cause(group)
+        if first is not None:
+            raise first from None
+        raise
+    finally:
+        with anyio.CancelScope(shield=True):  # the state file must be closed even when cancelled
+            await run.journal_call(journal.close)
+
+
+def first_cause(group: BaseExceptionGroup) -> BaseException | None:
+    """The first leaf of the group that is not a cancellation (the others were cancelled because of it)."""
+    leaves: list[BaseException] = []
+
+    def walk(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for sub in e.exceptions:
+                walk(sub)
+        else:
+            leaves.append(e)
+
+    walk(group)
+    real = [e for e in leaves if not isinstance(e, anyio.get_cancelled_exc_class())]
+    return real[0] if real else None
