@@ -233,6 +233,7 @@ async def test_regions_and_multilabel_under_drops_and_errors(emu, tmp_path):
         emu.set_faults(Faults())
     assert result.exit_code == 0, result.report.get("failures")
     assert result.report["counts"] == {"uploaded": len(labels)}
+    assert stats["transport_errors"] > 0 and stats["server_errors"] > 0  # the dice did roll
     sha = sha_of_files(root, labels)
     async with training_client(emu) as client:
         (project,) = [p for p in await client.get_projects() if p.name == "faults-regions"]
