@@ -42,6 +42,11 @@ from azure.cognitiveservices.vision.customvision.training.models import (
     ImageFileCreateEntry,
 )
 from msrest.authentication import ApiKeyCredentials
+from msrest.exceptions import HttpOperationError
+
+# training.models and prediction.models each define their own CustomVisionErrorException; both are
+# msrest HttpOperationErrors carrying the HTTP response
+SDK_ERRORS = (CustomVisionErrorException, HttpOperationError)
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 BATCH = 64
@@ -73,12 +78,12 @@ class Counters:
             self._progress.write(b"." * n)
 
 
-def _status(exc: CustomVisionErrorException) -> int | None:
+def _status(exc: HttpOperationError) -> int | None:
     response = getattr(exc, "response", None)
     return getattr(response, "status_code", None)
 
 
-def _retry_after(exc: CustomVisionErrorException) -> float:
+def _retry_after(exc: HttpOperationError) -> float:
     response = getattr(exc, "response", None)
     try:
         return float(response.headers.get("Retry-After", 1))  # type: ignore[union-attr]
@@ -97,7 +102,7 @@ def _call(fn: Callable[[], Any], c: Counters, retry_429: bool) -> tuple[Any, str
             with c.lock:
                 c.latencies.append(time.perf_counter() - started)
             return result, None
-        except CustomVisionErrorException as exc:
+        except SDK_ERRORS as exc:
             status = _status(exc)
             if status == 429:
                 with c.lock:

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import anyio
 
@@ -53,10 +53,7 @@ def register(subparsers: Any) -> None:
         "--format", choices=("folders", "csv", "regions-json", "coco"), default="folders",
         help="layout and label file (default: folders)",
     )
-    parser.add_argument("--state", type=Path, default=None, metavar="FILE",
-                        help="state file (default: OUT_DIR/.cvbulk/export.sqlite)")
-    parser.add_argument("--report", type=Path, default=None, metavar="FILE",
-                        help="JSON report (default: next to the state file)")
+    add_state_args(parser, "OUT_DIR/.cvbulk/export.sqlite")
     pace = parser.add_argument_group("pace")
     pace.add_argument(
         "--tier", choices=TIERS, default=os.environ.get("CVBULK_TIER", "S0"),
@@ -66,14 +63,44 @@ def register(subparsers: Any) -> None:
                       help="training calls per second, instead of the tier's")
     pace.add_argument("--max-concurrency", type=int, default=16, metavar="N",
                       help="at most N downloads in flight (default 16)")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
-    add_common_args(parser)
-    add_training_args(parser)
-    parser.set_defaults(handler=run)
+    add_output_args(parser, run)
 
 
 def run(args: argparse.Namespace) -> int:
     return anyio.run(_run, args)
+
+
+# -- shared with ``cvbulk migrate`` (a resumable job with a state file and a JSON report) ----------------
+def add_state_args(parser: argparse.ArgumentParser, default_state: str) -> None:
+    parser.add_argument("--state", type=Path, default=None, metavar="FILE",
+                        help=f"state file (default: {default_state})")
+    parser.add_argument("--report", type=Path, default=None, metavar="FILE",
+                        help="JSON report (default: next to the state file)")
+
+
+def add_output_args(parser: argparse.ArgumentParser, handler: Callable[[argparse.Namespace], int]) -> None:
+    """--json, the connection flags and the handler: the tail of every job's parser."""
+    parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    add_common_args(parser)
+    add_training_args(parser)
+    parser.set_defaults(handler=handler)
+
+
+def show_report(args: argparse.Namespace, report: dict[str, Any]) -> dict[str, Any]:
+    """Print the report (JSON on stdout when asked) and its summary table; returns its ``extra``."""
+    from ..pipeline.progress import summary_table
+
+    if args.json:
+        print_json(report)
+    print(summary_table(report), file=sys.stderr)
+    return report.get("extra", {})
+
+
+def finish(report: dict[str, Any], exit_code: int) -> int:
+    """The closing line (where state and report are) and the exit status."""
+    extra = report.get("extra", {})
+    print(f"state: {extra.get('state_file')}   report: {report.get('report_file')}", file=sys.stderr)
+    return int(exit_code) if exit_code else int(ExitCode.OK)
 
 
 def make_pacer(tier: str, tps: float | None, max_concurrency: int) -> Any:
@@ -98,7 +125,7 @@ def make_pacer(tier: str, tps: float | None, max_concurrency: int) -> Any:
 async def _run(args: argparse.Namespace) -> int:
     from ..client import TrainingClient
     from ..pipeline.export import ExportOptions, run_export
-    from ..pipeline.progress import Progress, summary_table
+    from ..pipeline.progress import Progress
 
     if args.max_concurrency < 1:
         raise CLIError("--max-concurrency must be at least 1")
@@ -113,10 +140,7 @@ async def _run(args: argparse.Namespace) -> int:
     async with client:
         result = await run_export(client, options, progress=progress)
     report = result.report
-    extra = report.get("extra", {})
-    if args.json:
-        print_json(report)
-    print(summary_table(report), file=sys.stderr)
+    extra = show_report(args, report)
     if extra.get("unchanged"):
         print(f"unchanged since an earlier run: {extra['unchanged']} images", file=sys.stderr)
     if extra.get("multi_tag_images") and options.format == "folders":
@@ -126,5 +150,4 @@ async def _run(args: argparse.Namespace) -> int:
         print(f"{extra['images_with_tags_without_regions']} images have tags without a region, which "
               f"{options.format} cannot carry (export them as csv too)", file=sys.stderr)
     print(f"back into a project: {extra.get('upload_back')}", file=sys.stderr)
-    print(f"state: {extra.get('state_file')}   report: {report.get('report_file')}", file=sys.stderr)
-    return int(result.exit_code) if result.exit_code else int(ExitCode.OK)
+    return finish(report, result.exit_code)

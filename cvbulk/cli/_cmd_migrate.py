@@ -6,24 +6,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import anyio
 
-from ._cmd_export import make_pacer
-from ._common import (
-    CLIError,
-    Connection,
-    ExitCode,
-    check_endpoint,
-    add_common_args,
-    add_training_args,
-    print_json,
-    print_table,
-    remember_secret,
-    training_connection,
-)
+from ._cmd_export import add_output_args, add_state_args, finish, make_pacer, show_report
+from ._common import CLIError, Connection, check_endpoint, print_table, remember_secret, training_connection
 
 TIERS = ("F0", "S0", "unlimited")
 ENV_TARGET_ENDPOINT = "VISION_TARGET_TRAINING_ENDPOINT"
@@ -74,10 +62,7 @@ def register(subparsers: Any) -> None:
                         help="create the target project (with the source's settings) when PROJECT names none")
     parser.add_argument("--by", choices=("auto", "url", "upload"), default="auto",
                         help="how images travel: by URL, by download and upload, or auto (default)")
-    parser.add_argument("--state", type=Path, default=None, metavar="FILE",
-                        help="state file (default: .cvbulk/migrate-<hash>.sqlite under the current folder)")
-    parser.add_argument("--report", type=Path, default=None, metavar="FILE",
-                        help="JSON report (default: next to the state file)")
+    add_state_args(parser, ".cvbulk/migrate-<hash>.sqlite under the current folder")
     target = parser.add_argument_group("target resource")
     target.add_argument("--to-endpoint", metavar="URL", help=f"target training endpoint (default: ${ENV_TARGET_ENDPOINT}, "
                         "else the source's)")
@@ -92,10 +77,7 @@ def register(subparsers: Any) -> None:
                       help="at most N requests in flight on the target (default 8)")
     pace.add_argument("--batch-bytes", type=int, default=None, metavar="N",
                       help="byte budget per upload request (default 32 MB)")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
-    add_common_args(parser)
-    add_training_args(parser)
-    parser.set_defaults(handler=run)
+    add_output_args(parser, run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -121,7 +103,7 @@ async def _run(args: argparse.Namespace) -> int:
     from ..client import TrainingClient
     from ..pipeline.batch import DEFAULT_BATCH_BYTES
     from ..pipeline.migrate import MigrateOptions, run_migrate
-    from ..pipeline.progress import Progress, summary_table
+    from ..pipeline.progress import Progress
 
     if args.max_concurrency < 1:
         raise CLIError("--max-concurrency must be at least 1")
@@ -145,10 +127,7 @@ async def _run(args: argparse.Namespace) -> int:
     async with source, target:
         result = await run_migrate(source, target, options, progress=progress)
     report = result.report
-    extra = report.get("extra", {})
-    if args.json:
-        print_json(report)
-    print(summary_table(report), file=sys.stderr)
+    extra = show_report(args, report)
     comparison = extra.get("comparison") or {}
     rows = [(name, c["source"], c["target"], "" if c["source"] == c["target"] else "DIFFERS")
             for name, c in (comparison.get("tags") or {}).items()]
@@ -160,5 +139,4 @@ async def _run(args: argparse.Namespace) -> int:
     print_table(rows, ("tag", "source", "target", ""), file=sys.stderr)
     if extra.get("unchanged"):
         print(f"already migrated by an earlier run: {extra['unchanged']} images", file=sys.stderr)
-    print(f"state: {extra.get('state_file')}   report: {report.get('report_file')}", file=sys.stderr)
-    return int(result.exit_code) if result.exit_code else int(ExitCode.OK)
+    return finish(report, result.exit_code)

@@ -20,13 +20,14 @@ C = TypeVar("C", bound="BaseClient")
 class BaseClient:
     _service = ""      # "training" | "prediction"
     _key_header = ""   # "Training-Key" | "Prediction-Key"
+    _default_api_version = ""  # "v3.3" | "v3.0": each subclass names its service's version
 
     def __init__(
         self,
         endpoint: str,
         key: str,
         *,
-        api_version: str,
+        api_version: str | None = None,
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
         pacer: Pacer | None = None,
@@ -34,6 +35,9 @@ class BaseClient:
         session: aiohttp.ClientSession | None = None,
         max_connections: int = 64,
     ) -> None:
+        # one constructor for both clients: only the service's default version differs
+        if api_version is None:
+            api_version = self._default_api_version
         self.api_version = api_version
         self._http = HttpCore(
             endpoint,

@@ -91,41 +91,34 @@ class BadRequestError(CustomVisionError):
     """400 (and 413/415): the request is wrong; sending it again will not help."""
 
 
-class RateLimitedError(CustomVisionError):
+class _RetryAfter:
+    """For 429 and 5xx: ``retry_after`` is the wait the service asked for (Retry-After), if any."""
+
+    retry_after: float | None
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)  # type: ignore[call-arg] - the next class is CustomVisionError
+
+    def __reduce__(self):
+        state = (self.message, self.status, self.code, self.operation)  # type: ignore[attr-defined]
+        return (_rebuild_retry_after, (type(self), *state, self.retry_after))
+
+
+def _rebuild_retry_after(cls, message, status, code, operation, retry_after):
+    return cls(message, status=status, code=code, operation=operation, retry_after=retry_after)
+
+
+class RateLimitedError(_RetryAfter, CustomVisionError):
     """429: over the tier's rate limit. ``retry_after`` is the wait the service asked for, if any."""
 
     retryable = True
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, **kwargs)
 
-    def __reduce__(self):
-        return (_rebuild_rate, (self.message, self.status, self.code, self.operation, self.retry_after))
-
-
-def _rebuild_rate(message, status, code, operation, retry_after):
-    return RateLimitedError(
-        message, status=status, code=code, operation=operation, retry_after=retry_after
-    )
-
-
-class ServerError(CustomVisionError):
+class ServerError(_RetryAfter, CustomVisionError):
     """5xx: the service failed; the request may be retried. ``retry_after`` as for 429, if given."""
 
     retryable = True
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, **kwargs)
-
-    def __reduce__(self):
-        return (_rebuild_server, (type(self), self.message, self.status, self.code, self.operation,
-                                  self.retry_after))
-
-
-def _rebuild_server(cls, message, status, code, operation, retry_after):
-    return cls(message, status=status, code=code, operation=operation, retry_after=retry_after)
 
 
 class TransportError(CustomVisionError):

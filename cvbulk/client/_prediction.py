@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from ._base import BaseClient
-from ._http import Timeouts, query, seg
+from ._http import query, seg
 from ._models import ImagePrediction
-from ._ratelimit import ApiGroup, Pacer
-from ._retry import RetryPolicy
-from ._stats import ClientStats
+from ._ratelimit import ApiGroup
 
 __all__ = ["PredictionClient"]
 
@@ -23,24 +19,7 @@ class PredictionClient(BaseClient):
 
     _service = "prediction"
     _key_header = "Prediction-Key"
-
-    def __init__(
-        self,
-        endpoint: str,
-        key: str,
-        *,
-        api_version: str = "v3.0",
-        timeouts: Timeouts | None = None,
-        retry: RetryPolicy | None = None,
-        pacer: Pacer | None = None,
-        stats: ClientStats | None = None,
-        session: aiohttp.ClientSession | None = None,
-        max_connections: int = 64,
-    ) -> None:
-        super().__init__(
-            endpoint, key, api_version=api_version, timeouts=timeouts, retry=retry, pacer=pacer,
-            stats=stats, session=session, max_connections=max_connections,
-        )
+    _default_api_version = "v3.0"
 
     async def _predict(
         self,

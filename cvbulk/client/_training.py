@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator, Mapping, Sequence
 
-import aiohttp
-
 from ._base import BaseClient
-from ._http import Timeouts, query, seg
+from ._http import query, seg
 from ._models import (
     Domain,
     Image,
@@ -24,9 +22,7 @@ from ._models import (
     ProjectExport,
     Tag,
 )
-from ._ratelimit import ApiGroup, Pacer
-from ._retry import RetryPolicy
-from ._stats import ClientStats
+from ._ratelimit import ApiGroup
 
 __all__ = ["TrainingClient", "MAX_PAGE"]
 
@@ -47,24 +43,7 @@ class TrainingClient(BaseClient):
 
     _service = "training"
     _key_header = "Training-Key"
-
-    def __init__(
-        self,
-        endpoint: str,
-        key: str,
-        *,
-        api_version: str = "v3.3",
-        timeouts: Timeouts | None = None,
-        retry: RetryPolicy | None = None,
-        pacer: Pacer | None = None,
-        stats: ClientStats | None = None,
-        session: aiohttp.ClientSession | None = None,
-        max_connections: int = 64,
-    ) -> None:
-        super().__init__(
-            endpoint, key, api_version=api_version, timeouts=timeouts, retry=retry, pacer=pacer,
-            stats=stats, session=session, max_connections=max_connections,
-        )
+    _default_api_version = "v3.3"
 
     async def _call(self, operation: str, method: str, path: str, **kwargs: Any) -> Any:
         return await self._http.call(operation, method, path, **kwargs)

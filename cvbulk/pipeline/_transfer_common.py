@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, TypeV
 
 import anyio
 import anyio.to_thread
-from anyio.abc import ObjectSendStream
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from ..cli._common import CLIError
 from ..client import ApiGroup
@@ -23,8 +23,8 @@ if sys.version_info < (3, 11):  # pragma: no cover
 if TYPE_CHECKING:
     from ..client import Image
 
-__all__ = ["STATE_DIR", "PAGE", "JournalCalls", "open_journal", "watch_progress", "send_pages", "run_stages",
-           "first_cause"]
+__all__ = ["STATE_DIR", "PAGE", "JournalCalls", "open_journal", "watch_progress", "send_pages", "take_ready",
+           "run_stages", "first_cause"]
 
 #: State and report live in this hidden folder (scans skip hidden folders).
 STATE_DIR = ".cvbulk"
@@ -71,6 +71,17 @@ async def send_pages(images: AsyncIterator[Image], page_send: ObjectSendStream[l
                 page = []
         if page:
             await page_send.send(page)
+
+
+def take_ready(first: T, receive: ObjectReceiveStream[T], limit: int) -> list[T]:
+    """``first`` and what else is already waiting, up to ``limit`` items: one journal transaction for many."""
+    chunk = [first]
+    while len(chunk) < limit:
+        try:
+            chunk.append(receive.receive_nowait())
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            break
+    return chunk
 
 
 async def run_stages(

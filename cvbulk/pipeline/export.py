@@ -40,7 +40,16 @@ from ._export_layout import (
     sniff_extension,
     write_label_file,
 )
-from ._transfer_common import PAGE, STATE_DIR, JournalCalls, open_journal, run_stages, send_pages, watch_progress
+from ._transfer_common import (
+    PAGE,
+    STATE_DIR,
+    JournalCalls,
+    open_journal,
+    run_stages,
+    send_pages,
+    take_ready,
+    watch_progress,
+)
 from .journal import ERROR, EXPORTED, FAILED, Journal, JournalEntry
 from .project import resolve_project
 from .report import build_report, write_report
@@ -249,12 +258,7 @@ async def _recorder(run: _Run, record_recv: ObjectReceiveStream[tuple[JournalEnt
     between costs one download again on resume, never a row without its file."""
     async with record_recv:
         async for first in record_recv:
-            chunk = [first]
-            while len(chunk) < 256:
-                try:
-                    chunk.append(record_recv.receive_nowait())
-                except (anyio.WouldBlock, anyio.EndOfStream):
-                    break
+            chunk = take_ready(first, record_recv, 256)
             await run.journal_call(run.journal.record, [entry for entry, _ in chunk])
             for entry, nbytes in chunk:
                 run.advance(entry.status, nbytes)

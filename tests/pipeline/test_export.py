@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from cvbulk.pipeline.journal import Journal
 from cvbulk.pipeline.labels import open_label_source
 from cvbulk.pipeline.upload import UploadOptions, run_upload
 from tests.corpus import make_jpeg
+from tests.pipeline._transfer_support import CancelAfter, project_images, sha
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "samples"
 CLASSIFICATION = SAMPLES / "ImageClassification" / "Images"
@@ -24,22 +24,17 @@ DETECTION = SAMPLES / "ObjectDetection" / "Images"
 pytestmark = pytest.mark.timeout(60)
 
 
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 async def content_labels(client, project_id: str) -> dict[str, tuple]:
     """sha256 of each image's bytes -> (sorted tag names, sorted regions): what a project holds."""
-    names = {t.id: t.name for t in await client.get_tags(project_id)}
-    out: dict[str, tuple] = {}
-    async for image in client.iter_images(project_id):
-        data = await client.download(image.original_image_uri)
-        tags = tuple(sorted(names[t.tag_id] for t in image.tags or ()))
-        regions = tuple(sorted(
-            (names[r.tag_id], r.left, r.top, r.width, r.height) for r in image.regions or ()
-        ))
-        out[sha(data)] = (tags, regions)
-    return out
+    return {k: (tags, regions) for k, (tags, regions, _) in (await project_images(client, project_id)).items()}
+
+
+async def upload_back(client, opts: UploadOptions) -> str:
+    """An export uploaded back with the upload pipeline; returns the new project's id."""
+    with anyio.fail_after(30):
+        up = await run_upload(client, opts)
+    assert up.exit_code == 0, up.report["failures"]
+    return up.report["extra"]["project"]["id"]
 
 
 async def upload_samples(client, name: str) -> str:
@@ -88,12 +83,8 @@ async def test_classification_sample_folders_round_trip(tmp_path, training_clien
     assert on_disk == expected
 
     # back in with the upload pipeline: same images (by content) under the same tags
-    opts = UploadOptions(root=out, project="trees-again", create=True, state=tmp_path / "up.sqlite",
-                         report=tmp_path / "up.json")
-    with anyio.fail_after(30):
-        up = await run_upload(training_client, opts)
-    assert up.exit_code == 0, up.report["failures"]
-    target = up.report["extra"]["project"]["id"]
+    target = await upload_back(training_client, UploadOptions(
+        root=out, project="trees-again", create=True, state=tmp_path / "up.sqlite", report=tmp_path / "up.json"))
     assert await content_labels(training_client, target) == await content_labels(training_client, source)
 
     # a second export has nothing to do
@@ -114,12 +105,9 @@ async def test_detection_sample_regions_json_round_trip(tmp_path, training_clien
     exported = json.loads(labels.read_text())
     assert len(exported) == 40
 
-    opts = UploadOptions(root=out, project="cutlery-again", create=True, labels=str(labels),
-                         state=tmp_path / "up.sqlite", report=tmp_path / "up.json")
-    with anyio.fail_after(30):
-        up = await run_upload(training_client, opts)
-    assert up.exit_code == 0, up.report["failures"]
-    target = up.report["extra"]["project"]["id"]
+    target = await upload_back(training_client, UploadOptions(
+        root=out, project="cutlery-again", create=True, labels=str(labels), state=tmp_path / "up.sqlite",
+        report=tmp_path / "up.json"))
     before = await content_labels(training_client, source)
     after = await content_labels(training_client, target)
     assert before.keys() == after.keys()
@@ -192,30 +180,6 @@ async def test_export_resumes_after_cancel_and_refetches_a_deleted_file(tmp_path
     await training_client.create_images_from_data(project.id, [(f"{i}.jpg", d) for i, d in enumerate(data)],
                                                   tag_ids=[tag.id])
     out = tmp_path / "out"
-
-    class CancelAfter:
-        """A progress stand-in that cancels the run after ``n`` exported images (a kill mid-run)."""
-
-        def __init__(self, n: int, scope: anyio.CancelScope) -> None:
-            self.n, self.scope, self.ok = n, scope, 0
-
-        def set_total(self, n):
-            pass
-
-        def set_concurrency(self, n):
-            pass
-
-        def advance(self, ok=0, failed=0, skipped=0, nbytes=0):
-            self.ok += ok
-            if self.ok >= self.n:
-                self.scope.cancel()
-
-        async def __aenter__(self):
-            return self
-
-        async def __aexit__(self, *exc):
-            return None
-
     with anyio.CancelScope() as scope:
         await run_export(training_client, ExportOptions("many", out, "csv", max_concurrency=4),
                          progress=CancelAfter(10, scope))

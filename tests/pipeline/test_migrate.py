@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -18,6 +17,7 @@ from cvbulk.pipeline.batch import TaggedRegion
 from cvbulk.pipeline.journal import Journal
 from cvbulk.pipeline.migrate import MigrateOptions, run_migrate
 from tests.corpus import make_image
+from tests.pipeline._transfer_support import CancelAfter, project_images, sha
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -28,10 +28,6 @@ def jpeg(seed: int, size: tuple[int, int] = (16, 16)) -> bytes:
     buf = io.BytesIO()
     make_image(size, seed).save(buf, "JPEG", quality=90)
     return buf.getvalue()
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @asynccontextmanager
@@ -83,17 +79,7 @@ async def make_source(client: TrainingClient, n: int, name: str = "fruit") -> tu
 
 async def held(client: TrainingClient, project_id: str) -> dict[str, tuple]:
     """sha -> (tags, regions, metadata) of every image in the project."""
-    names = {t.id: t.name for t in await client.get_tags(project_id)}
-    out: dict[str, tuple] = {}
-    async for image in client.iter_images(project_id):
-        data = await client.download(image.original_image_uri)
-        tags = tuple(sorted(names[t.tag_id] for t in image.tags or ()))
-        regions = tuple(sorted(
-            (names[r.tag_id], round(r.left, 9), round(r.top, 9), round(r.width, 9), round(r.height, 9))
-            for r in image.regions or ()
-        ))
-        out[sha(data)] = (tags, regions, dict(image.metadata or {}))
-    return out
+    return await project_images(client, project_id, digits=9)
 
 
 def rounded(expected: dict[str, tuple]) -> dict[str, tuple]:
@@ -110,30 +96,6 @@ async def same_labels(src, source_id, dst, target_id, expected) -> None:
     assert {k: v[1:] for k, v in before.items()} == rounded(expected)
     # images tagged without a region keep exactly their tags
     assert {k: v[0] for k, v in before.items() if not v[1]} == {k: e[0] for k, e in expected.items() if not e[1]}
-
-
-class CancelAfter:
-    """A progress stand-in that cancels the run once ``n`` images are migrated: a kill mid-run."""
-
-    def __init__(self, n: int, scope: anyio.CancelScope) -> None:
-        self.n, self.scope, self.ok = n, scope, 0
-
-    def set_total(self, n):
-        pass
-
-    def set_concurrency(self, n):
-        pass
-
-    def advance(self, ok=0, failed=0, skipped=0, nbytes=0):
-        self.ok += ok
-        if self.ok >= self.n:
-            self.scope.cancel()
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc):
-        return None
 
 
 async def test_thousand_images_by_url_killed_and_resumed_without_duplicates(tmp_path):

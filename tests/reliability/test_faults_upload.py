@@ -172,6 +172,10 @@ async def test_emulator_stopped_and_restarted_mid_run(tmp_path):
     measure("upload: emulator stopped and restarted mid-run", **row)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "bug: CreateProject (a POST) is retried after a connection dropped once the service had created the "
+    "project: 3 projects with the same name, and the next run by name exits 2; owner client/_http.py "
+    "(retry of non-idempotent POSTs) / pipeline/project.py create_project (look the name up before retrying)"))
 async def test_create_under_dropped_answers_leaves_one_project(tmp_path):
     """Half the answers are lost after the service did the work, from the first request on: the
     project and its tags must still be created once, or the next run cannot find the project by name."""
@@ -195,7 +199,7 @@ async def test_create_under_dropped_answers_leaves_one_project(tmp_path):
             await check_project(client, named[0].id, sha_of_files(root, tag_of), tag_of)
 
 
-async def test_regions_and_multilabel_under_drops_and_errors(emu, tmp_path):
+async def test_regions_under_drops_and_errors(emu, tmp_path):
     """The per-image path (CreateImagesFromFiles with regions) under 5% drops after the work and 10%
     5xx: a retried request meets its own images (OKDuplicate); each image must end with its regions
     exactly once, never twice."""
@@ -249,3 +253,70 @@ async def test_regions_and_multilabel_under_drops_and_errors(emu, tmp_path):
             images_sent=len(labels), in_project=len(images), duplicates=0, lost=0,
             requests=stats["requests"], retries=stats["retries"], server_errors=stats["server_errors"],
             transport_errors=stats["transport_errors"], throttled=stats["throttled"])
+
+
+def _start_emulator_process(port: int, data, *extra: str):
+    """``python -m cvbulk emulator`` as a user runs it; (process, endpoint) once it listens."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "cvbulk", "emulator", "--port", str(port), "--data", str(data),
+                             *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()
+    assert "listening on http://127.0.0.1:" in line, (line, proc.poll())
+    return proc, line.split("listening on ", 1)[1].split()[0]
+
+
+@pytest.mark.timeout(90)
+async def test_emulator_process_killed_and_restarted_mid_run(tmp_path):
+    """The service crashes (SIGKILL, no clean shutdown) mid-upload and comes back on the same port with
+    the same data: what it had answered OK before the crash is still there (its SQLite is durable
+    across a process crash), and the rest arrives exactly once."""
+    import os
+    import signal
+
+    from cvbulk.emulator import DEFAULT_TRAINING_KEY
+
+    data = tmp_path / "emulator"
+    proc, endpoint = _start_emulator_process(0, data, "--latency", "0.02")
+    port = int(endpoint.rsplit(":", 1)[1])
+    procs = [proc]
+
+    class _Remote:
+        def __init__(self) -> None:
+            self.endpoint = endpoint
+            self.training_key = DEFAULT_TRAINING_KEY
+
+        def set_faults(self, f):  # nothing is switched on in this one
+            pass
+
+        def set_latency(self, lat):
+            pass
+
+    crashed = anyio.Event()
+
+    async def crash_and_restart(client) -> None:
+        with anyio.fail_after(60):
+            while client.stats.requests < 15:
+                await anyio.sleep(0.005)
+        os.kill(procs[0].pid, signal.SIGKILL)
+        await anyio.to_thread.run_sync(procs[0].wait)
+        second, _ = await anyio.to_thread.run_sync(_start_emulator_process, port, data)
+        procs.append(second)
+        crashed.set()
+
+    try:
+        row = await _upload(_Remote(), tmp_path, "faults-crash", during=crash_and_restart)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.wait(30)
+    assert crashed.is_set(), "the upload finished before the crash"
+    assert row["transport_errors"] > 0
+    assert integrity(data / "emulator.sqlite3") == "ok"
+    measure("upload: emulator process SIGKILLed and restarted mid-run", **row)

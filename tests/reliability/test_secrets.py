@@ -155,3 +155,38 @@ def test_no_key_in_any_artefact(emu, tree, tmp_path):
     names = {p.name for folder in art.folders for p in folder.rglob("*")}
     assert any(n.endswith(".sqlite") or n.endswith(".state") for n in names)
     assert any(n.endswith(".report.json") for n in names) and "out.csv" in names and "out.jsonl" in names
+
+
+async def test_no_key_in_logs_reprs_or_exceptions(emu, tree, tmp_path, caplog):
+    """In-process: every log record at DEBUG of a run under faults, the reprs of the clients, and a
+    failing run's exception with its whole traceback and chained causes hold no key."""
+    import logging
+    import traceback
+
+    from cvbulk.client import PredictionClient, TrainingClient
+    from cvbulk.pipeline.upload import UploadOptions, run_upload
+
+    from .conftest import patient_retry
+
+    caplog.set_level(logging.DEBUG)
+    emu.set_faults(Faults(error_rate=0.2, drop_rate=0.05))
+    try:
+        async with TrainingClient(emu.endpoint, TRAINING_KEY, retry=patient_retry()) as client:
+            result = await run_upload(client, UploadOptions(root=tree, project="s-logs", create=True,
+                                                            state=tmp_path / "s.sqlite", tier="unlimited"))
+            texts = [repr(client), str(client), repr(vars(client)) if hasattr(client, "__dict__") else ""]
+    finally:
+        emu.set_faults(Faults())
+    assert result.exit_code == 1  # the text file
+    async with PredictionClient(emu.endpoint, PREDICTION_KEY) as prediction:
+        texts += [repr(prediction), str(prediction)]
+    async with TrainingClient(emu.endpoint, WRONG_KEY) as wrong:
+        with pytest.raises(Exception) as caught:
+            await run_upload(wrong, UploadOptions(root=tree, project="s-logs", state=tmp_path / "w.sqlite",
+                                                  tier="unlimited"))
+        texts += [str(caught.value), repr(caught.value),
+                  "".join(traceback.format_exception(caught.type, caught.value, caught.tb))]
+    records = [r.getMessage() for r in caplog.records] + [repr(r.args) for r in caplog.records]
+    assert any("DEBUG" == r.levelname for r in caplog.records)
+    leaks = [k[:4] for k in KEYS for t in texts + records if k in t]
+    assert not leaks, leaks
