@@ -56,14 +56,13 @@ class CustomVisionError(Exception):
 
     def __str__(self) -> str:
         parts = []
-        if self.operation:
-            parts.append(f"{self.operation}:")
         if self.status is not None:
             parts.append(f"HTTP {self.status}")
         if self.code and self.code != str(self.status):
             parts.append(f"{self.code}")
         head = " ".join(parts)
-        return f"{head} - {self.message}" if head else self.message
+        text = f"{head} - {self.message}" if head else self.message
+        return f"{self.operation}: {text}" if self.operation else text
 
     def __repr__(self) -> str:
         return (
@@ -144,7 +143,7 @@ class RetryBudgetExhausted(CustomVisionError):
         self.last_error = last_error
         self.attempts = attempts
         super().__init__(
-            f"gave up after {attempts} attempts: {last_error}",
+            f"gave up after {attempts} attempts: {last_error.message}",
             status=last_error.status,
             code=last_error.code,
             operation=last_error.operation,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sys
 import subprocess
 from pathlib import Path
 
@@ -159,6 +160,10 @@ async def test_predict_killed_then_resumed_one_row_per_image(emu, tmp_path, suff
         kills += _kill(proc)
         assert integrity(out.with_name(out.name + ".state")) == "ok"
     assert kills >= 3
+    # A kill in the middle of writing a row: cut the last row in half (its image must be scored again).
+    data = out.read_bytes()
+    last = data.rstrip(b"\n").rfind(b"\n") + 1
+    out.write_bytes(data[: last + (len(data) - last) // 2])
     _resume_to_the_end(argv, env, tmp_path)
     rows = one_row_each(out, tree)
     assert {r["status"] for r in rows} == {"predicted"}
@@ -191,7 +196,7 @@ def test_state_file_survives_sigkill_during_its_own_writes(tmp_path):
     rnd = random.Random(99)
     start = 0
     for _ in range(10):
-        proc = subprocess.Popen([os.sys.executable, "-c", _WRITER, str(state), str(start)], env=env, cwd=tmp_path,
+        proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(state), str(start)], env=env, cwd=tmp_path,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         first = proc.stdout.readline()  # at least one batch committed
         assert first.strip(), proc.stderr.read()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import sys
 import subprocess
 from pathlib import Path
 
@@ -137,7 +138,7 @@ def test_no_key_in_any_artefact(emu, tree, tmp_path):
         d = _run_dir(tmp_path, "upload-killed", art)
         state = d / "state.sqlite"
         proc = subprocess.Popen(
-            [os.sys.executable, "-m", "cvbulk", "upload", str(tree), "--project", "s-kill", "--create", "--tier",
+            [sys.executable, "-m", "cvbulk", "upload", str(tree), "--project", "s-kill", "--create", "--tier",
              "unlimited", "--batch-bytes", "3000", "--max-concurrency", "2", "--state", str(state), "--debug",
              *flag_args],
             env=flags_only, cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
