@@ -207,21 +207,23 @@ def _classify(exc: BaseException) -> tuple[int | None, str]:
         return _classify(exc.exceptions[0])
     if isinstance(exc, CLIError):
         return exc.exit_code, _one_line(exc)
-    if isinstance(exc, RetryBudgetExhausted):
-        return _classify(exc.last_error)[0], _one_line(exc)
-    if isinstance(exc, AuthenticationError):
-        return ExitCode.FATAL, _one_line(exc) + " (check the key and the endpoint)"
-    if isinstance(exc, NotFoundError):
-        return ExitCode.FATAL, _one_line(exc)
-    if isinstance(exc, TransportError):
-        return ExitCode.FATAL, _one_line(exc) + " (is the endpoint right and reachable?)"
     if isinstance(exc, CustomVisionError):
-        return ExitCode.FATAL, _one_line(exc)
+        # A retry give-up is judged by its last cause, but worded as itself ("gave up after N attempts").
+        cause = exc.last_error if isinstance(exc, RetryBudgetExhausted) else exc
+        return ExitCode.FATAL, _one_line(exc) + _hint(cause)
     if isinstance(exc, (FileNotFoundError, NotADirectoryError, PermissionError, IsADirectoryError)):
         return ExitCode.USAGE, _one_line(exc)
     if isinstance(exc, OSError):
         return ExitCode.FATAL, _one_line(exc)
     return ExitCode.FATAL, f"unexpected {type(exc).__name__}: {_one_line(exc)} (rerun with --debug)"
+
+
+def _hint(exc: CustomVisionError) -> str:
+    if isinstance(exc, AuthenticationError):
+        return " (check the key and the endpoint)"
+    if isinstance(exc, TransportError):
+        return " (is the endpoint right and reachable?)"
+    return ""
 
 
 def print_json(obj: Any, file=None) -> None:
