@@ -111,8 +111,10 @@ def _predict_rate(s: dict[str, Any]) -> list[str]:
 def _memory(s: dict[str, Any]) -> list[str]:
     lines = [f"Tree: {s['params']['tree']}.", ""]
     rows = [[r["client"], _f(r["median"].get("maxrss_mb"), 0), _f(r["median"].get("wall_s")), _f(r["median"].get("ips"), 0),
-             str(len(r["runs"]))] for r in s["rows"]]
-    lines += _table(["run", "peak RSS MB", "wall s", "files/s", "runs"], rows)
+             _f(1000 * (r["median"].get("cpu_s") or 0) / max(1, r.get("files") or 1), 2), str(len(r["runs"]))]
+            for r in s["rows"]]
+    lines += _table(["run", "peak RSS MB", "wall s", "files/s", "client CPU ms / file (start-up included)", "runs"],
+                    rows)
     g = s.get("growth") or {}
     sizes = s["params"]["sizes"]
     lines += ["", f"Peak RSS at {sizes[1]:,} files / at {sizes[0]:,} files: dry run {_x(g.get('dry-run'))}, "

@@ -10,10 +10,24 @@ from typing import Any
 
 import anyio
 
-from ._cmd_export import add_output_args, add_state_args, finish, make_pacer, show_report
-from ._common import CLIError, Connection, check_endpoint, print_table, remember_secret, training_connection
-
-TIERS = ("F0", "S0", "unlimited")
+from ._common import (
+    TIERS,
+    CLIError,
+    Connection,
+    add_max_concurrency,
+    add_pace_group,
+    add_state_args,
+    check_concurrency,
+    check_endpoint,
+    finish,
+    finish_job_parser,
+    job_parser,
+    make_pacer,
+    print_table,
+    remember_secret,
+    show_report,
+    training_connection,
+)
 ENV_TARGET_ENDPOINT = "VISION_TARGET_TRAINING_ENDPOINT"
 ENV_TARGET_KEY = "VISION_TARGET_TRAINING_KEY"
 
@@ -49,12 +63,12 @@ exit status: 0 everything copied and the counts agree; 1 some images failed or t
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    parser = job_parser(
+        subparsers,
         "migrate",
-        help="copy a project's tags, images and regions into another project or resource (resumable)",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "copy a project's tags, images and regions into another project or resource (resumable)",
+        DESCRIPTION,
+        EPILOG,
     )
     parser.add_argument("--from-project", required=True, metavar="PROJECT", help="source project id or exact name")
     parser.add_argument("--to-project", required=True, metavar="PROJECT", help="target project id or exact name")
@@ -62,22 +76,19 @@ def register(subparsers: Any) -> None:
                         help="create the target project (with the source's settings) when PROJECT names none")
     parser.add_argument("--by", choices=("auto", "url", "upload"), default="auto",
                         help="how images travel: by URL, by download and upload, or auto (default)")
-    add_state_args(parser, ".cvbulk/migrate-<hash>.sqlite under the current folder")
+    add_state_args(parser, "state file (default: .cvbulk/migrate-<hash>.sqlite under the current folder)")
     target = parser.add_argument_group("target resource")
     target.add_argument("--to-endpoint", metavar="URL", help=f"target training endpoint (default: ${ENV_TARGET_ENDPOINT}, "
                         "else the source's)")
     target.add_argument("--to-key", metavar="KEY", help=f"target training key (default: ${ENV_TARGET_KEY}, else the source's)")
-    pace = parser.add_argument_group("pace")
-    pace.add_argument("--tier", choices=TIERS, default=os.environ.get("CVBULK_TIER", "S0"),
-                      help="the source resource's pricing tier (default: S0, or $CVBULK_TIER)")
+    pace = add_pace_group(parser, "the source resource's pricing tier (default: S0, or $CVBULK_TIER)")
     pace.add_argument("--to-tier", choices=TIERS, default=None, help="the target's pricing tier (default: --tier)")
     pace.add_argument("--tps", type=float, default=None, metavar="N", help="source training calls per second")
     pace.add_argument("--to-tps", type=float, default=None, metavar="N", help="target training calls per second")
-    pace.add_argument("--max-concurrency", type=int, default=8, metavar="N",
-                      help="at most N requests in flight on the target (default 8)")
+    add_max_concurrency(pace, 8, "at most N requests in flight on the target (default 8)")
     pace.add_argument("--batch-bytes", type=int, default=None, metavar="N",
                       help="byte budget per upload request (default 32 MB)")
-    add_output_args(parser, run)
+    finish_job_parser(parser, run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,8 +116,7 @@ async def _run(args: argparse.Namespace) -> int:
     from ..pipeline.migrate import MigrateOptions, run_migrate
     from ..pipeline.progress import Progress
 
-    if args.max_concurrency < 1:
-        raise CLIError("--max-concurrency must be at least 1")
+    check_concurrency(args.max_concurrency)
     options = MigrateOptions(
         from_project=args.from_project, to_project=args.to_project, create=args.create, by=args.by,
         state=args.state, report=args.report, max_concurrency=args.max_concurrency,

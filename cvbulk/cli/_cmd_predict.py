@@ -14,16 +14,20 @@ import anyio
 from ._common import (
     ENV_TRAINING_KEY,
     CLIError,
-    ExitCode,
-    add_common_args,
-    add_prediction_args,
-    add_training_args,
+    add_max_concurrency,
+    add_pace_group,
+    add_root_arg,
+    add_state_args,
+    check_concurrency,
+    check_tps,
+    exit_status,
+    finish_job_parser,
+    job_parser,
+    make_pacer,
     prediction_connection,
     print_json,
     training_connection,
 )
-
-TIERS = ("F0", "S0", "unlimited")
 
 DESCRIPTION = """\
 Score every image under ROOT with a published iteration, one request per image, many in flight
@@ -50,14 +54,14 @@ Images the service could not score (it kept failing) get no row and are retried 
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    parser = job_parser(
+        subparsers,
         "predict",
-        help="score a folder tree with a published iteration, to CSV/JSONL (resumable)",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "score a folder tree with a published iteration, to CSV/JSONL (resumable)",
+        DESCRIPTION,
+        EPILOG,
     )
-    parser.add_argument("root", metavar="ROOT", type=Path, help="the folder of images (walked recursively)")
+    add_root_arg(parser)
     parser.add_argument("--project", required=True, metavar="PROJECT", help="project id (or exact name)")
     parser.add_argument(
         "--published-name", required=True, metavar="NAME", help="the name the iteration was published as"
@@ -88,35 +92,19 @@ def register(subparsers: Any) -> None:
         metavar="P",
         help="drop predictions under probability P (JSONL and --detect rows; the CSV keeps every tag column)",
     )
-    parser.add_argument(
-        "--state", type=Path, default=None, metavar="FILE", help="state file (default: OUTPUT.state)"
+    add_state_args(
+        parser, "state file (default: OUTPUT.state)", "write the JSON report there (default: OUTPUT.report.json)"
     )
-    parser.add_argument(
-        "--report", type=Path, default=None, metavar="FILE", help="write the JSON report there (default: OUTPUT.report.json)"
-    )
-    pace = parser.add_argument_group("pace")
-    pace.add_argument(
-        "--tier",
-        choices=TIERS,
-        default=os.environ.get("CVBULK_TIER", "S0"),
-        help="the resource's pricing tier, which sets the rate limits (default: S0, 20 predictions/s "
+    pace = add_pace_group(
+        parser,
+        "the resource's pricing tier, which sets the rate limits (default: S0, 20 predictions/s "
         "without store, 10 with)",
     )
     pace.add_argument(
         "--tps", type=float, default=None, metavar="N", help="predictions per second, instead of the tier's"
     )
-    pace.add_argument(
-        "--max-concurrency",
-        type=int,
-        default=32,
-        metavar="N",
-        help="at most N requests in flight (default 32; fewer while the service pushes back)",
-    )
-    parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
-    add_common_args(parser)
-    add_prediction_args(parser)
-    add_training_args(parser)
-    parser.set_defaults(handler=run)
+    add_max_concurrency(pace, 32, "at most N requests in flight (default 32; fewer while the service pushes back)")
+    finish_job_parser(parser, run, prediction=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,10 +114,8 @@ def run(args: argparse.Namespace) -> int:
 def _options(args: argparse.Namespace) -> Any:
     from ..pipeline.predict import PredictOptions
 
-    if args.tps is not None and args.tps <= 0:
-        raise CLIError("--tps must be more than 0 (use --tier unlimited for no limit)")
-    if args.max_concurrency < 1:
-        raise CLIError("--max-concurrency must be at least 1")
+    check_tps(args.tps)
+    check_concurrency(args.max_concurrency)
     return PredictOptions(
         root=args.root,
         project=args.project,
@@ -141,22 +127,6 @@ def _options(args: argparse.Namespace) -> Any:
         threshold=args.threshold,
         state=args.state,
         report=args.report,
-        max_concurrency=args.max_concurrency,
-    )
-
-
-def _pacer(args: argparse.Namespace) -> Any:
-    from ..client import ApiGroup, Pacer
-    from ..client._ratelimit import TIER_RATES
-
-    if args.tps is None:
-        return Pacer.for_tier(args.tier, max_concurrency=args.max_concurrency)
-    rates = TIER_RATES[args.tier]
-    return Pacer(
-        training_tps=rates[ApiGroup.TRAINING],
-        train_project_tps=rates[ApiGroup.TRAIN_PROJECT],
-        prediction_store_tps=args.tps,
-        prediction_nostore_tps=args.tps,
         max_concurrency=args.max_concurrency,
     )
 
@@ -182,7 +152,7 @@ async def _run(args: argparse.Namespace) -> int:
             PredictionClient(
                 prediction_conn.endpoint,
                 prediction_conn.key,
-                pacer=_pacer(args),
+                pacer=make_pacer(args.tier, args.tps, args.max_concurrency, prediction=True),
                 max_connections=max(args.max_concurrency, 8),
             )
         )
@@ -199,4 +169,4 @@ async def _run(args: argparse.Namespace) -> int:
     print(f"output: {options.output}   report: {result.report.get('report_file')}", file=sys.stderr)
     if args.json:
         print_json(result.report)
-    return int(result.exit_code) if result.exit_code else int(ExitCode.OK)
+    return exit_status(result.exit_code)

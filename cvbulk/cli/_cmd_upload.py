@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import anyio
 
 from ._common import (
     CLIError,
-    ExitCode,
-    add_common_args,
-    add_training_args,
+    add_max_concurrency,
+    add_pace_group,
+    add_root_arg,
+    add_state_args,
+    check_concurrency,
+    check_tps,
+    exit_status,
+    finish,
+    finish_job_parser,
+    job_parser,
+    make_pacer,
     print_json,
     print_table,
+    show_report,
     training_connection,
 )
-
-TIERS = ("F0", "S0", "unlimited")
 
 DESCRIPTION = """\
 Upload every image under ROOT into a Custom Vision project, tagged from a label source, as fast as
@@ -60,14 +65,14 @@ or failed (the report names each); 2 usage or configuration error; 3 fatal (key,
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    parser = job_parser(
+        subparsers,
         "upload",
-        help="upload a labelled image tree into a project (resumable, at the rate limit)",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "upload a labelled image tree into a project (resumable, at the rate limit)",
+        DESCRIPTION,
+        EPILOG,
     )
-    parser.add_argument("root", metavar="ROOT", type=Path, help="the folder of images (walked recursively)")
+    add_root_arg(parser)
     parser.add_argument("--project", required=True, metavar="PROJECT", help="project id or exact name")
     parser.add_argument(
         "--create", action="store_true", help="create the project when PROJECT names none"
@@ -83,8 +88,7 @@ def register(subparsers: Any) -> None:
         "--exclude", action="append", default=[], metavar="GLOB",
         help="leave out paths matching GLOB (a folder such as Test, a path, or *.png); repeatable",
     )
-    parser.add_argument("--state", type=Path, default=None, metavar="FILE", help="state file (see below)")
-    parser.add_argument("--report", type=Path, default=None, metavar="FILE", help="JSON report (see below)")
+    add_state_args(parser, "state file (see below)", "JSON report (see below)")
     parser.add_argument(
         "--dry-run", action="store_true",
         help="scan, check and batch, then print what would be sent (per tag, fixes, rejects); send nothing",
@@ -94,26 +98,19 @@ def register(subparsers: Any) -> None:
                         help="domain by name or id (default General; object detection when labels have regions)")
     create.add_argument("--classification-type", choices=("Multiclass", "Multilabel"), default=None,
                         help="for a classification project (default Multiclass)")
-    pace = parser.add_argument_group("pace")
-    pace.add_argument(
-        "--tier", choices=TIERS, default=os.environ.get("CVBULK_TIER", "S0"),
-        help="the resource's pricing tier: its rate limit (F0 2/s, S0 10/s) and tags per project "
+    pace = add_pace_group(
+        parser,
+        "the resource's pricing tier: its rate limit (F0 2/s, S0 10/s) and tags per project "
         "(default: S0, or $CVBULK_TIER)",
     )
     pace.add_argument("--tps", type=float, default=None, metavar="N",
                       help="training calls per second, instead of the tier's")
-    pace.add_argument(
-        "--max-concurrency", type=int, default=16, metavar="N",
-        help="at most N batches in flight (default 16; fewer while the service pushes back)",
-    )
+    add_max_concurrency(pace, 16, "at most N batches in flight (default 16; fewer while the service pushes back)")
     pace.add_argument(
         "--batch-bytes", type=int, default=None, metavar="N",
         help="byte budget per request (default 32 MB; the service times out near 50 MB)",
     )
-    parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
-    add_common_args(parser)
-    add_training_args(parser)
-    parser.set_defaults(handler=run)
+    finish_job_parser(parser, run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -124,10 +121,8 @@ def _options(args: argparse.Namespace) -> Any:
     from ..pipeline.batch import DEFAULT_BATCH_BYTES
     from ..pipeline.upload import UploadOptions
 
-    if args.tps is not None and args.tps <= 0:
-        raise CLIError("--tps must be more than 0 (use --tier unlimited for no limit)")
-    if args.max_concurrency < 1:
-        raise CLIError("--max-concurrency must be at least 1")
+    check_tps(args.tps)
+    check_concurrency(args.max_concurrency)
     if not args.root.is_dir():
         raise CLIError(f"ROOT {str(args.root)!r} is not a folder")
     return UploadOptions(
@@ -148,48 +143,30 @@ def _options(args: argparse.Namespace) -> Any:
     )
 
 
-def _pacer(args: argparse.Namespace) -> Any:
-    from ..client import ApiGroup, Pacer
-    from ..client._ratelimit import TIER_RATES
-
-    if args.tps is None:
-        return Pacer.for_tier(args.tier, max_concurrency=args.max_concurrency)
-    rates = TIER_RATES[args.tier]
-    return Pacer(
-        training_tps=args.tps,
-        train_project_tps=rates[ApiGroup.TRAIN_PROJECT],
-        prediction_store_tps=rates[ApiGroup.PREDICTION_STORE],
-        prediction_nostore_tps=rates[ApiGroup.PREDICTION_NOSTORE],
-        max_concurrency=args.max_concurrency,
-    )
-
-
 async def _run(args: argparse.Namespace) -> int:
     from ..client import TrainingClient
-    from ..pipeline.progress import Progress, summary_table
+    from ..pipeline.progress import Progress
     from ..pipeline.upload import run_upload
 
     options = _options(args)
     conn = training_connection(args)
-    client = TrainingClient(
-        conn.endpoint, conn.key, pacer=_pacer(args), max_connections=max(args.max_concurrency, 8)
-    )
+    pacer = make_pacer(args.tier, args.tps, args.max_concurrency)
+    client = TrainingClient(conn.endpoint, conn.key, pacer=pacer, max_connections=max(args.max_concurrency, 8))
     progress = Progress(label="dry run" if options.dry_run else "upload", stream=sys.stderr)
     async with client:
         result = await run_upload(client, options, progress=progress)
     report = result.report
-    if args.json:
+    if options.dry_run and args.json:
         print_json(report)
     elif options.dry_run:
         _print_dry_run(report)
-    extra = report.get("extra", {})
-    if not options.dry_run:
-        print(summary_table(report), file=sys.stderr)
+    else:
+        extra = show_report(args, report)
         if extra.get("unchanged"):
             print(f"unchanged since an earlier run: {extra['unchanged']} files", file=sys.stderr)
-    if report.get("report_file"):
-        print(f"state: {extra.get('state_file')}   report: {report['report_file']}", file=sys.stderr)
-    return int(result.exit_code) if result.exit_code else int(ExitCode.OK)
+    if report.get("report_file"):  # a dry run writes none
+        return finish(report, result.exit_code)
+    return exit_status(result.exit_code)
 
 
 def _print_dry_run(report: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -24,6 +25,7 @@ from ..client._errors import (
     TransportError,
     redact,
 )
+from ..pipeline._reasons import one_line
 
 __all__ = [
     "ExitCode",
@@ -41,6 +43,19 @@ __all__ = [
     "known_secrets",
     "remember_secret",
     "check_endpoint",
+    "TIERS",
+    "job_parser",
+    "add_root_arg",
+    "add_state_args",
+    "add_pace_group",
+    "add_max_concurrency",
+    "finish_job_parser",
+    "check_tps",
+    "check_concurrency",
+    "make_pacer",
+    "show_report",
+    "exit_status",
+    "finish",
 ]
 
 ENV_TRAINING_ENDPOINT = "VISION_TRAINING_ENDPOINT"
@@ -50,6 +65,9 @@ ENV_PREDICTION_KEY = "VISION_PREDICTION_KEY"
 ENV_PREDICTION_RESOURCE_ID = "VISION_PREDICTION_RESOURCE_ID"
 
 log = logging.getLogger("cvbulk")
+
+#: The pricing tiers a job's --tier takes (their rates: cvbulk.client._ratelimit.TIER_RATES).
+TIERS = ("F0", "S0", "unlimited")
 
 
 class ExitCode(enum.IntEnum):
@@ -170,9 +188,7 @@ def check_endpoint(endpoint: str) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    text = " ".join(text.split())
-    return redact(text, *known_secrets())
+    return redact(one_line(exc), *known_secrets())
 
 
 def handle_errors(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -246,3 +262,101 @@ def print_table(
     print("  ".join("-" * w for w in widths), file=out)
     for row in cells:
         print(fmt.format(*row).rstrip(), file=out)
+
+
+# -- what the resumable jobs share (upload, predict, export, migrate) -----------------------------------
+
+
+def job_parser(subparsers: Any, name: str, help: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    """A job's parser; the raw formatter keeps the description's and the epilog's own lines."""
+    return subparsers.add_parser(
+        name, help=help, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def add_root_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("root", metavar="ROOT", type=Path, help="the folder of images (walked recursively)")
+
+
+def add_state_args(
+    parser: argparse.ArgumentParser,
+    state_help: str,
+    report_help: str = "JSON report (default: next to the state file)",
+) -> None:
+    parser.add_argument("--state", type=Path, default=None, metavar="FILE", help=state_help)
+    parser.add_argument("--report", type=Path, default=None, metavar="FILE", help=report_help)
+
+
+def add_pace_group(parser: argparse.ArgumentParser, tier_help: str) -> Any:
+    """The "pace" group with --tier (default $CVBULK_TIER, else S0); each job adds its own pace flags."""
+    pace = parser.add_argument_group("pace")
+    pace.add_argument("--tier", choices=TIERS, default=os.environ.get("CVBULK_TIER", "S0"), help=tier_help)
+    return pace
+
+
+def add_max_concurrency(group: Any, default: int, help: str) -> None:
+    group.add_argument("--max-concurrency", type=int, default=default, metavar="N", help=help)
+
+
+def finish_job_parser(
+    parser: argparse.ArgumentParser, handler: Callable[[argparse.Namespace], int], *, prediction: bool = False
+) -> None:
+    """--json, the connection flags and the handler: the tail of every job's parser."""
+    parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    add_common_args(parser)
+    if prediction:
+        add_prediction_args(parser)
+    add_training_args(parser)
+    parser.set_defaults(handler=handler)
+
+
+def check_tps(tps: float | None) -> None:
+    if tps is not None and tps <= 0:
+        raise CLIError("--tps must be more than 0 (use --tier unlimited for no limit)")
+
+
+def check_concurrency(max_concurrency: int) -> None:
+    if max_concurrency < 1:
+        raise CLIError("--max-concurrency must be at least 1")
+
+
+def make_pacer(tier: str, tps: float | None, max_concurrency: int, *, prediction: bool = False) -> Any:
+    """The Pacer of one resource: its tier's rates, or ``tps`` calls per second for the job's own
+    calls (training calls, or with ``prediction`` both prediction groups)."""
+    from ..client import ApiGroup, Pacer
+    from ..client._ratelimit import TIER_RATES
+
+    if tps is None:
+        return Pacer.for_tier(tier, max_concurrency=max_concurrency)
+    check_tps(tps)
+    rates = dict(TIER_RATES[tier])
+    for group in (ApiGroup.PREDICTION_STORE, ApiGroup.PREDICTION_NOSTORE) if prediction else (ApiGroup.TRAINING,):
+        rates[group] = tps
+    return Pacer(
+        training_tps=rates[ApiGroup.TRAINING],
+        train_project_tps=rates[ApiGroup.TRAIN_PROJECT],
+        prediction_store_tps=rates[ApiGroup.PREDICTION_STORE],
+        prediction_nostore_tps=rates[ApiGroup.PREDICTION_NOSTORE],
+        max_concurrency=max_concurrency,
+    )
+
+
+def show_report(args: argparse.Namespace, report: dict[str, Any]) -> dict[str, Any]:
+    """Print the report (JSON on stdout when asked) and its summary table; returns its ``extra``."""
+    from ..pipeline.progress import summary_table
+
+    if args.json:
+        print_json(report)
+    print(summary_table(report), file=sys.stderr)
+    return report.get("extra", {})
+
+
+def exit_status(exit_code: int) -> int:
+    return int(exit_code) if exit_code else int(ExitCode.OK)
+
+
+def finish(report: dict[str, Any], exit_code: int) -> int:
+    """The closing line (where state and report are) and the exit status."""
+    extra = report.get("extra", {})
+    print(f"state: {extra.get('state_file')}   report: {report.get('report_file')}", file=sys.stderr)
+    return exit_status(exit_code)

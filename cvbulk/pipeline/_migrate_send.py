@@ -31,13 +31,13 @@ from ..client import (
     BadRequestError,
     CustomVisionError,
     ImageFileCreateEntry,
-    ImageRegionCreateEntry,
     ImageUrlCreateEntry,
     NotFoundError,
     Region,
 )
 from ._export_layout import sniff_extension
-from ._upload_send import STATUS_REASONS
+from ._reasons import one_line
+from ._upload_send import STATUS_REASONS, add_labels
 from .batch import MAX_IMAGES_PER_BATCH, MAX_TAGS_PER_BATCH, TaggedRegion
 from .journal import DUPLICATE, ERROR, FAILED, SENDING, UPLOADED
 
@@ -47,8 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["MigrateItem", "MigrateBatch", "Grouper", "Outcome", "MigrateSender", "FatalMigrateError", "BY_MODES"]
 
 BY_MODES = ("auto", "url", "upload")
-_TAGS_PER_CALL = 128  # CreateImageTags: "Limited to 128 tags per batch."
-_REGIONS_PER_CALL = 64  # CreateImageRegions: "a limit of 64 entries in the batch."
 _DOWNLOADS_PER_BATCH = 16  # downloads in flight per batch (the source's Pacer paces them all)
 _SPLIT_CODES = frozenset({"BadRequestExceededBatchSize", "BadRequestImageBatch", "BadRequestImageExceededCount"})
 _INDEX = re.compile(r"^(\d+)-")
@@ -145,10 +143,6 @@ class FatalMigrateError(Exception):
         super().__init__(str(error))
         self.error = error
         self.outcomes = outcomes
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _region_key(tag_id: Any, left: Any, top: Any, width: Any, height: Any) -> tuple:
@@ -302,9 +296,9 @@ class MigrateSender:
             except AuthenticationError as exc:
                 fatal.append(exc)  # raised below, once, outside the task group
             except NotFoundError as exc:
-                failed.append(Outcome(item, FAILED, reason=f"gone from the source: {_one_line(exc)}", by="upload"))
+                failed.append(Outcome(item, FAILED, reason=f"gone from the source: {one_line(exc)}", by="upload"))
             except CustomVisionError as exc:
-                failed.append(Outcome(item, ERROR, reason=f"download: {_one_line(exc)}", by="upload"))
+                failed.append(Outcome(item, ERROR, reason=f"download: {one_line(exc)}", by="upload"))
             else:
                 self.bytes_downloaded += len(data[k])
 
@@ -333,11 +327,11 @@ class MigrateSender:
                 middle = len(sub) // 2
                 left = await self._send_split(items, sub[:middle], create, index_of, by, sizes)
                 return left + await self._send_split(items, sub[middle:], create, index_of, by, sizes)
-            return [Outcome(items[sub[0]], FAILED, reason=_one_line(exc), by=by)]
+            return [Outcome(items[sub[0]], FAILED, reason=one_line(exc), by=by)]
         except (AuthenticationError, NotFoundError) as exc:
-            raise FatalMigrateError(exc, [Outcome(items[k], ERROR, reason=_one_line(exc), by=by) for k in sub]) from exc
+            raise FatalMigrateError(exc, [Outcome(items[k], ERROR, reason=one_line(exc), by=by) for k in sub]) from exc
         except CustomVisionError as exc:
-            return [Outcome(items[k], ERROR, reason=_one_line(exc), by=by) for k in sub]
+            return [Outcome(items[k], ERROR, reason=one_line(exc), by=by) for k in sub]
         results = list(summary.images)
         matched: dict[int, ImageCreateResult] = {}
         for r in results:
@@ -392,39 +386,9 @@ class MigrateSender:
         outcomes = [o for o, _ in answered]
         if not tag_pairs and not regions:
             return outcomes
-        problems = await self._add_labels(tag_pairs, regions)
+        problems = await add_labels(self.target, self.project_id, tag_pairs, regions)
         return [
             Outcome(o.item, ERROR, o.image_id, problems[o.image_id], o.by, o.nbytes)
             if o.image_id in problems and o.status in (UPLOADED, DUPLICATE) else o
             for o in outcomes
         ]
-
-    async def _add_labels(self, tag_pairs: list[tuple[str, str]], regions: list[tuple[str, TaggedRegion]]) -> dict[str, str]:
-        problems: dict[str, str] = {}
-        for chunk in _chunks(tag_pairs, _TAGS_PER_CALL):
-            try:
-                summary = await self.target.create_image_tags(self.project_id, chunk)
-            except (AuthenticationError, NotFoundError):
-                raise
-            except CustomVisionError as exc:
-                problems.update({image_id: f"tags not added: {_one_line(exc)}" for image_id, _ in chunk})
-                continue
-            for e in summary.exceeded or ():
-                problems[str(e.image_id)] = "tags not added: over the tags-per-image limit"
-        for chunk in _chunks(regions, _REGIONS_PER_CALL):
-            entries = [ImageRegionCreateEntry(i, r.tag_id, r.left, r.top, r.width, r.height) for i, r in chunk]
-            try:
-                summary = await self.target.create_image_regions(self.project_id, entries)
-            except (AuthenticationError, NotFoundError):
-                raise
-            except CustomVisionError as exc:
-                problems.update({image_id: f"regions not added: {_one_line(exc)}" for image_id, _ in chunk})
-                continue
-            for e in summary.exceeded or ():
-                problems[str(e.image_id)] = "regions not added: over the regions-per-image limit"
-        return problems
-
-
-def _chunks(items: list, size: int) -> Iterable[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

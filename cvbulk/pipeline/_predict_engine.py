@@ -33,6 +33,8 @@ from ..client._errors import (
     NotFoundError,
     RetryBudgetExhausted,
 )
+from ._reasons import one_line
+from ._stages import take_ready
 
 __all__ = [
     "WorkItem",
@@ -138,11 +140,6 @@ class ServiceUnavailable(CustomVisionError):
         return (ServiceUnavailable, (0, self.last_error))
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join((str(exc) or type(exc).__name__).split())
-    return text[:500]
-
-
 def classify_error(exc: CustomVisionError) -> str | None:
     """The outcome status for a failed prediction, or None when the whole run must stop.
 
@@ -234,7 +231,7 @@ async def run_engine(
                     result = await anyio.to_thread.run_sync(prepare, item, limiter=cpu)
                 except Exception as exc:  # noqa: BLE001 - a file that cannot be read is one outcome
                     result = Outcome(
-                        item.key, REJECTED, item.size, item.mtime_ns, reason=f"cannot read: {_one_line(exc)}"
+                        item.key, REJECTED, item.size, item.mtime_ns, reason=f"cannot read: {one_line(exc, limit=500)}"
                     )
                 if isinstance(result, Outcome):
                     await out_record.send(result)
@@ -257,7 +254,7 @@ async def run_engine(
                         streak.failure(exc)
                     outcome = Outcome(
                         item.key, status, item.size, item.mtime_ns, prepared.sha256,
-                        reason=_one_line(exc), fixes=prepared.fixes,
+                        reason=one_line(exc, limit=500), fixes=prepared.fixes,
                     )
                 else:
                     streak.success()
@@ -270,14 +267,7 @@ async def run_engine(
     async def recorder(inbox: ObjectReceiveStream[Outcome]) -> None:
         async with inbox:
             async for first in inbox:
-                batch = [first]
-                # Take whatever else is already waiting, without waiting for more: under load the
-                # batches grow (one transaction for many rows), when idle every row goes out at once.
-                while len(batch) < record_batch:
-                    try:
-                        batch.append(inbox.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
+                batch = take_ready(first, inbox, record_batch)
                 await anyio.to_thread.run_sync(record, batch)
                 for outcome in batch:
                     stats.add(outcome)

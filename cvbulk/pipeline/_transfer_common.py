@@ -1,5 +1,6 @@
-"""What ``export`` and ``migrate`` share: paging a project's images, the journal's lock and lifetime, progress
-set-up and unwrapping the task group's exception group into the error that stopped the run."""
+"""What the jobs with a journal share (``upload``, ``export``, ``migrate``): the journal's lock and lifetime,
+running the stages inside the progress display, and (export, migrate) paging a project's images and progress
+set-up."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, TypeV
 
 import anyio
 import anyio.to_thread
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.abc import ObjectSendStream
 
 from ..cli._common import CLIError
 from ..client import ApiGroup
+from ._stages import first_cause
 from .journal import Journal, JournalMismatch
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -23,8 +25,7 @@ if sys.version_info < (3, 11):  # pragma: no cover
 if TYPE_CHECKING:
     from ..client import Image
 
-__all__ = ["STATE_DIR", "PAGE", "JournalCalls", "open_journal", "watch_progress", "send_pages", "take_ready",
-           "run_stages", "first_cause"]
+__all__ = ["STATE_DIR", "PAGE", "JournalCalls", "open_journal", "watch_progress", "send_pages", "run_stages"]
 
 #: State and report live in this hidden folder (scans skip hidden folders).
 STATE_DIR = ".cvbulk"
@@ -44,11 +45,14 @@ class JournalCalls:
             return await anyio.to_thread.run_sync(fn, *args)
 
 
-async def open_journal(path: Path, *, job: str, fingerprint: dict[str, Any]) -> Journal:
+async def open_journal(
+    path: Path, *, job: str, fingerprint: dict[str, Any], hint: str = "pass --state to use another state file"
+) -> Journal:
+    """Open the state file in a worker thread; another job's state file is a usage error with ``hint``."""
     try:
         return await anyio.to_thread.run_sync(partial(Journal.open, path, job=job, fingerprint=fingerprint))
     except JournalMismatch as exc:
-        raise CLIError(f"{exc} (pass --state to use another state file)") from None
+        raise CLIError(f"{exc} ({hint})") from None
 
 
 def watch_progress(progress: Any, total: int, client: Any) -> None:
@@ -73,25 +77,14 @@ async def send_pages(images: AsyncIterator[Image], page_send: ObjectSendStream[l
             await page_send.send(page)
 
 
-def take_ready(first: T, receive: ObjectReceiveStream[T], limit: int) -> list[T]:
-    """``first`` and what else is already waiting, up to ``limit`` items: one journal transaction for many."""
-    chunk = [first]
-    while len(chunk) < limit:
-        try:
-            chunk.append(receive.receive_nowait())
-        except (anyio.WouldBlock, anyio.EndOfStream):
-            break
-    return chunk
-
-
 async def run_stages(
     run: JournalCalls,
-    journal: Journal,
+    journal: Journal | None,
     progress: Any,
     pipeline: Callable[[], Awaitable[None]],
     finish: Callable[[], Awaitable[T]],
 ) -> T:
-    """Run the pipeline inside the progress display, then ``finish``; always close the journal.
+    """Run the pipeline inside the progress display, then ``finish``; always close the journal (if any).
 
     A failing stage surfaces as its own exception, not as the task group's exception group.
     """
@@ -107,21 +100,6 @@ async def run_stages(
             raise first from None
         raise
     finally:
-        with anyio.CancelScope(shield=True):  # the state file must be closed even when cancelled
-            await run.journal_call(journal.close)
-
-
-def first_cause(group: BaseExceptionGroup) -> BaseException | None:
-    """The first leaf of the group that is not a cancellation (the others were cancelled because of it)."""
-    leaves: list[BaseException] = []
-
-    def walk(e: BaseException) -> None:
-        if isinstance(e, BaseExceptionGroup):
-            for sub in e.exceptions:
-                walk(sub)
-        else:
-            leaves.append(e)
-
-    walk(group)
-    real = [e for e in leaves if not isinstance(e, anyio.get_cancelled_exc_class())]
-    return real[0] if real else None
+        if journal is not None:
+            with anyio.CancelScope(shield=True):  # the state file must be closed even when cancelled
+                await run.journal_call(journal.close)

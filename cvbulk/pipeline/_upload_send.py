@@ -25,13 +25,14 @@ from ..client._errors import (
     CustomVisionError,
     NotFoundError,
 )
+from ._reasons import one_line
 from .batch import MAX_TAGS_PER_BATCH, Batch, BatchItem, TaggedRegion
 from .journal import DUPLICATE, ERROR, FAILED, SENDING, UPLOADED
 
 if TYPE_CHECKING:
     from ..client import ImageCreateResult, TrainingClient
 
-__all__ = ["Outcome", "BatchSender", "FatalSendError", "STATUS_REASONS"]
+__all__ = ["Outcome", "BatchSender", "FatalSendError", "STATUS_REASONS", "add_labels"]
 
 # Batch codes that mean "too big a request": the halves will go through.
 _SPLIT_CODES = frozenset(
@@ -143,16 +144,16 @@ class BatchSender:
                     self.splits += too_big
                     left, right = batch.split()
                     return await self.send(left, prior=prior) + await self.send(right, prior=prior)
-                return [Outcome(batch.items[0], FAILED, reason=_one_line(exc))]
+                return [Outcome(batch.items[0], FAILED, reason=one_line(exc))]
             # About the request, not its images (an unknown tag id, ...): halving would only
             # repeat it 127 times. Kept as error with the service's words, retried on resume.
-            return [Outcome(i, ERROR, reason=_one_line(exc)) for i in batch.items]
+            return [Outcome(i, ERROR, reason=one_line(exc)) for i in batch.items]
         except (AuthenticationError, NotFoundError) as exc:
-            outcomes = [Outcome(i, ERROR, reason=_one_line(exc)) for i in batch.items]
+            outcomes = [Outcome(i, ERROR, reason=one_line(exc)) for i in batch.items]
             raise FatalSendError(exc, outcomes) from exc
         except CustomVisionError as exc:
             # Retryable trouble the client has already retried as far as its budget allowed.
-            return [Outcome(i, ERROR, reason=_one_line(exc)) for i in batch.items]
+            return [Outcome(i, ERROR, reason=one_line(exc)) for i in batch.items]
         answered = self._outcomes(batch, summary.images, prior)
         return await self._complete_labels(answered)
 
@@ -270,7 +271,7 @@ class BatchSender:
         outcomes = [o for o, _ in answered]
         if not tag_pairs and not regions:
             return outcomes
-        problems = await self._add_labels(tag_pairs, regions)
+        problems = await add_labels(self.client, self.project_id, tag_pairs, regions)
         return [
             Outcome(o.item, ERROR, o.image_id, problems[o.image_id])
             if o.image_id in problems and o.status in (UPLOADED, DUPLICATE)
@@ -278,40 +279,37 @@ class BatchSender:
             for o in outcomes
         ]
 
-    async def _add_labels(
-        self, tag_pairs: list[tuple[str, str]], regions: list[tuple[str, TaggedRegion]]
-    ) -> dict[str, str]:
-        """Create the tags and regions; image id -> reason for those that could not be added."""
-        from ..client import ImageRegionCreateEntry
 
-        problems: dict[str, str] = {}
-        for chunk in _chunks(tag_pairs, _TAGS_PER_CALL):
-            try:
-                summary = await self.client.create_image_tags(self.project_id, chunk)
-            except (AuthenticationError, NotFoundError):
-                raise
-            except CustomVisionError as exc:
-                for image_id, _ in chunk:
-                    problems[image_id] = f"tags not added: {_one_line(exc)}"
-                continue
-            for e in getattr(summary, "exceeded", ()) or ():
-                problems[e.image_id] = "tags not added: over the tags-per-image limit"
-        for chunk in _chunks(regions, _REGIONS_PER_CALL):
-            entries = [
-                ImageRegionCreateEntry(image_id, r.tag_id, r.left, r.top, r.width, r.height)
-                for image_id, r in chunk
-            ]
-            try:
-                summary = await self.client.create_image_regions(self.project_id, entries)
-            except (AuthenticationError, NotFoundError):
-                raise
-            except CustomVisionError as exc:
-                for image_id, _ in chunk:
-                    problems[image_id] = f"regions not added: {_one_line(exc)}"
-                continue
-            for e in getattr(summary, "exceeded", ()) or ():
-                problems[e.image_id] = "regions not added: over the regions-per-image limit"
-        return problems
+async def add_labels(
+    client: Any, project_id: str, tag_pairs: list[tuple[str, str]], regions: list[tuple[str, TaggedRegion]]
+) -> dict[str, str]:
+    """Add tags ``(image id, tag id)`` and regions to created images, in calls of the service's limits;
+    image id -> reason for those that could not be added. A wrong key or a project gone stops the run."""
+    from ..client import ImageRegionCreateEntry
+
+    problems: dict[str, str] = {}
+    for chunk in _chunks(tag_pairs, _TAGS_PER_CALL):
+        try:
+            summary = await client.create_image_tags(project_id, chunk)
+        except (AuthenticationError, NotFoundError):
+            raise
+        except CustomVisionError as exc:
+            problems.update({image_id: f"tags not added: {one_line(exc)}" for image_id, _ in chunk})
+            continue
+        for e in getattr(summary, "exceeded", ()) or ():
+            problems[str(e.image_id)] = "tags not added: over the tags-per-image limit"
+    for chunk in _chunks(regions, _REGIONS_PER_CALL):
+        entries = [ImageRegionCreateEntry(i, r.tag_id, r.left, r.top, r.width, r.height) for i, r in chunk]
+        try:
+            summary = await client.create_image_regions(project_id, entries)
+        except (AuthenticationError, NotFoundError):
+            raise
+        except CustomVisionError as exc:
+            problems.update({image_id: f"regions not added: {one_line(exc)}" for image_id, _ in chunk})
+            continue
+        for e in getattr(summary, "exceeded", ()) or ():
+            problems[str(e.image_id)] = "regions not added: over the regions-per-image limit"
+    return problems
 
 
 def _epoch(text: str | None) -> float | None:
@@ -329,8 +327,3 @@ def _epoch(text: str | None) -> float | None:
 def _chunks(items: list, size: int) -> Iterable[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-

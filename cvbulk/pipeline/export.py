@@ -40,6 +40,8 @@ from ._export_layout import (
     sniff_extension,
     write_label_file,
 )
+from ._reasons import one_line
+from ._stages import take_ready
 from ._transfer_common import (
     PAGE,
     STATE_DIR,
@@ -47,7 +49,6 @@ from ._transfer_common import (
     open_journal,
     run_stages,
     send_pages,
-    take_ready,
     watch_progress,
 )
 from .journal import ERROR, EXPORTED, FAILED, Journal, JournalEntry
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
     from ..client import Image, TrainingClient
 
 __all__ = ["ExportOptions", "ExportResult", "run_export", "FORMATS", "STATE_DIR"]
-
 
 
 @dataclass
@@ -276,10 +276,10 @@ async def _export_one(run: _Run, work: _Work) -> tuple[JournalEntry, int]:
     except AuthenticationError:
         raise  # the key is wrong for every image: stop the run
     except NotFoundError as exc:
-        reason = f"the image is gone from the service ({_one_line(exc)})"
+        reason = f"the image is gone from the service ({one_line(exc)})"
         return JournalEntry(image.id, None, None, None, FAILED, reason=reason, attempts=attempts), 0
     except CustomVisionError as exc:  # retried by the client as far as its budget went
-        return JournalEntry(image.id, None, None, None, ERROR, reason=_one_line(exc), attempts=attempts), 0
+        return JournalEntry(image.id, None, None, None, ERROR, reason=one_line(exc), attempts=attempts), 0
     written = await anyio.to_thread.run_sync(_write_image, run.options, work, data)
     relpath, sha256, width, height = written
     extra = {
@@ -343,7 +343,3 @@ def _write_labels(run: _Run, tag_names: list[str]) -> tuple[Path | None, int, in
         return write_label_file("folders", run.options.out_dir, rows, tag_names), multi_tag, not_carried
     assert label_file_for(fmt) is not None
     return write_label_file(fmt, run.options.out_dir, rows, tag_names), multi_tag, not_carried
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

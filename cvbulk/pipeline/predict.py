@@ -31,7 +31,7 @@ from typing import Any
 
 import anyio
 
-from ..cli._common import CLIError, ExitCode
+from ..cli._common import CLIError
 from ._predict_engine import (
     ERROR,
     FAILED,
@@ -43,7 +43,8 @@ from ._predict_engine import (
     run_engine,
 )
 from ._predict_rows import RowMaker, existing_tag_columns, output_format
-from .journal import SKIPPED, Journal, JournalEntry, JournalMismatch
+from ._transfer_common import open_journal
+from .journal import SKIPPED, Journal, JournalEntry
 from .output import existing_keys, open_prediction_writer
 from .prepare import PREDICTION_LIMITS, Rejected, prepare_image
 from .report import build_report, write_report
@@ -117,12 +118,9 @@ async def run_predict(
         "mode": "detect" if options.detect else "classify",
         "output": str(output.resolve()),
     }
-    try:
-        journal = await anyio.to_thread.run_sync(
-            lambda: Journal.open(state_path, job=JOB, fingerprint=fingerprint)
-        )
-    except JournalMismatch as exc:
-        raise CLIError(f"{exc} (use another --state or --output)", ExitCode.USAGE) from None
+    journal = await open_journal(
+        state_path, job=JOB, fingerprint=fingerprint, hint="use another --state or --output"
+    )
 
     try:
         return await _run(

@@ -7,7 +7,7 @@ project name; tags are created once, before any image is sent, and looked up by 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -191,15 +191,18 @@ async def ensure_tags(
     *,
     tag_limit: int | None = None,
     concurrency: int = 4,
+    existing: Sequence[Tag] | None = None,
 ) -> dict[str, Tag]:
     """Every tag in ``names``, created where missing, keyed by the names asked for.
 
     Names match existing tags case-insensitively (the service refuses two tags that differ only in
     case). The tier's tag limit is checked before anything is created; the service's own 400
-    ``BadRequestExceedTagPerProjectLimit`` is turned into the same clear error.
+    ``BadRequestExceedTagPerProjectLimit`` is turned into the same clear error. ``existing``: the
+    project's tags when the caller has just listed them (saves a GetTags).
     """
     wanted = sorted({n for n in names if n})
-    existing = await client.get_tags(project_id)
+    if existing is None:
+        existing = await client.get_tags(project_id)
     by_lower = {t.name.lower(): t for t in existing}
     missing = [n for n in wanted if n.lower() not in by_lower]
     if tag_limit is not None and len(existing) + len(missing) > tag_limit:

@@ -21,11 +21,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from functools import partial
@@ -37,6 +35,8 @@ import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from ..cli._common import CLIError, ExitCode
+from ._stages import take_ready
+from ._transfer_common import STATE_DIR, JournalCalls, open_journal, run_stages
 from ._upload_send import BatchSender, FatalSendError, Outcome
 from .batch import DEFAULT_BATCH_BYTES, DEFAULT_LINGER, Batch, Batcher, BatchItem, TaggedRegion, batch_stream
 from .journal import (
@@ -48,7 +48,6 @@ from .journal import (
     UPLOADED,
     Journal,
     JournalEntry,
-    JournalMismatch,
     needs_work,
 )
 from .labels import Labels, LabelSource, open_label_source
@@ -66,9 +65,6 @@ from .project import (
 from .report import build_report, write_report
 from .scan import ScanEntry, ScanProblem, aiter_scan
 
-if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup
-
 if TYPE_CHECKING:
     from ..client import Project, TrainingClient
 
@@ -81,8 +77,6 @@ __all__ = [
     "STATE_DIR",
 ]
 
-#: Where state files and reports go by default: this folder under the current directory.
-STATE_DIR = ".cvbulk"
 NO_LABEL = "no label"
 _PLAN_CHUNK = 64  # files looked up in the journal per worker-thread hop
 _MAX_LISTED = 1000  # rejects listed by a dry run (the counts stay exact)
@@ -193,7 +187,7 @@ class _Work:
 
 
 @dataclass
-class _Run:
+class _Run(JournalCalls):
     """The state of one run shared by its tasks (counters only: per-file state lives in the journal)."""
 
     options: UploadOptions
@@ -212,11 +206,6 @@ class _Run:
     bytes_sent: int = 0
     journal_lock: anyio.Lock = field(default_factory=anyio.Lock)
     cpu: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(os.cpu_count() or 1))
-
-    async def journal_call(self, fn: Any, *args: Any) -> Any:
-        # SQLite is blocking: every call goes to a worker thread, one at a time.
-        async with self.journal_lock:
-            return await anyio.to_thread.run_sync(fn, *args)
 
     def advance(self, statuses: Sequence[str], nbytes: int = 0) -> None:
         self.tally.update(statuses)
@@ -257,10 +246,13 @@ async def run_upload(
         tags_created = [n for n in tag_names if n not in known]
     else:
         tag_limit = TAG_LIMITS.get(options.tier) if options.tier else None
-        before = {t.name for t in await client.get_tags(project.id)}
+        existing = await client.get_tags(project.id)
         tags = TagMap(
-            client, project.id, await ensure_tags(client, project.id, tag_names, tag_limit=tag_limit)
+            client,
+            project.id,
+            await ensure_tags(client, project.id, tag_names, tag_limit=tag_limit, existing=existing),
         )
+        before = {t.name for t in existing}
         tags_created = [n for n in tag_names if n not in before]
 
     state = options.state or default_state_path(
@@ -273,12 +265,7 @@ async def run_upload(
     journal = None
     if project is not None and (not options.dry_run or state.exists()):
         fingerprint = {"root": str(root.resolve()), "project_id": project.id}
-        try:
-            journal = await anyio.to_thread.run_sync(
-                partial(Journal.open, state, job="upload", fingerprint=fingerprint)
-            )
-        except JournalMismatch as exc:
-            raise CLIError(f"{exc} (pass --state to use another state file)") from None
+        journal = await open_journal(state, job="upload", fingerprint=fingerprint)
 
     run = _Run(
         options=options,
@@ -291,14 +278,11 @@ async def run_upload(
     )
     if options.prepare_workers:
         run.cpu = anyio.CapacityLimiter(options.prepare_workers)
-    try:
-        async with AsyncExitStack() as stack:
-            if progress is not None:
-                if not options.dry_run and _concurrency(client) is not None:
-                    # Read at each draw: the Pacer's adaptive limit moves with 429s and 5xx.
-                    progress.set_concurrency(lambda: _concurrency(client))
-                await stack.enter_async_context(progress)
-            await _pipeline(run)
+    if progress is not None and not options.dry_run and _concurrency(client) is not None:
+        # Read at each draw: the Pacer's adaptive limit moves with 429s and 5xx.
+        progress.set_concurrency(lambda: _concurrency(client))
+
+    async def finish() -> tuple[ExitCode, dict[str, Any]]:
         finished = time.time()
         failed_now = sum(n for s, n in run.tally.items() if s in FAILURE_STATUSES or s == "still-failed")
         exit_code = ExitCode.PARTIAL if failed_now else ExitCode.OK
@@ -307,17 +291,10 @@ async def run_upload(
             if journal is None or options.dry_run
             else await run.journal_call(lambda: list(journal.failures()))
         )
-        report = _report(run, project, created, tags_created, state, started, finished, exit_code, failures)
-    except BaseExceptionGroup as group:
-        # One failure inside the task group: raise it as itself (handle_errors wants one clear line).
-        first = _first_cause(group)
-        if first is not None:
-            raise first from None
-        raise
-    finally:
-        if journal is not None:
-            with anyio.CancelScope(shield=True):
-                await run.journal_call(journal.close)
+        return exit_code, _report(run, project, created, tags_created, state, started, finished, exit_code, failures)
+
+    # A failing stage surfaces as itself (handle_errors wants one clear line); the journal is always closed.
+    exit_code, report = await run_stages(run, journal, progress, partial(_pipeline, run), finish)
     if not options.dry_run:
         await anyio.to_thread.run_sync(write_report, report_path, report)
         report["report_file"] = str(report_path)
@@ -327,21 +304,6 @@ async def run_upload(
 @dataclass(frozen=True)
 class _Named:
     id: str
-
-
-def _first_cause(group: BaseExceptionGroup) -> BaseException | None:
-    leaves = []
-
-    def walk(e: BaseException) -> None:
-        if isinstance(e, BaseExceptionGroup):
-            for sub in e.exceptions:
-                walk(sub)
-        else:
-            leaves.append(e)
-
-    walk(group)
-    real = [e for e in leaves if not isinstance(e, anyio.get_cancelled_exc_class())]
-    return real[0] if real else None
 
 
 async def _project(
@@ -663,12 +625,7 @@ async def _recorder(run: _Run, record_recv: ObjectReceiveStream[JournalEntry]) -
                 first = await record_recv.receive()
             except anyio.EndOfStream:
                 return
-            chunk = [first]
-            while len(chunk) < 256:
-                try:
-                    chunk.append(record_recv.receive_nowait())
-                except (anyio.WouldBlock, anyio.EndOfStream):
-                    break
+            chunk = take_ready(first, record_recv, 256)
             if run.journal is not None and not run.options.dry_run:
                 await run.journal_call(run.journal.record, chunk)
             else:
