@@ -39,6 +39,13 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
+def _little(r: dict[str, Any], per_request: int) -> float | None:
+    if r.get("in_flight") is not None:
+        return r["in_flight"]
+    rate, p50 = r["median"].get("sustained_ips"), (r.get("latency_ms") or {}).get("p50")
+    return round(rate / per_request * p50 / 1000, 1) if rate and p50 else None
+
+
 def _upload_rate(s: dict[str, Any]) -> list[str]:
     c = s["ceiling"]
     p = s["params"]
@@ -56,11 +63,14 @@ def _upload_rate(s: dict[str, Any]) -> list[str]:
         lat = r.get("latency_ms") or {}
         rows.append([r["client"], _f(m.get("sustained_ips")), _f(m.get("e2e_ips")), _pct(r.get("ratio_to_ceiling")),
                      _x(r.get("ratio_to_best_sdk")), _f(m.get("wall_s")), f"{_f(m.get('images'), 0)}",
-                     _f(m.get("throttled"), 0), _f(m.get("lost"), 0), _f(lat.get("p50"), 0), _f(r.get("in_flight")),
-                     _f(m.get("cpu_s")), _f(m.get("emulator_cpu_s")), _f(m.get("maxrss_mb"), 0)])
+                     _f(m.get("failed"), 0), _f(m.get("throttled"), 0), _f(m.get("lost"), 0), _f(lat.get("p50"), 0),
+                     _f(_little(r, 64)), _f(m.get("cpu_s")), _f(m.get("emulator_cpu_s")), _f(m.get("maxrss_mb"), 0)])
     lines += _table(["client", "images/s sustained", "images/s end-to-end", "of ceiling", "vs best SDK",
-                     "wall s", "images in", "429s", "lost", "p50 latency ms", "in flight", "client CPU s",
+                     "wall s", "images in", "refused", "429s", "lost", "p50 latency ms", "in flight", "client CPU s",
                      "emulator CPU s", "peak RSS MB"], rows)
+    lines += ["", "_refused_ = images the service answered with an error status (cvbulk fixes WebP, TIFF, CMYK and "
+              "too-wide images first; the SDK sends them as they are); _lost_ = images of requests that failed "
+              "(a 429 without retry, a connection error)."]
     lines += ["", "_in flight_ = requests/s x median latency (Little's law): what a client kept in flight on average."]
     return lines
 
@@ -80,13 +90,6 @@ def _upload_cpu(s: dict[str, Any]) -> list[str]:
                      "emulator CPU s / 1,000 images", "client cores busy", "emulator cores busy", "peak RSS MB",
                      "limit"], rows)
     return lines
-
-
-def _little(r: dict[str, Any], per_request: int) -> float | None:
-    if r.get("in_flight") is not None:
-        return r["in_flight"]
-    rate, p50 = r["median"].get("sustained_ips"), (r.get("latency_ms") or {}).get("p50")
-    return round(rate / per_request * p50 / 1000, 1) if rate and p50 else None
 
 
 def _predict_rate(s: dict[str, Any]) -> list[str]:
@@ -266,6 +269,6 @@ def update_readme(results: dict[str, Any], readme: Path, image_prefix: str = "re
         return False
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
-    body = markdown(results, level=2, image_prefix=image_prefix)
+    body = markdown(results, level=3, image_prefix=image_prefix)
     readme.write_text(f"{head}{README_START}\n{body}\n{README_END}{tail}")
     return True

@@ -162,7 +162,7 @@ def upload_rate(ctx: Context) -> dict[str, Any]:
         row["in_flight"] = _in_flight(row, BATCH)
     best_sdk = max((r["median"].get("sustained_ips") or 0) for r in rows if r["kind"] == "sdk")
     for row in rows:
-        if row["kind"].startswith("cvbulk"):
+        if row["kind"] == "cvbulk":
             row["ratio_to_best_sdk"] = _ratio(row["median"].get("sustained_ips"), best_sdk)
     where = _where_upload_time_goes(tree, rows[0])
     ctx.log(f"  where the time goes: {where['summary']}")
@@ -175,9 +175,9 @@ def upload_rate(ctx: Context) -> dict[str, Any]:
                    "sdk_sequential_files": seq_limit},
         "ceiling": {
             "images_per_s": ceiling, "images_per_request": per_request,
-            "why": f"{S0_TRAINING_TPS:g} calls/s x {per_request} images per call "
-                   f"(64 per call; the 32 MB byte budget holds {int(BATCH_BYTES / (mean_mb * MB))} of these "
-                   f"{mean_mb:.2f} MB images)",
+            "why": f"{S0_TRAINING_TPS:g} calls/s x {per_request} images per call; 64 is the cap, as cvbulk's "
+                   f"32 MB byte budget per request would hold {int(BATCH_BYTES / (mean_mb * MB))} of these "
+                   f"{mean_mb:.2f} MB images",
             "full_batch_latency_s": round(full_batch_s, 2),
             "in_flight_needed": round(S0_TRAINING_TPS * full_batch_s, 1),
             "best_wall_s": round(ceiling_wall, 2),
@@ -214,17 +214,28 @@ def _where_upload_time_goes(tree: Any, row: dict[str, Any]) -> dict[str, Any]:
     threads = median_run.get("thread_cpu_s") or {}
     pass_ms = 1000 * t_pass / max(1, passed)
     fix_ms = 1000 * t_fix / max(1, fixed)
+    in_flight = row.get("in_flight")
+    p50 = (row.get("latency_ms") or {}).get("p50")
+    needed = S0_TRAINING_TPS * p50 / 1000 if p50 else None
+    ceiling = S0_TRAINING_TPS * BATCH
     summary = (
         f"client {client_ms:.2f} ms CPU per image (event-loop thread {threads.get('main', 0):.1f} s, worker threads "
         f"{threads.get('other threads', 0):.1f} s of {median_run['cpu_s']:.1f} s; user {median_run['user_s']:.1f} s, "
         f"kernel {median_run['sys_s']:.1f} s); of it the prepare stage is {pass_ms:.2f} ms per image that passes "
         f"through (read, header, SHA-256) and {fix_ms:.0f} ms per image that needs a fix ({fixed} of {passed + fixed}); "
         f"the emulator takes {emu_ms:.2f} ms per image. Client and emulator share {cores} cores: "
-        f"{client_ms + emu_ms:.2f} ms per image allows at most ~{machine_bound:.0f} images/s on this machine, "
-        f"whatever the rate limit"
-        + (" -- below the ceiling, so here the machine (CPU) is the limit, not the pacing."
-           if machine_bound and machine_bound < S0_TRAINING_TPS * BATCH else ".")
+        f"{client_ms + emu_ms:.2f} ms per image allows at most ~{machine_bound:.0f} images/s on this machine. "
     )
+    if in_flight is not None and needed:
+        summary += (f"It kept {in_flight:.1f} requests in flight on average (requests/s x median latency); holding "
+                    f"{ceiling:g} images/s at its median latency of {p50 / 1000:.1f} s needs {needed:.0f}. ")
+    if machine_bound and machine_bound < ceiling:
+        summary += "Verdict: the machine's CPU is below the ceiling, so the CPU is the limit here."
+    elif in_flight is not None and needed and in_flight < 0.9 * needed:
+        summary += ("Verdict: the CPU would allow the ceiling; the limit is the number of requests cvbulk keeps in "
+                    "flight.")
+    else:
+        summary += "Verdict: neither the CPU nor the requests in flight explain the gap alone."
     return {
         "client_ms_per_image": round(client_ms, 3), "emulator_ms_per_image": round(emu_ms, 3),
         "thread_cpu_s": threads, "prepare_pass_through_ms": round(pass_ms, 3), "prepare_fix_ms": round(fix_ms, 1),

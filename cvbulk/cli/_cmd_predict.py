@@ -12,21 +12,9 @@ from typing import Any
 import anyio
 
 from ._common import (
-    ENV_TRAINING_KEY,
-    CLIError,
-    add_max_concurrency,
-    add_pace_group,
-    add_root_arg,
-    add_state_args,
-    check_concurrency,
-    check_tps,
-    exit_status,
-    finish_job_parser,
-    job_parser,
-    make_pacer,
-    prediction_connection,
-    print_json,
-    training_connection,
+    ENV_TRAINING_KEY, add_max_concurrency, add_pace_group, add_root_arg, add_state_args,
+    check_concurrency, check_root, check_tps, exit_status, finish_job_parser, job_parser, make_pacer,
+    prediction_connection, print_json, training_connection,
 )
 
 DESCRIPTION = """\
@@ -142,8 +130,7 @@ async def _run(args: argparse.Namespace) -> int:
     from ..pipeline.progress import Progress, summary_table
 
     options = _options(args)
-    if not options.root.is_dir():
-        raise CLIError(f"ROOT {str(options.root)!r} is not a folder")
+    check_root(options.root)
     prediction_conn = prediction_connection(args)  # checked before any request is made
     training_conn = training_connection(args) if _wants_training(args) else None
 

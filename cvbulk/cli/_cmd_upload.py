@@ -9,22 +9,9 @@ from typing import Any
 import anyio
 
 from ._common import (
-    CLIError,
-    add_max_concurrency,
-    add_pace_group,
-    add_root_arg,
-    add_state_args,
-    check_concurrency,
-    check_tps,
-    exit_status,
-    finish,
-    finish_job_parser,
-    job_parser,
-    make_pacer,
-    print_json,
-    print_table,
-    show_report,
-    training_connection,
+    add_max_concurrency, add_pace_group, add_root_arg, add_state_args, check_concurrency, check_root,
+    check_tps, exit_status, finish, finish_job_parser, job_parser, make_pacer, print_json, print_table,
+    show_report, training_connection,
 )
 
 DESCRIPTION = """\
@@ -123,8 +110,7 @@ def _options(args: argparse.Namespace) -> Any:
 
     check_tps(args.tps)
     check_concurrency(args.max_concurrency)
-    if not args.root.is_dir():
-        raise CLIError(f"ROOT {str(args.root)!r} is not a folder")
+    check_root(args.root)
     return UploadOptions(
         root=args.root,
         project=args.project,

@@ -52,6 +52,7 @@ __all__ = [
     "finish_job_parser",
     "check_tps",
     "check_concurrency",
+    "check_root",
     "make_pacer",
     "show_report",
     "exit_status",
@@ -318,6 +319,11 @@ def check_tps(tps: float | None) -> None:
 def check_concurrency(max_concurrency: int) -> None:
     if max_concurrency < 1:
         raise CLIError("--max-concurrency must be at least 1")
+
+
+def check_root(root: Path) -> None:
+    if not root.is_dir():
+        raise CLIError(f"ROOT {str(root)!r} is not a folder")
 
 
 def make_pacer(tier: str, tps: float | None, max_concurrency: int, *, prediction: bool = False) -> Any:

@@ -37,6 +37,7 @@ from ..client import (
 )
 from ._export_layout import sniff_extension
 from ._reasons import one_line
+from ._transfer_common import FatalBatchError
 from ._upload_send import STATUS_REASONS, add_labels
 from .batch import MAX_IMAGES_PER_BATCH, MAX_TAGS_PER_BATCH, TaggedRegion
 from .journal import DUPLICATE, ERROR, FAILED, SENDING, UPLOADED
@@ -136,13 +137,8 @@ class Outcome:
     nbytes: int = 0
 
 
-class FatalMigrateError(Exception):
-    """The run cannot go on (bad key, a project gone); ``outcomes`` are the batch's, to be recorded."""
-
-    def __init__(self, error: CustomVisionError, outcomes: list[Outcome]) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.outcomes = outcomes
+class FatalMigrateError(FatalBatchError):
+    """The run cannot go on (bad key, a project gone); ``outcomes`` (migrate Outcomes) are the batch's."""
 
 
 def _region_key(tag_id: Any, left: Any, top: Any, width: Any, height: Any) -> tuple:

@@ -17,7 +17,7 @@ from anyio.abc import ObjectSendStream
 from ..cli._common import CLIError
 from ..client import ApiGroup
 from ._stages import first_cause
-from .journal import Journal, JournalMismatch
+from .journal import Journal, JournalEntry, JournalMismatch
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -25,13 +25,24 @@ if sys.version_info < (3, 11):  # pragma: no cover
 if TYPE_CHECKING:
     from ..client import Image
 
-__all__ = ["STATE_DIR", "PAGE", "JournalCalls", "open_journal", "watch_progress", "send_pages", "run_stages"]
+__all__ = [
+    "STATE_DIR",
+    "PAGE",
+    "JournalCalls",
+    "open_journal",
+    "watch_progress",
+    "send_pages",
+    "run_stages",
+    "FatalBatchError",
+    "send_recorded",
+]
 
 #: State and report live in this hidden folder (scans skip hidden folders).
 STATE_DIR = ".cvbulk"
 PAGE = 256  # GetImages: "take ... limited to 256"
 
 T = TypeVar("T")
+O = TypeVar("O")
 
 
 class JournalCalls:
@@ -43,6 +54,38 @@ class JournalCalls:
         # SQLite blocks: one call at a time, in a worker thread.
         async with self.journal_lock:
             return await anyio.to_thread.run_sync(fn, *args)
+
+
+class FatalBatchError(Exception):
+    """The run cannot go on (bad key, project gone); ``outcomes`` are the batch's, to be recorded first."""
+
+    def __init__(self, error: BaseException, outcomes: list[Any]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.outcomes = outcomes
+
+
+async def send_recorded(
+    run: JournalCalls,
+    journal: Journal,
+    intent: list[JournalEntry],
+    send: Callable[[], Awaitable[list[O]]],
+    entry: Callable[[O], JournalEntry],
+) -> list[O]:
+    """Send one batch between two journal writes; returns its outcomes.
+
+    Intent first: a kill from here on leaves these items ``sending``, re-sent on resume. The outcome is
+    on disk before the caller takes its next batch; a fatal error records the batch's outcomes, then
+    raises the error itself.
+    """
+    await run.journal_call(journal.mark_sending, intent)
+    try:
+        outcomes = await send()
+    except FatalBatchError as exc:
+        await run.journal_call(journal.record, [entry(o) for o in exc.outcomes])
+        raise exc.error from None
+    await run.journal_call(journal.record, [entry(o) for o in outcomes])
+    return outcomes
 
 
 async def open_journal(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from ..client._errors import (
     NotFoundError,
 )
 from ._reasons import one_line
+from ._transfer_common import FatalBatchError
 from .batch import MAX_TAGS_PER_BATCH, Batch, BatchItem, TaggedRegion
 from .journal import DUPLICATE, ERROR, FAILED, SENDING, UPLOADED
 
@@ -84,13 +85,8 @@ class Outcome:
     reason: str | None = None
 
 
-class FatalSendError(Exception):
-    """The run cannot go on (bad key, project gone); ``outcomes`` are the batch's, to be recorded."""
-
-    def __init__(self, error: CustomVisionError, outcomes: list[Outcome]) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.outcomes = outcomes
+class FatalSendError(FatalBatchError):
+    """The run cannot go on (bad key, project gone); ``outcomes`` (upload Outcomes) are the batch's."""
 
 
 def _wire_name(index: int, item: BatchItem) -> str:
@@ -288,27 +284,28 @@ async def add_labels(
     from ..client import ImageRegionCreateEntry
 
     problems: dict[str, str] = {}
-    for chunk in _chunks(tag_pairs, _TAGS_PER_CALL):
-        try:
-            summary = await client.create_image_tags(project_id, chunk)
-        except (AuthenticationError, NotFoundError):
-            raise
-        except CustomVisionError as exc:
-            problems.update({image_id: f"tags not added: {one_line(exc)}" for image_id, _ in chunk})
-            continue
-        for e in getattr(summary, "exceeded", ()) or ():
-            problems[str(e.image_id)] = "tags not added: over the tags-per-image limit"
-    for chunk in _chunks(regions, _REGIONS_PER_CALL):
-        entries = [ImageRegionCreateEntry(i, r.tag_id, r.left, r.top, r.width, r.height) for i, r in chunk]
-        try:
-            summary = await client.create_image_regions(project_id, entries)
-        except (AuthenticationError, NotFoundError):
-            raise
-        except CustomVisionError as exc:
-            problems.update({image_id: f"regions not added: {one_line(exc)}" for image_id, _ in chunk})
-            continue
-        for e in getattr(summary, "exceeded", ()) or ():
-            problems[str(e.image_id)] = "regions not added: over the regions-per-image limit"
+
+    async def add(what: str, pairs: list[Any], size: int, create: Callable[[list[Any]], Awaitable[Any]]) -> None:
+        for chunk in _chunks(pairs, size):
+            try:
+                summary = await create(chunk)
+            except (AuthenticationError, NotFoundError):
+                raise
+            except CustomVisionError as exc:
+                problems.update({image_id: f"{what} not added: {one_line(exc)}" for image_id, _ in chunk})
+                continue
+            for e in getattr(summary, "exceeded", ()) or ():
+                problems[str(e.image_id)] = f"{what} not added: over the {what}-per-image limit"
+
+    await add("tags", tag_pairs, _TAGS_PER_CALL, lambda chunk: client.create_image_tags(project_id, chunk))
+    await add(
+        "regions",
+        regions,
+        _REGIONS_PER_CALL,
+        lambda chunk: client.create_image_regions(
+            project_id, [ImageRegionCreateEntry(i, r.tag_id, r.left, r.top, r.width, r.height) for i, r in chunk]
+        ),
+    )
     return problems
 
 

@@ -43,13 +43,7 @@ from ._export_layout import (
 from ._reasons import one_line
 from ._stages import take_ready
 from ._transfer_common import (
-    PAGE,
-    STATE_DIR,
-    JournalCalls,
-    open_journal,
-    run_stages,
-    send_pages,
-    watch_progress,
+    PAGE, STATE_DIR, JournalCalls, open_journal, run_stages, send_pages, watch_progress,
 )
 from .journal import ERROR, EXPORTED, FAILED, Journal, JournalEntry
 from .project import resolve_project

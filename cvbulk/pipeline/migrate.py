@@ -24,6 +24,7 @@ import hashlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +33,11 @@ import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from ..cli._common import CLIError, ExitCode
-from ._migrate_send import BY_MODES, FatalMigrateError, Grouper, MigrateBatch, MigrateItem, MigrateSender, Outcome
+from ._migrate_send import BY_MODES, Grouper, MigrateBatch, MigrateItem, MigrateSender, Outcome
 from ._migrate_setup import TagMapper, target_project
-from ._transfer_common import PAGE, STATE_DIR, JournalCalls, open_journal, run_stages, send_pages, watch_progress
+from ._transfer_common import (
+    PAGE, STATE_DIR, JournalCalls, open_journal, run_stages, send_pages, send_recorded, watch_progress,
+)
 from .batch import DEFAULT_BATCH_BYTES, TaggedRegion
 from .journal import DUPLICATE, ERROR, FAILED, FINAL_OK, SENDING, UPLOADED, Journal, JournalEntry
 from .project import resolve_project
@@ -274,16 +277,8 @@ async def _sender(run: _Run, batch_recv: ObjectReceiveStream[MigrateBatch]) -> N
     journal = run.journal
     async with batch_recv:
         async for batch in batch_recv:
-            # Intent first: a kill from here on leaves these images `sending`, re-sent on resume.
-            await run.journal_call(journal.mark_sending, [
-                JournalEntry(i.source_id, None, None, None, SENDING, attempts=i.attempts) for i in batch.items
-            ])
-            try:
-                outcomes = await run.sender.send(batch)
-            except FatalMigrateError as exc:
-                await run.journal_call(journal.record, [_entry(o) for o in exc.outcomes])
-                raise exc.error from None
-            await run.journal_call(journal.record, [_entry(o) for o in outcomes])
+            intent = [JournalEntry(i.source_id, None, None, None, SENDING, attempts=i.attempts) for i in batch.items]
+            outcomes = await send_recorded(run, journal, intent, partial(run.sender.send, batch), _entry)
             nbytes = sum(o.nbytes for o in outcomes)
             run.nbytes += nbytes
             run.by.update(o.by for o in outcomes if o.by and o.status in (UPLOADED, DUPLICATE))

@@ -166,21 +166,17 @@ async def _run(
         async for entry in aiter_scan(options.root, include_hidden=options.include_hidden):
             if progress is not None:
                 progress.add_total(1)  # the total grows as the lazy scan finds files
-            if isinstance(entry, ScanProblem):
-                if entry.relpath in done:
-                    counters.already_done += 1
-                    if progress is not None:
-                        progress.advance(skipped=1)
-                    continue
-                yield Outcome(entry.relpath, REJECTED, reason=entry.reason)
-                continue
-            counters.seen += 1
+            problem = isinstance(entry, ScanProblem)
+            if not problem:
+                counters.seen += 1  # images found; a scan problem is no image
             if entry.relpath in done:
                 counters.already_done += 1
                 if progress is not None:
                     progress.advance(skipped=1)
-                continue
-            yield WorkItem(entry.relpath, entry.path, entry.size, entry.mtime_ns)
+            elif problem:
+                yield Outcome(entry.relpath, REJECTED, reason=entry.reason)
+            else:
+                yield WorkItem(entry.relpath, entry.path, entry.size, entry.mtime_ns)
 
     def prepare(item: WorkItem) -> Prepared | Outcome:
         result = prepare_image(item.path, limits=PREDICTION_LIMITS)

@@ -36,19 +36,11 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from ..cli._common import CLIError, ExitCode
 from ._stages import take_ready
-from ._transfer_common import STATE_DIR, JournalCalls, open_journal, run_stages
-from ._upload_send import BatchSender, FatalSendError, Outcome
+from ._transfer_common import STATE_DIR, JournalCalls, open_journal, run_stages, send_recorded
+from ._upload_send import BatchSender, Outcome
 from .batch import DEFAULT_BATCH_BYTES, DEFAULT_LINGER, Batch, Batcher, BatchItem, TaggedRegion, batch_stream
 from .journal import (
-    DUPLICATE,
-    FAILURE_STATUSES,
-    REJECTED,
-    SENDING,
-    SKIPPED,
-    UPLOADED,
-    Journal,
-    JournalEntry,
-    needs_work,
+    DUPLICATE, FAILURE_STATUSES, REJECTED, SENDING, SKIPPED, UPLOADED, Journal, JournalEntry, needs_work,
 )
 from .labels import Labels, LabelSource, open_label_source
 from .prepare import TRAINING_LIMITS, ImageLimits, PreparedImage, Rejected, prepare_image
@@ -588,15 +580,10 @@ async def _sender(run: _Run, batch_recv: ObjectReceiveStream[Batch], budget: _By
 async def _send_one(run: _Run, journal: Journal, batch: Batch) -> None:
     assert run.sender is not None
     prior = {it.key: it.context.prior_status for it in batch.items}
-    # Intent first: a kill from here on leaves these files `sending`, re-sent on resume.
-    await run.journal_call(journal.mark_sending, [_entry(it, SENDING) for it in batch.items])
-    try:
-        outcomes = await run.sender.send(batch, prior=prior)
-    except FatalSendError as exc:
-        await run.journal_call(journal.record, [_outcome_entry(o) for o in exc.outcomes])
-        raise exc.error from None
-    # The outcome is on disk before this sender takes its next batch.
-    await run.journal_call(journal.record, [_outcome_entry(o) for o in outcomes])
+    intent = [_entry(it, SENDING) for it in batch.items]
+    outcomes = await send_recorded(
+        run, journal, intent, partial(run.sender.send, batch, prior=prior), _outcome_entry
+    )
     sent = sum(o.item.nbytes for o in outcomes if o.status in (UPLOADED, DUPLICATE))
     run.bytes_sent += sent
     run.advance([o.status for o in outcomes], nbytes=sent)

@@ -181,3 +181,41 @@ async def test_200_connections_for_30_seconds(server):
     measure("emulator: 200 connections for 30 s", requests=tally["reads"] + tally["writes"],
             reads=tally["reads"], writes=tally["writes"], images_sent=tally["accepted"], in_project=count,
             errors=tally["errors"], duplicates=0, lost=count - tally["accepted"])
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.xfail(strict=True, reason=(
+    "bug: EmulatorThread.stop() waits for aiohttp's graceful shutdown (60 s by default) while a request "
+    "is still being read, and gives up joining after 30 s with the emulator still running; a restart "
+    "mid-run then takes 30-60 s (seen as a flake of the restart tests); owner emulator/_server.py"))
+def test_stop_is_prompt_with_a_request_stalled_mid_body(tmp_path):
+    """A client that sent half a body and went quiet must not hold the emulator's stop for long."""
+    import socket
+    import threading
+
+    from cvbulk.emulator import EmulatorThread
+
+    emu = EmulatorThread(EmulatorConfig(data_dir=tmp_path / "emulator")).start()
+    stalled = socket.create_connection(("127.0.0.1", emu.port))
+    stopper = threading.Thread(target=emu.stop, daemon=True)
+    try:
+        head = (
+            "POST /customvision/v3.0/prediction/00000000-0000-0000-0000-000000000001/classify/iterations/"
+            f"prod/image/nostore HTTP/1.1\r\nHost: 127.0.0.1:{emu.port}\r\nPrediction-Key: {emu.prediction_key}"
+            "\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n"
+        )
+        stalled.sendall(head.encode() + b"x" * 100)
+        # The emulator has the request when it answers another one on a fresh connection.
+        with socket.create_connection(("127.0.0.1", emu.port)) as probe:
+            probe.sendall(f"GET /customvision/v3.3/training/projects HTTP/1.1\r\nHost: x\r\n"
+                          f"Training-Key: {emu.training_key}\r\nConnection: close\r\n\r\n".encode())
+            assert probe.recv(12).startswith(b"HTTP/1.1 200")
+        stopper.start()
+        stopper.join(5)
+        assert not stopper.is_alive(), "stop() still waiting 5 s later"
+    finally:
+        stalled.close()  # lets a hung shutdown finish
+        if stopper.is_alive():
+            stopper.join(30)
+        elif not stopper.ident:
+            emu.stop()

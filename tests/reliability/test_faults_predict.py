@@ -121,45 +121,68 @@ async def test_latency_spike_over_the_client_timeout(model, tmp_path):
     measure("predict: latency spike 0.6 s over a 0.25 s timeout", **row)
 
 
-async def test_burst_of_429_without_retry_after_and_restart(tmp_path):
-    """Its own emulator (no Retry-After header): a burst of 429s, then the service is stopped after 60
-    requests and restarted on the same port with the same data (the published model reloads from disk)."""
+async def test_burst_of_429_without_retry_after(tmp_path):
+    """Its own emulator, which leaves the Retry-After header out: the wait comes from the message."""
+    with EmulatorThread(EmulatorConfig(data_dir=tmp_path / "emulator", retry_after=False, seed=12)) as emu:
+        project_id, _ = await train_and_publish(emu, "prod", tmp_path)
+        row = await _predict(emu, project_id, tmp_path, before=lambda: emu.set_faults(Faults(throttle_burst=6)))
+    assert row["throttled"] == 6
+    measure("predict: burst of 6 x 429 without Retry-After", **row)
+
+
+@pytest.mark.timeout(90)
+async def test_emulator_process_killed_and_restarted_mid_run(tmp_path):
+    """``cvbulk emulator`` (its own process) is SIGKILLed after 60 requests and started again on the
+    same port with the same data: the published model comes back from disk and scoring goes on.
+    (A graceful stop of a busy emulator can hang: see test_emulator_load's stop test.)"""
+    import os
+    import signal
+
+    from cvbulk.emulator import DEFAULT_PREDICTION_KEY, DEFAULT_PREDICTION_RESOURCE_ID, DEFAULT_TRAINING_KEY
+
+    from .test_faults_upload import _start_emulator_process
+
     data = tmp_path / "emulator"
-    first = EmulatorThread(EmulatorConfig(data_dir=data, retry_after=False, seed=12)).start()
-    holder = {"emu": first}
+    first, endpoint = _start_emulator_process(0, data, "--latency", "0.01")
+    procs = [first]
+
+    class _Remote:
+        training_key = DEFAULT_TRAINING_KEY
+        prediction_key = DEFAULT_PREDICTION_KEY
+        prediction_resource_id = DEFAULT_PREDICTION_RESOURCE_ID
+
+        def __init__(self) -> None:
+            self.endpoint = endpoint
+
+        def set_faults(self, f):  # nothing to switch: the crash is the fault
+            pass
+
+        def set_latency(self, lat):
+            pass
+
+    remote = _Remote()
+    crashed = anyio.Event()
+
+    async def crash_and_restart(client) -> None:
+        with anyio.fail_after(60):
+            while client.stats.requests < 60:
+                await anyio.sleep(0.005)
+        os.kill(procs[0].pid, signal.SIGKILL)
+        await anyio.to_thread.run_sync(procs[0].wait)
+        port = int(endpoint.rsplit(":", 1)[1])
+        second, _ = await anyio.to_thread.run_sync(_start_emulator_process, port, data)
+        procs.append(second)
+        crashed.set()
+
     try:
-        project_id, _ = await train_and_publish(first, "prod", tmp_path)
-        first.set_latency(Latency(per_request=0.01))
-
-        class _Switches:
-            endpoint = first.endpoint
-            training_key = first.training_key
-            prediction_key = first.prediction_key
-
-            def set_faults(self, f):
-                holder["emu"].set_faults(f)
-
-            def set_latency(self, lat):
-                holder["emu"].set_latency(lat)
-
-        restarted = anyio.Event()
-
-        async def restart(client) -> None:
-            with anyio.fail_after(60):
-                while client.stats.requests < 60:
-                    await anyio.sleep(0.005)
-            await anyio.to_thread.run_sync(first.stop)
-            second = EmulatorThread(EmulatorConfig(port=first.port, data_dir=data, retry_after=False, seed=13))
-            await anyio.to_thread.run_sync(second.start)
-            holder["emu"] = second
-            restarted.set()
-
-        row = await _predict(_Switches(), project_id, tmp_path,
-                             before=lambda: first.set_faults(Faults(throttle_burst=4)), during=restart)
+        project_id, _ = await train_and_publish(remote, "prod", tmp_path)
+        row = await _predict(remote, project_id, tmp_path, during=crash_and_restart)
     finally:
-        holder["emu"].stop()
-        first.stop()
-    assert restarted.is_set(), "the run finished before the restart"
-    assert row["throttled"] >= 4 and row["transport_errors"] > 0
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.wait(30)
+    assert crashed.is_set(), "the run finished before the crash"
+    assert row["transport_errors"] > 0
     assert integrity(data / "emulator.sqlite3") == "ok"
-    measure("predict: 4 x 429 without Retry-After, then emulator restarted", **row)
+    measure("predict: emulator process SIGKILLed and restarted mid-run", **row)
