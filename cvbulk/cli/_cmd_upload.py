@@ -92,7 +92,14 @@ def register(subparsers: Any) -> None:
     )
     pace.add_argument("--tps", type=float, default=None, metavar="N",
                       help="training calls per second, instead of the tier's")
-    add_max_concurrency(pace, 16, "at most N batches in flight (default 16; fewer while the service pushes back)")
+    add_max_concurrency(pace, 32, "at most N batches in flight (default 32; fewer while the service pushes back)")
+    pace.add_argument(
+        "--max-inflight-bytes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="bytes of batches held in flight at once (default 768 MB; bounds memory with large images)",
+    )
     pace.add_argument(
         "--batch-bytes", type=int, default=None, metavar="N",
         help="byte budget per request (default 32 MB; the service times out near 50 MB)",
@@ -123,6 +130,7 @@ def _options(args: argparse.Namespace) -> Any:
         dry_run=args.dry_run,
         tier=args.tier,
         max_concurrency=args.max_concurrency,
+        max_inflight_bytes=args.max_inflight_bytes,
         batch_bytes=args.batch_bytes or DEFAULT_BATCH_BYTES,
         domain=args.domain,
         classification_type=args.classification_type,

@@ -78,7 +78,10 @@ class Emulator:
         try:
             self._state = await anyio.to_thread.run_sync(EmulatorState.open, cfg, self.data_dir)
             self._state.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-            self._runner = web.AppRunner(build_app(self._state), access_log=None, handle_signals=False)
+            self._runner = web.AppRunner(
+                build_app(self._state), access_log=None, handle_signals=False,
+                shutdown_timeout=2.0,  # a request stalled mid-body must not hold a stop for 60 s
+            )
             await self._runner.setup()
             site = web.TCPSite(self._runner, cfg.host, cfg.port, backlog=1024)
             await site.start()

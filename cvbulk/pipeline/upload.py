@@ -74,6 +74,11 @@ _PLAN_CHUNK = 64  # files looked up in the journal per worker-thread hop
 _MAX_LISTED = 1000  # rejects listed by a dry run (the counts stay exact)
 
 
+# Batch bytes the senders may hold at once. Holding the rate against a slow service takes
+# calls/s x latency requests in flight: at S0 (10/s) with ~2 s per 23 MB batch that is ~22 batches,
+# about 500 MB. Small images stay far below this; `--max-inflight-bytes` lowers it for small machines.
+DEFAULT_INFLIGHT_BYTES = 768 * 1024 * 1024
+
 @dataclass
 class UploadOptions:
     """Everything ``cvbulk upload`` takes besides the connection (see ``cvbulk upload --help``)."""
@@ -88,9 +93,9 @@ class UploadOptions:
     report: Path | None = None
     dry_run: bool = False
     tier: str | None = None  # for the tags-per-project check; None: learn it from the service
-    max_concurrency: int = 16  # sender tasks; the client's Pacer adapts below this
+    max_concurrency: int = 32  # sender tasks; the client's Pacer adapts below this
     batch_bytes: int = DEFAULT_BATCH_BYTES
-    # Bytes of batches the senders may hold at once (default 8 x batch_bytes): bounds memory
+    # Bytes of batches the senders may hold at once (default DEFAULT_INFLIGHT_BYTES): bounds memory
     # when images are large; small images leave it far from the limit.
     max_inflight_bytes: int | None = None
     domain: str | None = None
@@ -373,7 +378,7 @@ async def _pipeline(run: _Run) -> None:
         if opts.dry_run:
             tg.start_soon(_dry_run_sink, run, batch_recv)
         else:
-            budget = _ByteBudget(opts.max_inflight_bytes or 8 * opts.batch_bytes)
+            budget = _ByteBudget(opts.max_inflight_bytes or DEFAULT_INFLIGHT_BYTES, opts.batch_bytes)
             for _ in range(opts.max_concurrency):
                 tg.start_soon(_sender, run, batch_recv.clone(), budget)
             batch_recv.close()
@@ -539,10 +544,19 @@ class _ByteBudget:
     """Bytes of batches held by the senders. Senders mostly wait (for a rate token, for the
     service): without a bound, N senders with big images would hold N x the batch budget."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, first_guess: int) -> None:
         self.limit = limit
         self.used = 0
         self._changed = anyio.Event()
+        self._recent: list[int] = [first_guess]
+
+    @property
+    def typical(self) -> int:
+        """The largest of the last few batches: what a sender reserves before it takes one."""
+        return max(self._recent)
+
+    def observe(self, nbytes: int) -> None:
+        self._recent = (self._recent + [max(nbytes, 1)])[-8:]
 
     async def reserve(self, n: int) -> None:
         # One holder always proceeds, so an oversized batch cannot wait for ever.
@@ -559,18 +573,24 @@ class _ByteBudget:
 async def _sender(run: _Run, batch_recv: ObjectReceiveStream[Batch], budget: _ByteBudget) -> None:
     assert run.sender is not None and run.journal is not None
     journal = run.journal
-    most = run.options.batch_bytes
     async with batch_recv:
         while True:
-            # Room for the largest batch first, so that waiting happens before a batch is held.
-            await budget.reserve(most)
+            # Room for a typical batch first, so that waiting happens before a batch is held.
+            # Reserving the full byte budget per request instead would cap the requests in flight
+            # at limit / batch_bytes (8), far below what a slow service needs to hold the rate.
+            want = budget.typical
+            await budget.reserve(want)
             try:
                 batch = await batch_recv.receive()
             except anyio.EndOfStream:
-                budget.release(most)
+                budget.release(want)
                 return
             held = batch.nbytes
-            budget.release(most - held)
+            budget.observe(held)
+            if held > want:
+                await budget.reserve(held - want)
+            else:
+                budget.release(want - held)
             try:
                 await _send_one(run, journal, batch)
             finally:

@@ -184,10 +184,6 @@ async def test_200_connections_for_30_seconds(server):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: EmulatorThread.stop() waits for aiohttp's graceful shutdown (60 s by default) while a request "
-    "is still being read, and gives up joining after 30 s with the emulator still running; a restart "
-    "mid-run then takes 30-60 s (seen as a flake of the restart tests); owner emulator/_server.py"))
 def test_stop_is_prompt_with_a_request_stalled_mid_body(tmp_path):
     """A client that sent half a body and went quiet must not hold the emulator's stop for long."""
     import socket
