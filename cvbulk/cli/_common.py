@@ -28,6 +28,11 @@ from ..client._errors import (
 from ..pipeline._reasons import one_line
 
 __all__ = [
+    "ENV_TRAINING_ENDPOINT",
+    "ENV_TRAINING_KEY",
+    "ENV_PREDICTION_ENDPOINT",
+    "ENV_PREDICTION_KEY",
+    "ENV_PREDICTION_RESOURCE_ID",
     "ExitCode",
     "CLIError",
     "Connection",
