@@ -132,7 +132,7 @@ def upload_rate(ctx: Context) -> dict[str, Any]:
         ("cvbulk --max-concurrency 32", tree,
          lambda emu, w: cvbulk_upload(emu, tree, w, args=("--max-concurrency", "32"), threads=True),
          {"kind": "cvbulk"}),
-        ("cvbulk (defaults: 16 in flight)", tree, lambda emu, w: cvbulk_upload(emu, tree, w), {"kind": "cvbulk"}),
+        ("cvbulk (defaults: 32 in flight)", tree, lambda emu, w: cvbulk_upload(emu, tree, w), {"kind": "cvbulk"}),
         ("cvbulk run_upload, 32 in flight, max_inflight_bytes 1 GB", tree,
          lambda emu, w: cvbulk_upload(emu, tree, w, library=True, args=(
              "--max-concurrency", "32", "--max-inflight-bytes", str(1 << 30))), {"kind": "cvbulk"}),
