@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 from urllib.parse import quote
 
 import aiohttp
@@ -18,6 +18,8 @@ from ._errors import (
     CustomVisionError,
     RequestTimeoutError,
     RetryBudgetExhausted,
+    ServerError,
+    TransportError,
     error_for_status,
     redact,
 )
@@ -113,6 +115,15 @@ def _error_from_answer(
     return error_for_status(status, message, code=code_text, operation=operation, retry_after=retry_after)
 
 
+class _Recovered:
+    """What a ``recover`` hook found: the result of an attempt whose answer was lost."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 @dataclass(frozen=True, slots=True)
 class _Request:
     """Everything needed to (re)send one operation; the body is rebuilt from it per attempt."""
@@ -188,17 +199,22 @@ class HttpCore:
         params: Mapping[str, str] | None = None,
         json_body: Any = None,
         images: Sequence[tuple[str, bytes]] | None = None,
+        recover: Callable[[], Awaitable[Any]] | None = None,
     ) -> Any:
         """Run one operation; returns the parsed JSON answer (None for an empty one).
 
         Any 2xx is a success (the batch operations answer 207 when some items failed; the body says which).
+        ``recover`` serves operations that are not idempotent (CreateProject): before a retry it looks
+        for what a failed attempt may have done anyway, and its answer (when not None) is the result.
         """
         body: bytes | None = None
         if json_body is not None:
             # encoded once: bytes are immutable, so every attempt can resend them as they are
             body = json.dumps(json_body, separators=(",", ":")).encode()
         request = _Request(operation, method, self.base_url + path, path, group, params, body, images, True)
-        raw = await self._with_retries(request)
+        raw = await self._with_retries(request, recover)
+        if isinstance(raw, _Recovered):
+            return raw.value
         if not raw:
             return None
         try:
@@ -219,7 +235,7 @@ class HttpCore:
         request = _Request("Download", "GET", str(target), target.path, group, None, None, None, same_origin)
         return await self._with_retries(request)
 
-    async def _with_retries(self, request: _Request) -> bytes:
+    async def _with_retries(self, request: _Request, recover: Callable[[], Awaitable[Any]] | None = None) -> Any:
         policy = self.retry
         started = policy.clock()
         attempt = 0
@@ -242,6 +258,10 @@ class HttpCore:
                              type(err).__name__)
                 self.stats.retries += 1
                 await policy.sleep(delay)
+                if recover is not None and isinstance(err, (TransportError, ServerError)):
+                    found = await recover()  # the dropped attempt may have done the work
+                    if found is not None:
+                        return _Recovered(found)
 
     async def _send(self, request: _Request) -> bytes:
         """One attempt: build the body, send, read, count, and turn a failure into an exception."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import calendar
+import time
+
 from typing import Any, AsyncIterator, Mapping, Sequence
 
 from ._base import BaseClient
@@ -36,6 +39,14 @@ def _batch(entries: Sequence[Any], tag_ids: Sequence[str], metadata: Mapping[str
     if metadata:
         body["metadata"] = dict(metadata)
     return body
+
+
+def _epoch(created: str | None) -> float:
+    """Seconds since the epoch of a service timestamp ("2026-11-23T14:30:00.1234567Z"); 0 if unknown."""
+    try:
+        return calendar.timegm(time.strptime((created or "")[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return 0.0
 
 
 class TrainingClient(BaseClient):
@@ -78,7 +89,18 @@ class TrainingClient(BaseClient):
             classificationType=classification_type,
             targetExportPlatforms=list(target_export_platforms) if target_export_platforms else None,
         )
-        return Project.from_json(await self._call("CreateProject", "POST", "/projects", params=params))
+        # CreateProject is not idempotent: when an attempt's answer is lost (dropped connection, 5xx)
+        # the service may have created the project anyway, so before sending again look for one of
+        # this name created since the call began (30 s allowed for clock skew); none: send again.
+        began = time.time() - 30.0
+
+        async def created_meanwhile() -> dict | None:
+            fresh = [p for p in await self.get_projects() if p.name == name and _epoch(p.created) >= began]
+            return max(fresh, key=lambda p: _epoch(p.created)).to_json() if fresh else None
+
+        return Project.from_json(
+            await self._call("CreateProject", "POST", "/projects", params=params, recover=created_meanwhile)
+        )
 
     async def update_project(self, project_id: str, project: Project) -> Project:
         body = await self._call(

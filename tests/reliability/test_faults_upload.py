@@ -174,10 +174,6 @@ async def test_emulator_stopped_and_restarted_mid_run(tmp_path):
     measure("upload: emulator stopped and restarted mid-run", **row)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: CreateProject (a POST) is retried after a connection dropped once the service had created the "
-    "project: 3 projects with the same name, and the next run by name exits 2; owner client/_http.py "
-    "(retry of non-idempotent POSTs) / pipeline/project.py create_project (look the name up before retrying)"))
 async def test_create_under_dropped_answers_leaves_one_project(tmp_path):
     """Half the answers are lost after the service did the work, from the first request on: what
     ``upload --create`` does (find_or_create_project, ensure_tags) must still create each project and
