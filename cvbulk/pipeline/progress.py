@@ -210,6 +210,9 @@ class Progress:
                 text += "\n"
         else:
             text = line + "\n"
+        self._write(text)
+
+    def _write(self, text: str) -> None:
         try:
             self.stream.write(text)
             self.stream.flush()
@@ -251,7 +254,12 @@ class Progress:
             # itself rather than wrapped in an ExceptionGroup; only the drawing task is stopped.
             await tg.__aexit__(None, None, None)
         finally:
-            self.draw(final=True)
+            if exc is None or self.done:
+                self.draw(final=True)
+            elif self.tty and self._last_len:
+                # The run failed before any file was done: the error line says it all, so only
+                # clear the bar instead of leaving a "0/N done" line above it.
+                self._write("\r" + " " * self._last_len + "\r")
         return None
 
 

@@ -117,9 +117,19 @@ async def test_async_context_draws_and_ends_with_final_line() -> None:
 async def test_async_context_propagates_body_error() -> None:
     out = io.StringIO()
     with pytest.raises(RuntimeError, match="boom"):
-        async with Progress(stream=out, tty=True):
+        async with Progress(stream=out, tty=True) as p:
+            p.draw()
             raise RuntimeError("boom")
-    assert out.getvalue().endswith("\n")  # the bar is closed with a newline even so
+    # Nothing was done: the bar is cleared (the cursor back at column 0) rather than left as
+    # "0 done" above the error line.
+    text = out.getvalue()
+    assert text.endswith("\r") and text.rstrip("\r").split("\r")[-1].strip() == ""
+    out = io.StringIO()
+    with pytest.raises(RuntimeError, match="boom"):
+        async with Progress(stream=out, tty=True) as p:
+            p.advance(ok=1)
+            raise RuntimeError("boom")
+    assert out.getvalue().endswith("\n")  # work was done: the final line stays, closed with a newline
 
 
 def test_summary_table_from_report() -> None:

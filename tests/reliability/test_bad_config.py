@@ -98,9 +98,6 @@ def test_wrong_key(emu, tree, tmp_path):
     assert "key" in line.lower() or "denied" in line.lower()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: predict prints its progress summary line ('predict done: 0/4 ...') before the error line when "
-    "the first request fails (Progress entered before any request); owner pipeline/predict.py + progress.py"))
 def test_wrong_prediction_key(emu, tree, tmp_path):
     env = cli_env(emu, VISION_PREDICTION_KEY=KEY)
     env.pop("VISION_TRAINING_KEY")
