@@ -11,24 +11,9 @@ import pytest
 
 from cvbulk.cli import main
 
+from ._support import VARS, assert_one_line_error, cli, emulator  # noqa: F401 (fixtures)
+
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "samples" / "ImageClassification" / "Images"
-VARS = (
-    "VISION_TRAINING_ENDPOINT",
-    "VISION_TRAINING_KEY",
-    "VISION_PREDICTION_ENDPOINT",
-    "VISION_PREDICTION_KEY",
-    "VISION_PREDICTION_RESOURCE_ID",
-)
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from cvbulk.emulator import EmulatorConfig, EmulatorThread
-
-    with EmulatorThread(EmulatorConfig(data_dir=tmp_path_factory.mktemp("emulator"))) as emu:
-        yield emu
-
-
 async def _trained_project(emulator, name: str, *, train: bool = True) -> str:
     from cvbulk.client import TrainingClient
 
@@ -62,16 +47,6 @@ def env(emulator, monkeypatch: pytest.MonkeyPatch):
     return emulator
 
 
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(err: str) -> None:
-    assert err.startswith("cvbulk: error: "), err
-    assert err.count("\n") == 1, err
-    assert "Traceback" not in err
 
 
 def iterations(capsys, emulator, project_id: str) -> list:

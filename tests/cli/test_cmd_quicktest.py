@@ -11,25 +11,10 @@ import pytest
 
 from cvbulk.cli import main
 
+from ._support import VARS, assert_one_line_error, cli, emulator  # noqa: F401 (fixtures)
+
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "samples" / "ImageClassification" / "Images"
 TEST_IMAGE = SAMPLES / "Test" / "test_image.jpg"
-VARS = (
-    "VISION_TRAINING_ENDPOINT",
-    "VISION_TRAINING_KEY",
-    "VISION_PREDICTION_ENDPOINT",
-    "VISION_PREDICTION_KEY",
-    "VISION_PREDICTION_RESOURCE_ID",
-)
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from cvbulk.emulator import EmulatorConfig, EmulatorThread
-
-    with EmulatorThread(EmulatorConfig(data_dir=tmp_path_factory.mktemp("emulator"))) as emu:
-        yield emu
-
-
 @pytest.fixture(scope="module")
 def published(emulator) -> str:
     """A project trained on the Hemlock / Japanese_Cherry samples and published as classifyModel."""
@@ -65,16 +50,6 @@ def env(emulator, monkeypatch: pytest.MonkeyPatch):
     return emulator
 
 
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(err: str) -> None:
-    assert err.startswith("cvbulk: error: "), err
-    assert err.count("\n") == 1, err
-    assert "Traceback" not in err
 
 
 def test_quicktest_table_says_hemlock_first(env, published, capsys):
