@@ -9,6 +9,7 @@ import anyio
 
 from ._common import CLIError, ExitCode, add_prediction_args, add_training_args, print_json
 from ._format import (
+    add_threshold_arg,
     add_output_args,
     is_uuid,
     leaf_parser,
@@ -48,13 +49,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--store", action="store_true", help="keep the image in the project's predictions (default: no store)"
     )
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        default=0.0,
-        metavar="P",
-        help="show predictions with at least this probability (default: all)",
-    )
+    add_threshold_arg(parser)
     add_output_args(parser)
     add_prediction_args(parser)
     add_training_args(parser)

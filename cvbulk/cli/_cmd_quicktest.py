@@ -9,6 +9,7 @@ import anyio
 
 from ._common import add_training_args, print_json
 from ._format import (
+    add_threshold_arg,
     add_output_args,
     find_iteration,
     leaf_parser,
@@ -47,13 +48,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--store", action="store_true", help="keep the image in the project's predictions"
     )
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        default=0.0,
-        metavar="P",
-        help="show predictions with at least this probability (default: all)",
-    )
+    add_threshold_arg(parser)
     add_output_args(parser)
     add_training_args(parser)
     parser.set_defaults(handler=run)

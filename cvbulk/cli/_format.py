@@ -27,6 +27,7 @@ from ._common import (
 )
 
 __all__ = [
+    "add_threshold_arg",
     "add_output_args",
     "leaf_parser",
     "is_uuid",
@@ -230,3 +231,14 @@ async def resolve(client: Any, ref: str) -> Any:
     from ..pipeline.project import resolve_project
 
     return await resolve_project(client, ref)
+
+
+def add_threshold_arg(parser: Any) -> None:
+    """``--threshold P`` of the one-image scoring commands (classify, quicktest)."""
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="show predictions with at least this probability (default: all)",
+    )
