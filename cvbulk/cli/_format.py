@@ -71,6 +71,18 @@ def leaf_parser(
     return parser
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)) if c not in (0x09, 0x0A)}
+
+
+def terminal_safe(text: object) -> str:
+    """``text`` with control characters (ESC, CR, BEL, C1 ...) shown as ``\\xNN``.
+
+    Tag names, file names and service messages are data: printed raw, an ESC sequence in one could
+    clear the screen or set the window title. Every table cell and message goes through this.
+    """
+    return str(text).translate(_CONTROL)
+
+
 def is_uuid(text: str) -> bool:
     return bool(_UUID.match(text.strip()))
 
