@@ -7,6 +7,10 @@ messages are built from the service's error body and the request's method and pa
 
 from __future__ import annotations
 
+import re
+from typing import Any
+from urllib.parse import quote
+
 __all__ = [
     "CustomVisionError",
     "AuthenticationError",
@@ -17,16 +21,56 @@ __all__ = [
     "TransportError",
     "RequestTimeoutError",
     "ConnectionFailedError",
+    "EndpointUnreachableError",
     "RetryBudgetExhausted",
     "error_for_status",
     "redact",
 ]
 
+# Values that are secret by where they stand, whoever wrote them: SAS signatures (``sig=``), storage
+# connection strings (``AccountKey=``, ``SharedAccessKey=``, ``SharedAccessSignature=``), key query
+# parameters and key headers (``Training-Key: ...``, ``'Prediction-Key': '...'``, ``Authorization: ...``).
+_VALUE = r"[^\s&;'\"<>,)\]}]+"
+_SECRET_PLACES = (
+    re.compile(r"(?i)(?<![A-Za-z0-9_-])(sig=)" + _VALUE),
+    re.compile(r"(?i)(?<![A-Za-z0-9_-])((?:AccountKey|SharedAccessKey|SharedAccessSignature)=)[^;\s'\"]+"),
+    re.compile(r"(?i)([?&](?:key|api-key|apikey|subscription-key|code)=)" + _VALUE),
+    re.compile(
+        r"(?i)(?<![A-Za-z0-9_-])((?:Training-Key|Prediction-Key|Ocp-Apim-Subscription-Key|api-key|x-api-key)"
+        r"['\"]?\s*[:=]\s*['\"]?)" + _VALUE
+    ),
+    re.compile(r"(?i)(?<![A-Za-z0-9_-])(Authorization['\"]?\s*[:=]\s*['\"]?(?:(?:Bearer|Basic|SharedKey)\s+)?)"
+               + _VALUE),
+)
+_MASK = "***"
+
+
+def _word_like(secret: str) -> bool:
+    """A secret that could be a word of prose ("wrong", "secret", "test1"): short, or letters only."""
+    return len(secret) < 12 or secret.isalpha()
+
+
 def redact(text: str, *secrets: str | None) -> str:
-    """Replace every occurrence of the given secrets in ``text`` with ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
+    """``text`` with secrets replaced by ``***``: by token, never by blanking words out of prose.
+
+    Always hidden, whatever ``secrets`` says: SAS signatures (``sig=...``), storage connection string keys
+    (``AccountKey=...``), key query parameters (``?key=...``) and key headers (``Training-Key: ...``).
+    Each given secret is hidden wherever it appears when it looks like a key (12 characters or more, not
+    only letters; its percent-encoded form too); one that could be a word ("wrong") is hidden only where it
+    stands as a value (after ``=`` or ``:``, in a URL query or a header), so that a message saying "wrong"
+    keeps its word.
+    """
+    for place in _SECRET_PLACES:
+        text = place.sub(lambda m: m.group(1) + _MASK, text)
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        forms = {secret, quote(secret, safe="")}
+        for form in forms:
+            if _word_like(secret):
+                # only as a whole value: after "=" or ":" (quotes and spaces allowed), up to a delimiter
+                pattern = r"(?<=[=:])(\s*['\"]?)" + re.escape(form) + r"(?![A-Za-z0-9_\-~+/%]|\.[A-Za-z0-9])"
+                text = re.sub(pattern, lambda m: m.group(1) + _MASK, text)
+            else:
+                text = text.replace(form, _MASK)
     return text
 
 
@@ -128,6 +172,17 @@ class TransportError(CustomVisionError):
 
 class ConnectionFailedError(TransportError):
     """The connection could not be made or was dropped mid-request."""
+
+
+class EndpointUnreachableError(ConnectionFailedError):
+    """The endpoint was never reached: its host does not resolve, nothing listens on its port, TLS fails,
+    or it has not answered one HTTP request for ``Timeouts.first_contact`` seconds.
+
+    Raised before the client's first HTTP answer only, at once and never retried: these do not heal by
+    waiting, and a wrong endpoint should be said within seconds. The message names the host, never a key.
+    """
+
+    retryable = False
 
 
 class RequestTimeoutError(TransportError):

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
+import ssl
 import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping, Sequence
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -16,6 +19,8 @@ from yarl import URL
 from ._errors import (
     ConnectionFailedError,
     CustomVisionError,
+    EndpointUnreachableError,
+    RateLimitedError,
     RequestTimeoutError,
     RetryBudgetExhausted,
     ServerError,
@@ -25,7 +30,7 @@ from ._errors import (
 )
 from ._multipart import image_multipart
 from ._ratelimit import ApiGroup, Pacer
-from ._retry import RetryPolicy, parse_retry_after, parse_retry_after_message
+from ._retry import OnRetry, RetryEvent, RetryPolicy, parse_retry_after, parse_retry_after_message, retry_cause
 from ._stats import ClientStats
 
 __all__ = ["Timeouts", "HttpCore", "seg", "query"]
@@ -35,20 +40,47 @@ logger = logging.getLogger("cvbulk.client")
 _JSON_HEADERS = {"Content-Type": "application/json"}
 
 
+# Requests with a body up to this size get the short first-answer deadline before the first contact; a
+# bigger first request (a 64-image batch) may keep the service busy longer than that before it answers.
+_SMALL_BODY = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class Timeouts:
     """Per-attempt timeouts in seconds (None = no limit).
 
     ``read`` is the longest silence while the answer is awaited: a 64-image create batch can take a while on
     the service, so it is generous. ``total`` bounds one attempt from start to end.
+
+    Until the endpoint has answered one HTTP request (the first contact), a wrong endpoint should be said in
+    seconds: ``first_answer`` caps the connect and first-byte wait of each attempt with a small body, and
+    after ``first_contact`` seconds without any answer the client raises ``EndpointUnreachableError``
+    instead of retrying on (a refused port, an unknown host or a failed TLS handshake raise it at once).
+    After the first contact the normal timeouts and retries carry a run through an outage.
     """
 
     connect: float | None = 10.0
     read: float | None = 120.0
     total: float | None = None
+    first_answer: float | None = 5.0
+    first_contact: float | None = 15.0
 
     def to_aiohttp(self) -> aiohttp.ClientTimeout:
+        """The aiohttp timeout of an attempt once the endpoint has answered."""
         return aiohttp.ClientTimeout(total=self.total, sock_connect=self.connect, sock_read=self.read)
+
+    def before_contact(self, small_body: bool) -> aiohttp.ClientTimeout:
+        """The aiohttp timeout of an attempt before the endpoint's first answer."""
+        cap = self.first_answer
+        connect = _least(self.connect, cap)
+        read = _least(self.read, cap) if small_body else self.read
+        return aiohttp.ClientTimeout(total=self.total, connect=connect, sock_connect=connect, sock_read=read)
+
+
+def _least(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
 
 
 class _Secret:
@@ -155,6 +187,7 @@ class HttpCore:
         stats: ClientStats | None = None,
         session: aiohttp.ClientSession | None = None,
         max_connections: int = 64,
+        on_retry: OnRetry | None = None,
     ) -> None:
         if not endpoint:
             raise ValueError("an endpoint is required")
@@ -172,9 +205,14 @@ class HttpCore:
         self._session = session
         self._owns_session = session is None
         self._max_connections = max_connections
+        self.on_retry = on_retry
+        # Until the endpoint answers one request, what cannot heal (DNS, refused, TLS) is raised at once.
+        self.contacted = False
+        self._first_try: float | None = None  # clock time of the first attempt, for Timeouts.first_contact
 
     # -- session -----------------------------------------------------------------------------------------
     def session(self) -> aiohttp.ClientSession:
+        """The aiohttp session (created on first use, and again after the owned one was closed)."""
         if self._session is None or (self._owns_session and self._session.closed):
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
@@ -185,6 +223,7 @@ class HttpCore:
         return self._session
 
     async def aclose(self) -> None:
+        """Close the session if this core created it."""
         if self._owns_session and self._session is not None and not self._session.closed:
             await self._session.close()
 
@@ -236,9 +275,13 @@ class HttpCore:
         return await self._with_retries(request)
 
     async def _with_retries(self, request: _Request, recover: Callable[[], Awaitable[Any]] | None = None) -> Any:
+        """Send until a success, or until the error or throttle budget of the policy runs out."""
         policy = self.retry
-        started = policy.clock()
         attempt = 0
+        failures = 0  # attempts that failed with an error (429s are not errors)
+        errors_since: float | None = None  # clock time of the first error, for max_elapsed
+        throttle_waited = 0.0
+        throttles = 0
         while True:
             attempt += 1
             try:
@@ -249,19 +292,47 @@ class HttpCore:
             except CustomVisionError as err:
                 if not err.retryable or policy.max_attempts == 1:
                     raise
-                if attempt >= policy.max_attempts:
-                    raise RetryBudgetExhausted(err, attempt) from None
-                delay = policy.delay_for(err, attempt)
-                if policy.clock() - started + delay > policy.max_elapsed:
-                    raise RetryBudgetExhausted(err, attempt) from None
-                logger.debug("%s %s: retry %d in %.2f s after %s", request.method, request.path, attempt, delay,
-                             type(err).__name__)
+                if isinstance(err, RateLimitedError):
+                    throttles += 1
+                    delay = policy.delay_for(err, throttles)
+                    if throttle_waited + delay > policy.max_throttle_wait:
+                        raise RetryBudgetExhausted(err, attempt) from None
+                    throttle_waited += delay
+                else:
+                    failures += 1
+                    now = policy.clock()
+                    if errors_since is None:
+                        errors_since = now
+                    if failures >= policy.max_attempts:
+                        raise RetryBudgetExhausted(err, attempt) from None
+                    delay = policy.delay_for(err, failures)
+                    if now - errors_since + delay > policy.max_elapsed:
+                        raise RetryBudgetExhausted(err, attempt) from None
+                    self._check_first_contact(request, err, delay)
+                cause = retry_cause(err)
+                logger.debug("%s %s: retry %d in %.2f s after %s", request.method, request.path, attempt, delay, cause)
                 self.stats.retries += 1
+                if self.on_retry is not None:
+                    self.on_retry(RetryEvent(request.operation, attempt, delay, cause, err.status))
                 await policy.sleep(delay)
                 if recover is not None and isinstance(err, (TransportError, ServerError)):
                     found = await recover()  # the dropped attempt may have done the work
                     if found is not None:
                         return _Recovered(found)
+
+    def _check_first_contact(self, request: _Request, err: CustomVisionError, delay: float) -> None:
+        """Before any answer of the endpoint, give up once Timeouts.first_contact has passed."""
+        limit = self.timeouts.first_contact
+        if self.contacted or not request.send_key or limit is None or self._first_try is None:
+            return
+        if not isinstance(err, TransportError):
+            return
+        silent_for = self.retry.clock() - self._first_try
+        if silent_for + delay > limit:
+            host = URL(request.url).host or "the endpoint"
+            raise EndpointUnreachableError(
+                f"no answer from {host} in {silent_for:.0f} s ({err.message})", operation=request.operation
+            ) from None
 
     async def _send(self, request: _Request) -> bytes:
         """One attempt: build the body, send, read, count, and turn a failure into an exception."""
@@ -282,14 +353,29 @@ class HttpCore:
         stats = self.stats
         stats.requests += 1
         stats.bytes_sent += sent
+        options: dict[str, Any] = {}
+        first = not self.contacted and request.send_key
+        if first:
+            if self._first_try is None:
+                self._first_try = self.retry.clock()
+            options["timeout"] = self.timeouts.before_contact(sent <= _SMALL_BODY)
         start = time.perf_counter()
         try:
             async with self.session().request(
-                request.method, request.url, params=request.params, data=data, headers=headers
+                request.method, request.url, params=request.params, data=data, headers=headers, **options
             ) as resp:
+                if request.send_key:
+                    self.contacted = True  # an HTTP answer: the endpoint exists and speaks HTTP
                 raw = await resp.read()
                 status = resp.status
                 answer_headers = resp.headers
+        except aiohttp.ClientConnectorError as exc:
+            # no connection at all: DNS, refused, unreachable, TLS handshake
+            self._transport_failure(group)
+            reason = _connect_failure(exc, URL(request.url))
+            if first:
+                raise EndpointUnreachableError(reason, operation=operation) from None
+            raise ConnectionFailedError(reason, operation=operation) from None
         except (asyncio.TimeoutError, TimeoutError) as exc:
             self._transport_failure(group)
             raise RequestTimeoutError(
@@ -322,7 +408,28 @@ class HttpCore:
         raise err
 
     def _transport_failure(self, group: ApiGroup | None) -> None:
+        """Count a request without an answer, and tell the pacer (it backs off as for a 5xx)."""
         self.stats.transport_errors += 1
         if group is not None:
             self.pacer.on_server_error(group)
 
+
+
+def _connect_failure(exc: aiohttp.ClientConnectorError, url: URL) -> str:
+    """One line on why no connection was made, naming the host (never a key: it is not in the URL)."""
+    host = url.host or "the endpoint"
+    where = f"{host}:{url.port}" if url.port else host
+    cause = exc.os_error
+    if isinstance(exc, aiohttp.ClientConnectorDNSError) or isinstance(cause, socket.gaierror):
+        detail = cause.strerror if isinstance(cause, OSError) and cause.strerror else "no such host"
+        return f"cannot resolve the host {host} ({detail})"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"the TLS certificate of {where} is not valid ({type(exc.certificate_error).__name__})"
+    if isinstance(exc, aiohttp.ClientSSLError) or isinstance(cause, ssl.SSLError):
+        reason = getattr(cause, "reason", None) or type(cause).__name__
+        hint = "; is it an http:// endpoint?" if reason == "WRONG_VERSION_NUMBER" else ""
+        return f"TLS handshake with {where} failed ({reason}{hint})"
+    if isinstance(cause, ConnectionRefusedError):
+        return f"connection to {where} refused (nothing listens there)"
+    detail = cause.strerror if isinstance(cause, OSError) and cause.strerror else type(exc).__name__
+    return f"cannot connect to {where} ({detail})"

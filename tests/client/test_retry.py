@@ -108,13 +108,26 @@ async def test_retry_budget_exhausted_after_max_attempts(mock, clock):
 async def test_retry_budget_exhausted_by_elapsed_time(mock, clock):
     pacer = Pacer.for_tier("unlimited", clock=clock, sleep=clock.sleep)
     retry = RetryPolicy(max_elapsed=10.0, sleep=clock.sleep, clock=clock)
+    mock.add("GET", TAGS, status=503, payload={"code": "ErrorUnknown", "message": "down"},
+             headers={"Retry-After": "60"}, repeat=True)
+    async with TrainingClient(ENDPOINT, KEY, retry=retry, pacer=pacer) as client:
+        with pytest.raises(RetryBudgetExhausted) as info:
+            await client.get_tags(P)
+    assert info.value.attempts == 1 and isinstance(info.value.last_error, ServerError)
+    assert info.value.last_error.retry_after == 60.0
+    assert clock.sleeps == []  # it does not wait for a retry it will never make
+
+
+async def test_throttle_budget_exhausted_by_a_wait_longer_than_it(mock, clock):
+    pacer = Pacer.for_tier("unlimited", clock=clock, sleep=clock.sleep)
+    retry = RetryPolicy(max_throttle_wait=10.0, sleep=clock.sleep, clock=clock)
     mock.add("GET", TAGS, status=429, payload=THROTTLED, headers={"Retry-After": "60"}, repeat=True)
     async with TrainingClient(ENDPOINT, KEY, retry=retry, pacer=pacer) as client:
         with pytest.raises(RetryBudgetExhausted) as info:
             await client.get_tags(P)
     assert info.value.attempts == 1 and isinstance(info.value.last_error, RateLimitedError)
     assert info.value.last_error.retry_after == 60.0
-    assert clock.sleeps == []  # it does not wait for a retry it will never make
+    assert clock.sleeps == []
 
 
 async def test_no_retries_policy_raises_the_error_itself(mock, clock):
