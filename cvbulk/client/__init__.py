@@ -15,6 +15,7 @@ from ._errors import (
     BadRequestError,
     ConnectionFailedError,
     CustomVisionError,
+    EndpointUnreachableError,
     NotFoundError,
     RateLimitedError,
     RequestTimeoutError,
@@ -53,16 +54,16 @@ from ._models import (
 )
 from ._prediction import PredictionClient
 from ._ratelimit import TIER_RATES, AdaptiveConcurrency, ApiGroup, Pacer, RateLimiter
-from ._retry import RetryPolicy, parse_retry_after, parse_retry_after_message
+from ._retry import RetryCause, RetryEvent, RetryPolicy, parse_retry_after, parse_retry_after_message
 from ._stats import ClientStats
 from ._training import MAX_PAGE, TrainingClient
 
 __all__ = [
     "TrainingClient", "PredictionClient",
-    "Timeouts", "RetryPolicy", "RateLimiter", "AdaptiveConcurrency", "Pacer", "ApiGroup", "ClientStats",
+    "Timeouts", "RetryPolicy", "RetryEvent", "RetryCause", "RateLimiter", "AdaptiveConcurrency", "Pacer", "ApiGroup", "ClientStats",
     "TIER_RATES", "MAX_PAGE", "parse_retry_after", "parse_retry_after_message",
     "CustomVisionError", "AuthenticationError", "NotFoundError", "BadRequestError", "RateLimitedError",
-    "ServerError", "TransportError", "ConnectionFailedError", "RequestTimeoutError", "RetryBudgetExhausted",
+    "ServerError", "TransportError", "ConnectionFailedError", "EndpointUnreachableError", "RequestTimeoutError", "RetryBudgetExhausted",
     "error_for_status", "redact",
     "Domain", "Project", "ProjectSettings", "Tag", "Image", "ImageTag", "ImageRegion", "Region",
     "ImageCreateResult", "ImageCreateSummary", "ImageFileCreateEntry", "ImageUrlCreateEntry",

@@ -43,6 +43,10 @@ _SECRET_PLACES = (
                + _VALUE),
 )
 _MASK = "***"
+# where a value stands: after "=", a quoted value after ":", or after a secret-sounding name and ":"
+_VALUE_PLACE = (
+    r"(=\s*['\"]?|:\s*['\"]|(?i:key|secret|token|password|passwd|pwd|auth\w*|credentials?)['\"]?\s*:\s*['\"]?)"
+)
 
 
 def _word_like(secret: str) -> bool:
@@ -57,8 +61,8 @@ def redact(text: str, *secrets: str | None) -> str:
     (``AccountKey=...``), key query parameters (``?key=...``) and key headers (``Training-Key: ...``).
     Each given secret is hidden wherever it appears when it looks like a key (12 characters or more, not
     only letters; its percent-encoded form too); one that could be a word ("wrong") is hidden only where it
-    stands as a value (after ``=`` or ``:``, in a URL query or a header), so that a message saying "wrong"
-    keeps its word.
+    stands as a value (after ``=``, a quoted value after ``:``, after a secret-sounding name and ``:``), so
+    that a message saying "wrong" keeps its word.
     """
     for place in _SECRET_PLACES:
         text = place.sub(lambda m: m.group(1) + _MASK, text)
@@ -66,8 +70,8 @@ def redact(text: str, *secrets: str | None) -> str:
         forms = {secret, quote(secret, safe="")}
         for form in forms:
             if _word_like(secret):
-                # only as a whole value: after "=" or ":" (quotes and spaces allowed), up to a delimiter
-                pattern = r"(?<=[=:])(\s*['\"]?)" + re.escape(form) + r"(?![A-Za-z0-9_\-~+/%]|\.[A-Za-z0-9])"
+                # only as a whole value: "x=wrong", "'x': 'wrong'", "Some-Key: wrong"; not "is wrong: wrong"
+                pattern = _VALUE_PLACE + re.escape(form) + r"(?![A-Za-z0-9_\-~+/%]|\.[A-Za-z0-9])"
                 text = re.sub(pattern, lambda m: m.group(1) + _MASK, text)
             else:
                 text = text.replace(form, _MASK)

@@ -63,7 +63,7 @@ class Timeouts:
     read: float | None = 120.0
     total: float | None = None
     first_answer: float | None = 5.0
-    first_contact: float | None = 15.0
+    first_contact: float | None = 10.0
 
     def to_aiohttp(self) -> aiohttp.ClientTimeout:
         """The aiohttp timeout of an attempt once the endpoint has answered."""
