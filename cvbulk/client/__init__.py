@@ -53,15 +53,17 @@ from ._models import (
     TagPerformance,
 )
 from ._prediction import PredictionClient
-from ._ratelimit import TIER_RATES, AdaptiveConcurrency, ApiGroup, Pacer, RateLimiter
+from ._ratelimit import AdaptiveConcurrency, Pacer, RateLimiter
 from ._retry import RetryCause, RetryEvent, RetryPolicy, parse_retry_after, parse_retry_after_message
 from ._stats import ClientStats
+from ._text import is_uuid, parse_timestamp
+from ._tiers import TIER_RATES, TIERS, ApiGroup, Tier
 from ._training import MAX_PAGE, TrainingClient
 
 __all__ = [
     "TrainingClient", "PredictionClient",
     "Timeouts", "RetryPolicy", "RetryEvent", "RetryCause", "RateLimiter", "AdaptiveConcurrency", "Pacer", "ApiGroup", "ClientStats",
-    "TIER_RATES", "MAX_PAGE", "parse_retry_after", "parse_retry_after_message",
+    "TIERS", "Tier", "TIER_RATES", "MAX_PAGE", "parse_timestamp", "is_uuid", "parse_retry_after", "parse_retry_after_message",
     "CustomVisionError", "AuthenticationError", "NotFoundError", "BadRequestError", "RateLimitedError",
     "ServerError", "TransportError", "ConnectionFailedError", "EndpointUnreachableError", "RequestTimeoutError", "RetryBudgetExhausted",
     "error_for_status", "redact",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ._base import BaseClient
 from ._http import query, seg
 from ._models import ImagePrediction
-from ._ratelimit import ApiGroup
+from ._tiers import ApiGroup
 
 __all__ = ["PredictionClient"]
 

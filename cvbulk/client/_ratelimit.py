@@ -6,17 +6,19 @@ on virtual time.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import math
 import threading
 import time
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import anyio
 
-__all__ = ["RateLimiter", "AdaptiveConcurrency", "Pacer", "ApiGroup", "TIER_RATES"]
+from ._tiers import TIER_RATES, TIERS, ApiGroup
+
+__all__ = ["RateLimiter", "AdaptiveConcurrency", "Pacer", "ApiGroup", "TIERS", "TIER_RATES"]
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -184,33 +186,6 @@ class AdaptiveConcurrency:
             self._changed = None
 
 
-class ApiGroup(str, enum.Enum):
-    """The groups the service counts separately against a resource's rate limit."""
-
-    TRAINING = "training"
-    TRAIN_PROJECT = "train_project"
-    PREDICTION_STORE = "prediction_store"
-    PREDICTION_NOSTORE = "prediction_nostore"
-
-
-# transactions per second per resource (DESIGN.md: the service's limits page); None = no limit
-TIER_RATES: dict[str, dict[ApiGroup, float | None]] = {
-    "F0": {
-        ApiGroup.TRAINING: 2.0,
-        ApiGroup.TRAIN_PROJECT: 2.0,
-        ApiGroup.PREDICTION_STORE: 2.0,
-        ApiGroup.PREDICTION_NOSTORE: 2.0,
-    },
-    "S0": {
-        ApiGroup.TRAINING: 10.0,
-        ApiGroup.TRAIN_PROJECT: 10.0,
-        ApiGroup.PREDICTION_STORE: 10.0,
-        ApiGroup.PREDICTION_NOSTORE: 20.0,
-    },
-    "unlimited": {group: None for group in ApiGroup},
-}
-
-
 class Pacer:
     """Rate limiter + adaptive concurrency per API group, for one backend (endpoint + key).
 
@@ -258,17 +233,17 @@ class Pacer:
         self._sleep = sleep
 
     @classmethod
-    def for_tier(cls, tier: str, *, max_concurrency: int = 64, **kwargs) -> "Pacer":
-        """A pacer at the rates of a pricing tier: ``"F0"``, ``"S0"`` or ``"unlimited"``."""
+    def for_tier(cls, tier: str, *, max_concurrency: int = 64, **kwargs: Any) -> Pacer:
+        """A pacer at the rates of a pricing tier of ``TIERS``: ``"F0"``, ``"S0"`` or ``"unlimited"``."""
         try:
-            rates = TIER_RATES[tier]
+            limits = TIERS[tier]
         except KeyError:
-            raise ValueError(f"unknown tier {tier!r}; expected one of {sorted(TIER_RATES)}") from None
+            raise ValueError(f"unknown tier {tier!r}; expected one of {sorted(TIERS)}") from None
         return cls(
-            training_tps=rates[ApiGroup.TRAINING],
-            train_project_tps=rates[ApiGroup.TRAIN_PROJECT],
-            prediction_store_tps=rates[ApiGroup.PREDICTION_STORE],
-            prediction_nostore_tps=rates[ApiGroup.PREDICTION_NOSTORE],
+            training_tps=limits.training_tps,
+            train_project_tps=limits.train_project_tps,
+            prediction_store_tps=limits.prediction_store_tps,
+            prediction_nostore_tps=limits.prediction_nostore_tps,
             max_concurrency=max_concurrency,
             **kwargs,
         )

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import calendar
 import time
-
 from typing import Any, AsyncIterator, Mapping, Sequence
 
 from ._base import BaseClient
@@ -25,7 +23,8 @@ from ._models import (
     ProjectExport,
     Tag,
 )
-from ._ratelimit import ApiGroup
+from ._text import parse_timestamp
+from ._tiers import ApiGroup
 
 __all__ = ["TrainingClient", "MAX_PAGE"]
 
@@ -44,7 +43,7 @@ def _batch(entries: Sequence[Any], tag_ids: Sequence[str], metadata: Mapping[str
 def _epoch(created: str | None) -> float:
     """Seconds since the epoch of a service timestamp ("2026-11-23T14:30:00.1234567Z"); 0 if unknown."""
     try:
-        return calendar.timegm(time.strptime((created or "")[:19], "%Y-%m-%dT%H:%M:%S"))
+        return parse_timestamp(created or "").timestamp()
     except ValueError:
         return 0.0
 
