@@ -28,6 +28,17 @@ from ._errors import (
 from ._http import Timeouts
 from ._models import (
     BoundingBox,
+    ClassificationType,
+    DomainType,
+    ImageCreateStatus,
+    ImageIdCreateEntry,
+    ImageMetadataUpdateEntry,
+    ImageMetadataUpdateStatus,
+    ImageMetadataUpdateSummary,
+    IterationStatus,
+    ProjectStatus,
+    TagType,
+    TrainingType,
     Domain,
     Image,
     ImageCreateResult,
@@ -71,5 +82,8 @@ __all__ = [
     "ImageCreateResult", "ImageCreateSummary", "ImageFileCreateEntry", "ImageUrlCreateEntry",
     "ImageRegionCreateEntry", "ImageRegionCreateResult", "ImageRegionCreateSummary", "ImageTagCreateEntry",
     "ImageTagCreateSummary", "Iteration", "IterationPerformance", "TagPerformance", "ImagePrediction",
-    "Prediction", "BoundingBox", "ProjectExport",
+    "Prediction", "BoundingBox", "ProjectExport", "ImageIdCreateEntry", "ImageMetadataUpdateEntry",
+    "ImageMetadataUpdateSummary",
+    "ImageCreateStatus", "IterationStatus", "ProjectStatus", "ClassificationType", "TagType", "DomainType",
+    "TrainingType", "ImageMetadataUpdateStatus",
 ]

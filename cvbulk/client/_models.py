@@ -2,24 +2,58 @@
 
 ``from_json`` maps camelCase keys to snake_case attributes through one precomputed table per class (this
 runs on the hot path: a 64-image create summary per batch), keeps unknown keys in ``extra``, and leaves
-datetimes as the service's ISO strings. ``to_json`` is the inverse. Lists become tuples.
+datetimes as the service's ISO strings (``parse_timestamp`` reads them). ``to_json`` is the inverse. Lists
+become tuples.
+
+Fields the service always returns (checked against the spec and the recorded sessions of the real service)
+are not Optional: ids and names are required, and the others that a caller rarely builds by hand
+(timestamps, counts, statuses) have a default (an empty timestamp is left out by ``to_json``). Fields the service
+may leave out or null stay ``X | None``. Statuses and kinds are ``Literal`` types; an unknown value from a
+newer service passes through as the string it is.
 """
 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Mapping, TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Literal, TypeVar
 
 __all__ = [
+    "ImageCreateStatus", "IterationStatus", "ProjectStatus", "ClassificationType", "TagType", "DomainType",
+    "TrainingType", "ImageMetadataUpdateStatus", "ExportStatus", "ExportPlatform", "Export", "ImageMetadataUpdateEntry", "ImageMetadataUpdateSummary",
     "Domain", "Project", "ProjectSettings", "Tag", "Image", "ImageTag", "ImageRegion", "Region",
     "ImageCreateResult", "ImageCreateSummary", "ImageFileCreateEntry", "ImageUrlCreateEntry",
     "ImageRegionCreateEntry", "ImageRegionCreateResult", "ImageRegionCreateSummary", "ImageTagCreateEntry",
     "ImageTagCreateSummary", "Iteration", "IterationPerformance", "TagPerformance", "ImagePrediction",
-    "Prediction", "BoundingBox", "ProjectExport",
+    "Prediction", "BoundingBox", "ProjectExport", "ImageIdCreateEntry",
 ]
 
 M = TypeVar("M", bound="_Model")
+
+#: ImageCreateResult.status: OK and OKDuplicate mean the image is in the project.
+ImageCreateStatus = Literal[
+    "OK", "OKDuplicate", "ErrorSource", "ErrorImageFormat", "ErrorImageSize", "ErrorStorage", "ErrorLimitExceed",
+    "ErrorTagLimitExceed", "ErrorRegionLimitExceed", "ErrorUnknown", "ErrorNegativeAndRegularTagOnSameImage",
+]
+#: Iteration.status (free text in the spec; these are the values the service writes).
+IterationStatus = Literal["Training", "Completed", "Failed"]
+#: Project.status.
+ProjectStatus = Literal["Succeeded", "Importing", "Failed"]
+#: ProjectSettings.classification_type (None for object detection).
+ClassificationType = Literal["Multiclass", "Multilabel"]
+#: Tag.type.
+TagType = Literal["Regular", "Negative", "GeneralProduct"]
+#: Domain.type.
+DomainType = Literal["Classification", "ObjectDetection"]
+#: Iteration.training_type.
+TrainingType = Literal["Regular", "Advanced"]
+#: Export.status.
+ExportStatus = Literal["Exporting", "Failed", "Done"]
+#: Export.platform (ExportIteration's platform).
+ExportPlatform = Literal["CoreML", "TensorFlow", "DockerFile", "ONNX", "VAIDK"]
+#: ImageMetadataUpdateEntry.status.
+ImageMetadataUpdateStatus = Literal["OK", "ErrorImageNotFound", "ErrorLimitExceed", "ErrorUnknown"]
 
 
 def _camel(snake: str) -> str:
@@ -34,8 +68,11 @@ class _Model:
     _wire_in: dict[str, tuple[str, Callable[[Any], Any] | None]]
     _wire_out: tuple[tuple[str, str, Callable[[Any], Any] | None], ...]
 
+    _omit_default: tuple[tuple[str, Any], ...]
+
     @classmethod
     def from_json(cls: type[M], data: Mapping[str, Any]) -> M:
+        """The model of one JSON object of the service (unknown keys kept in ``extra``)."""
         wire = cls._wire_in
         kwargs: dict[str, Any] = {}
         extra: dict[str, Any] | None = None
@@ -50,13 +87,23 @@ class _Model:
             kwargs[attr] = parse(value) if parse is not None and value is not None else value
         if extra is not None:
             kwargs["extra"] = extra
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except TypeError:
+            missing = [f.name for f in fields(cls) if _required(f) and f.name not in kwargs]  # type: ignore[arg-type]
+            if not missing:
+                raise
+            raise ValueError(f"the service's {cls.__name__} has no {', '.join(map(_camel, missing))}") from None
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON object of the service (camelCase keys; None and unset timestamps and URIs left out)."""
         out: dict[str, Any] = {}
+        omit = self._omit_default
         for key, attr, dump in self._wire_out:
             value = getattr(self, attr)
             if value is None:
+                continue
+            if omit and any(attr == name and value == default for name, default in omit):
                 continue
             out[key] = dump(value) if dump is not None else value
         extra = getattr(self, "extra", None)
@@ -81,6 +128,9 @@ def _wire(renames: Mapping[str, str] | None = None, **codecs: tuple) -> Callable
             wire_out.append((key, f.name, dump))
         cls._wire_in = wire_in
         cls._wire_out = tuple(wire_out)
+        cls._omit_default = tuple(
+            (f.name, f.default) for f in fields(cls) if f.metadata.get("service") and f.default == ""
+        )
         return cls
 
     return attach
@@ -106,22 +156,36 @@ def _extra() -> Any:
     return field(default_factory=dict, repr=False, compare=False)
 
 
+def _service(default: Any) -> Any:
+    """A field the service always fills; built by hand it defaults to ``default`` (an empty string is left
+    out of to_json: the service never writes one where it puts a time or a URI)."""
+    return field(default=default, metadata={"service": True})
+
+
+def _required(f: Any) -> bool:
+    return f.default is MISSING and f.default_factory is MISSING
+
+
 @_wire()
 @dataclass(slots=True)
 class Domain(_Model):
-    id: str | None = None
-    name: str | None = None
-    type: str | None = None  # Classification | ObjectDetection
-    exportable: bool | None = None
-    enabled: bool | None = None
+    """A domain: the base model a project trains from (GetDomains)."""
+
+    id: str
+    name: str
+    type: DomainType
+    exportable: bool = _service(False)
+    enabled: bool = _service(True)
     extra: dict[str, Any] = _extra()
 
 
 @_wire(target_export_platforms=_STRINGS)
 @dataclass(slots=True)
 class ProjectSettings(_Model):
+    """A project's settings; also what CreateProject / UpdateProject take, so every field may be left out."""
+
     domain_id: str | None = None
-    classification_type: str | None = None  # Multiclass | Multilabel
+    classification_type: ClassificationType | None = None
     target_export_platforms: tuple[str, ...] | None = None
     use_negative_set: bool | None = None
     detection_parameters: str | None = None
@@ -132,49 +196,57 @@ class ProjectSettings(_Model):
 @_wire(settings=_one(ProjectSettings))
 @dataclass(slots=True)
 class Project(_Model):
-    id: str | None = None
-    name: str | None = None
+    """A Custom Vision project."""
+
+    id: str
+    name: str
     description: str | None = None
     settings: ProjectSettings | None = None
-    created: str | None = None
-    last_modified: str | None = None
+    created: str = _service("")
+    last_modified: str = _service("")
     thumbnail_uri: str | None = None
-    dr_mode_enabled: bool | None = None
-    status: str | None = None  # Succeeded | Importing | Failed
+    dr_mode_enabled: bool = _service(False)
+    status: ProjectStatus | None = None  # absent from some recorded answers
     extra: dict[str, Any] = _extra()
 
 
 @_wire()
 @dataclass(slots=True)
 class Tag(_Model):
-    id: str | None = None
-    name: str | None = None
+    """A tag of a project; ``image_count`` is the number of images that carry it."""
+
+    id: str
+    name: str
     description: str | None = None
-    type: str | None = None  # Regular | Negative | GeneralProduct
-    image_count: int | None = None
+    type: TagType = _service("Regular")
+    image_count: int = _service(0)
     extra: dict[str, Any] = _extra()
 
 
 @_wire()
 @dataclass(slots=True)
 class ImageTag(_Model):
-    tag_id: str | None = None
+    """A tag on an image (``tag_name`` may be null when the tag was deleted)."""
+
+    tag_id: str
     tag_name: str | None = None
-    created: str | None = None
+    created: str = _service("")
     extra: dict[str, Any] = _extra()
 
 
 @_wire()
 @dataclass(slots=True)
 class ImageRegion(_Model):
-    region_id: str | None = None
+    """A region on a stored image: a normalised (0..1) box and its tag."""
+
+    region_id: str
+    tag_id: str
+    left: float
+    top: float
+    width: float
+    height: float
     tag_name: str | None = None
-    created: str | None = None
-    tag_id: str | None = None
-    left: float | None = None
-    top: float | None = None
-    width: float | None = None
-    height: float | None = None
+    created: str = _service("")
     extra: dict[str, Any] = _extra()
 
 
@@ -194,13 +266,15 @@ class Region(_Model):
 @_wire(tags=_many(ImageTag), regions=_many(ImageRegion))
 @dataclass(slots=True)
 class Image(_Model):
-    id: str | None = None
-    created: str | None = None
+    """A stored image: its size, where to download it, its tags, regions and metadata."""
+
+    id: str
+    created: str
     width: int | None = None
     height: int | None = None
-    resized_image_uri: str | None = None
-    thumbnail_uri: str | None = None
-    original_image_uri: str | None = None
+    resized_image_uri: str = _service("")
+    thumbnail_uri: str = _service("")
+    original_image_uri: str = _service("")
     tags: tuple[ImageTag, ...] | None = None
     regions: tuple[ImageRegion, ...] | None = None
     metadata: dict[str, str] | None = None
@@ -210,8 +284,10 @@ class Image(_Model):
 @_wire(image=_one(Image))
 @dataclass(slots=True)
 class ImageCreateResult(_Model):
-    source_url: str | None = None
-    status: str | None = None  # OK, OKDuplicate, ErrorImageFormat, ...
+    """The outcome of one image of a create batch; ``image`` is there for OK and OKDuplicate."""
+
+    source_url: str
+    status: ImageCreateStatus
     image: Image | None = None
     extra: dict[str, Any] = _extra()
 
@@ -221,7 +297,7 @@ class ImageCreateResult(_Model):
         return self.status in ("OK", "OKDuplicate")
 
     @property
-    def source_name(self) -> str | None:
+    def source_name(self) -> str:
         """``source_url`` without the literal quotes the service puts around uploaded file names."""
         src = self.source_url
         if src and len(src) >= 2 and src[0] == '"' and src[-1] == '"':
@@ -232,7 +308,9 @@ class ImageCreateResult(_Model):
 @_wire(images=_many(ImageCreateResult))
 @dataclass(slots=True)
 class ImageCreateSummary(_Model):
-    is_batch_successful: bool | None = None
+    """The answer of a create batch (200, or 207 when some images failed: see each result's status)."""
+
+    is_batch_successful: bool = _service(False)
     images: tuple[ImageCreateResult, ...] = ()
     extra: dict[str, Any] = _extra()
 
@@ -252,7 +330,20 @@ class ImageFileCreateEntry(_Model):
 @_wire(tag_ids=_STRINGS, regions=_many(Region))
 @dataclass(slots=True)
 class ImageUrlCreateEntry(_Model):
+    """One image of CreateImagesFromUrls: the service downloads ``url``."""
+
     url: str
+    tag_ids: tuple[str, ...] | list[str] = ()
+    regions: tuple[Region, ...] | list[Region] = ()
+    extra: dict[str, Any] = _extra()
+
+
+@_wire(tag_ids=_STRINGS, regions=_many(Region))
+@dataclass(slots=True)
+class ImageIdCreateEntry(_Model):
+    """One image of CreateImagesFromPredictions: ``id`` is a stored prediction's image id."""
+
+    id: str
     tag_ids: tuple[str, ...] | list[str] = ()
     regions: tuple[Region, ...] | list[Region] = ()
     extra: dict[str, Any] = _extra()
@@ -261,6 +352,8 @@ class ImageUrlCreateEntry(_Model):
 @_wire()
 @dataclass(slots=True)
 class ImageRegionCreateEntry(_Model):
+    """One region to add to a stored image (CreateImageRegions)."""
+
     image_id: str
     tag_id: str
     left: float
@@ -273,15 +366,17 @@ class ImageRegionCreateEntry(_Model):
 @_wire()
 @dataclass(slots=True)
 class ImageRegionCreateResult(_Model):
-    image_id: str | None = None
-    region_id: str | None = None
+    """A region that CreateImageRegions created."""
+
+    image_id: str
+    region_id: str
+    tag_id: str
+    left: float
+    top: float
+    width: float
+    height: float
     tag_name: str | None = None
-    created: str | None = None
-    tag_id: str | None = None
-    left: float | None = None
-    top: float | None = None
-    width: float | None = None
-    height: float | None = None
+    created: str = _service("")
     extra: dict[str, Any] = _extra()
 
 
@@ -292,6 +387,8 @@ class ImageRegionCreateResult(_Model):
 )
 @dataclass(slots=True)
 class ImageRegionCreateSummary(_Model):
+    """The answer of CreateImageRegions: created, duplicated (already there) and exceeded (over a limit)."""
+
     created: tuple[ImageRegionCreateResult, ...] = ()
     duplicated: tuple[ImageRegionCreateEntry, ...] = ()
     exceeded: tuple[ImageRegionCreateEntry, ...] = ()
@@ -301,8 +398,10 @@ class ImageRegionCreateSummary(_Model):
 @_wire()
 @dataclass(slots=True)
 class ImageTagCreateEntry(_Model):
-    image_id: str | None = None
-    tag_id: str | None = None
+    """One (image, tag) pair of CreateImageTags."""
+
+    image_id: str
+    tag_id: str
     extra: dict[str, Any] = _extra()
 
 
@@ -313,28 +412,58 @@ class ImageTagCreateEntry(_Model):
 )
 @dataclass(slots=True)
 class ImageTagCreateSummary(_Model):
+    """The answer of CreateImageTags: created, duplicated (already there) and exceeded (over a limit)."""
+
     created: tuple[ImageTagCreateEntry, ...] = ()
     duplicated: tuple[ImageTagCreateEntry, ...] = ()
     exceeded: tuple[ImageTagCreateEntry, ...] = ()
     extra: dict[str, Any] = _extra()
 
 
+@_wire()
+@dataclass(slots=True)
+class ImageMetadataUpdateEntry(_Model):
+    """The outcome of UpdateImageMetadata for one image."""
+
+    image_id: str
+    status: ImageMetadataUpdateStatus
+    metadata: dict[str, str] | None = None
+    extra: dict[str, Any] = _extra()
+
+    @property
+    def ok(self) -> bool:
+        """True when the image's metadata was updated."""
+        return self.status == "OK"
+
+
+@_wire(images=_many(ImageMetadataUpdateEntry))
+@dataclass(slots=True)
+class ImageMetadataUpdateSummary(_Model):
+    """The answer of UpdateImageMetadata (200, or 207 when some images failed: see each entry's status)."""
+
+    is_batch_successful: bool = _service(False)
+    images: tuple[ImageMetadataUpdateEntry, ...] = ()
+    extra: dict[str, Any] = _extra()
+
+
 @_wire(exportable_to=_STRINGS)
 @dataclass(slots=True)
 class Iteration(_Model):
-    id: str | None = None
-    name: str | None = None
-    status: str | None = None  # free-form in the spec ("Training", "Completed", ...)
-    created: str | None = None
-    last_modified: str | None = None
+    """A trained (or training) model of a project; ``status`` goes Training -> Completed or Failed."""
+
+    id: str
+    name: str
+    status: IterationStatus
+    created: str = _service("")
+    last_modified: str = _service("")
     trained_at: str | None = None
-    project_id: str | None = None
-    exportable: bool | None = None
+    project_id: str = _service("")
+    exportable: bool = _service(False)
     exportable_to: tuple[str, ...] | None = None
     domain_id: str | None = None
-    classification_type: str | None = None
-    training_type: str | None = None
-    reserved_budget_in_hours: int | None = None
+    classification_type: ClassificationType | None = None
+    training_type: TrainingType = _service("Regular")
+    reserved_budget_in_hours: int = _service(0)
     training_time_in_minutes: int | None = None
     publish_name: str | None = None
     original_publish_resource_id: str | None = None
@@ -344,12 +473,14 @@ class Iteration(_Model):
 @_wire()
 @dataclass(slots=True)
 class TagPerformance(_Model):
-    id: str | None = None
-    name: str | None = None
-    precision: float | None = None
-    precision_std_deviation: float | None = None
-    recall: float | None = None
-    recall_std_deviation: float | None = None
+    """Precision and recall of one tag in an iteration."""
+
+    id: str
+    name: str
+    precision: float = _service(0.0)
+    precision_std_deviation: float = _service(0.0)
+    recall: float = _service(0.0)
+    recall_std_deviation: float = _service(0.0)
     average_precision: float | None = None
     extra: dict[str, Any] = _extra()
 
@@ -357,11 +488,13 @@ class TagPerformance(_Model):
 @_wire(per_tag_performance=_many(TagPerformance))
 @dataclass(slots=True)
 class IterationPerformance(_Model):
+    """Precision and recall of an iteration, overall and per tag."""
+
     per_tag_performance: tuple[TagPerformance, ...] = ()
-    precision: float | None = None
-    precision_std_deviation: float | None = None
-    recall: float | None = None
-    recall_std_deviation: float | None = None
+    precision: float = _service(0.0)
+    precision_std_deviation: float = _service(0.0)
+    recall: float = _service(0.0)
+    recall_std_deviation: float = _service(0.0)
     average_precision: float | None = None
     extra: dict[str, Any] = _extra()
 
@@ -369,6 +502,8 @@ class IterationPerformance(_Model):
 @_wire()
 @dataclass(slots=True)
 class BoundingBox(_Model):
+    """A normalised (0..1) box of an object detection prediction."""
+
     left: float
     top: float
     width: float
@@ -379,21 +514,25 @@ class BoundingBox(_Model):
 @_wire(bounding_box=_one(BoundingBox))
 @dataclass(slots=True)
 class Prediction(_Model):
-    probability: float | None = None
-    tag_id: str | None = None
-    tag_name: str | None = None
+    """One tag's probability (and box, for object detection)."""
+
+    probability: float
+    tag_id: str
+    tag_name: str
     bounding_box: BoundingBox | None = None
-    tag_type: str | None = None  # training's QuickTest copy only
+    tag_type: TagType | None = None  # training's QuickTest copy only
     extra: dict[str, Any] = _extra()
 
 
 @_wire(predictions=_many(Prediction))
 @dataclass(slots=True)
 class ImagePrediction(_Model):
-    id: str | None = None
-    project: str | None = None
-    iteration: str | None = None
-    created: str | None = None
+    """The answer of a classify, detect or quick test call."""
+
+    id: str
+    project: str
+    iteration: str
+    created: str = _service("")
     predictions: tuple[Prediction, ...] = ()
     extra: dict[str, Any] = _extra()
 
@@ -401,10 +540,25 @@ class ImagePrediction(_Model):
 @_wire(renames={"estimated_import_time_in_ms": "estimatedImportTimeInMS"})
 @dataclass(slots=True)
 class ProjectExport(_Model):
-    iteration_count: int | None = None
-    image_count: int | None = None
-    tag_count: int | None = None
-    region_count: int | None = None
-    estimated_import_time_in_ms: int | None = None
-    token: str | None = None
+    """What ExportProject gives: the counts and the token ImportProject takes."""
+
+    iteration_count: int = _service(0)
+    image_count: int = _service(0)
+    tag_count: int = _service(0)
+    region_count: int = _service(0)
+    estimated_import_time_in_ms: int = _service(0)
+    token: str = _service("")
+    extra: dict[str, Any] = _extra()
+
+
+@_wire()
+@dataclass(slots=True)
+class Export(_Model):
+    """An export of a trained iteration for a platform; ``download_uri`` is set once ``status`` is Done."""
+
+    platform: ExportPlatform
+    status: ExportStatus
+    download_uri: str | None = None
+    flavor: str | None = None
+    newer_version_available: bool = _service(False)
     extra: dict[str, Any] = _extra()

@@ -102,8 +102,11 @@ class TrainingClient(BaseClient):
         )
 
     async def update_project(self, project_id: str, project: Project) -> Project:
+        """Change a project's name, description and settings (the fields the service lets one write)."""
+        whole = project.to_json()
         body = await self._call(
-            "UpdateProject", "PATCH", f"/projects/{seg(project_id)}", json_body=project.to_json()
+            "UpdateProject", "PATCH", f"/projects/{seg(project_id)}",
+            json_body={k: whole[k] for k in ("name", "description", "settings") if k in whole},
         )
         return Project.from_json(body)
 

@@ -30,7 +30,7 @@ SUMMARY_207 = {"isBatchSuccessful": False, "images": [
     {"sourceUrl": "\"hemlock_6.jpg\"", "status": "ErrorLimitExceed"},
 ]}
 IMAGE_WITH_REGIONS = {
-    "id": "i1", "width": 10, "height": 20, "metadata": {"k": "v"},
+    "id": "i1", "created": "2026-11-23T14:30:00.1234567Z", "width": 10, "height": 20, "metadata": {"k": "v"},
     "regions": [{"regionId": "r1", "tagName": "fork", "created": "c", "tagId": "t1", "left": 0.1, "top": 0.2,
                  "width": 0.3, "height": 0.4}],
     "tags": [],
@@ -64,9 +64,12 @@ def test_unknown_fields_are_kept_in_extra_and_written_back():
     assert "futureField" not in repr(project)  # extra stays out of the repr
 
 
-def test_to_json_leaves_out_none():
-    assert Tag(name="a").to_json() == {"name": "a"}
-    assert Iteration(name="x").to_json() == {"name": "x"}
+def test_to_json_leaves_out_none_and_unset_timestamps():
+    assert Tag(id="t", name="a").to_json() == {"id": "t", "name": "a", "type": "Regular", "imageCount": 0}
+    assert Iteration(id="i", name="x", status="Training").to_json() == {
+        "id": "i", "name": "x", "status": "Training", "exportable": False, "trainingType": "Regular",
+        "reservedBudgetInHours": 0}
+    assert Project(id="p", name="n").to_json() == {"id": "p", "name": "n", "drModeEnabled": False}
 
 
 def test_file_entry_contents_are_base64_on_the_wire():
@@ -80,15 +83,16 @@ def test_file_entry_contents_are_base64_on_the_wire():
 def test_spec_spellings_that_are_not_plain_camel_case():
     export = ProjectExport.from_json({"estimatedImportTimeInMS": 12, "token": "t", "iterationCount": 1})
     assert export.estimated_import_time_in_ms == 12 and export.extra == {}
-    assert export.to_json() == {"iterationCount": 1, "estimatedImportTimeInMS": 12, "token": "t"}
+    assert export.to_json() == {"iterationCount": 1, "imageCount": 0, "tagCount": 0, "regionCount": 0,
+                                "estimatedImportTimeInMS": 12, "token": "t"}
 
 
 def test_prediction_and_performance_models():
-    pred = ImagePrediction.from_json({"id": "x", "predictions": [
+    pred = ImagePrediction.from_json({"id": "x", "project": "p", "iteration": "i", "predictions": [
         {"probability": 0.5, "tagId": "t", "tagName": "n", "boundingBox": {"left": 0, "top": 0.5, "width": 1,
                                                                            "height": 0.5}}]})
     assert pred.predictions[0].bounding_box.top == 0.5
-    perf = IterationPerformance.from_json({"perTagPerformance": [{"id": "t", "recall": 0.5}], "precision": 1})
+    perf = IterationPerformance.from_json({"perTagPerformance": [{"id": "t", "name": "a", "recall": 0.5}], "precision": 1})
     assert perf.per_tag_performance[0].recall == 0.5 and perf.precision == 1
     assert ImageRegionCreateSummary.from_json({}).created == ()
     tags = ImageTagCreateSummary.from_json({"created": [{"imageId": "i", "tagId": "t"}], "exceeded": []})
@@ -96,12 +100,14 @@ def test_prediction_and_performance_models():
 
 
 def test_source_name_strips_only_surrounding_quotes():
-    assert ImageCreateResult(source_url='"a b.jpg"').source_name == "a b.jpg"
-    assert ImageCreateResult(source_url="https://x/y.jpg").source_name == "https://x/y.jpg"
-    assert ImageCreateResult().source_name is None
-    assert ImageCreateResult(status="OKDuplicate").ok
+    assert ImageCreateResult('"a b.jpg"', "OK").source_name == "a b.jpg"
+    assert ImageCreateResult("https://x/y.jpg", "OK").source_name == "https://x/y.jpg"
+    assert ImageCreateResult('"', "OK").source_name == '"'
+    assert ImageCreateResult("a", "OKDuplicate").ok and not ImageCreateResult("a", "ErrorSource").ok
 
 
-def test_missing_required_region_fields_fail_loudly():
-    with pytest.raises(TypeError):
+def test_missing_required_fields_fail_loudly_with_their_names():
+    with pytest.raises(ValueError, match="Region has no left, top, width, height"):
         Region.from_json({"tagId": "t"})
+    with pytest.raises(ValueError, match="Tag has no id"):
+        Tag.from_json({"name": "a"})

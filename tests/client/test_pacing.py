@@ -16,7 +16,7 @@ async def test_concurrent_calls_share_the_group_rate(mock):
     pacer = Pacer.for_tier("S0", max_concurrency=16, clock=clock, sleep=clock.sleep)
     times: list[float] = []
     mock.add("GET", f"{B}/projects/{P}/tags", payload=[], repeat=True, clock=clock, times=times)
-    mock.add("POST", f"{B}/projects/{P}/train", payload={"id": "it"}, repeat=True, clock=clock, times=[])
+    mock.add("POST", f"{B}/projects/{P}/train", payload={"id": "it", "name": "Iteration 1", "status": "Training"}, repeat=True, clock=clock, times=[])
     retry = RetryPolicy(sleep=clock.sleep, clock=clock)
 
     async def main() -> None:
