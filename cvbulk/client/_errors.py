@@ -23,6 +23,8 @@ __all__ = [
     "ConnectionFailedError",
     "EndpointUnreachableError",
     "RetryBudgetExhausted",
+    "TrainingFailedError",
+    "TrainingTimeoutError",
     "error_for_status",
     "redact",
 ]
@@ -210,6 +212,25 @@ class RetryBudgetExhausted(CustomVisionError):
 
     def __reduce__(self):
         return (RetryBudgetExhausted, (self.last_error, self.attempts))
+
+
+class TrainingFailedError(CustomVisionError):
+    """``wait_for_iteration``: the iteration's training ended Failed. ``iteration`` is its last state."""
+
+    def __init__(self, message: str, *, iteration: Any = None, operation: str | None = None) -> None:
+        self.iteration = iteration
+        super().__init__(message, operation=operation)
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_training, (type(self), self.message, self.iteration, self.operation))
+
+
+class TrainingTimeoutError(TrainingFailedError):
+    """``wait_for_iteration``: still training when the timeout ran out (training goes on in the service)."""
+
+
+def _rebuild_training(cls: Any, message: str, iteration: Any, operation: str | None) -> Any:
+    return cls(message, iteration=iteration, operation=operation)
 
 
 def error_for_status(

@@ -59,6 +59,7 @@ class PredictionClient(BaseClient):
         self, project_id: str, published_name: str, url: str, *, store: bool = False,
         application: str | None = None,
     ) -> ImagePrediction:
+        """Classify the image at ``url`` with a published iteration (ClassifyImageUrl[WithNoStore])."""
         return await self._predict("classify", project_id, published_name, image=None, url=url,
                                    store=store, application=application, name="")
 
@@ -73,5 +74,6 @@ class PredictionClient(BaseClient):
         self, project_id: str, published_name: str, url: str, *, store: bool = False,
         application: str | None = None,
     ) -> ImagePrediction:
+        """Detect objects in the image at ``url`` with a published iteration (DetectImageUrl[WithNoStore])."""
         return await self._predict("detect", project_id, published_name, image=None, url=url,
                                    store=store, application=application, name="")

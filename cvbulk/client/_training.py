@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import Any, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
 
 from ._base import BaseClient
+from ._errors import TrainingFailedError, TrainingTimeoutError
 from ._http import query, seg
 from ._models import (
     Domain,
+    Export,
+    ExportPlatform,
+    ImageIdCreateEntry,
+    ImageMetadataUpdateSummary,
     Image,
     ImageCreateSummary,
     ImageFileCreateEntry,
@@ -60,16 +66,20 @@ class TrainingClient(BaseClient):
 
     # -- domains -----------------------------------------------------------------------------------------
     async def get_domains(self) -> list[Domain]:
+        """Every domain (base model) a project can use (GetDomains)."""
         return [Domain.from_json(d) for d in await self._call("GetDomains", "GET", "/domains")]
 
     async def get_domain(self, domain_id: str) -> Domain:
+        """One domain by id (GetDomain)."""
         return Domain.from_json(await self._call("GetDomain", "GET", f"/domains/{seg(domain_id)}"))
 
     # -- projects ----------------------------------------------------------------------------------------
     async def get_projects(self) -> list[Project]:
+        """Every project of the resource (GetProjects)."""
         return [Project.from_json(p) for p in await self._call("GetProjects", "GET", "/projects")]
 
     async def get_project(self, project_id: str) -> Project:
+        """One project by id (GetProject)."""
         return Project.from_json(await self._call("GetProject", "GET", f"/projects/{seg(project_id)}"))
 
     async def create_project(
@@ -81,6 +91,7 @@ class TrainingClient(BaseClient):
         classification_type: str | None = None,
         target_export_platforms: Sequence[str] | None = None,
     ) -> Project:
+        """Create a project (CreateProject); a retried attempt finds the project a lost answer created."""
         params = query(
             name=name,
             description=description,
@@ -111,24 +122,29 @@ class TrainingClient(BaseClient):
         return Project.from_json(body)
 
     async def delete_project(self, project_id: str) -> None:
+        """Delete a project and everything in it (DeleteProject)."""
         await self._call("DeleteProject", "DELETE", f"/projects/{seg(project_id)}")
 
     async def export_project(self, project_id: str) -> ProjectExport:
+        """A token that ImportProject takes to copy the project, with its counts (ExportProject)."""
         body = await self._call("ExportProject", "GET", f"/projects/{seg(project_id)}/export")
         return ProjectExport.from_json(body)
 
     async def import_project(self, token: str, *, name: str | None = None) -> Project:
+        """Create a project from an ExportProject token (ImportProject); poll get_project until its status is Succeeded."""
         params = query(token=token, name=name)
         return Project.from_json(await self._call("ImportProject", "POST", "/projects/import", params=params))
 
     # -- tags --------------------------------------------------------------------------------------------
     async def get_tags(self, project_id: str, *, iteration_id: str | None = None) -> list[Tag]:
+        """The tags of a project, or of one iteration (GetTags)."""
         body = await self._call(
             "GetTags", "GET", f"/projects/{seg(project_id)}/tags", params=query(iterationId=iteration_id)
         )
         return [Tag.from_json(t) for t in body]
 
     async def get_tag(self, project_id: str, tag_id: str, *, iteration_id: str | None = None) -> Tag:
+        """One tag (GetTag)."""
         body = await self._call(
             "GetTag", "GET", f"/projects/{seg(project_id)}/tags/{seg(tag_id)}",
             params=query(iterationId=iteration_id),
@@ -138,6 +154,7 @@ class TrainingClient(BaseClient):
     async def create_tag(
         self, project_id: str, name: str, *, description: str | None = None, type: str | None = None
     ) -> Tag:
+        """Create a tag (CreateTag); ``type`` is Regular (default), Negative or GeneralProduct."""
         params = query(name=name, description=description, type=type)
         body = await self._call("CreateTag", "POST", f"/projects/{seg(project_id)}/tags", params=params)
         return Tag.from_json(body)
@@ -166,6 +183,7 @@ class TrainingClient(BaseClient):
         return Tag.from_json(body)
 
     async def delete_tag(self, project_id: str, tag_id: str) -> None:
+        """Delete a tag; it leaves the images that carried it (DeleteTag)."""
         await self._call(
             "DeleteTag", "DELETE", f"/projects/{seg(project_id)}/tags/{seg(tag_id)}"
         )
@@ -211,6 +229,7 @@ class TrainingClient(BaseClient):
         tag_ids: Sequence[str] = (),
         metadata: Mapping[str, str] | None = None,
     ) -> ImageCreateSummary:
+        """Add images the service downloads from URLs, with per-image tags and regions (CreateImagesFromUrls)."""
         body = await self._call(
             "CreateImagesFromUrls", "POST", f"/projects/{seg(project_id)}/images/urls",
             json_body=_batch(images, tag_ids, metadata)
@@ -220,6 +239,7 @@ class TrainingClient(BaseClient):
     async def create_image_regions(
         self, project_id: str, regions: Sequence[ImageRegionCreateEntry]
     ) -> ImageRegionCreateSummary:
+        """Add regions to stored images (CreateImageRegions, at most 64 per call)."""
         body = await self._call(
             "CreateImageRegions", "POST", f"/projects/{seg(project_id)}/images/regions",
             json_body={"regions": [r.to_json() for r in regions]}
@@ -239,9 +259,58 @@ class TrainingClient(BaseClient):
     async def delete_image_tags(
         self, project_id: str, image_ids: Sequence[str], tag_ids: Sequence[str]
     ) -> None:
+        """Remove tags from images (DeleteImageTags: at most 64 images and 20 tags per call)."""
         await self._call(
             "DeleteImageTags", "DELETE", f"/projects/{seg(project_id)}/images/tags",
             params=query(imageIds=list(image_ids), tagIds=list(tag_ids))
+        )
+
+    async def create_images_from_predictions(
+        self,
+        project_id: str,
+        images: Sequence[ImageIdCreateEntry],
+        *,
+        tag_ids: Sequence[str] = (),
+        metadata: Mapping[str, str] | None = None,
+    ) -> ImageCreateSummary:
+        """Add images that were sent to the prediction endpoint, by their prediction image id
+        (CreateImagesFromPredictions: at most 64 images and 20 tags per call)."""
+        body = await self._call(
+            "CreateImagesFromPredictions", "POST", f"/projects/{seg(project_id)}/images/predictions",
+            json_body=_batch(images, tag_ids, metadata),
+        )
+        return ImageCreateSummary.from_json(body)
+
+    async def delete_image_regions(self, project_id: str, region_ids: Sequence[str]) -> None:
+        """Delete regions by id (DeleteImageRegions: at most 64 per call)."""
+        if not region_ids:
+            raise ValueError("name at least one region to delete")
+        await self._call(
+            "DeleteImageRegions", "DELETE", f"/projects/{seg(project_id)}/images/regions",
+            params=query(regionIds=list(region_ids)),
+        )
+
+    async def update_image_metadata(
+        self, project_id: str, image_ids: Sequence[str], metadata: Mapping[str, str]
+    ) -> ImageMetadataUpdateSummary:
+        """Set metadata key/values on stored images (UpdateImageMetadata; at most 64 images per call, 50 pairs
+        per image, keys up to 256 and values up to 512 characters). 200 and 207 both return the summary:
+        check each entry's status."""
+        if not image_ids:
+            raise ValueError("name at least one image")
+        body = await self._call(
+            "UpdateImageMetadata", "POST", f"/projects/{seg(project_id)}/images/metadata",
+            params=query(imageIds=list(image_ids)), json_body=dict(metadata),
+        )
+        return ImageMetadataUpdateSummary.from_json(body)
+
+    async def delete_prediction(self, project_id: str, prediction_ids: Sequence[str]) -> None:
+        """Delete stored predictions (DeletePrediction: at most 64 per call)."""
+        if not prediction_ids:
+            raise ValueError("name at least one prediction")
+        await self._call(
+            "DeletePrediction", "DELETE", f"/projects/{seg(project_id)}/predictions",
+            params=query(ids=list(prediction_ids)),
         )
 
     # -- reading images ----------------------------------------------------------------------------------
@@ -257,6 +326,7 @@ class TrainingClient(BaseClient):
         iteration_id: str | None = None,
         metadata_filter: str | None = None,
     ) -> list[Image]:
+        """One page of a project's images (GetImages: ``take`` at most 256); ``metadata_filter`` is the $filter expression."""
         params = query(
             iterationId=iteration_id, tagIds=list(tag_ids) if tag_ids else None,
             taggingStatus=tagging_status, orderBy=order_by, take=take, skip=skip,
@@ -276,6 +346,7 @@ class TrainingClient(BaseClient):
         skip: int = 0,
         iteration_id: str | None = None,
     ) -> list[Image]:
+        """One page of the images that carry a tag (GetTaggedImages)."""
         params = query(
             iterationId=iteration_id, tagIds=list(tag_ids) if tag_ids else None,
             orderBy=order_by, take=take, skip=skip,
@@ -294,6 +365,7 @@ class TrainingClient(BaseClient):
         skip: int = 0,
         iteration_id: str | None = None,
     ) -> list[Image]:
+        """One page of the images without a tag (GetUntaggedImages)."""
         params = query(iterationId=iteration_id, orderBy=order_by, take=take, skip=skip)
         body = await self._call(
             "GetUntaggedImages", "GET", f"/projects/{seg(project_id)}/images/untagged", params=params
@@ -309,6 +381,7 @@ class TrainingClient(BaseClient):
         iteration_id: str | None = None,
         metadata_filter: str | None = None,
     ) -> int:
+        """How many images match (GetImageCount)."""
         params = query(
             iterationId=iteration_id, taggingStatus=tagging_status,
             tagIds=list(tag_ids) if tag_ids else None,
@@ -322,12 +395,14 @@ class TrainingClient(BaseClient):
     async def get_tagged_image_count(
         self, project_id: str, *, tag_ids: Sequence[str] | None = None, iteration_id: str | None = None
     ) -> int:
+        """How many images carry any of the tags (GetTaggedImageCount)."""
         params = query(iterationId=iteration_id, tagIds=list(tag_ids) if tag_ids else None)
         return int(await self._call(
             "GetTaggedImageCount", "GET", f"/projects/{seg(project_id)}/images/tagged/count", params=params
         ))
 
     async def get_untagged_image_count(self, project_id: str, *, iteration_id: str | None = None) -> int:
+        """How many images carry no tag (GetUntaggedImageCount)."""
         return int(await self._call(
             "GetUntaggedImageCount", "GET", f"/projects/{seg(project_id)}/images/untagged/count",
             params=query(iterationId=iteration_id),
@@ -360,6 +435,7 @@ class TrainingClient(BaseClient):
     async def get_images_by_ids(
         self, project_id: str, image_ids: Sequence[str], *, iteration_id: str | None = None
     ) -> list[Image]:
+        """Images by id (GetImagesByIds: at most 256 ids per call)."""
         params = query(imageIds=list(image_ids), iterationId=iteration_id)
         body = await self._call("GetImagesByIds", "GET", f"/projects/{seg(project_id)}/images/id", params=params)
         return [Image.from_json(i) for i in body]
@@ -372,6 +448,7 @@ class TrainingClient(BaseClient):
         all_images: bool = False,
         all_iterations: bool = False,
     ) -> None:
+        """Delete images by id (at most 256 per call), or every image with ``all_images=True`` (DeleteImages)."""
         if not image_ids and not all_images:
             raise ValueError("name the images to delete, or pass all_images=True")
         params = query(
@@ -409,16 +486,19 @@ class TrainingClient(BaseClient):
         return Iteration.from_json(body)
 
     async def get_iterations(self, project_id: str) -> list[Iteration]:
+        """Every iteration of a project (GetIterations)."""
         body = await self._call("GetIterations", "GET", f"/projects/{seg(project_id)}/iterations")
         return [Iteration.from_json(i) for i in body]
 
     async def get_iteration(self, project_id: str, iteration_id: str) -> Iteration:
+        """One iteration; its ``status`` says whether training is done (GetIteration)."""
         body = await self._call(
             "GetIteration", "GET", f"/projects/{seg(project_id)}/iterations/{seg(iteration_id)}"
         )
         return Iteration.from_json(body)
 
     async def update_iteration(self, project_id: str, iteration_id: str, *, name: str) -> Iteration:
+        """Rename an iteration (UpdateIteration)."""
         body = await self._call(
             "UpdateIteration", "PATCH", f"/projects/{seg(project_id)}/iterations/{seg(iteration_id)}",
             json_body={"name": name},
@@ -426,6 +506,7 @@ class TrainingClient(BaseClient):
         return Iteration.from_json(body)
 
     async def delete_iteration(self, project_id: str, iteration_id: str) -> None:
+        """Delete an iteration (DeleteIteration); a published one must be unpublished first."""
         await self._call(
             "DeleteIteration", "DELETE", f"/projects/{seg(project_id)}/iterations/{seg(iteration_id)}"
         )
@@ -438,6 +519,7 @@ class TrainingClient(BaseClient):
         threshold: float | None = None,
         overlap_threshold: float | None = None,
     ) -> IterationPerformance:
+        """Precision and recall of a trained iteration, overall and per tag (GetIterationPerformance)."""
         body = await self._call(
             "GetIterationPerformance", "GET",
             f"/projects/{seg(project_id)}/iterations/{seg(iteration_id)}/performance",
@@ -462,7 +544,68 @@ class TrainingClient(BaseClient):
         )
         return bool(body)
 
+    async def wait_for_iteration(
+        self,
+        project_id: str,
+        iteration_id: str,
+        *,
+        poll: float = 5.0,
+        timeout: float | None = 3600.0,
+        on_poll: Callable[[Iteration], None] | None = None,
+    ) -> Iteration:
+        """Poll an iteration until its training is done; returns it once Completed.
+
+        The pause between checks starts at 0.2 s and grows by half up to ``poll`` seconds. ``on_poll`` is
+        called with each state read (the first one too), e.g. to show the status. Raises
+        ``TrainingFailedError`` when the iteration ends Failed, and ``TrainingTimeoutError`` (a subclass)
+        when it is still training after ``timeout`` seconds (None: no limit); training goes on in the
+        service either way. Waits use the client's ``retry.sleep`` and ``retry.clock``.
+        """
+        if poll <= 0:
+            raise ValueError("poll must be a positive number of seconds")
+        sleep, clock = self.retry.sleep, self.retry.clock
+        deadline = None if timeout is None else clock() + timeout
+        pause = min(0.2, poll)
+        while True:
+            iteration = await self.get_iteration(project_id, iteration_id)
+            if on_poll is not None:
+                on_poll(iteration)
+            status = str(iteration.status).lower()
+            if status == "completed":
+                return iteration
+            if status == "failed":
+                raise TrainingFailedError(
+                    f"training of iteration {iteration.name!r} (id {iteration.id}) failed",
+                    iteration=iteration, operation="GetIteration",
+                )
+            if deadline is not None and clock() + pause > deadline:
+                raise TrainingTimeoutError(
+                    f"iteration {iteration.name!r} (id {iteration.id}) still {iteration.status} after "
+                    f"{timeout:g} s; training goes on in the service",
+                    iteration=iteration, operation="GetIteration",
+                )
+            await sleep(pause)
+            pause = min(pause * 1.5, poll)
+
+    async def export_iteration(
+        self, project_id: str, iteration_id: str, platform: ExportPlatform, *, flavor: str | None = None
+    ) -> Export:
+        """Start exporting a trained iteration for a platform (ExportIteration); poll get_exports until Done."""
+        body = await self._call(
+            "ExportIteration", "POST", f"/projects/{seg(project_id)}/iterations/{seg(iteration_id)}/export",
+            params=query(platform=platform, flavor=flavor),
+        )
+        return Export.from_json(body)
+
+    async def get_exports(self, project_id: str, iteration_id: str) -> list[Export]:
+        """The exports of an iteration and their status (GetExports)."""
+        body = await self._call(
+            "GetExports", "GET", f"/projects/{seg(project_id)}/iterations/{seg(iteration_id)}/export"
+        )
+        return [Export.from_json(e) for e in body]
+
     async def unpublish_iteration(self, project_id: str, iteration_id: str) -> None:
+        """Withdraw an iteration's published name (UnpublishIteration)."""
         await self._call(
             "UnpublishIteration", "DELETE",
             f"/projects/{seg(project_id)}/iterations/{seg(iteration_id)}/publish"
@@ -487,6 +630,7 @@ class TrainingClient(BaseClient):
     async def quick_test_image_url(
         self, project_id: str, url: str, *, iteration_id: str | None = None, store: bool | None = None
     ) -> ImagePrediction:
+        """Score an image at a URL with an iteration, without publishing it (QuickTestImageUrl)."""
         body = await self._call(
             "QuickTestImageUrl", "POST", f"/projects/{seg(project_id)}/quicktest/url",
             params=query(iterationId=iteration_id, store=store), json_body={"url": url},
