@@ -120,11 +120,11 @@ class CustomVisionError(Exception):
             f"message={self.message!r}, operation={self.operation!r})"
         )
 
-    def __reduce__(self):  # keep pickling (and so multiprocessing) working with keyword args
+    def __reduce__(self) -> Any:  # keep pickling (and so multiprocessing) working with keyword args
         return (_rebuild, (type(self), self.message, self.status, self.code, self.operation))
 
 
-def _rebuild(cls, message, status, code, operation):
+def _rebuild(cls: Any, message: str, status: int | None, code: str | None, operation: str | None) -> Any:
     return cls(message, status=status, code=code, operation=operation)
 
 
@@ -145,16 +145,18 @@ class _RetryAfter:
 
     retry_after: float | None
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         self.retry_after = retry_after
-        super().__init__(message, **kwargs)  # type: ignore[call-arg] - the next class is CustomVisionError
+        super().__init__(message, **kwargs)  # type: ignore[call-arg]  # the next class is CustomVisionError
 
-    def __reduce__(self):
+    def __reduce__(self) -> Any:
         state = (self.message, self.status, self.code, self.operation)  # type: ignore[attr-defined]
         return (_rebuild_retry_after, (type(self), *state, self.retry_after))
 
 
-def _rebuild_retry_after(cls, message, status, code, operation, retry_after):
+def _rebuild_retry_after(
+    cls: Any, message: str, status: int | None, code: str | None, operation: str | None, retry_after: float | None
+) -> Any:
     return cls(message, status=status, code=code, operation=operation, retry_after=retry_after)
 
 
@@ -210,7 +212,7 @@ class RetryBudgetExhausted(CustomVisionError):
             operation=last_error.operation,
         )
 
-    def __reduce__(self):
+    def __reduce__(self) -> Any:
         return (RetryBudgetExhausted, (self.last_error, self.attempts))
 
 
@@ -242,15 +244,15 @@ def error_for_status(
     retry_after: float | None = None,
 ) -> CustomVisionError:
     """The exception class that fits an HTTP status."""
-    kwargs = {"status": status, "code": code, "operation": operation}
-    if status in (401, 403):
-        return AuthenticationError(message, **kwargs)
-    if status == 404:
-        return NotFoundError(message, **kwargs)
     if status == 429:
-        return RateLimitedError(message, retry_after=retry_after, **kwargs)
+        return RateLimitedError(message, retry_after=retry_after, status=status, code=code, operation=operation)
     if status >= 500:
-        return ServerError(message, retry_after=retry_after, **kwargs)
-    if 400 <= status < 500:
-        return BadRequestError(message, **kwargs)
-    return CustomVisionError(message, **kwargs)
+        return ServerError(message, retry_after=retry_after, status=status, code=code, operation=operation)
+    cls: type[CustomVisionError] = CustomVisionError
+    if status in (401, 403):
+        cls = AuthenticationError
+    elif status == 404:
+        cls = NotFoundError
+    elif 400 <= status < 500:
+        cls = BadRequestError
+    return cls(message, status=status, code=code, operation=operation)

@@ -133,7 +133,8 @@ def _error_from_answer(
     except (ValueError, UnicodeDecodeError):
         doc = None
     if isinstance(doc, dict):
-        inner = doc.get("error") if isinstance(doc.get("error"), dict) else doc
+        nested = doc.get("error")
+        inner: dict[str, Any] = nested if isinstance(nested, dict) else doc
         code = inner.get("code", inner.get("Code", inner.get("statusCode")))
         message = inner.get("message", inner.get("Message"))
     if not message:

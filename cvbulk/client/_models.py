@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 __all__ = [
     "ImageCreateStatus", "IterationStatus", "ProjectStatus", "ClassificationType", "TagType", "DomainType",
@@ -119,7 +119,7 @@ def _wire(renames: Mapping[str, str] | None = None, **codecs: tuple) -> Callable
     def attach(cls: type[M]) -> type[M]:
         wire_in = {}
         wire_out = []
-        for f in fields(cls):
+        for f in fields(cast(Any, cls)):
             if f.name == "extra":
                 continue
             key = (renames or {}).get(f.name) or _camel(f.name)
@@ -129,7 +129,7 @@ def _wire(renames: Mapping[str, str] | None = None, **codecs: tuple) -> Callable
         cls._wire_in = wire_in
         cls._wire_out = tuple(wire_out)
         cls._omit_default = tuple(
-            (f.name, f.default) for f in fields(cls) if f.metadata.get("service") and f.default == ""
+            (f.name, f.default) for f in fields(cast(Any, cls)) if f.metadata.get("service") and f.default == ""
         )
         return cls
 

@@ -10,9 +10,9 @@ import hashlib
 import math
 import threading
 import time
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import Any, ClassVar
 
 import anyio
 
@@ -193,7 +193,7 @@ class Pacer:
     service counts the resource's requests, not ours. ``Pacer.for_resource`` keeps such a shared instance.
     """
 
-    _shared: dict[tuple[str, str, str], "Pacer"] = {}
+    _shared: ClassVar[dict[tuple[str, str, str], Pacer]] = {}
     _shared_lock = threading.Lock()
 
     def __init__(
@@ -251,7 +251,7 @@ class Pacer:
     @classmethod
     def for_resource(
         cls, endpoint: str, key: str, tier: str = "S0", *, max_concurrency: int = 64
-    ) -> "Pacer":
+    ) -> Pacer:
         """The process-wide pacer of one resource (created at ``tier`` rates on first use).
 
         The key is only hashed, never kept.

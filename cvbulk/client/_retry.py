@@ -5,9 +5,10 @@ from __future__ import annotations
 import random as _random
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Awaitable, Callable, Literal
+from typing import Literal
 
 import anyio
 

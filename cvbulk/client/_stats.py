@@ -17,8 +17,18 @@ class ClientStats:
     """
 
     __slots__ = (
-        "requests", "retries", "throttled", "server_errors", "transport_errors",
-        "bytes_sent", "bytes_received", "_samples", "_seen", "_max", "_capacity", "_rng",
+        "_capacity",
+        "_max",
+        "_rng",
+        "_samples",
+        "_seen",
+        "bytes_received",
+        "bytes_sent",
+        "requests",
+        "retries",
+        "server_errors",
+        "throttled",
+        "transport_errors",
     )
 
     def __init__(self, reservoir_size: int = 4096, *, seed: int = 0) -> None:
