@@ -115,13 +115,9 @@ def test_wrong_key_with_debug_shows_a_traceback_without_the_key(emu, tree, tmp_p
     assert done.stderr.rstrip().splitlines()[-1].startswith("cvbulk: error: ")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a refused connection is retried with the default RetryPolicy (8 attempts, cap 30 s): the one-line "
-    "error comes after ~30-60 s of silence; owner client/_http.py (retry) + cli/_common.py (fail fast before "
-    "the first success)"))
 def test_endpoint_where_nothing_listens(emu, tree, tmp_path):
-    """A refused connection is retried like any transport error; the user should still hear about a
-    wrong port within seconds, not after the whole retry budget (~30-60 s of silence)."""
+    """A refused connection before the first answer is fatal at once (EndpointUnreachableError): the user
+    hears about a wrong port within seconds, not after the whole retry budget."""
     env = cli_env(emu, VISION_TRAINING_ENDPOINT=f"http://127.0.0.1:{closed_port()}")
     done = cvbulk("upload", str(tree), "--project", "single", "--tier", "unlimited", env=env, cwd=tmp_path,
                   timeout=10)
