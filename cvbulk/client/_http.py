@@ -330,10 +330,13 @@ class HttpCore:
             return
         silent_for = self.retry.clock() - self._first_try
         if silent_for + delay > limit:
-            host = URL(request.url).host or "the endpoint"
-            raise EndpointUnreachableError(
-                f"no answer from {host} in {silent_for:.0f} s ({err.message})", operation=request.operation
-            ) from None
+            url = URL(request.url)
+            where = f"{url.host}:{url.port}" if url.port else (url.host or "the endpoint")
+            if isinstance(err, RequestTimeoutError):
+                reason = f"{where} accepts connections but sent no answer in {silent_for:.0f} s"
+            else:
+                reason = f"no answer from {where} in {silent_for:.0f} s (last: {err.message})"
+            raise EndpointUnreachableError(reason, operation=request.operation) from None
 
     async def _send(self, request: _Request) -> bytes:
         """One attempt: build the body, send, read, count, and turn a failure into an exception."""

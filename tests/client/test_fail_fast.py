@@ -109,7 +109,7 @@ async def test_silent_endpoint_gets_a_first_contact_deadline(silent_port):
     timeouts = Timeouts(first_answer=0.3, first_contact=1.0)
     retry = RetryPolicy(base=0.05, cap=0.1)
     err = await _fails_fast(f"http://127.0.0.1:{silent_port}", within=4.0, timeouts=timeouts, retry=retry)
-    assert "127.0.0.1" in str(err) and "no answer" in str(err)
+    assert f"127.0.0.1:{silent_port} accepts connections but sent no answer" in str(err)
 
 
 def test_default_deadlines_before_the_first_answer_are_seconds_not_minutes():
@@ -195,3 +195,39 @@ async def test_a_slow_first_answer_within_the_window_is_retried(silent_port):
                                       retry=retry) as client:
                 assert await client.get_projects() == []
     assert client.stats.transport_errors == 1 and client.stats.retries == 1
+
+
+async def test_an_endpoint_that_hangs_up_on_every_request_is_given_up_after_the_window():
+    """Accepts, reads, closes without an answer: retried inside the first-contact window, then said."""
+
+    async def hang_up(reader, writer) -> None:
+        await reader.read(1024)
+        writer.close()
+
+    server = await raw_tcp_server(hang_up)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        timeouts = Timeouts(first_answer=0.3, first_contact=0.5)
+        retry = RetryPolicy(max_attempts=100, base=0.02, cap=0.05)
+        err = await _fails_fast(f"http://127.0.0.1:{port}", within=4.0, timeouts=timeouts, retry=retry)
+    finally:
+        server.close()
+    assert f"no answer from 127.0.0.1:{port}" in str(err) and "last:" in str(err)
+
+
+async def test_downloads_from_another_host_are_not_judged_by_the_endpoint():
+    """A refused blob host is an ordinary transport error (retried), not the endpoint being wrong."""
+    async with Server(_projects_app([])) as server:
+        client = TrainingClient(f"http://127.0.0.1:{server.port}", KEY,
+                                retry=RetryPolicy(max_attempts=2, base=0.01, cap=0.01))
+        async with client:
+            with anyio.fail_after(10), pytest.raises(RetryBudgetExhausted) as info:
+                await client.download(f"http://127.0.0.1:{closed_port()}/blob/x.jpg?sig=abc")
+    assert not isinstance(info.value.last_error, EndpointUnreachableError)
+    assert "sig=abc" not in str(info.value)
+
+
+async def raw_tcp_server(handler):
+    import asyncio
+
+    return await asyncio.start_server(handler, "127.0.0.1", 0)
