@@ -16,13 +16,8 @@ from cvbulk.client import (
     TrainingClient,
 )
 
-from ._support import ENDPOINT, KEY, TRAINING_BASE as B
-
-P = "p1"
-TAGS = f"{B}/projects/{P}/tags"
-THROTTLED = {"error": {"code": "429", "message": (
-    "Requests to the GetTags Operation under Custom Vision Training API have exceeded rate limit of your "
-    "current CustomVision.Training S0 pricing tier. Please retry after 1 second.")}}
+from ._support import ENDPOINT, KEY
+from .test_retry import TAGS, THROTTLED, P
 
 
 def client_on(clock, events: list[RetryEvent] | None = None, **policy) -> TrainingClient:
