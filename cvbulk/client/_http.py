@@ -377,7 +377,7 @@ class HttpCore:
             # no connection at all: DNS, refused, unreachable, TLS handshake
             self._transport_failure(group)
             reason = _connect_failure(exc, URL(request.url))
-            if first:
+            if not self.contacted and request.send_key:
                 raise EndpointUnreachableError(reason, operation=operation) from None
             raise ConnectionFailedError(reason, operation=operation) from None
         except (asyncio.TimeoutError, TimeoutError) as exc:
@@ -418,13 +418,12 @@ class HttpCore:
             self.pacer.on_server_error(group)
 
 
-
 def _connect_failure(exc: aiohttp.ClientConnectorError, url: URL) -> str:
     """One line on why no connection was made, naming the host (never a key: it is not in the URL)."""
     host = url.host or "the endpoint"
     where = f"{host}:{url.port}" if url.port else host
     cause = exc.os_error
-    if isinstance(exc, aiohttp.ClientConnectorDNSError) or isinstance(cause, socket.gaierror):
+    if isinstance(cause, socket.gaierror) or type(exc).__name__ == "ClientConnectorDNSError":  # aiohttp >= 3.10
         detail = cause.strerror if isinstance(cause, OSError) and cause.strerror else "no such host"
         return f"cannot resolve the host {host} ({detail})"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
