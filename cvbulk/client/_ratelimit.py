@@ -145,6 +145,7 @@ class AdaptiveConcurrency:
 
     @property
     def in_flight(self) -> int:
+        """How many slots are taken now."""
         return self._in_flight
 
     @asynccontextmanager
@@ -269,9 +270,11 @@ class Pacer:
         return f"Pacer(rates={rates})"
 
     def limiter(self, group: ApiGroup) -> RateLimiter | None:
+        """The rate limiter of an API group (None: that group is not rate limited)."""
         return self._limiters[group]
 
     def adaptive(self, group: ApiGroup) -> AdaptiveConcurrency:
+        """The adaptive concurrency of an API group."""
         return self._concurrency[group]
 
     def concurrency(self, group: ApiGroup) -> int:
@@ -293,6 +296,7 @@ class Pacer:
             yield
 
     def on_success(self, group: ApiGroup) -> None:
+        """Tell the group's concurrency that a request succeeded (it may grow by one)."""
         self._concurrency[group].on_success()
 
     def on_throttled(self, group: ApiGroup, retry_after: float | None) -> None:

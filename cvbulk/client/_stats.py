@@ -54,6 +54,7 @@ class ClientStats:
         )
 
     def record_latency(self, seconds: float) -> None:
+        """Count one answered request's latency (kept in a bounded reservoir sample)."""
         self._seen += 1
         if seconds > self._max:
             self._max = seconds
@@ -78,6 +79,7 @@ class ClientStats:
         return {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": round(self._max * 1000.0, 3)}
 
     def snapshot(self) -> dict[str, Any]:
+        """The counters and latency percentiles (ms) as a plain dict, for reports."""
         return {
             "requests": self.requests,
             "retries": self.retries,

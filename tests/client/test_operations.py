@@ -7,7 +7,8 @@ import pytest
 
 from cvbulk.client import Export, ImageIdCreateEntry, ImageMetadataUpdateSummary, Region
 
-from ._support import KEY, TRAINING_BASE as B
+from ._support import KEY
+from ._support import TRAINING_BASE as B
 
 P = "64b822c5-8082-4b36-a426-27225f4aa18c"
 IT = "fe1e83c4-6f50-4899-9544-6bb08cf0e15a"

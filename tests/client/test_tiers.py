@@ -1,9 +1,6 @@
-"""TIERS: one table of rates and limits; Pacer.for_tier reads it; py.typed ships with the package."""
+"""TIERS: one table of rates and limits; Pacer.for_tier reads it."""
 
 from __future__ import annotations
-
-from importlib import resources
-from pathlib import Path
 
 import pytest
 
@@ -38,10 +35,3 @@ def test_pacer_for_tier_uses_the_table(name):
 def test_unknown_tier():
     with pytest.raises(ValueError, match="unknown tier"):
         Pacer.for_tier("S1")
-
-
-def test_py_typed_ships_with_the_package():
-    assert resources.files("cvbulk").joinpath("py.typed").is_file()
-    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
-    text = pyproject.read_text()
-    assert '[tool.setuptools.package-data]\ncvbulk = ["py.typed"]' in text
