@@ -198,22 +198,34 @@ class RequestTimeoutError(TransportError):
 
 
 class RetryBudgetExhausted(CustomVisionError):
-    """Retried as many times (or as long) as allowed; ``last_error`` is the final failure."""
+    """Retried as many times (or as long) as allowed; ``last_error`` is the final failure.
+
+    ``throttled_for`` is set when the throttle budget ran out: the seconds already waited on 429s.
+    """
 
     retryable = True
 
-    def __init__(self, last_error: CustomVisionError, attempts: int) -> None:
+    def __init__(self, last_error: CustomVisionError, attempts: int, *, throttled_for: float | None = None) -> None:
         self.last_error = last_error
         self.attempts = attempts
+        self.throttled_for = throttled_for
+        if throttled_for is None:
+            head = f"gave up after {attempts} attempts"
+        else:
+            head = f"still throttled after {attempts} attempts and {throttled_for:.0f} s of waiting"
         super().__init__(
-            f"gave up after {attempts} attempts: {last_error.message}",
+            f"{head}: {last_error.message}",
             status=last_error.status,
             code=last_error.code,
             operation=last_error.operation,
         )
 
     def __reduce__(self) -> Any:
-        return (RetryBudgetExhausted, (self.last_error, self.attempts))
+        return (_rebuild_exhausted, (self.last_error, self.attempts, self.throttled_for))
+
+
+def _rebuild_exhausted(last_error: CustomVisionError, attempts: int, throttled_for: float | None) -> Any:
+    return RetryBudgetExhausted(last_error, attempts, throttled_for=throttled_for)
 
 
 class TrainingFailedError(CustomVisionError):

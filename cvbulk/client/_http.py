@@ -297,7 +297,7 @@ class HttpCore:
                     throttles += 1
                     delay = policy.delay_for(err, throttles)
                     if throttle_waited + delay > policy.max_throttle_wait:
-                        raise RetryBudgetExhausted(err, attempt) from None
+                        raise RetryBudgetExhausted(err, attempt, throttled_for=throttle_waited) from None
                     throttle_waited += delay
                 else:
                     failures += 1

@@ -3,6 +3,8 @@ and every wait is told through the on_retry hook."""
 
 from __future__ import annotations
 
+import pickle
+
 import aiohttp
 import pytest
 
@@ -62,7 +64,10 @@ async def test_the_throttle_budget_ends_a_storm_that_never_ends(mock, clock):
             await client.get_tags(P)
     assert isinstance(info.value.last_error, RateLimitedError)
     assert clock.sleeps == [30.0] * 3 and info.value.attempts == 4  # a 4th wait would pass 100 s
-    assert len(events) == 3
+    assert len(events) == 3 and info.value.throttled_for == 90.0
+    assert str(info.value).startswith("GetTags: HTTP 429 - still throttled after 4 attempts and 90 s of waiting")
+    again = pickle.loads(pickle.dumps(info.value))
+    assert again.throttled_for == 90.0 and str(again) == str(info.value)
 
 
 def test_the_default_throttle_budget_is_generous():
