@@ -427,7 +427,9 @@ def _connect_failure(exc: aiohttp.ClientConnectorError, url: URL) -> str:
         detail = cause.strerror if isinstance(cause, OSError) and cause.strerror else "no such host"
         return f"cannot resolve the host {host} ({detail})"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return f"the TLS certificate of {where} is not valid ({type(exc.certificate_error).__name__})"
+        problem = exc.certificate_error
+        detail = getattr(problem, "verify_message", None) or type(problem).__name__
+        return f"the TLS certificate of {where} is not trusted ({detail})"
     if isinstance(exc, aiohttp.ClientSSLError) or isinstance(cause, ssl.SSLError):
         reason = getattr(cause, "reason", None) or type(cause).__name__
         hint = "; is it an http:// endpoint?" if reason == "WRONG_VERSION_NUMBER" else ""

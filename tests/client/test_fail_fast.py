@@ -231,3 +231,35 @@ async def raw_tcp_server(handler):
     import asyncio
 
     return await asyncio.start_server(handler, "127.0.0.1", 0)
+
+
+@pytest.fixture
+def self_signed(tmp_path):
+    """A certificate no one trusts, made with the openssl command (skipped where there is none)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=30)
+    return cert, key
+
+
+async def test_an_untrusted_certificate_is_fatal_at_once(self_signed):
+    import ssl
+
+    cert, key = self_signed
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    runner = web.AppRunner(_projects_app([]))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        err = await _fails_fast(f"https://127.0.0.1:{port}")
+    finally:
+        await runner.cleanup()
+    assert f"the TLS certificate of 127.0.0.1:{port} is not trusted (self-signed certificate)" in str(err)
