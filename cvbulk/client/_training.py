@@ -10,6 +10,7 @@ from ._base import BaseClient
 from ._errors import TrainingFailedError, TrainingTimeoutError
 from ._http import query, seg
 from ._models import (
+    ClassificationType,
     Domain,
     Export,
     ExportPlatform,
@@ -28,6 +29,8 @@ from ._models import (
     Project,
     ProjectExport,
     Tag,
+    TagType,
+    TrainingType,
 )
 from ._text import parse_timestamp
 from ._tiers import ApiGroup
@@ -88,7 +91,7 @@ class TrainingClient(BaseClient):
         *,
         description: str | None = None,
         domain_id: str | None = None,
-        classification_type: str | None = None,
+        classification_type: ClassificationType | None = None,
         target_export_platforms: Sequence[str] | None = None,
     ) -> Project:
         """Create a project (CreateProject); a retried attempt finds the project a lost answer created."""
@@ -152,7 +155,7 @@ class TrainingClient(BaseClient):
         return Tag.from_json(body)
 
     async def create_tag(
-        self, project_id: str, name: str, *, description: str | None = None, type: str | None = None
+        self, project_id: str, name: str, *, description: str | None = None, type: TagType | None = None
     ) -> Tag:
         """Create a tag (CreateTag); ``type`` is Regular (default), Negative or GeneralProduct."""
         params = query(name=name, description=description, type=type)
@@ -166,7 +169,7 @@ class TrainingClient(BaseClient):
         *,
         name: str | None = None,
         description: str | None = None,
-        type: str | None = None,
+        type: TagType | None = None,
     ) -> Tag:
         """PATCH a tag. The spec's Tag requires name, description and type: fields not given are read
         from the current tag first, so only what the caller names changes."""
@@ -465,7 +468,7 @@ class TrainingClient(BaseClient):
         self,
         project_id: str,
         *,
-        training_type: str | None = None,
+        training_type: TrainingType | None = None,
         reserved_budget_in_hours: int | None = None,
         force_train: bool = False,
         notification_email_address: str | None = None,
