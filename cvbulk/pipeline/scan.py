@@ -56,7 +56,7 @@ _OTHER_IMAGE_FORMATS = frozenset(
     {".heic", ".heif", ".avif", ".jxl", ".jp2", ".j2k", ".svg", ".psd", ".ico", ".tga", ".raw", ".dng",
      ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".exr", ".hdr", ".pcx", ".ppm", ".pgm", ".pbm"}
 )
-#: cvbulk's own state folder (journal, reports): never scanned, reported as one entry.
+#: cvbulk's own state folder (journal, reports): never scanned, never reported (counted in ScanStats).
 STATE_FOLDER = ".cvbulk"
 #: The status of every :class:`ScanProblem` (the journal's and report's word for "not taken").
 SKIPPED = "skipped"
@@ -70,7 +70,6 @@ class SkipKind:
     """Why a candidate was not taken (``ScanProblem.kind``), for callers that count or filter by kind."""
 
     HIDDEN = "hidden"                # a hidden file (name starts with "."), or a hidden folder (one entry)
-    STATE_FOLDER = "state-folder"    # cvbulk's own .cvbulk folder
     SPECIAL = "special"              # FIFO, socket, device
     UNSUPPORTED = "unsupported"      # an extension cvbulk does not take (.heic, .txt, no extension)
     NOT_SELECTED = "not-selected"    # an image extension left out by the caller's ``extensions``
@@ -133,6 +132,7 @@ class ScanStats:
     hidden: int = 0            # hidden files and folders skipped
     other_extensions: int = 0  # files skipped because of their extension
     special: int = 0           # sockets, fifos, devices skipped
+    state_folders: int = 0     # cvbulk's own .cvbulk folders left out (not reported)
     finished: bool = False
 
     @property
@@ -253,7 +253,9 @@ def _read_dir(
         except OSError:
             is_dir = False
         if is_dir and name == STATE_FOLDER:
-            skip(relpath, "cvbulk's own state folder, not scanned", SkipKind.STATE_FOLDER)
+            # cvbulk's own journal and reports, not a candidate of the user's: never scanned (even with
+            # include_hidden) and not reported, or every rerun would say "1 skipped". Counted in stats.
+            stats.state_folders += 1
             continue
         if not include_hidden and _is_hidden(entry):
             stats.hidden += 1
