@@ -104,7 +104,7 @@ def _hostile_tree(root: Path, monkeypatch: pytest.MonkeyPatch | None = None) -> 
 def test_every_candidate_is_reported_once_with_its_outcome(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Before: 7 of the 16 candidates came out (measured on the old scan: ok, caf, back\\slash, the loops,
     the dangling link, the locked folder); hidden files and folders, the .heic/.avif/.txt files, the
-    FIFO and the socket were silently absent, and ``photo.jpg `` was dropped as "another extension".""""
+    FIFO and the socket were silently absent, and ``photo.jpg `` was dropped as "another extension"."""
     expected = _hostile_tree(tmp_path, monkeypatch)
     stats = ScanStats()
     items = list(scan_tree(tmp_path, stats=stats))
