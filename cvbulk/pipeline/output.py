@@ -84,10 +84,7 @@ class OutputFileError(ValueError):
         self.path = Path(path)
         self.reason = reason
         shown = key_for(os.fspath(path))
-        super().__init__(
-            f"{shown}: {reason}; not a prediction file of cvbulk, left untouched: "
-            "choose another --output or move the file away"
-        )
+        super().__init__(f"{shown}: {reason}; left untouched: choose another --output or move the file away")
 
 
 @dataclass(frozen=True)
