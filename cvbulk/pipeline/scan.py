@@ -431,6 +431,21 @@ async def aiter_scan(
         gen.close()
 
 
+def _count(
+    root: str | os.PathLike[str],
+    extensions: Iterable[str] | None,
+    include_hidden: bool,
+    report_skipped: bool,
+    past_deadline: Callable[[], bool] | None = None,
+) -> ScanStats | None:
+    """Walk in counting mode; None when ``past_deadline()`` turns True (checked every 1,024 values)."""
+    stats = ScanStats()
+    for n, _ in enumerate(_walk(root, extensions, include_hidden, report_skipped, stats, light=True)):
+        if past_deadline is not None and n % 1024 == 0 and past_deadline():
+            return None
+    return stats
+
+
 def count_files(
     root: str | os.PathLike[str],
     *,
@@ -438,9 +453,8 @@ def count_files(
     include_hidden: bool = False,
 ) -> int:
     """How many files :func:`scan_tree` would take (ScanEntry values only; no stat of a plain file)."""
-    stats = ScanStats()
-    for _ in _walk(root, extensions, include_hidden, False, stats, light=True):
-        pass
+    stats = _count(root, extensions, include_hidden, False)
+    assert stats is not None  # no deadline
     return stats.files
 
 
@@ -455,13 +469,12 @@ def count_candidates(
     whose every candidate ends in one outcome, known before the first file is sent (as rclone counts).
 
     Fast: one ``scandir`` per folder and no ``stat`` of a plain file (the listing's file type is enough);
-    only symlinks and special files are looked at. Blocking: run it with ``anyio.to_thread.run_sync``.
-    The tree may change between the count and the scan: treat the count as the total to show, and the
-    scan's own ``ScanStats.total`` (final once ``finished``) as the truth.
+    only folders, symlinks and special files are looked at. Blocking: run it with
+    ``anyio.to_thread.run_sync``. The tree may change between the count and the scan: treat the count as
+    the total to show, and the scan's own ``ScanStats.total`` (final once ``finished``) as the truth.
     """
-    stats = ScanStats()
-    for _ in _walk(root, extensions, include_hidden, report_skipped, stats, light=True):
-        pass
+    stats = _count(root, extensions, include_hidden, report_skipped)
+    assert stats is not None  # no deadline
     return stats.total
 
 
@@ -477,9 +490,6 @@ def count_candidates_within(
     """:func:`count_candidates`, or None when counting takes longer than ``seconds`` (a very large or slow
     tree): the caller then shows the total as unknown until the scan ends (``ScanStats.finished``).
     """
-    stats = ScanStats()
     deadline = clock() + seconds
-    for n, _ in enumerate(_walk(root, extensions, include_hidden, report_skipped, stats, light=True)):
-        if n % 1024 == 0 and clock() > deadline:
-            return None
-    return stats.total
+    stats = _count(root, extensions, include_hidden, report_skipped, lambda: clock() > deadline)
+    return None if stats is None else stats.total

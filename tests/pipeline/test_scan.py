@@ -37,6 +37,16 @@ def touch(root: Path, rel: str, data: bytes = b"x") -> None:
     p.write_bytes(data)
 
 
+class Listed(list):
+    """A finished listing that scan_tree can use as a context manager (stands in for os.scandir)."""
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
 def rels(items) -> list[str]:
     return [i.relpath for i in items]
 
@@ -182,13 +192,6 @@ def test_entry_vanishing_during_walk_is_reported(tmp_path: Path, monkeypatch: py
     touch(tmp_path, "t/gone.jpg")
     real = scan_mod._scandir
 
-    class Listed(list):  # a finished listing that scan_tree can use as a context manager
-        def __enter__(self):  # type: ignore[no-untyped-def]
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            pass
-
     def scandir(path):  # type: ignore[no-untyped-def]
         with real(path) as it:
             listed = Listed(it)
@@ -280,13 +283,6 @@ def test_count_candidates_never_stats_plain_files(tmp_path: Path, monkeypatch: p
         def stat(self, **kw: bool) -> os.stat_result:
             stat_calls.append(self.name)
             return self._e.stat(**kw)
-
-    class Listed(list):
-        def __enter__(self):  # type: ignore[no-untyped-def]
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            pass
 
     def scandir(path):  # type: ignore[no-untyped-def]
         with real(path) as it:
