@@ -469,7 +469,7 @@ def _check_tail(path: Path, tail: bytes, lead: bytes, records: int) -> None:
     if b"\r" in tail[:-1]:
         raise OutputFileError(path, "its last line holds a bare carriage return (another program wrote it)")
     if records == 0 and not (lead.startswith(tail) or tail.startswith(lead)):
-        raise OutputFileError(path, "it does not start as a prediction file of cvbulk does")
+        raise OutputFileError(path, "it does not start like a prediction file of cvbulk")
 
 
 def _check_header(path: Path, record: list[str]) -> None:
@@ -523,7 +523,8 @@ def _inspect_csv(path: Path, size: int, collect: bool) -> tuple[set[str], int, l
                 if collect:
                     keys.add(_key(unescape_cell(record[0])))
         except csv.Error as exc:
-            raise OutputFileError(path, f"line {records + 1} cannot be read back as CSV ({exc})") from None
+            what = "opens a quote that is never closed" if "end of data" in str(exc) else f"is not valid CSV ({exc})"
+            raise OutputFileError(path, f"line {records + 1} {what}") from None
     _check_tail(path, tail, _CSV_LEAD, records)
     return keys, good, columns
 
