@@ -81,6 +81,9 @@ class SkipKind:
     ERROR = "error"                  # anything else (the default for a ScanProblem made elsewhere)
 
 
+_BY_RULE = frozenset({SkipKind.HIDDEN, SkipKind.SPECIAL, SkipKind.UNSUPPORTED, SkipKind.NOT_SELECTED})
+
+
 @dataclass(frozen=True, slots=True)
 class ScanEntry:
     """A file found by the scan.
@@ -112,6 +115,13 @@ class ScanProblem:
     @property
     def status(self) -> str:
         return SKIPPED
+
+    @property
+    def needs_attention(self) -> bool:
+        """True for a candidate that could have been an image but could not be read (an unreadable
+        folder, a broken link, a loop, a vanished entry, a bad root): a caller may count it as a failure.
+        False for one left out by rule (hidden, unsupported format, special file, not selected)."""
+        return self.kind not in _BY_RULE
 
     @property
     def display(self) -> str:
@@ -408,7 +418,11 @@ def scan_tree(
 async def aiter_scan(
     root: str | os.PathLike[str], *, chunk: int = 256, **kw: object
 ) -> AsyncIterator[ScanEntry | ScanProblem]:
-    """:func:`scan_tree` driven in a worker thread, ``chunk`` items per hop, so the event loop never blocks on disk."""
+    """:func:`scan_tree` driven in a worker thread, ``chunk`` items per hop, so the event loop never blocks on disk.
+
+    Pass ``stats=ScanStats()`` to learn the total: ``stats.finished`` turns True (and ``stats.total`` is
+    final) once the walk is over, so a progress line can say "unknown" until then.
+    """
     gen = scan_tree(root, **kw)  # type: ignore[arg-type]
     chunk = max(1, chunk)
 

@@ -236,8 +236,13 @@ async def test_aiter_scan_matches_scan_tree(tmp_path: Path) -> None:
         touch(tmp_path, f"t{i % 3}/f{i}.jpg")
     os.symlink(".", tmp_path / "t0" / "loop", target_is_directory=True)
     want = list(scan_tree(tmp_path))
-    got = [item async for item in aiter_scan(tmp_path, chunk=2)]
+    stats = ScanStats()
+    got = []
+    async for item in aiter_scan(tmp_path, chunk=2, stats=stats):
+        assert not stats.finished or len(got) >= len(want) - 2  # total unknown until the walk ends
+        got.append(item)
     assert got == want
+    assert stats.finished and stats.total == len(want)  # the final total, for the progress line
     got_png = [i async for i in aiter_scan(tmp_path, chunk=256, extensions=[".png"])]
     assert taken(got_png) == [] and skipped(got_png)["t0/loop"].kind == SkipKind.SYMLINK_LOOP
     assert count_files(tmp_path) == 7

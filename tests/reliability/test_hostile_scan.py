@@ -117,6 +117,8 @@ def test_every_candidate_is_reported_once_with_its_outcome(tmp_path: Path, monke
             assert isinstance(item, ScanEntry), item
         else:
             assert isinstance(item, ScanProblem) and item.kind == want and item.status == "skipped", item
+            by_rule = want in (SkipKind.HIDDEN, SkipKind.UNSUPPORTED, SkipKind.SPECIAL)
+            assert item.needs_attention is not by_rule, item
             reason = item.reason
             assert reason and "\n" not in reason and len(reason) < 200, item
     reasons = {i.relpath: i.reason for i in items if isinstance(i, ScanProblem)}
