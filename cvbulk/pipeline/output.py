@@ -16,6 +16,16 @@ Spreadsheet safety: a text cell that starts with ``= + - @``, a tab or a CR woul
 formula by a spreadsheet, so it gets a leading ``'`` (OWASP "CSV injection"); so does a text cell
 that already starts with ``'``, which keeps the escaping reversible (:func:`unescape_cell`).
 Numbers (probabilities, coordinates) and text that is a plain number (``-0.5``) are left alone.
+
+Valid UTF-8, one line per record: every text cell goes through :func:`names.clean_text` (an undecodable
+byte of a file name becomes ``\\xHH``, a control character ``\\xHH``; a key from the scan passes as is).
+
+Never clobber a file that is not ours. Before anything is written to an existing, non-empty file (append
+or not) and before :func:`existing_keys` cuts a torn tail, the whole file is read back: a CSV must start
+with one of our headers and hold one complete, single-line record of the header's width per line; a JSONL
+file one JSON object with string ``path`` and ``status`` per line; no NUL byte anywhere. Only then may a
+torn last record (a partial line, as a kill leaves it) be cut. Anything else raises
+:class:`OutputFileError` and the file is left byte for byte as it was.
 """
 
 from __future__ import annotations
@@ -26,13 +36,18 @@ import json
 import math
 import os
 import re
+import stat as stat_mod
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .names import clean_text, key_for
+
 __all__ = [
+    "OutputFileError",
+    "check_output_file",
     "PredictionRow",
     "PredictionWriter",
     "CsvClassificationWriter",
@@ -54,8 +69,22 @@ DETECTION_COLUMNS = ("path", "status", "reason", "tag", "probability", "left", "
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
 _BOX_FIELDS = ("left", "top", "width", "height")
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+#: A torn last record longer than this is not a record of ours cut by a kill.
+_MAX_TAIL = 16 * 1024 * 1024
+
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
 _PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+class OutputFileError(ValueError):
+    """An existing output file cvbulk did not write or cannot read back: it is left untouched."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        shown = key_for(os.fspath(path))
+        super().__init__(f"{shown}: {reason}; left untouched: choose another --output or move the file away")
 
 
 @dataclass(frozen=True)
@@ -79,6 +108,11 @@ def escape_cell(text: str) -> str:
     return text
 
 
+def _cell(text: str) -> str:
+    """A text cell: valid UTF-8 on one line (names.clean_text), then formula-safe."""
+    return escape_cell(clean_text(text))
+
+
 def unescape_cell(text: str) -> str:
     """Undo :func:`escape_cell`."""
     if text.startswith("'") and len(text) > 1 and text[1] in "=+-@\t\r'":
@@ -98,7 +132,7 @@ def format_number(value: float | int | None) -> str:
 
 
 def _one_line(text: str | None) -> str:
-    return " ".join(str(text).split()) if text else ""
+    return clean_text(" ".join(str(text).split())) if text else ""
 
 
 def _as_dict(prediction: Any) -> dict[str, Any]:
@@ -139,8 +173,8 @@ class PredictionWriter:
         self._buffer = io.StringIO()
         self._pending = 0
         self._last_flush = clock()
-        if append:
-            repair_torn_tail(self.path)
+        # Read back before any write: a file that is not ours raises OutputFileError, untouched.
+        self._existing = _check_before_write(self.path, append=append)
         flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
         self._fd: int | None = os.open(self.path, flags, 0o666)
         try:
@@ -242,17 +276,18 @@ class _CsvWriter(PredictionWriter):
     columns: tuple[str, ...] = ()
 
     def __init__(self, path: str | Path, **kw: Any) -> None:
-        self._csv = None  # set in _start
+        self._csv: Any = None  # set in _start
         super().__init__(path, **kw)
 
     def _start(self, *, is_empty: bool) -> None:
-        header = [escape_cell(c) for c in self.columns]
+        header = [_cell(c) for c in self.columns]
         if not is_empty:
-            found = _read_csv_header(self.path)
+            found = self._existing.columns if self._existing is not None else _read_csv_header(self.path)
             if found is not None and found != header:
-                raise ValueError(
-                    f"{self.path} has columns {','.join(found)}; expected {','.join(header)} "
-                    "(another command or another tag list wrote it)"
+                raise OutputFileError(
+                    self.path,
+                    f"has columns {clean_text(','.join(found))}; expected {','.join(header)} "
+                    "(another command or another tag list wrote it)",
                 )
         # newline="" semantics: the csv module writes its own \r\n record terminator. It writes
         # through a sink so that it always lands in the current buffer (flush swaps buffers).
@@ -285,10 +320,10 @@ class CsvClassificationWriter(_CsvWriter):
         top = _top(row.predictions)
         self._csv.writerow(
             [
-                escape_cell(row.path),
-                escape_cell(row.status),
+                _cell(row.path),
+                _cell(row.status),
                 escape_cell(_one_line(row.reason)),
-                escape_cell(str(top.get("tagName", ""))) if top else "",
+                _cell(str(top.get("tagName", ""))) if top else "",
                 format_number(top.get("probability")) if top else "",
                 *probs,
             ]
@@ -305,7 +340,7 @@ class CsvDetectionWriter(_CsvWriter):
         super().__init__(path, **kw)
 
     def _format(self, row: PredictionRow) -> None:
-        lead = [escape_cell(row.path), escape_cell(row.status), escape_cell(_one_line(row.reason))]
+        lead = [_cell(row.path), _cell(row.status), escape_cell(_one_line(row.reason))]
         boxes = row.predictions or ()
         if not boxes:
             self._csv.writerow(lead + [""] * 6)
@@ -314,7 +349,7 @@ class CsvDetectionWriter(_CsvWriter):
             box = p.get("boundingBox") or {}
             self._csv.writerow(
                 lead
-                + [escape_cell(str(p.get("tagName", ""))), format_number(p.get("probability"))]
+                + [_cell(str(p.get("tagName", ""))), format_number(p.get("probability"))]
                 + [format_number(box.get(f)) for f in _BOX_FIELDS]
             )
 
@@ -339,8 +374,21 @@ class JsonlWriter(PredictionWriter):
         if row.extra:
             obj["extra"] = row.extra
         # One line per object: json.dumps escapes any newline inside strings.
-        self._buffer.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str))
+        line = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+        if _SURROGATE.search(line):  # an undecodable name (or extra value): make it valid UTF-8
+            line = json.dumps(_clean_json(obj), ensure_ascii=False, separators=(",", ":"), default=str)
+        self._buffer.write(line)
         self._buffer.write("\n")
+
+
+def _clean_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(str(k)): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_json(v) for v in value]
+    return value
 
 
 def _is_jsonl(path: Path) -> bool:
@@ -371,7 +419,30 @@ def open_prediction_writer(
     return CsvClassificationWriter(path, tag_names=tag_names, **kw)
 
 
-# -- reading back and repairing ------------------------------------------------------------------
+# -- reading back, checking and repairing ---------------------------------------------------------
+
+_CSV_LEAD = b"path,status,reason,"
+_JSONL_LEAD = b'{"path":'
+
+
+@dataclass
+class _Inspection:
+    """What reading back an existing output file found (the file is ours if this exists at all)."""
+
+    keys: set[str]
+    good: int                        # offset just after the last complete record
+    size: int
+    columns: list[str] | None        # a CSV's header
+    signature: tuple[int, int, int]  # (inode, size, mtime_ns) when read
+
+
+# Files read back whole by this process and found ours, so that ``existing_keys`` followed by
+# ``open_prediction_writer`` reads a large file once, not twice. Keyed by the absolute path.
+_verified: dict[str, _Inspection] = {}
+
+
+def _signature(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _lines_with_offsets(f: io.BufferedReader) -> Iterator[tuple[bytes, int]]:
@@ -382,34 +453,153 @@ def _lines_with_offsets(f: io.BufferedReader) -> Iterator[tuple[bytes, int]]:
         yield line, offset
 
 
-def _scan_csv(path: Path, on_record: Callable[[list[str]], None] | None = None) -> tuple[int, int]:
-    """Hand each complete record to ``on_record``; the offset after the last one, and the size.
+def _key(text: str) -> str:
+    # A file an older cvbulk wrote may hold a raw undecodable name: read it as today's key.
+    return key_for(text) if _SURROGATE.search(text) else text
 
-    A record is complete when its last line ends with a newline and no quoted field is left
-    open; the csv reader pulls exactly the lines of one record, so the offset after each record
-    is known even when quoted fields hold newlines. Streams: memory does not grow with the file.
-    """
+
+def _check_tail(path: Path, tail: bytes, lead: bytes, records: int) -> None:
+    """A partial last line may be cut only if it can be a record of ours torn by a kill."""
+    if not tail:
+        return
+    if len(tail) > _MAX_TAIL:
+        raise OutputFileError(path, f"its last line has no end and is {len(tail):,} bytes long")
+    if b"\0" in tail:
+        raise OutputFileError(path, "it holds binary data (a NUL byte)")
+    if b"\r" in tail[:-1]:
+        raise OutputFileError(path, "its last line holds a bare carriage return (another program wrote it)")
+    if records == 0 and not (lead.startswith(tail) or tail.startswith(lead)):
+        raise OutputFileError(path, "it does not start like a prediction file of cvbulk")
+
+
+def _check_header(path: Path, record: list[str]) -> None:
+    if tuple(record) == DETECTION_COLUMNS:
+        return
+    if tuple(record[: len(CLASSIFICATION_COLUMNS)]) == CLASSIFICATION_COLUMNS:
+        return
+    shown = clean_text(",".join(record))[:80]
+    raise OutputFileError(path, f"its first line ({shown}) is not the header cvbulk writes")
+
+
+def _inspect_csv(path: Path, size: int, collect: bool) -> tuple[set[str], int, list[str] | None]:
+    keys: set[str] = set()
+    columns: list[str] | None = None
     good = 0
-    size = path.stat().st_size
+    records = 0
+    tail = b""
+    offsets: list[int] = []
+
     with open(path, "rb") as f:
         source = _lines_with_offsets(f)
-        state = {"offset": 0}
 
         def feed() -> Iterator[str]:
-            for line, offset in source:
+            nonlocal tail
+            for n, (line, offset) in enumerate(source, start=1):
                 if not line.endswith(b"\n"):
-                    return  # torn tail: never hand it to the parser
-                state["offset"] = offset
+                    tail = line  # torn tail: never hand it to the parser
+                    return
+                if b"\0" in line:
+                    raise OutputFileError(path, f"line {n} holds binary data (a NUL byte)")
+                offsets.append(offset)
                 yield line.decode("utf-8", errors="surrogateescape")
 
+        reader = csv.reader(feed(), strict=True)
         try:
-            for record in csv.reader(feed(), strict=True):
-                good = state["offset"]
-                if on_record is not None:
-                    on_record(record)
-        except csv.Error:
-            pass  # a record left open at the end (torn inside a quoted field): drop it
-    return good, size
+            for record in reader:
+                if reader.line_num != records + 1:  # our records are one line each
+                    raise OutputFileError(
+                        path, f"the record on line {records + 1} spans several lines (an unclosed quote?)"
+                    )
+                records += 1
+                good = offsets[-1]
+                if columns is None:
+                    _check_header(path, record)
+                    columns = record
+                    continue
+                if len(record) != len(columns):
+                    raise OutputFileError(
+                        path, f"line {records} has {len(record)} fields where the header has {len(columns)}"
+                    )
+                if collect:
+                    keys.add(_key(unescape_cell(record[0])))
+        except csv.Error as exc:
+            what = "opens a quote that is never closed" if "end of data" in str(exc) else f"is not valid CSV ({exc})"
+            raise OutputFileError(path, f"line {records + 1} {what}") from None
+    _check_tail(path, tail, _CSV_LEAD, records)
+    return keys, good, columns
+
+
+def _inspect_jsonl(path: Path, size: int, collect: bool) -> tuple[set[str], int, list[str] | None]:
+    keys: set[str] = set()
+    good = 0
+    records = 0
+    tail = b""
+    with open(path, "rb") as f:
+        for n, (line, offset) in enumerate(_lines_with_offsets(f), start=1):
+            if not line.endswith(b"\n"):
+                tail = line
+                break
+            if b"\0" in line:
+                raise OutputFileError(path, f"line {n} holds binary data (a NUL byte)")
+            try:
+                obj = json.loads(line.decode("utf-8", errors="surrogateescape"))
+            except ValueError:
+                raise OutputFileError(path, f"line {n} is not JSON") from None
+            if not (isinstance(obj, dict) and isinstance(obj.get("path"), str) and isinstance(obj.get("status"), str)):
+                raise OutputFileError(path, f"line {n} is not a prediction record of cvbulk (path, status)")
+            records += 1
+            good = offset
+            if collect:
+                keys.add(_key(obj["path"]))
+    _check_tail(path, tail, _JSONL_LEAD, records)
+    return keys, good, None
+
+
+def _inspect(path: Path, *, collect: bool) -> _Inspection | None:
+    """Read ``path`` back whole; None when there is nothing to protect (missing, empty, not a regular file).
+
+    Raises :class:`OutputFileError` when the file is not a prediction file of cvbulk. Never writes.
+    """
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    if not stat_mod.S_ISREG(st.st_mode) or st.st_size == 0:
+        return None  # /dev/null, a pipe: nothing to read back, nothing to lose
+    absolute = os.path.abspath(path)
+    cached = _verified.get(absolute)
+    if cached is not None and cached.signature == _signature(st) and not collect:
+        return cached
+    reader = _inspect_jsonl if _is_jsonl(path) else _inspect_csv
+    keys, good, columns = reader(path, st.st_size, collect)
+    found = _Inspection(keys, good, st.st_size, columns, _signature(st))
+    _verified[absolute] = _Inspection(set(), good, st.st_size, columns, found.signature)
+    return found
+
+
+def _cut_tail(path: Path, found: _Inspection) -> bool:
+    if found.good >= found.size:
+        return False
+    with open(path, "r+b") as f:
+        f.truncate(found.good)
+        f.flush()
+        os.fsync(f.fileno())
+    _verified.pop(os.path.abspath(path), None)
+    return True
+
+
+def _check_before_write(path: Path, *, append: bool) -> _Inspection | None:
+    found = _inspect(path, collect=False)
+    if found is not None and append:
+        _cut_tail(path, found)
+    return found
+
+
+def check_output_file(path: str | Path) -> None:
+    """Raise :class:`OutputFileError` when ``path`` exists and is not a prediction file cvbulk can read
+    back (a check a command can run before it sends anything). Never writes; a missing file passes.
+    """
+    _inspect(Path(path), collect=False)
 
 
 def _read_csv_header(path: Path) -> list[str] | None:
@@ -423,84 +613,26 @@ def _read_csv_header(path: Path) -> list[str] | None:
         return None
 
 
-def _scan_jsonl(path: Path, on_line: Callable[[bytes], None] | None = None) -> tuple[int, int]:
-    """Hand each complete line to ``on_line``; the offset after the last one, and the size."""
-    good = 0
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        for line, offset in _lines_with_offsets(f):
-            if not line.endswith(b"\n"):
-                break
-            good = offset
-            if on_line is not None:
-                on_line(line)
-    return good, size
-
-
 def repair_torn_tail(path: str | Path) -> bool:
     """Truncate a partial last record left by a killed writer. True when the file was cut.
 
-    Cheap in the common case: a file that ends with a newline is left alone (a CSV is then still
-    checked for a quoted field torn exactly after a newline by :func:`existing_keys`).
+    The file is read back first: one that is not ours raises :class:`OutputFileError`, untouched.
     """
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return False
-    if size == 0:
-        return False
-    with open(path, "rb") as f:
-        f.seek(size - 1)
-        if f.read(1) == b"\n":
-            return False
-    good, size = _scan_jsonl(path) if _is_jsonl(path) else _scan_csv(path)
-    return _truncate(path, good, size)
-
-
-def _truncate(path: Path, good: int, size: int) -> bool:
-    if good >= size:
-        return False
-    with open(path, "r+b") as f:
-        f.truncate(good)
-        f.flush()
-        os.fsync(f.fileno())
-    return True
+    found = _inspect(path, collect=False)
+    return found is not None and _cut_tail(path, found)
 
 
 def existing_keys(path: str | Path) -> set[str]:
-    """The image paths an output file already holds (CSV first column, JSONL ``"path"``).
+    """The image paths (scan keys) an output file already holds (CSV first column, JSONL ``"path"``).
 
-    Repairs the file first: a torn (partial) last record is truncated, so a resumed run appends
-    cleanly. A missing file holds nothing.
+    Reads the whole file back first: a file cvbulk did not write, or cannot read back, raises
+    :class:`OutputFileError` and is not modified. Then a torn (partial) last record is cut, so a resumed
+    run appends cleanly. A missing or empty file holds nothing.
     """
     path = Path(path)
-    if not path.exists():
+    found = _inspect(path, collect=True)
+    if found is None:
         return set()
-    keys: set[str] = set()
-    if _is_jsonl(path):
-
-        def take_line(line: bytes) -> None:
-            try:
-                obj = json.loads(line.decode("utf-8", errors="surrogateescape"))
-            except ValueError:
-                return  # a damaged line in the middle: its image is scored again
-            if isinstance(obj, dict) and isinstance(obj.get("path"), str):
-                keys.add(obj["path"])
-
-        _truncate(path, *_scan_jsonl(path, take_line))
-        return keys
-
-    seen_header = False
-
-    def take_record(record: list[str]) -> None:
-        nonlocal seen_header
-        if not seen_header:
-            seen_header = True
-            if record and record[0] == "path":
-                return  # the header
-        if record:
-            keys.add(unescape_cell(record[0]))
-
-    _truncate(path, *_scan_csv(path, take_record))
-    return keys
+    _cut_tail(path, found)
+    return found.keys

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from cvbulk.pipeline.names import key_for
 from cvbulk.pipeline.output import (
     CsvClassificationWriter,
     CsvDetectionWriter,
     JsonlWriter,
+    OutputFileError,
     PredictionRow,
     escape_cell,
     existing_keys,
@@ -46,7 +48,8 @@ def test_classification_csv_roundtrip(tmp_path: Path) -> None:
     rows = read_csv(out)
     assert rows[0] == ["path", "status", "reason", "top_tag", "top_probability", "Hemlock", "Japanese_Cherry", "'=cmd"]
     assert rows[1] == ["Test/test_image.jpg", "predicted", "", "Hemlock", "0.987654", "0.987654", "0.012346", ""]
-    assert rows[2][:5] == ['odd, "name"\nwith newline.jpg', "predicted", "", "Japanese_Cherry", "0.75"]
+    # A control character in a name is escaped as the scan's key has it: one line per record.
+    assert rows[2][:5] == ['odd, "name"\\x0awith newline.jpg', "predicted", "", "Japanese_Cherry", "0.75"]
     assert rows[3] == ["bad.jpg", "rejected", "not an image: text file", "", "", "", "", ""]
     assert len(rows) == 4
     raw = out.read_bytes()
@@ -138,15 +141,18 @@ def test_torn_last_line_repaired(tmp_path: Path) -> None:
     assert all(len(r) == len(rows[0]) for r in rows)
 
 
-def test_torn_inside_quoted_field(tmp_path: Path) -> None:
+def test_open_quote_after_a_newline_is_not_a_torn_row(tmp_path: Path) -> None:
+    """Our records are one line each, so a quoted field left open across a newline is not a row we
+    tore: the file is refused and left as it is (it used to be cut)."""
     out = tmp_path / "o.csv"
     with open_prediction_writer(out, tag_names=[], detect=False, append=False) as w:
         w.write(PredictionRow("a.jpg", "predicted", None, [], None))
-    whole = out.read_bytes()
     with open(out, "ab") as f:
-        f.write(b'"multi\nline')  # torn right after a newline inside a quoted field
-    assert existing_keys(out) == {"a.jpg"}
-    assert out.read_bytes() == whole
+        f.write(b'"multi\nline')
+    before = out.read_bytes()
+    with pytest.raises(OutputFileError, match="line 3"):
+        existing_keys(out)
+    assert out.read_bytes() == before
 
 
 def test_torn_header_only(tmp_path: Path) -> None:
@@ -197,7 +203,8 @@ def test_undecodable_file_name_round_trips(tmp_path: Path) -> None:
         out = tmp_path / f"o{suffix}"
         with open_prediction_writer(out, tag_names=[], detect=False, append=False) as w:
             w.write(PredictionRow(name, "predicted", None, [], None))
-        assert existing_keys(out) == {name}
+        out.read_bytes().decode("utf-8")  # valid UTF-8: the name went through its key form
+        assert existing_keys(out) == {key_for(name)} == {"caf\\xe9.jpg"}
 
 
 def test_flush_by_rows_and_by_time(tmp_path: Path) -> None:
