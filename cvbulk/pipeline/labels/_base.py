@@ -255,12 +255,11 @@ class MappedLabels:
         found = self._by_path.get(rel)
         if found is None and self._by_name:
             found = self._by_name.get(posixpath.basename(rel))
-        if found is None and self._tails:
-            if rel in self._tails:
-                full = self._tails[rel]
-                if full is None:
-                    return LabelProblem(f"several entries of the label file end in {rel!r}")
-                found = self._by_path.get(full)
+        if found is None and self._tails and rel in self._tails:
+            full = self._tails[rel]
+            if full is None:
+                return LabelProblem(f"several entries of the label file end in {rel!r}")
+            found = self._by_path.get(full)
         return found
 
     def tag_names(self) -> list[str]:

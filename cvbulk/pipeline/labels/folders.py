@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from ._base import Labels, LabelProblem, check_tag, norm_rel
+from ._base import LabelProblem, Labels, check_tag, norm_rel
 
 __all__ = ["FolderLabels", "FOLDER_MAP_FILE", "FOLDER_MAP_KEY"]
 
