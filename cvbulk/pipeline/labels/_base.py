@@ -16,7 +16,7 @@ import os
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Union, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "LabelFileError",
@@ -84,7 +84,7 @@ class LabelProblem:
     kind: str = "invalid"
 
 
-LabelResult = Union[Labels, LabelProblem]
+LabelResult = Labels | LabelProblem
 
 
 @runtime_checkable
