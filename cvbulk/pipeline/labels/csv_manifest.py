@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import os
-import sys
 from pathlib import Path
 
 from ._base import MAX_LABEL_FILE_BYTES, LabelFileError, LabelProblem, Labels, MappedLabels, check_tag, norm_rel
@@ -23,8 +22,6 @@ __all__ = ["CsvLabels", "PATH_COLUMNS", "TAG_COLUMNS"]
 PATH_COLUMNS = ("path", "file", "filename", "file_name", "image")
 TAG_COLUMNS = ("tags", "tag", "labels", "label")
 
-# A path or tags cell is short; one huge cell is a broken file, not a label (csv.Error names the line).
-csv.field_size_limit(min(sys.maxsize, 1 << 24))
 
 
 class CsvLabels(MappedLabels):
