@@ -41,7 +41,7 @@ def assert_same(image: ExportedImage, got: Labels | LabelProblem | None) -> None
 @pytest.mark.parametrize(("fmt", "kind"), CASES)
 def test_round_trip(tmp_path: Path, fmt: str, kind: str) -> None:
     layout = FolderLayout(AWKWARD_TAGS) if fmt == "folders" else None
-    images = images_for(kind, fmt=fmt)
+    images = images_for(kind, n=500, fmt=fmt)
     if layout is not None:
         images = [
             ExportedImage(im.id, layout.image_path(im.file, im.tags), im.width, im.height, im.tags, im.regions,
