@@ -14,9 +14,11 @@ import json
 import math
 import os
 import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TextIO, runtime_checkable
 
 __all__ = [
     "LabelFileError",
@@ -34,6 +36,7 @@ __all__ = [
     "decide",
     "norm_rel",
     "load_json",
+    "open_label_text",
     "MappedLabels",
 ]
 
@@ -193,8 +196,11 @@ def norm_rel(p: str) -> str:
     return "" if p == "." else p
 
 
-def load_json(path: Path) -> Any:
-    """The file's JSON, bounded in size and depth; any failure is one :class:`LabelFileError`."""
+@contextmanager
+def open_label_text(path: Path) -> Iterator[TextIO]:
+    """The label file as text, refused when larger than ``MAX_LABEL_FILE_BYTES``; a missing, unreadable or
+    folder path is one :class:`LabelFileError`. Bytes that are not UTF-8 are kept (``surrogateescape``) so
+    a non-UTF-8 file name in the file matches the name the scan stores."""
     name = path.name
     try:
         size = os.stat(path).st_size
@@ -202,18 +208,31 @@ def load_json(path: Path) -> Any:
             raise LabelFileError(
                 f"{name}: {size} bytes is larger than a label file may be ({MAX_LABEL_FILE_BYTES} bytes)"
             )
-        with open(path, encoding="utf-8-sig", errors="surrogateescape") as fh:
-            return json.load(fh)
+        fh = open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")  # noqa: SIM115 (closed below)
     except FileNotFoundError:
         raise LabelFileError(f"{name}: label file not found") from None
-    except json.JSONDecodeError as exc:
-        raise LabelFileError(f"{name}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}") from None
-    except RecursionError:
-        raise LabelFileError(f"{name}: the JSON is nested too deeply to be a label file") from None
     except IsADirectoryError:
         raise LabelFileError(f"{name}: is a folder, not a label file") from None
     except OSError as exc:
         raise LabelFileError(f"{name}: cannot read the label file: {exc.strerror}") from None
+    with fh:
+        try:
+            yield fh
+        except OSError as exc:
+            raise LabelFileError(f"{name}: cannot read the label file: {exc.strerror}") from None
+
+
+def load_json(path: Path) -> Any:
+    """The file's JSON, bounded in size and depth; any failure is one :class:`LabelFileError`."""
+    with open_label_text(path) as fh:
+        try:
+            return json.load(fh)
+        except json.JSONDecodeError as exc:
+            raise LabelFileError(
+                f"{path.name}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}"
+            ) from None
+        except RecursionError:
+            raise LabelFileError(f"{path.name}: the JSON is nested too deeply to be a label file") from None
 
 
 class MappedLabels:

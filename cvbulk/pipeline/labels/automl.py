@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ._base import (
-    MAX_LABEL_FILE_BYTES,
     LabelFileError,
     LabelProblem,
     Labels,
@@ -29,6 +28,7 @@ from ._base import (
     RegionLabel,
     check_tag,
     make_region,
+    open_label_text,
 )
 
 __all__ = ["AutoMLLabels", "url_key", "looks_like_automl"]
@@ -65,30 +65,21 @@ class AutoMLLabels(MappedLabels):
         name = self.path.name
         kinds: set[str] = set()
         results: dict[str, Labels | LabelProblem] = {}
-        try:
-            if os.stat(self.path).st_size > MAX_LABEL_FILE_BYTES:
-                raise LabelFileError(f"{name}: larger than a label file may be ({MAX_LABEL_FILE_BYTES} bytes)")
-            with open(self.path, encoding="utf-8-sig", errors="surrogateescape") as fh:
-                for n, text in enumerate(fh, 1):
-                    if not text.strip():
-                        continue
-                    key, kind, result = self._line(name, n, text)
-                    if kind:
-                        kinds.add(kind)
-                    before = results.get(key)
-                    if isinstance(before, Labels) and isinstance(result, Labels):
-                        result = Labels(
-                            tuple(dict.fromkeys([*before.tags, *result.tags])), before.regions + result.regions
-                        )
-                    elif isinstance(before, LabelProblem):
-                        result = before
-                    results[key] = result
-        except FileNotFoundError:
-            raise LabelFileError(f"{name}: label file not found") from None
-        except IsADirectoryError:
-            raise LabelFileError(f"{name}: is a folder, not a label file") from None
-        except OSError as exc:
-            raise LabelFileError(f"{name}: cannot read the label file: {exc.strerror}") from None
+        with open_label_text(self.path) as fh:
+            for n, text in enumerate(fh, 1):
+                if not text.strip():
+                    continue
+                key, kind, result = self._line(name, n, text)
+                if kind:
+                    kinds.add(kind)
+                before = results.get(key)
+                if isinstance(before, Labels) and isinstance(result, Labels):
+                    result = Labels(
+                        tuple(dict.fromkeys([*before.tags, *result.tags])), before.regions + result.regions
+                    )
+                elif isinstance(before, LabelProblem):
+                    result = before
+                results[key] = result
         if len(kinds) > 1:
             raise LabelFileError(
                 f"{name}: mixes label kinds ({', '.join(sorted(kinds))}): one file is one kind of project"

@@ -14,7 +14,7 @@ import csv
 import os
 from pathlib import Path
 
-from ._base import MAX_LABEL_FILE_BYTES, LabelFileError, LabelProblem, Labels, MappedLabels, check_tag, norm_rel
+from ._base import LabelFileError, LabelProblem, Labels, MappedLabels, check_tag, norm_rel, open_label_text
 from .tagcell import decode_tags
 
 __all__ = ["CsvLabels", "PATH_COLUMNS", "TAG_COLUMNS"]
@@ -34,10 +34,8 @@ class CsvLabels(MappedLabels):
         merged: dict[str, list[str]] = {}
         verbatim: dict[str, str] = {}  # a path cell with surrounding spaces: kept exact, matched stripped too
         line = 1
-        try:
-            if os.stat(self.path).st_size > MAX_LABEL_FILE_BYTES:
-                raise LabelFileError(f"{name}: larger than a label file may be ({MAX_LABEL_FILE_BYTES} bytes)")
-            with open(self.path, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
+        with open_label_text(self.path) as fh:
+            try:
                 reader = csv.reader(fh, strict=True)
                 header = next(reader, None)
                 if header is None:
@@ -71,14 +69,8 @@ class CsvLabels(MappedLabels):
                     stripped = norm_rel(raw_path.strip())
                     if stripped != rel:
                         verbatim[stripped] = rel
-        except FileNotFoundError:
-            raise LabelFileError(f"{name}: label file not found") from None
-        except csv.Error as exc:
-            raise LabelFileError(f"{name}: line {line}: malformed CSV: {exc}") from None
-        except IsADirectoryError:
-            raise LabelFileError(f"{name}: is a folder, not a label file") from None
-        except OSError as exc:
-            raise LabelFileError(f"{name}: cannot read the label file: {exc.strerror}") from None
+            except csv.Error as exc:
+                raise LabelFileError(f"{name}: line {line}: malformed CSV: {exc}") from None
         shared: dict[tuple[str, ...], Labels | LabelProblem] = {}  # a million rows, few tag sets
         for rel, tag_list in merged.items():
             key = tuple(tag_list)
