@@ -441,3 +441,44 @@ def test_yolo_labels_folder_with_darknet_names(tmp_path: Path) -> None:
     write(tmp_path / "bare" / "labels" / "a.txt", "0 0.5 0.5 0.1 0.1\n")
     with pytest.raises(LabelFileError, match="needs its class names"):
         open_label_source(str(tmp_path / "bare" / "labels"), tmp_path)
+
+
+# --- files other tools write ----------------------------------------------------------------------------------
+
+def test_coco_from_another_tool(tmp_path: Path) -> None:
+    doc = {
+        "info": {"year": 2024}, "licenses": [{"id": 1, "name": "x"}],
+        "images": [{"id": "img-1", "file_name": "train/a.jpg", "width": 640, "height": 480, "license": 1}],
+        "categories": [{"id": 1, "name": "person", "supercategory": "human"}],
+        "annotations": [{"id": 5, "image_id": "img-1", "category_id": 1, "bbox": [64, 48, 320, 240.0],
+                         "area": 76800, "iscrowd": 0, "segmentation": [[64, 48, 384, 48, 384, 288]]}],
+    }
+    src = open_label_source(str(write(tmp_path / "instances_train.json", json.dumps(doc))), tmp_path)
+    got = src.labels_for("train/a.jpg")
+    assert isinstance(got, Labels) and got.tags == ("person",)
+    r = got.regions[0]
+    assert (r.left, r.top, r.width, r.height) == pytest.approx((0.1, 0.1, 0.5, 0.5))
+
+
+def test_azure_ml_data_labeling_export_lines(tmp_path: Path) -> None:
+    # A data labeling export carries extra keys (confidence, timestamps): they are ignored.
+    line = {
+        "image_url": "azureml://subscriptions/s/resourcegroups/r/workspaces/w/datastores/d/paths/UI/2024/cats/x1.jpg",
+        "image_details": {"format": "jpg", "width": "640px", "height": "480px"},
+        "label": [{"label": "cat", "topX": 0.1, "topY": 0.2, "bottomX": 0.5, "bottomY": 0.6, "isCrowd": "false"}],
+        "label_confidence": [1.0],
+    }
+    src = open_label_source(str(jsonl(tmp_path / "labels.jsonl", line)), tmp_path)
+    got = src.labels_for("cats/x1.jpg")
+    assert isinstance(got, Labels) and got.regions[0] == RegionLabel("cat", 0.1, 0.2, 0.4, pytest.approx(0.4))  # type: ignore[arg-type]
+
+
+def test_ultralytics_style_data_yaml_with_extra_keys(tmp_path: Path) -> None:
+    write(tmp_path / "coco8.yaml",
+          "# Ultralytics\npath: ../datasets/coco8\ntrain: images/train\nval: images/val\ntest:\n\n"
+          "names:\n  0: person\n  1: bicycle\n  2: 'traffic light'\n\ndownload: https://example.invalid/coco8.zip\n")
+    write(tmp_path / "labels" / "val" / "z.txt", "2 0.5 0.5 0.5 0.5\n")
+    src = open_label_source(str(tmp_path / "coco8.yaml"), tmp_path)
+    assert src.tag_names() == ["bicycle", "person", "traffic light"]
+    got = src.labels_for("images/val/z.jpg")
+    assert isinstance(got, Labels) and got.tags == ("traffic light",)

@@ -24,6 +24,7 @@ __all__ = [
     "RegionLabel",
     "Sink",
     "LocalSink",
+    "atomic_write_bytes",
     "MemorySink",
     "WriteResult",
     "FormatOptions",
@@ -94,20 +95,24 @@ class LocalSink:
         rel = posixpath.normpath(relpath)
         if rel.startswith("../") or rel == ".." or posixpath.isabs(rel):
             raise ValueError(f"{relpath!r} is outside the export root")
-        path = self.root.joinpath(*rel.split("/"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        atomic_write_bytes(self.root.joinpath(*rel.split("/")), text.encode("utf-8", "surrogateescape"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write through a temporary file in the same folder and rename: a kill never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
+        os.replace(tmp, path)
+    except BaseException:
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(text.encode("utf-8", "surrogateescape"))
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 class MemorySink:
