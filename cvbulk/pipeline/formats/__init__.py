@@ -32,6 +32,8 @@ from .model import (
     RegionLabel,
     Sink,
     WriteResult,
+    atomic_write_bytes,
+    from_client_image,
     image_format,
     kind_of_project,
 )
@@ -55,6 +57,8 @@ __all__ = [
     "FolderLayout",
     "safe_folder_name",
     "image_format",
+    "from_client_image",
+    "atomic_write_bytes",
     "image_relpath",
     "kind_of_project",
     "check_supported",

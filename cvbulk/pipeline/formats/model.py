@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from ..labels import RegionLabel
 
@@ -30,6 +30,7 @@ __all__ = [
     "FormatOptions",
     "image_format",
     "kind_of_project",
+    "from_client_image",
 ]
 
 ProjectKind = Literal["multiclass", "multilabel", "detection"]
@@ -139,3 +140,19 @@ def kind_of_project(domain_type: str | None, classification_type: str | None) ->
     if (domain_type or "").lower() == "objectdetection":
         return "detection"
     return "multilabel" if (classification_type or "").lower() == "multilabel" else "multiclass"
+
+
+def from_client_image(image: Any, file: str) -> ExportedImage:
+    """An :class:`ExportedImage` from a ``cvbulk.client.Image`` (as GetImages / GetImagesByIds return it)
+    whose bytes the job wrote at ``file``. Region tags count as the image's tags (a detection image's tags
+    are its boxes')."""
+    regions = tuple(
+        RegionLabel(r.tag_name or "", float(r.left or 0.0), float(r.top or 0.0), float(r.width or 0.0),
+                    float(r.height or 0.0))
+        for r in (image.regions or ())
+    )
+    tags = tuple(dict.fromkeys([*(t.tag_name or "" for t in (image.tags or ())), *(r.tag for r in regions)]))
+    return ExportedImage(
+        id=image.id or "", file=file, width=image.width, height=image.height, tags=tags, regions=regions,
+        metadata=dict(image.metadata or {}), created=image.created,
+    )

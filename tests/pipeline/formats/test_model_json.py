@@ -47,3 +47,18 @@ def test_written_as_json() -> None:
     assert result.files == ["model.json"]
     doc = json.loads(sink.files["model.json"])
     assert doc["format"] == "cvbulk-model/1" and doc["iterations"][0]["name"] == "Iteration 2"
+
+
+def test_exported_image_from_a_client_image() -> None:
+    from cvbulk.client import Image
+    from cvbulk.pipeline.formats import RegionLabel, from_client_image
+
+    image = Image.from_json({
+        "id": "i1", "created": "2026-01-01T00:00:00Z", "width": 640, "height": 480, "metadata": {"k": "v"},
+        "tags": [{"tagId": "t1", "tagName": "cat"}],
+        "regions": [{"regionId": "r1", "tagId": "t2", "tagName": "dog", "left": 0.1, "top": 0.2, "width": 0.3, "height": 0.4}],
+    })
+    got = from_client_image(image, "images/i1.jpg")
+    assert got.tags == ("cat", "dog") and got.regions == (RegionLabel("dog", 0.1, 0.2, 0.3, 0.4),)
+    assert (got.id, got.file, got.width, got.height, dict(got.metadata), got.created) == (
+        "i1", "images/i1.jpg", 640, 480, {"k": "v"}, "2026-01-01T00:00:00Z")
