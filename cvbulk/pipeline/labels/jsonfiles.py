@@ -131,6 +131,9 @@ class CocoLabels(MappedLabels):
             merged[file_name] = result
         for file_name, result in merged.items():
             self._put(file_name, result, by_name=True)
+        info = data.get("info")
+        if isinstance(info, Mapping) and info.get("cvbulk_kind") == "detection":
+            self.has_regions = True  # ours, from a detection project (even one without a box yet)
         # A category without an annotation is still a tag the project should have.
         self._tags.update(cats.values())
 

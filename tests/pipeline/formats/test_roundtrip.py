@@ -95,3 +95,9 @@ def test_detection_regions_of_the_folders_layout_travel_in_regions_json(tmp_path
     source = open_label_source(str(tmp_path / "regions.json"), tmp_path)
     for im in images:
         assert_same(im, source.labels_for(im.file))
+
+
+def test_an_empty_detection_export_still_reads_as_detection(tmp_path: Path) -> None:
+    images = [ExportedImage("a", "images/a.jpg", 10, 10)]
+    write_labels("coco", images, "detection", LocalSink(tmp_path))
+    assert open_label_source(str(tmp_path / "coco.json"), tmp_path).has_regions
