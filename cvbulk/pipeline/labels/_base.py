@@ -14,9 +14,11 @@ import json
 import math
 import os
 import posixpath
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, TextIO, runtime_checkable
 
@@ -122,10 +124,19 @@ def decide(found: Labels | LabelProblem | None, *, untagged: bool) -> Labels | L
     return found
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def check_tag(name: Any) -> str | None:
     """Why ``name`` cannot be a tag of the service, or None when it can."""
     if not isinstance(name, str):
         return f"tag {name!r} is not a string"
+    return _check_tag_text(name)
+
+
+@lru_cache(maxsize=1 << 16)
+def _check_tag_text(name: str) -> str | None:
+    # Cached: a project has few tags and a million labels naming them.
     if not name.strip():
         return "a tag name is empty"
     if len(name) > MAX_TAG_LENGTH:
@@ -134,7 +145,7 @@ def check_tag(name: Any) -> str | None:
         name.encode("utf-8")
     except UnicodeEncodeError:
         return f"tag {name.encode('utf-8', 'backslashreplace').decode('ascii', 'replace')!r} is not valid text"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+    if _CONTROL.search(name):
         return f"tag {name!r} contains control characters"
     return None
 
