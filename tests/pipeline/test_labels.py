@@ -482,3 +482,29 @@ def test_ultralytics_style_data_yaml_with_extra_keys(tmp_path: Path) -> None:
     assert src.tag_names() == ["bicycle", "person", "traffic light"]
     got = src.labels_for("images/val/z.jpg")
     assert isinstance(got, Labels) and got.tags == ("traffic light",)
+
+
+# --- through the upload: one bad image does not stop the batch -------------------------------------------------
+
+async def test_upload_skips_the_image_with_a_nan_box_and_sends_the_rest(tmp_path: Path, training_client) -> None:
+    import anyio
+
+    from cvbulk.pipeline.upload import UploadOptions, run_upload
+
+    root = SAMPLES / "ObjectDetection" / "Images"
+    regions = json.loads((SAMPLES / "od_regions.json").read_text(encoding="utf-8"))
+    bad_key = sorted(regions)[0]
+    regions[bad_key] = [{**regions[bad_key][0], "left": float("nan")}]
+    label_file = tmp_path / "regions.json"
+    label_file.write_text(json.dumps(regions), encoding="utf-8")  # NaN as JSON's NaN literal, as Python writes it
+    options = UploadOptions(root=root, project="nan-box", state=tmp_path / "state.sqlite",
+                            report=tmp_path / "report.json", create=True, labels=str(label_file))
+    with anyio.fail_after(60):
+        result = await run_upload(training_client, options)
+    assert result.report["counts"] == {"uploaded": 39, "skipped": 2}
+    assert result.exit_code == 0
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "state.sqlite") as conn:  # the file's recorded outcome names why
+        dump = "\n".join(conn.iterdump()).replace("''", "'")
+    assert "bad labels: region 1: region 'fork': left is nan" in dump and bad_key in dump
