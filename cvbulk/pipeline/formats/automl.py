@@ -26,6 +26,7 @@ has no place in this schema and is not written (``model.json``/COCO carry it).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 from ._common import dumps, in_validation, valid_labels
@@ -100,8 +101,7 @@ def write_automl(
     options = options or FormatOptions()
     prefix = options.image_url_prefix
     if prefix is not None and prefix and not prefix.endswith("/"):
-        options = FormatOptions(prefix + "/", options.validation_split, options.include_untagged,
-                                options.negative_tags)
+        options = dataclasses.replace(options, image_url_prefix=prefix + "/")
     result = WriteResult()
     lines: dict[str, list[str]] = {TRAIN_DIR: [], VALIDATION_DIR: []}
     for image in images:
