@@ -42,7 +42,7 @@ from .batch import DEFAULT_BATCH_BYTES, DEFAULT_LINGER, Batch, Batcher, BatchIte
 from .journal import (
     DUPLICATE, FAILURE_STATUSES, REJECTED, SENDING, SKIPPED, UPLOADED, Journal, JournalEntry, needs_work,
 )
-from .labels import Labels, LabelSource, open_label_source
+from .labels import LabelProblem, Labels, LabelSource, open_label_source
 from .prepare import TRAINING_LIMITS, ImageLimits, PreparedImage, Rejected, prepare_image
 from .project import (
     TAG_LIMITS,
@@ -403,7 +403,7 @@ async def _scan_and_plan(
         run.progress.set_total(0)  # an empty tree: a finished bar rather than "0/?"
 
 
-def _lookup(run: _Run, chunk: list[ScanEntry | ScanProblem]) -> list[tuple[Any, Labels | None, Any]]:
+def _lookup(run: _Run, chunk: list[ScanEntry | ScanProblem]) -> list[tuple[Any, Labels | LabelProblem | None, Any]]:
     """One worker-thread hop per chunk: the journal rows and the labels of its files."""
     journal = run.journal
     known = journal.get_many([f.relpath for f in chunk]) if journal is not None else {}
@@ -436,6 +436,10 @@ async def _plan(
                 )
             else:
                 done.append("unchanged")
+            continue
+        if isinstance(labels, LabelProblem):  # this image's labels are unusable: it alone is skipped
+            await record_send.send(JournalEntry(found.relpath, found.size, found.mtime_ns, None, SKIPPED,
+                                                reason=f"bad labels: {labels.reason}"))
             continue
         unlabelled = labels is None and not run.options.untagged
         if prior is not None and not needs_work(prior, found.size, found.mtime_ns):
