@@ -12,6 +12,7 @@ from ._errors import ApiError
 from ._http import IMAGES, json_response
 from ._imaging import content_type, resized_copy
 from ._limits import throttled_body
+from ._routes_exports import download_export
 from ._routes_prediction import PREDICTION_PREFIX, prediction_routes
 from ._routes_training import TRAINING_PREFIX, training_routes
 from ._state import STATE, EmulatorState
@@ -170,4 +171,5 @@ def build_app(state: EmulatorState) -> web.Application:
     app.router.add_get("/emulator/blobs/{sha}", _blob)
     app.router.add_get("/emulator/blobs/{sha}/{variant}", _blob)
     app.router.add_get("/emulator/exports/{token}", _export)
+    app.router.add_get("/emulator/models/{name}", download_export)
     return app

@@ -17,6 +17,7 @@ from ._http import base_url, json_response, q_list, q_str, read_json
 from ._routing import Handler, run
 from ._routing import pid as _pid
 from ._routing import state as _st
+from ._routes_ops import ops_routes
 
 __all__ = ["TRAINING_PREFIX", "training_routes"]
 
@@ -168,6 +169,7 @@ def training_routes() -> list[tuple[str, str, Handler, str]]:
         ("DELETE", p + "/predictions", iterations.delete_prediction, "DeletePrediction"),
         ("POST", p + "/quicktest/image", iterations.quick_test_image, "QuickTestImage"),
         ("POST", p + "/quicktest/url", iterations.quick_test_image_url, "QuickTestImageUrl"),
+        *ops_routes(),
     ]
 
 
