@@ -3,8 +3,8 @@
 The service proposes regions before any training, from a generic objectness model. The emulator
 does the same with its trainer's detection features: every window of the sliding-window grid is
 described by ``_window_vector`` (mean colour / edge channels inside, and how much the ring around
-the window differs from the inside). A window whose inside differs strongly from its surroundings,
-and has structure of its own, likely frames an object. The same non-maximum suppression as the
+the window differs from the inside). A window whose inside differs strongly in colour from its
+surroundings likely frames an object. The same non-maximum suppression as the
 detector's turns the scored windows into at most ``MAX_BOXES`` proposals, best first.
 Synchronous and deterministic: run it in a worker thread.
 """
@@ -12,29 +12,47 @@ Synchronous and deterministic: run it in a worker thread.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from . import _trainer as tr
 from ._features import CHANNELS, GRID, N_GRADIENT, cell_grid
 
 __all__ = ["region_proposals"]
 
-# Window sizes in grid cells: squares and 1:2 / 2:1 boxes from an eighth to three quarters of
-# the image side, the range the service's proposals cover.
-_SIZES = sorted({(s, s) for s in (3, 4, 6, 8, 10, 12)} | {(a, b) for a, b in ((3, 6), (4, 8), (6, 12))}
-                | {(b, a) for a, b in ((3, 6), (4, 8), (6, 12))})
+# Window sizes in grid cells: every width and height from 2 to 14 cells (an eighth to seven eighths
+# of the side) up to an aspect ratio of 3, so that an object's own box is among the windows.
+_STEPS = (2, 3, 4, 5, 6, 7, 8, 10, 12, 14)
+_SIZES = sorted({(w, h) for w in _STEPS for h in _STEPS if max(w, h) <= 3 * min(w, h)})
 _WINDOWS = tr._windows(_SIZES)
+_COLOURS = CHANNELS - N_GRADIENT  # the colour channels come first in a window vector
 _HALF_CONFIDENCE = 0.25  # the contrast at which a proposal's confidence is 0.5
 _MIN_CONFIDENCE = 0.05
+_CANDIDATES = 300  # the best windows that go on to suppression (bounds its quadratic cost)
 
 
-def _objectness(vector: list[float]) -> float:
-    """How much the window stands out: the colour/edge difference between its ring and its
-    inside, a little more for windows with edges inside (an object, not a patch of sky)."""
-    inner = vector[:CHANNELS]
-    ring = vector[CHANNELS:2 * CHANNELS]
-    contrast = math.sqrt(sum(v * v for v in ring))
-    edges = sum(inner[-N_GRADIENT:]) / N_GRADIENT
-    return contrast * (0.75 + 0.5 * min(1.0, edges * 4))
+def _colour_sum(sums: Sequence[float], x0: int, y0: int, x1: int, y1: int) -> list[float]:
+    """The colour channels of ``CellGrid.window_sum`` (the summed-area table's four corners)."""
+    k, row = CHANNELS, GRID + 1
+    a, b, c, d = ((y * row + x) * k for y, x in ((y0, x0), (y0, x1), (y1, x0), (y1, x1)))
+    n = _COLOURS
+    return [vd - vb - vc + va for va, vb, vc, vd in zip(sums[a:a + n], sums[b:b + n], sums[c:c + n], sums[d:d + n])]
+
+
+def _objectness(sums: Sequence[float], win: tuple[int, int, int, int]) -> float:
+    """How much the window stands out: the colour difference between the ring around it and its
+    inside (as in the detector's ``_window_vector``). Largest for the window that frames a uniform
+    object on its background: a larger window mixes background into the inside, a smaller one
+    mixes object into the ring."""
+    x0, y0, x1, y1 = win
+    area = (x1 - x0) * (y1 - y0)
+    mx, my = max(1, (x1 - x0) // 3), max(1, (y1 - y0) // 3)
+    ox0, oy0, ox1, oy1 = max(0, x0 - mx), max(0, y0 - my), min(GRID, x1 + mx), min(GRID, y1 + my)
+    ring_area = (ox1 - ox0) * (oy1 - oy0) - area
+    if ring_area <= 0:
+        return 0.0
+    inner = _colour_sum(sums, x0, y0, x1, y1)
+    outer = _colour_sum(sums, ox0, oy0, ox1, oy1)
+    return math.sqrt(sum(((o - i) / ring_area - i / area) ** 2 for o, i in zip(outer, inner)))
 
 
 def region_proposals(image: bytes) -> list[tuple[float, tr.RegionBox]]:
@@ -45,9 +63,9 @@ def region_proposals(image: bytes) -> list[tuple[float, tr.RegionBox]]:
     for win in _WINDOWS:
         if win[2] - win[0] == GRID and win[3] - win[1] == GRID:
             continue  # the whole image is not a proposal
-        contrast = _objectness(tr._window_vector(grid, win))
+        contrast = _objectness(grid.sums, win)
         confidence = contrast / (contrast + _HALF_CONFIDENCE)
         if confidence >= _MIN_CONFIDENCE:
             scored.append((confidence, tr._window_corners(win)))
     scored.sort(key=lambda s: (-s[0], s[1]))
-    return [(round(p, 6), box) for p, box in tr._nms("", scored)]
+    return [(round(p, 6), box) for p, box in tr._nms("", scored[:_CANDIDATES])]

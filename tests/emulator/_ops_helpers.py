@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from dataclasses import dataclass, field
@@ -85,8 +86,6 @@ def detection_project(c: Client) -> tuple[str, dict, dict[str, str]]:
     pid = c.json("POST", "/projects", params={"name": "od", "domainId": GENERAL_DETECTION})["id"]
     tags = {n: c.json("POST", f"/projects/{pid}/tags", params={"name": n})["id"] for n in ("fork", "scissors")}
     regions = json.loads((SAMPLES / "od_regions.json").read_text())
-    import base64
-
     entries = []
     for name, boxes in sorted(regions.items()):
         folder = "fork" if name.startswith("fork") else "scissors"
