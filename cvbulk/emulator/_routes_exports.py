@@ -65,7 +65,7 @@ async def _export_job(st: EmulatorState, iteration: dict, platform: str, flavor:
         await run(write_export, st.data_dir / "models" / f"{iid}.json", st.data_dir / MODEL_EXPORTS_DIR / name,
                   manifest)
         status, file = "Done", name
-    except Exception:  # noqa: BLE001 - a failed export is a state of the export (Failed), not a crash
+    except Exception:  # a failed export is a state of the export (Failed), not a crash
         log.exception("export of iteration %s to %s failed", iid, platform)
         status, file = "Failed", None
     try:

@@ -14,10 +14,10 @@ from . import _routes_iterations as iterations
 from ._domains import DOMAINS, domain_by_id
 from ._errors import not_found
 from ._http import base_url, json_response, q_list, q_str, read_json
+from ._routes_ops import ops_routes
 from ._routing import Handler, run
 from ._routing import pid as _pid
 from ._routing import state as _st
-from ._routes_ops import ops_routes
 
 __all__ = ["TRAINING_PREFIX", "training_routes"]
 

@@ -90,7 +90,7 @@ def test_suggestions_need_a_trained_iteration_and_known_images(c, trees):
     missing = c.call("POST", url, 404, params={"iterationId": trees.iteration["id"],
                                                "imageIds": "00000000-0000-0000-0000-000000000001"})
     assert missing.json()["code"] == "NotFoundImage"
-    too_many = ",".join("00000000-0000-0000-0000-%012d" % i for i in range(65))
+    too_many = ",".join(f"00000000-0000-0000-0000-{i:012d}" for i in range(65))
     assert c.call("POST", url, 400, params={"iterationId": trees.iteration["id"], "imageIds": too_many}).json()["code"] \
         == "BadRequestExceededBatchSize"
     assert c.call("POST", url, 400, params={"imageIds": trees.untagged["Test"]}).json()["code"] \
@@ -98,7 +98,7 @@ def test_suggestions_need_a_trained_iteration_and_known_images(c, trees):
 
 
 def test_detection_suggestions_carry_boxes(c):
-    pid, iteration, tags = detection_project(c)
+    pid, iteration, _tags = detection_project(c)
     from ._ops_helpers import SAMPLES, upload
 
     test_image = upload(c, pid, [SAMPLES / "ObjectDetection" / "Images" / "test" / "test_image.jpg"])[0]["id"]
@@ -113,8 +113,8 @@ def test_detection_suggestions_carry_boxes(c):
     assert confidences == sorted(confidences, reverse=True) and all(0 < p < 1 for p in confidences)
     for p in proposals["proposals"]:
         box = p["boundingBox"]
-        assert 0 <= box["left"] and box["left"] + box["width"] <= 1 + 1e-9 and box["width"] > 0
-        assert 0 <= box["top"] and box["top"] + box["height"] <= 1 + 1e-9 and box["height"] > 0
+        assert box["left"] >= 0 and box["left"] + box["width"] <= 1 + 1e-9 and box["width"] > 0
+        assert box["top"] >= 0 and box["top"] + box["height"] <= 1 + 1e-9 and box["height"] > 0
 
 
 def test_region_proposals_need_no_training_and_find_a_clear_object(c):

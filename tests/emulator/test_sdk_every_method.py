@@ -89,7 +89,7 @@ def _classification(trainer, predictor, emu) -> None:
     assert {t.name for t in trainer.get_tags(pid)} == {"Hemlock", "Cherry"}
 
     hemlocks, cherries = _files("Hemlock"), _files("Japanese_Cherry")
-    for name, data in hemlocks[:9]:
+    for _name, data in hemlocks[:9]:
         assert trainer.create_images_from_data(pid, data, tag_ids=[hemlock.id]).is_batch_successful
     batch = ImageFileCreateBatch(images=[ImageFileCreateEntry(name=n, contents=d) for n, d in cherries[:5]],
                                  tag_ids=[cherry.id])
