@@ -14,7 +14,6 @@ from . import _routes_iterations as iterations
 from ._domains import DOMAINS, domain_by_id
 from ._errors import not_found
 from ._http import base_url, json_response, q_list, q_str, read_json
-from ._routes_ops import ops_routes
 from ._routing import Handler, run
 from ._routing import pid as _pid
 from ._routing import state as _st
@@ -169,7 +168,6 @@ def training_routes() -> list[tuple[str, str, Handler, str]]:
         ("DELETE", p + "/predictions", iterations.delete_prediction, "DeletePrediction"),
         ("POST", p + "/quicktest/image", iterations.quick_test_image, "QuickTestImage"),
         ("POST", p + "/quicktest/url", iterations.quick_test_image_url, "QuickTestImageUrl"),
-        *ops_routes(),
     ]
 
 
