@@ -39,6 +39,9 @@ EXPORT_FLAVORS = {
     "ONNX": ("", "ONNX10", "ONNX12"),
     "VAIDK": ("",),
 }
+# A finished export whose iteration still exists (a deleted iteration takes its downloads with it).
+_LIVE_EXPORT = ("SELECT 1 FROM model_exports e JOIN iterations i ON i.id=e.iteration_id"
+                " WHERE e.file=? AND e.status='Done'")
 _UNTAGGED = ("NOT EXISTS (SELECT 1 FROM image_tags it WHERE it.image_id=i.id) AND "
              "NOT EXISTS (SELECT 1 FROM regions r WHERE r.image_id=i.id)")
 
@@ -114,12 +117,11 @@ class OpsStore(StoreBase):
     def owns_export(self, project_id: str, file: str) -> bool:
         with self._tx() as db:
             pid = self._project_row(db, project_id)["id"]
-            return db.execute("SELECT 1 FROM model_exports WHERE project_id=? AND file=? AND status='Done'",
-                              (pid, file)).fetchone() is not None
+            return db.execute(_LIVE_EXPORT + " AND e.project_id=?", (file, pid)).fetchone() is not None
 
     def export_done(self, file: str) -> bool:
         with self._tx() as db:
-            return db.execute("SELECT 1 FROM model_exports WHERE file=? AND status='Done'", (file,)).fetchone() is not None
+            return db.execute(_LIVE_EXPORT, (file,)).fetchone() is not None
 
     # -- files of a project ---------------------------------------------------------------------------
     def owns_blob(self, project_id: str, sha256: str) -> bool:
@@ -205,9 +207,3 @@ class OpsStore(StoreBase):
     def save_image_performances(self, iteration_id: str, results: list[dict]) -> None:
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO image_performances VALUES (?,?)", (iteration_id, json.dumps(results)))
-
-    def iteration_samples(self, project_id: str, iteration_id: str) -> list[dict]:
-        """The training samples an iteration recorded (sha256, tags, regions)."""
-        with self._tx() as db:
-            row = self._ops_iteration(db, project_id, iteration_id)
-            return json.loads(row["samples"])
