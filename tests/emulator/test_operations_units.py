@@ -11,8 +11,7 @@ import zipfile
 import pytest
 from PIL import Image
 
-from cvbulk.emulator import EmulatorConfig, EmulatorThread
-from cvbulk.emulator import _routes_exports
+from cvbulk.emulator import EmulatorConfig, EmulatorThread, _routes_exports
 from cvbulk.emulator._blobs import BlobStore
 from cvbulk.emulator._export_package import export_file_name, write_export
 from cvbulk.emulator._holdout import holdout_predictions
@@ -62,7 +61,8 @@ def test_region_proposals_are_deterministic_and_empty_for_a_blank_image():
     boxed = _png(lambda img: img.paste((200, 30, 30), (20, 120, 80, 180)))
     first = region_proposals(boxed)
     assert first == region_proposals(boxed)
-    p, box = first[0]
+    confidence, box = first[0]
+    assert 0.5 < confidence < 1
     assert box.left == pytest.approx(0.125, abs=0.07) and box.top == pytest.approx(0.625, abs=0.07)
     assert region_proposals(_png(lambda img: None)) == []  # nothing stands out
 
