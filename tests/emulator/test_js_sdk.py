@@ -55,3 +55,20 @@ def test_js_sdk_quickstart_runs_unchanged(node, emulator_thread):
     assert best["tagName"] == "Hemlock"
     assert {p["tagName"] for p in result["predictions"]} == {"Hemlock", "Japanese Cherry"}
     assert abs(sum(p["probability"] for p in result["predictions"]) - 1.0) < 1e-6  # multiclass
+
+
+def test_js_sdk_on_the_operations_added_last(node, emulator_thread):
+    """Exports, artifacts (a stream), suggestions (a dictionary answer), proposals, image performances."""
+    emu = emulator_thread
+    env = {**os.environ, "CV_ENDPOINT": emu.endpoint, "CV_TRAINING_KEY": emu.training_key,
+           "CV_SAMPLES": str(SAMPLES / "ImageClassification" / "Images"), "CV_POLL_MS": "50"}
+    done = subprocess.run([node, "operations.js"], cwd=JS, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["exportStarted"] == "Exporting"
+    assert result["export"] == {"status": "Done", "platform": "TensorFlow", "flavor": "TensorFlowLite"}
+    assert result["zipMagic"] == "PK" and result["zipBytes"] > 100
+    assert result["suggestedTag"] == "Hemlock" and result["suggestionId"] == result["untaggedId"]
+    assert result["hemlockCount"] == 1 and result["suggestedIds"] == [result["untaggedId"]]
+    assert 1 <= result["proposals"] <= 20
+    assert result["performances"] == result["performanceCount"] > 0
