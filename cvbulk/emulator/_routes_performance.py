@@ -7,7 +7,6 @@ import anyio
 from aiohttp import web
 
 from ._errors import ApiError
-from ._holdout import holdout_predictions
 from ._http import MAX_BATCH_TAGS, base_url, image_json, json_response, q_int, q_list, q_str
 from ._routing import Handler, run
 from ._routing import pid as _pid
@@ -31,6 +30,8 @@ async def _held_out(request: web.Request) -> list[dict]:
     async with lock:  # concurrent askers wait for one evaluation
         cached = await run(st.store.image_performances, state["id"])
         if cached is None:
+            from ._holdout import holdout_predictions  # late: the emulator starts without the trainer
+
             pairs = await run(holdout_predictions, st.blobs, state["kind"], state["samples"],
                               [t["id"] for t in state["tags"]], st.config.seed, limiter=st.cpu)
             cached = [{"sha": sha, "predictions": predictions_json(scored, state["tags"])} for sha, scored in pairs]

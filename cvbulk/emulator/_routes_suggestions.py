@@ -13,10 +13,8 @@ from aiohttp import web
 from . import _routes_images as images
 from ._db import norm_id, utcnow
 from ._errors import ApiError
-from ._features import UndecodableImageError
 from ._http import base_url, image_json, json_response, q_list, q_str, read_json
 from ._ingest import Upload
-from ._proposals import region_proposals
 from ._routing import Handler, run
 from ._routing import pid as _pid
 from ._routing import state as _st
@@ -40,6 +38,8 @@ async def _suggest(st: EmulatorState, iteration: dict, targets: list[tuple[str, 
         raise ApiError(503, "ErrorPredictionModelNotFound", "The iteration's model is not available") from None
 
     def work() -> list[dict]:
+        from ._features import UndecodableImageError  # late: the trainer loads only when a model is used
+
         rows = []
         for image_id, sha in targets:
             try:
@@ -163,6 +163,9 @@ async def query_suggested_image_count(request: web.Request) -> web.Response:
 
 # -- region proposals -------------------------------------------------------------------------------
 def _proposals(st: EmulatorState, sha: str) -> list[dict]:
+    from ._features import UndecodableImageError  # late: the emulator starts without the trainer
+    from ._proposals import region_proposals
+
     try:
         found = region_proposals(st.blobs.get(sha))
     except (UndecodableImageError, OSError):
