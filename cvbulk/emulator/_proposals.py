@@ -1,11 +1,10 @@
 """Region proposals (GetImageRegionProposals): class-agnostic boxes where something stands out.
 
 The service proposes regions before any training, from a generic objectness model. The emulator
-does the same with its trainer's detection features: every window of the sliding-window grid is
-described by ``_window_vector`` (mean colour / edge channels inside, and how much the ring around
-the window differs from the inside). A window whose inside differs strongly in colour from its
-surroundings likely frames an object. The same non-maximum suppression as the
-detector's turns the scored windows into at most ``MAX_BOXES`` proposals, best first.
+does the same on its trainer's detection grid: every window of the sliding-window grid is scored
+by the ring-versus-inside colour contrast that the detector's ``_window_vector`` also describes (a
+window whose inside differs strongly in colour from its surroundings likely frames an object), and
+the detector's own non-maximum suppression keeps at most ``MAX_BOXES`` proposals, best first.
 Synchronous and deterministic: run it in a worker thread.
 """
 
