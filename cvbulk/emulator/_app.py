@@ -12,6 +12,8 @@ from ._errors import ApiError
 from ._http import IMAGES, json_response
 from ._imaging import content_type, resized_copy
 from ._limits import throttled_body
+from ._routes_exports import download_export
+from ._routes_ops import ops_routes
 from ._routes_prediction import PREDICTION_PREFIX, prediction_routes
 from ._routes_training import TRAINING_PREFIX, training_routes
 from ._state import STATE, EmulatorState
@@ -167,7 +169,11 @@ def build_app(state: EmulatorState) -> web.Application:
     for method, path, handler, operation, stores in prediction_routes():
         add(PREDICTION_PREFIX, method, path, handler,
             ("Prediction", operation, "prediction_store" if stores else "prediction_nostore"))
+    # Added last: aiohttp tries these resources one by one, so classify and upload never pass them.
+    for method, path, handler, operation in ops_routes():
+        add(TRAINING_PREFIX, method, path, handler, ("Training", operation, "training"))
     app.router.add_get("/emulator/blobs/{sha}", _blob)
     app.router.add_get("/emulator/blobs/{sha}/{variant}", _blob)
     app.router.add_get("/emulator/exports/{token}", _export)
+    app.router.add_get("/emulator/models/{name}", download_export)
     return app

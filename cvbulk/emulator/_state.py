@@ -38,6 +38,7 @@ class EmulatorState:
     throttle_left: int = 0
     perf_cache: dict = field(default_factory=dict)
     perf_locks: dict = field(default_factory=dict)
+    exports_running: set = field(default_factory=set)  # (iteration, platform, flavor) being built
 
     @classmethod
     def open(cls, config: EmulatorConfig, data_dir: Path) -> "EmulatorState":

@@ -11,12 +11,13 @@ import json
 from ._db import new_id, utcnow
 from ._store_images import ImageStore, NewImage
 from ._store_iterations import IterationStore
+from ._store_ops import OpsStore
 from ._store_projects import ProjectStore
 
 __all__ = ["Store", "NewImage", "utcnow", "new_id"]
 
 
-class Store(ProjectStore, ImageStore, IterationStore):
+class Store(ProjectStore, ImageStore, IterationStore, OpsStore):
     # -- export / import ---------------------------------------------------------------------------------
     def export_snapshot(self, project_id: str) -> dict:
         with self._tx() as db:

@@ -1,0 +1,91 @@
+"""Training API handlers for the per-image performance of an iteration (GetImagePerformances and
+its count): the images the evaluation held out, with what the model predicted for each."""
+
+from __future__ import annotations
+
+import anyio
+from aiohttp import web
+
+from ._errors import ApiError
+from ._http import MAX_BATCH_TAGS, base_url, image_json, json_response, q_int, q_list, q_str
+from ._routing import Handler, run
+from ._routing import pid as _pid
+from ._routing import state as _st
+from ._scoring import predictions_json
+
+__all__ = ["performance_routes"]
+
+
+async def _held_out(request: web.Request) -> list[dict]:
+    """[{sha, predictions}] of the iteration's held-out images, computed once and stored."""
+    st = _st(request)
+    pid, iid = _pid(request), request.match_info["iterationId"]
+    state = await run(lambda: st.store.iteration_state(pid, iid, samples=True))
+    if state["status"] != "Completed":
+        raise ApiError(404, "NotFoundIterationPerformance", "The iteration has no performance: it is not trained")
+    cached = await run(st.store.image_performances, state["id"])
+    if cached is not None:
+        return cached
+    lock = st.perf_locks.setdefault(("images", state["id"]), anyio.Lock())
+    async with lock:  # concurrent askers wait for one evaluation
+        cached = await run(st.store.image_performances, state["id"])
+        if cached is None:
+            from ._holdout import holdout_predictions  # late: the emulator starts without the trainer
+
+            pairs = await run(holdout_predictions, st.blobs, state["kind"], state["samples"],
+                              [t["id"] for t in state["tags"]], st.config.seed, limiter=st.cpu)
+            cached = [{"sha": sha, "predictions": predictions_json(scored, state["tags"])} for sha, scored in pairs]
+            await run(st.store.save_image_performances, state["id"], cached)
+    return cached
+
+
+async def _performances(request: web.Request, tag_ids: list[str]) -> list[dict]:
+    """ImagePerformance objects of the held-out images still in the project, oldest first,
+    those tagged (or with a region) with any of ``tag_ids`` when given."""
+    st = _st(request)
+    pid = _pid(request)
+    held = await _held_out(request)
+    ids = await run(st.store.image_ids_by_sha, pid, [h["sha"] for h in held])
+    records = {r["id"]: r for r in await run(st.store.get_images_by_ids, pid, list(ids.values()))}
+    wanted = {t.lower() for t in tag_ids}
+    base = base_url(request)
+    out = []
+    for h in held:
+        record = records.get(ids.get(h["sha"], ""))
+        if record is None:
+            continue  # deleted since training
+        image = image_json(record, base)
+        tags, regions = image.get("tags") or [], image.get("regions") or []
+        if wanted and not wanted & ({t["tagId"] for t in tags} | {r["tagId"] for r in regions}):
+            continue
+        out.append({"id": image["id"], "created": image["created"], "predictions": h["predictions"],
+                    "width": image["width"], "height": image["height"], "imageUri": image["resizedImageUri"],
+                    "thumbnailUri": image["thumbnailUri"], "tags": tags, "regions": regions})
+    return out
+
+
+async def get_image_performances(request: web.Request) -> web.Response:
+    tag_ids = q_list(request, "tagIds")
+    if len(tag_ids) > MAX_BATCH_TAGS:
+        raise ApiError(400, "BadRequestExceededBatchSize", f"At most {MAX_BATCH_TAGS} tagIds")
+    order = (q_str(request, "orderBy") or "Newest").lower()
+    if order not in ("newest", "oldest"):
+        raise ApiError(400, "BadRequestInvalid", "orderBy must be Newest or Oldest")
+    take, skip = q_int(request, "take", 50, high=256), q_int(request, "skip", 0)
+    found = await _performances(request, tag_ids)
+    if order == "newest":
+        found.reverse()
+    return json_response(found[skip:skip + take])
+
+
+async def get_image_performance_count(request: web.Request) -> web.Response:
+    return json_response(len(await _performances(request, q_list(request, "tagIds"))))
+
+
+def performance_routes() -> list[tuple[str, str, Handler, str]]:
+    """(method, path under the training prefix, handler, operationId)."""
+    p = "/projects/{projectId}/iterations/{iterationId}/performance/images"
+    return [
+        ("GET", p, get_image_performances, "GetImagePerformances"),
+        ("GET", p + "/count", get_image_performance_count, "GetImagePerformanceCount"),
+    ]
