@@ -89,7 +89,7 @@ def register(subparsers: Any) -> None:
         "--samples",
         metavar="DIR",
         default=None,
-        help="the sample images (default: examples/samples of the repository)",
+        help="the sample images (default: the ones installed with cvbulk, cvbulk/samples)",
     )
     parser.add_argument(
         "--emulator",
@@ -302,7 +302,8 @@ def run(args: argparse.Namespace) -> int:
     _out(f"Done in {time.monotonic() - started:.1f} s: {verdict.reason}.")
     if not args.cleanup and azure is not None:
         _out(f"The project {project!r} is left in place; `cvbulk demo --cleanup` removes it at the end.")
-    _out("Next: the same steps one command at a time, against `cvbulk emulator` or Azure: docs/cli.md.")
+    _out("Next: the same steps one command at a time, against `cvbulk emulator` or Azure: see `cvbulk --help`")
+    _out("and `cvbulk COMMAND --help` (each lists its flags, its VISION_* variables and examples).")
     return 0
 
 
