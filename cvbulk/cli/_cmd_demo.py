@@ -38,7 +38,7 @@ from ._common import (
 )
 from ._demo_result import check_predictions
 from ._demo_samples import CLASSIFICATION, DETECTION, REGIONS_FILE, DemoVariant, find_samples
-from ._format import leaf_parser
+from ._format import leaf_parser, say
 
 EPILOG = """\
 examples:
@@ -207,7 +207,7 @@ def run_step(argv: Sequence[str]) -> int:
 
 
 def _out(text: str = "") -> None:
-    print(text, flush=True)
+    say(text)
 
 
 def _run_steps(steps: Sequence[Step], *, first: int, total: int) -> None:
