@@ -180,7 +180,7 @@ async def run_check(
     source = await anyio.to_thread.run_sync(open_label_source, options.labels, root)
     project = await resolve_project(client, options.project)
     local = await _hash_local(root, source, options, report)
-    remote = await _hash_project(client, project.id, options, report)
+    remote = await _hash_project(client, str(project.id), options, report)
     result = CheckResult(str(project.id), str(project.name))
     result.entries = _compare(local, remote)
     return result
@@ -299,10 +299,11 @@ def _compare(local: list[_Local], remote: list[_Remote]) -> list[CheckEntry]:
         if item.sha256 is None:
             entries.append(CheckEntry(NOT_COMPARED, item.relpath, local_tags=item.tags, reason=item.problem))
             continue
-        image = by_hash.get(item.sha256)
-        if image is None:
+        found = by_hash.get(item.sha256)
+        if found is None:
             entries.append(CheckEntry(ONLY_LOCAL, item.relpath, local_tags=item.tags))
             continue
+        image = found
         seen.add(image.image_id)
         same = _tag_key(item.tags) == _tag_key(image.tags)
         entries.append(
