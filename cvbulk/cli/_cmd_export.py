@@ -10,16 +10,8 @@ from typing import Any
 import anyio
 
 from ._common import (
-    add_max_concurrency,
-    add_pace_group,
-    add_state_args,
-    check_concurrency,
-    finish,
-    finish_job_parser,
-    job_parser,
-    make_pacer,
-    show_report,
-    training_connection,
+    add_max_concurrency, add_pace_group, add_state_args, check_concurrency, finish, finish_job_parser,
+    job_parser, make_pacer, show_report, training_connection,
 )
 
 DESCRIPTION = """\

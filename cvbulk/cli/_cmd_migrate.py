@@ -11,24 +11,10 @@ from typing import Any
 import anyio
 
 from ._common import (
-    TIERS,
-    CLIError,
-    Connection,
-    add_max_concurrency,
-    add_pace_group,
-    add_state_args,
-    check_concurrency,
-    check_endpoint,
-    finish,
-    finish_job_parser,
-    job_parser,
-    make_pacer,
-    print_table,
-    remember_secret,
-    show_report,
-    training_connection,
+    TIERS, CLIError, Connection, add_max_concurrency, add_pace_group, add_state_args, check_concurrency,
+    check_endpoint, finish, finish_job_parser, job_parser, make_pacer, print_table, remember_secret,
+    show_report, training_connection,
 )
-
 ENV_TARGET_ENDPOINT = "VISION_TARGET_TRAINING_ENDPOINT"
 ENV_TARGET_KEY = "VISION_TARGET_TRAINING_KEY"
 

@@ -12,21 +12,9 @@ from typing import Any
 import anyio
 
 from ._common import (
-    ENV_TRAINING_KEY,
-    add_max_concurrency,
-    add_pace_group,
-    add_root_arg,
-    add_state_args,
-    check_concurrency,
-    check_root,
-    check_tps,
-    exit_status,
-    finish_job_parser,
-    job_parser,
-    make_pacer,
-    prediction_connection,
-    print_json,
-    training_connection,
+    ENV_TRAINING_KEY, add_max_concurrency, add_pace_group, add_root_arg, add_state_args,
+    check_concurrency, check_root, check_tps, exit_status, finish_job_parser, job_parser, make_pacer,
+    prediction_connection, print_json, training_connection,
 )
 
 DESCRIPTION = """\

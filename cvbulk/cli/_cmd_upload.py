@@ -9,22 +9,9 @@ from typing import Any
 import anyio
 
 from ._common import (
-    add_max_concurrency,
-    add_pace_group,
-    add_root_arg,
-    add_state_args,
-    check_concurrency,
-    check_root,
-    check_tps,
-    exit_status,
-    finish,
-    finish_job_parser,
-    job_parser,
-    make_pacer,
-    print_json,
-    print_table,
-    show_report,
-    training_connection,
+    add_max_concurrency, add_pace_group, add_root_arg, add_state_args, check_concurrency, check_root,
+    check_tps, exit_status, finish, finish_job_parser, job_parser, make_pacer, print_json, print_table,
+    show_report, training_connection,
 )
 
 DESCRIPTION = """\

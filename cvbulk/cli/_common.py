@@ -20,6 +20,7 @@ if sys.version_info < (3, 11):  # pragma: no cover
 from ..client._errors import (
     AuthenticationError,
     CustomVisionError,
+    NotFoundError,
     RetryBudgetExhausted,
     TransportError,
     redact,
@@ -211,7 +212,7 @@ def handle_errors(handler: Callable[[argparse.Namespace], int], args: argparse.N
     except KeyboardInterrupt:
         print("cvbulk: interrupted", file=sys.stderr)
         return 130
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - this is the one place that reports everything
         code, message = _classify(exc)
         if code is None:
             raise
