@@ -61,8 +61,8 @@ def _default(action: argparse.Action) -> str:
 
 
 def _flag(action: argparse.Action) -> str:
-    names = ", ".join(action.option_strings) if action.option_strings else (action.metavar or action.dest)
-    metavar = action.metavar
+    metavar = action.metavar if isinstance(action.metavar, str) else None  # argparse allows a tuple too
+    names = ", ".join(action.option_strings) if action.option_strings else (metavar or action.dest)
     if action.option_strings and action.nargs != 0:
         if metavar is None:
             metavar = "{" + ",".join(map(str, action.choices)) + "}" if action.choices else action.dest.upper()
