@@ -3,6 +3,11 @@
 Each subcommand lives in its own module ``cvbulk.cli._cmd_<name>`` with two functions:
 ``register(subparsers)`` adds its parser (and calls ``parser.set_defaults(handler=run)``), and
 ``run(args) -> int`` does the work and returns the exit status (see ``ExitCode``).
+
+What every command shares is added here, after the commands registered their parsers, so that no
+command can forget it: ``-q/--quiet``, ``-v/--verbose``, ``--progress``, the list of environment
+variables a command reads (in its ``--help``), no abbreviated flags, "did you mean" for a mistyped
+command or flag, and a case-insensitive ``--tier``.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from ._common import ExitCode, handle_errors
+from ._parser import CvbulkParser, finish_parsers
 
-__all__ = ["main", "build_parser", "ExitCode"]
+__all__ = ["main", "build_parser", "ExitCode", "COMMANDS"]
+
+from ._common import ExitCode, handle_errors
 
 # In the order `cvbulk --help` lists them.
 COMMANDS = (
@@ -24,6 +31,7 @@ COMMANDS = (
     "projects",
     "tags",
     "upload",
+    "check",
     "train",
     "publish",
     "unpublish",
@@ -39,14 +47,17 @@ EPILOG = """\
 connection settings come from flags or from the variables of Azure's quickstarts:
   VISION_TRAINING_ENDPOINT, VISION_TRAINING_KEY,
   VISION_PREDICTION_ENDPOINT, VISION_PREDICTION_KEY, VISION_PREDICTION_RESOURCE_ID
+  CVBULK_TIER: the pricing tier the jobs pace themselves for (F0, S0, unlimited; default S0)
+`cvbulk COMMAND --help` lists the flags and variables of each command.
 
-exit status: 0 all done; 1 finished but some items failed (the report names each);
-             2 usage or configuration error; 3 fatal (authentication, project not found)
+exit status: 0 all done (check: the tree and the project match); 1 finished but some items failed or
+             differ (the report names each); 2 usage or configuration error; 3 fatal (authentication,
+             project not found, service unreachable); 130 interrupted
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CvbulkParser(
         prog="cvbulk",
         description=(
             "Bulk upload, batch scoring and migration for Azure Custom Vision, "
@@ -58,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"cvbulk {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # parser_class: every subcommand's parser (and theirs, e.g. `projects list`) is a CvbulkParser.
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CvbulkParser)
     for name in COMMANDS:
         try:
             module = importlib.import_module(f"{__name__}._cmd_{name}")
@@ -67,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not built (yet)
             raise
         module.register(subparsers)
+    finish_parsers(parser)
     return parser
 
 

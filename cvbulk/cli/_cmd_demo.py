@@ -38,7 +38,7 @@ from ._common import (
 )
 from ._demo_result import check_predictions
 from ._demo_samples import CLASSIFICATION, DETECTION, REGIONS_FILE, DemoVariant, find_samples
-from ._format import leaf_parser
+from ._format import leaf_parser, say
 
 EPILOG = """\
 examples:
@@ -89,7 +89,7 @@ def register(subparsers: Any) -> None:
         "--samples",
         metavar="DIR",
         default=None,
-        help="the sample images (default: examples/samples of the repository)",
+        help="the sample images (default: the ones installed with cvbulk, cvbulk/samples)",
     )
     parser.add_argument(
         "--emulator",
@@ -207,7 +207,7 @@ def run_step(argv: Sequence[str]) -> int:
 
 
 def _out(text: str = "") -> None:
-    print(text, flush=True)
+    say(text)
 
 
 def _run_steps(steps: Sequence[Step], *, first: int, total: int) -> None:
@@ -302,7 +302,8 @@ def run(args: argparse.Namespace) -> int:
     _out(f"Done in {time.monotonic() - started:.1f} s: {verdict.reason}.")
     if not args.cleanup and azure is not None:
         _out(f"The project {project!r} is left in place; `cvbulk demo --cleanup` removes it at the end.")
-    _out("Next: the same steps one command at a time, against `cvbulk emulator` or Azure: docs/cli.md.")
+    _out("Next: the same steps one command at a time, against `cvbulk emulator` or Azure: see `cvbulk --help`")
+    _out("and `cvbulk COMMAND --help` (each lists its flags, its VISION_* variables and examples).")
     return 0
 
 

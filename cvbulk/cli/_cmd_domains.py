@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import anyio
-
 from ._common import add_training_args
-from ._format import add_output_args, emit, leaf_parser, training_client
+from ._format import add_output_args, emit, leaf_parser, run_command, training_client
 
 DOMAIN_TYPES = ("Classification", "ObjectDetection")
 
@@ -55,7 +53,7 @@ def _platforms(domain: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    return anyio.run(_run, args)
+    return run_command(_run, args)
 
 
 async def _run(args: argparse.Namespace) -> int:

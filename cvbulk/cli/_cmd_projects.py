@@ -6,8 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-import anyio
-
+from ..client._errors import BadRequestError
 from ._common import CLIError, ExitCode, add_training_args, print_json
 from ._format import (
     add_output_args,
@@ -16,9 +15,15 @@ from ._format import (
     is_uuid,
     leaf_parser,
     resolve,
+    run_command,
+    say,
+    terminal_safe,
     to_json,
     training_client,
 )
+
+# What the service answers a create_project past the tier's project count (F0: 2).
+PROJECT_LIMIT = "BadRequestExceedProjectLimit"
 
 EXPORT_PLATFORMS = ("CoreML", "TensorFlow", "DockerFile", "ONNX", "VAIDK")
 
@@ -109,7 +114,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     body = {"list": _list, "create": _create, "delete": _delete}[args.action]
-    return anyio.run(body, args)
+    return run_command(body, args)
 
 
 async def _list(args: argparse.Namespace) -> int:
@@ -181,13 +186,23 @@ async def _create(args: argparse.Namespace) -> int:
         domain = None
         if args.domain or args.detection:
             domain = await _pick_domain(client, args.domain, detection=args.detection)
-        project = await client.create_project(
-            args.name,
-            description=args.description,
-            domain_id=domain.id if domain is not None else None,
-            classification_type=args.classification_type,
-            target_export_platforms=args.export_platforms,
-        )
+        try:
+            project = await client.create_project(
+                args.name,
+                description=args.description,
+                domain_id=domain.id if domain is not None else None,
+                classification_type=args.classification_type,
+                target_export_platforms=args.export_platforms,
+            )
+        except BadRequestError as exc:
+            if exc.code != PROJECT_LIMIT:
+                raise
+            raise CLIError(
+                f"the resource holds as many projects as its tier allows ({exc.message}); delete one "
+                "(cvbulk projects list, then cvbulk projects delete PROJECT) or use an S0 resource "
+                "(F0 allows 2 projects)",
+                ExitCode.FATAL,
+            ) from None
     if args.json:
         print_json(to_json(project))
     else:
@@ -196,24 +211,29 @@ async def _create(args: argparse.Namespace) -> int:
             getattr(settings, "classification_type", None) or "classification"
         )
         domain_text = f", domain {domain.name}" if domain is not None else ""
-        print(f"created project {project.name!r} (id {project.id}; {kind}{domain_text})")
+        say(f"created project {project.name!r} (id {project.id}; {kind}{domain_text})")
     return 0
 
 
 async def _delete(args: argparse.Namespace) -> int:
     async with training_client(args) as client:
         project = await resolve(client, args.project)
-        if not args.yes:
-            _confirm(f"delete project {project.name!r} (id {project.id}) with all its images and iterations?")
+        if not args.yes and not _confirm(
+            f"delete project {project.name!r} (id {project.id}) with all its images and iterations?"
+        ):
+            say(f"nothing deleted: project {project.name!r} is left as it is")
+            return 0  # the user's own answer, not an error
         await client.delete_project(project.id)
-    print(f"deleted project {project.name!r} (id {project.id})")
+    say(f"deleted project {project.name!r} (id {project.id})")
     return 0
 
 
-def _confirm(question: str) -> None:
+def _confirm(question: str) -> bool:
     # A script must say --yes: never block on a prompt nobody can answer.
     if not is_tty(sys.stdin):
         raise CLIError("refusing to delete without --yes when not on a terminal", ExitCode.USAGE)
-    answer = input(f"{question} [y/N] ").strip().lower()
-    if answer not in ("y", "yes"):
-        raise CLIError("not deleted", ExitCode.USAGE)
+    try:
+        answer = input(terminal_safe(f"{question} [y/N] ")).strip().lower()
+    except EOFError:
+        answer = ""
+    return answer in ("y", "yes")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import anyio
-
 from ._common import (
     ENV_PREDICTION_RESOURCE_ID,
     CLIError,
@@ -15,7 +13,7 @@ from ._common import (
     prediction_resource_id,
     print_json,
 )
-from ._format import add_output_args, find_iteration, leaf_parser, resolve, to_json, training_client
+from ._format import add_output_args, find_iteration, leaf_parser, resolve, run_command, say, to_json, training_client
 
 EPILOG = """\
 examples:
@@ -62,7 +60,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return anyio.run(_run, args)
+    return run_command(_run, args)
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -89,7 +87,7 @@ async def _run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"project": project.id, "publishName": args.name, "iteration": to_json(iteration)})
     else:
-        print(
+        say(
             f"published iteration {iteration.name!r} (id {iteration.id}) of project {project.name!r} "
             f"as {args.name!r}"
         )

@@ -5,18 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import anyio
-
 from ._common import add_training_args, print_json
 from ._format import (
-    add_threshold_arg,
     add_output_args,
+    add_threshold_arg,
     find_iteration,
     leaf_parser,
     predictions_json,
     print_predictions,
     read_image,
     resolve,
+    run_command,
+    say,
     training_client,
 )
 
@@ -55,7 +55,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return anyio.run(_run, args)
+    return run_command(_run, args)
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -70,6 +70,6 @@ async def _run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(predictions_json(result, image=args.image, threshold=args.threshold))
     else:
-        print(f"{args.image}: iteration {iteration.name!r} of project {project.name!r}")
+        say(f"{args.image}: iteration {iteration.name!r} of project {project.name!r}")
         print_predictions(result, threshold=args.threshold, detect=detect)
     return 0

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import anyio
-
 from ._common import add_training_args
-from ._format import add_output_args, emit, leaf_parser, resolve, training_client
+from ._format import add_output_args, emit, leaf_parser, resolve, run_command, training_client
 
 EPILOG = """\
 examples:
@@ -53,7 +51,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     body = {"list": _list, "create": _create}[args.action]
-    return anyio.run(body, args)
+    return run_command(body, args)
 
 
 async def _list(args: argparse.Namespace) -> int:

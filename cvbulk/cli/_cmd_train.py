@@ -9,9 +9,20 @@ from typing import Any
 import anyio
 
 from ..client._errors import BadRequestError
-from ._common import CLIError, ExitCode, add_training_args, print_json, print_table
-from ._format import add_output_args, fmt_pct, leaf_parser, resolve, to_json, training_client
-from ._spinner import Spinner
+from ._common import CLIError, ExitCode, add_training_args, print_json
+from ._format import (
+    add_output_args,
+    fmt_pct,
+    leaf_parser,
+    resolve,
+    run_command,
+    safe_table,
+    say,
+    terminal_safe,
+    to_json,
+    training_client,
+)
+from ._spinner import spinner_for
 
 EPILOG = """\
 examples:
@@ -27,6 +38,9 @@ printed, e.g. not enough images per tag, nothing changed since the last training
 
 DONE_STATUSES = ("completed", "failed")
 IN_PROGRESS = "BadRequestTrainingAlreadyInProgress"
+# The service's minimums (its limits page): images per tag, regions per tag for object detection.
+MIN_IMAGES_PER_TAG = 5
+MIN_REGIONS_PER_TAG = 15
 
 
 def register(subparsers: Any) -> None:
@@ -98,7 +112,7 @@ def _probability(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    return anyio.run(_run, args)
+    return run_command(_run, args)
 
 
 async def _selected_tag_ids(client: Any, project: Any, refs: list[str]) -> list[str]:
@@ -129,15 +143,16 @@ async def _run(args: argparse.Namespace) -> int:
             running = await _running_iteration(client, project) if exc.code == IN_PROGRESS else None
             if running is None or not args.wait:
                 # Not enough images per tag, nothing changed...: the service's own words, exit 1.
-                raise CLIError(f"training not started: {_service_words(exc)}", ExitCode.PARTIAL) from exc
+                advice = await _training_advice(client, project, exc)
+                raise CLIError(f"training not started: {_service_words(exc)}{advice}", ExitCode.PARTIAL) from exc
             # `train --wait` after a `train` without it: follow the training already under way.
-            print(f"training already in progress: waiting for {running.name!r}", file=sys.stderr)
+            say(f"training already in progress: waiting for {running.name!r}", file=sys.stderr)
             iteration = running
         if not args.wait:
             if args.json:
                 print_json({"project": project.id, "iteration": to_json(iteration)})
             else:
-                print(
+                say(
                     f"training started: project {project.name!r}, iteration {iteration.name!r} "
                     f"(id {iteration.id}), status {iteration.status}"
                 )
@@ -146,6 +161,8 @@ async def _run(args: argparse.Namespace) -> int:
         status = str(iteration.status or "").lower()
         performance = None
         if status == "completed":
+            # Can take seconds on the service: say so rather than sit silent after "Completed".
+            _note(args, f"training {iteration.status}: fetching training performance (precision, recall)")
             performance = await client.get_iteration_performance(
                 project.id, iteration.id, threshold=args.threshold
             )
@@ -168,6 +185,29 @@ async def _running_iteration(client: Any, project: Any) -> Any:
     return training[0] if len(training) == 1 else None
 
 
+async def _training_advice(client: Any, project: Any, exc: BadRequestError) -> str:
+    """What to do about a refused training: no images at all, or which tags have too few."""
+    if exc.code == "BadRequestTrainingNotNeeded" or "not needed" in str(exc.message).lower():
+        return " (nothing changed since the last training; --force trains again)"
+    try:
+        tagged = await client.get_tagged_image_count(project.id)
+        tags = await client.get_tags(project.id)
+    except Exception:  # the advice is a courtesy: the service's own words stay the message
+        return ""
+    name = project.name
+    if not tagged:
+        return f"; project {name!r} has no tagged images: upload images first (cvbulk upload ROOT --project {name!r})"
+    counts = sorted((int(t.image_count or 0), str(t.name)) for t in tags if str(t.type or "Regular") != "Negative")
+    few = [f"{tag} {count}" for count, tag in counts if count < MIN_IMAGES_PER_TAG]
+    if few:
+        return (
+            f"; images per tag: {', '.join(few[:8])}{' ...' if len(few) > 8 else ''} "
+            f"(each tag needs at least {MIN_IMAGES_PER_TAG}; an object-detection tag {MIN_REGIONS_PER_TAG} regions): "
+            "upload more, or leave tags out with --selected-tags"
+        )
+    return ""
+
+
 def _service_words(exc: BadRequestError) -> str:
     return f"{exc.code}: {exc.message}" if exc.code else str(exc.message)
 
@@ -175,8 +215,8 @@ def _service_words(exc: BadRequestError) -> str:
 async def _wait(client: Any, project: Any, iteration: Any, args: argparse.Namespace) -> Any:
     """Poll the iteration until it is done; the pause grows from 0.2 s up to --poll-interval."""
     pause = min(0.2, args.poll_interval)
-    label = f"training {project.name!r} {iteration.name}"
-    async with Spinner(label) as spinner:
+    label = terminal_safe(f"training {project.name!r} {iteration.name}")
+    async with spinner_for(label, getattr(args, "progress", "auto"), quiet=getattr(args, "quiet", False)) as spinner:
         spinner.update(str(iteration.status))
         with anyio.move_on_after(args.timeout):
             while str(iteration.status or "").lower() not in DONE_STATUSES:
@@ -192,12 +232,18 @@ async def _wait(client: Any, project: Any, iteration: Any, args: argparse.Namesp
     )
 
 
+def _note(args: argparse.Namespace, text: str) -> None:
+    """A phase of a waiting command, on stderr (a terminal or a log alike); --quiet drops it."""
+    if not getattr(args, "quiet", False):
+        say(text, file=sys.stderr)
+
+
 def _print_performance(project: Any, iteration: Any, performance: Any) -> None:
     seconds = ""
     minutes = getattr(iteration, "training_time_in_minutes", None)
     if minutes:
         seconds = f" in {minutes} min"
-    print(f"trained project {project.name!r}: iteration {iteration.name!r} (id {iteration.id}){seconds}")
+    say(f"trained project {project.name!r}: iteration {iteration.name!r} (id {iteration.id}){seconds}")
     rows = [
         [t.name, fmt_pct(t.precision), fmt_pct(t.recall), fmt_pct(getattr(t, "average_precision", None))]
         for t in sorted(performance.per_tag_performance, key=lambda t: str(t.name).lower())
@@ -210,5 +256,5 @@ def _print_performance(project: Any, iteration: Any, performance: Any) -> None:
             fmt_pct(getattr(performance, "average_precision", None)),
         ]
     )
-    print_table(rows, ["TAG", "PRECISION", "RECALL", "AP"])
+    safe_table(rows, ["TAG", "PRECISION", "RECALL", "AP"])
     sys.stdout.flush()

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import anyio
-
 from ._common import CLIError, ExitCode, add_training_args, print_json
-from ._format import add_output_args, find_iteration, leaf_parser, resolve, to_json, training_client
+from ._format import add_output_args, find_iteration, leaf_parser, resolve, run_command, say, to_json, training_client
 
 EPILOG = """\
 examples:
@@ -43,7 +41,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return anyio.run(_run, args)
+    return run_command(_run, args)
 
 
 def _published_name(iteration: Any) -> str | None:
@@ -58,7 +56,11 @@ async def _target(client: Any, project: Any, args: argparse.Namespace) -> Any:
         for iteration in published:
             if _published_name(iteration) == args.name:
                 return iteration
-        raise CLIError(f"project {project.name!r} has nothing published as {args.name!r}", ExitCode.FATAL)
+        names = ", ".join(repr(_published_name(it)) for it in published) or "none"
+        raise CLIError(
+            f"project {project.name!r} has nothing published as {args.name!r} (published names: {names})",
+            ExitCode.FATAL,
+        )
     if len(published) > 1:
         names = ", ".join(f"{_published_name(it)} ({it.name})" for it in published)
         raise CLIError(f"several iterations are published ({names}); pick one with --name", ExitCode.USAGE)
@@ -83,9 +85,9 @@ async def _run(args: argparse.Namespace) -> int:
             }
         )
     elif iteration is None:
-        print(f"project {project.name!r} has no published iteration: nothing to do")
+        say(f"project {project.name!r} has no published iteration: nothing to do")
     elif not was_published:
-        print(f"iteration {iteration.name!r} (id {iteration.id}) is not published: nothing to do")
+        say(f"iteration {iteration.name!r} (id {iteration.id}) is not published: nothing to do")
     else:
-        print(f"unpublished {was_published!r}: iteration {iteration.name!r} (id {iteration.id})")
+        say(f"unpublished {was_published!r}: iteration {iteration.name!r} (id {iteration.id})")
     return 0

@@ -7,7 +7,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._common import print_table
+from ._format import safe_table
 
 __all__ = ["Verdict", "check_predictions"]
 
@@ -50,7 +50,7 @@ def _float(value: str | None) -> float | None:
 
 def _render(columns: list[str], rows: list[dict[str, str]]) -> str:
     buffer = io.StringIO()
-    print_table([[row.get(c, "") for c in columns] for row in rows], columns, file=buffer)
+    safe_table([[row.get(c, "") for c in columns] for row in rows], columns, file=buffer)
     return buffer.getvalue().rstrip("\n")
 
 

@@ -1,4 +1,4 @@
-"""The demo's sample images (examples/samples of the repository): the two quickstarts and where they are."""
+"""The demo's sample images (shipped in the package as cvbulk/samples): the two quickstarts and where they are."""
 
 from __future__ import annotations
 
@@ -48,9 +48,8 @@ REGIONS_FILE = "od_regions.json"
 def _candidates(explicit: str | None) -> list[Path]:
     if explicit:
         return [Path(explicit)]
-    package_dir = Path(__file__).resolve().parent.parent  # .../cvbulk
-    # An editable install or a checkout: examples/ sits next to the package at the repository root.
-    return [package_dir.parent / "examples" / "samples", Path.cwd() / "examples" / "samples"]
+    # Package data: a wheel carries them, so `pip install cvbulk` then `cvbulk demo` works anywhere.
+    return [Path(__file__).resolve().parent.parent / "samples"]
 
 
 def _missing(root: Path, variant: DemoVariant) -> list[str]:
@@ -63,7 +62,7 @@ def _missing(root: Path, variant: DemoVariant) -> list[str]:
 
 
 def find_samples(variant: DemoVariant, explicit: str | None = None) -> Path:
-    """The samples folder (examples/samples of the repository), or a one-line error saying where we looked."""
+    """The samples folder (the package's own, or ``explicit``), or a one-line error saying where we looked."""
     looked: list[str] = []
     for root in _candidates(explicit):
         missing = _missing(root, variant)
@@ -72,6 +71,6 @@ def find_samples(variant: DemoVariant, explicit: str | None = None) -> Path:
         looked.append(f"{root} (missing {missing[0]})" if root.is_dir() else str(root))
     raise CLIError(
         "sample images not found; looked in " + "; ".join(looked)
-        + ". Run from a clone of the cvbulk repository or pass --samples DIR (its examples/samples)",
+        + ". Reinstall cvbulk (its wheel carries cvbulk/samples) or pass --samples DIR",
         ExitCode.USAGE,
     )

@@ -10,13 +10,17 @@ import argparse
 import re
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import anyio
 
 from ._common import (
+    ENV_PREDICTION_ENDPOINT,
+    ENV_PREDICTION_KEY,
+    ENV_TRAINING_ENDPOINT,
+    ENV_TRAINING_KEY,
     CLIError,
     ExitCode,
     add_common_args,
@@ -34,6 +38,9 @@ __all__ = [
     "is_tty",
     "to_json",
     "emit",
+    "safe_table",
+    "say",
+    "terminal_safe",
     "fmt_pct",
     "fmt_float",
     "read_image",
@@ -44,6 +51,9 @@ __all__ = [
     "training_client",
     "prediction_client",
     "resolve",
+    "run_command",
+    "key_advice",
+    "published_names",
 ]
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
@@ -83,6 +93,12 @@ def terminal_safe(text: object) -> str:
     return str(text).translate(_CONTROL)
 
 
+def say(text: object, file: IO[str] | None = None) -> None:
+    """``print`` for a message: control characters escaped, flushed (so it keeps its place among
+    progress lines on stderr)."""
+    print(terminal_safe(text), file=file or sys.stdout, flush=True)
+
+
 def is_uuid(text: str) -> bool:
     return bool(_UUID.match(text.strip()))
 
@@ -107,6 +123,12 @@ def to_json(obj: Any) -> Any:
     return obj
 
 
+def safe_table(rows: Iterable[Sequence[Any]], headers: Sequence[str], file: IO[str] | None = None) -> None:
+    """``print_table`` with every cell through ``terminal_safe`` (names come from the service: data)."""
+    cells = [[None if value is None else terminal_safe(value) for value in row] for row in rows]
+    print_table(cells, [terminal_safe(h) for h in headers], file=file)
+
+
 def emit(
     args: argparse.Namespace, payload: Any, rows: Sequence[Sequence[Any]], headers: Sequence[str]
 ) -> None:
@@ -114,7 +136,7 @@ def emit(
     if getattr(args, "json", False):
         print_json(to_json(payload))
     else:
-        print_table(rows, headers)
+        safe_table(rows, headers)
 
 
 def fmt_pct(value: float | None) -> str:
@@ -176,9 +198,9 @@ def print_predictions(result: Any, *, threshold: float, detect: bool) -> None:
                     fmt_float(box.height if box else None),
                 ]
             )
-        print_table(rows, ["TAG", "PROBABILITY", "LEFT", "TOP", "WIDTH", "HEIGHT"])
+        safe_table(rows, ["TAG", "PROBABILITY", "LEFT", "TOP", "WIDTH", "HEIGHT"])
     else:
-        print_table([[p.tag_name, fmt_pct(p.probability)] for p in shown], ["TAG", "PROBABILITY"])
+        safe_table([[p.tag_name, fmt_pct(p.probability)] for p in shown], ["TAG", "PROBABILITY"])
     if not shown:
         print(f"(no prediction at or above {threshold:.0%})")
 
@@ -254,3 +276,90 @@ def add_threshold_arg(parser: Any) -> None:
         metavar="P",
         help="show predictions with at least this probability (default: all)",
     )
+
+
+# -- errors that say what to do next ------------------------------------------------------------------
+
+
+def run_command(body: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
+    """``anyio.run(body, args)``, with a refused key turned into advice on which key it looks like."""
+    from ..client._errors import AuthenticationError
+
+    try:
+        return int(anyio.run(body, args))
+    except AuthenticationError as exc:
+        advice = anyio.run(key_advice, args, exc)
+        raise CLIError(advice, ExitCode.FATAL) from None
+
+
+def _is_prediction_call(exc: Any) -> bool:
+    return str(getattr(exc, "operation", "") or "").startswith(("Classify", "Detect"))
+
+
+async def key_advice(args: argparse.Namespace, exc: Any) -> str:
+    """What a 401 means. The failing call says which API refused; a cheap probe of the other API with
+    the same key says whether the user swapped the two keys (the most common mistake)."""
+    from ..client._errors import AuthenticationError, CustomVisionError
+
+    prediction = _is_prediction_call(exc)
+    api, var, flag, other = (
+        ("prediction", ENV_PREDICTION_KEY, "--prediction-key", "training")
+        if prediction
+        else ("training", ENV_TRAINING_KEY, "--key", "prediction")
+    )
+    head = f"the service refused the {api} key ({getattr(exc, 'operation', None) or 'HTTP 401'})"
+    try:
+        swapped = await _works_on_other_api(args, prediction=prediction)
+    except (AuthenticationError, CustomVisionError, CLIError, OSError, TimeoutError):
+        swapped = False
+    if swapped:
+        return (
+            f"{head}: this looks like a {other} key; {var} (or {flag}) must be the {api} resource's key "
+            "(Azure portal: the resource's Keys and Endpoint page)"
+        )
+    return f"{head}: check {var} (or {flag}) and that the endpoint is the {api} resource's"
+
+
+async def _works_on_other_api(args: argparse.Namespace, *, prediction: bool) -> bool:
+    """Does the key that was refused work on the other API? Any answer but 401 means it does."""
+    from ..client import PredictionClient, TrainingClient
+    from ..client._errors import AuthenticationError, CustomVisionError
+
+    with anyio.fail_after(10):
+        if prediction:  # the prediction key, tried on the training API
+            key = prediction_connection(args).key
+            endpoint = (_setting_of(args, "training_endpoint", ENV_TRAINING_ENDPOINT)
+                        or prediction_connection(args).endpoint)
+            async with TrainingClient(endpoint, key) as client:
+                try:
+                    await client.get_domains()
+                except AuthenticationError:
+                    return False
+                except CustomVisionError:
+                    return True
+                return True
+        key = training_connection(args).key
+        endpoint = (_setting_of(args, "prediction_endpoint", ENV_PREDICTION_ENDPOINT)
+                    or training_connection(args).endpoint)
+        async with PredictionClient(endpoint, key) as prediction_client:
+            try:  # a project that does not exist: 404 with a good key, 401 with a wrong one
+                await prediction_client.classify_image(
+                    "00000000-0000-0000-0000-000000000000", "cvbulk-key-probe", b"\xff\xd8\xff\xd9"
+                )
+            except AuthenticationError:
+                return False
+            except CustomVisionError:
+                return True
+            return True
+
+
+def _setting_of(args: argparse.Namespace, attr: str, env: str) -> str | None:
+    import os
+
+    value = getattr(args, attr, None) or os.environ.get(env) or None
+    return value.strip().rstrip("/") if value else None
+
+
+def published_names(iterations: Iterable[Any]) -> list[str]:
+    """The names a project's iterations are published under, sorted."""
+    return sorted({str(it.publish_name) for it in iterations if getattr(it, "publish_name", None)})

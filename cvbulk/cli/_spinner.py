@@ -10,7 +10,7 @@ from typing import IO
 import anyio
 from anyio.abc import TaskGroup
 
-__all__ = ["Spinner"]
+__all__ = ["Spinner", "spinner_for"]
 
 _FRAMES = "|/-\\"
 
@@ -30,8 +30,10 @@ class Spinner:
         stream: IO[str] | None = None,
         tty: bool | None = None,
         heartbeat: float = 30.0,
+        silent: bool = False,
     ) -> None:
         self.label = label
+        self.silent = silent
         self.stream = stream or sys.stderr
         if tty is None:
             try:
@@ -41,6 +43,7 @@ class Spinner:
         self.tty = tty
         self.heartbeat = heartbeat
         self.status = ""
+        self._key: str | None = None
         self._started = time.monotonic()
         self._last_line = 0.0
         self._task_group: TaskGroup | None = None
@@ -55,9 +58,15 @@ class Spinner:
         seconds = int(self.elapsed)
         return f"{self.label}: {self.status} ({seconds // 60}:{seconds % 60:02d})"
 
-    def update(self, status: str) -> None:
-        changed = status != self.status
+    def update(self, status: str, *, key: str | None = None) -> None:
+        """Show ``status``. In plain logs a line is printed when ``key`` (default: the status itself)
+        changes, so "hashing 3/40" ... "hashing 40/40" can be one line per phase, not one per file."""
+        key = status if key is None else key
+        changed = key != self._key
+        self._key = key
         self.status = status
+        if self.silent:
+            return
         if self.tty:
             self._draw()
         elif changed or time.monotonic() - self._last_line >= self.heartbeat:
@@ -82,9 +91,19 @@ class Spinner:
             self.stream.write("\r" + " " * self._width + "\r")
             self.stream.flush()
 
+    def say(self, text: str) -> None:
+        """A line of its own (a phase that begins or ends), above the redrawn status line."""
+        if self.silent:
+            return
+        self._clear()
+        self._width = 0
+        print(text, file=self.stream, flush=True)
+        if self.tty and self._task_group is not None:
+            self._draw()
+
     async def __aenter__(self) -> Spinner:
         self._started = time.monotonic()
-        if self.tty:
+        if self.tty and not self.silent:
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()
             self._task_group.start_soon(self._animate)
@@ -106,3 +125,12 @@ class Spinner:
                 self._task_group = None
                 self._clear()
         return None
+
+
+def spinner_for(label: str, progress: str = "auto", *, quiet: bool = False, stream: IO[str] | None = None) -> Spinner:
+    """A Spinner as ``--progress`` asks: auto (redrawn on a terminal, plain lines otherwise), bar, plain,
+    none; ``--quiet`` is none."""
+    if quiet or progress == "none":
+        return Spinner(label, stream=stream, tty=False, silent=True)
+    tty = {"bar": True, "plain": False}.get(progress)
+    return Spinner(label, stream=stream, tty=tty)

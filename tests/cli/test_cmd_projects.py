@@ -106,3 +106,27 @@ def test_a_second_project_with_the_same_name_needs_allow_duplicate(env, capsys):
     code, _, err = cli(capsys, "tags", "list", "twin")
     assert code == 2
     assert_one_line_error(err)
+
+
+def test_answering_no_to_delete_is_not_an_error(env, capsys, monkeypatch):
+    monkeypatch.setattr("cvbulk.cli._cmd_projects.is_tty", lambda stream=None: True)
+    monkeypatch.setattr("builtins.input", lambda prompt="": "n")
+    assert cli(capsys, "projects", "create", "kept")[0] == 0
+    code, out, err = cli(capsys, "projects", "delete", "kept")
+    assert code == 0, err
+    assert "nothing deleted" in out
+    assert "kept" in cli(capsys, "projects", "list")[1]
+
+
+def test_the_tiers_project_limit_says_what_to_do(capsys, monkeypatch, tmp_path):
+    from cvbulk.emulator import EmulatorConfig, EmulatorThread
+
+    with EmulatorThread(EmulatorConfig(data_dir=tmp_path, tier="F0")) as emu:
+        monkeypatch.setenv("VISION_TRAINING_ENDPOINT", emu.endpoint)
+        monkeypatch.setenv("VISION_TRAINING_KEY", emu.training_key)
+        for name in ("one", "two"):
+            assert cli(capsys, "projects", "create", name)[0] == 0
+        code, _, err = cli(capsys, "projects", "create", "three")
+    assert code == 3
+    assert_one_line_error(err)
+    assert "cvbulk projects delete PROJECT" in err and "F0 allows 2 projects" in err

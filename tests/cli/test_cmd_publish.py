@@ -114,3 +114,31 @@ def test_unknown_iteration_is_fatal(env, trained, capsys):
     code, _, err = cli(capsys, "publish", "--project", "trees", "--name", "x", "--iteration", "Iteration 99")
     assert code == 3
     assert_one_line_error(err)
+
+
+def _classify(capsys, *extra: str) -> tuple[int, str, str]:
+    image = str(SAMPLES / "Test" / "test_image.jpg")
+    return cli(capsys, "classify", image, "--project", "trees", *extra)
+
+
+def test_classify_with_an_unknown_published_name_lists_the_names(env, capsys, trained, monkeypatch):
+    monkeypatch.setenv("VISION_PREDICTION_KEY", env.prediction_key)
+    assert cli(capsys, "publish", "--project", "trees", "--name", "treesModel", "--overwrite")[0] == 0
+    code, _, err = _classify(capsys, "--published-name", "nope")
+    assert code == 3
+    assert_one_line_error(err)
+    assert "nothing published as 'nope'" in err and "'treesModel'" in err
+
+    code, _, err = _classify(capsys, "--published-name", "treesModel", "--detect")
+    assert code == 2
+    assert_one_line_error(err)
+    assert "drop --detect" in err
+
+
+def test_a_training_key_given_as_the_prediction_key_is_named(env, capsys, trained, monkeypatch):
+    monkeypatch.setenv("VISION_PREDICTION_KEY", env.training_key)
+    code, _, err = _classify(capsys, "--published-name", "whatever")
+    assert code == 3
+    assert_one_line_error(err)
+    assert "this looks like a training key; VISION_PREDICTION_KEY" in err
+    assert env.training_key not in err

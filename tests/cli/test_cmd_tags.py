@@ -65,3 +65,13 @@ def test_missing_action_is_a_usage_error(env, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["tags"])
     assert exit_info.value.code == 2
+
+
+def test_control_characters_in_a_tag_name_are_shown_escaped(env, capsys):
+    """A tag named with an escape sequence must not set the window title when listed."""
+    assert cli(capsys, "projects", "create", "hostile")[0] == 0
+    assert cli(capsys, "tags", "create", "hostile", "\x1b]0;pwned\x07")[0] == 0
+    code, out, err = cli(capsys, "tags", "list", "hostile")
+    assert code == 0, err
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b]0;pwned\\x07" in out

@@ -45,6 +45,7 @@ def test_training_without_images_is_refused_in_the_service_words(env, capsys):
     assert code == 1
     assert_one_line_error(err)
     assert "training not started" in err and "BadRequest" in err
+    assert "upload images first (cvbulk upload ROOT --project 'empty')" in err
 
 
 def test_wait_prints_performance_then_nothing_changed(env, capsys):
@@ -163,3 +164,40 @@ async def test_spinner_lets_the_body_error_through_unwrapped():
     with pytest.raises(KeyError):
         async with Spinner("training", stream=io.StringIO(), tty=True):
             raise KeyError("boom")
+
+
+def test_too_few_images_per_tag_names_the_tags(env, capsys):
+    project_id = make_project(capsys, "sparse", "Hemlock", "Japanese_Cherry")
+    add_images(env, project_id, per_tag=2)
+    code, _, err = cli(capsys, "train", "--project", "sparse")
+    assert code == 1
+    assert_one_line_error(err)
+    assert "images per tag: Hemlock 2, Japanese_Cherry 2" in err and "at least 5" in err
+
+
+def test_wait_says_it_fetches_the_performance(env, capsys):
+    project_id = make_project(capsys, "phases", "Hemlock", "Japanese_Cherry")
+    add_images(env, project_id, per_tag=5)
+    code, _, err = cli(capsys, "train", "--project", "phases", "--wait", "--progress", "plain")
+    assert code == 0, err
+    assert "fetching training performance" in err
+    code, _, err = cli(capsys, "train", "--project", "phases", "--wait", "--force", "--quiet")
+    assert code == 0, err
+    assert err == ""
+
+
+def test_a_prediction_key_given_as_the_training_key_is_named(env, capsys, monkeypatch):
+    monkeypatch.setenv("VISION_TRAINING_KEY", env.prediction_key)
+    code, _, err = cli(capsys, "train", "--project", "whatever")
+    assert code == 3
+    assert_one_line_error(err)
+    assert "this looks like a prediction key; VISION_TRAINING_KEY (or --key) must be the training resource's key" in err
+    assert env.prediction_key not in err
+
+
+def test_a_wrong_training_key_is_not_called_a_prediction_key(env, capsys, monkeypatch):
+    monkeypatch.setenv("VISION_TRAINING_KEY", "not-a-key-at-all")
+    code, _, err = cli(capsys, "train", "--project", "whatever")
+    assert code == 3
+    assert_one_line_error(err)
+    assert "refused the training key" in err and "looks like" not in err

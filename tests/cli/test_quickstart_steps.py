@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -152,68 +151,3 @@ def test_7_clean_up(shell_env, workdir):
     ok(cvbulk(shell_env, workdir, "unpublish", "--project", "trees"))
     ok(cvbulk(shell_env, workdir, "projects", "delete", "trees", "--yes"))
     assert "trees" not in ok(cvbulk(shell_env, workdir, "projects", "list", "--json"))
-
-
-def _options(parser) -> set[str]:
-    found: set[str] = set()
-    for action in parser._actions:
-        found.update(o for o in action.option_strings if o.startswith("--"))
-        if isinstance(action, argparse._SubParsersAction):  # projects list|create|delete ...
-            for sub in action.choices.values():
-                found |= _options(sub)
-    return found
-
-
-def test_docs_list_every_flag_of_the_quickstart_commands():
-    """docs/cli.md's reference is generated from --help; it must not fall behind the parsers."""
-    from cvbulk.cli import build_parser
-
-    docs = (REPO / "docs" / "cli.md").read_text(encoding="utf-8")
-    subcommands = next(a for a in build_parser()._actions if a.dest == "command").choices
-    for name in ("demo", "domains", "projects", "tags", "train", "publish", "unpublish", "quicktest", "classify"):
-        assert f"### cvbulk {name}" in docs
-        missing = sorted(o for o in _options(subcommands[name]) if o not in docs)
-        assert not missing, f"docs/cli.md lacks {name} {missing}"
-
-
-def reference_markdown() -> str:
-    """docs/cli.md's "Command reference", made from every command's --help at a fixed width."""
-    import contextlib
-    import io
-
-    os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal: fix it for a stable file
-    from cvbulk.cli import COMMANDS, build_parser
-
-    def help_of(parser: argparse.ArgumentParser) -> str:
-        buffer = io.StringIO()
-        with contextlib.redirect_stdout(buffer):
-            parser.print_help()
-        return buffer.getvalue().rstrip()
-
-    subcommands = next(a for a in build_parser()._actions if a.dest == "command").choices
-    out = [
-        "## Command reference",
-        "",
-        "Generated from `cvbulk COMMAND --help` (`python tests/cli/test_quickstart_steps.py` rewrites this",
-        "section; the tests check that every flag of the quickstart commands is listed here). Every command",
-        "also takes `--debug`; the training commands take `--endpoint/--key` (or `$VISION_TRAINING_ENDPOINT` /",
-        "`$VISION_TRAINING_KEY`), the prediction ones `--prediction-endpoint/--prediction-key`.",
-        "",
-    ]
-    for name in COMMANDS:
-        parser = subcommands.get(name)
-        if parser is None:
-            continue  # not built (yet)
-        out += [f"### cvbulk {name}", "", "```text", help_of(parser), "```", ""]
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for action_name, sub in action.choices.items():
-                    out += [f"#### cvbulk {name} {action_name}", "", "```text", help_of(sub), "```", ""]
-    return "\n".join(out)
-
-
-if __name__ == "__main__":  # rewrite the generated half of docs/cli.md
-    docs = REPO / "docs" / "cli.md"
-    head = docs.read_text(encoding="utf-8").split("## Command reference", 1)[0]
-    docs.write_text(head + reference_markdown(), encoding="utf-8")
-    print(f"wrote {docs}")

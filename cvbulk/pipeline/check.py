@@ -1,0 +1,321 @@
+"""``cvbulk check``: compare a local tree (and its labels) with a project, as ``rclone check`` does.
+
+Images are matched by content, not by name (the service keeps no file names): the sha256 of the bytes
+``cvbulk upload`` would send for each local file (``prepare_image``: the file's own bytes when it passes
+through, the fixed bytes otherwise; fixes are deterministic) against the sha256 of each project image's
+original bytes, downloaded through the client (so paced like every other call) a few at a time and
+dropped once hashed. Each local path and each unmatched project image ends in one outcome:
+
+``=`` in both, same tags; ``*`` in both, tags differ; ``-`` only local; ``+`` only in the project;
+``!`` a local file that could not be compared (unreadable, or one upload would reject: the reason says).
+
+The trees match when every outcome is ``=``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+
+from ..client._errors import AuthenticationError, CustomVisionError
+from ._reasons import one_line
+from .labels import Labels, LabelSource, open_label_source
+from .prepare import TRAINING_LIMITS, Rejected, prepare_image
+from .project import resolve_project
+from .scan import ScanEntry, ScanProblem, scan_tree
+
+if TYPE_CHECKING:
+    from ..client import Image, TrainingClient
+
+__all__ = [
+    "MATCH",
+    "ONLY_LOCAL",
+    "ONLY_PROJECT",
+    "TAGS_DIFFER",
+    "NOT_COMPARED",
+    "OUTCOMES",
+    "CheckOptions",
+    "CheckEntry",
+    "CheckResult",
+    "ProgressCallback",
+    "run_check",
+]
+
+MATCH = "="
+ONLY_LOCAL = "-"
+ONLY_PROJECT = "+"
+TAGS_DIFFER = "*"
+NOT_COMPARED = "!"
+#: Each outcome and the word the summary and the JSON use for it.
+OUTCOMES = {
+    MATCH: "match",
+    TAGS_DIFFER: "tags_differ",
+    ONLY_LOCAL: "only_local",
+    ONLY_PROJECT: "only_in_project",
+    NOT_COMPARED: "not_compared",
+}
+
+#: progress(phase, done, total): phase is a short phrase ("hashing local files"); total None = unknown.
+ProgressCallback = Callable[[str, int, "int | None"], None]
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """What ``cvbulk check`` compares."""
+
+    root: Path
+    project: str
+    labels: str = "folders"  # "folders" or a label file, as `cvbulk upload --labels` takes
+    exclude: tuple[str, ...] = ()  # the same patterns as `cvbulk upload --exclude`
+    include_hidden: bool = False
+    max_concurrency: int = 8  # downloads in flight (the client's Pacer may allow fewer)
+    hash_threads: int = 4  # local files read and hashed at once
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1 or self.hash_threads < 1:
+            raise ValueError("max_concurrency and hash_threads must be at least 1")
+
+
+@dataclass(frozen=True)
+class CheckEntry:
+    """One line of the comparison: a local path, a project image, or both."""
+
+    outcome: str
+    path: str | None = None  # relative to ROOT, posix
+    image_id: str | None = None
+    local_tags: tuple[str, ...] | None = None
+    project_tags: tuple[str, ...] | None = None
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "outcome": OUTCOMES[self.outcome],
+            "path": self.path,
+            "image_id": self.image_id,
+            "local_tags": list(self.local_tags) if self.local_tags is not None else None,
+            "project_tags": list(self.project_tags) if self.project_tags is not None else None,
+            "reason": self.reason or None,
+        }
+
+
+@dataclass
+class CheckResult:
+    project_id: str
+    project_name: str
+    entries: list[CheckEntry] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(OUTCOMES.values(), 0)
+        for entry in self.entries:
+            counts[OUTCOMES[entry.outcome]] += 1
+        return counts
+
+    @property
+    def matched(self) -> bool:
+        return all(entry.outcome == MATCH for entry in self.entries)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "project": {"id": self.project_id, "name": self.project_name},
+            "matched": self.matched,
+            "counts": self.counts,
+            "entries": [entry.to_json() for entry in self.entries],
+        }
+
+
+@dataclass(frozen=True)
+class _Local:
+    relpath: str
+    sha256: str | None
+    tags: tuple[str, ...]
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class _Remote:
+    image_id: str
+    sha256: str | None
+    tags: tuple[str, ...]
+    problem: str = ""
+
+
+def excluded(relpath: str, patterns: Sequence[str]) -> bool:
+    """As upload's --exclude: a pattern matches the path, any leading folder of it, or the file name."""
+    if not patterns:
+        return False
+    parts = relpath.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))] + [parts[-1]]
+    return any(fnmatchcase(c, p.rstrip("/")) for p in patterns for c in candidates)
+
+
+def _tag_key(tags: Sequence[str]) -> tuple[str, ...]:
+    # Tag names are unique regardless of case on the service, and upload maps them that way.
+    return tuple(sorted({t.casefold() for t in tags}))
+
+
+def _noop(phase: str, done: int, total: int | None) -> None:
+    return None
+
+
+async def run_check(
+    client: TrainingClient, options: CheckOptions, *, progress: ProgressCallback | None = None
+) -> CheckResult:
+    """Compare ``options.root`` with the project; every local path and project image gets an entry.
+
+    A wrong key or a missing project is raised (it concerns the whole run); a project image that cannot
+    be downloaded, or a local file that cannot be read, is that entry's outcome (``!`` or ``+``).
+    """
+    report = progress or _noop
+    root = Path(options.root)
+    if not root.is_dir():
+        raise NotADirectoryError(f"ROOT {str(root)!r} is not a folder")
+    source = await anyio.to_thread.run_sync(open_label_source, options.labels, root)
+    project = await resolve_project(client, options.project)
+    local = await _hash_local(root, source, options, report)
+    remote = await _hash_project(client, str(project.id), options, report)
+    result = CheckResult(str(project.id), str(project.name))
+    result.entries = _compare(local, remote)
+    return result
+
+
+def _scan(root: Path, options: CheckOptions) -> list[ScanEntry | ScanProblem]:
+    return [
+        found for found in scan_tree(root, include_hidden=options.include_hidden)
+        if not excluded(found.relpath, options.exclude)
+    ]
+
+
+def _hash_one(found: ScanEntry, labels: Labels | None) -> _Local:
+    tags = labels.tags if labels is not None else ()
+    regions = labels.regions if labels is not None else ()
+    prepared = prepare_image(found.path, limits=TRAINING_LIMITS, regions=regions)
+    if isinstance(prepared, Rejected):
+        return _Local(found.relpath, None, tags, f"upload would reject it: {prepared.reason}")
+    return _Local(found.relpath, prepared.sha256, tags)
+
+
+async def _hash_local(
+    root: Path, source: LabelSource, options: CheckOptions, report: ProgressCallback
+) -> list[_Local]:
+    phase = "hashing local files"
+    report("scanning local files", 0, None)
+    found = await anyio.to_thread.run_sync(_scan, root, options)
+    out: list[_Local] = [_Local(f.relpath, None, (), f.reason) for f in found if isinstance(f, ScanProblem)]
+    files = [f for f in found if isinstance(f, ScanEntry)]
+    report(phase, 0, len(files))
+    limiter = anyio.CapacityLimiter(options.hash_threads)
+    done = 0
+
+    async def one(entry: ScanEntry) -> None:
+        nonlocal done
+        labels = source.labels_for(entry.relpath)
+        out.append(await anyio.to_thread.run_sync(_hash_one, entry, labels, limiter=limiter))
+        done += 1
+        report(phase, done, len(files))
+
+    await _each(files, one, options.hash_threads)
+    return out
+
+
+async def _each(items: Sequence[Any], work: Callable[[Any], Any], workers: int) -> None:
+    """``work(item)`` for every item, ``workers`` at a time, through a bounded stream."""
+    send, recv = anyio.create_memory_object_stream[Any](workers)
+
+    async def worker(mine: Any) -> None:
+        async with mine:
+            async for item in mine:
+                await work(item)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(workers):
+            tg.start_soon(worker, recv.clone())
+        recv.close()
+        async with send:
+            for item in items:
+                await send.send(item)
+
+
+def _image_tags(image: Image) -> tuple[str, ...]:
+    names = {str(t.tag_name) for t in (image.tags or ()) if t.tag_name}
+    names |= {str(r.tag_name) for r in (image.regions or ()) if r.tag_name}  # a region's tag is the image's
+    return tuple(sorted(names))
+
+
+async def _hash_project(
+    client: TrainingClient, project_id: str, options: CheckOptions, report: ProgressCallback
+) -> list[_Remote]:
+    report("listing project images", 0, None)
+    total = await client.get_image_count(project_id)
+    tag_names = {t.id: t.name for t in await client.get_tags(project_id)}
+    images = [image async for image in client.iter_images(project_id, order_by="Oldest")]
+    phase = "downloading project images"
+    report(phase, 0, max(total, len(images)))
+    out: list[_Remote] = []
+    done = 0
+
+    async def one(image: Image) -> None:
+        nonlocal done
+        out.append(await _hash_remote(client, image, tag_names))
+        done += 1
+        report(phase, done, len(images))
+
+    await _each(images, one, options.max_concurrency)
+    return out
+
+
+async def _hash_remote(client: TrainingClient, image: Image, tag_names: dict[Any, Any]) -> _Remote:
+    tags = _image_tags(image)
+    if not tags:  # older API versions give ids only
+        ids = [t.tag_id for t in (image.tags or ())] + [r.tag_id for r in (image.regions or ())]
+        tags = tuple(sorted({str(tag_names.get(i, i)) for i in ids}))
+    image_id = str(image.id)
+    if not image.original_image_uri:
+        return _Remote(image_id, None, tags, "the service gave no image URI")
+    try:
+        data = await client.download(image.original_image_uri)
+    except AuthenticationError:
+        raise  # the key is wrong for every image: stop
+    except CustomVisionError as exc:
+        return _Remote(image_id, None, tags, f"download failed: {one_line(exc)}")
+    return _Remote(image_id, hashlib.sha256(data).hexdigest(), tags)
+
+
+def _compare(local: list[_Local], remote: list[_Remote]) -> list[CheckEntry]:
+    by_hash: dict[str, _Remote] = {}
+    for image in remote:
+        if image.sha256 is not None:
+            by_hash.setdefault(image.sha256, image)
+    seen: set[str] = set()
+    entries: list[CheckEntry] = []
+    for item in local:
+        if item.sha256 is None:
+            entries.append(CheckEntry(NOT_COMPARED, item.relpath, local_tags=item.tags, reason=item.problem))
+            continue
+        found = by_hash.get(item.sha256)
+        if found is None:
+            entries.append(CheckEntry(ONLY_LOCAL, item.relpath, local_tags=item.tags))
+            continue
+        image = found
+        seen.add(image.image_id)
+        same = _tag_key(item.tags) == _tag_key(image.tags)
+        entries.append(
+            CheckEntry(
+                MATCH if same else TAGS_DIFFER, item.relpath, image.image_id, item.tags, image.tags,
+                "" if same else "tags differ",
+            )
+        )
+    for image in remote:
+        if image.image_id not in seen:
+            entries.append(
+                CheckEntry(ONLY_PROJECT, None, image.image_id, project_tags=image.tags, reason=image.problem)
+            )
+    entries.sort(key=lambda e: (e.path is None, e.path or "", e.image_id or ""))
+    return entries
