@@ -15,7 +15,9 @@ ITER = {
 }
 PERF = {
     "precision": 0.9, "recall": 0.8, "averagePrecision": 0.85, "precisionStdDeviation": 0.01,
-    "perTagPerformance": [{"id": "t1", "name": "cat", "precision": 1.0, "recall": 0.5, "averagePrecision": 0.7}],
+    "recallStdDeviation": 0.02,  # the service always sends both deviations (the client's models default them)
+    "perTagPerformance": [{"id": "t1", "name": "cat", "precision": 1.0, "recall": 0.5, "averagePrecision": 0.7,
+                           "precisionStdDeviation": 0.0, "recallStdDeviation": 0.0}],
 }
 PROJECT = {"id": "p1", "name": "trees", "settings": {"domainId": "DOM-1", "classificationType": "Multiclass"}}
 
@@ -36,7 +38,8 @@ def test_from_client_models_and_from_dicts_is_the_same_document() -> None:
     assert second["trained_at"] == "2026-01-02T00:30:00Z" and second["exportable_to"] == ["ONNX"]
     assert second["performance"]["average_precision"] == 0.85
     assert second["performance"]["per_tag"] == [
-        {"name": "cat", "id": "t1", "precision": 1.0, "recall": 0.5, "average_precision": 0.7}]
+        {"name": "cat", "id": "t1", "precision": 1.0, "recall": 0.5, "average_precision": 0.7,
+         "precision_std_deviation": 0.0, "recall_std_deviation": 0.0}]
     assert from_models["thresholds"] == {"probability": 0.5, "overlap": 0.3}
     assert from_models["project"]["domain"] == "General"
 
