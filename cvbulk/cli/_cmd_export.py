@@ -92,4 +92,4 @@ async def _run(args: argparse.Namespace) -> int:
         print(f"{extra['images_with_tags_without_regions']} images have tags without a region, which "
               f"{options.format} cannot carry (export them as csv too)", file=sys.stderr)
     print(f"back into a project: {extra.get('upload_back')}", file=sys.stderr)
-    return finish(report, result.exit_code)
+    return finish(result)

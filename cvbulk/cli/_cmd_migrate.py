@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 
 from ._common import (
-    TIERS, CLIError, Connection, add_max_concurrency, add_pace_group, add_state_args, check_concurrency,
+    TIERS, CLIError, tier_name, Connection, add_max_concurrency, add_pace_group, add_state_args, check_concurrency,
     check_endpoint, finish, finish_job_parser, job_parser, make_pacer, print_table, remember_secret,
     show_report, training_connection,
 )
@@ -69,7 +69,7 @@ def register(subparsers: Any) -> None:
                         "else the source's)")
     target.add_argument("--to-key", metavar="KEY", help=f"target training key (default: ${ENV_TARGET_KEY}, else the source's)")
     pace = add_pace_group(parser, "the source resource's pricing tier (default: S0, or $CVBULK_TIER)")
-    pace.add_argument("--to-tier", choices=TIERS, default=None, help="the target's pricing tier (default: --tier)")
+    pace.add_argument("--to-tier", type=tier_name, choices=TIERS, default=None, help="the target's pricing tier (default: --tier)")
     pace.add_argument("--tps", type=float, default=None, metavar="N", help="source training calls per second")
     pace.add_argument("--to-tps", type=float, default=None, metavar="N", help="target training calls per second")
     add_max_concurrency(pace, 8, "at most N requests in flight on the target (default 8)")
@@ -136,4 +136,4 @@ async def _run(args: argparse.Namespace) -> int:
     print_table(rows, ("tag", "source", "target", ""), file=sys.stderr)
     if extra.get("unchanged"):
         print(f"already migrated by an earlier run: {extra['unchanged']} images", file=sys.stderr)
-    return finish(report, result.exit_code)
+    return finish(result)

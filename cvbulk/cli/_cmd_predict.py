@@ -13,8 +13,8 @@ import anyio
 
 from ._common import (
     ENV_TRAINING_KEY, add_max_concurrency, add_pace_group, add_root_arg, add_state_args,
-    check_concurrency, check_root, check_tps, exit_status, finish_job_parser, job_parser, make_pacer,
-    prediction_connection, print_json, training_connection,
+    check_concurrency, check_root, check_tps, finish_job_parser, job_parser, make_pacer,
+    prediction_connection, print_json, result_status, training_connection,
 )
 
 DESCRIPTION = """\
@@ -153,7 +153,7 @@ async def _run(args: argparse.Namespace) -> int:
         result = await run_predict(prediction, training, options, progress=progress)
 
     print(summary_table(result.report), file=sys.stderr)
-    print(f"output: {options.output}   report: {result.report.get('report_file')}", file=sys.stderr)
+    print(f"output: {result.output}   report: {result.report_file}", file=sys.stderr)
     if args.json:
         print_json(result.report)
-    return exit_status(result.exit_code)
+    return result_status(result)

@@ -10,7 +10,7 @@ import anyio
 
 from ._common import (
     add_max_concurrency, add_pace_group, add_root_arg, add_state_args, check_concurrency, check_root,
-    check_tps, exit_status, finish, finish_job_parser, job_parser, make_pacer, print_json, print_table,
+    check_tps, finish, result_status, finish_job_parser, job_parser, make_pacer, print_json, print_table,
     show_report, training_connection,
 )
 
@@ -158,9 +158,9 @@ async def _run(args: argparse.Namespace) -> int:
         extra = show_report(args, report)
         if extra.get("unchanged"):
             print(f"unchanged since an earlier run: {extra['unchanged']} files", file=sys.stderr)
-    if report.get("report_file"):  # a dry run writes none
-        return finish(report, result.exit_code)
-    return exit_status(result.exit_code)
+    if result.report_file is not None:  # a dry run writes none
+        return finish(result)
+    return result_status(result)
 
 
 def _print_dry_run(report: dict[str, Any]) -> None:

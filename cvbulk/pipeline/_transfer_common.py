@@ -14,7 +14,7 @@ import anyio
 import anyio.to_thread
 from anyio.abc import ObjectSendStream
 
-from ..cli._common import CLIError
+from .errors import StateFileError
 from ..client import ApiGroup
 from ._stages import first_cause
 from .journal import Journal, JournalEntry, JournalMismatch
@@ -89,13 +89,13 @@ async def send_recorded(
 
 
 async def open_journal(
-    path: Path, *, job: str, fingerprint: dict[str, Any], hint: str = "pass --state to use another state file"
+    path: Path, *, job: str, fingerprint: dict[str, Any], hint: str = "pass {opt:state} to use another state file"
 ) -> Journal:
     """Open the state file in a worker thread; another job's state file is a usage error with ``hint``."""
     try:
         return await anyio.to_thread.run_sync(partial(Journal.open, path, job=job, fingerprint=fingerprint))
     except JournalMismatch as exc:
-        raise CLIError(f"{exc} ({hint})") from None
+        raise StateFileError(f"{exc} ({hint})") from None
 
 
 def watch_progress(progress: Any, total: int, client: Any) -> None:

@@ -27,7 +27,8 @@ import anyio
 import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from ..cli._common import CLIError, ExitCode
+from .errors import ConfigError
+from .results import ExportResult
 from ..client._errors import AuthenticationError, CustomVisionError, NotFoundError
 from ._export_layout import (
     FOLDERS_MANIFEST,
@@ -69,19 +70,13 @@ class ExportOptions:
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
         if self.format not in FORMATS:
-            raise CLIError(f"--format must be one of {', '.join(FORMATS)}, not {self.format!r}")
+            raise ConfigError(f"{{opt:format}} must be one of {', '.join(FORMATS)}, not {self.format!r}")
         if self.max_concurrency < 1:
-            raise CLIError("--max-concurrency must be at least 1")
+            raise ConfigError("{opt:max_concurrency} must be at least 1")
         self.state = Path(self.state) if self.state is not None else self.out_dir / STATE_DIR / "export.sqlite"
         if self.report is None:
             self.report = self.state.with_name(self.state.stem + ".report.json")
         self.report = Path(self.report)
-
-
-@dataclass
-class ExportResult:
-    exit_code: int
-    report: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +118,7 @@ async def run_export(client: TrainingClient, options: ExportOptions, *, progress
     started = time.time()
     out_dir = options.out_dir
     if out_dir.exists() and not out_dir.is_dir():
-        raise CLIError(f"{out_dir} exists and is not a folder")
+        raise ConfigError(f"{out_dir} exists and is not a folder")
     project = await resolve_project(client, options.project)
     tags = await client.get_tags(project.id)
     tag_names = {t.id: t.name for t in tags}
@@ -143,7 +138,6 @@ async def run_export(client: TrainingClient, options: ExportOptions, *, progress
     )
     finished = time.time()
     failed_now = run.tally[FAILED] + run.tally[ERROR]
-    exit_code = ExitCode.PARTIAL if failed_now else ExitCode.OK
     counts = {s: n for s, n in run.tally.items() if s != "unchanged"}
     extra = {
         "project": {"id": project.id, "name": project.name},
@@ -158,7 +152,7 @@ async def run_export(client: TrainingClient, options: ExportOptions, *, progress
         "images_with_tags_without_regions": not_carried if options.format in ("regions-json", "coco") else 0,
         "state_file": str(options.state),
         "state_counts": state_counts,
-        "exit_code": int(exit_code),
+        "exit_code": 1 if failed_now else 0,
     }
     report = build_report(
         job="export", started=started, finished=finished, counts=counts, failures=failures,
@@ -167,7 +161,10 @@ async def run_export(client: TrainingClient, options: ExportOptions, *, progress
     )
     await anyio.to_thread.run_sync(write_report, options.report, report)
     report["report_file"] = str(options.report)
-    return ExportResult(int(exit_code), report)
+    return ExportResult(
+        ok=not failed_now, report=report, state_file=Path(options.state), report_file=Path(options.report),
+        out_dir=out_dir,
+    )
 
 
 def _upload_hint(options: ExportOptions, label_file: Path | None) -> str:

@@ -31,6 +31,8 @@ from typing import Any
 
 from ._scrub import scrub_keys
 
+from .errors import StateFileError
+
 __all__ = [
     "UPLOADED",
     "DUPLICATE",
@@ -115,7 +117,7 @@ _UPSERT_SENDING = _UPSERT.replace(
 )
 
 
-class JournalMismatch(ValueError):
+class JournalMismatch(StateFileError, ValueError):
     """The state file belongs to another job or another source (project, root, ...)."""
 
 

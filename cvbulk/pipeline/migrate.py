@@ -32,7 +32,8 @@ import anyio
 import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from ..cli._common import CLIError, ExitCode
+from .errors import ConfigError
+from .results import MigrateResult
 from ._migrate_send import BY_MODES, Grouper, MigrateBatch, MigrateItem, MigrateSender, Outcome
 from ._migrate_setup import TagMapper, target_project
 from ._transfer_common import (
@@ -64,19 +65,13 @@ class MigrateOptions:
 
     def __post_init__(self) -> None:
         if self.by not in BY_MODES:
-            raise CLIError(f"--by must be one of {', '.join(BY_MODES)}, not {self.by!r}")
+            raise ConfigError(f"{{opt:by}} must be one of {', '.join(BY_MODES)}, not {self.by!r}")
         if self.max_concurrency < 1:
-            raise CLIError("--max-concurrency must be at least 1")
+            raise ConfigError("{opt:max_concurrency} must be at least 1")
         if self.batch_bytes < 1024:
-            raise CLIError("--batch-bytes must be at least 1024")
+            raise ConfigError("{opt:batch_bytes} must be at least 1024")
         self.state = Path(self.state) if self.state is not None else None
         self.report = Path(self.report) if self.report is not None else None
-
-
-@dataclass
-class MigrateResult:
-    exit_code: int
-    report: dict[str, Any]
 
 
 def default_state_path(source_endpoint: str, from_project: str, target_endpoint: str, to_project: str) -> Path:
@@ -123,7 +118,7 @@ async def run_migrate(
     dst, created = await target_project(source, target, src, options.to_project, create=options.create)
     same_side = source.endpoint.rstrip("/").lower() == target.endpoint.rstrip("/").lower()
     if same_side and src.id == dst.id:
-        raise CLIError("the source and the target are the same project")
+        raise ConfigError("the source and the target are the same project")
     source_tags = await source.get_tags(src.id)
     tags = TagMapper(target, dst.id)
     await tags.load(source_tags)
@@ -148,7 +143,7 @@ async def run_migrate(
     comparison = await compare_counts(source, src.id, target, dst.id)
     finished = time.time()
     failed_now = run.tally[FAILED] + run.tally[ERROR]
-    exit_code = ExitCode.PARTIAL if failed_now or not comparison["equal"] else ExitCode.OK
+    ok = not failed_now and bool(comparison["equal"])
     extra = {
         "source": _side(source, src),
         "target": {**_side(target, dst), "created": created},
@@ -165,7 +160,7 @@ async def run_migrate(
         "comparison": comparison,
         "state_file": str(state),
         "state_counts": state_counts,
-        "exit_code": int(exit_code),
+        "exit_code": 0 if ok else 1,
     }
     counts = {s: n for s, n in run.tally.items() if s != "unchanged"}
     report = build_report(
@@ -175,7 +170,9 @@ async def run_migrate(
     )
     await anyio.to_thread.run_sync(write_report, report_path, report)
     report["report_file"] = str(report_path)
-    return MigrateResult(int(exit_code), report)
+    return MigrateResult(
+        ok=ok, report=report, state_file=Path(state), report_file=Path(report_path), comparison=comparison
+    )
 
 
 def _side(client: Any, project: Project) -> dict[str, Any]:

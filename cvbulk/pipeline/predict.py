@@ -25,13 +25,14 @@ import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from ..cli._common import CLIError
+from .errors import ConfigError
+from .results import PredictResult
 from ._predict_engine import (
     ERROR,
     FAILED,
@@ -76,12 +77,6 @@ class PredictOptions:
     application: str | None = None  # the service's optional "application" tag for the requests
 
 
-@dataclass(frozen=True)
-class PredictResult:
-    exit_code: int  # 0 all done, 1 some files failed (see report["failures"])
-    report: dict[str, Any] = field(default_factory=dict)
-
-
 def default_state_path(output: Path) -> Path:
     """The state file of an output: ``results.csv`` -> ``results.csv.state``."""
     return output.with_name(output.name + ".state")
@@ -119,7 +114,7 @@ async def run_predict(
         "output": str(output.resolve()),
     }
     journal = await open_journal(
-        state_path, job=JOB, fingerprint=fingerprint, hint="use another --state or --output"
+        state_path, job=JOB, fingerprint=fingerprint, hint="use another {opt:state} or {opt:output}"
     )
 
     try:
@@ -159,7 +154,7 @@ async def _run(
             lambda: _Sink(output, options.detect, fmt == "csv" and not options.detect, tag_names, appending, rows)
         )
     except ValueError as exc:  # an existing file with other columns
-        raise CLIError(f"cannot append to {output}: {exc}") from None
+        raise ConfigError(f"cannot append to {output}: {exc}") from None
     counters = _RunCounters()
 
     async def source() -> AsyncIterator[WorkItem | Outcome]:
@@ -239,8 +234,10 @@ async def _run(
     report["report_file"] = str(report_path)
     # Exit 1 while the job holds a failed file (this run's or an earlier run's): its row in the
     # output says "rejected" / "failed", or (a transient error) it has no row yet.
-    exit_code = 1 if report["failed"] or report["extra"]["job_failed"] else 0
-    return PredictResult(exit_code, report)
+    ok = not (report["failed"] or report["extra"]["job_failed"])
+    return PredictResult(
+        ok=ok, report=report, state_file=Path(state_path), report_file=Path(report_path), output=Path(output)
+    )
 
 
 # -- project and tags ---------------------------------------------------------------------------
@@ -252,9 +249,9 @@ async def _resolve_project(
     """(project id, name or None, tag names or None) for a project id or name."""
     if training is None:
         if not _UUID.match(ref.strip()):
-            raise CLIError(
-                f"PROJECT {ref!r} is not a project id: without training credentials "
-                "(--endpoint/--key or VISION_TRAINING_*) the project must be given by id"
+            raise ConfigError(
+                f"{{opt:project}} {ref!r} is not a project id: without training credentials "
+                "({opt:training}) the project must be given by id"
             )
         return ref.strip(), None, None
     from .project import is_detection_domain, project_domain, resolve_project
@@ -263,24 +260,24 @@ async def _resolve_project(
     domain = await project_domain(training, project)
     if domain is not None and is_detection_domain(domain) != detect:
         # Caught before the first image: otherwise every image would fail the same way.
-        hint = "add --detect" if not detect else "drop --detect"
+        hint = "add {opt:detect}" if not detect else "drop {opt:detect}"
         kind = "an object-detection" if not detect else "a classification"
-        raise CLIError(f"project {project.name!r} is {kind} project: {hint}")
+        raise ConfigError(f"project {project.name!r} is {kind} project: {hint}")
     tags = await training.get_tags(project.id)
     return str(project.id), project.name, sorted({t.name for t in tags})
 
 
 def _check(options: PredictOptions) -> None:
     if not options.root.is_dir():
-        raise CLIError(f"ROOT {str(options.root)!r} is not a folder")
+        raise ConfigError(f"{{opt:root}} {str(options.root)!r} is not a folder")
     if options.top is not None and options.top < 1:
-        raise CLIError("--top must be at least 1")
+        raise ConfigError("{opt:top} must be at least 1")
     if options.threshold is not None and not 0.0 <= options.threshold <= 1.0:
-        raise CLIError("--threshold must be between 0 and 1")
+        raise ConfigError("{opt:threshold} must be between 0 and 1")
     if options.max_concurrency < 1:
-        raise CLIError("--max-concurrency must be at least 1")
+        raise ConfigError("{opt:max_concurrency} must be at least 1")
     if not options.published_name.strip():
-        raise CLIError("--published-name must not be empty")
+        raise ConfigError("{opt:published_name} must not be empty")
 
 
 # -- recording ----------------------------------------------------------------------------------

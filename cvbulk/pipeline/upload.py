@@ -34,7 +34,8 @@ import anyio
 import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from ..cli._common import CLIError, ExitCode
+from .errors import ConfigError, ProjectNotFound
+from .results import UploadResult
 from ._stages import take_ready
 from ._transfer_common import STATE_DIR, JournalCalls, open_journal, run_stages, send_recorded
 from ._upload_send import BatchSender, Outcome
@@ -46,7 +47,6 @@ from .labels import Labels, LabelSource, open_label_source
 from .prepare import TRAINING_LIMITS, ImageLimits, PreparedImage, Rejected, prepare_image
 from .project import (
     TAG_LIMITS,
-    ProjectNotFound,
     TagMap,
     ensure_tags,
     find_or_create_project,
@@ -113,15 +113,9 @@ class UploadOptions:
         if self.report is not None:
             self.report = Path(self.report)
         if self.max_concurrency < 1:
-            raise CLIError("--max-concurrency must be at least 1")
+            raise ConfigError("{opt:max_concurrency} must be at least 1")
         if self.batch_bytes < 1024:
-            raise CLIError("--batch-bytes must be at least 1024")
-
-
-@dataclass
-class UploadResult:
-    exit_code: int
-    report: dict[str, Any]
+            raise ConfigError("{opt:batch_bytes} must be at least 1024")
 
 
 def _slug(text: str) -> str:
@@ -226,11 +220,11 @@ async def run_upload(
     started = time.time()
     root = options.root
     if not root.is_dir():
-        raise CLIError(f"{root} is not a folder")
+        raise ConfigError(f"{root} is not a folder")
     try:
         source = await anyio.to_thread.run_sync(open_label_source, options.labels, root)
     except ValueError as exc:  # LabelFileError
-        raise CLIError(str(exc)) from None
+        raise ConfigError(str(exc).replace("{", "{{").replace("}", "}}")) from None
     detection = bool(source.has_regions)
 
     project, created = await _project(client, options, detection)
@@ -279,23 +273,29 @@ async def run_upload(
         # Read at each draw: the Pacer's adaptive limit moves with 429s and 5xx.
         progress.set_concurrency(lambda: _concurrency(client))
 
-    async def finish() -> tuple[ExitCode, dict[str, Any]]:
+    async def finish() -> tuple[bool, dict[str, Any]]:
         finished = time.time()
         failed_now = sum(n for s, n in run.tally.items() if s in FAILURE_STATUSES or s == "still-failed")
-        exit_code = ExitCode.PARTIAL if failed_now else ExitCode.OK
+        ok = not failed_now
         failures: list[Any] = (
             list(run.listed_rejects)
             if journal is None or options.dry_run
             else await run.journal_call(lambda: list(journal.failures()))
         )
-        return exit_code, _report(run, project, created, tags_created, state, started, finished, exit_code, failures)
+        return ok, _report(run, project, created, tags_created, state, started, finished, ok, failures)
 
     # A failing stage surfaces as itself (handle_errors wants one clear line); the journal is always closed.
-    exit_code, report = await run_stages(run, journal, progress, partial(_pipeline, run), finish)
+    ok, report = await run_stages(run, journal, progress, partial(_pipeline, run), finish)
     if not options.dry_run:
         await anyio.to_thread.run_sync(write_report, report_path, report)
         report["report_file"] = str(report_path)
-    return UploadResult(int(exit_code), report)
+    return UploadResult(
+        ok=ok,
+        report=report,
+        state_file=state if journal is not None else None,
+        report_file=None if options.dry_run else report_path,
+        dry_run=options.dry_run,
+    )
 
 
 @dataclass(frozen=True)
@@ -312,7 +312,7 @@ async def _project(
         except ProjectNotFound:
             if not options.create:
                 raise ProjectNotFound(
-                    f"no project with the id or name {options.project!r} (pass --create to create it)"
+                    f"no project with the id or name {options.project!r} (pass {{opt:create}} to create it)"
                 ) from None
             return None, False  # would be created
     else:
@@ -327,9 +327,9 @@ async def _project(
         if created:
             return project, True
     if detection and not is_detection_domain(await project_domain(client, project)):
-        raise CLIError(
+        raise ConfigError(
             f"the labels carry regions but project {project.name!r} is not an object-detection "
-            "project (create one with --create and a new name)"
+            "project (create one with {opt:create} and a new name)"
         )
     return project, False
 
@@ -427,7 +427,7 @@ async def _plan(
     for found, labels, prior in planned:
         if isinstance(found, ScanProblem):
             if found.relpath == ".":  # ROOT itself cannot be read: nothing to upload at all
-                raise CLIError(f"cannot read {run.options.root}: {found.reason}")
+                raise ConfigError(f"cannot read {run.options.root}: {found.reason}")
             # Symlink loops, dangling links, unreadable folders: reported and skipped (no image lost
             # that could have been read); the scan's reason says which.
             if prior is None or prior.status != SKIPPED or prior.reason != found.reason:
@@ -653,7 +653,7 @@ def _report(
     state: Path,
     started: float,
     finished: float,
-    exit_code: int,
+    ok: bool,
     failures: list[Any],
 ) -> dict[str, Any]:
     opts = run.options
@@ -681,7 +681,7 @@ def _report(
         "splits": run.sender.splits if run.sender is not None else 0,
         "bytes_prepared": run.bytes_prepared,
         "concurrency": _concurrency(run.client),
-        "exit_code": int(exit_code),
+        "exit_code": 0 if ok else 1,
     }
     if opts.dry_run:
         extra["would_send"] = {
