@@ -10,6 +10,7 @@ Requests are paced per API group (rate limit + adaptive concurrency), retried on
 connections / timeouts with backoff (Retry-After honoured), and counted in ``client.stats``.
 """
 
+from ._body import BodyChanged, BytesBody, FileBody, ImageBody, as_body, read_body
 from ._errors import (
     AuthenticationError,
     BadRequestError,
@@ -51,6 +52,7 @@ from ._models import (
     Tag,
     TagPerformance,
 )
+from ._multipart import ImageData
 from ._prediction import PredictionClient
 from ._ratelimit import TIER_RATES, AdaptiveConcurrency, ApiGroup, Pacer, RateLimiter
 from ._retry import RetryPolicy, parse_retry_after, parse_retry_after_message
@@ -69,4 +71,6 @@ __all__ = [
     "ImageRegionCreateEntry", "ImageRegionCreateResult", "ImageRegionCreateSummary", "ImageTagCreateEntry",
     "ImageTagCreateSummary", "Iteration", "IterationPerformance", "TagPerformance", "ImagePrediction",
     "Prediction", "BoundingBox", "ProjectExport",
+    # image bodies streamed from their source (engine, issue 14)
+    "ImageBody", "ImageData", "FileBody", "BytesBody", "BodyChanged", "as_body", "read_body",
 ]
