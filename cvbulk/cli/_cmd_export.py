@@ -10,8 +10,16 @@ from typing import Any
 import anyio
 
 from ._common import (
-    add_max_concurrency, add_pace_group, add_state_args, check_concurrency, finish, finish_job_parser,
-    job_parser, make_pacer, show_report, training_connection,
+    add_max_concurrency,
+    add_pace_group,
+    add_state_args,
+    check_concurrency,
+    finish,
+    finish_job_parser,
+    job_parser,
+    make_pacer,
+    show_report,
+    training_connection,
 )
 
 DESCRIPTION = """\
@@ -68,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace) -> int:
     from ..client import TrainingClient
     from ..pipeline.export import ExportOptions, run_export
-    from ..pipeline.progress import Progress
+    from ._progress import make_progress
 
     check_concurrency(args.max_concurrency)
     options = ExportOptions(
@@ -78,8 +86,8 @@ async def _run(args: argparse.Namespace) -> int:
     conn = training_connection(args)
     pacer = make_pacer(args.tier, args.tps, args.max_concurrency)
     client = TrainingClient(conn.endpoint, conn.key, pacer=pacer, max_connections=max(args.max_concurrency, 8))
-    progress = Progress(label="export", stream=sys.stderr)
-    async with client:
+    progress = make_progress(args, "export")
+    async with client, progress:
         result = await run_export(client, options, progress=progress)
     report = result.report
     extra = show_report(args, report)

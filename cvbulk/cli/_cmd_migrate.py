@@ -11,10 +11,25 @@ from typing import Any
 import anyio
 
 from ._common import (
-    TIERS, CLIError, tier_name, Connection, add_max_concurrency, add_pace_group, add_state_args, check_concurrency,
-    check_endpoint, finish, finish_job_parser, job_parser, make_pacer, print_table, remember_secret,
-    show_report, training_connection,
+    TIERS,
+    CLIError,
+    Connection,
+    add_max_concurrency,
+    add_pace_group,
+    add_state_args,
+    check_concurrency,
+    check_endpoint,
+    finish,
+    finish_job_parser,
+    job_parser,
+    make_pacer,
+    print_table,
+    remember_secret,
+    show_report,
+    tier_name,
+    training_connection,
 )
+
 ENV_TARGET_ENDPOINT = "VISION_TARGET_TRAINING_ENDPOINT"
 ENV_TARGET_KEY = "VISION_TARGET_TRAINING_KEY"
 
@@ -101,7 +116,7 @@ async def _run(args: argparse.Namespace) -> int:
     from ..client import TrainingClient
     from ..pipeline.batch import DEFAULT_BATCH_BYTES
     from ..pipeline.migrate import MigrateOptions, run_migrate
-    from ..pipeline.progress import Progress
+    from ._progress import make_progress
 
     check_concurrency(args.max_concurrency)
     options = MigrateOptions(
@@ -120,8 +135,8 @@ async def _run(args: argparse.Namespace) -> int:
     source = TrainingClient(source_conn.endpoint, source_conn.key, pacer=source_pacer, max_connections=downloads)
     target = TrainingClient(target_conn.endpoint, target_conn.key, pacer=target_pacer,
                             max_connections=max(args.max_concurrency, 8))
-    progress = Progress(label="migrate", stream=sys.stderr)
-    async with source, target:
+    progress = make_progress(args, "migrate")
+    async with source, target, progress:
         result = await run_migrate(source, target, options, progress=progress)
     report = result.report
     extra = show_report(args, report)

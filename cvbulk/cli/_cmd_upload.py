@@ -9,9 +9,22 @@ from typing import Any
 import anyio
 
 from ._common import (
-    add_max_concurrency, add_pace_group, add_root_arg, add_state_args, check_concurrency, check_root,
-    check_tps, finish, result_status, finish_job_parser, job_parser, make_pacer, print_json, print_table,
-    show_report, training_connection,
+    add_max_concurrency,
+    add_pace_group,
+    add_root_arg,
+    add_state_args,
+    check_concurrency,
+    check_root,
+    check_tps,
+    finish,
+    finish_job_parser,
+    job_parser,
+    make_pacer,
+    print_json,
+    print_table,
+    result_status,
+    show_report,
+    training_connection,
 )
 
 DESCRIPTION = """\
@@ -139,15 +152,15 @@ def _options(args: argparse.Namespace) -> Any:
 
 async def _run(args: argparse.Namespace) -> int:
     from ..client import TrainingClient
-    from ..pipeline.progress import Progress
     from ..pipeline.upload import run_upload
+    from ._progress import make_progress
 
     options = _options(args)
     conn = training_connection(args)
     pacer = make_pacer(args.tier, args.tps, args.max_concurrency)
     client = TrainingClient(conn.endpoint, conn.key, pacer=pacer, max_connections=max(args.max_concurrency, 8))
-    progress = Progress(label="dry run" if options.dry_run else "upload", stream=sys.stderr)
-    async with client:
+    progress = make_progress(args, "dry run" if options.dry_run else "upload")
+    async with client, progress:
         result = await run_upload(client, options, progress=progress)
     report = result.report
     if options.dry_run and args.json:

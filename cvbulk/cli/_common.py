@@ -398,11 +398,12 @@ def make_pacer(tier: str, tps: float | None, max_concurrency: int, *, prediction
 
 def show_report(args: argparse.Namespace, report: dict[str, Any]) -> dict[str, Any]:
     """Print the report (JSON on stdout when asked) and its summary table; returns its ``extra``."""
-    from ..pipeline.progress import summary_table
+    from ._progress import summary_table
 
     if args.json:
         print_json(report)
-    print(summary_table(report), file=sys.stderr)
+    if not getattr(args, "quiet", False):
+        print(summary_table(report), file=sys.stderr)
     return report.get("extra", {})
 
 

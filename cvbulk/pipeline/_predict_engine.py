@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import sys
 
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
@@ -34,7 +33,8 @@ from ..client._errors import (
     RetryBudgetExhausted,
 )
 from ._reasons import one_line
-from ._stages import take_ready
+from .engine import take_ready, unwrap
+from .status import Status
 
 __all__ = [
     "WorkItem",
@@ -49,13 +49,13 @@ __all__ = [
     "ERROR",
 ]
 
-# Journal statuses (see journal.py). "rejected" and "failed" are final outcomes with a row in the
+# Journal statuses (status.py). "rejected" and "failed" are final outcomes with a row in the
 # output; "error" is transient (the service could not be reached or kept failing): no row is written,
 # so that the next run retries the image and appends its row without duplicating a path.
-PREDICTED = "predicted"
-REJECTED = "rejected"
-FAILED = "failed"
-ERROR = "error"
+PREDICTED = Status.PREDICTED
+REJECTED = Status.REJECTED
+FAILED = Status.FAILED
+ERROR = Status.ERROR
 
 
 @dataclass(frozen=True)
@@ -281,18 +281,11 @@ async def run_engine(
         )
     except BaseExceptionGroup as group:
         # Several scorers may hit the same run-wide error (a wrong key) at once: say it once.
-        leaves = _leaves(group)
-        if leaves and all(isinstance(e, CustomVisionError) for e in leaves):
-            raise leaves[0] from None
+        first = unwrap(group)
+        if first is not None:
+            raise first from None
         raise
     return stats
-
-
-def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out
 
 
 async def _run_stages(feed, prepare_worker, score_worker, recorder, workers, prepare_workers, streams) -> None:

@@ -27,8 +27,6 @@ import anyio
 import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from .errors import ConfigError
-from .results import ExportResult
 from ..client._errors import AuthenticationError, CustomVisionError, NotFoundError
 from ._export_layout import (
     FOLDERS_MANIFEST,
@@ -42,13 +40,22 @@ from ._export_layout import (
     write_label_file,
 )
 from ._reasons import one_line
-from ._stages import take_ready
-from ._transfer_common import (
-    PAGE, STATE_DIR, JournalCalls, open_journal, run_stages, send_pages, watch_progress,
+from .engine import (
+    PAGE,
+    STATE_DIR,
+    JournalCalls,
+    ProgressSink,
+    open_journal,
+    run_job,
+    send_pages,
+    start_progress,
+    take_ready,
 )
+from .errors import ConfigError
 from .journal import ERROR, EXPORTED, FAILED, Journal, JournalEntry
 from .project import resolve_project
 from .report import build_report, write_report
+from .results import ExportResult
 
 if TYPE_CHECKING:
     from ..client import Image, TrainingClient
@@ -93,7 +100,7 @@ class _Run(JournalCalls):
     client: Any
     journal: Journal
     tag_names: dict[str, str]  # tag id -> name
-    progress: Any
+    progress: ProgressSink | None
     tally: Counter = field(default_factory=Counter)
     nbytes: int = 0
     journal_lock: anyio.Lock = field(default_factory=anyio.Lock)
@@ -101,7 +108,7 @@ class _Run(JournalCalls):
     def advance(self, status: str, nbytes: int = 0) -> None:
         self.tally[status] += 1
         if self.progress is not None:
-            self.progress.advance(
+            self.progress.advanced(
                 ok=int(status == EXPORTED),
                 failed=int(status in (FAILED, ERROR)),
                 skipped=int(status == "unchanged"),
@@ -109,7 +116,7 @@ class _Run(JournalCalls):
             )
 
 
-async def run_export(client: TrainingClient, options: ExportOptions, *, progress: Any = None) -> ExportResult:
+async def run_export(client: TrainingClient, options: ExportOptions, *, progress: ProgressSink | None = None) -> ExportResult:
     """Export the project's images with their labels into ``options.out_dir``.
 
     Errors about the whole run (project not found, wrong key, a state file of another run) are raised;
@@ -126,14 +133,14 @@ async def run_export(client: TrainingClient, options: ExportOptions, *, progress
     fingerprint = {"project_id": project.id, "out_dir": str(out_dir.resolve()), "format": options.format}
     journal = await open_journal(options.state, job="export", fingerprint=fingerprint)
     run = _Run(options, client, journal, tag_names, progress)
-    watch_progress(progress, total, client)
+    start_progress(progress, total, client)
 
     async def finish() -> tuple[Any, ...]:
         labels = await run.journal_call(_write_labels, run, sorted(tag_names.values()))
         failures = await run.journal_call(lambda: list(journal.failures()))
         return (*labels, failures, await run.journal_call(journal.counts))
 
-    label_file, multi_tag, not_carried, failures, state_counts = await run_stages(
+    label_file, multi_tag, not_carried, failures, state_counts = await run_job(
         run, journal, progress, lambda: _pipeline(run, project.id), finish
     )
     finished = time.time()

@@ -32,17 +32,25 @@ import anyio
 import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from .errors import ConfigError
-from .results import MigrateResult
-from ._migrate_send import BY_MODES, Grouper, MigrateBatch, MigrateItem, MigrateSender, Outcome
+from ._migrate_send import BY_MODES, Grouper, MigrateBatch, MigrateItem, MigrateOutcome, MigrateSender
 from ._migrate_setup import TagMapper, target_project
-from ._transfer_common import (
-    PAGE, STATE_DIR, JournalCalls, open_journal, run_stages, send_pages, send_recorded, watch_progress,
-)
 from .batch import DEFAULT_BATCH_BYTES, TaggedRegion
+from .engine import (
+    PAGE,
+    STATE_DIR,
+    JournalCalls,
+    ProgressSink,
+    open_journal,
+    run_job,
+    send_pages,
+    send_recorded,
+    start_progress,
+)
+from .errors import ConfigError
 from .journal import DUPLICATE, ERROR, FAILED, FINAL_OK, SENDING, UPLOADED, Journal, JournalEntry
 from .project import resolve_project
 from .report import build_report, write_report
+from .results import MigrateResult
 
 if TYPE_CHECKING:
     from ..client import Image, Project, TrainingClient
@@ -91,7 +99,7 @@ class _Run(JournalCalls):
     journal: Journal
     tags: TagMapper
     sender: MigrateSender
-    progress: Any
+    progress: ProgressSink | None
     tally: Counter = field(default_factory=Counter)
     by: Counter = field(default_factory=Counter)
     nbytes: int = 0
@@ -102,11 +110,11 @@ class _Run(JournalCalls):
         if self.progress is not None:
             ok = sum(1 for s in statuses if s in (UPLOADED, DUPLICATE))
             failed = sum(1 for s in statuses if s in (FAILED, ERROR))
-            self.progress.advance(ok=ok, failed=failed, skipped=len(statuses) - ok - failed, nbytes=nbytes)
+            self.progress.advanced(ok=ok, failed=failed, skipped=len(statuses) - ok - failed, nbytes=nbytes)
 
 
 async def run_migrate(
-    source: TrainingClient, target: TrainingClient, options: MigrateOptions, *, progress: Any = None
+    source: TrainingClient, target: TrainingClient, options: MigrateOptions, *, progress: ProgressSink | None = None
 ) -> MigrateResult:
     """Copy ``options.from_project`` (on ``source``) into ``options.to_project`` (on ``target``).
 
@@ -133,13 +141,13 @@ async def run_migrate(
     journal = await open_journal(state, job="migrate", fingerprint=fingerprint)
     sender = MigrateSender(source, target, dst.id, by=options.by, batch_bytes=options.batch_bytes)
     run = _Run(options, source, target, src.id, journal, tags, sender, progress)
-    watch_progress(progress, total, target)  # the target's pacer is the one that limits
+    start_progress(progress, total, target)  # the target's pacer is the one that limits
 
     async def finish() -> tuple[list[Any], dict[str, int]]:
         failures = await run.journal_call(lambda: list(journal.failures()))
         return failures, await run.journal_call(journal.counts)
 
-    failures, state_counts = await run_stages(run, journal, progress, lambda: _pipeline(run), finish)
+    failures, state_counts = await run_job(run, journal, progress, lambda: _pipeline(run), finish)
     comparison = await compare_counts(source, src.id, target, dst.id)
     finished = time.time()
     failed_now = run.tally[FAILED] + run.tally[ERROR]
@@ -263,10 +271,11 @@ async def _planner(
             await batch_send.send(batch)
 
 
-def _entry(o: Outcome) -> JournalEntry:
+def _entry(o: MigrateOutcome) -> JournalEntry:
     return JournalEntry(
         key=o.item.source_id, size=o.nbytes or None, mtime_ns=None, sha256=None, status=o.status,
-        image_id=o.image_id, reason=o.reason, attempts=o.item.attempts + 1, extra={"by": o.by} if o.by else None,
+        image_id=o.image_id, reason=o.reason, attempts=o.item.attempts + 1,
+        extra={"by": o.detail} if o.detail else None,
     )
 
 
@@ -278,5 +287,5 @@ async def _sender(run: _Run, batch_recv: ObjectReceiveStream[MigrateBatch]) -> N
             outcomes = await send_recorded(run, journal, intent, partial(run.sender.send, batch), _entry)
             nbytes = sum(o.nbytes for o in outcomes)
             run.nbytes += nbytes
-            run.by.update(o.by for o in outcomes if o.by and o.status in (UPLOADED, DUPLICATE))
+            run.by.update(o.detail for o in outcomes if o.detail and o.status in (UPLOADED, DUPLICATE))
             run.advance([o.status for o in outcomes], nbytes)

@@ -24,15 +24,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from .errors import ConfigError
-from .results import PredictResult
 from ._predict_engine import (
     ERROR,
     FAILED,
@@ -44,11 +42,13 @@ from ._predict_engine import (
     run_engine,
 )
 from ._predict_rows import RowMaker, existing_tag_columns, output_format
-from ._transfer_common import open_journal
+from .engine import ProgressSink, open_journal, run_job, start_progress
+from .errors import ConfigError
 from .journal import SKIPPED, Journal, JournalEntry
 from .output import existing_keys, open_prediction_writer
 from .prepare import PREDICTION_LIMITS, Rejected, prepare_image
 from .report import build_report, write_report
+from .results import PredictResult
 from .scan import ScanProblem, aiter_scan
 
 __all__ = ["PredictOptions", "PredictResult", "run_predict", "default_state_path", "default_report_path"]
@@ -91,7 +91,7 @@ async def run_predict(
     training: Any | None,
     options: PredictOptions,
     *,
-    progress: Any | None = None,
+    progress: ProgressSink | None = None,
 ) -> PredictResult:
     """Score every image under ``options.root``; write rows, journal, report. See the module doc.
 
@@ -117,13 +117,12 @@ async def run_predict(
         state_path, job=JOB, fingerprint=fingerprint, hint="use another {opt:state} or {opt:output}"
     )
 
-    try:
-        return await _run(
-            prediction, options, journal, fmt, project_id, project_name, tag_names, state_path, progress
-        )
-    finally:
-        with anyio.CancelScope(shield=True):  # closed even when the run is cancelled
-            await anyio.to_thread.run_sync(journal.close)
+    return await run_job(  # type: ignore[no-any-return]
+        None,
+        journal,
+        progress,
+        partial(_run, prediction, options, journal, fmt, project_id, project_name, tag_names, state_path, progress),
+    )
 
 
 async def _run(
@@ -135,7 +134,7 @@ async def _run(
     project_name: str | None,
     tag_names: list[str] | None,
     state_path: Path,
-    progress: Any | None,
+    progress: ProgressSink | None,
 ) -> PredictResult:
     output = options.output
     appending = output.exists() and output.stat().st_size > 0
@@ -160,14 +159,14 @@ async def _run(
     async def source() -> AsyncIterator[WorkItem | Outcome]:
         async for entry in aiter_scan(options.root, include_hidden=options.include_hidden):
             if progress is not None:
-                progress.add_total(1)  # the total grows as the lazy scan finds files
+                progress.add_total(1)
             problem = isinstance(entry, ScanProblem)
             if not problem:
                 counters.seen += 1  # images found; a scan problem is no image
             if entry.relpath in done:
                 counters.already_done += 1
                 if progress is not None:
-                    progress.advance(skipped=1)
+                    progress.advanced(skipped=1)
             elif problem:
                 yield Outcome(entry.relpath, REJECTED, reason=entry.reason)
             else:
@@ -198,26 +197,22 @@ async def _run(
         if progress is None:
             return
         for o in batch:
-            progress.advance(ok=int(o.ok), failed=int(not o.ok), nbytes=o.nbytes)
+            progress.advanced(ok=int(o.ok), failed=int(not o.ok), nbytes=o.nbytes)
 
-    if progress is not None and group is not None:
-        progress.set_concurrency(lambda: prediction.pacer.concurrency(group))
+    start_progress(progress, None, prediction, group)  # the total grows as the lazy scan finds files
 
     started = time.time()
     stats_before = _client_stats(prediction)
     try:
-        async with AsyncExitStack() as stack:
-            if progress is not None:
-                await stack.enter_async_context(progress)  # drawn while the run goes, as upload does
-            engine_stats = await run_engine(
-                source(),
-                prepare=prepare,
-                score=score,
-                record=record,
-                on_recorded=on_recorded,
-                workers=options.max_concurrency,
-                prepare_workers=options.prepare_workers,
-            )
+        engine_stats = await run_engine(
+            source(),
+            prepare=prepare,
+            score=score,
+            record=record,
+            on_recorded=on_recorded,
+            workers=options.max_concurrency,
+            prepare_workers=options.prepare_workers,
+        )
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(sink.close)

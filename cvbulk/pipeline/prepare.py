@@ -56,6 +56,9 @@ class ImageLimits:
     max_pixels: int = DEFAULT_MAX_PIXELS
     formats: tuple[str, ...] = ("JPEG", "PNG", "BMP", "GIF")
     max_regions: int | None = 300
+    # Files larger than this are refused from their size alone, never read: no image worth fixing is
+    # this big, and reading a 2 GB "photo" whole would only exhaust memory.
+    max_file_bytes: int = 64 * MB
 
 
 TRAINING_LIMITS = ImageLimits(max_bytes=6 * MB)
@@ -241,6 +244,12 @@ def prepare_image(
         if path is None:
             raise TypeError("prepare_image() needs a path or data")
         try:
+            size = os.stat(path).st_size
+            if size > limits.max_file_bytes:
+                return Rejected(
+                    "too_large",
+                    f"{size / MB:,.0f} MB, far over the {limits.max_bytes / MB:g} MB limit (not read, not fixable)",
+                )
             data = Path(path).read_bytes()
         except FileNotFoundError:
             return Rejected("vanished", "the file vanished before it could be read")

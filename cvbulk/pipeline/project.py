@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..client._errors import BadRequestError, NotFoundError
+from ._shared import TIERS, is_uuid
 from .errors import ConfigError, ProjectNotFound
 
 if TYPE_CHECKING:  # the client is imported lazily so this module loads on its own
@@ -32,16 +33,11 @@ __all__ = [
 ]
 
 # Tags per project by pricing tier (the service's limits page); None: no limit known.
-TAG_LIMITS: dict[str, int | None] = {"F0": 50, "S0": 500, "unlimited": None}
+TAG_LIMITS: dict[str, int | None] = dict(zip(TIERS, (50, 500, None)))
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _TAG_LIMIT_CODE = "BadRequestExceedTagPerProjectLimit"
 _DETECTION = "ObjectDetection"
 _CLASSIFICATION = "Classification"
-
-
-def is_uuid(text: str) -> bool:
-    return bool(_UUID.match(text.strip()))
 
 
 async def resolve_project(client: TrainingClient, ref: str) -> Project:

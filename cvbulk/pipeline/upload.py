@@ -4,7 +4,9 @@ scan -> plan -> prepare -> batch -> send -> record, joined by bounded memory obj
 
 - *scan* walks the tree lazily in a worker thread (``scan.aiter_scan``); *plan* looks each chunk of
   files up in the journal and the label source in one worker-thread hop, and drops what is done.
-- *prepare* checks / fixes images off the event loop, bounded to the core count.
+- *prepare* checks / fixes images off the event loop, bounded to the core count. Their bytes are not kept:
+  an image that passes through is read again from its file when its request is written (a ``FileBody``);
+  a fixed one is spooled to a temporary file first.
 - *batch* groups them under 64 images / 20 tags / a byte budget (``batch.py``).
 - *send*: N senders share the client, whose Pacer holds the tier's rate and adapts the concurrency.
   Each sender marks its batch ``sending`` in the journal before the request and records every
@@ -21,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -34,14 +37,20 @@ import anyio
 import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from .errors import ConfigError, ProjectNotFound
-from .results import UploadResult
-from ._stages import take_ready
-from ._transfer_common import STATE_DIR, JournalCalls, open_journal, run_stages, send_recorded
-from ._upload_send import BatchSender, Outcome
+from ..client._body import FileBody
 from .batch import DEFAULT_BATCH_BYTES, DEFAULT_LINGER, Batch, Batcher, BatchItem, TaggedRegion, batch_stream
+from .engine import STATE_DIR, JournalCalls, ProgressSink, open_journal, run_job, send_recorded, take_ready
+from .errors import ConfigError, ProjectNotFound
 from .journal import (
-    DUPLICATE, FAILURE_STATUSES, REJECTED, SENDING, SKIPPED, UPLOADED, Journal, JournalEntry, needs_work,
+    DUPLICATE,
+    FAILURE_STATUSES,
+    REJECTED,
+    SENDING,
+    SKIPPED,
+    UPLOADED,
+    Journal,
+    JournalEntry,
+    needs_work,
 )
 from .labels import Labels, LabelSource, open_label_source
 from .prepare import TRAINING_LIMITS, ImageLimits, PreparedImage, Rejected, prepare_image
@@ -55,7 +64,9 @@ from .project import (
     resolve_project,
 )
 from .report import build_report, write_report
+from .results import UploadResult
 from .scan import ScanEntry, ScanProblem, aiter_scan
+from .send import ImageSender, SendOutcome
 
 if TYPE_CHECKING:
     from ..client import Project, TrainingClient
@@ -168,6 +179,7 @@ class _Context:
     fixes: tuple[str, ...]
     prior_status: str | None
     attempts: int
+    spooled: Path | None = None  # a fixed image's temporary file, removed once its outcome is recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +197,10 @@ class _Run(JournalCalls):
     source: LabelSource
     journal: Journal | None
     tags: TagMap
-    progress: Any
+    progress: ProgressSink | None
     client: Any
-    sender: BatchSender | None
+    sender: ImageSender | None
+    spool: Path | None = None  # where fixed images wait for their request
     tally: Counter = field(default_factory=Counter)
     fixes: Counter = field(default_factory=Counter)
     per_tag: Counter = field(default_factory=Counter)
@@ -205,15 +218,15 @@ class _Run(JournalCalls):
         ok = sum(1 for s in statuses if s in (UPLOADED, DUPLICATE, "would-send"))
         failed = sum(1 for s in statuses if s in FAILURE_STATUSES)
         skipped = len(statuses) - ok - failed
-        self.progress.advance(ok=ok, failed=failed, skipped=skipped, nbytes=nbytes)
+        self.progress.advanced(ok=ok, failed=failed, skipped=skipped, nbytes=nbytes)
 
 
 async def run_upload(
-    client: TrainingClient, options: UploadOptions, *, progress: Any = None
+    client: TrainingClient, options: UploadOptions, *, progress: ProgressSink | None = None
 ) -> UploadResult:
-    """Upload ``options.root`` into the project; returns the exit status and the report.
+    """Upload ``options.root`` into the project; returns the typed result (with the report).
 
-    ``progress`` (a ``cvbulk.pipeline.progress.Progress``) is drawn while the run goes. Errors about
+    ``progress`` (any :class:`~cvbulk.pipeline.engine.ProgressSink`) hears how the run goes. Errors about
     the whole run (no such project, bad label file, wrong key) are raised; errors about one file are
     recorded as that file's outcome.
     """
@@ -265,13 +278,15 @@ async def run_upload(
         tags=tags,
         progress=progress,
         client=client,
-        sender=None if options.dry_run else BatchSender(client, project.id, started=started),  # type: ignore[union-attr]
+        sender=None if options.dry_run else ImageSender(client, project.id, started=started),  # type: ignore[union-attr]
     )
     if options.prepare_workers:
         run.cpu = anyio.CapacityLimiter(options.prepare_workers)
-    if progress is not None and not options.dry_run and _concurrency(client) is not None:
-        # Read at each draw: the Pacer's adaptive limit moves with 429s and 5xx.
-        progress.set_concurrency(lambda: _concurrency(client))
+    if progress is not None:
+        progress.started(None)  # the total grows as the lazy scan finds files
+        if not options.dry_run and _concurrency(client) is not None:
+            # Read at each draw: the Pacer's adaptive limit moves with 429s and 5xx.
+            progress.watch_concurrency(lambda: _concurrency(client))
 
     async def finish() -> tuple[bool, dict[str, Any]]:
         finished = time.time()
@@ -285,7 +300,9 @@ async def run_upload(
         return ok, _report(run, project, created, tags_created, state, started, finished, ok, failures)
 
     # A failing stage surfaces as itself (handle_errors wants one clear line); the journal is always closed.
-    ok, report = await run_stages(run, journal, progress, partial(_pipeline, run), finish)
+    with tempfile.TemporaryDirectory(prefix="cvbulk-spool-") as spool:
+        run.spool = Path(spool)
+        ok, report = await run_job(run, journal, progress, partial(_pipeline, run), finish)
     if not options.dry_run:
         await anyio.to_thread.run_sync(write_report, report_path, report)
         report["report_file"] = str(report_path)
@@ -399,8 +416,6 @@ async def _scan_and_plan(
                 chunk = []
         if chunk:
             await _plan(run, chunk, work_send, record_send)
-    if run.progress is not None and run.progress.total is None:
-        run.progress.set_total(0)  # an empty tree: a finished bar rather than "0/?"
 
 
 def _lookup(run: _Run, chunk: list[ScanEntry | ScanProblem]) -> list[tuple[Any, Labels | None, Any]]:
@@ -422,7 +437,7 @@ async def _plan(
 ) -> None:
     planned = await anyio.to_thread.run_sync(_lookup, run, chunk)
     if run.progress is not None:
-        run.progress.add_total(len(chunk))  # the total grows as the lazy scan finds files
+        run.progress.add_total(len(chunk))
     done: list[str] = []
     for found, labels, prior in planned:
         if isinstance(found, ScanProblem):
@@ -477,10 +492,32 @@ async def _preparer(
                     JournalEntry(entry.relpath, entry.size, entry.mtime_ns, None, REJECTED, reason=result.reason)
                 )
                 continue
-            await item_send.send(await _batch_item(run, work, labels, result))
+            item = await _batch_item(run, work, labels, await _hold(run, work.entry, result))
+            del result  # the bytes go now: the item reads them again when its request is written
+            await item_send.send(item)
 
 
-async def _batch_item(run: _Run, work: _Work, labels: Labels, prepared: PreparedImage) -> BatchItem:
+async def _hold(run: _Run, entry: ScanEntry, prepared: PreparedImage) -> tuple[PreparedImage, FileBody, Path | None]:
+    """Where the image's bytes wait for their request: its own file when they are the file's (read again
+    when the request is written), else a temporary file. Either way no bytes stay in memory."""
+    if prepared.passed_through:
+        return prepared, FileBody(entry.path, len(prepared.data)), None
+    assert run.spool is not None
+    spooled = await anyio.to_thread.run_sync(_spool, run.spool, prepared.data)
+    return prepared, FileBody(spooled, len(prepared.data)), spooled
+
+
+def _spool(folder: Path, data: bytes) -> Path:
+    fd, name = tempfile.mkstemp(dir=folder, suffix=".img")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return Path(name)
+
+
+async def _batch_item(
+    run: _Run, work: _Work, labels: Labels, held: tuple[PreparedImage, FileBody, Path | None]
+) -> BatchItem:
+    prepared, body, spooled = held
     region_tags = {r.tag for r in prepared.regions}
     # The quickstart sends regions without tagIds: a region's tag is the image's tag.
     tag_ids = await run.tags.ids_for([t for t in labels.tags if t not in region_tags])
@@ -494,7 +531,7 @@ async def _batch_item(run: _Run, work: _Work, labels: Labels, prepared: Prepared
     return BatchItem(
         key=work.entry.relpath,
         name=_wire_name(work.entry.relpath, prepared.format),
-        data=prepared.data,
+        body=body,
         tag_ids=tuple(sorted(set(tag_ids))),
         regions=regions,
         context=_Context(
@@ -504,6 +541,7 @@ async def _batch_item(run: _Run, work: _Work, labels: Labels, prepared: Prepared
             fixes=prepared.fixes,
             prior_status=prior.status if prior is not None else None,
             attempts=prior.attempts if prior is not None else 0,
+            spooled=spooled,
         ),
     )
 
@@ -601,15 +639,25 @@ async def _send_one(run: _Run, journal: Journal, batch: Batch) -> None:
     assert run.sender is not None
     prior = {it.key: it.context.prior_status for it in batch.items}
     intent = [_entry(it, SENDING) for it in batch.items]
-    outcomes = await send_recorded(
-        run, journal, intent, partial(run.sender.send, batch, prior=prior), _outcome_entry
-    )
+    try:
+        outcomes = await send_recorded(
+            run, journal, intent, partial(run.sender.send, batch, prior=prior), _outcome_entry
+        )
+    finally:
+        spooled = [it.context.spooled for it in batch.items if it.context.spooled is not None]
+        if spooled:
+            await anyio.to_thread.run_sync(_unlink, spooled)
     sent = sum(o.item.nbytes for o in outcomes if o.status in (UPLOADED, DUPLICATE))
     run.bytes_sent += sent
     run.advance([o.status for o in outcomes], nbytes=sent)
 
 
-def _outcome_entry(o: Outcome) -> JournalEntry:
+def _unlink(paths: list[Path]) -> None:
+    for p in paths:
+        p.unlink(missing_ok=True)
+
+
+def _outcome_entry(o: SendOutcome) -> JournalEntry:
     return _entry(o.item, o.status, o.image_id, o.reason)
 
 
@@ -620,6 +668,8 @@ async def _dry_run_sink(run: _Run, batch_recv: ObjectReceiveStream[Batch]) -> No
             for item in batch.items:
                 tags = set(item.tag_ids) | {r.tag_id for r in item.regions}
                 run.per_tag.update(names.get(t, t) for t in tags) if tags else run.per_tag.update(["(untagged)"])
+                if item.context.spooled is not None:
+                    await anyio.to_thread.run_sync(_unlink, [item.context.spooled])
             run.bytes_sent += batch.nbytes
             run.advance(["would-send"] * len(batch), nbytes=batch.nbytes)
 

@@ -26,7 +26,8 @@ from cvbulk.client import (
     Tag,
 )
 from cvbulk.pipeline.batch import Batch, BatchItem
-from cvbulk.pipeline._upload_send import BatchSender
+from cvbulk.client import as_body, read_body
+from cvbulk.pipeline.send import ImageSender as BatchSender
 from cvbulk.pipeline.journal import Journal
 from cvbulk.pipeline.upload import UploadOptions, _excluded, default_state_path, run_upload
 from tests.corpus import make_tree
@@ -122,11 +123,13 @@ class FakeTraining:
         return ImageCreateSummary(is_batch_successful=ok, images=tuple(results))
 
     async def create_images_from_data(self, pid, images, *, tag_ids=()):
-        return await self._create(pid, [(n, d, tuple(tag_ids), ()) for n, d in images])
+        # bytes or an ImageBody, read as the real client does when it writes the request
+        return await self._create(pid, [(n, await read_body(as_body(d)), tuple(tag_ids), ()) for n, d in images])
 
     async def create_images_from_files(self, pid, entries, *, tag_ids=(), metadata=None):
         return await self._create(
-            pid, [(e.name, e.contents, tuple(e.tag_ids), tuple(e.regions)) for e in entries]
+            pid,
+            [(e.name, await read_body(as_body(e.contents)), tuple(e.tag_ids), tuple(e.regions)) for e in entries],
         )
 
     async def create_image_tags(self, pid, pairs):
