@@ -138,6 +138,7 @@ def _wants_training(args: argparse.Namespace) -> bool:
 
 async def _run(args: argparse.Namespace) -> int:
     from ..client import Pacer, PredictionClient, TrainingClient
+    from ..pipeline.engine import ProgressSink
     from ..pipeline.predict import run_predict
     from ._progress import make_progress, summary_table
 
@@ -161,7 +162,7 @@ async def _run(args: argparse.Namespace) -> int:
             training = await stack.enter_async_context(
                 TrainingClient(training_conn.endpoint, training_conn.key, pacer=Pacer.for_tier(args.tier))
             )
-        progress = await stack.enter_async_context(make_progress(args, "predict"))
+        progress: ProgressSink = await stack.enter_async_context(make_progress(args, "predict"))
         result = await run_predict(prediction, training, options, progress=progress)
 
     print(summary_table(result.report), file=sys.stderr)

@@ -246,7 +246,7 @@ def handle_errors(handler: Callable[[argparse.Namespace], int], args: argparse.N
     except KeyboardInterrupt:
         print("cvbulk: interrupted", file=sys.stderr)
         return 130
-    except BaseException as exc:  # noqa: BLE001 - this is the one place that reports everything
+    except BaseException as exc:
         code, message = _classify(exc)
         if code is None:
             raise

@@ -38,7 +38,7 @@ def format_duration(seconds: float | None) -> str:
     """``M:SS`` or ``H:MM:SS``; ``--:--`` when unknown."""
     if seconds is None or seconds != seconds or seconds < 0 or seconds == float("inf"):
         return "--:--"
-    whole = int(round(seconds))
+    whole = round(seconds)
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

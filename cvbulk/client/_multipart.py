@@ -40,11 +40,11 @@ class _BodyPayload(Payload):
 
     def __init__(self, body: ImageBody, **kwargs: Any) -> None:
         super().__init__(body, content_type="application/octet-stream", **kwargs)
-        self._size = body.size
+        self._length = body.size
 
     @property
     def size(self) -> int:
-        return self._size
+        return self._length
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         raise TypeError("an image body is binary and streamed: it has no text form")
@@ -91,11 +91,11 @@ class _FilesJson(Payload):
         super().__init__(b"", content_type="application/json")
         self._pieces = pieces
         self._bodies = bodies
-        self._size = sum(map(len, pieces)) + sum(2 + _b64_size(b.size) for b in bodies)
+        self._length = sum(map(len, pieces)) + sum(2 + _b64_size(b.size) for b in bodies)
 
     @property
     def size(self) -> int:
-        return self._size
+        return self._length
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         raise TypeError("a streamed JSON body has no text form")

@@ -229,7 +229,7 @@ async def run_engine(
             async for item in inbox:
                 try:
                     result = await anyio.to_thread.run_sync(prepare, item, limiter=cpu)
-                except Exception as exc:  # noqa: BLE001 - a file that cannot be read is one outcome
+                except Exception as exc:
                     result = Outcome(
                         item.key, REJECTED, item.size, item.mtime_ns, reason=f"cannot read: {one_line(exc, limit=500)}"
                     )

@@ -146,9 +146,7 @@ class _Group:
             return False
         if self.nbytes + wire_size(item, self.kind) > max_bytes:
             return False
-        if self.kind == "files" and len(self.tags | _item_tags(item)) > max_tags:
-            return False
-        return True
+        return not (self.kind == "files" and len(self.tags | _item_tags(item)) > max_tags)
 
     def add(self, item: BatchItem) -> None:
         self.items.append(item)
@@ -286,7 +284,7 @@ async def _ticker(send: ObjectSendStream[Any], period: float) -> None:
         while send.statistics().open_send_streams > 1:  # type: ignore[attr-defined]
             await anyio.sleep(period)
             try:
-                send.send_nowait(_TICK)
+                send.send_nowait(_TICK)  # type: ignore[attr-defined]  # a memory stream's
             except anyio.WouldBlock:
                 pass  # items are flowing: no nudge needed
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):

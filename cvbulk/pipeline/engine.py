@@ -55,7 +55,7 @@ STATE_DIR = ".cvbulk"
 PAGE = 256  # GetImages: "take ... limited to 256"
 
 T = TypeVar("T")
-O = TypeVar("O")
+R = TypeVar("R")
 
 
 class ProgressSink(Protocol):
@@ -177,7 +177,7 @@ async def run_job(
             if first is not None:
                 raise first from None
             raise
-        return answer if finish is None else await finish()  # type: ignore[no-any-return]
+        return answer if finish is None else await finish()
     finally:
         sink.finished()
         if journal is not None:
@@ -194,7 +194,7 @@ def take_ready(first: T, receive: ObjectReceiveStream[T], limit: int) -> list[T]
     chunk = [first]
     while len(chunk) < limit:
         try:
-            chunk.append(receive.receive_nowait())
+            chunk.append(receive.receive_nowait())  # type: ignore[attr-defined]  # a memory stream's
         except (anyio.WouldBlock, anyio.EndOfStream):
             break
     return chunk
@@ -213,9 +213,9 @@ async def send_recorded(
     run: JournalCalls,
     journal: Journal,
     intent: list[JournalEntry],
-    send: Callable[[], Awaitable[list[O]]],
-    entry: Callable[[O], JournalEntry],
-) -> list[O]:
+    send: Callable[[], Awaitable[list[R]]],
+    entry: Callable[[R], JournalEntry],
+) -> list[R]:
     """Send one batch between two journal writes; returns its outcomes.
 
     Intent first: a kill from here on leaves these items ``sending``, re-sent on resume. The outcome is

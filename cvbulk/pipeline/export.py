@@ -210,6 +210,10 @@ def _labels(run: _Run, image: Image) -> tuple[tuple[str, ...], tuple[tuple[str, 
     return tuple(sorted(tags)), regions
 
 
+def _done_flags(options: ExportOptions, known: dict[str, Any], labelled: list[tuple[Any, ...]]) -> list[bool]:
+    return [_is_done(options, known.get(i.id), t, r) for i, t, r in labelled]
+
+
 def _is_done(options: ExportOptions, prior: JournalEntry | None, tags: tuple[str, ...], regions: Any) -> bool:
     """Exported before, with the same labels, and the file still there with its size."""
     if prior is None or prior.status != EXPORTED or not prior.extra:
@@ -233,9 +237,7 @@ async def _planner(
         async for page in page_recv:
             known = await run.journal_call(run.journal.get_many, [i.id for i in page])
             labelled = [(image, *_labels(run, image)) for image in page]
-            done = await anyio.to_thread.run_sync(
-                lambda: [_is_done(run.options, known.get(i.id), t, r) for i, t, r in labelled]
-            )
+            done = await anyio.to_thread.run_sync(_done_flags, run.options, known, labelled)
             for (image, tags, regions), skip in zip(labelled, done):
                 if skip:
                     run.advance("unchanged")

@@ -117,7 +117,7 @@ async def run_predict(
         state_path, job=JOB, fingerprint=fingerprint, hint="use another {opt:state} or {opt:output}"
     )
 
-    return await run_job(  # type: ignore[no-any-return]
+    return await run_job(
         None,
         journal,
         progress,
@@ -167,7 +167,7 @@ async def _run(
                 counters.already_done += 1
                 if progress is not None:
                     progress.advanced(skipped=1)
-            elif problem:
+            elif isinstance(entry, ScanProblem):
                 yield Outcome(entry.relpath, REJECTED, reason=entry.reason)
             else:
                 yield WorkItem(entry.relpath, entry.path, entry.size, entry.mtime_ns)
@@ -325,6 +325,7 @@ class _Sink:
         if self.writer is None and self.pending:
             # Nothing was scored, so no tag is known: a CSV of error rows without tag columns.
             self._open([])
+            assert self.writer is not None
             pending, self.pending = self.pending, []
             for outcome in pending:
                 self.writer.write(self.rows.row(outcome))

@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..client._body import ImageBody
 from ..client._errors import AuthenticationError, BadRequestError, CustomVisionError, NotFoundError
 from ._reasons import one_line
 from ._shared import parse_timestamp
@@ -135,6 +136,10 @@ class ImageSender:
         except CustomVisionError as exc:
             # Retryable trouble the client has already retried as far as its budget allowed.
             return [Outcome(i, Status.ERROR, reason=one_line(exc)) for i in batch.items]
+        except OSError as exc:
+            # A body could not be read as it was sent (a file changed or vanished since it was checked):
+            # the request did not complete; error, retried on resume (the file's new size asks for a check).
+            return [Outcome(i, Status.ERROR, reason=f"reading the image: {one_line(exc)}") for i in batch.items]
         answered = self._outcomes(batch, summary.images, prior)
         return await self._complete_labels(answered)
 
@@ -144,7 +149,7 @@ class ImageSender:
         metadata = dict(batch.metadata) or None
         if batch.kind == "data":
             return await self.client.create_images_from_data(
-                self.project_id, [(_wire_name(i, it), it.body) for i, it in enumerate(batch.items)],
+                self.project_id, [(_wire_name(i, it), _body(it)) for i, it in enumerate(batch.items)],
                 tag_ids=batch.tag_ids,
             )
         if batch.kind == "urls":
@@ -160,7 +165,7 @@ class ImageSender:
         files = [
             ImageFileCreateEntry(
                 name=_wire_name(i, it),
-                contents=it.body,  # type: ignore[arg-type]  # bytes or an ImageBody: streamed
+                contents=_body(it),  # type: ignore[arg-type]  # an ImageBody: streamed
                 tag_ids=tuple(it.tag_ids[:MAX_TAGS_PER_BATCH]),
                 regions=tuple(Region(r.tag_id, r.left, r.top, r.width, r.height) for r in it.regions),
             )
@@ -270,6 +275,12 @@ class ImageSender:
             else o
             for o in outcomes
         ]
+
+
+def _body(item: BatchItem) -> ImageBody:
+    if item.body is None:
+        raise ValueError(f"{item.key}: a data or files request needs the image's bytes, not only a URL")
+    return item.body
 
 
 def same_region(a: TaggedRegion, b: TaggedRegion) -> bool:

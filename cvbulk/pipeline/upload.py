@@ -662,7 +662,7 @@ def _outcome_entry(o: SendOutcome) -> JournalEntry:
 
 
 async def _dry_run_sink(run: _Run, batch_recv: ObjectReceiveStream[Batch]) -> None:
-    names = {tid: name for name, tid in run.tags._ids.items()}  # noqa: SLF001 - our own TagMap
+    names = {tid: name for name, tid in run.tags._ids.items()}
     async with batch_recv:
         async for batch in batch_recv:
             for item in batch.items:
