@@ -89,8 +89,7 @@ async def _run(args: argparse.Namespace) -> int:
     progress = make_progress(args, "export")
     async with client, progress:
         result = await run_export(client, options, progress=progress)
-    report = result.report
-    extra = show_report(args, report)
+    extra = show_report(args, result)
     if extra.get("unchanged"):
         print(f"unchanged since an earlier run: {extra['unchanged']} images", file=sys.stderr)
     if extra.get("multi_tag_images") and options.format == "folders":

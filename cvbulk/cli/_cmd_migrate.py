@@ -138,9 +138,8 @@ async def _run(args: argparse.Namespace) -> int:
     progress = make_progress(args, "migrate")
     async with source, target, progress:
         result = await run_migrate(source, target, options, progress=progress)
-    report = result.report
-    extra = show_report(args, report)
-    comparison = extra.get("comparison") or {}
+    extra = show_report(args, result)
+    comparison = result.comparison
     rows = [(name, c["source"], c["target"], "" if c["source"] == c["target"] else "DIFFERS")
             for name, c in (comparison.get("tags") or {}).items()]
     for label in ("untagged", "images"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -26,6 +26,9 @@ from ._common import (
     show_report,
     training_connection,
 )
+
+if TYPE_CHECKING:
+    from ..pipeline.results import UploadResult
 
 DESCRIPTION = """\
 Upload every image under ROOT into a Custom Vision project, tagged from a label source, as fast as
@@ -162,13 +165,12 @@ async def _run(args: argparse.Namespace) -> int:
     progress = make_progress(args, "dry run" if options.dry_run else "upload")
     async with client, progress:
         result = await run_upload(client, options, progress=progress)
-    report = result.report
     if options.dry_run and args.json:
-        print_json(report)
+        print_json(result.report)
     elif options.dry_run:
-        _print_dry_run(report)
+        _print_dry_run(result)
     else:
-        extra = show_report(args, report)
+        extra = show_report(args, result)
         if extra.get("unchanged"):
             print(f"unchanged since an earlier run: {extra['unchanged']} files", file=sys.stderr)
     if result.report_file is not None:  # a dry run writes none
@@ -176,8 +178,8 @@ async def _run(args: argparse.Namespace) -> int:
     return result_status(result)
 
 
-def _print_dry_run(report: dict[str, Any]) -> None:
-    extra = report.get("extra", {})
+def _print_dry_run(result: UploadResult) -> None:
+    extra = result.summary
     would = extra.get("would_send", {})
     project = extra.get("project", {})
     name = project.get("name")
@@ -192,7 +194,7 @@ def _print_dry_run(report: dict[str, Any]) -> None:
     if extra.get("fixes"):
         print()
         print_table([(f["fix"], f["images"]) for f in extra["fixes"]], ("fix to apply", "images"))
-    failures = report.get("failures") or []
+    failures = result.failures
     if failures:
         print()
         print_table([(f["path"], f["reason"]) for f in failures], ("rejected", "reason"))

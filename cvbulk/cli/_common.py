@@ -26,6 +26,7 @@ from ..client._errors import (
     redact,
 )
 from ..pipeline._reasons import one_line
+from ..pipeline._shared import TIERS as _TIERS
 from ..pipeline.errors import ConfigError, PipelineError
 
 if TYPE_CHECKING:
@@ -80,8 +81,8 @@ ENV_PREDICTION_RESOURCE_ID = "VISION_PREDICTION_RESOURCE_ID"
 log = logging.getLogger("cvbulk")
 
 #: The pricing tiers a job's --tier takes (their rates: cvbulk.client._ratelimit.TIER_RATES).
-# TODO(client): use cvbulk.client.TIERS once engineer `client`'s branch is merged.
-TIERS = ("F0", "S0", "unlimited")
+# TODO(client): use cvbulk.client.TIERS once engineer `client`'s branch is merged (one table, pipeline's for now).
+TIERS = _TIERS
 
 
 def tier_name(text: str) -> str:
@@ -396,15 +397,16 @@ def make_pacer(tier: str, tps: float | None, max_concurrency: int, *, prediction
     )
 
 
-def show_report(args: argparse.Namespace, report: dict[str, Any]) -> dict[str, Any]:
-    """Print the report (JSON on stdout when asked) and its summary table; returns its ``extra``."""
+def show_report(args: argparse.Namespace, result: JobResult) -> dict[str, Any]:
+    """Print the report (JSON on stdout when asked) and its summary table; returns the job's own figures."""
+    report = result.report
     from ._progress import summary_table
 
     if args.json:
         print_json(report)
     if not getattr(args, "quiet", False):
         print(summary_table(report), file=sys.stderr)
-    return report.get("extra", {})
+    return result.summary
 
 
 def exit_status(exit_code: int) -> int:

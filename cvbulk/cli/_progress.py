@@ -23,6 +23,8 @@ from typing import Any, TextIO
 
 import anyio
 
+from ..pipeline.engine import NullProgress
+
 __all__ = ["Progress", "Silent", "make_progress", "summary_table", "format_duration", "PROGRESS_MODES"]
 
 #: --progress: auto (a bar on a terminal, plain lines otherwise), bar, plain, none.
@@ -288,30 +290,8 @@ class Progress:
         return None
 
 
-class Silent:
+class Silent(NullProgress):
     """The display of ``--progress none`` / ``--quiet``: hears everything, draws nothing."""
-
-    def __init__(self) -> None:
-        self.total: int | None = None
-        self.done = 0
-
-    def started(self, total: int | None) -> None:
-        self.total = total
-
-    def add_total(self, n: int) -> None:
-        self.total = (self.total or 0) + n
-
-    def advanced(self, *, ok: int = 0, failed: int = 0, skipped: int = 0, nbytes: int = 0) -> None:
-        self.done += ok + failed + skipped
-
-    def phase(self, text: str) -> None:
-        pass
-
-    def watch_concurrency(self, read: Callable[[], int | None]) -> None:
-        pass
-
-    def finished(self) -> None:
-        pass
 
     async def __aenter__(self) -> Silent:
         return self

@@ -140,6 +140,7 @@ async def run_bench(
                 project_id, iteration.id, options.published_name, options.prediction_resource_id)
             published = iteration.id
             log("scoring ...")
+            assert prediction is not None  # checked above: --predict needs a prediction connection
             scored = await run_predict(prediction, None, PredictOptions(
                 root=root, project=project_id, published_name=options.published_name, output=work / "scores.csv",
                 state=work / "predict.sqlite", report=work / "predict.json", max_concurrency=options.max_concurrency))

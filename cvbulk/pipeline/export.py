@@ -97,7 +97,7 @@ class _Work:
 @dataclass
 class _Run(JournalCalls):
     options: ExportOptions
-    client: Any
+    client: TrainingClient
     journal: Journal
     tag_names: dict[str, str]  # tag id -> name
     progress: ProgressSink | None

@@ -93,8 +93,8 @@ def default_state_path(source_endpoint: str, from_project: str, target_endpoint:
 @dataclass
 class _Run(JournalCalls):
     options: MigrateOptions
-    source: Any
-    target: Any
+    source: TrainingClient
+    target: TrainingClient
     source_project_id: str
     journal: Journal
     tags: TagMapper

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -50,6 +50,9 @@ from .prepare import PREDICTION_LIMITS, Rejected, prepare_image
 from .report import build_report, write_report
 from .results import PredictResult
 from .scan import ScanProblem, aiter_scan
+
+if TYPE_CHECKING:
+    from ..client import PredictionClient, TrainingClient
 
 __all__ = ["PredictOptions", "PredictResult", "run_predict", "default_state_path", "default_report_path"]
 
@@ -87,8 +90,8 @@ def default_report_path(output: Path) -> Path:
 
 
 async def run_predict(
-    prediction: Any,
-    training: Any | None,
+    prediction: PredictionClient,
+    training: TrainingClient | None,
     options: PredictOptions,
     *,
     progress: ProgressSink | None = None,

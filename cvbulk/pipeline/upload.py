@@ -198,7 +198,7 @@ class _Run(JournalCalls):
     journal: Journal | None
     tags: TagMap
     progress: ProgressSink | None
-    client: Any
+    client: TrainingClient
     sender: ImageSender | None
     spool: Path | None = None  # where fixed images wait for their request
     tally: Counter = field(default_factory=Counter)
@@ -278,7 +278,7 @@ async def run_upload(
         tags=tags,
         progress=progress,
         client=client,
-        sender=None if options.dry_run else ImageSender(client, project.id, started=started),  # type: ignore[union-attr]
+        sender=None if options.dry_run else ImageSender(client, project.id, started=started),  # type: ignore[union-attr,arg-type]
     )
     if options.prepare_workers:
         run.cpu = anyio.CapacityLimiter(options.prepare_workers)
