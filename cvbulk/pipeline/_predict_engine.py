@@ -25,6 +25,7 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
+from ..client._body import ImageBody
 from ..client._errors import (
     AuthenticationError,
     BadRequestError,
@@ -70,10 +71,17 @@ class WorkItem:
 
 @dataclass(frozen=True)
 class Prepared:
+    """A checked image: ``data`` its bytes, or (an image that passes through) a body read from its file
+    again when the request is written, so scorers waiting for a slot hold no image in memory."""
+
     item: WorkItem
-    data: bytes
+    data: bytes | ImageBody
     sha256: str
     fixes: tuple[str, ...] = ()
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.size if isinstance(self.data, ImageBody) else len(self.data)
 
 
 @dataclass(frozen=True)
@@ -158,7 +166,7 @@ async def run_engine(
     source: AsyncIterable[WorkItem | Outcome],
     *,
     prepare: Callable[[WorkItem], Prepared | Outcome],
-    score: Callable[[bytes], Awaitable[Any]],
+    score: Callable[[bytes | ImageBody], Awaitable[Any]],
     record: Callable[[Sequence[Outcome]], None],
     on_recorded: Callable[[Sequence[Outcome]], None] | None = None,
     workers: int = 16,
@@ -260,7 +268,7 @@ async def run_engine(
                     streak.success()
                     outcome = Outcome(
                         item.key, PREDICTED, item.size, item.mtime_ns, prepared.sha256,
-                        prediction=prediction, fixes=prepared.fixes, nbytes=len(prepared.data),
+                        prediction=prediction, fixes=prepared.fixes, nbytes=prepared.nbytes,
                     )
                 await out_record.send(outcome)
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ..client._body import FileBody, ImageBody
 from ._predict_engine import (
     ERROR,
     FAILED,
@@ -179,11 +180,13 @@ async def _run(
         result = prepare_image(item.path, limits=PREDICTION_LIMITS)
         if isinstance(result, Rejected):
             return Outcome(item.key, REJECTED, item.size, item.mtime_ns, reason=result.reason)
-        return Prepared(item, result.data, result.sha256, tuple(result.fixes))
+        # Bytes that are the file's own are read again when the request is written (not held meanwhile).
+        data = FileBody(item.path, len(result.data), item.path.name) if result.passed_through else result.data
+        return Prepared(item, data, result.sha256, tuple(result.fixes))
 
     send = prediction.detect_image if options.detect else prediction.classify_image
 
-    async def score(data: bytes) -> Any:
+    async def score(data: bytes | ImageBody) -> Any:
         return await send(
             project_id, options.published_name, data, store=options.store, application=options.application
         )

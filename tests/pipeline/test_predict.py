@@ -242,8 +242,10 @@ class FakePrediction:
         self.pacer = None
         self.stats = None
 
-    def _answer(self, data: bytes, detect: bool) -> ImagePrediction:
+    def _answer(self, data, detect: bool) -> ImagePrediction:
         self.calls += 1
+        if not isinstance(data, bytes):  # an ImageBody: read as the real client writes it
+            data = data.path.read_bytes()[: data.size]
         if self.fail_after is not None and self.calls > self.fail_after:
             raise NotFoundError("published iteration not found", status=404, code="NotFoundIteration")
         if self.calls in self.transient:
