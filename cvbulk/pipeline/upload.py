@@ -37,7 +37,7 @@ import anyio
 import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from ..client._body import FileBody
+from ..client._body import FileBody, ImageBody
 from .batch import DEFAULT_BATCH_BYTES, DEFAULT_LINGER, Batch, Batcher, BatchItem, TaggedRegion, batch_stream
 from .engine import STATE_DIR, JournalCalls, ProgressSink, open_journal, run_job, send_recorded, take_ready
 from .errors import ConfigError, ProjectNotFound
@@ -53,7 +53,7 @@ from .journal import (
     needs_work,
 )
 from .labels import Labels, LabelSource, open_label_source
-from .prepare import TRAINING_LIMITS, ImageLimits, PreparedImage, Rejected, prepare_image
+from .prepare import TRAINING_LIMITS, ImageLimits, PreparedImage, Rejected
 from .project import (
     TAG_LIMITS,
     TagMap,
@@ -65,8 +65,9 @@ from .project import (
 )
 from .report import build_report, write_report
 from .results import UploadResult
-from .scan import ScanEntry, ScanProblem, aiter_scan
+from .scan import ScanEntry, ScanProblem
 from .send import ImageSender, SendOutcome
+from .sources import ImageSource, LocalFolder
 
 if TYPE_CHECKING:
     from ..client import Project, TrainingClient
@@ -115,6 +116,8 @@ class UploadOptions:
     prepare_workers: int | None = None  # default: the number of cores
     limits: ImageLimits = TRAINING_LIMITS
     include_hidden: bool = False
+    # Where the images come from (default: the folder ``root``); labels are still read under ``root``.
+    source: ImageSource | None = None
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -148,6 +151,10 @@ def default_state_path(
 def default_report_path(state: Path) -> Path:
     """The report goes next to the state file: ``<state>.report.json``."""
     return state.with_name(state.stem + ".report.json")
+
+
+def _source(options: UploadOptions) -> ImageSource:
+    return options.source if options.source is not None else LocalFolder(options.root)
 
 
 def _excluded(relpath: str, patterns: Sequence[str]) -> bool:
@@ -268,7 +275,7 @@ async def run_upload(
     report_path = options.report or default_report_path(state)
     journal = None
     if project is not None and (not options.dry_run or state.exists()):
-        fingerprint = {"root": str(root.resolve()), "project_id": project.id}
+        fingerprint = {"root": _source(options).location, "project_id": project.id}
         journal = await open_journal(state, job="upload", fingerprint=fingerprint)
 
     run = _Run(
@@ -407,7 +414,7 @@ async def _scan_and_plan(
     opts = run.options
     async with work_send, record_send:
         chunk: list[ScanEntry | ScanProblem] = []
-        async for found in aiter_scan(opts.root, include_hidden=opts.include_hidden):
+        async for found in _source(opts).entries(include_hidden=opts.include_hidden):
             if _excluded(found.relpath, opts.exclude):
                 continue
             chunk.append(found)
@@ -424,7 +431,7 @@ def _lookup(run: _Run, chunk: list[ScanEntry | ScanProblem]) -> list[tuple[Any, 
     known = journal.get_many([f.relpath for f in chunk]) if journal is not None else {}
     source_labels = run.source.labels_for
     return [
-        (f, source_labels(f.relpath) if isinstance(f, ScanEntry) else None, known.get(f.relpath))
+        (f, source_labels(f.relpath) if not isinstance(f, ScanProblem) else None, known.get(f.relpath))
         for f in chunk
     ]
 
@@ -482,7 +489,7 @@ async def _preparer(
             labels = work.labels or Labels(())
             try:
                 result = await anyio.to_thread.run_sync(
-                    partial(prepare_image, entry.path, limits=opts.limits, regions=labels.regions),
+                    partial(_source(opts).prepare, entry, opts.limits, labels.regions),
                     limiter=run.cpu,
                 )
             except Exception as exc:  # a codec's own bug is this file's outcome, not the run's
@@ -497,11 +504,11 @@ async def _preparer(
             await item_send.send(item)
 
 
-async def _hold(run: _Run, entry: ScanEntry, prepared: PreparedImage) -> tuple[PreparedImage, FileBody, Path | None]:
+async def _hold(run: _Run, entry: ScanEntry, prepared: PreparedImage) -> tuple[PreparedImage, ImageBody, Path | None]:
     """Where the image's bytes wait for their request: its own file when they are the file's (read again
     when the request is written), else a temporary file. Either way no bytes stay in memory."""
     if prepared.passed_through:
-        return prepared, FileBody(entry.path, len(prepared.data)), None
+        return prepared, _source(run.options).body(entry, len(prepared.data)), None
     assert run.spool is not None
     spooled = await anyio.to_thread.run_sync(_spool, run.spool, prepared.data)
     return prepared, FileBody(spooled, len(prepared.data)), spooled
@@ -515,7 +522,7 @@ def _spool(folder: Path, data: bytes) -> Path:
 
 
 async def _batch_item(
-    run: _Run, work: _Work, labels: Labels, held: tuple[PreparedImage, FileBody, Path | None]
+    run: _Run, work: _Work, labels: Labels, held: tuple[PreparedImage, ImageBody, Path | None]
 ) -> BatchItem:
     prepared, body, spooled = held
     region_tags = {r.tag for r in prepared.regions}
