@@ -91,7 +91,7 @@ async def test_run_job_surfaces_a_stage_error_as_itself_and_closes_the_journal(t
     with pytest.raises(ConfigError, match="boom"):
         await run_job(None, journal, Sink(), stages)
     assert seen == ["finished"]
-    with pytest.raises(Exception):  # closed
+    with pytest.raises(ValueError, match="closed"):
         journal.get("x")
 
 
