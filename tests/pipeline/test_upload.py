@@ -11,10 +11,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from cvbulk.pipeline.errors import ConfigError as CLIError
-from cvbulk.pipeline.errors import ProjectNotFound
 from cvbulk.client import (
     BadRequestError,
+    BytesBody,
+    FileBody,
     Image,
     ImageCreateResult,
     ImageCreateSummary,
@@ -26,14 +26,29 @@ from cvbulk.client import (
     Tag,
 )
 from cvbulk.pipeline.batch import Batch, BatchItem
-from cvbulk.client import as_body, read_body
-from cvbulk.pipeline.send import ImageSender as BatchSender
+from cvbulk.pipeline.errors import ConfigError as CLIError
+from cvbulk.pipeline.errors import ProjectNotFound
 from cvbulk.pipeline.journal import Journal
+from cvbulk.pipeline.send import ImageSender as BatchSender
 from cvbulk.pipeline.upload import UploadOptions, _excluded, default_state_path, run_upload
 from tests.corpus import make_tree
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "samples"
 
+
+
+def _bytes(image) -> bytes:
+    """The bytes of an image argument (bytes or an ImageBody), read at once: no checkpoint, so the fake's
+    requests interleave as the real service's answers would, not at every chunk."""
+    if isinstance(image, (bytes, bytearray)):
+        return bytes(image)
+    if isinstance(image, BytesBody):
+        return image.data
+    assert isinstance(image, FileBody)
+    data = image.path.read_bytes()
+    if len(data) != image.size:
+        raise OSError(f"{image.path} changed while it was sent")
+    return data
 
 class FakeTraining:
     """Just enough of TrainingClient: content-addressed images, per-image statuses, faults."""
@@ -123,13 +138,11 @@ class FakeTraining:
         return ImageCreateSummary(is_batch_successful=ok, images=tuple(results))
 
     async def create_images_from_data(self, pid, images, *, tag_ids=()):
-        # bytes or an ImageBody, read as the real client does when it writes the request
-        return await self._create(pid, [(n, await read_body(as_body(d)), tuple(tag_ids), ()) for n, d in images])
+        return await self._create(pid, [(n, _bytes(d), tuple(tag_ids), ()) for n, d in images])
 
     async def create_images_from_files(self, pid, entries, *, tag_ids=(), metadata=None):
         return await self._create(
-            pid,
-            [(e.name, await read_body(as_body(e.contents)), tuple(e.tag_ids), tuple(e.regions)) for e in entries],
+            pid, [(e.name, _bytes(e.contents), tuple(e.tag_ids), tuple(e.regions)) for e in entries]
         )
 
     async def create_image_tags(self, pid, pairs):
