@@ -23,14 +23,16 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"run only these (repeatable): {', '.join(SCENARIOS)}")
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default: 3, or 1 with --short)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="where results go (default: benchmarks/results, or benchmarks/results/short)")
+                        help="where results go (default: benchmarks/results, or with --short the untracked "
+                             "benchmarks/results/local)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the generated trees (default 1)")
     parser.add_argument("--fresh", action="store_true",
                         help="do not keep the other scenarios' results already in OUT (default: merge)")
     args = parser.parse_args(argv)
     mode = "short" if args.short else "full"
     runs = args.runs or (1 if args.short else 3)
-    out = args.out or (RESULTS / "short" if args.short else RESULTS)
+    # A short run is a local check, taken on whatever machine and load: never committed.
+    out = args.out or (RESULTS / "local" if args.short else RESULTS)
     names = args.scenario or list(SCENARIOS)
     started = time.perf_counter()
 

@@ -32,7 +32,7 @@ async def _main(args: argparse.Namespace) -> int:
     )
     async with client:
         result = await run_upload(client, options)
-    return int(result.exit_code)
+    return 0 if result.ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:

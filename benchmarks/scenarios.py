@@ -42,6 +42,7 @@ S0_PREDICTION_NOSTORE_TPS = 20.0
 BATCH = 64
 BATCH_BYTES = 32 * MB  # cvbulk's default byte budget per request
 EMULATOR_BURST = 10  # the emulator's token bucket holds one second's worth of calls
+LITTLE_THREADS = 32  # S0's 10 calls/s x ~3.2 s per full batch of photos under LATENCY
 
 
 @dataclass
@@ -138,6 +139,10 @@ def upload_rate(ctx: Context) -> dict[str, Any]:
              "--max-concurrency", "32", "--max-inflight-bytes", str(1 << 30))), {"kind": "cvbulk"}),
         ("SDK, 8 threads + retry on 429", tree,
          lambda emu, w: sdk_upload(emu, tree, w, threads=8, retry_429=True), {"kind": "sdk"}),
+        # The strongest plain pattern: Little's law, in flight = rate x latency = 10 calls/s x ~3.2 s per
+        # 64-photo batch under the latency model = 32 threads, each retrying its 429s.
+        (f"SDK, {LITTLE_THREADS} threads (Little's law) + retry on 429", tree,
+         lambda emu, w: sdk_upload(emu, tree, w, threads=LITTLE_THREADS, retry_429=True), {"kind": "sdk"}),
         (f"SDK quickstart (sequential, no retry; first {seq_limit} files)", tree,
          lambda emu, w: sdk_upload(emu, tree, w, threads=1, limit=seq_limit), {"kind": "sdk", "files": seq_limit}),
         ("cvbulk --max-concurrency 32, thumbnails (2 KB)", small,

@@ -10,8 +10,16 @@ from typing import Any
 import anyio
 
 from ._common import (
-    add_max_concurrency, add_pace_group, add_state_args, check_concurrency, finish, finish_job_parser,
-    job_parser, make_pacer, show_report, training_connection,
+    add_max_concurrency,
+    add_pace_group,
+    add_state_args,
+    check_concurrency,
+    finish,
+    finish_job_parser,
+    job_parser,
+    make_pacer,
+    show_report,
+    training_connection,
 )
 
 DESCRIPTION = """\
@@ -68,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace) -> int:
     from ..client import TrainingClient
     from ..pipeline.export import ExportOptions, run_export
-    from ..pipeline.progress import Progress
+    from ._progress import make_progress
 
     check_concurrency(args.max_concurrency)
     options = ExportOptions(
@@ -78,11 +86,10 @@ async def _run(args: argparse.Namespace) -> int:
     conn = training_connection(args)
     pacer = make_pacer(args.tier, args.tps, args.max_concurrency)
     client = TrainingClient(conn.endpoint, conn.key, pacer=pacer, max_connections=max(args.max_concurrency, 8))
-    progress = Progress(label="export", stream=sys.stderr)
-    async with client:
+    progress = make_progress(args, "export")
+    async with client, progress:
         result = await run_export(client, options, progress=progress)
-    report = result.report
-    extra = show_report(args, report)
+    extra = show_report(args, result)
     if extra.get("unchanged"):
         print(f"unchanged since an earlier run: {extra['unchanged']} images", file=sys.stderr)
     if extra.get("multi_tag_images") and options.format == "folders":
@@ -92,4 +99,4 @@ async def _run(args: argparse.Namespace) -> int:
         print(f"{extra['images_with_tags_without_regions']} images have tags without a region, which "
               f"{options.format} cannot carry (export them as csv too)", file=sys.stderr)
     print(f"back into a project: {extra.get('upload_back')}", file=sys.stderr)
-    return finish(report, result.exit_code)
+    return finish(result)

@@ -11,10 +11,25 @@ from typing import Any
 import anyio
 
 from ._common import (
-    TIERS, CLIError, Connection, add_max_concurrency, add_pace_group, add_state_args, check_concurrency,
-    check_endpoint, finish, finish_job_parser, job_parser, make_pacer, print_table, remember_secret,
-    show_report, training_connection,
+    TIERS,
+    CLIError,
+    Connection,
+    add_max_concurrency,
+    add_pace_group,
+    add_state_args,
+    check_concurrency,
+    check_endpoint,
+    finish,
+    finish_job_parser,
+    job_parser,
+    make_pacer,
+    print_table,
+    remember_secret,
+    show_report,
+    tier_name,
+    training_connection,
 )
+
 ENV_TARGET_ENDPOINT = "VISION_TARGET_TRAINING_ENDPOINT"
 ENV_TARGET_KEY = "VISION_TARGET_TRAINING_KEY"
 
@@ -69,7 +84,7 @@ def register(subparsers: Any) -> None:
                         "else the source's)")
     target.add_argument("--to-key", metavar="KEY", help=f"target training key (default: ${ENV_TARGET_KEY}, else the source's)")
     pace = add_pace_group(parser, "the source resource's pricing tier (default: S0, or $CVBULK_TIER)")
-    pace.add_argument("--to-tier", choices=TIERS, default=None, help="the target's pricing tier (default: --tier)")
+    pace.add_argument("--to-tier", type=tier_name, choices=TIERS, default=None, help="the target's pricing tier (default: --tier)")
     pace.add_argument("--tps", type=float, default=None, metavar="N", help="source training calls per second")
     pace.add_argument("--to-tps", type=float, default=None, metavar="N", help="target training calls per second")
     add_max_concurrency(pace, 8, "at most N requests in flight on the target (default 8)")
@@ -101,7 +116,7 @@ async def _run(args: argparse.Namespace) -> int:
     from ..client import TrainingClient
     from ..pipeline.batch import DEFAULT_BATCH_BYTES
     from ..pipeline.migrate import MigrateOptions, run_migrate
-    from ..pipeline.progress import Progress
+    from ._progress import make_progress
 
     check_concurrency(args.max_concurrency)
     options = MigrateOptions(
@@ -120,12 +135,11 @@ async def _run(args: argparse.Namespace) -> int:
     source = TrainingClient(source_conn.endpoint, source_conn.key, pacer=source_pacer, max_connections=downloads)
     target = TrainingClient(target_conn.endpoint, target_conn.key, pacer=target_pacer,
                             max_connections=max(args.max_concurrency, 8))
-    progress = Progress(label="migrate", stream=sys.stderr)
-    async with source, target:
+    progress = make_progress(args, "migrate")
+    async with source, target, progress:
         result = await run_migrate(source, target, options, progress=progress)
-    report = result.report
-    extra = show_report(args, report)
-    comparison = extra.get("comparison") or {}
+    extra = show_report(args, result)
+    comparison = result.comparison
     rows = [(name, c["source"], c["target"], "" if c["source"] == c["target"] else "DIFFERS")
             for name, c in (comparison.get("tags") or {}).items()]
     for label in ("untagged", "images"):
@@ -136,4 +150,4 @@ async def _run(args: argparse.Namespace) -> int:
     print_table(rows, ("tag", "source", "target", ""), file=sys.stderr)
     if extra.get("unchanged"):
         print(f"already migrated by an earlier run: {extra['unchanged']} images", file=sys.stderr)
-    return finish(report, result.exit_code)
+    return finish(result)

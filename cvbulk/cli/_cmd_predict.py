@@ -12,9 +12,21 @@ from typing import Any
 import anyio
 
 from ._common import (
-    ENV_TRAINING_KEY, add_max_concurrency, add_pace_group, add_root_arg, add_state_args,
-    check_concurrency, check_root, check_tps, exit_status, finish_job_parser, job_parser, make_pacer,
-    prediction_connection, print_json, training_connection,
+    ENV_TRAINING_KEY,
+    add_max_concurrency,
+    add_pace_group,
+    add_root_arg,
+    add_state_args,
+    check_concurrency,
+    check_root,
+    check_tps,
+    finish_job_parser,
+    job_parser,
+    make_pacer,
+    prediction_connection,
+    print_json,
+    result_status,
+    training_connection,
 )
 
 DESCRIPTION = """\
@@ -126,8 +138,9 @@ def _wants_training(args: argparse.Namespace) -> bool:
 
 async def _run(args: argparse.Namespace) -> int:
     from ..client import Pacer, PredictionClient, TrainingClient
+    from ..pipeline.engine import ProgressSink
     from ..pipeline.predict import run_predict
-    from ..pipeline.progress import Progress, summary_table
+    from ._progress import make_progress, summary_table
 
     options = _options(args)
     check_root(options.root)
@@ -149,11 +162,11 @@ async def _run(args: argparse.Namespace) -> int:
             training = await stack.enter_async_context(
                 TrainingClient(training_conn.endpoint, training_conn.key, pacer=Pacer.for_tier(args.tier))
             )
-        progress = Progress(label="predict", stream=sys.stderr)
+        progress: ProgressSink = await stack.enter_async_context(make_progress(args, "predict"))
         result = await run_predict(prediction, training, options, progress=progress)
 
     print(summary_table(result.report), file=sys.stderr)
-    print(f"output: {options.output}   report: {result.report.get('report_file')}", file=sys.stderr)
+    print(f"output: {result.output}   report: {result.report_file}", file=sys.stderr)
     if args.json:
         print_json(result.report)
-    return exit_status(result.exit_code)
+    return result_status(result)

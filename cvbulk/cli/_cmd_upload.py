@@ -4,15 +4,31 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ._common import (
-    add_max_concurrency, add_pace_group, add_root_arg, add_state_args, check_concurrency, check_root,
-    check_tps, exit_status, finish, finish_job_parser, job_parser, make_pacer, print_json, print_table,
-    show_report, training_connection,
+    add_max_concurrency,
+    add_pace_group,
+    add_root_arg,
+    add_state_args,
+    check_concurrency,
+    check_root,
+    check_tps,
+    finish,
+    finish_job_parser,
+    job_parser,
+    make_pacer,
+    print_json,
+    print_table,
+    result_status,
+    show_report,
+    training_connection,
 )
+
+if TYPE_CHECKING:
+    from ..pipeline.results import UploadResult
 
 DESCRIPTION = """\
 Upload every image under ROOT into a Custom Vision project, tagged from a label source, as fast as
@@ -139,32 +155,31 @@ def _options(args: argparse.Namespace) -> Any:
 
 async def _run(args: argparse.Namespace) -> int:
     from ..client import TrainingClient
-    from ..pipeline.progress import Progress
     from ..pipeline.upload import run_upload
+    from ._progress import make_progress
 
     options = _options(args)
     conn = training_connection(args)
     pacer = make_pacer(args.tier, args.tps, args.max_concurrency)
     client = TrainingClient(conn.endpoint, conn.key, pacer=pacer, max_connections=max(args.max_concurrency, 8))
-    progress = Progress(label="dry run" if options.dry_run else "upload", stream=sys.stderr)
-    async with client:
+    progress = make_progress(args, "dry run" if options.dry_run else "upload")
+    async with client, progress:
         result = await run_upload(client, options, progress=progress)
-    report = result.report
     if options.dry_run and args.json:
-        print_json(report)
+        print_json(result.report)
     elif options.dry_run:
-        _print_dry_run(report)
+        _print_dry_run(result)
     else:
-        extra = show_report(args, report)
+        extra = show_report(args, result)
         if extra.get("unchanged"):
             print(f"unchanged since an earlier run: {extra['unchanged']} files", file=sys.stderr)
-    if report.get("report_file"):  # a dry run writes none
-        return finish(report, result.exit_code)
-    return exit_status(result.exit_code)
+    if result.report_file is not None:  # a dry run writes none
+        return finish(result)
+    return result_status(result)
 
 
-def _print_dry_run(report: dict[str, Any]) -> None:
-    extra = report.get("extra", {})
+def _print_dry_run(result: UploadResult) -> None:
+    extra = result.summary
     would = extra.get("would_send", {})
     project = extra.get("project", {})
     name = project.get("name")
@@ -179,7 +194,7 @@ def _print_dry_run(report: dict[str, Any]) -> None:
     if extra.get("fixes"):
         print()
         print_table([(f["fix"], f["images"]) for f in extra["fixes"]], ("fix to apply", "images"))
-    failures = report.get("failures") or []
+    failures = result.failures
     if failures:
         print()
         print_table([(f["path"], f["reason"]) for f in failures], ("rejected", "reason"))

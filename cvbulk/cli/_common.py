@@ -7,12 +7,13 @@ import enum
 import json
 import logging
 import os
+import sqlite3
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -20,12 +21,16 @@ if sys.version_info < (3, 11):  # pragma: no cover
 from ..client._errors import (
     AuthenticationError,
     CustomVisionError,
-    NotFoundError,
     RetryBudgetExhausted,
     TransportError,
     redact,
 )
 from ..pipeline._reasons import one_line
+from ..pipeline._shared import TIERS as _TIERS
+from ..pipeline.errors import ConfigError, PipelineError
+
+if TYPE_CHECKING:
+    from ..pipeline.results import JobResult
 
 __all__ = [
     "ENV_TRAINING_ENDPOINT",
@@ -49,6 +54,7 @@ __all__ = [
     "remember_secret",
     "check_endpoint",
     "TIERS",
+    "tier_name",
     "job_parser",
     "add_root_arg",
     "add_state_args",
@@ -61,7 +67,9 @@ __all__ = [
     "make_pacer",
     "show_report",
     "exit_status",
+    "result_status",
     "finish",
+    "flag_of",
 ]
 
 ENV_TRAINING_ENDPOINT = "VISION_TRAINING_ENDPOINT"
@@ -73,7 +81,16 @@ ENV_PREDICTION_RESOURCE_ID = "VISION_PREDICTION_RESOURCE_ID"
 log = logging.getLogger("cvbulk")
 
 #: The pricing tiers a job's --tier takes (their rates: cvbulk.client._ratelimit.TIER_RATES).
-TIERS = ("F0", "S0", "unlimited")
+# TODO(client): use cvbulk.client.TIERS once engineer `client`'s branch is merged (one table, pipeline's for now).
+TIERS = _TIERS
+
+
+def tier_name(text: str) -> str:
+    """``s0`` -> ``S0``: a tier named in any case (an unknown name is left for argparse to refuse)."""
+    for tier in TIERS:
+        if tier.lower() == text.strip().lower():
+            return tier
+    return text
 
 
 class ExitCode(enum.IntEnum):
@@ -197,6 +214,24 @@ def _one_line(exc: BaseException) -> str:
     return redact(one_line(exc), *known_secrets())
 
 
+# A job option's words on the command line, where they are not "--" + the name with dashes.
+_FLAGS = {
+    "root": "ROOT",
+    "project": "PROJECT",
+    "training": "--endpoint/--key or VISION_TRAINING_*",
+    "prediction_resource_id": f"--prediction-resource-id or ${ENV_PREDICTION_RESOURCE_ID}",
+}
+
+
+def flag_of(option: str) -> str:
+    """The command line's name for a job option (``max_concurrency`` -> ``--max-concurrency``)."""
+    return _FLAGS.get(option) or "--" + option.replace("_", "-")
+
+
+def _pipeline_message(exc: PipelineError) -> str:
+    return redact(" ".join(exc.render(flag_of).split()), *known_secrets())
+
+
 def handle_errors(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a subcommand; turn every failure into one clear line and an exit status.
 
@@ -212,7 +247,7 @@ def handle_errors(handler: Callable[[argparse.Namespace], int], args: argparse.N
     except KeyboardInterrupt:
         print("cvbulk: interrupted", file=sys.stderr)
         return 130
-    except BaseException as exc:  # noqa: BLE001 - this is the one place that reports everything
+    except BaseException as exc:
         code, message = _classify(exc)
         if code is None:
             raise
@@ -229,6 +264,14 @@ def _classify(exc: BaseException) -> tuple[int | None, str]:
         return _classify(exc.exceptions[0])
     if isinstance(exc, CLIError):
         return exc.exit_code, _one_line(exc)
+    # The jobs' errors carry no exit status: it is decided here, and only here.
+    if isinstance(exc, ConfigError):
+        return ExitCode.USAGE, _pipeline_message(exc)
+    if isinstance(exc, PipelineError):  # ProjectNotFound, FatalRunError
+        return ExitCode.FATAL, _pipeline_message(exc)
+    if isinstance(exc, sqlite3.DatabaseError):
+        # Found damaged mid-run (the check on opening catches most): the state file, not a bug.
+        return ExitCode.USAGE, f"the state file is damaged or not a cvbulk state file: {_one_line(exc)}"
     if isinstance(exc, CustomVisionError):
         # A retry give-up is judged by its last cause, but worded as itself ("gave up after N attempts").
         cause = exc.last_error if isinstance(exc, RetryBudgetExhausted) else exc
@@ -296,7 +339,9 @@ def add_state_args(
 def add_pace_group(parser: argparse.ArgumentParser, tier_help: str) -> Any:
     """The "pace" group with --tier (default $CVBULK_TIER, else S0); each job adds its own pace flags."""
     pace = parser.add_argument_group("pace")
-    pace.add_argument("--tier", choices=TIERS, default=os.environ.get("CVBULK_TIER", "S0"), help=tier_help)
+    pace.add_argument(
+        "--tier", type=tier_name, choices=TIERS, default=tier_name(os.environ.get("CVBULK_TIER", "S0")), help=tier_help
+    )
     return pace
 
 
@@ -352,22 +397,28 @@ def make_pacer(tier: str, tps: float | None, max_concurrency: int, *, prediction
     )
 
 
-def show_report(args: argparse.Namespace, report: dict[str, Any]) -> dict[str, Any]:
-    """Print the report (JSON on stdout when asked) and its summary table; returns its ``extra``."""
-    from ..pipeline.progress import summary_table
+def show_report(args: argparse.Namespace, result: JobResult) -> dict[str, Any]:
+    """Print the report (JSON on stdout when asked) and its summary table; returns the job's own figures."""
+    report = result.report
+    from ._progress import summary_table
 
     if args.json:
         print_json(report)
-    print(summary_table(report), file=sys.stderr)
-    return report.get("extra", {})
+    if not getattr(args, "quiet", False):
+        print(summary_table(report), file=sys.stderr)
+    return result.summary
 
 
 def exit_status(exit_code: int) -> int:
     return int(exit_code) if exit_code else int(ExitCode.OK)
 
 
-def finish(report: dict[str, Any], exit_code: int) -> int:
+def result_status(result: JobResult) -> int:
+    """A job's exit status: 0 when every item is done, 1 when some failed."""
+    return int(ExitCode.OK if result.ok else ExitCode.PARTIAL)
+
+
+def finish(result: JobResult) -> int:
     """The closing line (where state and report are) and the exit status."""
-    extra = report.get("extra", {})
-    print(f"state: {extra.get('state_file')}   report: {report.get('report_file')}", file=sys.stderr)
-    return exit_status(exit_code)
+    print(f"state: {result.state_file}   report: {result.report_file}", file=sys.stderr)
+    return result_status(result)

@@ -10,6 +10,7 @@ Requests are paced per API group (rate limit + adaptive concurrency), retried on
 connections / timeouts with backoff (Retry-After honoured), and counted in ``client.stats``.
 """
 
+from ._body import BodyChanged, BytesBody, FileBody, ImageBody, as_body, read_body
 from ._errors import (
     AuthenticationError,
     BadRequestError,
@@ -68,6 +69,7 @@ from ._models import (
     TagType,
     TrainingType,
 )
+from ._multipart import ImageData
 from ._prediction import PredictionClient
 from ._ratelimit import AdaptiveConcurrency, Pacer, RateLimiter
 from ._retry import RetryCause, RetryEvent, RetryPolicy, parse_retry_after, parse_retry_after_message
@@ -92,4 +94,6 @@ __all__ = [
     "ImageCreateStatus", "IterationStatus", "ProjectStatus", "ClassificationType", "TagType", "DomainType",
     "TrainingType", "ImageMetadataUpdateStatus", "Export", "ExportPlatform", "ExportStatus",
     "TrainingFailedError", "TrainingTimeoutError",
+    # image bodies streamed from their source (engine, issue 14)
+    "ImageBody", "ImageData", "FileBody", "BytesBody", "BodyChanged", "as_body", "read_body",
 ]

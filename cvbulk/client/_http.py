@@ -28,7 +28,7 @@ from ._errors import (
     error_for_status,
     redact,
 )
-from ._multipart import image_multipart
+from ._multipart import ImageData, image_multipart
 from ._ratelimit import ApiGroup, Pacer
 from ._retry import OnRetry, RetryEvent, RetryPolicy, parse_retry_after, parse_retry_after_message, retry_cause
 from ._stats import ClientStats
@@ -168,8 +168,9 @@ class _Request:
     group: ApiGroup | None  # None: not paced (a download from another host)
     params: Mapping[str, str] | None
     body: bytes | None
-    images: Sequence[tuple[str, bytes]] | None
+    images: Sequence[tuple[str, ImageData]] | None
     send_key: bool
+    payload: Callable[[], Any] | None = None  # a streamed body, built afresh per attempt
 
 
 class HttpCore:
@@ -238,7 +239,8 @@ class HttpCore:
         group: ApiGroup = ApiGroup.TRAINING,
         params: Mapping[str, str] | None = None,
         json_body: Any = None,
-        images: Sequence[tuple[str, bytes]] | None = None,
+        images: Sequence[tuple[str, ImageData]] | None = None,
+        payload: Callable[[], Any] | None = None,
         recover: Callable[[], Awaitable[Any]] | None = None,
     ) -> Any:
         """Run one operation; returns the parsed JSON answer (None for an empty one).
@@ -251,7 +253,7 @@ class HttpCore:
         if json_body is not None:
             # encoded once: bytes are immutable, so every attempt can resend them as they are
             body = json.dumps(json_body, separators=(",", ":")).encode()
-        request = _Request(operation, method, self.base_url + path, path, group, params, body, images, True)
+        request = _Request(operation, method, self.base_url + path, path, group, params, body, images, True, payload)
         raw = await self._with_retries(request, recover)
         if isinstance(raw, _Recovered):
             return raw.value
@@ -347,6 +349,9 @@ class HttpCore:
         if request.images is not None:
             # rebuilt per attempt: a multipart writer is consumed by sending it
             data = image_multipart(request.images)
+            sent = data.size or 0
+        elif request.payload is not None:
+            data = request.payload()
             sent = data.size or 0
         elif request.body is not None:
             data = request.body

@@ -1,57 +1,146 @@
-"""multipart/form-data bodies of image bytes, built without copying or encoding the images."""
+"""Request bodies of images, written to the socket chunk by chunk as the request goes out.
+
+- :func:`image_multipart`: multipart/form-data, one ``imageData`` part per image (CreateImagesFromData,
+  QuickTestImage, ClassifyImage, DetectImage).
+- :func:`files_json`: the JSON of CreateImagesFromFiles, each image's ``contents`` base64-encoded on the
+  fly; the rest of the JSON is built once.
+
+Both know their length before a byte is read (an :class:`~cvbulk.client.ImageBody` knows its size), so
+requests carry a Content-Length; both are built afresh per attempt (a payload is consumed by sending it)
+and re-read their images on a retry.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import base64
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import Payload
 
-__all__ = ["image_multipart", "IMAGE_FIELD"]
+from ._body import ImageBody, as_body
+
+__all__ = ["image_multipart", "files_json", "IMAGE_FIELD", "ImageData"]
 
 IMAGE_FIELD = "imageData"
 
+#: What an image argument of the client takes: its bytes, or a body read when the request is written.
+ImageData = bytes | bytearray | memoryview | ImageBody
 
-class _ImageBytes(Payload):
-    """The bytes of one image, written to the socket as they are.
 
-    aiohttp's own BytesPayload warns (ResourceWarning) for every part over 1 MiB, and training images go to
-    6 MB: this payload is the same thing without the warning.
-    """
+class _BodyPayload(Payload):
+    """One image's bytes, streamed from its body. (aiohttp's BytesPayload also warns for every part over
+    1 MiB, and training images go to 6 MB.)"""
 
-    _value: bytes | bytearray | memoryview
+    _value: ImageBody
 
-    def __init__(self, value: bytes | bytearray | memoryview, **kwargs: Any) -> None:
-        super().__init__(value, content_type="application/octet-stream", **kwargs)
-        self._size = value.nbytes if isinstance(value, memoryview) else len(value)
+    def __init__(self, body: ImageBody, **kwargs: Any) -> None:
+        super().__init__(body, content_type="application/octet-stream", **kwargs)
+        self._length = body.size
 
     @property
     def size(self) -> int:
-        return self._size
+        return self._length
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        return bytes(self._value).decode(encoding, errors)
+        raise TypeError("an image body is binary and streamed: it has no text form")
 
     async def write(self, writer: AbstractStreamWriter) -> None:
-        await writer.write(self._value)
+        async for chunk in self._value.chunks():
+            await writer.write(chunk)
 
     async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
         if content_length is None:
-            await writer.write(self._value)
-        else:
-            await writer.write(self._value[:content_length])
+            await self.write(writer)
+            return
+        left = content_length
+        async for chunk in self._value.chunks():
+            if left <= 0:
+                break
+            await writer.write(chunk[:left])
+            left -= len(chunk)
 
-    async def as_bytes(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-        return bytes(self._value)
 
-
-def image_multipart(images: Sequence[tuple[str, bytes | bytearray | memoryview]]) -> aiohttp.MultipartWriter:
-    """One ``imageData`` part per (file name, bytes). Build a fresh one per attempt: a writer is consumed."""
+def image_multipart(images: Sequence[tuple[str, ImageData]]) -> aiohttp.MultipartWriter:
+    """One ``imageData`` part per (file name, bytes or body). Build a fresh one per attempt."""
     writer = aiohttp.MultipartWriter("form-data")
     for name, data in images:
-        part = _ImageBytes(data)
+        part = _BodyPayload(as_body(data, name))
         # plain quoted filename (as browsers and requests send it), not percent-encoded
         part.set_content_disposition("form-data", quote_fields=False, name=IMAGE_FIELD, filename=name)
         writer.append_payload(part)
     return writer
+
+
+_SENTINEL = "\x00cvbulk-contents\x00"
+_SENTINEL_JSON = json.dumps(_SENTINEL)  # how it reads once dumped, quotes included
+
+
+def _b64_size(n: int) -> int:
+    return 4 * ((n + 2) // 3)
+
+
+class _FilesJson(Payload):
+    """JSON text around base64 image contents: ``pieces[i]``, then image i's contents, ... then the tail."""
+
+    def __init__(self, pieces: list[bytes], bodies: list[ImageBody]) -> None:
+        super().__init__(b"", content_type="application/json")
+        self._pieces = pieces
+        self._bodies = bodies
+        self._length = sum(map(len, pieces)) + sum(2 + _b64_size(b.size) for b in bodies)
+
+    @property
+    def size(self) -> int:
+        return self._length
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        raise TypeError("a streamed JSON body has no text form")
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        for piece, body in zip(self._pieces, self._bodies):
+            await writer.write(piece + b'"')
+            async for text in _base64(body.chunks()):
+                await writer.write(text)
+            await writer.write(b'"')
+        await writer.write(self._pieces[-1])
+
+    async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
+        await self.write(writer)  # the length is ours: the whole body is always written
+
+
+async def _base64(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Base64 of a stream of chunks, in multiples of 3 input bytes (so the pieces join up)."""
+    carry = b""
+    async for chunk in chunks:
+        data = carry + chunk if carry else chunk
+        cut = len(data) - len(data) % 3
+        if cut:
+            yield base64.b64encode(data[:cut])
+        carry = data[cut:]
+    if carry:
+        yield base64.b64encode(carry)
+
+
+def files_json(entries: Sequence[Any], tag_ids: Sequence[str] = (), metadata: Mapping[str, str] | None = None) -> Payload:
+    """The CreateImagesFromFiles body of ``ImageFileCreateEntry``s whose ``contents`` are bytes or bodies."""
+    bodies: list[ImageBody] = []
+    images: list[dict[str, Any]] = []
+    for entry in entries:
+        bodies.append(as_body(entry.contents, entry.name or "image"))
+        wire = dataclasses.replace(entry, contents=b"").to_json()
+        wire["contents"] = _SENTINEL
+        images.append(wire)
+    document: dict[str, Any] = {"images": images}
+    if tag_ids:
+        document["tagIds"] = list(tag_ids)
+    if metadata:
+        document["metadata"] = dict(metadata)
+    text = json.dumps(document, separators=(",", ":"))
+    pieces = [p.encode() for p in text.split(_SENTINEL_JSON)]
+    if len(pieces) != len(bodies) + 1:
+        raise ValueError("an image name or tag holds a NUL-delimited marker cvbulk uses internally")
+    return _FilesJson(pieces, bodies)

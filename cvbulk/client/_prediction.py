@@ -5,6 +5,7 @@ from __future__ import annotations
 from ._base import BaseClient
 from ._http import query, seg
 from ._models import ImagePrediction
+from ._multipart import ImageData
 from ._tiers import ApiGroup
 
 __all__ = ["PredictionClient"]
@@ -27,7 +28,7 @@ class PredictionClient(BaseClient):
         project_id: str,
         published_name: str,
         *,
-        image: bytes | None,
+        image: ImageData | None,
         url: str | None,
         store: bool,
         application: str | None,
@@ -49,7 +50,7 @@ class PredictionClient(BaseClient):
         return ImagePrediction.from_json(body)
 
     async def classify_image(
-        self, project_id: str, published_name: str, image: bytes, *, store: bool = False,
+        self, project_id: str, published_name: str, image: ImageData, *, store: bool = False,
         application: str | None = None, name: str = "image",
     ) -> ImagePrediction:
         return await self._predict("classify", project_id, published_name, image=image, url=None,
@@ -64,7 +65,7 @@ class PredictionClient(BaseClient):
                                    store=store, application=application, name="")
 
     async def detect_image(
-        self, project_id: str, published_name: str, image: bytes, *, store: bool = False,
+        self, project_id: str, published_name: str, image: ImageData, *, store: bool = False,
         application: str | None = None, name: str = "image",
     ) -> ImagePrediction:
         return await self._predict("detect", project_id, published_name, image=image, url=None,

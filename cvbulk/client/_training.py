@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from ._base import BaseClient
@@ -32,6 +33,7 @@ from ._models import (
     TagType,
     TrainingType,
 )
+from ._multipart import ImageData, files_json
 from ._text import parse_timestamp
 from ._tiers import ApiGroup
 
@@ -195,12 +197,13 @@ class TrainingClient(BaseClient):
     async def create_images_from_data(
         self,
         project_id: str,
-        images: Sequence[tuple[str, bytes]],
+        images: Sequence[tuple[str, ImageData]],
         *,
         tag_ids: Sequence[str] = (),
     ) -> ImageCreateSummary:
-        """Upload raw image bytes, one multipart ``imageData`` part per (file name, bytes).
+        """Upload images, one multipart ``imageData`` part per (file name, bytes or ``ImageBody``).
 
+        A body is read as the request is written (and again on a retry), never held whole in memory.
         The tags apply to every image. 200 and 207 both return the summary: check each result's status.
         """
         body = await self._call(
@@ -217,11 +220,21 @@ class TrainingClient(BaseClient):
         tag_ids: Sequence[str] = (),
         metadata: Mapping[str, str] | None = None,
     ) -> ImageCreateSummary:
-        """Upload images with per-image tags and regions (JSON, contents in base64)."""
-        body = await self._call(
-            "CreateImagesFromFiles", "POST", f"/projects/{seg(project_id)}/images/files",
-            json_body=_batch(images, tag_ids, metadata)
-        )
+        """Upload images with per-image tags and regions (JSON, contents in base64).
+
+        An entry's ``contents`` are bytes or an ``ImageBody``; the JSON is streamed, base64 encoded on the fly.
+        """
+        if all(isinstance(e.contents, (bytes, bytearray)) for e in images):
+            # in memory already: encoded once, every attempt resends the same bytes
+            body = await self._call(
+                "CreateImagesFromFiles", "POST", f"/projects/{seg(project_id)}/images/files",
+                json_body=_batch(images, tag_ids, metadata)
+            )
+        else:
+            body = await self._call(
+                "CreateImagesFromFiles", "POST", f"/projects/{seg(project_id)}/images/files",
+                payload=partial(files_json, images, tag_ids, metadata),
+            )
         return ImageCreateSummary.from_json(body)
 
     async def create_images_from_urls(
@@ -618,7 +631,7 @@ class TrainingClient(BaseClient):
     async def quick_test_image(
         self,
         project_id: str,
-        image: bytes,
+        image: ImageData,
         *,
         iteration_id: str | None = None,
         store: bool | None = None,

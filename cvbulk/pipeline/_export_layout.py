@@ -122,7 +122,7 @@ class _AtomicText:
         self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
 
     def __enter__(self) -> io.TextIOBase:
-        return self.fh  # type: ignore[return-value]
+        return self.fh
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.fh.close()

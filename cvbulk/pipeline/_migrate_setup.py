@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ..cli._common import CLIError
 from ..client import BadRequestError
-from .project import ProjectNotFound, is_detection_domain, is_uuid, project_domain, resolve_project
+from .errors import ConfigError, ProjectNotFound
+from .project import is_detection_domain, is_uuid, project_domain, resolve_project
 
 if TYPE_CHECKING:
     from ..client import Domain, Project, Tag, TrainingClient
@@ -29,9 +29,9 @@ async def _target_domain(target: TrainingClient, source_domain: Domain | None) -
     for d in domains:
         if d.name == source_domain.name and d.type == source_domain.type:
             return d.id
-    raise CLIError(
+    raise ConfigError(
         f"the target has no domain like the source's {source_domain.name!r} ({source_domain.type}); "
-        "create the target project yourself and pass it with --to-project"
+        "create the target project yourself and pass it with {opt:to_project}"
     )
 
 
@@ -52,10 +52,10 @@ async def target_project(
     except ProjectNotFound:
         if not create:
             raise ProjectNotFound(
-                f"no project with the id or name {ref!r} on the target (pass --create to create it)"
+                f"no project with the id or name {ref!r} on the target (pass {{opt:create}} to create it)"
             ) from None
         if is_uuid(ref):
-            raise CLIError(f"no project with the id {ref} on the target; --create needs a name, not an id") from None
+            raise ConfigError(f"no project with the id {ref} on the target; {{opt:create}} needs a name, not an id") from None
         settings = source_project.settings
         project = await target.create_project(
             ref,
@@ -67,9 +67,9 @@ async def target_project(
         return project, True
     if is_detection_domain(await project_domain(target, project)) != detection:
         kind = "an object-detection" if detection else "a classification"
-        raise CLIError(
+        raise ConfigError(
             f"the source is {kind} project but the target {project.name!r} is not; "
-            "pick a target of the same kind (or --create a new one)"
+            "pick a target of the same kind (or {opt:create} a new one)"
         )
     return project, False
 
@@ -109,7 +109,7 @@ class TagMapper:
         if found is not None:
             return found
         if not name:
-            raise CLIError(f"an image names a tag ({source_tag_id}) the source does not list")
+            raise ConfigError(f"an image names a tag ({source_tag_id}) the source does not list")
         async with self._lock:
             if source_tag_id not in self._ids:
                 self._ids[source_tag_id] = await self._ensure(name, None, None)
@@ -131,7 +131,7 @@ class TagMapper:
                         self._by_lower[name.lower()] = t
                         return t.id
             if exc.code == "BadRequestExceedTagPerProjectLimit":
-                raise CLIError(f"the target project cannot take another tag ({name!r}): {exc.message}") from None
+                raise ConfigError(f"the target project cannot take another tag ({name!r}): {exc.message}") from None
             raise
         self._by_lower[name.lower()] = tag
         self.created.append(name)

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import sys
 
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
@@ -26,6 +25,7 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
+from ..client._body import ImageBody
 from ..client._errors import (
     AuthenticationError,
     BadRequestError,
@@ -34,7 +34,8 @@ from ..client._errors import (
     RetryBudgetExhausted,
 )
 from ._reasons import one_line
-from ._stages import take_ready
+from .engine import take_ready, unwrap
+from .status import Status
 
 __all__ = [
     "WorkItem",
@@ -49,13 +50,13 @@ __all__ = [
     "ERROR",
 ]
 
-# Journal statuses (see journal.py). "rejected" and "failed" are final outcomes with a row in the
+# Journal statuses (status.py). "rejected" and "failed" are final outcomes with a row in the
 # output; "error" is transient (the service could not be reached or kept failing): no row is written,
 # so that the next run retries the image and appends its row without duplicating a path.
-PREDICTED = "predicted"
-REJECTED = "rejected"
-FAILED = "failed"
-ERROR = "error"
+PREDICTED = Status.PREDICTED
+REJECTED = Status.REJECTED
+FAILED = Status.FAILED
+ERROR = Status.ERROR
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,17 @@ class WorkItem:
 
 @dataclass(frozen=True)
 class Prepared:
+    """A checked image: ``data`` its bytes, or (an image that passes through) a body read from its file
+    again when the request is written, so scorers waiting for a slot hold no image in memory."""
+
     item: WorkItem
-    data: bytes
+    data: bytes | ImageBody
     sha256: str
     fixes: tuple[str, ...] = ()
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.size if isinstance(self.data, ImageBody) else len(self.data)
 
 
 @dataclass(frozen=True)
@@ -158,7 +166,7 @@ async def run_engine(
     source: AsyncIterable[WorkItem | Outcome],
     *,
     prepare: Callable[[WorkItem], Prepared | Outcome],
-    score: Callable[[bytes], Awaitable[Any]],
+    score: Callable[[bytes | ImageBody], Awaitable[Any]],
     record: Callable[[Sequence[Outcome]], None],
     on_recorded: Callable[[Sequence[Outcome]], None] | None = None,
     workers: int = 16,
@@ -229,7 +237,7 @@ async def run_engine(
             async for item in inbox:
                 try:
                     result = await anyio.to_thread.run_sync(prepare, item, limiter=cpu)
-                except Exception as exc:  # noqa: BLE001 - a file that cannot be read is one outcome
+                except Exception as exc:
                     result = Outcome(
                         item.key, REJECTED, item.size, item.mtime_ns, reason=f"cannot read: {one_line(exc, limit=500)}"
                     )
@@ -260,7 +268,7 @@ async def run_engine(
                     streak.success()
                     outcome = Outcome(
                         item.key, PREDICTED, item.size, item.mtime_ns, prepared.sha256,
-                        prediction=prediction, fixes=prepared.fixes, nbytes=len(prepared.data),
+                        prediction=prediction, fixes=prepared.fixes, nbytes=prepared.nbytes,
                     )
                 await out_record.send(outcome)
 
@@ -281,18 +289,11 @@ async def run_engine(
         )
     except BaseExceptionGroup as group:
         # Several scorers may hit the same run-wide error (a wrong key) at once: say it once.
-        leaves = _leaves(group)
-        if leaves and all(isinstance(e, CustomVisionError) for e in leaves):
-            raise leaves[0] from None
+        first = unwrap(group)
+        if first is not None:
+            raise first from None
         raise
     return stats
-
-
-def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out
 
 
 async def _run_stages(feed, prepare_worker, score_worker, recorder, workers, prepare_workers, streams) -> None:

@@ -23,6 +23,8 @@ from typing import Any, Literal, NamedTuple
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
+from ..client._body import BytesBody, ImageBody
+
 __all__ = [
     "MAX_IMAGES_PER_BATCH",
     "MAX_TAGS_PER_BATCH",
@@ -44,7 +46,8 @@ DEFAULT_BATCH_BYTES = 32 * 1024 * 1024
 # How long a partial batch may wait for company before it goes anyway (seconds).
 DEFAULT_LINGER = 0.25
 
-BatchKind = Literal["data", "files"]
+#: data: multipart, one shared tag set; files: JSON with per-image tags and regions; urls: the service fetches.
+BatchKind = Literal["data", "files", "urls"]
 
 
 class TaggedRegion(NamedTuple):
@@ -59,22 +62,29 @@ class TaggedRegion(NamedTuple):
 
 @dataclass(frozen=True, eq=False)
 class BatchItem:
-    """One prepared image on its way to the service.
+    """One image on its way to the service.
 
     ``key`` identifies it in the journal; ``name`` is the file name sent to the service (unique within
-    a batch is the sender's business); ``context`` is the caller's own bookkeeping, carried untouched.
+    a batch is the sender's business); ``body`` its bytes, read when the request is written (bytes are
+    wrapped in a ``BytesBody``), or None when the service fetches ``url``; ``context`` is the caller's own
+    bookkeeping, carried untouched.
     """
 
     key: str
     name: str
-    data: bytes
+    body: ImageBody | None
     tag_ids: tuple[str, ...] = ()
     regions: tuple[TaggedRegion, ...] = ()
     context: Any = None
+    url: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.body, (bytes, bytearray, memoryview)):
+            object.__setattr__(self, "body", BytesBody(bytes(self.body), self.name))
 
     @property
     def nbytes(self) -> int:
-        return len(self.data)
+        return self.body.size if self.body is not None else 0
 
     @property
     def needs_files_request(self) -> bool:
@@ -96,6 +106,7 @@ class Batch:
     kind: BatchKind
     items: tuple[BatchItem, ...]
     tag_ids: tuple[str, ...] = ()
+    metadata: tuple[tuple[str, str], ...] = ()  # one map per request (files and urls batches)
 
     @property
     def nbytes(self) -> int:
@@ -114,8 +125,8 @@ class Batch:
             raise ValueError("a batch of one image cannot be split")
         middle = len(self.items) // 2
         return (
-            Batch(self.kind, self.items[:middle], self.tag_ids),
-            Batch(self.kind, self.items[middle:], self.tag_ids),
+            Batch(self.kind, self.items[:middle], self.tag_ids, self.metadata),
+            Batch(self.kind, self.items[middle:], self.tag_ids, self.metadata),
         )
 
 
@@ -135,9 +146,7 @@ class _Group:
             return False
         if self.nbytes + wire_size(item, self.kind) > max_bytes:
             return False
-        if self.kind == "files" and len(self.tags | _item_tags(item)) > max_tags:
-            return False
-        return True
+        return not (self.kind == "files" and len(self.tags | _item_tags(item)) > max_tags)
 
     def add(self, item: BatchItem) -> None:
         self.items.append(item)
@@ -275,7 +284,7 @@ async def _ticker(send: ObjectSendStream[Any], period: float) -> None:
         while send.statistics().open_send_streams > 1:  # type: ignore[attr-defined]
             await anyio.sleep(period)
             try:
-                send.send_nowait(_TICK)
+                send.send_nowait(_TICK)  # type: ignore[attr-defined]  # a memory stream's
             except anyio.WouldBlock:
                 pass  # items are flowing: no nudge needed
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):

@@ -14,13 +14,14 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import anyio
 
-from ..cli._common import CLIError
+from .errors import ConfigError, FatalRunError
 
 __all__ = ["BenchOptions", "run_bench", "synthetic_tree", "BENCH_TAGS"]
 
@@ -91,14 +92,14 @@ async def run_bench(
     from .upload import UploadOptions, run_upload
 
     if options.images < 1:
-        raise CLIError("--images must be at least 1")
+        raise ConfigError("{opt:images} must be at least 1")
     if options.predict and prediction is None:
-        raise CLIError("--predict needs a prediction endpoint and key")
+        raise ConfigError("{opt:predict} needs a prediction endpoint and key")
     if options.predict and not options.prediction_resource_id:
-        raise CLIError("--predict needs the prediction resource id to publish to "
-                       "(--prediction-resource-id or $VISION_PREDICTION_RESOURCE_ID)")
+        raise ConfigError("{opt:predict} needs the prediction resource id to publish to "
+                          "({opt:prediction_resource_id})")
     if options.predict and options.images < 10:
-        raise CLIError("--predict needs at least 10 images (the service trains on at least 5 per tag)")
+        raise ConfigError("{opt:predict} needs at least 10 images (the service trains on at least 5 per tag)")
     work = Path(options.workdir) if options.workdir else Path(tempfile.mkdtemp(prefix="cvbulk-bench-"))
     own_work = options.workdir is None
     name = f"cvbulk-bench-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -128,17 +129,18 @@ async def run_bench(
             delay = 0.2
             while (iteration.status or "").lower() not in ("completed", "failed"):
                 if time.monotonic() - started > options.training_timeout:
-                    raise CLIError(f"training did not finish in {options.training_timeout:g} s")
+                    raise FatalRunError(f"training did not finish in {options.training_timeout:g} s")
                 await anyio.sleep(delay)
                 delay = min(5.0, delay * 1.5)
                 iteration = await training.get_iteration(project_id, iteration.id)
             if (iteration.status or "").lower() != "completed":
-                raise CLIError(f"training ended with status {iteration.status}")
+                raise FatalRunError(f"training ended with status {iteration.status}")
             result["training_s"] = round(time.monotonic() - started, 2)
             await training.publish_iteration(
                 project_id, iteration.id, options.published_name, options.prediction_resource_id)
             published = iteration.id
             log("scoring ...")
+            assert prediction is not None  # checked above: --predict needs a prediction connection
             scored = await run_predict(prediction, None, PredictOptions(
                 root=root, project=project_id, published_name=options.published_name, output=work / "scores.csv",
                 state=work / "predict.sqlite", report=work / "predict.json", max_concurrency=options.max_concurrency))
@@ -151,7 +153,7 @@ async def run_bench(
                         await training.unpublish_iteration(project_id, published)
                     await training.delete_project(project_id)
                     result["deleted"] = True
-                except Exception as exc:  # noqa: BLE001 - say so; the figures still stand
+                except Exception as exc:
                     result["deleted"] = False
                     result["cleanup_error"] = " ".join(str(exc).split())[:200]
             if own_work:

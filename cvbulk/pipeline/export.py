@@ -27,7 +27,6 @@ import anyio
 import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from ..cli._common import CLIError, ExitCode
 from ..client._errors import AuthenticationError, CustomVisionError, NotFoundError
 from ._export_layout import (
     FOLDERS_MANIFEST,
@@ -41,13 +40,22 @@ from ._export_layout import (
     write_label_file,
 )
 from ._reasons import one_line
-from ._stages import take_ready
-from ._transfer_common import (
-    PAGE, STATE_DIR, JournalCalls, open_journal, run_stages, send_pages, watch_progress,
+from .engine import (
+    PAGE,
+    STATE_DIR,
+    JournalCalls,
+    ProgressSink,
+    open_journal,
+    run_job,
+    send_pages,
+    start_progress,
+    take_ready,
 )
+from .errors import ConfigError
 from .journal import ERROR, EXPORTED, FAILED, Journal, JournalEntry
 from .project import resolve_project
 from .report import build_report, write_report
+from .results import ExportResult
 
 if TYPE_CHECKING:
     from ..client import Image, TrainingClient
@@ -69,19 +77,13 @@ class ExportOptions:
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
         if self.format not in FORMATS:
-            raise CLIError(f"--format must be one of {', '.join(FORMATS)}, not {self.format!r}")
+            raise ConfigError(f"{{opt:format}} must be one of {', '.join(FORMATS)}, not {self.format!r}")
         if self.max_concurrency < 1:
-            raise CLIError("--max-concurrency must be at least 1")
+            raise ConfigError("{opt:max_concurrency} must be at least 1")
         self.state = Path(self.state) if self.state is not None else self.out_dir / STATE_DIR / "export.sqlite"
         if self.report is None:
             self.report = self.state.with_name(self.state.stem + ".report.json")
         self.report = Path(self.report)
-
-
-@dataclass
-class ExportResult:
-    exit_code: int
-    report: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +97,10 @@ class _Work:
 @dataclass
 class _Run(JournalCalls):
     options: ExportOptions
-    client: Any
+    client: TrainingClient
     journal: Journal
     tag_names: dict[str, str]  # tag id -> name
-    progress: Any
+    progress: ProgressSink | None
     tally: Counter = field(default_factory=Counter)
     nbytes: int = 0
     journal_lock: anyio.Lock = field(default_factory=anyio.Lock)
@@ -106,7 +108,7 @@ class _Run(JournalCalls):
     def advance(self, status: str, nbytes: int = 0) -> None:
         self.tally[status] += 1
         if self.progress is not None:
-            self.progress.advance(
+            self.progress.advanced(
                 ok=int(status == EXPORTED),
                 failed=int(status in (FAILED, ERROR)),
                 skipped=int(status == "unchanged"),
@@ -114,7 +116,7 @@ class _Run(JournalCalls):
             )
 
 
-async def run_export(client: TrainingClient, options: ExportOptions, *, progress: Any = None) -> ExportResult:
+async def run_export(client: TrainingClient, options: ExportOptions, *, progress: ProgressSink | None = None) -> ExportResult:
     """Export the project's images with their labels into ``options.out_dir``.
 
     Errors about the whole run (project not found, wrong key, a state file of another run) are raised;
@@ -123,7 +125,7 @@ async def run_export(client: TrainingClient, options: ExportOptions, *, progress
     started = time.time()
     out_dir = options.out_dir
     if out_dir.exists() and not out_dir.is_dir():
-        raise CLIError(f"{out_dir} exists and is not a folder")
+        raise ConfigError(f"{out_dir} exists and is not a folder")
     project = await resolve_project(client, options.project)
     tags = await client.get_tags(project.id)
     tag_names = {t.id: t.name for t in tags}
@@ -131,19 +133,18 @@ async def run_export(client: TrainingClient, options: ExportOptions, *, progress
     fingerprint = {"project_id": project.id, "out_dir": str(out_dir.resolve()), "format": options.format}
     journal = await open_journal(options.state, job="export", fingerprint=fingerprint)
     run = _Run(options, client, journal, tag_names, progress)
-    watch_progress(progress, total, client)
+    start_progress(progress, total, client)
 
     async def finish() -> tuple[Any, ...]:
         labels = await run.journal_call(_write_labels, run, sorted(tag_names.values()))
         failures = await run.journal_call(lambda: list(journal.failures()))
         return (*labels, failures, await run.journal_call(journal.counts))
 
-    label_file, multi_tag, not_carried, failures, state_counts = await run_stages(
+    label_file, multi_tag, not_carried, failures, state_counts = await run_job(
         run, journal, progress, lambda: _pipeline(run, project.id), finish
     )
     finished = time.time()
     failed_now = run.tally[FAILED] + run.tally[ERROR]
-    exit_code = ExitCode.PARTIAL if failed_now else ExitCode.OK
     counts = {s: n for s, n in run.tally.items() if s != "unchanged"}
     extra = {
         "project": {"id": project.id, "name": project.name},
@@ -158,7 +159,7 @@ async def run_export(client: TrainingClient, options: ExportOptions, *, progress
         "images_with_tags_without_regions": not_carried if options.format in ("regions-json", "coco") else 0,
         "state_file": str(options.state),
         "state_counts": state_counts,
-        "exit_code": int(exit_code),
+        "exit_code": 1 if failed_now else 0,
     }
     report = build_report(
         job="export", started=started, finished=finished, counts=counts, failures=failures,
@@ -167,7 +168,10 @@ async def run_export(client: TrainingClient, options: ExportOptions, *, progress
     )
     await anyio.to_thread.run_sync(write_report, options.report, report)
     report["report_file"] = str(options.report)
-    return ExportResult(int(exit_code), report)
+    return ExportResult(
+        ok=not failed_now, report=report, state_file=Path(options.state), report_file=Path(options.report),
+        out_dir=out_dir,
+    )
 
 
 def _upload_hint(options: ExportOptions, label_file: Path | None) -> str:
@@ -206,6 +210,10 @@ def _labels(run: _Run, image: Image) -> tuple[tuple[str, ...], tuple[tuple[str, 
     return tuple(sorted(tags)), regions
 
 
+def _done_flags(options: ExportOptions, known: dict[str, Any], labelled: list[tuple[Any, ...]]) -> list[bool]:
+    return [_is_done(options, known.get(i.id), t, r) for i, t, r in labelled]
+
+
 def _is_done(options: ExportOptions, prior: JournalEntry | None, tags: tuple[str, ...], regions: Any) -> bool:
     """Exported before, with the same labels, and the file still there with its size."""
     if prior is None or prior.status != EXPORTED or not prior.extra:
@@ -229,9 +237,7 @@ async def _planner(
         async for page in page_recv:
             known = await run.journal_call(run.journal.get_many, [i.id for i in page])
             labelled = [(image, *_labels(run, image)) for image in page]
-            done = await anyio.to_thread.run_sync(
-                lambda: [_is_done(run.options, known.get(i.id), t, r) for i, t, r in labelled]
-            )
+            done = await anyio.to_thread.run_sync(_done_flags, run.options, known, labelled)
             for (image, tags, regions), skip in zip(labelled, done):
                 if skip:
                     run.advance("unchanged")

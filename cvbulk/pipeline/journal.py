@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from ._scrub import scrub_keys
+from .errors import StateFileError
+from .status import FAILURE_STATUSES, FINAL_OK, RETRY_STATUSES, STATUSES, Status
 
 __all__ = [
     "UPLOADED",
@@ -51,25 +53,16 @@ __all__ = [
     "needs_work",
 ]
 
-# Success-like final outcomes: nothing to do on resume unless the file changed.
-UPLOADED = "uploaded"
-DUPLICATE = "duplicate"
-PREDICTED = "predicted"
-EXPORTED = "exported"
-SKIPPED = "skipped"
-# Bad input (cannot be fixed): retried only when the file changed.
-REJECTED = "rejected"
-# The service refused the image (a per-image error in a 207): retried only when the file changed.
-FAILED = "failed"
-# Transient trouble (timeouts, retry budget spent): always retried on resume.
-ERROR = "error"
-# Intent written before a batch is sent: the files may or may not be on the service.
-SENDING = "sending"
-
-FINAL_OK: frozenset[str] = frozenset({UPLOADED, DUPLICATE, PREDICTED, EXPORTED, SKIPPED})
-FAILURE_STATUSES: frozenset[str] = frozenset({REJECTED, FAILED, ERROR})
-RETRY_STATUSES: frozenset[str] = frozenset({ERROR, SENDING})
-STATUSES: frozenset[str] = FINAL_OK | FAILURE_STATUSES | {SENDING}
+# The statuses (one enum for every job: status.py), under the names the jobs have always used.
+UPLOADED = Status.UPLOADED
+DUPLICATE = Status.DUPLICATE
+PREDICTED = Status.PREDICTED
+EXPORTED = Status.EXPORTED
+SKIPPED = Status.SKIPPED
+REJECTED = Status.REJECTED
+FAILED = Status.FAILED
+ERROR = Status.ERROR
+SENDING = Status.SENDING
 
 _SCHEMA_VERSION = "1"
 _PAGE = 1000  # rows per page for iterators: memory stays flat, the lock is never held for long
@@ -115,7 +108,7 @@ _UPSERT_SENDING = _UPSERT.replace(
 )
 
 
-class JournalMismatch(ValueError):
+class JournalMismatch(StateFileError, ValueError):
     """The state file belongs to another job or another source (project, root, ...)."""
 
 
@@ -431,6 +424,9 @@ def _row(e: JournalEntry, now: float, attempts_delta: int = 0) -> tuple[Any, ...
     )
 
 
+_KNOWN = frozenset(s.value for s in Status)
+
+
 def _entry(row: Sequence[Any]) -> JournalEntry:
     key, size, mtime_ns, sha256, status, image_id, reason, fixes, attempts, extra, updated = row
     return JournalEntry(
@@ -438,7 +434,7 @@ def _entry(row: Sequence[Any]) -> JournalEntry:
         size=size,
         mtime_ns=mtime_ns,
         sha256=sha256,
-        status=status,
+        status=Status(status) if status in _KNOWN else status,
         image_id=image_id,
         reason=reason,
         fixes=tuple(json.loads(fixes)) if fixes else (),

@@ -32,16 +32,25 @@ import anyio
 import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from ..cli._common import CLIError, ExitCode
-from ._migrate_send import BY_MODES, Grouper, MigrateBatch, MigrateItem, MigrateSender, Outcome
+from ._migrate_send import BY_MODES, Grouper, MigrateBatch, MigrateItem, MigrateOutcome, MigrateSender
 from ._migrate_setup import TagMapper, target_project
-from ._transfer_common import (
-    PAGE, STATE_DIR, JournalCalls, open_journal, run_stages, send_pages, send_recorded, watch_progress,
-)
 from .batch import DEFAULT_BATCH_BYTES, TaggedRegion
+from .engine import (
+    PAGE,
+    STATE_DIR,
+    JournalCalls,
+    ProgressSink,
+    open_journal,
+    run_job,
+    send_pages,
+    send_recorded,
+    start_progress,
+)
+from .errors import ConfigError
 from .journal import DUPLICATE, ERROR, FAILED, FINAL_OK, SENDING, UPLOADED, Journal, JournalEntry
 from .project import resolve_project
 from .report import build_report, write_report
+from .results import MigrateResult
 
 if TYPE_CHECKING:
     from ..client import Image, Project, TrainingClient
@@ -64,19 +73,13 @@ class MigrateOptions:
 
     def __post_init__(self) -> None:
         if self.by not in BY_MODES:
-            raise CLIError(f"--by must be one of {', '.join(BY_MODES)}, not {self.by!r}")
+            raise ConfigError(f"{{opt:by}} must be one of {', '.join(BY_MODES)}, not {self.by!r}")
         if self.max_concurrency < 1:
-            raise CLIError("--max-concurrency must be at least 1")
+            raise ConfigError("{opt:max_concurrency} must be at least 1")
         if self.batch_bytes < 1024:
-            raise CLIError("--batch-bytes must be at least 1024")
+            raise ConfigError("{opt:batch_bytes} must be at least 1024")
         self.state = Path(self.state) if self.state is not None else None
         self.report = Path(self.report) if self.report is not None else None
-
-
-@dataclass
-class MigrateResult:
-    exit_code: int
-    report: dict[str, Any]
 
 
 def default_state_path(source_endpoint: str, from_project: str, target_endpoint: str, to_project: str) -> Path:
@@ -90,13 +93,13 @@ def default_state_path(source_endpoint: str, from_project: str, target_endpoint:
 @dataclass
 class _Run(JournalCalls):
     options: MigrateOptions
-    source: Any
-    target: Any
+    source: TrainingClient
+    target: TrainingClient
     source_project_id: str
     journal: Journal
     tags: TagMapper
     sender: MigrateSender
-    progress: Any
+    progress: ProgressSink | None
     tally: Counter = field(default_factory=Counter)
     by: Counter = field(default_factory=Counter)
     nbytes: int = 0
@@ -107,11 +110,11 @@ class _Run(JournalCalls):
         if self.progress is not None:
             ok = sum(1 for s in statuses if s in (UPLOADED, DUPLICATE))
             failed = sum(1 for s in statuses if s in (FAILED, ERROR))
-            self.progress.advance(ok=ok, failed=failed, skipped=len(statuses) - ok - failed, nbytes=nbytes)
+            self.progress.advanced(ok=ok, failed=failed, skipped=len(statuses) - ok - failed, nbytes=nbytes)
 
 
 async def run_migrate(
-    source: TrainingClient, target: TrainingClient, options: MigrateOptions, *, progress: Any = None
+    source: TrainingClient, target: TrainingClient, options: MigrateOptions, *, progress: ProgressSink | None = None
 ) -> MigrateResult:
     """Copy ``options.from_project`` (on ``source``) into ``options.to_project`` (on ``target``).
 
@@ -123,7 +126,7 @@ async def run_migrate(
     dst, created = await target_project(source, target, src, options.to_project, create=options.create)
     same_side = source.endpoint.rstrip("/").lower() == target.endpoint.rstrip("/").lower()
     if same_side and src.id == dst.id:
-        raise CLIError("the source and the target are the same project")
+        raise ConfigError("the source and the target are the same project")
     source_tags = await source.get_tags(src.id)
     tags = TagMapper(target, dst.id)
     await tags.load(source_tags)
@@ -138,17 +141,17 @@ async def run_migrate(
     journal = await open_journal(state, job="migrate", fingerprint=fingerprint)
     sender = MigrateSender(source, target, dst.id, by=options.by, batch_bytes=options.batch_bytes)
     run = _Run(options, source, target, src.id, journal, tags, sender, progress)
-    watch_progress(progress, total, target)  # the target's pacer is the one that limits
+    start_progress(progress, total, target)  # the target's pacer is the one that limits
 
     async def finish() -> tuple[list[Any], dict[str, int]]:
         failures = await run.journal_call(lambda: list(journal.failures()))
         return failures, await run.journal_call(journal.counts)
 
-    failures, state_counts = await run_stages(run, journal, progress, lambda: _pipeline(run), finish)
+    failures, state_counts = await run_job(run, journal, progress, lambda: _pipeline(run), finish)
     comparison = await compare_counts(source, src.id, target, dst.id)
     finished = time.time()
     failed_now = run.tally[FAILED] + run.tally[ERROR]
-    exit_code = ExitCode.PARTIAL if failed_now or not comparison["equal"] else ExitCode.OK
+    ok = not failed_now and bool(comparison["equal"])
     extra = {
         "source": _side(source, src),
         "target": {**_side(target, dst), "created": created},
@@ -165,7 +168,7 @@ async def run_migrate(
         "comparison": comparison,
         "state_file": str(state),
         "state_counts": state_counts,
-        "exit_code": int(exit_code),
+        "exit_code": 0 if ok else 1,
     }
     counts = {s: n for s, n in run.tally.items() if s != "unchanged"}
     report = build_report(
@@ -175,7 +178,9 @@ async def run_migrate(
     )
     await anyio.to_thread.run_sync(write_report, report_path, report)
     report["report_file"] = str(report_path)
-    return MigrateResult(int(exit_code), report)
+    return MigrateResult(
+        ok=ok, report=report, state_file=Path(state), report_file=Path(report_path), comparison=comparison
+    )
 
 
 def _side(client: Any, project: Project) -> dict[str, Any]:
@@ -266,10 +271,11 @@ async def _planner(
             await batch_send.send(batch)
 
 
-def _entry(o: Outcome) -> JournalEntry:
+def _entry(o: MigrateOutcome) -> JournalEntry:
     return JournalEntry(
         key=o.item.source_id, size=o.nbytes or None, mtime_ns=None, sha256=None, status=o.status,
-        image_id=o.image_id, reason=o.reason, attempts=o.item.attempts + 1, extra={"by": o.by} if o.by else None,
+        image_id=o.image_id, reason=o.reason, attempts=o.item.attempts + 1,
+        extra={"by": o.detail} if o.detail else None,
     )
 
 
@@ -281,5 +287,5 @@ async def _sender(run: _Run, batch_recv: ObjectReceiveStream[MigrateBatch]) -> N
             outcomes = await send_recorded(run, journal, intent, partial(run.sender.send, batch), _entry)
             nbytes = sum(o.nbytes for o in outcomes)
             run.nbytes += nbytes
-            run.by.update(o.by for o in outcomes if o.by and o.status in (UPLOADED, DUPLICATE))
+            run.by.update(o.detail for o in outcomes if o.detail and o.status in (UPLOADED, DUPLICATE))
             run.advance([o.status for o in outcomes], nbytes)

@@ -24,14 +24,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..cli._common import CLIError
+from ..client._body import FileBody, ImageBody
 from ._predict_engine import (
     ERROR,
     FAILED,
@@ -43,12 +43,17 @@ from ._predict_engine import (
     run_engine,
 )
 from ._predict_rows import RowMaker, existing_tag_columns, output_format
-from ._transfer_common import open_journal
+from .engine import ProgressSink, open_journal, run_job, start_progress
+from .errors import ConfigError
 from .journal import SKIPPED, Journal, JournalEntry
 from .output import existing_keys, open_prediction_writer
 from .prepare import PREDICTION_LIMITS, Rejected, prepare_image
 from .report import build_report, write_report
+from .results import PredictResult
 from .scan import ScanProblem, aiter_scan
+
+if TYPE_CHECKING:
+    from ..client import PredictionClient, TrainingClient
 
 __all__ = ["PredictOptions", "PredictResult", "run_predict", "default_state_path", "default_report_path"]
 
@@ -76,12 +81,6 @@ class PredictOptions:
     application: str | None = None  # the service's optional "application" tag for the requests
 
 
-@dataclass(frozen=True)
-class PredictResult:
-    exit_code: int  # 0 all done, 1 some files failed (see report["failures"])
-    report: dict[str, Any] = field(default_factory=dict)
-
-
 def default_state_path(output: Path) -> Path:
     """The state file of an output: ``results.csv`` -> ``results.csv.state``."""
     return output.with_name(output.name + ".state")
@@ -92,11 +91,11 @@ def default_report_path(output: Path) -> Path:
 
 
 async def run_predict(
-    prediction: Any,
-    training: Any | None,
+    prediction: PredictionClient,
+    training: TrainingClient | None,
     options: PredictOptions,
     *,
-    progress: Any | None = None,
+    progress: ProgressSink | None = None,
 ) -> PredictResult:
     """Score every image under ``options.root``; write rows, journal, report. See the module doc.
 
@@ -119,16 +118,15 @@ async def run_predict(
         "output": str(output.resolve()),
     }
     journal = await open_journal(
-        state_path, job=JOB, fingerprint=fingerprint, hint="use another --state or --output"
+        state_path, job=JOB, fingerprint=fingerprint, hint="use another {opt:state} or {opt:output}"
     )
 
-    try:
-        return await _run(
-            prediction, options, journal, fmt, project_id, project_name, tag_names, state_path, progress
-        )
-    finally:
-        with anyio.CancelScope(shield=True):  # closed even when the run is cancelled
-            await anyio.to_thread.run_sync(journal.close)
+    return await run_job(
+        None,
+        journal,
+        progress,
+        partial(_run, prediction, options, journal, fmt, project_id, project_name, tag_names, state_path, progress),
+    )
 
 
 async def _run(
@@ -140,7 +138,7 @@ async def _run(
     project_name: str | None,
     tag_names: list[str] | None,
     state_path: Path,
-    progress: Any | None,
+    progress: ProgressSink | None,
 ) -> PredictResult:
     output = options.output
     appending = output.exists() and output.stat().st_size > 0
@@ -159,21 +157,21 @@ async def _run(
             lambda: _Sink(output, options.detect, fmt == "csv" and not options.detect, tag_names, appending, rows)
         )
     except ValueError as exc:  # an existing file with other columns
-        raise CLIError(f"cannot append to {output}: {exc}") from None
+        raise ConfigError(f"cannot append to {output}: {exc}") from None
     counters = _RunCounters()
 
     async def source() -> AsyncIterator[WorkItem | Outcome]:
         async for entry in aiter_scan(options.root, include_hidden=options.include_hidden):
             if progress is not None:
-                progress.add_total(1)  # the total grows as the lazy scan finds files
+                progress.add_total(1)
             problem = isinstance(entry, ScanProblem)
             if not problem:
                 counters.seen += 1  # images found; a scan problem is no image
             if entry.relpath in done:
                 counters.already_done += 1
                 if progress is not None:
-                    progress.advance(skipped=1)
-            elif problem:
+                    progress.advanced(skipped=1)
+            elif isinstance(entry, ScanProblem):
                 yield Outcome(entry.relpath, REJECTED, reason=entry.reason)
             else:
                 yield WorkItem(entry.relpath, entry.path, entry.size, entry.mtime_ns)
@@ -182,11 +180,13 @@ async def _run(
         result = prepare_image(item.path, limits=PREDICTION_LIMITS)
         if isinstance(result, Rejected):
             return Outcome(item.key, REJECTED, item.size, item.mtime_ns, reason=result.reason)
-        return Prepared(item, result.data, result.sha256, tuple(result.fixes))
+        # Bytes that are the file's own are read again when the request is written (not held meanwhile).
+        data = FileBody(item.path, len(result.data), item.path.name) if result.passed_through else result.data
+        return Prepared(item, data, result.sha256, tuple(result.fixes))
 
     send = prediction.detect_image if options.detect else prediction.classify_image
 
-    async def score(data: bytes) -> Any:
+    async def score(data: bytes | ImageBody) -> Any:
         return await send(
             project_id, options.published_name, data, store=options.store, application=options.application
         )
@@ -203,26 +203,22 @@ async def _run(
         if progress is None:
             return
         for o in batch:
-            progress.advance(ok=int(o.ok), failed=int(not o.ok), nbytes=o.nbytes)
+            progress.advanced(ok=int(o.ok), failed=int(not o.ok), nbytes=o.nbytes)
 
-    if progress is not None and group is not None:
-        progress.set_concurrency(lambda: prediction.pacer.concurrency(group))
+    start_progress(progress, None, prediction, group)  # the total grows as the lazy scan finds files
 
     started = time.time()
     stats_before = _client_stats(prediction)
     try:
-        async with AsyncExitStack() as stack:
-            if progress is not None:
-                await stack.enter_async_context(progress)  # drawn while the run goes, as upload does
-            engine_stats = await run_engine(
-                source(),
-                prepare=prepare,
-                score=score,
-                record=record,
-                on_recorded=on_recorded,
-                workers=options.max_concurrency,
-                prepare_workers=options.prepare_workers,
-            )
+        engine_stats = await run_engine(
+            source(),
+            prepare=prepare,
+            score=score,
+            record=record,
+            on_recorded=on_recorded,
+            workers=options.max_concurrency,
+            prepare_workers=options.prepare_workers,
+        )
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(sink.close)
@@ -239,8 +235,10 @@ async def _run(
     report["report_file"] = str(report_path)
     # Exit 1 while the job holds a failed file (this run's or an earlier run's): its row in the
     # output says "rejected" / "failed", or (a transient error) it has no row yet.
-    exit_code = 1 if report["failed"] or report["extra"]["job_failed"] else 0
-    return PredictResult(exit_code, report)
+    ok = not (report["failed"] or report["extra"]["job_failed"])
+    return PredictResult(
+        ok=ok, report=report, state_file=Path(state_path), report_file=Path(report_path), output=Path(output)
+    )
 
 
 # -- project and tags ---------------------------------------------------------------------------
@@ -252,9 +250,9 @@ async def _resolve_project(
     """(project id, name or None, tag names or None) for a project id or name."""
     if training is None:
         if not _UUID.match(ref.strip()):
-            raise CLIError(
-                f"PROJECT {ref!r} is not a project id: without training credentials "
-                "(--endpoint/--key or VISION_TRAINING_*) the project must be given by id"
+            raise ConfigError(
+                f"{{opt:project}} {ref!r} is not a project id: without training credentials "
+                "({opt:training}) the project must be given by id"
             )
         return ref.strip(), None, None
     from .project import is_detection_domain, project_domain, resolve_project
@@ -263,24 +261,24 @@ async def _resolve_project(
     domain = await project_domain(training, project)
     if domain is not None and is_detection_domain(domain) != detect:
         # Caught before the first image: otherwise every image would fail the same way.
-        hint = "add --detect" if not detect else "drop --detect"
+        hint = "add {opt:detect}" if not detect else "drop {opt:detect}"
         kind = "an object-detection" if not detect else "a classification"
-        raise CLIError(f"project {project.name!r} is {kind} project: {hint}")
+        raise ConfigError(f"project {project.name!r} is {kind} project: {hint}")
     tags = await training.get_tags(project.id)
     return str(project.id), project.name, sorted({t.name for t in tags})
 
 
 def _check(options: PredictOptions) -> None:
     if not options.root.is_dir():
-        raise CLIError(f"ROOT {str(options.root)!r} is not a folder")
+        raise ConfigError(f"{{opt:root}} {str(options.root)!r} is not a folder")
     if options.top is not None and options.top < 1:
-        raise CLIError("--top must be at least 1")
+        raise ConfigError("{opt:top} must be at least 1")
     if options.threshold is not None and not 0.0 <= options.threshold <= 1.0:
-        raise CLIError("--threshold must be between 0 and 1")
+        raise ConfigError("{opt:threshold} must be between 0 and 1")
     if options.max_concurrency < 1:
-        raise CLIError("--max-concurrency must be at least 1")
+        raise ConfigError("{opt:max_concurrency} must be at least 1")
     if not options.published_name.strip():
-        raise CLIError("--published-name must not be empty")
+        raise ConfigError("{opt:published_name} must not be empty")
 
 
 # -- recording ----------------------------------------------------------------------------------
@@ -333,6 +331,7 @@ class _Sink:
         if self.writer is None and self.pending:
             # Nothing was scored, so no tag is known: a CSV of error rows without tag columns.
             self._open([])
+            assert self.writer is not None
             pending, self.pending = self.pending, []
             for outcome in pending:
                 self.writer.write(self.rows.row(outcome))

@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from PIL import Image, UnidentifiedImageError
 
@@ -56,6 +57,9 @@ class ImageLimits:
     max_pixels: int = DEFAULT_MAX_PIXELS
     formats: tuple[str, ...] = ("JPEG", "PNG", "BMP", "GIF")
     max_regions: int | None = 300
+    # Files larger than this are refused from their size alone, never read: no image worth fixing is
+    # this big, and reading a 2 GB "photo" whole would only exhaust memory.
+    max_file_bytes: int = 64 * MB
 
 
 TRAINING_LIMITS = ImageLimits(max_bytes=6 * MB)
@@ -155,7 +159,7 @@ def _decode_problem(exc: BaseException) -> str:
 def _has_alpha(img: Image.Image) -> bool:
     """True when the image has transparency that matters (a fully opaque alpha channel does not)."""
     if img.mode in ("RGBA", "LA"):
-        return img.getchannel("A").getextrema()[0] < 255
+        return cast("tuple[int, int]", img.getchannel("A").getextrema())[0] < 255
     return "transparency" in img.info
 
 
@@ -168,7 +172,7 @@ def _to_8bit(img: Image.Image) -> tuple[Image.Image, str | None]:
         # Scale 0..65535 down to 0..255 (a plain convert would clip everything above 255 to white).
         return img.convert("I").point(lambda v: v * (1 / 257)).convert("L"), "converted 16-bit grayscale to 8-bit"
     if mode in ("I", "F"):
-        lo, hi = img.getextrema()
+        lo, hi = cast("tuple[float, float]", img.getextrema())
         span = (hi - lo) or 1
         scaled = img.point(lambda v: (v - lo) * (255 / span))
         what = "32-bit integer" if mode == "I" else "32-bit float"
@@ -241,6 +245,12 @@ def prepare_image(
         if path is None:
             raise TypeError("prepare_image() needs a path or data")
         try:
+            size = os.stat(path).st_size
+            if size > limits.max_file_bytes:
+                return Rejected(
+                    "too_large",
+                    f"{size / MB:,.0f} MB, far over the {limits.max_bytes / MB:g} MB limit (not read, not fixable)",
+                )
             data = Path(path).read_bytes()
         except FileNotFoundError:
             return Rejected("vanished", "the file vanished before it could be read")

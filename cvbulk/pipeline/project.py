@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..cli._common import CLIError, ExitCode
 from ..client._errors import BadRequestError, NotFoundError
+from ._shared import TIERS, is_uuid
+from .errors import ConfigError, ProjectNotFound
 
 if TYPE_CHECKING:  # the client is imported lazily so this module loads on its own
     from ..client import Domain, Project, Tag, TrainingClient
@@ -32,34 +33,22 @@ __all__ = [
 ]
 
 # Tags per project by pricing tier (the service's limits page); None: no limit known.
-TAG_LIMITS: dict[str, int | None] = {"F0": 50, "S0": 500, "unlimited": None}
+TAG_LIMITS: dict[str, int | None] = dict(zip(TIERS, (50, 500, None)))
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _TAG_LIMIT_CODE = "BadRequestExceedTagPerProjectLimit"
 _DETECTION = "ObjectDetection"
 _CLASSIFICATION = "Classification"
 
 
-class ProjectNotFound(CLIError):
-    """No project has that id or name (exit status 3)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, ExitCode.FATAL)
-
-
-def is_uuid(text: str) -> bool:
-    return bool(_UUID.match(text.strip()))
-
-
 async def resolve_project(client: TrainingClient, ref: str) -> Project:
     """The project ``ref`` names: an existing project id, or the one project with exactly that name.
 
-    Two projects with the name: CLIError (exit 2) naming both ids, since guessing could send a whole
-    dataset to the wrong place. None: ProjectNotFound (exit 3).
+    Two projects with the name: ConfigError naming both ids, since guessing could send a whole
+    dataset to the wrong place. None: ProjectNotFound.
     """
     ref = ref.strip()
     if not ref:
-        raise CLIError("empty project name")
+        raise ConfigError("empty project name")
     if is_uuid(ref):
         try:
             return await client.get_project(ref)
@@ -68,10 +57,7 @@ async def resolve_project(client: TrainingClient, ref: str) -> Project:
     matches = [p for p in await client.get_projects() if p.name == ref]
     if len(matches) > 1:
         ids = ", ".join(p.id for p in matches)
-        raise CLIError(
-            f"{len(matches)} projects are named {ref!r} ({ids}): pass the project id instead",
-            ExitCode.USAGE,
-        )
+        raise ConfigError(f"{len(matches)} projects are named {ref!r} ({ids}): pass the project id instead")
     if not matches:
         raise ProjectNotFound(f"no project with the id or name {ref!r}")
     return matches[0]
@@ -92,10 +78,10 @@ async def find_or_create_project(
     except ProjectNotFound:
         if not create:
             raise ProjectNotFound(
-                f"no project with the id or name {ref!r} (pass --create to create it)"
+                f"no project with the id or name {ref!r} (pass {{opt:create}} to create it)"
             ) from None
     if is_uuid(ref):
-        raise CLIError(f"no project with the id {ref}; --create needs a name, not an id")
+        raise ConfigError(f"no project with the id {ref}; {{opt:create}} needs a name, not an id")
     project = await create_project(
         client,
         ref,
@@ -122,7 +108,7 @@ async def resolve_domain(
         for d in domains:
             if d.id.lower() == ref.lower():
                 return d
-        raise CLIError(f"no domain with the id {ref} (see `cvbulk domains`)")
+        raise ConfigError(f"no domain with the id {ref} (see `cvbulk domains`)")
     name = (ref or "General").strip().lower()
     typed = [d for d in domains if (getattr(d, "type", None) or "") == wanted_type]
     for d in typed:
@@ -131,8 +117,8 @@ async def resolve_domain(
     others = [d for d in domains if d.name.lower() == name]
     if others:
         kind = "object detection" if detection else "classification"
-        raise CLIError(f"domain {ref!r} is not a {kind} domain (see `cvbulk domains`)")
-    raise CLIError(f"no domain named {ref or 'General'!r} (see `cvbulk domains`)")
+        raise ConfigError(f"domain {ref!r} is not a {kind} domain (see `cvbulk domains`)")
+    raise ConfigError(f"no domain named {ref or 'General'!r} (see `cvbulk domains`)")
 
 
 async def create_project(
@@ -150,7 +136,7 @@ async def create_project(
             classification_type.strip().lower()
         )
         if normal is None:
-            raise CLIError(
+            raise ConfigError(
                 f"classification type must be Multiclass or Multilabel, not {classification_type!r}"
             )
         classification_type = normal
@@ -206,7 +192,7 @@ async def ensure_tags(
     by_lower = {t.name.lower(): t for t in existing}
     missing = [n for n in wanted if n.lower() not in by_lower]
     if tag_limit is not None and len(existing) + len(missing) > tag_limit:
-        raise CLIError(
+        raise ConfigError(
             f"the project would have {len(existing) + len(missing)} tags "
             f"({len(existing)} now, {len(missing)} new) but its tier allows {tag_limit}; "
             "nothing was uploaded"
@@ -238,7 +224,7 @@ async def _create_tag(client: TrainingClient, project_id: str, name: str, would_
         if exc.code == _TAG_LIMIT_CODE:
             numbers = _LIMIT_IN_MESSAGE.findall(exc.message or "")
             allowed = f"allows {numbers[-1]}" if numbers else "allows fewer"
-            raise CLIError(
+            raise ConfigError(
                 f"the project would have {would_have} tags but its tier {allowed} "
                 f"(the service said: {exc.message}); nothing was uploaded"
             ) from None
@@ -247,7 +233,7 @@ async def _create_tag(client: TrainingClient, project_id: str, name: str, would_
                 if t.name.lower() == name.lower():
                     return t
         if exc.code == "BadRequestTagName":
-            raise CLIError(f"the service refuses the tag name {name!r}: {exc.message}") from None
+            raise ConfigError(f"the service refuses the tag name {name!r}: {exc.message}") from None
         raise
 
 

@@ -4,7 +4,9 @@ scan -> plan -> prepare -> batch -> send -> record, joined by bounded memory obj
 
 - *scan* walks the tree lazily in a worker thread (``scan.aiter_scan``); *plan* looks each chunk of
   files up in the journal and the label source in one worker-thread hop, and drops what is done.
-- *prepare* checks / fixes images off the event loop, bounded to the core count.
+- *prepare* checks / fixes images off the event loop, bounded to the core count. Their bytes are not kept:
+  an image that passes through is read again from its file when its request is written (a ``FileBody``);
+  a fixed one is spooled to a temporary file first.
 - *batch* groups them under 64 images / 20 tags / a byte budget (``batch.py``).
 - *send*: N senders share the client, whose Pacer holds the tier's rate and adapts the concurrency.
   Each sender marks its batch ``sending`` in the journal before the request and records every
@@ -21,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -34,19 +37,25 @@ import anyio
 import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from ..cli._common import CLIError, ExitCode
-from ._stages import take_ready
-from ._transfer_common import STATE_DIR, JournalCalls, open_journal, run_stages, send_recorded
-from ._upload_send import BatchSender, Outcome
+from ..client._body import FileBody, ImageBody
 from .batch import DEFAULT_BATCH_BYTES, DEFAULT_LINGER, Batch, Batcher, BatchItem, TaggedRegion, batch_stream
+from .engine import STATE_DIR, JournalCalls, ProgressSink, open_journal, run_job, send_recorded, take_ready
+from .errors import ConfigError, ProjectNotFound
 from .journal import (
-    DUPLICATE, FAILURE_STATUSES, REJECTED, SENDING, SKIPPED, UPLOADED, Journal, JournalEntry, needs_work,
+    DUPLICATE,
+    FAILURE_STATUSES,
+    REJECTED,
+    SENDING,
+    SKIPPED,
+    UPLOADED,
+    Journal,
+    JournalEntry,
+    needs_work,
 )
 from .labels import LabelProblem, Labels, LabelSource, open_label_source
-from .prepare import TRAINING_LIMITS, ImageLimits, PreparedImage, Rejected, prepare_image
+from .prepare import TRAINING_LIMITS, ImageLimits, PreparedImage, Rejected
 from .project import (
     TAG_LIMITS,
-    ProjectNotFound,
     TagMap,
     ensure_tags,
     find_or_create_project,
@@ -55,7 +64,10 @@ from .project import (
     resolve_project,
 )
 from .report import build_report, write_report
-from .scan import ScanEntry, ScanProblem, aiter_scan
+from .results import UploadResult
+from .scan import ScanEntry, ScanProblem
+from .send import ImageSender, SendOutcome
+from .sources import ImageSource, LocalFolder
 
 if TYPE_CHECKING:
     from ..client import Project, TrainingClient
@@ -104,6 +116,8 @@ class UploadOptions:
     prepare_workers: int | None = None  # default: the number of cores
     limits: ImageLimits = TRAINING_LIMITS
     include_hidden: bool = False
+    # Where the images come from (default: the folder ``root``); labels are still read under ``root``.
+    source: ImageSource | None = None
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -113,15 +127,9 @@ class UploadOptions:
         if self.report is not None:
             self.report = Path(self.report)
         if self.max_concurrency < 1:
-            raise CLIError("--max-concurrency must be at least 1")
+            raise ConfigError("{opt:max_concurrency} must be at least 1")
         if self.batch_bytes < 1024:
-            raise CLIError("--batch-bytes must be at least 1024")
-
-
-@dataclass
-class UploadResult:
-    exit_code: int
-    report: dict[str, Any]
+            raise ConfigError("{opt:batch_bytes} must be at least 1024")
 
 
 def _slug(text: str) -> str:
@@ -143,6 +151,10 @@ def default_state_path(
 def default_report_path(state: Path) -> Path:
     """The report goes next to the state file: ``<state>.report.json``."""
     return state.with_name(state.stem + ".report.json")
+
+
+def _source(options: UploadOptions) -> ImageSource:
+    return options.source if options.source is not None else LocalFolder(options.root)
 
 
 def _excluded(relpath: str, patterns: Sequence[str]) -> bool:
@@ -174,6 +186,7 @@ class _Context:
     fixes: tuple[str, ...]
     prior_status: str | None
     attempts: int
+    spooled: Path | None = None  # a fixed image's temporary file, removed once its outcome is recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,9 +204,10 @@ class _Run(JournalCalls):
     source: LabelSource
     journal: Journal | None
     tags: TagMap
-    progress: Any
-    client: Any
-    sender: BatchSender | None
+    progress: ProgressSink | None
+    client: TrainingClient
+    sender: ImageSender | None
+    spool: Path | None = None  # where fixed images wait for their request
     tally: Counter = field(default_factory=Counter)
     fixes: Counter = field(default_factory=Counter)
     per_tag: Counter = field(default_factory=Counter)
@@ -211,26 +225,26 @@ class _Run(JournalCalls):
         ok = sum(1 for s in statuses if s in (UPLOADED, DUPLICATE, "would-send"))
         failed = sum(1 for s in statuses if s in FAILURE_STATUSES)
         skipped = len(statuses) - ok - failed
-        self.progress.advance(ok=ok, failed=failed, skipped=skipped, nbytes=nbytes)
+        self.progress.advanced(ok=ok, failed=failed, skipped=skipped, nbytes=nbytes)
 
 
 async def run_upload(
-    client: TrainingClient, options: UploadOptions, *, progress: Any = None
+    client: TrainingClient, options: UploadOptions, *, progress: ProgressSink | None = None
 ) -> UploadResult:
-    """Upload ``options.root`` into the project; returns the exit status and the report.
+    """Upload ``options.root`` into the project; returns the typed result (with the report).
 
-    ``progress`` (a ``cvbulk.pipeline.progress.Progress``) is drawn while the run goes. Errors about
+    ``progress`` (any :class:`~cvbulk.pipeline.engine.ProgressSink`) hears how the run goes. Errors about
     the whole run (no such project, bad label file, wrong key) are raised; errors about one file are
     recorded as that file's outcome.
     """
     started = time.time()
     root = options.root
     if not root.is_dir():
-        raise CLIError(f"{root} is not a folder")
+        raise ConfigError(f"{root} is not a folder")
     try:
         source = await anyio.to_thread.run_sync(open_label_source, options.labels, root)
     except ValueError as exc:  # LabelFileError
-        raise CLIError(str(exc)) from None
+        raise ConfigError(str(exc).replace("{", "{{").replace("}", "}}")) from None
     detection = bool(source.has_regions)
 
     project, created = await _project(client, options, detection)
@@ -261,7 +275,7 @@ async def run_upload(
     report_path = options.report or default_report_path(state)
     journal = None
     if project is not None and (not options.dry_run or state.exists()):
-        fingerprint = {"root": str(root.resolve()), "project_id": project.id}
+        fingerprint = {"root": _source(options).location, "project_id": project.id}
         journal = await open_journal(state, job="upload", fingerprint=fingerprint)
 
     run = _Run(
@@ -271,31 +285,41 @@ async def run_upload(
         tags=tags,
         progress=progress,
         client=client,
-        sender=None if options.dry_run else BatchSender(client, project.id, started=started),  # type: ignore[union-attr]
+        sender=None if options.dry_run else ImageSender(client, project.id, started=started),  # type: ignore[union-attr,arg-type]
     )
     if options.prepare_workers:
         run.cpu = anyio.CapacityLimiter(options.prepare_workers)
-    if progress is not None and not options.dry_run and _concurrency(client) is not None:
-        # Read at each draw: the Pacer's adaptive limit moves with 429s and 5xx.
-        progress.set_concurrency(lambda: _concurrency(client))
+    if progress is not None:
+        progress.started(None)  # the total grows as the lazy scan finds files
+        if not options.dry_run and _concurrency(client) is not None:
+            # Read at each draw: the Pacer's adaptive limit moves with 429s and 5xx.
+            progress.watch_concurrency(lambda: _concurrency(client))
 
-    async def finish() -> tuple[ExitCode, dict[str, Any]]:
+    async def finish() -> tuple[bool, dict[str, Any]]:
         finished = time.time()
         failed_now = sum(n for s, n in run.tally.items() if s in FAILURE_STATUSES or s == "still-failed")
-        exit_code = ExitCode.PARTIAL if failed_now else ExitCode.OK
+        ok = not failed_now
         failures: list[Any] = (
             list(run.listed_rejects)
             if journal is None or options.dry_run
             else await run.journal_call(lambda: list(journal.failures()))
         )
-        return exit_code, _report(run, project, created, tags_created, state, started, finished, exit_code, failures)
+        return ok, _report(run, project, created, tags_created, state, started, finished, ok, failures)
 
     # A failing stage surfaces as itself (handle_errors wants one clear line); the journal is always closed.
-    exit_code, report = await run_stages(run, journal, progress, partial(_pipeline, run), finish)
+    with tempfile.TemporaryDirectory(prefix="cvbulk-spool-") as spool:
+        run.spool = Path(spool)
+        ok, report = await run_job(run, journal, progress, partial(_pipeline, run), finish)
     if not options.dry_run:
         await anyio.to_thread.run_sync(write_report, report_path, report)
         report["report_file"] = str(report_path)
-    return UploadResult(int(exit_code), report)
+    return UploadResult(
+        ok=ok,
+        report=report,
+        state_file=state if journal is not None else None,
+        report_file=None if options.dry_run else report_path,
+        dry_run=options.dry_run,
+    )
 
 
 @dataclass(frozen=True)
@@ -312,7 +336,7 @@ async def _project(
         except ProjectNotFound:
             if not options.create:
                 raise ProjectNotFound(
-                    f"no project with the id or name {options.project!r} (pass --create to create it)"
+                    f"no project with the id or name {options.project!r} (pass {{opt:create}} to create it)"
                 ) from None
             return None, False  # would be created
     else:
@@ -327,9 +351,9 @@ async def _project(
         if created:
             return project, True
     if detection and not is_detection_domain(await project_domain(client, project)):
-        raise CLIError(
+        raise ConfigError(
             f"the labels carry regions but project {project.name!r} is not an object-detection "
-            "project (create one with --create and a new name)"
+            "project (create one with {opt:create} and a new name)"
         )
     return project, False
 
@@ -390,7 +414,7 @@ async def _scan_and_plan(
     opts = run.options
     async with work_send, record_send:
         chunk: list[ScanEntry | ScanProblem] = []
-        async for found in aiter_scan(opts.root, include_hidden=opts.include_hidden):
+        async for found in _source(opts).entries(include_hidden=opts.include_hidden):
             if _excluded(found.relpath, opts.exclude):
                 continue
             chunk.append(found)
@@ -399,8 +423,6 @@ async def _scan_and_plan(
                 chunk = []
         if chunk:
             await _plan(run, chunk, work_send, record_send)
-    if run.progress is not None and run.progress.total is None:
-        run.progress.set_total(0)  # an empty tree: a finished bar rather than "0/?"
 
 
 def _lookup(run: _Run, chunk: list[ScanEntry | ScanProblem]) -> list[tuple[Any, Labels | LabelProblem | None, Any]]:
@@ -409,7 +431,7 @@ def _lookup(run: _Run, chunk: list[ScanEntry | ScanProblem]) -> list[tuple[Any, 
     known = journal.get_many([f.relpath for f in chunk]) if journal is not None else {}
     source_labels = run.source.labels_for
     return [
-        (f, source_labels(f.relpath) if isinstance(f, ScanEntry) else None, known.get(f.relpath))
+        (f, source_labels(f.relpath) if not isinstance(f, ScanProblem) else None, known.get(f.relpath))
         for f in chunk
     ]
 
@@ -422,12 +444,12 @@ async def _plan(
 ) -> None:
     planned = await anyio.to_thread.run_sync(_lookup, run, chunk)
     if run.progress is not None:
-        run.progress.add_total(len(chunk))  # the total grows as the lazy scan finds files
+        run.progress.add_total(len(chunk))
     done: list[str] = []
     for found, labels, prior in planned:
         if isinstance(found, ScanProblem):
             if found.relpath == ".":  # ROOT itself cannot be read: nothing to upload at all
-                raise CLIError(f"cannot read {run.options.root}: {found.reason}")
+                raise ConfigError(f"cannot read {run.options.root}: {found.reason}")
             # Symlink loops, dangling links, unreadable folders: reported and skipped (no image lost
             # that could have been read); the scan's reason says which.
             if prior is None or prior.status != SKIPPED or prior.reason != found.reason:
@@ -471,7 +493,7 @@ async def _preparer(
             labels = work.labels or Labels(())
             try:
                 result = await anyio.to_thread.run_sync(
-                    partial(prepare_image, entry.path, limits=opts.limits, regions=labels.regions),
+                    partial(_source(opts).prepare, entry, opts.limits, labels.regions),
                     limiter=run.cpu,
                 )
             except Exception as exc:  # a codec's own bug is this file's outcome, not the run's
@@ -481,10 +503,32 @@ async def _preparer(
                     JournalEntry(entry.relpath, entry.size, entry.mtime_ns, None, REJECTED, reason=result.reason)
                 )
                 continue
-            await item_send.send(await _batch_item(run, work, labels, result))
+            item = await _batch_item(run, work, labels, await _hold(run, work.entry, result))
+            del result  # the bytes go now: the item reads them again when its request is written
+            await item_send.send(item)
 
 
-async def _batch_item(run: _Run, work: _Work, labels: Labels, prepared: PreparedImage) -> BatchItem:
+async def _hold(run: _Run, entry: ScanEntry, prepared: PreparedImage) -> tuple[PreparedImage, ImageBody, Path | None]:
+    """Where the image's bytes wait for their request: its own file when they are the file's (read again
+    when the request is written), else a temporary file. Either way no bytes stay in memory."""
+    if prepared.passed_through:
+        return prepared, _source(run.options).body(entry, len(prepared.data)), None
+    assert run.spool is not None
+    spooled = await anyio.to_thread.run_sync(_spool, run.spool, prepared.data)
+    return prepared, FileBody(spooled, len(prepared.data)), spooled
+
+
+def _spool(folder: Path, data: bytes) -> Path:
+    fd, name = tempfile.mkstemp(dir=folder, suffix=".img")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return Path(name)
+
+
+async def _batch_item(
+    run: _Run, work: _Work, labels: Labels, held: tuple[PreparedImage, ImageBody, Path | None]
+) -> BatchItem:
+    prepared, body, spooled = held
     region_tags = {r.tag for r in prepared.regions}
     # The quickstart sends regions without tagIds: a region's tag is the image's tag.
     tag_ids = await run.tags.ids_for([t for t in labels.tags if t not in region_tags])
@@ -498,7 +542,7 @@ async def _batch_item(run: _Run, work: _Work, labels: Labels, prepared: Prepared
     return BatchItem(
         key=work.entry.relpath,
         name=_wire_name(work.entry.relpath, prepared.format),
-        data=prepared.data,
+        body=body,
         tag_ids=tuple(sorted(set(tag_ids))),
         regions=regions,
         context=_Context(
@@ -508,6 +552,7 @@ async def _batch_item(run: _Run, work: _Work, labels: Labels, prepared: Prepared
             fixes=prepared.fixes,
             prior_status=prior.status if prior is not None else None,
             attempts=prior.attempts if prior is not None else 0,
+            spooled=spooled,
         ),
     )
 
@@ -605,25 +650,37 @@ async def _send_one(run: _Run, journal: Journal, batch: Batch) -> None:
     assert run.sender is not None
     prior = {it.key: it.context.prior_status for it in batch.items}
     intent = [_entry(it, SENDING) for it in batch.items]
-    outcomes = await send_recorded(
-        run, journal, intent, partial(run.sender.send, batch, prior=prior), _outcome_entry
-    )
+    try:
+        outcomes = await send_recorded(
+            run, journal, intent, partial(run.sender.send, batch, prior=prior), _outcome_entry
+        )
+    finally:
+        spooled = [it.context.spooled for it in batch.items if it.context.spooled is not None]
+        if spooled:
+            await anyio.to_thread.run_sync(_unlink, spooled)
     sent = sum(o.item.nbytes for o in outcomes if o.status in (UPLOADED, DUPLICATE))
     run.bytes_sent += sent
     run.advance([o.status for o in outcomes], nbytes=sent)
 
 
-def _outcome_entry(o: Outcome) -> JournalEntry:
+def _unlink(paths: list[Path]) -> None:
+    for p in paths:
+        p.unlink(missing_ok=True)
+
+
+def _outcome_entry(o: SendOutcome) -> JournalEntry:
     return _entry(o.item, o.status, o.image_id, o.reason)
 
 
 async def _dry_run_sink(run: _Run, batch_recv: ObjectReceiveStream[Batch]) -> None:
-    names = {tid: name for name, tid in run.tags._ids.items()}  # noqa: SLF001 - our own TagMap
+    names = {tid: name for name, tid in run.tags._ids.items()}
     async with batch_recv:
         async for batch in batch_recv:
             for item in batch.items:
                 tags = set(item.tag_ids) | {r.tag_id for r in item.regions}
                 run.per_tag.update(names.get(t, t) for t in tags) if tags else run.per_tag.update(["(untagged)"])
+                if item.context.spooled is not None:
+                    await anyio.to_thread.run_sync(_unlink, [item.context.spooled])
             run.bytes_sent += batch.nbytes
             run.advance(["would-send"] * len(batch), nbytes=batch.nbytes)
 
@@ -657,7 +714,7 @@ def _report(
     state: Path,
     started: float,
     finished: float,
-    exit_code: int,
+    ok: bool,
     failures: list[Any],
 ) -> dict[str, Any]:
     opts = run.options
@@ -685,7 +742,7 @@ def _report(
         "splits": run.sender.splits if run.sender is not None else 0,
         "bytes_prepared": run.bytes_prepared,
         "concurrency": _concurrency(run.client),
-        "exit_code": int(exit_code),
+        "exit_code": 0 if ok else 1,
     }
     if opts.dry_run:
         extra["would_send"] = {

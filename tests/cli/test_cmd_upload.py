@@ -124,3 +124,28 @@ async def test_killed_with_sigkill_twice_then_resumed_ends_with_each_image_once(
         # every image once: as many distinct images as files
         ids = {img.id async for img in client.iter_images(pid)}
         assert len(ids) == len(expected)
+
+
+def test_a_damaged_state_file_is_one_clear_line_and_exit_2(tmp_path, emulator):
+    env = env_for(emulator)
+    root = tmp_path / "tree"
+    make_tree(root, {"cat": 2})
+    state = tmp_path / "state.sqlite"
+    state.write_bytes(b"not a database at all " * 200)
+    done = cvbulk("upload", str(root), "--project", "damaged", "--create", "--tier", "unlimited",
+                  "--state", str(state), env=env, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert lines[-1].startswith("cvbulk: error:") and "state file" in lines[-1] and "--state" in lines[-1]
+    assert "unexpected" not in done.stderr
+
+
+def test_tier_and_progress_flags(tmp_path, emulator):
+    env = env_for(emulator)
+    root = tmp_path / "tree"
+    make_tree(root, {"cat": 2})
+    done = cvbulk("upload", str(root), "--project", "lower", "--create", "--tier", "unlimited".upper(),
+                  env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    done = cvbulk("upload", str(root), "--project", "lower", "--tier", "s0", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr

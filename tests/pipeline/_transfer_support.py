@@ -7,29 +7,19 @@ from typing import Any
 
 import anyio
 
+from cvbulk.pipeline.engine import NullProgress
 
-class CancelAfter:
-    """A progress stand-in that cancels the run once ``n`` images are done: a kill mid-run."""
+
+class CancelAfter(NullProgress):
+    """A progress sink that cancels the run once ``n`` images are done: a kill mid-run."""
 
     def __init__(self, n: int, scope: anyio.CancelScope) -> None:
         self.n, self.scope, self.ok = n, scope, 0
 
-    def set_total(self, n):
-        pass
-
-    def set_concurrency(self, n):
-        pass
-
-    def advance(self, ok=0, failed=0, skipped=0, nbytes=0):
+    def advanced(self, *, ok=0, failed=0, skipped=0, nbytes=0):
         self.ok += ok
         if self.ok >= self.n:
             self.scope.cancel()
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc):
-        return None
 
 
 def sha(data: bytes) -> str:

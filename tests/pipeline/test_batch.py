@@ -14,7 +14,7 @@ from cvbulk.pipeline.batch import (
 
 
 def item(i: int, tags: tuple[str, ...] = ("a",), size: int = 10, regions=()) -> BatchItem:
-    return BatchItem(key=f"k{i}", name=f"{i}.jpg", data=b"x" * size, tag_ids=tags, regions=regions)
+    return BatchItem(key=f"k{i}", name=f"{i}.jpg", body=b"x" * size, tag_ids=tags, regions=regions)
 
 
 class Clock:

@@ -33,7 +33,7 @@ async def upload_back(client, opts: UploadOptions) -> str:
     """An export uploaded back with the upload pipeline; returns the new project's id."""
     with anyio.fail_after(30):
         up = await run_upload(client, opts)
-    assert up.exit_code == 0, up.report["failures"]
+    assert up.ok, up.report["failures"]
     return up.report["extra"]["project"]["id"]
 
 
@@ -71,7 +71,7 @@ async def test_classification_sample_folders_round_trip(tmp_path, training_clien
     out = tmp_path / "out"
     with anyio.fail_after(30):
         result = await run_export(training_client, ExportOptions("trees", out, "folders"))
-    assert result.exit_code == 0, result.report["failures"]
+    assert result.ok, result.report["failures"]
     assert result.report["counts"] == {"exported": 20}
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["Hemlock", "Japanese_Cherry"]
     # the exported files are the sample files, byte for byte, under their tag
@@ -89,7 +89,7 @@ async def test_classification_sample_folders_round_trip(tmp_path, training_clien
 
     # a second export has nothing to do
     again = await run_export(training_client, ExportOptions("trees", out, "folders"))
-    assert again.exit_code == 0
+    assert again.ok
     assert again.report["counts"] == {}
     assert again.report["extra"]["unchanged"] == 20
 
@@ -99,7 +99,7 @@ async def test_detection_sample_regions_json_round_trip(tmp_path, training_clien
     out = tmp_path / "od"
     with anyio.fail_after(30):
         result = await run_export(training_client, ExportOptions("cutlery", out, "regions-json"))
-    assert result.exit_code == 0, result.report["failures"]
+    assert result.ok, result.report["failures"]
     labels = out / "regions.json"
     assert result.report["extra"]["label_file"] == str(labels)
     exported = json.loads(labels.read_text())
@@ -143,7 +143,7 @@ async def test_csv_and_coco_read_back_by_the_label_sources(tmp_path, training_cl
 
     csv_out = tmp_path / "csv"
     result = await run_export(training_client, ExportOptions(project.id, csv_out, "csv"))
-    assert result.exit_code == 0
+    assert result.ok
     source = open_label_source(str(csv_out / "labels.csv"), csv_out)
     got = {}
     for row in csv.DictReader((csv_out / "labels.csv").open()):
@@ -152,7 +152,7 @@ async def test_csv_and_coco_read_back_by_the_label_sources(tmp_path, training_cl
 
     coco_out = tmp_path / "coco"
     result = await run_export(training_client, ExportOptions(project.id, coco_out, "coco"))
-    assert result.exit_code == 0
+    assert result.ok
     assert result.report["extra"]["images_with_tags_without_regions"] == 2
     coco = json.loads((coco_out / "coco.json").read_text())
     assert {c["name"] for c in coco["categories"]} == {"a", "b"}
@@ -190,7 +190,7 @@ async def test_export_resumes_after_cancel_and_refetches_a_deleted_file(tmp_path
     assert 10 <= done_first < 40
 
     result = await run_export(training_client, ExportOptions("many", out, "csv"))
-    assert result.exit_code == 0
+    assert result.ok
     assert result.report["counts"] == {"exported": 40 - done_first}
     assert sorted(sha(p.read_bytes()) for p in (out / "images").iterdir()) == sorted(sha(d) for d in data)
     assert not list((out / "images").glob(".*"))  # no half-written file left behind

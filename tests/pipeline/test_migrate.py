@@ -9,7 +9,8 @@ from dataclasses import replace
 import anyio
 import pytest
 
-from cvbulk.cli._common import CLIError
+from cvbulk.pipeline.errors import ConfigError as CLIError
+from cvbulk.pipeline.errors import PipelineError
 from cvbulk.client import ImageFileCreateEntry, Pacer, Region, RetryPolicy, TrainingClient
 from cvbulk.emulator import Emulator, EmulatorConfig
 from cvbulk.pipeline._migrate_send import Grouper, MigrateItem
@@ -114,7 +115,7 @@ async def test_thousand_images_by_url_killed_and_resumed_without_duplicates(tmp_
             assert first.get("sending", 0) > 0  # batches cut off in flight: re-sent, answered OKDuplicate
 
             result = await run_migrate(src, dst, options)
-        assert result.exit_code == 0, result.report["failures"]
+        assert result.ok, result.report["failures"]
         extra = result.report["extra"]
         comparison = extra["comparison"]
         assert comparison["equal"], comparison
@@ -153,7 +154,7 @@ async def test_auto_falls_back_to_download_and_upload(tmp_path):
             options = MigrateOptions("fruit", "fruit-copy", create=True, state=tmp_path / "m.sqlite",
                                      report=tmp_path / "m.json", batch_bytes=8 * 1024)
             result = await run_migrate(src, dst, options)
-        assert result.exit_code == 0, result.report["failures"]
+        assert result.ok, result.report["failures"]
         extra = result.report["extra"]
         assert extra["mode"] == "upload"
         assert extra["sent_by"] == {"upload": 150}
@@ -165,7 +166,7 @@ async def test_auto_falls_back_to_download_and_upload(tmp_path):
         options = MigrateOptions("fruit", "fruit-url", create=True, by="url", state=tmp_path / "u.sqlite",
                                  report=tmp_path / "u.json")
         result = await run_migrate(src, dst, options)
-        assert result.exit_code == 1
+        assert not result.ok
         assert result.report["counts"] == {"failed": 150}
         assert all(f["reason"].startswith("ErrorSource") for f in result.report["failures"])
         assert not result.report["extra"]["comparison"]["equal"]
@@ -183,7 +184,7 @@ async def test_by_upload_into_an_existing_project_with_some_images_already_there
                                  report=tmp_path / "m.json")
         with anyio.fail_after(30):
             result = await run_migrate(src, dst, options)
-        assert result.exit_code == 0, result.report["failures"]
+        assert result.ok, result.report["failures"]
         assert result.report["counts"] == {"uploaded": 67, "duplicate": 3}
         assert sorted(result.report["extra"]["tags_created"]) == ["banana", "cherry", "damson"]
         # the duplicates got their regions added
@@ -199,7 +200,7 @@ async def test_refuses_incompatible_or_missing_targets(tmp_path):
         await dst.create_project("classifier")
         with pytest.raises(CLIError, match="object-detection"):
             await run_migrate(src, dst, MigrateOptions("fruit", "classifier", state=tmp_path / "x.sqlite"))
-        with pytest.raises(CLIError, match="--create"):
+        with pytest.raises(PipelineError, match="create"):
             await run_migrate(src, dst, MigrateOptions("fruit", "nowhere", state=tmp_path / "y.sqlite"))
         with pytest.raises(CLIError, match="same project"):
             await run_migrate(src, src, MigrateOptions("fruit", "fruit", state=tmp_path / "z.sqlite"))
@@ -234,7 +235,7 @@ async def test_both_sides_throttled_and_failing_still_complete(tmp_path):
         with anyio.fail_after(45):
             result = await run_migrate(src, dst, options)
         b.set_faults(Faults())
-        assert result.exit_code == 0, result.report["failures"]
+        assert result.ok, result.report["failures"]
         assert result.report["extra"]["comparison"]["equal"]
         assert src.stats.snapshot()["throttled"] >= 2 and dst.stats.snapshot()["throttled"] >= 2
         assert result.report["retries"] >= 4

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from cvbulk.cli._common import CLIError
+from cvbulk.pipeline.errors import ConfigError as CLIError
 from cvbulk.pipeline.project import (
     ProjectNotFound,
     TagMap,
@@ -22,7 +22,7 @@ async def test_resolve_by_id_and_by_exact_name(training_client):
     assert (await resolve_project(training_client, "birds")).id == p.id
     with pytest.raises(ProjectNotFound) as err:
         await resolve_project(training_client, "Birds")  # exact names only
-    assert err.value.exit_code == 3
+    assert not isinstance(err.value, CLIError)  # not a usage error: the CLI exits 3
 
 
 async def test_two_projects_of_one_name_name_both_ids(training_client):
@@ -30,7 +30,7 @@ async def test_two_projects_of_one_name_name_both_ids(training_client):
     b = await training_client.create_project("twin")
     with pytest.raises(CLIError) as err:
         await resolve_project(training_client, "twin")
-    assert err.value.exit_code == 2
+    assert isinstance(err.value, CLIError)  # a usage error: the CLI exits 2
     assert a.id in str(err.value) and b.id in str(err.value)
 
 
@@ -42,7 +42,7 @@ async def test_unknown_id_is_not_found(training_client):
 async def test_create_only_when_asked_and_detection_gets_a_detection_domain(training_client):
     with pytest.raises(ProjectNotFound) as err:
         await find_or_create_project(training_client, "cutlery")
-    assert "--create" in str(err.value)
+    assert err.value.options == ("create",)
     p, created = await find_or_create_project(training_client, "cutlery", create=True, detection=True)
     assert created
     assert is_detection_domain(await project_domain(training_client, p))

@@ -11,9 +11,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from cvbulk.cli._common import CLIError
 from cvbulk.client import (
     BadRequestError,
+    BytesBody,
+    FileBody,
     Image,
     ImageCreateResult,
     ImageCreateSummary,
@@ -25,13 +26,29 @@ from cvbulk.client import (
     Tag,
 )
 from cvbulk.pipeline.batch import Batch, BatchItem
-from cvbulk.pipeline._upload_send import BatchSender
+from cvbulk.pipeline.errors import ConfigError as CLIError
+from cvbulk.pipeline.errors import ProjectNotFound
 from cvbulk.pipeline.journal import Journal
+from cvbulk.pipeline.send import ImageSender as BatchSender
 from cvbulk.pipeline.upload import UploadOptions, _excluded, default_state_path, run_upload
 from tests.corpus import make_tree
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "samples"
 
+
+
+def _bytes(image) -> bytes:
+    """The bytes of an image argument (bytes or an ImageBody), read at once: no checkpoint, so the fake's
+    requests interleave as the real service's answers would, not at every chunk."""
+    if isinstance(image, (bytes, bytearray)):
+        return bytes(image)
+    if isinstance(image, BytesBody):
+        return image.data
+    assert isinstance(image, FileBody)
+    data = image.path.read_bytes()
+    if len(data) != image.size:
+        raise OSError(f"{image.path} changed while it was sent")
+    return data
 
 class FakeTraining:
     """Just enough of TrainingClient: content-addressed images, per-image statuses, faults."""
@@ -121,11 +138,11 @@ class FakeTraining:
         return ImageCreateSummary(is_batch_successful=ok, images=tuple(results))
 
     async def create_images_from_data(self, pid, images, *, tag_ids=()):
-        return await self._create(pid, [(n, d, tuple(tag_ids), ()) for n, d in images])
+        return await self._create(pid, [(n, _bytes(d), tuple(tag_ids), ()) for n, d in images])
 
     async def create_images_from_files(self, pid, entries, *, tag_ids=(), metadata=None):
         return await self._create(
-            pid, [(e.name, e.contents, tuple(e.tag_ids), tuple(e.regions)) for e in entries]
+            pid, [(e.name, _bytes(e.contents), tuple(e.tag_ids), tuple(e.regions)) for e in entries]
         )
 
     async def create_image_tags(self, pid, pairs):
@@ -240,13 +257,13 @@ async def test_pipeline_uploads_a_tree_and_a_second_run_sends_nothing(tmp_path):
     p = fake.add_project("proj")
     with anyio.fail_after(30):
         result = await run_upload(fake, opts(tmp_path, root, "proj"))
-    assert result.exit_code == 0, result.report
+    assert result.ok, result.report
     assert result.report["counts"] == {"uploaded": 75}
     assert fake.tag_counts(p.id) == {"a": 70, "b": 5}
     requests = fake.requests
     assert requests <= 4  # 70 a's in two batches, 5 b's in one (or a lingering split)
     again = await run_upload(fake, opts(tmp_path, root, "proj"))
-    assert again.exit_code == 0
+    assert again.ok
     assert fake.requests == requests
     assert again.report["extra"]["unchanged"] == len(expected)
     assert (tmp_path / "report.json").exists()
@@ -275,7 +292,7 @@ async def test_pipeline_cancelled_midway_resumes_without_loss_or_duplicates(tmp_
 
     fake.on_create = None
     result = await run_upload(fake, opts(tmp_path, root, "proj"))
-    assert result.exit_code == 0
+    assert result.ok
     assert len(fake.images[p.id]) == 160
     assert fake.tag_counts(p.id) == {"a": 100, "b": 60}
     counts = result.report["counts"]
@@ -291,7 +308,7 @@ async def test_unlabelled_files_are_skipped_unless_untagged(tmp_path):
     p = fake.add_project("proj")
     r1 = await run_upload(fake, opts(tmp_path, root, "proj"))
     assert r1.report["counts"] == {"uploaded": 2, "skipped": 1}
-    assert r1.exit_code == 0
+    assert r1.ok
     r2 = await run_upload(fake, opts(tmp_path, root, "proj", untagged=True))
     assert r2.report["counts"] == {"uploaded": 1}
     assert len(fake.images[p.id]) == 3
@@ -310,7 +327,7 @@ async def test_dry_run_sends_nothing_and_counts_per_tag(tmp_path):
     assert would["per_tag"] == [{"tag": "a", "images": 3}, {"tag": "b", "images": 2}]
     assert would["tags_to_create"] == ["a", "b"]
     assert result.report["failures"][0]["path"] == "b/junk.jpg"
-    assert result.exit_code == 1
+    assert not result.ok
     assert not (tmp_path / "state.sqlite").exists()
 
 
@@ -318,13 +335,12 @@ async def test_unknown_project_is_exit_3_and_two_of_a_name_exit_2(tmp_path):
     root = tmp_path / "tree"
     make_tree(root, {"a": 1})
     fake = FakeTraining()
-    with pytest.raises(CLIError) as err:
+    with pytest.raises(ProjectNotFound):  # the CLI exits 3
         await run_upload(fake, opts(tmp_path, root, "nope"))
-    assert err.value.exit_code == 3
     one, two = fake.add_project("twin"), fake.add_project("twin")
     with pytest.raises(CLIError) as err:
         await run_upload(fake, opts(tmp_path, root, "twin"))
-    assert err.value.exit_code == 2
+    assert isinstance(err.value, CLIError)
     assert one.id in str(err.value) and two.id in str(err.value)
 
 
@@ -355,7 +371,7 @@ async def test_samples_classification_end_to_end(tmp_path, training_client):
     o = opts(tmp_path, images, "trees", create=True, exclude=("Test",))
     with anyio.fail_after(60):
         result = await run_upload(training_client, o)
-    assert result.exit_code == 0, result.report["failures"]
+    assert result.ok, result.report["failures"]
     assert result.report["counts"] == {"uploaded": 20}
     project = result.report["extra"]["project"]
     assert project["created"] is True
@@ -370,7 +386,7 @@ async def test_samples_classification_end_to_end(tmp_path, training_client):
 
     training_client.create_images_from_data = training_client.create_images_from_files = counted
     again = await run_upload(training_client, o)
-    assert again.exit_code == 0
+    assert again.ok
     assert again.report["counts"] == {}
     assert again.report["extra"]["unchanged"] == 20
     assert creates == []
@@ -382,7 +398,7 @@ async def test_samples_detection_regions_end_to_end(tmp_path, training_client):
     o = opts(tmp_path, images, "cutlery", create=True, labels=str(SAMPLES / "od_regions.json"))
     with anyio.fail_after(60):
         result = await run_upload(training_client, o)
-    assert result.exit_code == 0, result.report["failures"]
+    assert result.ok, result.report["failures"]
     # the test image has no regions: skipped, not uploaded
     assert result.report["counts"] == {"uploaded": 40, "skipped": 1}
     pid = result.report["extra"]["project"]["id"]
@@ -412,7 +428,7 @@ async def test_bad_corpus_every_file_has_its_outcome_and_exit_1(tmp_path, traini
             result = await run_upload(training_client, o)
     finally:
         restore_permissions(root)
-    assert result.exit_code == 1
+    assert not result.ok
     pid = result.report["extra"]["project"]["id"]
     fp = {"root": str(root.resolve()), "project_id": pid}
     with Journal.open(tmp_path / "state.sqlite", job="upload", fingerprint=fp) as j:
@@ -450,7 +466,7 @@ async def test_csv_manifest_multilabel_end_to_end(tmp_path, training_client):
     o = opts(tmp_path, root, "multi", create=True, labels=str(manifest), classification_type="Multilabel")
     with anyio.fail_after(60):
         result = await run_upload(training_client, o)
-    assert result.exit_code == 0, result.report["failures"]
+    assert result.ok, result.report["failures"]
     pid = result.report["extra"]["project"]["id"]
     want: dict[str, int] = {}
     for i in range(12):
@@ -497,7 +513,7 @@ async def test_cancelled_in_process_against_the_emulator_then_resumed(tmp_path, 
 
     with anyio.fail_after(60):
         result = await run_upload(training_client, o)
-    assert result.exit_code == 0, result.report["failures"]
+    assert result.ok, result.report["failures"]
     assert "duplicate" not in result.report["counts"]
     assert await training_client.get_image_count(pid) == len(expected)
     assert await tag_counts(training_client, pid) == {"a": 90, "b": 50}
@@ -546,7 +562,7 @@ async def test_unreadable_root_is_a_usage_error(tmp_path, monkeypatch):
     monkeypatch.setattr(scan_mod, "_scandir", refuse)
     with pytest.raises(CLIError) as err:
         await run_upload(fake, opts(tmp_path, root, "proj"))
-    assert err.value.exit_code == 2 and "permission denied" in str(err.value)
+    assert isinstance(err.value, CLIError) and "permission denied" in str(err.value)
 
 
 async def test_senders_hold_at_most_the_inflight_byte_budget(tmp_path):
@@ -574,5 +590,5 @@ async def test_senders_hold_at_most_the_inflight_byte_budget(tmp_path):
              max_concurrency=8)
     with anyio.fail_after(30):
         result = await run_upload(fake, o)
-    assert result.exit_code == 0 and len(fake.images[p.id]) == 60
+    assert result.ok and len(fake.images[p.id]) == 60
     assert peak <= 8 * size + 20 + 4 * size  # the budget, give or take one batch's headroom

@@ -121,7 +121,7 @@ async def test_a_file_that_vanishes_between_scan_and_read(emu, tmp_path):
             result = await run_upload(client, UploadOptions(
                 root=root, project="vanishing", create=True, state=state, report=tmp_path / "r.json",
                 tier="unlimited"))
-    assert result.exit_code == 1
+    assert not result.ok
     rows = journal_rows(state)
     assert rows[VANISHING]["status"] == "rejected" and _one_line(rows[VANISHING]["reason"])
     assert [f["path"] for f in result.report["failures"]] == [VANISHING]

@@ -61,7 +61,7 @@ async def _predict(emu, project_id, tmp_path, *, before=None, during=None, clien
     finally:
         emu.set_faults(Faults())
         emu.set_latency(Latency())
-    assert result.exit_code == 0, result.report.get("failures")
+    assert result.ok, result.report.get("failures")
     assert result.report["counts"] == {"predicted": len(tree)}, result.report["counts"]
     rows = one_row_each(out, tree)
     assert {r["status"] for r in rows} == {"predicted"}

@@ -1,7 +1,9 @@
-"""Progress: a one-line bar on a terminal, plain periodic lines otherwise, and the end-of-run table.
+"""Progress display of the jobs: a one-line bar on a terminal, plain periodic lines otherwise, and the
+end-of-run table. The jobs only report (``cvbulk.pipeline.engine.ProgressSink``); drawing is the CLI's.
 
-``async with Progress(...) as progress:`` runs a drawing task in its own task group while the body
-works and calls :meth:`Progress.advance`; on exit it draws a final line. On a terminal the line is
+``async with Progress(...) as progress:`` runs a drawing task in its own task group while the job
+works and calls the sink's methods (:meth:`Progress.advanced` ...); on exit it draws a final line.
+:func:`make_progress` picks the display from ``--progress`` / ``--quiet``. On a terminal the line is
 redrawn in place (``\\r``) about ten times a second and cut to the terminal width (a wrapped line
 cannot be redrawn in place); elsewhere (CI logs, files) one plain line every ``interval`` seconds
 (10 by default), so logs stay short.
@@ -21,7 +23,12 @@ from typing import Any, TextIO
 
 import anyio
 
-__all__ = ["Progress", "summary_table", "format_duration"]
+from ..pipeline.engine import NullProgress
+
+__all__ = ["Progress", "Silent", "make_progress", "summary_table", "format_duration", "PROGRESS_MODES"]
+
+#: --progress: auto (a bar on a terminal, plain lines otherwise), bar, plain, none.
+PROGRESS_MODES = ("auto", "bar", "plain", "none")
 
 _TTY_INTERVAL = 0.1
 _PLAIN_INTERVAL = 10.0
@@ -33,7 +40,7 @@ def format_duration(seconds: float | None) -> str:
     """``M:SS`` or ``H:MM:SS``; ``--:--`` when unknown."""
     if seconds is None or seconds != seconds or seconds < 0 or seconds == float("inf"):
         return "--:--"
-    whole = int(round(seconds))
+    whole = round(seconds)
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
@@ -75,6 +82,26 @@ class Progress:
         self._last_len = 0
         self._samples: deque[tuple[float, int, int]] = deque()
         self._tg: anyio.abc.TaskGroup | None = None
+        self.phase_text: str | None = None
+
+    # -- the job's reports (cvbulk.pipeline.engine.ProgressSink) ----------------------------------
+
+    def started(self, total: int | None) -> None:
+        if total is not None:
+            self.total = total
+
+    def advanced(self, *, ok: int = 0, failed: int = 0, skipped: int = 0, nbytes: int = 0) -> None:
+        self.advance(ok=ok, failed=failed, skipped=skipped, nbytes=nbytes)
+
+    def phase(self, text: str) -> None:
+        self.phase_text = text
+
+    def watch_concurrency(self, read: Callable[[], int | None]) -> None:
+        self.set_concurrency(read)  # type: ignore[arg-type]
+
+    def finished(self) -> None:
+        if self.total is None:
+            self.total = self.done  # an empty tree: a finished bar rather than "0/?"
 
     # -- counting --------------------------------------------------------------------------------
 
@@ -167,7 +194,7 @@ class Progress:
         pct = min(100.0, 100.0 * self.done / total) if total else None
         conc = self.concurrency
         if self.tty and not final:
-            parts = [self.label]
+            parts = [self.label if not self.phase_text else f"{self.label} ({self.phase_text})"]
             if pct is not None:
                 filled = int(_BAR_WIDTH * pct / 100)
                 parts.append(f"{pct:3.0f}% |{'#' * filled}{'.' * (_BAR_WIDTH - filled)}|")
@@ -261,6 +288,26 @@ class Progress:
                 # clear the bar instead of leaving a "0/N done" line above it.
                 self._write("\r" + " " * self._last_len + "\r")
         return None
+
+
+class Silent(NullProgress):
+    """The display of ``--progress none`` / ``--quiet``: hears everything, draws nothing."""
+
+    async def __aenter__(self) -> Silent:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        return None
+
+
+def make_progress(args: Any, label: str, stream: TextIO | None = None) -> Progress | Silent:
+    """The display ``--progress`` (auto, bar, plain, none) and ``--quiet`` ask for. Both flags are added to
+    every subcommand by ``cvbulk.cli``; read with defaults so a parser without them still works."""
+    mode = getattr(args, "progress", None) or "auto"
+    if getattr(args, "quiet", False) or mode == "none":
+        return Silent()
+    tty = {"bar": True, "plain": False}.get(mode)  # auto: ask the stream
+    return Progress(label=label, stream=stream if stream is not None else sys.stderr, tty=tty)
 
 
 def _number(value: Any, fmt: str) -> str:

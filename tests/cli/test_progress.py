@@ -6,7 +6,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from cvbulk.pipeline.progress import Progress, format_duration, summary_table
+from cvbulk.cli._progress import Progress, format_duration, summary_table
 from cvbulk.pipeline.report import build_report
 
 

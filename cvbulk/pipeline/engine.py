@@ -1,0 +1,245 @@
+"""The stage runner every job runs on (upload, predict, export, migrate).
+
+A job is a few stages joined by bounded anyio memory object streams inside one task group. What they all
+need lives here, once:
+
+- :class:`ProgressSink`: how a job reports progress. The pipeline only calls it; the display (a bar, plain
+  lines, nothing) belongs to whoever runs the job (the CLI's ``cvbulk.cli._progress``).
+- :func:`run_job`: runs the stages (with the journal and the progress sink), then ``finish``; a failing
+  stage surfaces as itself, not as an exception group (:func:`unwrap`, the one place that unwraps); the
+  journal is always closed, even when cancelled.
+- :class:`JournalCalls`, :func:`open_journal`: the SQLite journal in a worker thread, one call at a time.
+- :func:`send_recorded`, :class:`FatalBatchError`: one batch between two journal writes (intent, outcomes).
+- :func:`take_ready`: drain a stream in chunks that grow under load (one journal transaction for many).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import anyio
+import anyio.to_thread
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from .errors import StateFileError
+from .journal import Journal, JournalEntry, JournalMismatch
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+if TYPE_CHECKING:
+    from ..client import Image
+
+__all__ = [
+    "STATE_DIR",
+    "PAGE",
+    "ProgressSink",
+    "NullProgress",
+    "JournalCalls",
+    "open_journal",
+    "run_job",
+    "unwrap",
+    "take_ready",
+    "FatalBatchError",
+    "send_recorded",
+    "send_pages",
+    "start_progress",
+]
+
+#: State and report live in this hidden folder (scans skip hidden folders).
+STATE_DIR = ".cvbulk"
+PAGE = 256  # GetImages: "take ... limited to 256"
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class ProgressSink(Protocol):
+    """What a job tells about its progress. Every call is cheap and synchronous (the display draws on
+    its own time); a job calls ``started`` once, then the others, then ``finished`` once."""
+
+    def started(self, total: int | None) -> None:
+        """The run began; ``total`` items when known up front (None: found as the scan goes)."""
+
+    def add_total(self, n: int) -> None:
+        """``n`` more items found (a lazy scan)."""
+
+    def advanced(self, *, ok: int = 0, failed: int = 0, skipped: int = 0, nbytes: int = 0) -> None:
+        """Items finished: succeeded, failed, skipped (nothing to do); bytes sent for them."""
+
+    def phase(self, text: str) -> None:
+        """What the job does now, in a few words ("resolving the project", "sending")."""
+
+    def watch_concurrency(self, read: Callable[[], int | None]) -> None:
+        """How to read the requests in flight the service allows now (the client's adaptive limit)."""
+
+    def finished(self) -> None:
+        """The run is over (successfully or not)."""
+
+
+class NullProgress:
+    """A :class:`ProgressSink` that shows nothing (library use, tests)."""
+
+    def started(self, total: int | None) -> None:
+        pass
+
+    def add_total(self, n: int) -> None:
+        pass
+
+    def advanced(self, *, ok: int = 0, failed: int = 0, skipped: int = 0, nbytes: int = 0) -> None:
+        pass
+
+    def phase(self, text: str) -> None:
+        pass
+
+    def watch_concurrency(self, read: Callable[[], int | None]) -> None:
+        pass
+
+    def finished(self) -> None:
+        pass
+
+
+def start_progress(progress: ProgressSink | None, total: int | None, client: Any, group: Any = None) -> None:
+    """Tell ``progress`` the run began with ``total`` items, and how to read the client's adaptive
+    concurrency for ``group`` (default: training calls)."""
+    if progress is None:
+        return
+    progress.started(total)
+    pacer = getattr(client, "pacer", None)
+    if pacer is not None:
+        from ..client import ApiGroup
+
+        chosen = group if group is not None else ApiGroup.TRAINING
+        progress.watch_concurrency(lambda: pacer.concurrency(chosen))
+
+
+class JournalCalls:
+    """Mixin for a run dataclass with ``journal_lock: anyio.Lock``."""
+
+    journal_lock: anyio.Lock
+
+    async def journal_call(self, fn: Any, *args: Any) -> Any:
+        # SQLite blocks: one call at a time, in a worker thread.
+        async with self.journal_lock:
+            return await anyio.to_thread.run_sync(fn, *args)
+
+
+async def open_journal(
+    path: Path, *, job: str, fingerprint: dict[str, Any], hint: str = "pass {opt:state} to use another state file"
+) -> Journal:
+    """Open the state file in a worker thread; another run's (or a damaged) state file is a
+    :class:`StateFileError` that ends with ``hint``."""
+    try:
+        return await anyio.to_thread.run_sync(partial(Journal.open, path, job=job, fingerprint=fingerprint))
+    except JournalMismatch as exc:
+        raise StateFileError(f"{exc} ({hint})") from None
+
+
+def unwrap(group: BaseExceptionGroup) -> BaseException | None:
+    """The error that stopped a task group: its first leaf that is not a cancellation (the others were
+    cancelled because of it). The one place exception groups are unwrapped."""
+    leaves: list[BaseException] = []
+
+    def walk(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for sub in e.exceptions:
+                walk(sub)
+        else:
+            leaves.append(e)
+
+    walk(group)
+    real = [e for e in leaves if not isinstance(e, anyio.get_cancelled_exc_class())]
+    return real[0] if real else None
+
+
+async def run_job(
+    run: JournalCalls | None,
+    journal: Journal | None,
+    progress: ProgressSink | None,
+    stages: Callable[[], Awaitable[Any]],
+    finish: Callable[[], Awaitable[T]] | None = None,
+) -> T:
+    """Run a job's ``stages`` (which open their own task group), then ``finish`` (without one: the stages'
+    own answer is the result); always close the journal (if any) and tell the progress sink the run is over.
+
+    A failing stage surfaces as its own exception, not as the task group's exception group.
+    """
+    sink = progress if progress is not None else NullProgress()
+    try:
+        try:
+            answer = await stages()
+        except BaseExceptionGroup as group:
+            first = unwrap(group)
+            if first is not None:
+                raise first from None
+            raise
+        return answer if finish is None else await finish()
+    finally:
+        sink.finished()
+        if journal is not None:
+            with anyio.CancelScope(shield=True):  # the state file must be closed even when cancelled
+                if run is not None:
+                    await run.journal_call(journal.close)
+                else:
+                    await anyio.to_thread.run_sync(journal.close)
+
+
+def take_ready(first: T, receive: ObjectReceiveStream[T], limit: int) -> list[T]:
+    """``first`` and what else is already waiting, up to ``limit`` items, without waiting for more:
+    under load the chunks grow (one journal transaction for many), when idle each goes out at once."""
+    chunk = [first]
+    while len(chunk) < limit:
+        try:
+            chunk.append(receive.receive_nowait())  # type: ignore[attr-defined]  # a memory stream's
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            break
+    return chunk
+
+
+class FatalBatchError(Exception):
+    """The run cannot go on (bad key, project gone); ``outcomes`` are the batch's, to be recorded first."""
+
+    def __init__(self, error: BaseException, outcomes: list[Any]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.outcomes = outcomes
+
+
+async def send_recorded(
+    run: JournalCalls,
+    journal: Journal,
+    intent: list[JournalEntry],
+    send: Callable[[], Awaitable[list[R]]],
+    entry: Callable[[R], JournalEntry],
+) -> list[R]:
+    """Send one batch between two journal writes; returns its outcomes.
+
+    Intent first: a kill from here on leaves these items ``sending``, re-sent on resume. The outcome is
+    on disk before the caller takes its next batch; a fatal error records the batch's outcomes, then
+    raises the error itself.
+    """
+    await run.journal_call(journal.mark_sending, intent)
+    try:
+        outcomes = await send()
+    except FatalBatchError as exc:
+        await run.journal_call(journal.record, [entry(o) for o in exc.outcomes])
+        raise exc.error from None
+    await run.journal_call(journal.record, [entry(o) for o in outcomes])
+    return outcomes
+
+
+async def send_pages(images: AsyncIterator[Image], page_send: ObjectSendStream[list[Image]]) -> None:
+    """Regroup the client's image iterator into pages of ``PAGE`` (export, migrate)."""
+    async with page_send:
+        page: list[Image] = []
+        async for image in images:
+            page.append(image)
+            if len(page) >= PAGE:
+                await page_send.send(page)
+                page = []
+        if page:
+            await page_send.send(page)
