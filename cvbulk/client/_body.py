@@ -37,12 +37,18 @@ class ImageBody(Protocol):
     """
 
     @property
-    def size(self) -> int: ...
+    def size(self) -> int:
+        """How many bytes ``chunks()`` yields (the request's Content-Length is built from it)."""
+        ...
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The file name sent to the service."""
+        ...
 
-    def chunks(self) -> AsyncIterator[bytes]: ...
+    def chunks(self) -> AsyncIterator[bytes]:
+        """A new iterator over the bytes from the start; called again for every attempt."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -54,9 +60,11 @@ class BytesBody:
 
     @property
     def size(self) -> int:
+        """``len(data)``."""
         return len(self.data)
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        """The bytes in slices of at most 1 MiB."""
         if len(self.data) <= CHUNK_SIZE:
             if self.data:
                 yield self.data
@@ -81,6 +89,7 @@ class FileBody:
             object.__setattr__(self, "name", Path(self.path).name)
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        """The file's bytes, read in a worker thread chunk by chunk; ``BodyChanged`` if it got shorter."""
         offset = 0
         while offset < self.size:
             want = min(self.chunk_size, self.size - offset)

@@ -502,7 +502,7 @@ async def test_upload_skips_the_image_with_a_nan_box_and_sends_the_rest(tmp_path
     with anyio.fail_after(60):
         result = await run_upload(training_client, options)
     assert result.report["counts"] == {"uploaded": 39, "skipped": 2}
-    assert result.exit_code == 0
+    assert result.ok
     import sqlite3
 
     with sqlite3.connect(tmp_path / "state.sqlite") as conn:  # the file's recorded outcome names why
