@@ -1,0 +1,138 @@
+"""An export target in a blob container: whole-blob writes with overwrite, text files, a listing for resume."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import replace
+
+from ._azure import make_service_client, storage_error
+from ._blob_source import blob_entry
+from ._location import Location
+from ._names import check_name, join_under
+from ._settings import StorageSettings
+from ._types import StorageEntry, StorageStats, StorageTimeouts
+from .errors import StorageError
+
+__all__ = ["BlobSink"]
+
+TEXT_TYPE = "text/plain; charset=utf-8"
+
+
+class BlobSink:
+    """Writes under ``location``'s prefix. A blob appears whole or not at all: one Put Blob for small data,
+    staged blocks and one Put Block List (the atomic commit) for large data; either replaces an old blob."""
+
+    def __init__(
+        self,
+        location: Location,
+        settings: StorageSettings,
+        *,
+        timeouts: StorageTimeouts | None = None,
+        create_container: bool = False,
+    ) -> None:
+        self.location = replace(
+            location, account_name=settings.account_name, account_url=settings.account_url, sas_token=None
+        )
+        self.settings = settings
+        self.timeouts = timeouts or StorageTimeouts()
+        self.stats = StorageStats()
+        self.create_container = create_container
+        self._service, self._credential = make_service_client(settings, self.timeouts)
+        self._container = self._service.get_container_client(location.container)
+
+    async def __aenter__(self) -> BlobSink:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._service.close()
+        close = getattr(self._credential, "close", None)
+        if close is not None:
+            await close()
+
+    async def check(self) -> None:
+        """The container exists (or is created when ``create_container``) and can be listed."""
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            if self.create_container:
+                try:
+                    self.stats.requests += 1
+                    await self._container.create_container()
+                except ResourceExistsError:
+                    pass
+            self.stats.requests += 1
+            pager = self._container.list_blobs(name_starts_with=self.location.prefix or None, results_per_page=1)
+            async for _ in pager.by_page():
+                break
+        except Exception as exc:
+            raise storage_error(exc, where=self.location) from None
+
+    async def write_bytes(self, name: str, data: bytes, *, content_type: str | None = None) -> None:
+        await self._upload(name, data, len(data), content_type)
+
+    async def write_text(self, name: str, text: str, *, content_type: str | None = None) -> None:
+        data = text.encode("utf-8")
+        await self._upload(name, data, len(data), content_type or TEXT_TYPE)
+
+    async def write_stream(
+        self, name: str, chunks: AsyncIterable[bytes], *, content_type: str | None = None
+    ) -> None:
+        counted = _Counted(chunks)
+        await self._upload(name, counted, None, content_type)
+        self.stats.bytes_written += counted.total
+
+    async def _upload(self, name: str, data: object, length: int | None, content_type: str | None) -> None:
+        from azure.storage.blob import ContentSettings
+
+        blob = self._container.get_blob_client(self.location.prefix + check_name(name))
+        settings = ContentSettings(content_type=content_type) if content_type else None
+        try:
+            self.stats.requests += 1
+            await blob.upload_blob(data, length=length, overwrite=True, content_settings=settings)
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise storage_error(exc, where=self.location, item=name) from None
+        if length is not None:
+            self.stats.bytes_written += length
+
+    async def pages(self, *, under: str = "", page_size: int = 1000) -> AsyncIterator[list[StorageEntry]]:
+        prefix = self.location.prefix
+        pager = self._container.list_blobs(
+            name_starts_with=(prefix + join_under(under)) or None, results_per_page=page_size
+        ).by_page()
+        while True:
+            try:
+                self.stats.requests += 1
+                page = await pager.__anext__()
+                entries = [blob_entry(blob, prefix) async for blob in page if not blob.name.endswith("/")]
+            except StopAsyncIteration:
+                return
+            except Exception as exc:
+                raise storage_error(exc, where=self.location) from None
+            if entries:
+                yield entries
+
+    async def exists(self, name: str) -> bool:
+        blob = self._container.get_blob_client(self.location.prefix + check_name(name))
+        try:
+            self.stats.requests += 1
+            return bool(await blob.exists())
+        except Exception as exc:
+            raise storage_error(exc, where=self.location, item=name) from None
+
+
+class _Counted:
+    """An async iterable that counts the bytes passing through (for the sink's counters)."""
+
+    def __init__(self, chunks: AsyncIterable[bytes]) -> None:
+        self._chunks = chunks
+        self.total = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._chunks:
+            self.total += len(chunk)
+            yield chunk
