@@ -12,7 +12,7 @@ from ._names import check_name, join_under
 from ._sas import ReadUrlSigner
 from ._settings import StorageSettings
 from ._types import HEADER_BYTES, ReadUrl, StorageEntry, StorageStats, StorageTimeouts
-from .errors import PrefixNotFoundError, StorageError
+from .errors import ItemChangedError, ItemMissingError, PrefixNotFoundError, StorageError
 
 __all__ = ["BlobSource", "BlobBody", "blob_entry"]
 
@@ -23,10 +23,15 @@ def blob_entry(props: Any, prefix: str) -> StorageEntry:
     return StorageEntry(
         name=props.name[len(prefix) :],
         size=int(props.size or 0),
-        etag=str(props.etag),
+        etag=_quoted(str(props.etag)),
         last_modified=props.last_modified,
         content_type=getattr(settings, "content_type", None),
     )
+
+
+def _quoted(etag: str) -> str:
+    # a listing gives 0x8D...; a blob's headers give "0x8D...": one spelling, the HTTP one, for journal keys
+    return etag if etag.startswith('"') else f'"{etag}"'
 
 
 @dataclass(slots=True)
@@ -164,7 +169,7 @@ class BlobSource:
                 downloader = await self._download(entry, 0, min(size, entry.size))
                 data = await downloader.readall()
             except Exception as exc:
-                raise storage_error(exc, where=self.location, item=entry.name) from None
+                raise await self._read_error(exc, entry) from None
         self.stats.header_reads += 1
         self.stats.header_bytes += len(data)
         self.stats.bytes_read += len(data)
@@ -178,7 +183,7 @@ class BlobSource:
             self.stats.requests += 1
             await blob.get_blob_properties(etag=entry.etag, match_condition=MatchConditions.IfNotModified)
         except Exception as exc:
-            raise storage_error(exc, where=self.location, item=entry.name) from None
+            raise await self._read_error(exc, entry) from None
 
     async def stream(self, entry: StorageEntry) -> AsyncIterator[bytes]:
         """The blob in chunks of at most 1 MiB; every chunk request carries the listed ETag."""
@@ -193,7 +198,22 @@ class BlobSource:
         except StorageError:
             raise
         except Exception as exc:
-            raise storage_error(exc, where=self.location, item=entry.name) from None
+            raise await self._read_error(exc, entry) from None
+
+    async def _read_error(self, exc: Exception, entry: StorageEntry) -> StorageError:
+        """The error of a failed conditional read. A precondition failure (412) is also what a deleted blob
+        gives on some services (Azurite): one unconditional look tells "changed" from "gone"."""
+        error = storage_error(exc, where=self.location, item=entry.name)
+        if isinstance(error, ItemChangedError):
+            blob = self._container.get_blob_client(self._blob_name(entry.name))
+            try:
+                self.stats.requests += 1
+                exists = await blob.exists()
+            except Exception:
+                return error
+            if not exists:
+                return ItemMissingError(f"{entry.name!r} in {self.location} is gone (deleted since it was listed)")
+        return error
 
     async def read_all(self, entry: StorageEntry) -> bytes:
         return b"".join([chunk async for chunk in self.stream(entry)])
