@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from ._location import Location
+from ._sas import sas_expiry
 from ._settings import StorageSettings
 from ._types import StorageTimeouts
 from .errors import (
@@ -45,8 +47,15 @@ def make_service_client(settings: StorageSettings, timeouts: StorageTimeouts) ->
     return client, credential
 
 
-def storage_error(exc: BaseException, *, where: Location | str, item: str | None = None) -> StorageError:
-    """The storage error for ``exc`` raised by an SDK call about ``where`` (and one ``item`` in it)."""
+def storage_error(
+    exc: BaseException,
+    *,
+    where: Location | str,
+    item: str | None = None,
+    settings: StorageSettings | None = None,
+) -> StorageError:
+    """The storage error for ``exc`` raised by an SDK call about ``where`` (and one ``item`` in it); with
+    ``settings``, a 403 under an expired SAS token says that (the service does not always)."""
     from azure.core.exceptions import (
         ClientAuthenticationError,
         HttpResponseError,
@@ -62,7 +71,7 @@ def storage_error(exc: BaseException, *, where: Location | str, item: str | None
         return StorageUnreachableError(f"storage at {_endpoint(where)} did not answer: {type(exc).__name__}")
     code = getattr(exc, "error_code", None)
     status = getattr(getattr(exc, "response", None), "status_code", None) or getattr(exc, "status_code", None)
-    code = str(code) if code else None
+    code = str(getattr(code, "value", code)) if code else None  # StorageErrorCode is a str enum
     if isinstance(exc, ResourceModifiedError) or code == "ConditionNotMet" or status == 412:
         return ItemChangedError(f"{about} changed since it was listed (ETag no longer matches)", status=412, code=code)
     if status == 404 or code in ("ContainerNotFound", "BlobNotFound"):
@@ -73,8 +82,13 @@ def storage_error(exc: BaseException, *, where: Location | str, item: str | None
             return ItemMissingError(f"{about} is gone (deleted since it was listed)", status=404, code=code)
         return NotFoundError(f"{about} not found", status=404, code=code)
     if status in (401, 403):
-        if code in _AUTHENTICATION_CODES or code is None:
+        expiry = sas_expiry(settings.sas_token or "") if settings is not None and settings.auth == "sas" else None
+        if expiry is not None and expiry <= datetime.now(timezone.utc):
+            why = f"the SAS token from {settings.origin} expired at {expiry.isoformat()}"  # type: ignore[union-attr]
+        elif code in _AUTHENTICATION_CODES or code is None:
             why = "authentication failed (a wrong key, or a SAS token that has expired or is not valid yet)"
+        elif code == "AuthorizationFailure":
+            why = "not authorised (AuthorizationFailure: a wrong key, a missing permission or a network rule)"
         else:
             why = f"the credentials lack the permission ({code})"
         return AccessDeniedError(f"access denied to {about}: {why}", status=status, code=code)

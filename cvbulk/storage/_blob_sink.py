@@ -68,7 +68,7 @@ class BlobSink:
             async for _ in pager.by_page():
                 break
         except Exception as exc:
-            raise storage_error(exc, where=self.location) from None
+            raise storage_error(exc, where=self.location, settings=self.settings) from None
 
     async def write_bytes(self, name: str, data: bytes, *, content_type: str | None = None) -> None:
         await self._upload(name, data, len(data), content_type)
@@ -95,7 +95,7 @@ class BlobSink:
         except StorageError:
             raise
         except Exception as exc:
-            raise storage_error(exc, where=self.location, item=name) from None
+            raise storage_error(exc, where=self.location, item=name, settings=self.settings) from None
         if length is not None:
             self.stats.bytes_written += length
 
@@ -112,7 +112,7 @@ class BlobSink:
             except StopAsyncIteration:
                 return
             except Exception as exc:
-                raise storage_error(exc, where=self.location) from None
+                raise storage_error(exc, where=self.location, settings=self.settings) from None
             if entries:
                 yield entries
 
@@ -122,7 +122,7 @@ class BlobSink:
             self.stats.requests += 1
             return bool(await blob.exists())
         except Exception as exc:
-            raise storage_error(exc, where=self.location, item=name) from None
+            raise storage_error(exc, where=self.location, item=name, settings=self.settings) from None
 
 
 class _Counted:

@@ -99,7 +99,7 @@ class BlobSource:
         except StopAsyncIteration:
             first = []
         except Exception as exc:
-            raise storage_error(exc, where=self.location) from None
+            raise storage_error(exc, where=self.location, settings=self.settings) from None
         if prefix and not first:
             raise PrefixNotFoundError(f"nothing under {self.location}")
 
@@ -115,7 +115,7 @@ class BlobSource:
             except StopAsyncIteration:
                 return
             except Exception as exc:
-                raise storage_error(exc, where=self.location) from None
+                raise storage_error(exc, where=self.location, settings=self.settings) from None
             self.stats.pages += 1
             self.stats.listed += len(entries)
             if entries:
@@ -134,7 +134,7 @@ class BlobSource:
                 if item.name.endswith("/") and not hasattr(item, "size"):  # a BlobPrefix, not a blob
                     found.append(item.name[len(prefix) :].rstrip("/"))
         except Exception as exc:
-            raise storage_error(exc, where=self.location) from None
+            raise storage_error(exc, where=self.location, settings=self.settings) from None
         return sorted(found)
 
     async def stat(self, name: str) -> StorageEntry:
@@ -143,7 +143,7 @@ class BlobSource:
             self.stats.requests += 1
             props = await blob.get_blob_properties()
         except Exception as exc:
-            raise storage_error(exc, where=self.location, item=name) from None
+            raise storage_error(exc, where=self.location, item=name, settings=self.settings) from None
         props.name = self._blob_name(name)
         return blob_entry(props, self.location.prefix)
 
@@ -203,7 +203,7 @@ class BlobSource:
     async def _read_error(self, exc: Exception, entry: StorageEntry) -> StorageError:
         """The error of a failed conditional read. A precondition failure (412) is also what a deleted blob
         gives on some services (Azurite): one unconditional look tells "changed" from "gone"."""
-        error = storage_error(exc, where=self.location, item=entry.name)
+        error = storage_error(exc, where=self.location, item=entry.name, settings=self.settings)
         if isinstance(error, ItemChangedError):
             blob = self._container.get_blob_client(self._blob_name(entry.name))
             try:
@@ -231,6 +231,6 @@ class BlobSource:
         except ValueError:
             raise
         except Exception as exc:
-            raise storage_error(exc, where=self.location, item=entry.name) from None
+            raise storage_error(exc, where=self.location, item=entry.name, settings=self.settings) from None
         self.stats.urls_signed += 1
         return url

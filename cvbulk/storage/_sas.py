@@ -18,7 +18,7 @@ from ._settings import AUTH_IDENTITY, AUTH_KEY, StorageSettings
 from ._types import ReadUrl
 from .errors import ReadUrlError
 
-__all__ = ["ReadUrlSigner"]
+__all__ = ["ReadUrlSigner", "sas_expiry"]
 
 # Clock skew allowance: a SAS valid from a few minutes ago works on a service whose clock runs behind ours.
 _SKEW = timedelta(minutes=5)
@@ -28,6 +28,16 @@ _DELEGATION_LIFETIME = timedelta(hours=6)
 
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def sas_expiry(token: str) -> datetime | None:
+    """The expiry (``se``) of a SAS token, None when it has none that parses."""
+    text = (parse_qs(token).get("se") or [""])[0]
+    try:
+        expiry = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return expiry if expiry.tzinfo else expiry.replace(tzinfo=timezone.utc)
 
 
 class ReadUrlSigner:
@@ -76,15 +86,9 @@ class ReadUrlSigner:
                 f"the SAS token from {self._settings.origin} does not grant read (sp={permissions or 'none'}): "
                 "the service could not fetch the images; use a token with read, an account key, or --via bytes"
             )
-        expiry_text = (query.get("se") or [""])[0]
-        try:
-            expiry = datetime.fromisoformat(expiry_text.replace("Z", "+00:00"))
-        except ValueError:
-            expiry = now + timedelta(hours=1)
-        if expiry.tzinfo is None:
-            expiry = expiry.replace(tzinfo=timezone.utc)
+        expiry = sas_expiry(token) or now + timedelta(hours=1)
         if expiry <= now:
-            raise ReadUrlError(f"the SAS token from {self._settings.origin} has expired (se={expiry_text})")
+            raise ReadUrlError(f"the SAS token from {self._settings.origin} expired at {expiry.isoformat()}")
         return ReadUrl(f"{blob_url}?{token}", expiry)
 
     async def _user_delegation_key(self, needed_until: datetime) -> Any:
