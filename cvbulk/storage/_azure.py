@@ -67,7 +67,7 @@ def storage_error(
     if isinstance(exc, StorageError):
         return exc
     about = f"{item!r} in {where}" if item else str(where)
-    if isinstance(exc, (ServiceRequestError, ServiceResponseError, TimeoutError, OSError)):
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError, TimeoutError)):
         return StorageUnreachableError(f"storage at {_endpoint(where)} did not answer: {type(exc).__name__}")
     code = getattr(exc, "error_code", None)
     status = getattr(getattr(exc, "response", None), "status_code", None) or getattr(exc, "status_code", None)

@@ -81,7 +81,12 @@ class BlobSink:
         self, name: str, chunks: AsyncIterable[bytes], *, content_type: str | None = None
     ) -> None:
         counted = _Counted(chunks)
-        await self._upload(name, counted, None, content_type)
+        try:
+            await self._upload(name, counted, None, content_type)
+        except StorageError:
+            if counted.error is not None:
+                raise counted.error from None  # the data's own failure, not the storage's
+            raise
         self.stats.bytes_written += counted.total
 
     async def _upload(self, name: str, data: object, length: int | None, content_type: str | None) -> None:
@@ -126,13 +131,19 @@ class BlobSink:
 
 
 class _Counted:
-    """An async iterable that counts the bytes passing through (for the sink's counters)."""
+    """An async iterable that counts the bytes passing through (for the sink's counters) and keeps the error
+    the data raised, which the SDK would otherwise wrap as a storage failure."""
 
     def __init__(self, chunks: AsyncIterable[bytes]) -> None:
         self._chunks = chunks
         self.total = 0
+        self.error: Exception | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._chunks:
-            self.total += len(chunk)
-            yield chunk
+        try:
+            async for chunk in self._chunks:
+                self.total += len(chunk)
+                yield chunk
+        except Exception as exc:
+            self.error = exc
+            raise
