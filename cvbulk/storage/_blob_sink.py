@@ -118,8 +118,10 @@ class BlobSink:
                 return
             except Exception as exc:
                 raise storage_error(exc, where=self.location, settings=self.settings) from None
+            del page  # the SDK's objects of this page go before the next one comes
             if entries:
                 yield entries
+            del entries
 
     async def exists(self, name: str) -> bool:
         blob = self._container.get_blob_client(self.location.prefix + check_name(name))

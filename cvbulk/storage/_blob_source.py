@@ -118,8 +118,10 @@ class BlobSource:
                 raise storage_error(exc, where=self.location, settings=self.settings) from None
             self.stats.pages += 1
             self.stats.listed += len(entries)
+            del page  # the SDK's objects of this page go before the next one comes
             if entries:
                 yield entries
+            del entries
 
     async def entries(self, *, under: str = "", page_size: int = 1000) -> AsyncIterator[StorageEntry]:
         async for page in self.pages(under=under, page_size=page_size):
