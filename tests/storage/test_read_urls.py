@@ -8,8 +8,7 @@ import aiohttp
 import pytest
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
-from cvbulk.storage import ReadUrlError, StorageSettings, open_source
-from cvbulk.storage import _sas
+from cvbulk.storage import ReadUrlError, StorageSettings, _sas, open_source
 from tests._azurite import ACCOUNT, KEY
 from tests.storage.conftest import put_blobs
 
@@ -106,3 +105,39 @@ async def test_local_files_have_no_url(tmp_path):
         (entry,) = [e async for e in source.entries()]
         with pytest.raises(ReadUrlError, match="local file"):
             await source.read_url(entry)
+
+
+class _DelegatingService:
+    """Stands in for the service's Get User Delegation Key (Azurite only answers it over HTTPS with OAuth)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[datetime, datetime]] = []
+
+    async def get_user_delegation_key(self, start: datetime, expiry: datetime):
+        from azure.storage.blob import UserDelegationKey
+
+        self.calls.append((start, expiry))
+        key = UserDelegationKey()
+        key.signed_oid, key.signed_tid = "00000000-0000-0000-0000-0000000000aa", "00000000-0000-0000-0000-0000000000bb"
+        key.signed_start, key.signed_expiry = start.strftime("%Y-%m-%dT%H:%M:%SZ"), expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
+        key.signed_service, key.signed_version = "b", "2025-01-05"
+        key.value = "ZGVsZWdhdGlvbi1rZXktdmFsdWUtZm9yLXRlc3Rz"
+        return key
+
+
+async def test_identity_signs_with_one_cached_user_delegation_key():
+    settings = StorageSettings("acct", "https://acct.blob.core.windows.net", "identity", "DefaultAzureCredential")
+    service = _DelegatingService()
+    signer = _sas.ReadUrlSigner(settings, service, "imgs")
+    blob_url = "https://acct.blob.core.windows.net/imgs/a.jpg"
+    first = await signer.sign("a.jpg", blob_url, 3600)
+    second = await signer.sign("b.jpg", blob_url.replace("a.jpg", "b.jpg"), 3600)
+    assert len(service.calls) == 1  # the key is reused while it outlives the URLs
+    for url in (first, second):
+        assert "skoid=00000000-0000-0000-0000-0000000000aa" in url.url and "sp=r&" in url.url
+        assert "spr=https" in url.url and "sig=" in url.url and "sig=" not in repr(url)
+    start, expiry = service.calls[0]
+    assert expiry - start >= timedelta(hours=6)
+    # a URL that must outlive the cached key gets a new key
+    await signer.sign("c.jpg", blob_url, 7 * 3600)
+    assert len(service.calls) == 2

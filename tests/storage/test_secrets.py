@@ -23,7 +23,7 @@ from tests.storage.conftest import put_blobs
 
 
 def _secrets(azurite, token: str) -> list[str]:
-    sig = [part for part in token.split("&") if part.startswith("sig=")][0]
+    sig = next(part for part in token.split("&") if part.startswith("sig="))
     return [KEY, azurite.connection_string, token, sig.removeprefix("sig="), "AccountKey="]
 
 

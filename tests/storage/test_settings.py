@@ -7,11 +7,11 @@ from cvbulk.storage import (
     CredentialError,
     MissingExtraError,
     StorageSettings,
+    _settings,
     parse_connection_string,
     parse_location,
     resolve_settings,
 )
-from cvbulk.storage import _settings
 
 KEY = "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0wMTIzNDU2Nzg5"  # base64 of a made-up key
 SAS = "sv=2024-08-04&ss=b&srt=co&sp=rl&se=2099-01-01T00:00:00Z&sig=FAKESIGNATURE0123"

@@ -8,7 +8,6 @@ import pytest
 
 from cvbulk.storage import BlobSink, ImageSink, LocalSink, LocationError, open_sink, open_source
 
-
 JSONL = '{"image_url": "images/Hemlock/a.jpg", "label": "Hemlock"}\n'
 MLTABLE = "paths:\n  - file: ./labels.jsonl\n"
 
