@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import replace
 
-from ._azure import make_service_client, storage_error
-from ._blob_source import blob_entry
+from ._azure import storage_error
+from ._blob_base import BlobContainerEndpoint
 from ._location import Location
-from ._names import check_name, join_under
+from ._names import check_name
 from ._settings import StorageSettings
-from ._types import StorageEntry, StorageStats, StorageTimeouts
+from ._types import StorageTimeouts
 from .errors import StorageError
 
 __all__ = ["BlobSink"]
@@ -18,7 +17,7 @@ __all__ = ["BlobSink"]
 TEXT_TYPE = "text/plain; charset=utf-8"
 
 
-class BlobSink:
+class BlobSink(BlobContainerEndpoint):
     """Writes under ``location``'s prefix. A blob appears whole or not at all: one Put Blob for small data,
     staged blocks and one Put Block List (the atomic commit) for large data; either replaces an old blob."""
 
@@ -30,27 +29,8 @@ class BlobSink:
         timeouts: StorageTimeouts | None = None,
         create_container: bool = False,
     ) -> None:
-        self.location = replace(
-            location, account_name=settings.account_name, account_url=settings.account_url, sas_token=None
-        )
-        self.settings = settings
-        self.timeouts = timeouts or StorageTimeouts()
-        self.stats = StorageStats()
+        super().__init__(location, settings, timeouts=timeouts)
         self.create_container = create_container
-        self._service, self._credential = make_service_client(settings, self.timeouts)
-        self._container = self._service.get_container_client(location.container)
-
-    async def __aenter__(self) -> BlobSink:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._service.close()
-        close = getattr(self._credential, "close", None)
-        if close is not None:
-            await close()
 
     async def check(self) -> None:
         """The container exists (or is created when ``create_container``) and can be listed."""
@@ -103,25 +83,6 @@ class BlobSink:
             raise storage_error(exc, where=self.location, item=name, settings=self.settings) from None
         if length is not None:
             self.stats.bytes_written += length
-
-    async def pages(self, *, under: str = "", page_size: int = 1000) -> AsyncIterator[list[StorageEntry]]:
-        prefix = self.location.prefix
-        pager = self._container.list_blobs(
-            name_starts_with=(prefix + join_under(under)) or None, results_per_page=page_size
-        ).by_page()
-        while True:
-            try:
-                self.stats.requests += 1
-                page = await pager.__anext__()
-                entries = [blob_entry(blob, prefix) async for blob in page if not blob.name.endswith("/")]
-            except StopAsyncIteration:
-                return
-            except Exception as exc:
-                raise storage_error(exc, where=self.location, settings=self.settings) from None
-            del page  # the SDK's objects of this page go before the next one comes
-            if entries:
-                yield entries
-            del entries
 
     async def exists(self, name: str) -> bool:
         blob = self._container.get_blob_client(self.location.prefix + check_name(name))

@@ -6,32 +6,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._azure import make_service_client, storage_error
+from ._azure import storage_error
+from ._blob_base import BlobContainerEndpoint, blob_entry
 from ._location import Location
-from ._names import check_name, join_under
+from ._names import check_name
 from ._sas import ReadUrlSigner
 from ._settings import StorageSettings
-from ._types import HEADER_BYTES, ReadUrl, StorageEntry, StorageStats, StorageTimeouts
+from ._types import HEADER_BYTES, ReadUrl, StorageEntry, StorageTimeouts
 from .errors import ItemChangedError, ItemMissingError, PrefixNotFoundError, StorageError
 
-__all__ = ["BlobSource", "BlobBody", "blob_entry"]
-
-
-def blob_entry(props: Any, prefix: str) -> StorageEntry:
-    """A :class:`StorageEntry` from the SDK's ``BlobProperties``, named relative to ``prefix``."""
-    settings = getattr(props, "content_settings", None)
-    return StorageEntry(
-        name=props.name[len(prefix) :],
-        size=int(props.size or 0),
-        etag=_quoted(str(props.etag)),
-        last_modified=props.last_modified,
-        content_type=getattr(settings, "content_type", None),
-    )
-
-
-def _quoted(etag: str) -> str:
-    # a listing gives 0x8D...; a blob's headers give "0x8D...": one spelling, the HTTP one, for journal keys
-    return etag if etag.startswith('"') else f'"{etag}"'
+__all__ = ["BlobSource", "BlobBody"]
 
 
 @dataclass(slots=True)
@@ -52,7 +36,7 @@ class BlobBody:
         return self.source.stream(self.entry)
 
 
-class BlobSource:
+class BlobSource(BlobContainerEndpoint):
     """The blobs under ``location`` (a blob :class:`Location`). Use :func:`cvbulk.storage.open_source`, or
     ``async with BlobSource(location, settings): ...``."""
 
@@ -61,30 +45,8 @@ class BlobSource:
     def __init__(
         self, location: Location, settings: StorageSettings, *, timeouts: StorageTimeouts | None = None
     ) -> None:
-        from dataclasses import replace
-
-        # the location as shown in messages: the account's URL filled in, never a SAS token
-        self.location = replace(
-            location, account_name=settings.account_name, account_url=settings.account_url, sas_token=None
-        )
-        self.settings = settings
-        self.timeouts = timeouts or StorageTimeouts()
-        self.stats = StorageStats()
-        self._service, self._credential = make_service_client(settings, self.timeouts)
-        self._container = self._service.get_container_client(location.container)
+        super().__init__(location, settings, timeouts=timeouts)
         self._signer = ReadUrlSigner(settings, self._service, location.container)
-
-    async def __aenter__(self) -> BlobSource:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._service.close()
-        close = getattr(self._credential, "close", None)
-        if close is not None:
-            await close()
 
     def _blob_name(self, entry_name: str) -> str:
         return self.location.prefix + entry_name
@@ -102,26 +64,6 @@ class BlobSource:
             raise storage_error(exc, where=self.location, settings=self.settings) from None
         if prefix and not first:
             raise PrefixNotFoundError(f"nothing under {self.location}")
-
-    async def pages(self, *, under: str = "", page_size: int = 1000) -> AsyncIterator[list[StorageEntry]]:
-        prefix = self.location.prefix
-        start = prefix + join_under(under)
-        pager = self._container.list_blobs(name_starts_with=start or None, results_per_page=page_size).by_page()
-        while True:
-            try:
-                self.stats.requests += 1
-                page = await pager.__anext__()
-                entries = [blob_entry(blob, prefix) async for blob in page if not blob.name.endswith("/")]
-            except StopAsyncIteration:
-                return
-            except Exception as exc:
-                raise storage_error(exc, where=self.location, settings=self.settings) from None
-            self.stats.pages += 1
-            self.stats.listed += len(entries)
-            del page  # the SDK's objects of this page go before the next one comes
-            if entries:
-                yield entries
-            del entries
 
     async def entries(self, *, under: str = "", page_size: int = 1000) -> AsyncIterator[StorageEntry]:
         async for page in self.pages(under=under, page_size=page_size):
