@@ -67,8 +67,8 @@ class BlobContainerEndpoint:
         pager = self._container.list_blobs(name_starts_with=start or None, results_per_page=page_size).by_page()
         while True:
             try:
+                page = await pager.__anext__()  # no request once the last page had no continuation
                 self.stats.requests += 1
-                page = await pager.__anext__()
                 entries = [blob_entry(blob, prefix) async for blob in page if not blob.name.endswith("/")]
             except StopAsyncIteration:
                 return
