@@ -17,10 +17,16 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+# Azurite (Microsoft's Azure Storage emulator) for the storage tests: npm, into ./node_modules, never global.
+AZURITE := node_modules/.bin/azurite-blob
+$(AZURITE): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(AZURITE)
+
 demo: $(STAMP)
 	$(BIN)/cvbulk demo
 
-test: $(STAMP)
+test: $(STAMP) $(AZURITE)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -1,0 +1,180 @@
+"""Images in a blob container: lazy paged listing, virtual folders, ranged and streaming reads, read URLs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._azure import storage_error
+from ._blob_base import BlobContainerEndpoint, blob_entry
+from ._location import Location
+from ._names import check_name
+from ._sas import ReadUrlSigner
+from ._settings import StorageSettings
+from ._types import HEADER_BYTES, ReadUrl, StorageEntry, StorageTimeouts
+from .errors import ItemChangedError, ItemMissingError, PrefixNotFoundError, StorageError
+
+__all__ = ["BlobSource", "BlobBody"]
+
+
+@dataclass(slots=True)
+class BlobBody:
+    """A request body read from a blob: ``chunks()`` opens a new download each time it is called (one per
+    attempt), checked against the listed ETag, so a retry never sends half of a blob that changed."""
+
+    source: BlobSource
+    entry: StorageEntry
+    size: int = field(init=False)
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.size = self.entry.size
+        self.name = self.entry.name
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self.source.stream(self.entry)
+
+
+class BlobSource(BlobContainerEndpoint):
+    """The blobs under ``location`` (a blob :class:`Location`). Use :func:`cvbulk.storage.open_source`, or
+    ``async with BlobSource(location, settings): ...``."""
+
+    supports_urls = True
+
+    def __init__(
+        self, location: Location, settings: StorageSettings, *, timeouts: StorageTimeouts | None = None
+    ) -> None:
+        super().__init__(location, settings, timeouts=timeouts)
+        self._signer = ReadUrlSigner(settings, self._service, location.container)
+
+    def _blob_name(self, entry_name: str) -> str:
+        return self.location.prefix + entry_name
+
+    async def check(self) -> None:
+        """The container exists, the credentials can list it, and something is under the prefix."""
+        prefix = self.location.prefix
+        try:
+            pages = self._container.list_blobs(name_starts_with=prefix or None, results_per_page=1).by_page()
+            self.stats.requests += 1
+            first = [blob async for blob in await pages.__anext__()]
+        except StopAsyncIteration:
+            first = []
+        except Exception as exc:
+            raise storage_error(exc, where=self.location, settings=self.settings) from None
+        if prefix and not first:
+            raise PrefixNotFoundError(f"nothing under {self.location}")
+
+    async def entries(self, *, under: str = "", page_size: int = 1000) -> AsyncIterator[StorageEntry]:
+        async for page in self.pages(under=under, page_size=page_size):
+            for entry in page:
+                yield entry
+
+    async def folders(self) -> list[str]:
+        prefix = self.location.prefix
+        found: list[str] = []
+        try:
+            async for item in self._container.walk_blobs(name_starts_with=prefix or None, delimiter="/"):
+                if item.name.endswith("/") and not hasattr(item, "size"):  # a BlobPrefix, not a blob
+                    found.append(item.name[len(prefix) :].rstrip("/"))
+        except Exception as exc:
+            raise storage_error(exc, where=self.location, settings=self.settings) from None
+        return sorted(found)
+
+    async def stat(self, name: str) -> StorageEntry:
+        blob = self._container.get_blob_client(self._blob_name(check_name(name)))
+        try:
+            self.stats.requests += 1
+            props = await blob.get_blob_properties()
+        except Exception as exc:
+            raise storage_error(exc, where=self.location, item=name, settings=self.settings) from None
+        props.name = self._blob_name(name)
+        return blob_entry(props, self.location.prefix)
+
+    async def _download(self, entry: StorageEntry, offset: int | None, length: int | None) -> Any:
+        from azure.core import MatchConditions
+
+        blob = self._container.get_blob_client(self._blob_name(entry.name))
+        self.stats.requests += 1
+        return await blob.download_blob(
+            offset=offset, length=length, etag=entry.etag, match_condition=MatchConditions.IfNotModified
+        )
+
+    async def read_head(self, entry: StorageEntry, size: int = HEADER_BYTES) -> bytes:
+        """Up to ``size`` first bytes: one ranged GET (``Range: bytes=0-size-1``), ETag-checked."""
+        if size <= 0:
+            raise ValueError("size must be positive")
+        if entry.size == 0:
+            # a ranged read of an empty blob is a 416: nothing to read, but the blob must still be there unchanged
+            await self._check_unchanged(entry)
+            data = b""
+        else:
+            try:
+                downloader = await self._download(entry, 0, min(size, entry.size))
+                data = await downloader.readall()
+            except Exception as exc:
+                raise await self._read_error(exc, entry) from None
+        self.stats.header_reads += 1
+        self.stats.header_bytes += len(data)
+        self.stats.bytes_read += len(data)
+        return data
+
+    async def _check_unchanged(self, entry: StorageEntry) -> None:
+        from azure.core import MatchConditions
+
+        blob = self._container.get_blob_client(self._blob_name(entry.name))
+        try:
+            self.stats.requests += 1
+            await blob.get_blob_properties(etag=entry.etag, match_condition=MatchConditions.IfNotModified)
+        except Exception as exc:
+            raise await self._read_error(exc, entry) from None
+
+    async def stream(self, entry: StorageEntry) -> AsyncIterator[bytes]:
+        """The blob in chunks of at most 1 MiB; every chunk request carries the listed ETag."""
+        if entry.size == 0:
+            await self._check_unchanged(entry)
+            return
+        try:
+            downloader = await self._download(entry, None, None)
+            async for chunk in downloader.chunks():
+                self.stats.bytes_read += len(chunk)
+                yield chunk
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise await self._read_error(exc, entry) from None
+
+    async def _read_error(self, exc: Exception, entry: StorageEntry) -> StorageError:
+        """The error of a failed conditional read. A precondition failure (412) is also what a deleted blob
+        gives on some services (Azurite): one unconditional look tells "changed" from "gone"."""
+        error = storage_error(exc, where=self.location, item=entry.name, settings=self.settings)
+        if isinstance(error, ItemChangedError):
+            blob = self._container.get_blob_client(self._blob_name(entry.name))
+            try:
+                self.stats.requests += 1
+                exists = await blob.exists()
+            except Exception:
+                return error
+            if not exists:
+                return ItemMissingError(f"{entry.name!r} in {self.location} is gone (deleted since it was listed)")
+        return error
+
+    async def read_all(self, entry: StorageEntry) -> bytes:
+        return b"".join([chunk async for chunk in self.stream(entry)])
+
+    def body(self, entry: StorageEntry) -> BlobBody:
+        return BlobBody(self, entry)
+
+    async def read_url(self, entry: StorageEntry, *, ttl: float = 3600.0) -> ReadUrl:
+        name = self._blob_name(entry.name)
+        blob_url = self._container.get_blob_client(name).url
+        try:
+            url = await self._signer.sign(name, blob_url, ttl)
+        except StorageError:
+            raise
+        except ValueError:
+            raise
+        except Exception as exc:
+            raise storage_error(exc, where=self.location, item=entry.name, settings=self.settings) from None
+        self.stats.urls_signed += 1
+        return url

@@ -1,0 +1,95 @@
+"""Open a source or a sink from a location string: the one entry point the pipeline needs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import anyio
+
+from ._blob_sink import BlobSink
+from ._blob_source import BlobSource
+from ._local import LocalSink, LocalSource
+from ._location import Location, parse_location
+from ._settings import StorageSettings, resolve_settings
+from ._types import ImageSink, ImageSource, StorageTimeouts
+from .errors import StorageUnreachableError
+
+__all__ = ["open_source", "open_sink"]
+
+
+def _as_location(where: str | Location) -> Location:
+    return where if isinstance(where, Location) else parse_location(where)
+
+
+async def _probe(check: object, location: Location, timeouts: StorageTimeouts) -> None:
+    # An account that does not answer (a black-holed endpoint, a listener that never replies) would otherwise
+    # hang for connect + read timeouts times the retries; the first request gets one overall deadline.
+    try:
+        with anyio.fail_after(timeouts.probe):
+            await check()  # type: ignore[operator]
+    except TimeoutError:
+        raise StorageUnreachableError(
+            f"storage at {location.account_url or location} did not answer within {timeouts.probe:g} s"
+        ) from None
+
+
+@asynccontextmanager
+async def open_source(
+    where: str | Location,
+    *,
+    settings: StorageSettings | None = None,
+    environ: Mapping[str, str] | None = None,
+    timeouts: StorageTimeouts | None = None,
+    check: bool = True,
+) -> AsyncIterator[ImageSource]:
+    """``async with open_source("az://images/2026/") as source:`` a checked :class:`ImageSource`.
+
+    A blob location takes its credentials from ``settings`` or else the environment (:func:`resolve_settings`).
+    With ``check`` (the default) a missing container or prefix, denied access or an account that does not
+    answer within ``timeouts.probe`` raises its fatal error here, before anything else happens."""
+    location = _as_location(where)
+    timeouts = timeouts or StorageTimeouts()
+    source: LocalSource | BlobSource
+    if location.is_blob:
+        source = BlobSource(location, settings or resolve_settings(location, environ), timeouts=timeouts)
+    else:
+        source = LocalSource(location)
+    try:
+        if check:
+            await _probe(source.check, source.location, timeouts)
+        yield source
+    finally:
+        with anyio.CancelScope(shield=True):
+            await source.aclose()
+
+
+@asynccontextmanager
+async def open_sink(
+    where: str | Location,
+    *,
+    settings: StorageSettings | None = None,
+    environ: Mapping[str, str] | None = None,
+    timeouts: StorageTimeouts | None = None,
+    create: bool = False,
+    check: bool = True,
+) -> AsyncIterator[ImageSink]:
+    """``async with open_sink("az://datasets/flowers/") as sink:`` a checked :class:`ImageSink`.
+
+    ``create`` makes a missing container (a local folder is always created)."""
+    location = _as_location(where)
+    timeouts = timeouts or StorageTimeouts()
+    sink: LocalSink | BlobSink
+    if location.is_blob:
+        sink = BlobSink(
+            location, settings or resolve_settings(location, environ), timeouts=timeouts, create_container=create
+        )
+    else:
+        sink = LocalSink(location)
+    try:
+        if check:
+            await _probe(sink.check, sink.location, timeouts)
+        yield sink
+    finally:
+        with anyio.CancelScope(shield=True):
+            await sink.aclose()

@@ -1,0 +1,135 @@
+"""Every bad-input case as its typed, one-line, secret-free error: against Azurite and dead endpoints."""
+
+from __future__ import annotations
+
+import socket
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+from cvbulk.storage import (
+    AccessDeniedError,
+    ContainerNotFoundError,
+    PrefixNotFoundError,
+    StorageError,
+    StorageSettings,
+    StorageTimeouts,
+    StorageUnreachableError,
+    open_sink,
+    open_source,
+)
+from tests._azurite import ACCOUNT, KEY
+from tests.storage.conftest import put_blobs
+
+WRONG_KEY = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk="
+
+
+def _assert_clean(error: StorageError, *secrets: str) -> None:
+    message = str(error)
+    assert "\n" not in message and message
+    assert "sig=" not in message and "AccountKey=" not in message
+    for secret in secrets:
+        assert secret not in message and secret not in repr(error)
+
+
+async def test_container_not_found(azurite, azurite_container, environ):
+    with pytest.raises(ContainerNotFoundError) as info:
+        async with open_source(f"az://{azurite_container}/x", environ=environ):
+            pass
+    assert info.value.fatal and azurite_container in str(info.value)
+    _assert_clean(info.value, KEY)
+    with pytest.raises(ContainerNotFoundError):
+        async with open_sink(f"az://{azurite_container}/x", environ=environ):
+            pass
+
+
+async def test_prefix_with_nothing_under_it(azurite, azurite_service, azurite_container, environ):
+    await put_blobs(azurite_service, azurite_container, {"real/a.jpg": b"a"})
+    with pytest.raises(PrefixNotFoundError, match="nothing under"):
+        async with open_source(f"az://{azurite_container}/rea", environ=environ):
+            pass
+    # the container itself, even empty, is a valid (empty) source
+    await put_blobs(azurite_service, azurite_container + "e", {})
+    async with open_source(f"az://{azurite_container}e", environ=environ) as source:
+        assert [e async for e in source.entries()] == []
+
+
+async def test_local_folder_not_found(tmp_path):
+    with pytest.raises(PrefixNotFoundError, match="no such folder"):
+        async with open_source(str(tmp_path / "missing")):
+            pass
+
+
+async def test_wrong_key_is_access_denied(azurite, azurite_service, azurite_container):
+    await put_blobs(azurite_service, azurite_container, {"a.jpg": b"a"})
+    settings = StorageSettings(ACCOUNT, azurite.account_url, "key", "AZURE_STORAGE_KEY", account_key=WRONG_KEY)
+    with pytest.raises(AccessDeniedError) as info:
+        async with open_source(f"az://{azurite_container}", settings=settings):
+            pass
+    assert info.value.status == 403 and "wrong key" in str(info.value)  # Azure: AuthenticationFailed; Azurite: AuthorizationFailure
+    _assert_clean(info.value, WRONG_KEY)
+
+
+def _sas(container: str, *, expiry: datetime, **permissions: bool) -> str:
+    return generate_container_sas(
+        ACCOUNT, container, account_key=KEY, permission=ContainerSasPermissions(**permissions), expiry=expiry
+    )
+
+
+async def test_expired_sas_is_access_denied(azurite, azurite_service, azurite_container):
+    await put_blobs(azurite_service, azurite_container, {"a.jpg": b"a"})
+    token = _sas(azurite_container, expiry=datetime.now(timezone.utc) - timedelta(minutes=1), read=True, list=True)
+    with pytest.raises(AccessDeniedError) as info:
+        async with open_source(f"{azurite.url(azurite_container)}?{token}"):
+            pass
+    assert "expired" in str(info.value)
+    _assert_clean(info.value, token)
+
+
+async def test_sas_without_list_permission_is_access_denied(azurite, azurite_service, azurite_container):
+    await put_blobs(azurite_service, azurite_container, {"a.jpg": b"a"})
+    token = _sas(azurite_container, expiry=datetime.now(timezone.utc) + timedelta(hours=1), read=True)
+    with pytest.raises(AccessDeniedError) as info:
+        async with open_source(f"{azurite.url(azurite_container)}?{token}"):
+            pass
+    assert info.value.status == 403
+    _assert_clean(info.value, token)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+FAST = StorageTimeouts(connect=0.5, read=0.5, probe=1.5, retries=1)
+
+
+async def test_nothing_listening_is_unreachable_within_the_deadline():
+    settings = StorageSettings(ACCOUNT, f"http://127.0.0.1:{_free_port()}/{ACCOUNT}", "key", "x", account_key=KEY)
+    started = time.monotonic()
+    with pytest.raises(StorageUnreachableError) as info:
+        async with open_source("az://imgs/p", settings=settings, timeouts=FAST):
+            pass
+    assert time.monotonic() - started < FAST.probe + 1.0
+    assert info.value.fatal and "did not answer" in str(info.value)
+    _assert_clean(info.value, KEY)
+
+
+async def test_a_listener_that_never_answers_is_unreachable_within_the_deadline():
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections complete in the kernel; nobody ever reads or answers
+        port = silent.getsockname()[1]
+        settings = StorageSettings(ACCOUNT, f"http://127.0.0.1:{port}/{ACCOUNT}", "key", "x", account_key=KEY)
+        started = time.monotonic()
+        with pytest.raises(StorageUnreachableError):
+            async with open_sink("az://imgs/p", settings=settings, timeouts=FAST):
+                pass
+        assert time.monotonic() - started < FAST.probe + 1.0
+
+
+def test_the_default_deadline_is_under_ten_seconds():
+    assert StorageTimeouts().probe < 10
