@@ -77,8 +77,9 @@ def _train(blobs: BlobStore, models_dir: Path, job: dict, seed: int) -> None:
 
 
 async def run_training_job(store: Store, blobs: BlobStore, models_dir: Path, job: dict,
-                           limiter: anyio.CapacityLimiter, seed: int) -> None:
-    """Train one iteration; it ends Completed with its performance, or Failed."""
+                           limiter: anyio.CapacityLimiter, seed: int, min_seconds: float = 0.0) -> None:
+    """Train one iteration; it ends Completed with its performance, or Failed. It takes at least
+    ``min_seconds``, so that a poller sees ``Training`` as it does on the service."""
     started = time.monotonic()
     try:
         await anyio.to_thread.run_sync(_train, blobs, models_dir, job, seed, limiter=limiter, abandon_on_cancel=True)
@@ -86,6 +87,9 @@ async def run_training_job(store: Store, blobs: BlobStore, models_dir: Path, job
     except Exception:  # noqa: BLE001 - a failed training is a state of the iteration, not a crash
         log.exception("training of iteration %s failed", job["iteration_id"])
         status = "Failed"
+    rest = min_seconds - (time.monotonic() - started)
+    if rest > 0:
+        await anyio.sleep(rest)
     await anyio.to_thread.run_sync(store.finish_training, job["iteration_id"], status, None, time.monotonic() - started)
 
 

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ._errors import ApiError
 from ._http import (
-    IMAGES, MAX_BATCH_IMAGES, MAX_BATCH_TAGS, base_url, image_json, json_response, q_bool, q_int, q_list,
+    IMAGES, MAX_BATCH_IMAGES, MAX_BATCH_TAGS, image_json, json_response, q_bool, q_int, q_list,
     q_str, read_images, read_json,
 )
 from ._imaging import TRAINING_MAX_BYTES
@@ -43,12 +43,11 @@ async def _create(request: web.Request, uploads: list[Upload], tag_ids: list[str
         return st.store.add_images(pid, items, tag_ids, metadata)
 
     results = await run(work)
-    base = base_url(request)
     images = []
     for source_url, status, record in results:
         entry: dict[str, Any] = {"sourceUrl": source_url, "status": status}
         if record is not None:
-            entry["image"] = image_json(record, base)
+            entry["image"] = image_json(record, request, pid, created=True)
         images.append(entry)
     ok = all(status == "OK" for _, status, _ in results)
     return json_response({"isBatchSuccessful": ok, "images": images}, status=200 if ok else 207)
@@ -179,8 +178,7 @@ def images_handler(tagging: str | None) -> Handler:
         status = tagging if tagging is not None else q_str(request, "taggingStatus")
         args = _paging(request, status)
         records = await run(lambda: _st(request).store.get_images(_pid(request), **args))
-        base = base_url(request)
-        return json_response([image_json(r, base) for r in records])
+        return json_response([image_json(r, request, _pid(request)) for r in records])
 
     return handler
 
@@ -201,8 +199,7 @@ async def get_images_by_ids(request: web.Request) -> web.Response:
     if len(ids) > 256:
         raise ApiError(400, "BadRequestExceededBatchSize", "At most 256 imageIds")
     records = await run(_st(request).store.get_images_by_ids, _pid(request), ids)
-    base = base_url(request)
-    return json_response([image_json(r, base) for r in records])
+    return json_response([image_json(r, request, _pid(request)) for r in records])
 
 
 async def delete_images(request: web.Request) -> web.Response:

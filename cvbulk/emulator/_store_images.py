@@ -139,10 +139,13 @@ class ImageStore(StoreBase):
                 "SELECT r.*, t.name FROM regions r JOIN tags t ON t.id=r.tag_id"
                 f" WHERE r.image_id IN ({marks}) ORDER BY r.rowid", chunk,
             ):
-                out[r["image_id"]]["regions"].append({
+                rec = out[r["image_id"]]
+                rec["regions"].append({
                     "regionId": r["id"], "tagName": r["name"], "created": r["created"], "tagId": r["tag_id"],
                     "left": r["left_"], "top": r["top"], "width": r["width"], "height": r["height"],
                 })
+                if all(t["tagId"] != r["tag_id"] for t in rec["tags"]):  # the service lists region tags too
+                    rec["tags"].append({"tagId": r["tag_id"], "tagName": r["name"], "created": r["created"]})
         return out
 
     def _image_filter(self, db, pid: str, tagging_status: str | None, tag_ids: Sequence[str]) -> tuple[str, list]:

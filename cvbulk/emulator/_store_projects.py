@@ -15,8 +15,12 @@ __all__ = ["ProjectStore"]
 
 class ProjectStore(StoreBase):
     # -- projects ---------------------------------------------------------------------------------
-    @staticmethod
-    def _project_json(row: sqlite3.Row) -> dict:
+    # The service's project settings: augmentation on, no detection parameters unless set.
+    _AUGMENTATION = {"rotation": True, "scaling": True, "translation": True, "horizontal flip": True,
+                     "equalize": True, "solarize": True, "padtosquare": True}
+
+    @classmethod
+    def _project_json(cls, row: sqlite3.Row) -> dict:
         return {
             "id": row["id"],
             "name": row["name"],
@@ -26,14 +30,27 @@ class ProjectStore(StoreBase):
                 "classificationType": row["classification_type"],
                 "targetExportPlatforms": json.loads(row["export_platforms"]),
                 "useNegativeSet": True,
-                "imageProcessingSettings": {"augmentationMethods": {}},
+                "detectionParameters": None,
+                "imageProcessingSettings": {"augmentationMethods": dict(cls._AUGMENTATION)},
             },
             "created": row["created"],
             "lastModified": row["last_modified"],
             "thumbnailUri": None,
             "drModeEnabled": False,
-            "status": "Succeeded",
+            "status": row["status"],
         }
+
+    @staticmethod
+    def _free_name(db: sqlite3.Connection, name: str) -> str:
+        """A taken project name gets the first free `` (n)`` suffix, as the service renames them."""
+        taken = {r[0] for r in db.execute("SELECT name FROM projects WHERE name=? OR name LIKE ?",
+                                          (name, name.replace("%", "_") + " (%)"))}
+        if name not in taken:
+            return name
+        n = 1
+        while f"{name} ({n})" in taken:
+            n += 1
+        return f"{name} ({n})"
 
     def create_project(
         self,
@@ -43,6 +60,7 @@ class ProjectStore(StoreBase):
         classification_type: str | None = None,
         export_platforms: Sequence[str] = (),
         project_id: str | None = None,
+        status: str = "Succeeded",
     ) -> dict:
         if not name or len(name) > 1024:
             raise ApiError(400, "BadRequestProjectName", "Project name is empty or too long")
@@ -52,7 +70,7 @@ class ProjectStore(StoreBase):
         if domain["type"] == "ObjectDetection":
             classification_type = None
         else:
-            classification_type = classification_type or "Multiclass"
+            classification_type = classification_type or "Multilabel"  # the service's default
             if classification_type not in ("Multiclass", "Multilabel"):
                 raise ApiError(
                     400, "BadRequestProjectUnknownClassification",
@@ -71,9 +89,10 @@ class ProjectStore(StoreBase):
                 )
             pid = project_id or new_id()
             db.execute(
-                "INSERT INTO projects VALUES (?,?,?,?,?,?,?,?,0)",
-                (pid, name, description or "", domain["id"], classification_type,
-                 json.dumps(list(export_platforms)), now, now),
+                "INSERT INTO projects (id, name, description, domain_id, classification_type, export_platforms,"
+                " created, last_modified, version, status) VALUES (?,?,?,?,?,?,?,?,0,?)",
+                (pid, self._free_name(db, name), description or "", domain["id"], classification_type,
+                 json.dumps(list(export_platforms)), now, now, status),
             )
             return self._project_json(self._project_row(db, pid))
 
@@ -124,9 +143,18 @@ class ProjectStore(StoreBase):
             )
             return self._project_json(self._project_row(db, row["id"]))
 
+    def set_project_status(self, project_id: str, status: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE projects SET status=?, last_modified=? WHERE id=?", (status, utcnow(), project_id))
+
     def delete_project(self, project_id: str) -> None:
         with self._tx() as db:
             pid = self._project_row(db, project_id)["id"]
+            if db.execute("SELECT 1 FROM iterations WHERE project_id=? AND publish_name IS NOT NULL",
+                          (pid,)).fetchone():
+                # The service refuses while an iteration is published (unpublish it first).
+                raise ApiError(400, "BadRequestWorkspaceNotDeletable",
+                               "The project has a published iteration: unpublish it before deleting the project")
             image_ids = "SELECT id FROM images WHERE project_id=?"
             db.execute(f"DELETE FROM image_tags WHERE image_id IN ({image_ids})", (pid,))
             db.execute(f"DELETE FROM regions WHERE image_id IN ({image_ids})", (pid,))
@@ -140,7 +168,7 @@ class ProjectStore(StoreBase):
         return {
             "id": row["id"],
             "name": row["name"],
-            "description": row["description"],
+            "description": row["description"] or None,  # the service: null when none was given
             "type": row["type"],
             "imageCount": image_count,
         }
