@@ -11,7 +11,7 @@ from . import _routes_images as images
 from . import _routes_iterations as iterations
 from ._domains import DOMAINS, domain_by_id
 from ._errors import not_found
-from ._http import json_response, project_view, q_list, q_str, read_json
+from ._http import blob_uris, json_response, project_view, q_list, q_str, read_json
 from ._routing import Handler, run
 from ._routing import pid as _pid
 from ._routing import state as _st
@@ -37,9 +37,18 @@ async def get_domain(request: web.Request) -> web.Response:
 
 
 # -- projects -------------------------------------------------------------------------------------
+async def _with_thumbnails(request: web.Request, projects: list[dict]) -> list[dict]:
+    # The service shows a project's newest image as its thumbnail (null while it has none).
+    thumbs = await run(_st(request).store.project_thumbnails)
+    for p in projects:
+        if p["id"] in thumbs:
+            p["thumbnailUri"] = blob_uris(request, p["id"], thumbs[p["id"]])["thumbnailUri"]
+    return [project_view(request, p) for p in projects]
+
+
 async def get_projects(request: web.Request) -> web.Response:
     found = await run(_st(request).store.get_projects)
-    return json_response([project_view(request, p) for p in found])
+    return json_response(await _with_thumbnails(request, found))
 
 
 async def create_project(request: web.Request) -> web.Response:
@@ -55,7 +64,8 @@ async def create_project(request: web.Request) -> web.Response:
 
 
 async def get_project(request: web.Request) -> web.Response:
-    return json_response(project_view(request, await run(_st(request).store.get_project, _pid(request))))
+    project = await run(_st(request).store.get_project, _pid(request))
+    return json_response((await _with_thumbnails(request, [project]))[0])
 
 
 async def update_project(request: web.Request) -> web.Response:

@@ -26,13 +26,13 @@ class IterationStore(StoreBase):
         """An Iteration as v3.4-preview writes it (``iteration_view`` trims it for older versions):
         while training, no ``trainedAt`` and ``domainId`` / ``classificationType`` still null."""
         seconds = row["training_seconds"]
-        training = row["status"] == "Training"
+        queued = row["status"] == "Training" and row["training_seconds"] is None
         out = {
             "id": row["id"], "name": row["name"], "status": row["status"], "created": row["created"],
             "lastModified": row["last_modified"], "trainedAt": row["trained_at"], "projectId": row["project_id"],
             "exportable": False, "exportableTo": None,
-            "domainId": None if training else row["domain_id"],
-            "classificationType": None if training else row["classification_type"],
+            "domainId": None if queued else row["domain_id"],
+            "classificationType": None if queued else row["classification_type"],
             "trainingType": row["training_type"], "reservedBudgetInHours": row["budget"],
             "trainingTimeInMinutes": int(seconds // 60) if seconds is not None else 0,
             "publishName": row["publish_name"], "originalPublishResourceId": row["publish_resource_id"],
@@ -143,6 +143,12 @@ class IterationStore(StoreBase):
                 (status, json.dumps(performance) if performance is not None else None, now, now, seconds,
                  iteration_id),
             )
+
+    def mark_training_started(self, iteration_id: str) -> None:
+        """Out of the queue: the iteration shows its domain and classification type from now."""
+        with self._tx() as db:
+            db.execute("UPDATE iterations SET training_seconds=0 WHERE id=? AND training_seconds IS NULL",
+                       (iteration_id,))
 
     def save_performance(self, iteration_id: str, performance: dict) -> None:
         with self._tx() as db:

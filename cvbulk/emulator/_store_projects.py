@@ -143,6 +143,12 @@ class ProjectStore(StoreBase):
             )
             return self._project_json(self._project_row(db, row["id"]))
 
+    def project_thumbnails(self) -> dict[str, str]:
+        """The newest image (sha256) of every project that has one: its ``thumbnailUri``."""
+        with self._tx() as db:
+            return {r[0]: r[1] for r in db.execute(
+                "SELECT project_id, sha256 FROM images WHERE seq IN (SELECT MAX(seq) FROM images GROUP BY project_id)")}
+
     def set_project_status(self, project_id: str, status: str) -> None:
         with self._tx() as db:
             db.execute("UPDATE projects SET status=?, last_modified=? WHERE id=?", (status, utcnow(), project_id))

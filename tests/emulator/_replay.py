@@ -58,6 +58,9 @@ def load_recordings(folder: Path) -> list[Recording]:
 
 
 _OPERATIONS = [  # (method, path suffix regex, operationId): enough to name every recorded exchange
+    ("GET", r"/performance/images/count$", "GetImagePerformanceCount"),
+    ("GET", r"/performance/images$", "GetImagePerformances"),
+    ("GET", r"/images/regionproposals$", "GetImageRegionProposals"),
     ("GET", r"/domains$", "GetDomains"), ("GET", r"/domains/[^/]+$", "GetDomain"),
     ("POST", r"/projects$", "CreateProject"), ("GET", r"/projects$", "GetProjects"),
     ("POST", r"/projects/import$", "ImportProject"),
@@ -79,8 +82,7 @@ _OPERATIONS = [  # (method, path suffix regex, operationId): enough to name ever
     ("GET", r"/iterations/[^/]+$", "GetIteration"), ("PATCH", r"/iterations/[^/]+$", "UpdateIteration"),
     ("POST", r"/iterations/[^/]+/export$", "ExportIteration"), ("GET", r"/iterations/[^/]+/export$", "GetExports"),
     ("POST", r"/iterations/[^/]+/publish$", "PublishIteration"),
-    ("GET", r"/performance/images/count$", "GetImagePerformanceCount"),
-    ("GET", r"/performance/images$", "GetImagePerformances"),
+
     ("POST", r"/predictions/query$", "QueryPredictions"), ("DELETE", r"/predictions$", "DeletePrediction"),
     ("POST", r"/quicktest/image$", "QuickTestImage"), ("POST", r"/quicktest/url$", "QuickTestImageUrl"),
     ("POST", r"/classify/iterations/[^/]+/image(/nostore)?$", "ClassifyImage"),
@@ -528,6 +530,7 @@ class Replayer:
         ids: dict[str, str] = {d["id"]: d["id"] for d in self._api("GET", "/domains")}
         tokens: dict[str, str] = {}
         created: set[str] = set()
+        after_cut = False
         out = []
         for index in rec.order:
             e = rec.entries[index]
@@ -539,7 +542,7 @@ class Replayer:
                 ex.scored, ex.note = False, "depends on omitted entries"
             uri = e["uri"]
             # A project the recording did not create existed on the recording account: build it.
-            for m in re.finditer(r"/projects/(" + UUID_RE.pattern + ")", uri):
+            for m in re.finditer(r"/[Pp]rojects/(" + UUID_RE.pattern + ")", uri):
                 rpid = m.group(1).lower()
                 if rpid not in ids and rpid not in created and ex.scored:
                     self.build_world(rec, rpid, ids)
@@ -550,11 +553,10 @@ class Replayer:
             body, ctype = self._body(e, ids)
             status, headers, answer = self.request(e["method"], path, e["auth_header"], body, ctype)
             deadline = time.monotonic() + self.poll_limit
-            while (e["method"] == "GET" and isinstance(answer, dict) and answer.get("status") in TRANSITIONAL
-                   and isinstance(e["response_body"], dict)
-                   and e["response_body"].get("status") not in TRANSITIONAL and time.monotonic() < deadline):
+            while self._keep_polling(e, answer, after_cut) and time.monotonic() < deadline:
                 time.sleep(0.05)  # the recording's client polled (those polls were cut): poll too
                 status, headers, answer = self.request(e["method"], path, e["auth_header"], body, ctype)
+            after_cut = bool(e.get("omitted_after"))
             ex.status = status
             if status == e["status"] and e["response_body"] != "":
                 ex.diffs = shape_diff(e["response_body"], answer)
@@ -565,6 +567,17 @@ class Replayer:
                     if "id" in d and "settings" in d:
                         created.add(str(d["id"]).lower())
         return out
+
+    @staticmethod
+    def _keep_polling(e: dict, answer: Any, after_cut: bool) -> bool:
+        """A GET of a resource still moving (Training, Importing...) where the recording shows it
+        further on: after polls the transcription cut, or in its final state."""
+        recorded = e["response_body"]
+        if e["method"] != "GET" or not isinstance(answer, dict) or not isinstance(recorded, dict):
+            return False
+        if answer.get("status") not in TRANSITIONAL:
+            return False
+        return recorded.get("status") not in TRANSITIONAL or (after_cut and bool(shape_diff(recorded, answer)))
 
     @staticmethod
     def _header_diffs(e: dict, headers: dict[str, str]) -> list[str]:
