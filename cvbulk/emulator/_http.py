@@ -159,7 +159,8 @@ def blob_uris(request: web.Request, project_id: str, sha: str) -> dict[str, str]
 
 def image_json(record: dict, request: web.Request, project_id: str, *, created: bool = False) -> dict:
     """An Image record with its URIs. The service leaves out what an image does not have (no
-    ``tags`` key on an untagged image), and a create result names no tag (``tagName: null``)."""
+    ``tags`` key on an untagged image), and a create result names no tag (``tagName: null``;
+    recorded for tags; regions, where the recordings are silent, keep the spec's name)."""
     out = dict(record)
     sha = out.pop("_sha")
     tags, regions = out.pop("tags", None), out.pop("regions", None)
@@ -167,7 +168,7 @@ def image_json(record: dict, request: web.Request, project_id: str, *, created: 
     if tags:
         out["tags"] = [{**t, "tagName": None} for t in tags] if created else tags
     if regions:
-        out["regions"] = [{**r, "tagName": None} for r in regions] if created else regions
+        out["regions"] = regions
     return out
 
 

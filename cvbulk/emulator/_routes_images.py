@@ -12,6 +12,7 @@ from ._http import (
     IMAGES, MAX_BATCH_IMAGES, MAX_BATCH_TAGS, image_json, json_response, q_bool, q_int, q_list,
     q_str, read_images, read_json,
 )
+from ._filter import parse_filter
 from ._imaging import TRAINING_MAX_BYTES
 from ._ingest import Upload, fetch_url, prepare_uploads
 from ._routing import Handler, run
@@ -170,6 +171,7 @@ def _paging(request: web.Request, tagging_status: str | None) -> dict:
     return {
         "tagging_status": tagging_status, "tag_ids": tag_ids, "order_by": q_str(request, "orderBy"),
         "take": q_int(request, "take", 50, high=256), "skip": q_int(request, "skip", 0),
+        "metadata_filter": parse_filter(q_str(request, "$filter")),
     }
 
 
@@ -187,8 +189,9 @@ def count_handler(tagging: str | None) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         status = tagging if tagging is not None else q_str(request, "taggingStatus")
         tag_ids = q_list(request, "tagIds")
+        metadata_filter = parse_filter(q_str(request, "$filter"))
         count = await run(lambda: _st(request).store.count_images(_pid(request), tagging_status=status,
-                                                                 tag_ids=tag_ids))
+                                                                 tag_ids=tag_ids, metadata_filter=metadata_filter))
         return json_response(count)
 
     return handler

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from . import _db
@@ -170,24 +170,32 @@ class ImageStore(StoreBase):
         return " AND ".join(where), args
 
     def get_images(self, project_id: str, *, tagging_status: str | None = None, tag_ids: Sequence[str] = (),
-                   order_by: str | None = None, take: int = 50, skip: int = 0) -> list[dict]:
+                   order_by: str | None = None, take: int = 50, skip: int = 0,
+                   metadata_filter: Callable[[dict], bool] | None = None) -> list[dict]:
         with self._tx() as db:
             pid = self._project_row(db, project_id)["id"]
             where, args = self._image_filter(db, pid, tagging_status, tag_ids)
             order = "ASC" if (order_by or "Newest").lower() == "oldest" else "DESC"
-            ids = [r[0] for r in db.execute(
-                f"SELECT i.id FROM images i WHERE {where} ORDER BY i.seq {order} LIMIT ? OFFSET ?",
-                args + [take, skip],
-            )]
+            if metadata_filter is None:
+                ids = [r[0] for r in db.execute(
+                    f"SELECT i.id FROM images i WHERE {where} ORDER BY i.seq {order} LIMIT ? OFFSET ?",
+                    args + [take, skip],
+                )]
+            else:  # $filter: over the metadata of every candidate, then the page
+                rows = db.execute(f"SELECT i.id, i.metadata FROM images i WHERE {where} ORDER BY i.seq {order}", args)
+                ids = [r[0] for r in rows if metadata_filter(json.loads(r[1]) if r[1] else {})][skip:skip + take]
             records = self._image_records(db, ids)
             return [records[i] for i in ids]
 
     def count_images(self, project_id: str, *, tagging_status: str | None = None,
-                     tag_ids: Sequence[str] = ()) -> int:
+                     tag_ids: Sequence[str] = (), metadata_filter: Callable[[dict], bool] | None = None) -> int:
         with self._tx() as db:
             pid = self._project_row(db, project_id)["id"]
             where, args = self._image_filter(db, pid, tagging_status, tag_ids)
-            return db.execute(f"SELECT COUNT(*) FROM images i WHERE {where}", args).fetchone()[0]
+            if metadata_filter is None:
+                return db.execute(f"SELECT COUNT(*) FROM images i WHERE {where}", args).fetchone()[0]
+            rows = db.execute(f"SELECT i.metadata FROM images i WHERE {where}", args)
+            return sum(1 for r in rows if metadata_filter(json.loads(r[0]) if r[0] else {}))
 
     def get_images_by_ids(self, project_id: str, image_ids: Sequence[str]) -> list[dict]:
         with self._tx() as db:

@@ -23,7 +23,7 @@ async def _statuses(api: Api, n: int) -> list[tuple[int, str | None, dict]]:
 
 
 async def test_f0_training_rate_gives_429_with_retry_after():
-    async with Emulator(EmulatorConfig(tier="F0")) as emu, aiohttp.ClientSession() as s:
+    async with Emulator(EmulatorConfig(tier="F0", latency=Latency())) as emu, aiohttp.ClientSession() as s:
         results = await _statuses(Api(s, emu), 3)  # 2/s with a burst of 2: the third is refused
     assert [r[0] for r in results[:2]] == [200, 200]
     status, retry_after, body = results[2]
@@ -45,7 +45,7 @@ async def test_no_retry_after_and_explicit_rates():
 
 
 async def test_s0_prediction_groups_are_metered_apart():
-    async with Emulator(EmulatorConfig(tier="S0")) as emu, aiohttp.ClientSession() as s:
+    async with Emulator(EmulatorConfig(tier="S0", latency=Latency())) as emu, aiohttp.ClientSession() as s:
         url = f"{emu.endpoint}/customvision/v3.0/prediction/6a2b1a7d-0000-4000-8000-000000000000/classify/iterations/x/url"
         headers = {"Prediction-Key": emu.prediction_key}
         codes = []
