@@ -152,7 +152,7 @@ async def _blob(request: web.Request) -> web.StreamResponse:
     pid, sha, variant = request.match_info["pid"], request.match_info["sha"], request.match_info["variant"]
     if variant not in ("original", "resized", "thumbnail"):
         raise web.HTTPNotFound()
-    refused = _signed(request, f"blobs/{pid}/{sha}/{variant}")
+    refused = _signed(request, f"blobs/{pid}/{sha}")
     if refused is not None:
         return refused
     try:

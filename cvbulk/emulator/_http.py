@@ -141,20 +141,24 @@ def base_url(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}"
 
 
+_URI_PREFIX = web.RequestKey("cvbulk_uri_prefix", tuple)
+
+
 def blob_uris(request: web.Request, project_id: str, sha: str) -> dict[str, str]:
     """resizedImageUri / thumbnailUri / originalImageUri of a stored image: signed for this project
-    and expiring, like the service's SAS URLs."""
-    from ._state import STATE
+    and image, expiring, like the service's SAS URLs. (One signature covers the three sizes of one
+    image: a listing of 256 images signs 256 times, not 768.)"""
+    cached = request.get(_URI_PREFIX)
+    if cached is None or cached[0] != project_id:
+        from ._state import STATE
 
-    signer = request.app[STATE].signer
-    base = base_url(request)
-    project_id = str(uuid.UUID(project_id))
-    out = {}
-    for key, variant in (("resizedImageUri", "resized"), ("thumbnailUri", "thumbnail"),
-                         ("originalImageUri", "original")):
-        resource = f"blobs/{project_id}/{sha}/{variant}"
-        out[key] = f"{base}/emulator/{resource}?{signer.query(resource)}"
-    return out
+        cached = (project_id, f"{base_url(request)}/emulator/blobs/{uuid.UUID(project_id)}/",
+                  str(uuid.UUID(project_id)), request.app[STATE].signer)
+        request[_URI_PREFIX] = cached
+    _, prefix, pid, signer = cached
+    query = signer.query(f"blobs/{pid}/{sha}")
+    return {"resizedImageUri": f"{prefix}{sha}/resized?{query}", "thumbnailUri": f"{prefix}{sha}/thumbnail?{query}",
+            "originalImageUri": f"{prefix}{sha}/original?{query}"}
 
 
 def image_json(record: dict, request: web.Request, project_id: str, *, created: bool = False) -> dict:

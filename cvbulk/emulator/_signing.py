@@ -43,15 +43,20 @@ class UrlSigner:
     def __init__(self, secret: bytes, ttl_seconds: float) -> None:
         self._secret = secret
         self.ttl = ttl_seconds
+        self._expiry: tuple[int, str, str] = (-1, "", "")  # (second, expiry, quoted): listings sign hundreds
 
     def _sig(self, resource: str, expiry: str) -> str:
-        mac = hmac.new(self._secret, f"{resource}\n{expiry}".encode(), hashlib.sha256).digest()
+        mac = hmac.digest(self._secret, f"{resource}\n{expiry}".encode(), hashlib.sha256)
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
     def query(self, resource: str) -> str:
         """``se=...&sp=r&sig=...`` for a resource path, valid for ``ttl`` seconds from now."""
-        expiry = time.strftime(_FMT, time.gmtime(time.time() + self.ttl))
-        return f"se={quote(expiry)}&sp=r&sig={self._sig(resource, expiry)}"
+        ends = int(time.time() + self.ttl)
+        if ends != self._expiry[0]:
+            expiry = time.strftime(_FMT, time.gmtime(ends))
+            self._expiry = (ends, expiry, quote(expiry))
+        _, expiry, quoted = self._expiry
+        return f"se={quoted}&sp=r&sig={self._sig(resource, expiry)}"
 
     def refusal(self, resource: str, expiry: str | None, sig: str | None) -> str | None:
         """None when the URL is valid, else the AuthenticationErrorDetail Azure would give."""
