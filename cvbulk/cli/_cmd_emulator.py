@@ -89,7 +89,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..emulator import (
-        DEFAULT_PREDICTION_KEY, DEFAULT_TRAINING_KEY, KEY_ENV, Emulator, EmulatorConfig, Faults, Latency, env_lines,
+        DEFAULT_PREDICTION_KEY,
+        DEFAULT_TRAINING_KEY,
+        KEY_ENV,
+        Emulator,
+        EmulatorConfig,
+        Faults,
+        Latency,
+        env_lines,
         startup_line,
     )
 

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-def startup_line(emulator: "Emulator | EmulatorThread") -> str:
+def startup_line(emulator: Emulator | EmulatorThread) -> str:
     """The first line ``cvbulk emulator`` prints once it listens (tests and benchmarks parse it)."""
     latency = emulator.config.effective_latency
     return (
@@ -50,7 +50,7 @@ def startup_line(emulator: "Emulator | EmulatorThread") -> str:
     )
 
 
-def env_lines(emulator: "Emulator | EmulatorThread") -> str:
+def env_lines(emulator: Emulator | EmulatorThread) -> str:
     """Ready-to-paste ``export VISION_...`` lines for cvbulk and the SDK samples."""
     values = [
         ("VISION_TRAINING_ENDPOINT", emulator.endpoint), ("VISION_TRAINING_KEY", emulator.training_key),

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._config import TierLimits
 from ._errors import ApiError, not_found
@@ -117,6 +117,13 @@ class StoreBase:
         if row is None:
             raise not_found("Project", pid)
         return row
+
+    if TYPE_CHECKING:  # helpers of the other store parts, joined in ``Store``
+        def _known_tags(self, db: sqlite3.Connection, project_id: str) -> dict[str, sqlite3.Row]: ...
+        def _tag_counts(self, db: sqlite3.Connection, project_id: str) -> dict[str, int]: ...
+        @staticmethod
+        def _tag_json(row: sqlite3.Row, image_count: int) -> dict: ...
+        def _iteration_row(self, db: sqlite3.Connection, pid: str, iteration_id: str) -> sqlite3.Row: ...
 
     def _bump(self, db: sqlite3.Connection, project_id: str) -> None:
         db.execute(

@@ -9,7 +9,19 @@ import anyio
 from aiohttp import web
 
 from ._errors import ApiError
-from ._http import IMAGES, REQUEST_ID, blob_uris, iteration_view, json_response, q_bool, q_int, q_list, q_str, read_images, read_json
+from ._http import (
+    IMAGES,
+    REQUEST_ID,
+    blob_uris,
+    iteration_view,
+    json_response,
+    q_bool,
+    q_int,
+    q_list,
+    q_str,
+    read_images,
+    read_json,
+)
 from ._imaging import TRAINING_MAX_BYTES
 from ._ingest import fetch_url
 from ._models import evaluate_iteration
@@ -90,12 +102,12 @@ async def get_iteration_performance(request: web.Request) -> web.Response:
     key = (state["id"], round(threshold, 6))
     lock = st.perf_locks.setdefault(key, anyio.Lock())
     async with lock:  # concurrent askers wait for one computation
-        perf = st.perf_cache.get(key)
+        perf: dict | None = st.perf_cache.get(key)
         if perf is None:
             perf = await run(evaluate_iteration, st.blobs, state, threshold, st.config.seed, limiter=st.cpu)
             st.perf_cache[key] = perf
             if default:
-                await run(st.store.save_performance, state["id"], perf)
+                await run(st.store.save_performance, str(state["id"]), dict(perf))
     return json_response(perf)
 
 
@@ -119,7 +131,9 @@ async def unpublish_iteration(request: web.Request) -> web.Response:
 async def _quick_test(request: web.Request, data: bytes, max_bytes: int) -> web.Response:
     st = _st(request)
     pid = _pid(request)
-    iteration_id = q_str(request, "iterationId") or await run(st.store.latest_completed, pid)
+    iteration_id = q_str(request, "iterationId")
+    if not iteration_id:
+        iteration_id = str(await run(st.store.latest_completed, pid))
     state = await run(st.store.iteration_state, pid, iteration_id)
     if state["status"] != "Completed":
         raise ApiError(400, "BadRequestIterationIsNotTrained", "The iteration is not trained")

@@ -15,8 +15,8 @@ from ._background import Background
 from ._blobs import BlobStore
 from ._config import EmulatorConfig, Faults, Latency
 from ._limits import RateLimits
-from ._signing import UrlSigner, load_secret
 from ._models import ModelCache, run_training_job
+from ._signing import UrlSigner, load_secret
 from ._store import Store
 
 __all__ = ["EmulatorState", "STATE"]
@@ -42,7 +42,7 @@ class EmulatorState:
     perf_locks: dict = field(default_factory=dict)
 
     @classmethod
-    def open(cls, config: EmulatorConfig, data_dir: Path) -> "EmulatorState":
+    def open(cls, config: EmulatorConfig, data_dir: Path) -> EmulatorState:
         data_dir.mkdir(parents=True, exist_ok=True)
         (data_dir / "models").mkdir(exist_ok=True)
         (data_dir / "exports").mkdir(exist_ok=True)

@@ -51,7 +51,8 @@ class Store(ProjectStore, ImageStore, IterationStore):
         them (the trainer is deterministic: the same model as the exported one)."""
         p = snap["project"]
         project = self.create_project(name or p["name"], p["description"], p["domainId"],
-                                      p["classificationType"], p["exportPlatforms"], status="Importing")
+                                      p["classificationType"], p["exportPlatforms"], status="Importing",
+                                      rename=True)
         pid = project["id"]
         now = utcnow()
         jobs = []
@@ -73,8 +74,8 @@ class Store(ProjectStore, ImageStore, IterationStore):
             db.executemany("INSERT INTO image_tags VALUES (?,?,?)",
                            [(image_map[i], tag_map[t], now) for i, t in snap["imageTags"]])
             db.executemany("INSERT INTO regions VALUES (?,?,?,?,?,?,?,?)",
-                           [(new_id(), image_map[i], tag_map[t], l, tp, w, h, now)
-                            for i, t, l, tp, w, h in snap["regions"]])
+                           [(new_id(), image_map[i], tag_map[t], left, tp, w, h, now)
+                            for i, t, left, tp, w, h in snap["regions"]])
             self._bump(db, pid)
             version = self._project_row(db, pid)["version"]
             for it in snap.get("iterations") or []:

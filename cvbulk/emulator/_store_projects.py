@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from typing import ClassVar
 
 from ._db import StoreBase, new_id, norm_id, utcnow
 from ._domains import DEFAULT_DOMAIN_ID, domain_by_id
@@ -16,8 +17,10 @@ __all__ = ["ProjectStore"]
 class ProjectStore(StoreBase):
     # -- projects ---------------------------------------------------------------------------------
     # The service's project settings: augmentation on, no detection parameters unless set.
-    _AUGMENTATION = {"rotation": True, "scaling": True, "translation": True, "horizontal flip": True,
-                     "equalize": True, "solarize": True, "padtosquare": True}
+    _AUGMENTATION: ClassVar[dict[str, bool]] = {
+        "rotation": True, "scaling": True, "translation": True, "horizontal flip": True,
+        "equalize": True, "solarize": True, "padtosquare": True,
+    }
 
     @classmethod
     def _project_json(cls, row: sqlite3.Row) -> dict:
@@ -41,8 +44,15 @@ class ProjectStore(StoreBase):
         }
 
     @staticmethod
+    def _check_name_free(db: sqlite3.Connection, name: str, exclude: str | None = None) -> None:
+        """Project names are unique on the service (its BadRequestProjectNameNotUnique; the recorded
+        project list has ``x`` and ``x (1)``, never two ``x``)."""
+        if db.execute("SELECT 1 FROM projects WHERE name=? AND id IS NOT ?", (name, exclude)).fetchone():
+            raise ApiError(400, "BadRequestProjectNameNotUnique", f"A project named {name!r} already exists")
+
+    @staticmethod
     def _free_name(db: sqlite3.Connection, name: str) -> str:
-        """A taken project name gets the first free `` (n)`` suffix, as the service renames them."""
+        """An imported copy of a taken name gets the first free `` (n)`` suffix (recorded: ImportProject)."""
         taken = {r[0] for r in db.execute("SELECT name FROM projects WHERE name=? OR name LIKE ?",
                                           (name, name.replace("%", "_") + " (%)"))}
         if name not in taken:
@@ -61,6 +71,7 @@ class ProjectStore(StoreBase):
         export_platforms: Sequence[str] = (),
         project_id: str | None = None,
         status: str = "Succeeded",
+        rename: bool = False,
     ) -> dict:
         if not name or len(name) > 1024:
             raise ApiError(400, "BadRequestProjectName", "Project name is empty or too long")
@@ -88,6 +99,8 @@ class ProjectStore(StoreBase):
                     f"Project limit of {self.limits.max_projects} reached for the {self.limits.name} tier",
                 )
             pid = project_id or new_id()
+            if not rename:
+                self._check_name_free(db, name)
             db.execute(
                 "INSERT INTO projects (id, name, description, domain_id, classification_type, export_platforms,"
                 " created, last_modified, version, status) VALUES (?,?,?,?,?,?,?,?,0,?)",
@@ -115,6 +128,7 @@ class ProjectStore(StoreBase):
         with self._tx() as db:
             row = self._project_row(db, project_id)
             name = body.get("name") or row["name"]
+            self._check_name_free(db, name, exclude=row["id"])
             description = body.get("description")
             description = row["description"] if description is None else description
             settings = body.get("settings") or {}

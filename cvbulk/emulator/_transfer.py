@@ -83,7 +83,7 @@ async def _fetch(st: EmulatorState, url: str) -> bytes:
 
 
 async def import_from_token(st: EmulatorState, token: str, name: str | None) -> dict:
-    origin, token_id, expiry, sig = _parse(token)
+    _origin, token_id, expiry, sig = _parse(token)
     local = st.data_dir / "exports" / f"{token_id}.json"
     if local.exists():
         refused = st.signer.refusal(f"exports/{token_id}", expiry, sig)

@@ -80,9 +80,17 @@ async def test_defaults_and_nulls_as_recorded(api):
     assert all("exportablePlatforms" in d and "modelInformation" in d for d in domains)
 
 
-async def test_duplicate_project_names_are_renamed_as_the_service_does(api):
-    names = [(await api.project("twin"))["name"] for _ in range(3)]
-    assert names == ["twin", "twin (1)", "twin (2)"]
+async def test_project_names_are_unique_and_imports_renamed_as_the_service_does(api):
+    first = await api.project("twin")
+    _, body = await api.call("POST", "/projects", params={"name": "twin"}, expect=400)
+    assert body["code"] == "BadRequestProjectNameNotUnique"
+    other = await api.project("other")
+    _, body = await api.call("PATCH", f"/projects/{other['id']}", json={"name": "twin"}, expect=400)
+    assert body["code"] == "BadRequestProjectNameNotUnique"
+    _, export = await api.call("GET", f"/projects/{first['id']}/export")
+    names = [(await api.call("POST", "/projects/import", params={"token": export["token"]}))[1]["name"]
+             for _ in range(2)]
+    assert names == ["twin (1)", "twin (2)"]
 
 
 async def test_filter_selects_by_metadata_and_refuses_what_it_cannot_read(api):

@@ -109,7 +109,8 @@ class World:
         return resp.json() if resp.content else None
 
     def project(self, **params) -> str:
-        return self.call("POST", "/projects", params={"name": "example", **params})["id"]
+        self._projects = getattr(self, "_projects", 0) + 1  # names are unique on the service
+        return self.call("POST", "/projects", params={"name": f"example {self._projects}", **params})["id"]
 
     def tag(self, pid: str, name: str, description: str = "") -> str:
         return self.call("POST", f"/projects/{pid}/tags", params={"name": name, "description": description})["id"]
