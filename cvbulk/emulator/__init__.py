@@ -41,20 +41,23 @@ __all__ = [
 
 
 def startup_line(emulator: Emulator | EmulatorThread) -> str:
-    """The first line ``cvbulk emulator`` prints once it listens (tests and benchmarks parse it)."""
-    latency = emulator.config.effective_latency
+    """The first line ``cvbulk emulator`` prints once it listens (tests and benchmarks parse it: its
+    format does not change)."""
     return (
         f"cvbulk emulator listening on {emulator.endpoint}  training-key={emulator.training_key}  "
-        f"prediction-key={emulator.prediction_key}  prediction-resource-id={emulator.prediction_resource_id}  "
-        f"tier={emulator.config.tier}  latency={latency.per_request:g}s+{latency.per_image:g}s/image"
+        f"prediction-key={emulator.prediction_key}  prediction-resource-id={emulator.prediction_resource_id}"
     )
 
 
 def env_lines(emulator: Emulator | EmulatorThread) -> str:
-    """Ready-to-paste ``export VISION_...`` lines for cvbulk and the SDK samples."""
+    """What follows the first line: the tier it plays, then ready-to-paste ``export VISION_...``
+    lines for cvbulk and the SDK samples."""
+    latency = emulator.config.effective_latency
+    tier = (f"# tier {emulator.config.tier}: latency {latency.per_request:g} s per call + "
+            f"{latency.per_image:g} s per image")
     values = [
         ("VISION_TRAINING_ENDPOINT", emulator.endpoint), ("VISION_TRAINING_KEY", emulator.training_key),
         ("VISION_PREDICTION_ENDPOINT", emulator.endpoint), ("VISION_PREDICTION_KEY", emulator.prediction_key),
         ("VISION_PREDICTION_RESOURCE_ID", emulator.prediction_resource_id),
     ]
-    return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in values)
+    return "\n".join([tier] + [f"export {name}={shlex.quote(value)}" for name, value in values])

@@ -140,10 +140,14 @@ def _throttled(st: EmulatorState, operation: str, api: str, seconds: int) -> web
     return json_response(throttled_body(operation, api, st.rates.tier, seconds), status=429, headers=headers)
 
 
-def _signed(request: web.Request, resource: str) -> web.Response | None:
-    """None when the URL's signature and expiry are good, else Azure Storage's 403."""
+def _signed(request: web.Request, resource: str, expiry: str | None = None,
+            sig: str | None = None) -> web.Response | None:
+    """None when the URL's signature and expiry (in its query unless given) are good, else Azure
+    Storage's 403."""
     st: EmulatorState = request.app[STATE]
-    detail = st.signer.refusal(resource, request.query.get("se"), request.query.get("sig"))
+    if expiry is None:
+        expiry, sig = request.query.get("se"), request.query.get("sig")
+    detail = st.signer.refusal(resource, expiry, sig)
     return storage_refusal(detail) if detail else None
 
 
@@ -152,7 +156,7 @@ async def _blob(request: web.Request) -> web.StreamResponse:
     pid, sha, variant = request.match_info["pid"], request.match_info["sha"], request.match_info["variant"]
     if variant not in ("original", "resized", "thumbnail"):
         raise web.HTTPNotFound()
-    refused = _signed(request, f"blobs/{pid}/{sha}")
+    refused = _signed(request, f"blobs/{pid}/{sha}", request.match_info["se"], request.match_info["sig"])
     if refused is not None:
         return refused
     try:
@@ -201,6 +205,6 @@ def build_app(state: EmulatorState) -> web.Application:
     for method, path, handler, operation, stores in prediction_routes():
         add(PREDICTION_PREFIX, method, path, handler,
             ("Prediction", operation, "prediction_store" if stores else "prediction_nostore"))
-    app.router.add_get("/emulator/blobs/{pid}/{sha}/{variant}", _blob)
+    app.router.add_get("/emulator/blobs/{pid}/{variant}/{se}/{sig}/{sha}", _blob)
     app.router.add_get("/emulator/exports/{token}", _export)
     return app

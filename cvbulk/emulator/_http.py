@@ -146,19 +146,21 @@ _URI_PREFIX = web.RequestKey("cvbulk_uri_prefix", tuple)
 
 def blob_uris(request: web.Request, project_id: str, sha: str) -> dict[str, str]:
     """resizedImageUri / thumbnailUri / originalImageUri of a stored image: signed for this project
-    and image, expiring, like the service's SAS URLs. (One signature covers the three sizes of one
-    image: a listing of 256 images signs 256 times, not 768.)"""
+    and image, expiring, like the service's SAS URLs. The expiry and signature sit in the path
+    (``/emulator/blobs/<project>/<size>/<expiry>/<sig>/<sha256>``) so that a URL still ends with the
+    content's name. One signature covers the three sizes of one image."""
     cached = request.get(_URI_PREFIX)
     if cached is None or cached[0] != project_id:
         from ._state import STATE
 
-        cached = (project_id, f"{base_url(request)}/emulator/blobs/{uuid.UUID(project_id)}/",
-                  str(uuid.UUID(project_id)), request.app[STATE].signer)
+        pid = str(uuid.UUID(project_id))
+        cached = (project_id, f"{base_url(request)}/emulator/blobs/{pid}/", pid, request.app[STATE].signer)
         request[_URI_PREFIX] = cached
     _, prefix, pid, signer = cached
-    query = signer.query(f"blobs/{pid}/{sha}")
-    return {"resizedImageUri": f"{prefix}{sha}/resized?{query}", "thumbnailUri": f"{prefix}{sha}/thumbnail?{query}",
-            "originalImageUri": f"{prefix}{sha}/original?{query}"}
+    _, expiry, sig = signer.sign(f"blobs/{pid}/{sha}")
+    return {"resizedImageUri": f"{prefix}resized/{expiry}/{sig}/{sha}",
+            "thumbnailUri": f"{prefix}thumbnail/{expiry}/{sig}/{sha}",
+            "originalImageUri": f"{prefix}original/{expiry}/{sig}/{sha}"}
 
 
 def image_json(record: dict, request: web.Request, project_id: str, *, created: bool = False) -> dict:

@@ -49,14 +49,19 @@ class UrlSigner:
         mac = hmac.digest(self._secret, f"{resource}\n{expiry}".encode(), hashlib.sha256)
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
-    def query(self, resource: str) -> str:
-        """``se=...&sp=r&sig=...`` for a resource path, valid for ``ttl`` seconds from now."""
+    def sign(self, resource: str) -> tuple[str, str, str]:
+        """(expiry, its URL-quoted form, signature) for a resource, valid for ``ttl`` seconds."""
         ends = int(time.time() + self.ttl)
         if ends != self._expiry[0]:
             expiry = time.strftime(_FMT, time.gmtime(ends))
             self._expiry = (ends, expiry, quote(expiry))
         _, expiry, quoted = self._expiry
-        return f"se={quoted}&sp=r&sig={self._sig(resource, expiry)}"
+        return expiry, quoted, self._sig(resource, expiry)
+
+    def query(self, resource: str) -> str:
+        """``se=...&sp=r&sig=...`` for a resource path, valid for ``ttl`` seconds from now."""
+        _, quoted, sig = self.sign(resource)
+        return f"se={quoted}&sp=r&sig={sig}"
 
     def refusal(self, resource: str, expiry: str | None, sig: str | None) -> str | None:
         """None when the URL is valid, else the AuthenticationErrorDetail Azure would give."""

@@ -44,13 +44,6 @@ class ProjectStore(StoreBase):
         }
 
     @staticmethod
-    def _check_name_free(db: sqlite3.Connection, name: str, exclude: str | None = None) -> None:
-        """Project names are unique on the service (its BadRequestProjectNameNotUnique; the recorded
-        project list has ``x`` and ``x (1)``, never two ``x``)."""
-        if db.execute("SELECT 1 FROM projects WHERE name=? AND id IS NOT ?", (name, exclude)).fetchone():
-            raise ApiError(400, "BadRequestProjectNameNotUnique", f"A project named {name!r} already exists")
-
-    @staticmethod
     def _free_name(db: sqlite3.Connection, name: str) -> str:
         """An imported copy of a taken name gets the first free `` (n)`` suffix (recorded: ImportProject)."""
         taken = {r[0] for r in db.execute("SELECT name FROM projects WHERE name=? OR name LIKE ?",
@@ -99,12 +92,12 @@ class ProjectStore(StoreBase):
                     f"Project limit of {self.limits.max_projects} reached for the {self.limits.name} tier",
                 )
             pid = project_id or new_id()
-            if not rename:
-                self._check_name_free(db, name)
             db.execute(
                 "INSERT INTO projects (id, name, description, domain_id, classification_type, export_platforms,"
                 " created, last_modified, version, status) VALUES (?,?,?,?,?,?,?,?,0,?)",
-                (pid, self._free_name(db, name), description or "", domain["id"], classification_type,
+                # Duplicate names are accepted (cvbulk's name lookups expect them; the recordings never
+                # create one); an imported copy gets a free `` (n)`` suffix, as recorded.
+                (pid, self._free_name(db, name) if rename else name, description or "", domain["id"], classification_type,
                  json.dumps(list(export_platforms)), now, now, status),
             )
             return self._project_json(self._project_row(db, pid))
@@ -128,7 +121,6 @@ class ProjectStore(StoreBase):
         with self._tx() as db:
             row = self._project_row(db, project_id)
             name = body.get("name") or row["name"]
-            self._check_name_free(db, name, exclude=row["id"])
             description = body.get("description")
             description = row["description"] if description is None else description
             settings = body.get("settings") or {}
