@@ -147,17 +147,30 @@ def test_export_links_refuse_an_altered_signature_and_get_artifact_checks_it(c, 
 def test_expired_links_are_refused_but_get_artifact_still_reads_them(tmp_path):
     from cvbulk.emulator import EmulatorConfig, EmulatorThread, Latency
 
+    from ._ops_helpers import COMPACT_CLASSIFICATION
+
     config = EmulatorConfig(url_ttl_seconds=1, training_seconds=0.1, latency=Latency(), data_dir=tmp_path)
     with EmulatorThread(config) as emu:
         c = Client(emu)
-        pid = c.json("POST", "/projects", params={"name": "ttl"})["id"]
-        image = upload(c, pid, sorted((TREES / "Hemlock").glob("*.jpg"))[:1])[0]
-        uri = image["originalImageUri"]
-        assert c.s.get(uri, timeout=30).status_code == 200
+        pid = c.json("POST", "/projects", params={"name": "ttl", "domainId": COMPACT_CLASSIFICATION})["id"]
+        first = sorted((TREES / "Hemlock").glob("*.jpg"))[0]
+        uploaded = []
+        for name, folder in (("a", "Hemlock"), ("b", "Japanese_Cherry")):
+            tag = c.json("POST", f"/projects/{pid}/tags", params={"name": name})["id"]
+            uploaded += upload(c, pid, sorted((TREES / folder).glob("*.jpg"))[:5], [tag])
+        image_uri = uploaded[0]["originalImageUri"]  # the first Hemlock file's
+        iteration = c.wait(pid, c.json("POST", f"/projects/{pid}/train"))
+        path = f"/projects/{pid}/iterations/{iteration['id']}/export"
+        c.json("POST", path, params={"platform": "ONNX"})
+        deadline = time.monotonic() + 30
+        while c.json("GET", path)[0]["status"] == "Exporting":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)  # polling, as a client does
+        model_uri = c.json("GET", path)[0]["downloadUri"]
         time.sleep(2.1)  # the 1 s lifetime (whole seconds, as Azure's se) must pass
-        expired = c.s.get(uri, timeout=30)
-        assert expired.status_code == 403 and b"Signed expiry time" in expired.content
-        # the Training-Key authorises GetArtifact, as the service's relative path shows
-        by_key = c.call("GET", f"/projects/{pid}/artifacts", params={"path": uri})
-        assert by_key.content == (TREES / "Hemlock" / sorted(p.name for p in (TREES / "Hemlock").glob("*.jpg"))[0]
-                                  ).read_bytes()
+        for uri in (image_uri, model_uri):
+            expired = c.s.get(uri, timeout=30)
+            assert expired.status_code == 403 and b"Signed expiry time" in expired.content
+        # the Training-Key authorises GetArtifact, as the service's unsigned relative path shows
+        assert c.call("GET", f"/projects/{pid}/artifacts", params={"path": image_uri}).content == first.read_bytes()
+        assert c.call("GET", f"/projects/{pid}/artifacts", params={"path": model_uri}).content[:2] == b"PK"
