@@ -13,6 +13,7 @@ import pytest
 from cvbulk.emulator import EmulatorConfig, EmulatorThread, Latency
 
 from ._replay import Exchange, Replayer, load_recordings
+from .conftest import PARITY_REPORT
 
 RECORDINGS = Path(__file__).resolve().parents[2].parent / "shared" / "specs" / "customvision" / "recordings"
 THRESHOLD = 0.95  # of the scored exchanges (every operation of the recordings is served)
@@ -65,9 +66,9 @@ def _report(exchanges: list[Exchange]) -> str:
     return "\n".join(lines)
 
 
-def test_parity_figure_meets_the_threshold(exchanges: list[Exchange]) -> None:
+def test_parity_figure_meets_the_threshold(exchanges: list[Exchange], pytestconfig: pytest.Config) -> None:
     report = _report(exchanges)
-    print("\n" + report)
+    pytestconfig.stash[PARITY_REPORT] = report  # the run's summary prints it (conftest)
     scored = [e for e in exchanges if e.scored]
     matched = sum(e.ok for e in scored)
     assert len(scored) >= 110, report  # the recordings hold 119 replayable v3 exchanges
