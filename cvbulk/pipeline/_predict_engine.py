@@ -30,6 +30,7 @@ from ..client._errors import (
     AuthenticationError,
     BadRequestError,
     CustomVisionError,
+    EndpointUnreachableError,
     NotFoundError,
     RetryBudgetExhausted,
 )
@@ -57,6 +58,7 @@ PREDICTED = Status.PREDICTED
 REJECTED = Status.REJECTED
 FAILED = Status.FAILED
 ERROR = Status.ERROR
+SKIPPED = Status.SKIPPED
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,10 @@ class WorkItem:
     """One file to score. ``key`` is its path relative to the root (posix): the output's path column."""
 
     key: str
-    path: Path
+    path: Path | None
     size: int
     mtime_ns: int
+    entry: Any = None  # the source's own item (a blob), when it is not a local file
 
 
 @dataclass(frozen=True)
@@ -75,13 +78,16 @@ class Prepared:
     again when the request is written, so scorers waiting for a slot hold no image in memory."""
 
     item: WorkItem
-    data: bytes | ImageBody
+    data: bytes | ImageBody | Any  # or a ``predict.UrlImage``: the service fetches it
     sha256: str
     fixes: tuple[str, ...] = ()
+    via: str | None = None  # from a container: "url" or "bytes"
 
     @property
     def nbytes(self) -> int:
-        return self.data.size if isinstance(self.data, ImageBody) else len(self.data)
+        if isinstance(self.data, (bytes, bytearray)):
+            return len(self.data)
+        return self.data.size if isinstance(self.data, ImageBody) else 0
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,7 @@ class Outcome:
     reason: str | None = None  # one line for a person, when not predicted
     fixes: tuple[str, ...] = ()
     nbytes: int = 0  # bytes sent to the service
+    via: str | None = None  # from a container: how the image went ("url", "bytes")
 
     @property
     def final(self) -> bool:
@@ -125,6 +132,8 @@ class EngineStats:
             self.rejected += 1
         elif outcome.status == FAILED:
             self.failed += 1
+        elif outcome.status == SKIPPED:
+            pass
         else:
             self.errors += 1
         self.bytes_sent += outcome.nbytes
@@ -155,8 +164,8 @@ def classify_error(exc: CustomVisionError) -> str | None:
     going on would only record the same failure a million times.
     """
     inner = exc.last_error if isinstance(exc, RetryBudgetExhausted) else exc
-    if isinstance(inner, (AuthenticationError, NotFoundError)):
-        return None
+    if isinstance(inner, (AuthenticationError, NotFoundError, EndpointUnreachableError)):
+        return None  # the same for every image: one line, not a million outcomes
     if isinstance(inner, BadRequestError):
         return FAILED  # the service refused this image; sending it again will not help
     return ERROR  # 429 past the retry budget, 5xx, dropped connections, timeouts
@@ -166,7 +175,7 @@ async def run_engine(
     source: AsyncIterable[WorkItem | Outcome],
     *,
     prepare: Callable[[WorkItem], Prepared | Outcome],
-    score: Callable[[bytes | ImageBody], Awaitable[Any]],
+    score: Callable[[Any], Awaitable[Any]],
     record: Callable[[Sequence[Outcome]], None],
     on_recorded: Callable[[Sequence[Outcome]], None] | None = None,
     workers: int = 16,
@@ -262,13 +271,14 @@ async def run_engine(
                         streak.failure(exc)
                     outcome = Outcome(
                         item.key, status, item.size, item.mtime_ns, prepared.sha256,
-                        reason=one_line(exc, limit=500), fixes=prepared.fixes,
+                        reason=one_line(exc, limit=500), fixes=prepared.fixes, via=_via(prepared),
                     )
                 else:
                     streak.success()
                     outcome = Outcome(
                         item.key, PREDICTED, item.size, item.mtime_ns, prepared.sha256,
                         prediction=prediction, fixes=prepared.fixes, nbytes=prepared.nbytes,
+                        via=_via(prepared),
                     )
                 await out_record.send(outcome)
 
@@ -320,6 +330,11 @@ async def _run_stages(feed, prepare_worker, score_worker, recorder, workers, pre
                 to_score_recv.close()
         finally:
             to_record_send.close()
+
+
+def _via(prepared: Prepared) -> str | None:
+    # A URL image the service could not fetch may have been sent as bytes after all (``--via auto``).
+    return getattr(prepared.data, "went", None) or prepared.via
 
 
 class _Streak:

@@ -323,7 +323,8 @@ async def test_run_predict_resumes_without_duplicates(tmp_path):
     rows = [r["path"] for r in _csv_rows(out)]
     assert sorted(rows) == sorted(paths) and len(rows) == len(set(rows))
     assert second.calls == 30 - len(done_first) - 1
-    assert result.report["counts"]["skipped"] == len(done_first) + 1
+    assert result.report["extra"]["already_done"] == len(done_first) + 1
+    assert "skipped" not in result.report["counts"]  # done by an earlier run is not "skipped"
 
     third = FakePrediction()
     again = await run_predict(third, None, _options(root, out))
@@ -346,7 +347,8 @@ async def test_run_predict_awkward_names_round_trip_through_resume(tmp_path):
     assert all(not c.startswith(("=", "+", "@")) for c in cells)  # escaped with a leading '
     again = FakePrediction()
     result = await run_predict(again, None, _options(root, out))
-    assert again.calls == 0 and result.report["counts"] == {"skipped": len(names)}
+    assert again.calls == 0 and result.report["counts"] == {}
+    assert result.report["extra"]["already_done"] == len(names)
 
 
 async def test_run_predict_transient_errors_get_no_row_and_are_retried(tmp_path):
@@ -584,8 +586,8 @@ def test_emulator_kill_9_and_resume_gives_one_row_per_image(emu_thread, trees, t
     report = json.loads(resumed.stdout)
     rows = _data_rows(out)
     assert len(rows) == 90 and sorted(rows) == sorted(paths)  # row count == image count, none twice
-    assert report["counts"]["skipped"] == len(first)
-    assert report["counts"]["predicted"] == 90 - report["counts"]["skipped"]
+    assert report["extra"]["already_done"] == len(first)
+    assert report["counts"]["predicted"] == 90 - report["extra"]["already_done"]
     assert emu.prediction_key not in out.read_text() + resumed.stdout.decode() + resumed.stderr.decode()
 
 
