@@ -13,7 +13,6 @@ from ._common import (
     add_pace_group,
     add_state_args,
     check_concurrency,
-    check_root,
     check_tps,
     finish,
     finish_job_parser,
@@ -25,7 +24,6 @@ from ._common import (
     show_report,
     training_connection,
 )
-
 from ._source_args import add_source_args, open_source, source_root
 
 if TYPE_CHECKING:

@@ -217,7 +217,7 @@ async def _run(
         return Prepared(item, data, result.sha256, tuple(result.fixes))
 
     send = prediction.detect_image if options.detect else prediction.classify_image
-    send_url = getattr(prediction, "detect_image_url" if options.detect else "classify_image_url", None)
+    send_url: Any = getattr(prediction, "detect_image_url" if options.detect else "classify_image_url", None)
 
     async def score(data: bytes | ImageBody | UrlImage) -> Any:
         if isinstance(data, UrlImage):

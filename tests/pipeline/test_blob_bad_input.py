@@ -93,7 +93,7 @@ async def test_run_wide_storage_trouble_is_one_fatal_line(blob_env, azurite_cont
         async with open_image_source(f"{blob_env.account_url}/{azurite_container}/?{token}"):
             pass
     assert "sig=" not in str(info.value) and "denied" in str(info.value)
-    with pytest.raises(FatalRunError, match="did not answer|cannot reach|unreachable|refused"):
+    with pytest.raises(FatalRunError, match=r"did not answer|cannot reach|unreachable|refused"):
         async with open_image_source(f"http://127.0.0.1:9/{ACCOUNT}/{azurite_container}/?{token}"):
             pass
     with pytest.raises(ConfigError):

@@ -287,7 +287,8 @@ async def test_run_predict_csv_columns_rows_and_bad_input(tmp_path):
     assert not result.ok  # two files are not images
     rows = _csv_rows(out)
     assert sorted(r["path"] for r in rows) == sorted(paths)
-    header = next(csv.reader(open(out, newline="", encoding="utf-8")))
+    with open(out, newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f))
     # Without training credentials the columns are the first answer's tags, sorted by name; the
     # formula-like tag name is escaped in the header.
     assert header[5:] == ["'=cmd", "Hemlock", "Japanese_Cherry"]

@@ -35,7 +35,7 @@ async def _image_count(emu, name: str) -> int:
 
 
 def test_2000_blobs_killed_twice_and_resumed_end_with_2000_images(
-    tmp_path, azurite, azurite_container, azurite_service  # noqa: F811
+    tmp_path, azurite, azurite_container, azurite_service
 ):
     blobs = {f"{'ab'[i % 2]}/img_{i:04d}.png": _tiny_png(i) for i in range(2000)}
     anyio.run(_put, azurite, azurite_container, blobs)
@@ -64,14 +64,14 @@ def test_2000_blobs_killed_twice_and_resumed_end_with_2000_images(
         assert report["extra"]["source"]["sent"]["as_bytes"] == 0
 
 
-async def _put(azurite, container: str, blobs: dict[str, bytes]) -> None:  # noqa: F811
+async def _put(azurite, container: str, blobs: dict[str, bytes]) -> None:
     from azure.storage.blob.aio import BlobServiceClient
 
     async with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
         await put_blobs(service, container, blobs)
 
 
-def test_no_key_sas_or_connection_string_in_any_artefact(tmp_path, azurite, azurite_container):  # noqa: F811
+def test_no_key_sas_or_connection_string_in_any_artefact(tmp_path, azurite, azurite_container):
     blobs = sample_blobs(skip="-")  # with Test/
     blobs["Hemlock/notes.txt"] = b"not an image"
     blobs["Hemlock/broken.jpg"] = b"\xff\xd8\xff\xe0 cut"
@@ -107,7 +107,7 @@ def test_no_key_sas_or_connection_string_in_any_artefact(tmp_path, azurite, azur
         assert "not found" in text  # the missing container's one line
 
 
-def test_by_url_reads_no_image_bytes_in_the_report(tmp_path, azurite, azurite_container):  # noqa: F811
+def test_by_url_reads_no_image_bytes_in_the_report(tmp_path, azurite, azurite_container):
     blobs = sample_blobs(skip="-")
     anyio.run(_put, azurite, azurite_container, blobs)
     with EmulatorThread(EmulatorConfig(tier="unlimited", data_dir=tmp_path / "emu")) as emu:
