@@ -12,9 +12,6 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import anyio
-import anyio.to_thread
-
 from ..client._body import BytesBody
 from .batch import MAX_TAGS_PER_BATCH, Batch, BatchItem
 from .prepare import TRAINING_LIMITS, ImageLimits, Rejected
@@ -70,7 +67,7 @@ class FallbackSender(ImageSender):
             blob = blobs.get(item.key)
             if blob is None:
                 continue
-            result = await anyio.to_thread.run_sync(self.folder.prepare_fallback, blob, self.limits, ())
+            result = await self.folder.prepare_fallback(blob, self.limits, ())
             if isinstance(result, Rejected):
                 outcomes[k] = Outcome(_with_via(item, VIA_FALLBACK), Status.REJECTED, reason=result.reason)
                 continue

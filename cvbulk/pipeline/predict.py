@@ -1,6 +1,6 @@
 """``cvbulk predict``: score a tree of images against a published iteration, resumably.
 
-The pipeline is scan -> prepare -> score -> record (see ``_predict_engine``): one prediction request
+The pipeline is scan -> prepare -> score -> record (``_predict_engine.ScoreStages`` run by ``engine.run_job``): one prediction request
 per image, many in flight under the client's pacer, rows written to the output as results arrive.
 
 Resume rule. The output file is the truth about which images are done: ``existing_keys(output)``
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -42,8 +42,8 @@ from ._predict_engine import (
     EngineStats,
     Outcome,
     Prepared,
+    ScoreStages,
     WorkItem,
-    run_engine,
 )
 from ._predict_rows import RowMaker, existing_tag_columns, output_format
 from .engine import ProgressSink, open_journal, run_job, start_progress
@@ -140,15 +140,18 @@ async def run_predict(
         state_path, job=JOB, fingerprint=fingerprint, hint="use another {opt:state} or {opt:output}"
     )
 
-    return await run_job(
-        None,
-        journal,
-        progress,
-        partial(_run, prediction, options, journal, fmt, project_id, project_name, tag_names, state_path, progress),
-    )
+    try:
+        stages, finish = await _setup(
+            prediction, options, journal, fmt, project_id, project_name, tag_names, state_path, progress
+        )
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(journal.close)
+        raise
+    return await run_job(None, journal, progress, stages, finish)
 
 
-async def _run(
+async def _setup(
     prediction: Any,
     options: PredictOptions,
     journal: Journal,
@@ -158,7 +161,8 @@ async def _run(
     tag_names: list[str] | None,
     state_path: Path,
     progress: ProgressSink | None,
-) -> PredictResult:
+) -> tuple[Callable[[], Awaitable[Any]], Callable[[], Awaitable[PredictResult]]]:
+    """The run's stages (for ``engine.run_job``) and what builds its result once they are done."""
     output = options.output
     appending = output.exists() and output.stat().st_size > 0
     # The paths that already have a row: never scored again (read in a thread: it may be large).
@@ -206,8 +210,6 @@ async def _run(
                 yield WorkItem(entry.relpath, entry.path, entry.size, entry.mtime_ns)
 
     def prepare(item: WorkItem) -> Prepared | Outcome:
-        if item.entry is not None:
-            return _prepare_sourced(src, item)
         assert item.path is not None
         result = prepare_image(item.path, limits=PREDICTION_LIMITS)
         if isinstance(result, Rejected):
@@ -255,38 +257,47 @@ async def _run(
 
     start_progress(progress, None, prediction, group)  # the total grows as the lazy scan finds files
 
+    scoring = ScoreStages(
+        prepare=prepare,
+        score=score,
+        record=record,
+        on_recorded=on_recorded,
+        workers=options.max_concurrency,
+        prepare_workers=options.prepare_workers,
+        aprepare=partial(_prepare_sourced, src) if src is not None else None,
+        prepare_tasks=getattr(src, "prepare_tasks", None),
+    )
     started = time.time()
     stats_before = _client_stats(prediction)
-    try:
-        engine_stats = await run_engine(
-            source(),
-            prepare=prepare,
-            score=score,
-            record=record,
-            on_recorded=on_recorded,
-            workers=options.max_concurrency,
-            prepare_workers=options.prepare_workers,
-        )
-    finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(sink.close)
-    finished = time.time()
+    finished = started
 
-    report = await anyio.to_thread.run_sync(
-        lambda: _build_report(
-            options, fmt, project_id, project_name, state_path, journal, engine_stats, counters,
-            started, finished, _stats_delta(stats_before, _client_stats(prediction)), sink.tag_names,
+    async def stages() -> None:
+        nonlocal finished
+        try:
+            await scoring.run(source())
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(sink.close)
+        finished = time.time()
+
+    async def finish() -> PredictResult:
+        report = await anyio.to_thread.run_sync(
+            lambda: _build_report(
+                options, fmt, project_id, project_name, state_path, journal, scoring.stats, counters,
+                started, finished, _stats_delta(stats_before, _client_stats(prediction)), sink.tag_names,
+            )
         )
-    )
-    report_path = options.report or default_report_path(output)
-    await anyio.to_thread.run_sync(write_report, report_path, report)
-    report["report_file"] = str(report_path)
-    # Exit 1 while the job holds a failed file (this run's or an earlier run's): its row in the
-    # output says "rejected" / "failed", or (a transient error) it has no row yet.
-    ok = not (report["failed"] or report["extra"]["job_failed"])
-    return PredictResult(
-        ok=ok, report=report, state_file=Path(state_path), report_file=Path(report_path), output=Path(output)
-    )
+        report_path = options.report or default_report_path(output)
+        await anyio.to_thread.run_sync(write_report, report_path, report)
+        report["report_file"] = str(report_path)
+        # Exit 1 while the job holds a failed file (this run's or an earlier run's): its row in the
+        # output says "rejected" / "failed", or (a transient error) it has no row yet.
+        ok = not (report["failed"] or report["extra"]["job_failed"])
+        return PredictResult(
+            ok=ok, report=report, state_file=Path(state_path), report_file=Path(report_path), output=Path(output)
+        )
+
+    return stages, finish
 
 
 # -- project and tags ---------------------------------------------------------------------------
@@ -387,9 +398,13 @@ class _Sink:
             self.writer.close()
 
 
-def _prepare_sourced(src: Any, item: WorkItem) -> Prepared | Outcome:
+async def _prepare_sourced(src: Any, item: WorkItem, cpu: anyio.CapacityLimiter) -> Prepared | Outcome:
     """An image from a source other than a folder (a container): by URL when it passes the header check."""
-    result = src.prepare(item.entry, PREDICTION_LIMITS, ())
+    aprepare = getattr(src, "aprepare", None)
+    if aprepare is not None:
+        result = await aprepare(item.entry, PREDICTION_LIMITS, (), cpu)
+    else:
+        result = await anyio.to_thread.run_sync(src.prepare, item.entry, PREDICTION_LIMITS, (), limiter=cpu)
     if isinstance(result, Rejected):
         return Outcome(item.key, REJECTED, item.size, item.mtime_ns, reason=result.reason)
     via = getattr(result, "via", None)
@@ -401,7 +416,7 @@ def _prepare_sourced(src: Any, item: WorkItem) -> Prepared | Outcome:
 
 
 async def _fallback_bytes(src: Any, item: Any) -> bytes:
-    result = await anyio.to_thread.run_sync(src.prepare_fallback, item, PREDICTION_LIMITS, ())
+    result = await src.prepare_fallback(item, PREDICTION_LIMITS, ())
     if isinstance(result, Rejected):
         raise BadRequestError(f"the service could not fetch the blob's URL, and its bytes: {result.reason}", status=400)
     return result.data

@@ -203,36 +203,55 @@ class BlobFolder:
         with self._lock:
             self.counts[way] += 1
 
+    #: Checks in flight at once: each mostly waits for its ranged read, so many more than the cores.
+    prepare_tasks = 32
+
     def prepare(self, item: Any, limits: ImageLimits, regions: Iterable[RegionLabel]) -> PreparedImage | Rejected:
-        """Blocking (a worker thread): the reads hop to the event loop, the checks and fixes stay here."""
+        """Blocking (a worker thread): the protocol's form of :meth:`aprepare`."""
+        return anyio.from_thread.run(self.aprepare, item, limits, tuple(regions))
+
+    async def aprepare(
+        self, item: Any, limits: ImageLimits, regions: Iterable[RegionLabel], cpu: anyio.CapacityLimiter | None = None
+    ) -> PreparedImage | Rejected:
+        """Check one blob: its reads await on the event loop, its CPU work (a fix) runs in a worker thread
+        under ``cpu``. By URL when it passes the header check (and ``via`` is not "bytes")."""
         from ..storage import StorageError
 
         regions = tuple(regions)
         try:
             if self.via == "bytes":
-                return self._as_bytes(item, limits, regions, None)
-            head = anyio.from_thread.run(self.storage.read_head, item.entry)
-            verdict = check_head(head, item.size, limits, regions)
+                return await self._as_bytes(item, limits, regions, None, cpu)
+            head = await self.storage.read_head(item.entry)
+            verdict = check_head(head, item.size, limits, regions)  # a header parse: cheap
             if isinstance(verdict, Rejected):
                 return verdict
             if verdict == "pass":
-                signed = anyio.from_thread.run(partial(self.storage.read_url, item.entry, ttl=self.ttl))
+                signed = await self.storage.read_url(item.entry, ttl=self.ttl)
                 fmt = (os.path.splitext(item.relpath)[1].lstrip(".") or "jpg").upper()
                 self._count("url")
                 with self._lock:
                     self._by_url[item.relpath] = item
                 return SourcedImage(b"", 0, 0, "JPEG" if fmt in ("JPG", "JPEG") else fmt, f"etag:{item.entry.etag}",
                                     (), regions, via="url", url=signed.url)
-            return self._as_bytes(item, limits, regions, head)
+            return await self._as_bytes(item, limits, regions, head, cpu)
         except StorageError as exc:
             return _storage_rejected(exc)
 
-    def _as_bytes(self, item: BlobItem, limits: ImageLimits, regions: tuple[RegionLabel, ...], head: bytes | None) -> PreparedImage | Rejected:
+    async def _as_bytes(
+        self,
+        item: BlobItem,
+        limits: ImageLimits,
+        regions: tuple[RegionLabel, ...],
+        head: bytes | None,
+        cpu: anyio.CapacityLimiter | None,
+    ) -> PreparedImage | Rejected:
         if item.size > limits.max_file_bytes:
             return check_head(b"x", item.size, limits, regions)  # type: ignore[return-value]  # the size refusal
         whole = head is not None and len(head) >= item.size
-        data = head if whole and head is not None else anyio.from_thread.run(self.storage.read_all, item.entry)
-        result = prepare_image(data=data, limits=limits, regions=regions)
+        data = head if whole and head is not None else await self.storage.read_all(item.entry)
+        result = await anyio.to_thread.run_sync(
+            partial(prepare_image, data=data, limits=limits, regions=regions), limiter=cpu
+        )
         if isinstance(result, Rejected):
             return result
         self._count("bytes" if result.passed_through else "fixed")
@@ -247,12 +266,14 @@ class BlobFolder:
         with self._lock:
             return self._by_url.pop(key, None)
 
-    def prepare_fallback(self, item: BlobItem, limits: ImageLimits, regions: Iterable[RegionLabel]) -> PreparedImage | Rejected:
-        """The bytes of a blob whose URL the service could not fetch (blocking, a worker thread)."""
+    async def prepare_fallback(
+        self, item: BlobItem, limits: ImageLimits, regions: Iterable[RegionLabel]
+    ) -> PreparedImage | Rejected:
+        """The bytes of a blob whose URL the service could not fetch, checked (and fixed) as from a folder."""
         from ..storage import StorageError
 
         try:
-            result = self._as_bytes(item, limits, tuple(regions), None)
+            result = await self._as_bytes(item, limits, tuple(regions), None, None)
         except StorageError as exc:
             return _storage_rejected(exc)
         with self._lock:

@@ -390,7 +390,8 @@ async def _pipeline(run: _Run) -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(_recorder, run, record_recv)
         tg.start_soon(_scan_and_plan, run, work_send, record_send.clone())
-        for _ in range(2 * workers):  # twice the cores: one reads while another computes
+        # twice the cores: one reads while another computes; more for a source whose checks wait on the network
+        for _ in range(getattr(_source(opts), "prepare_tasks", None) or 2 * workers):
             tg.start_soon(_preparer, run, work_recv.clone(), item_send.clone(), record_send.clone())
         ticker = item_send.clone()
         work_recv.close()
@@ -500,10 +501,14 @@ async def _preparer(
             entry = work.entry
             labels = work.labels or Labels(())
             try:
-                result = await anyio.to_thread.run_sync(
-                    partial(_source(opts).prepare, entry, opts.limits, labels.regions),
-                    limiter=run.cpu,
-                )
+                aprepare = getattr(_source(opts), "aprepare", None)  # its reads await; its CPU work takes run.cpu
+                if aprepare is not None:
+                    result = await aprepare(entry, opts.limits, labels.regions, run.cpu)
+                else:
+                    result = await anyio.to_thread.run_sync(
+                        partial(_source(opts).prepare, entry, opts.limits, labels.regions),
+                        limiter=run.cpu,
+                    )
             except Exception as exc:  # a codec's own bug is this file's outcome, not the run's
                 result = Rejected("corrupt", f"could not be read as an image ({type(exc).__name__}: {exc})")
             if isinstance(result, Rejected):

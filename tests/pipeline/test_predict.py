@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -31,13 +32,20 @@ from cvbulk.pipeline._predict_engine import (
     REJECTED,
     Outcome,
     Prepared,
+    ScoreStages,
     ServiceUnavailable,
     WorkItem,
-    run_engine,
 )
+from cvbulk.pipeline.engine import run_job
 from cvbulk.pipeline.predict import PredictOptions, default_state_path, run_predict
 
 pytestmark = pytest.mark.timeout(60)
+
+
+async def run_engine(source, **kw):
+    """The scoring stages as a job runs them: through engine.run_job (which unwraps a failing stage)."""
+    stages = ScoreStages(**kw)
+    return await run_job(None, None, None, partial(stages.run, source))
 
 
 def _items(n: int) -> list[WorkItem]:
