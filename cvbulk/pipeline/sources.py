@@ -192,6 +192,10 @@ class BlobFolder:
                 else:
                     yield BlobItem(entry, entry.name, entry.size, etag_number(entry.etag))
 
+    def count_within(self, seconds: float) -> int | None:
+        """No quick count for a container: listing it is the count (the total grows as pages arrive)."""
+        return None
+
     def open_labels(self, spec: str, root: Path) -> LabelSource:
         """``folders``: the virtual folders (first name level) are the tags; any other spec is a label file
         on this machine whose paths are blob names under the prefix."""

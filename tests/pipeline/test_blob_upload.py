@@ -83,3 +83,16 @@ async def test_bytes_and_resume_by_etag(tmp_path, blob_env, azurite_container, a
         third = await run_upload(training_client, _options(tmp_path, source))
     assert third.ok and sum(third.counts.values()) == 1
     assert third.summary["source"]["sent"]["by_url"] == 1
+
+
+async def test_a_local_manifest_names_blobs(tmp_path, blob_env, azurite_container, azurite_service, training_client):  # noqa: F811
+    blobs = dict(list(sample_blobs().items())[:4])
+    await put_blobs(azurite_service, azurite_container, {f"dump/{n.split('/')[-1]}": b for n, b in blobs.items()})
+    manifest = tmp_path / "labels.csv"
+    names = sorted(n.split("/")[-1] for n in blobs)
+    manifest.write_text("path,tags\n" + "".join(f"{n},{'odd' if i % 2 else 'even'}\n" for i, n in enumerate(names)))
+    async with open_image_source(f"az://{azurite_container}/dump", via="url") as source:
+        result = await run_upload(training_client, _options(tmp_path, source, labels=str(manifest)))
+    assert result.ok and result.counts == {"uploaded": 4}
+    project = next(p for p in await training_client.get_projects() if p.name == "trees")
+    assert _tag_counts([im async for im in training_client.iter_images(project.id)]) == {"even": 2, "odd": 2}
