@@ -653,3 +653,47 @@ async def test_emulator_429s_and_5xx_lose_nothing(emu_thread, trees, tmp_path):
     rows = _data_rows(out)
     assert sorted(rows) == sorted(paths)
     assert result.report["throttled_429"] > 0 and result.report["retries"] >= result.report["throttled_429"]
+
+
+class _Unreachable(FakePrediction):
+    async def classify_image(self, project_id, published_name, image, *, store=False, application=None):
+        from cvbulk.client._errors import EndpointUnreachableError
+
+        self.calls += 1
+        raise EndpointUnreachableError("cannot reach 127.0.0.1:9 (connection refused)")
+
+
+async def test_run_predict_an_unreachable_endpoint_stops_the_run_once(tmp_path):
+    from cvbulk.client._errors import EndpointUnreachableError
+
+    root = tmp_path / "tree"
+    make_tree(root, 40)
+    fake = _Unreachable()
+    with pytest.raises(EndpointUnreachableError):  # one line for the CLI, not 40 per-image errors
+        await run_predict(fake, None, _options(root, tmp_path / "o.csv", max_concurrency=4))
+    assert fake.calls <= 4
+
+
+async def test_run_predict_refuses_a_foreign_output_before_sending(tmp_path):
+    from cvbulk.pipeline.errors import ConfigError
+
+    root = tmp_path / "tree"
+    make_tree(root, 3)
+    out = tmp_path / "mine.csv"
+    out.write_text("name,amount\nrent,1200\n")
+    fake = FakePrediction()
+    with pytest.raises(ConfigError, match="left untouched"):
+        await run_predict(fake, None, _options(root, out))
+    assert fake.calls == 0 and out.read_text() == "name,amount\nrent,1200\n"
+
+
+async def test_run_predict_files_left_out_by_rule_are_skipped_not_failed(tmp_path):
+    root = tmp_path / "tree"
+    make_tree(root, 3)
+    (root / "notes.txt").write_text("hello")
+    (root / ".hidden.jpg").write_bytes(_jpeg(1))
+    result = await run_predict(FakePrediction(), None, _options(root, tmp_path / "o.csv"))
+    assert result.ok, result.report["failures"]
+    assert result.report["counts"] == {"predicted": 3, "skipped": 2}
+    rows = {r["path"]: r["status"] for r in _csv_rows(tmp_path / "o.csv")}
+    assert rows["notes.txt"] == "skipped" and rows[".hidden.jpg"] == "skipped"
