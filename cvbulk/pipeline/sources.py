@@ -225,12 +225,15 @@ class BlobFolder:
         try:
             if self.via == "bytes":
                 return await self._as_bytes(item, limits, regions, None, cpu)
-            head = await self.storage.read_head(item.entry)
+            # The URL first: the header is read through it (a plain ranged GET, far cheaper than the SDK's),
+            # and it is what the service gets when the image passes.
+            signed = await self.storage.read_url(item.entry, ttl=self.ttl)
+            read_at = getattr(self.storage, "read_head_at", None)
+            head = await (read_at(item.entry, signed) if read_at is not None else self.storage.read_head(item.entry))
             verdict = check_head(head, item.size, limits, regions)  # a header parse: cheap
             if isinstance(verdict, Rejected):
                 return verdict
             if verdict == "pass":
-                signed = await self.storage.read_url(item.entry, ttl=self.ttl)
                 fmt = (os.path.splitext(item.relpath)[1].lstrip(".") or "jpg").upper()
                 self._count("url")
                 with self._lock:
