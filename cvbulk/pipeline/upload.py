@@ -137,12 +137,13 @@ def _slug(text: str) -> str:
 
 
 def default_state_path(
-    root: Path, project: str, report: Path | None = None, *, project_id: str | None = None
+    root: Path | str, project: str, report: Path | None = None, *, project_id: str | None = None
 ) -> Path:
     """``.cvbulk/upload-<project>-<hash>.sqlite`` in the current directory, or next to ``report``
     when one is named. The hash is of ROOT and the project's id (its name while it has none), so
     the same upload finds its state again however the project is named on the command line."""
-    digest = hashlib.sha256(f"{Path(root).resolve()}\0{project_id or project}".encode()).hexdigest()[:8]
+    where = root if isinstance(root, str) and "://" in root else Path(root).resolve()  # a container's URL
+    digest = hashlib.sha256(f"{where}\0{project_id or project}".encode()).hexdigest()[:8]
     name = f"upload-{_slug(project)}-{digest}.sqlite"
     folder = report.parent if report is not None else Path.cwd() / STATE_DIR
     return folder / name
@@ -155,6 +156,11 @@ def default_report_path(state: Path) -> Path:
 
 def _source(options: UploadOptions) -> ImageSource:
     return options.source if options.source is not None else LocalFolder(options.root)
+
+
+def _make_sender(options: UploadOptions, client: Any, project_id: str, started: float) -> ImageSender:
+    make = getattr(_source(options), "make_sender", None)  # a container's sends by URL, with a fallback
+    return make(client, project_id, started=started) if make is not None else ImageSender(client, project_id, started=started)
 
 
 def _excluded(relpath: str, patterns: Sequence[str]) -> bool:
@@ -187,6 +193,7 @@ class _Context:
     prior_status: str | None
     attempts: int
     spooled: Path | None = None  # a fixed image's temporary file, removed once its outcome is recorded
+    via: str | None = None  # from a container: "url" or "bytes" (journal extra, report)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,10 +246,11 @@ async def run_upload(
     """
     started = time.time()
     root = options.root
-    if not root.is_dir():
+    if options.source is None and not root.is_dir():
         raise ConfigError(f"{root} is not a folder")
+    open_labels = getattr(_source(options), "open_labels", None) or open_label_source  # a container: virtual folders
     try:
-        source = await anyio.to_thread.run_sync(open_label_source, options.labels, root)
+        source = await anyio.to_thread.run_sync(open_labels, options.labels, root)
     except ValueError as exc:  # LabelFileError
         raise ConfigError(str(exc).replace("{", "{{").replace("}", "}}")) from None
     detection = bool(source.has_regions)
@@ -267,7 +275,7 @@ async def run_upload(
         tags_created = [n for n in tag_names if n not in before]
 
     state = options.state or default_state_path(
-        root,
+        root if options.source is None else _source(options).location,
         project.name if project is not None else options.project,
         options.report,
         project_id=project.id if project is not None else None,
@@ -285,7 +293,7 @@ async def run_upload(
         tags=tags,
         progress=progress,
         client=client,
-        sender=None if options.dry_run else ImageSender(client, project.id, started=started),  # type: ignore[union-attr,arg-type]
+        sender=None if options.dry_run else _make_sender(options, client, project.id, started),  # type: ignore[union-attr]
     )
     if options.prepare_workers:
         run.cpu = anyio.CapacityLimiter(options.prepare_workers)
@@ -382,7 +390,8 @@ async def _pipeline(run: _Run) -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(_recorder, run, record_recv)
         tg.start_soon(_scan_and_plan, run, work_send, record_send.clone())
-        for _ in range(2 * workers):  # twice the cores: one reads while another computes
+        # twice the cores: one reads while another computes; more for a source whose checks wait on the network
+        for _ in range(getattr(_source(opts), "prepare_tasks", None) or 2 * workers):
             tg.start_soon(_preparer, run, work_recv.clone(), item_send.clone(), record_send.clone())
         ticker = item_send.clone()
         work_recv.close()
@@ -492,10 +501,14 @@ async def _preparer(
             entry = work.entry
             labels = work.labels or Labels(())
             try:
-                result = await anyio.to_thread.run_sync(
-                    partial(_source(opts).prepare, entry, opts.limits, labels.regions),
-                    limiter=run.cpu,
-                )
+                aprepare = getattr(_source(opts), "aprepare", None)  # its reads await; its CPU work takes run.cpu
+                if aprepare is not None:
+                    result = await aprepare(entry, opts.limits, labels.regions, run.cpu)
+                else:
+                    result = await anyio.to_thread.run_sync(
+                        partial(_source(opts).prepare, entry, opts.limits, labels.regions),
+                        limiter=run.cpu,
+                    )
             except Exception as exc:  # a codec's own bug is this file's outcome, not the run's
                 result = Rejected("corrupt", f"could not be read as an image ({type(exc).__name__}: {exc})")
             if isinstance(result, Rejected):
@@ -511,6 +524,8 @@ async def _preparer(
 async def _hold(run: _Run, entry: ScanEntry, prepared: PreparedImage) -> tuple[PreparedImage, ImageBody, Path | None]:
     """Where the image's bytes wait for their request: its own file when they are the file's (read again
     when the request is written), else a temporary file. Either way no bytes stay in memory."""
+    if getattr(prepared, "url", None):  # the service fetches it: no body
+        return prepared, None, None  # type: ignore[return-value]
     if prepared.passed_through:
         return prepared, _source(run.options).body(entry, len(prepared.data)), None
     assert run.spool is not None
@@ -543,6 +558,7 @@ async def _batch_item(
         key=work.entry.relpath,
         name=_wire_name(work.entry.relpath, prepared.format),
         body=body,
+        url=getattr(prepared, "url", None),
         tag_ids=tuple(sorted(set(tag_ids))),
         regions=regions,
         context=_Context(
@@ -553,6 +569,7 @@ async def _batch_item(
             prior_status=prior.status if prior is not None else None,
             attempts=prior.attempts if prior is not None else 0,
             spooled=spooled,
+            via=getattr(prepared, "via", None),
         ),
     )
 
@@ -574,6 +591,7 @@ def _entry(item: BatchItem, status: str, image_id: str | None = None, reason: st
         reason=reason,
         fixes=ctx.fixes,
         attempts=ctx.attempts,
+        extra={"via": ctx.via} if ctx.via else None,
     )
 
 
@@ -744,6 +762,10 @@ def _report(
         "concurrency": _concurrency(run.client),
         "exit_code": 0 if ok else 1,
     }
+    source_report = getattr(_source(opts), "report", None)
+    if source_report is not None:  # a container: which way the images went, what was read
+        extra["source"] = source_report()
+        extra["root"] = extra["source"]["location"]
     if opts.dry_run:
         extra["would_send"] = {
             "images": run.tally.get("would-send", 0),
