@@ -15,6 +15,10 @@ scan -> plan -> prepare -> batch -> send -> record, joined by bounded memory obj
   deterministic, so a re-sent image comes back ``OKDuplicate`` and counts as ours).
 - *record*: per-file outcomes that need no request (skipped, rejected) are written in chunks.
 
+Every candidate ends in one recorded outcome with its reason: what the scan did not take, what ``--exclude``
+left out, what the labels say no to (``labels.decide``: no label / untagged skipped, invalid rejected), the
+label file's rows that name no file; the report lists them (``_upload_report``).
+
 Nothing per file is kept in memory beyond the bounded streams: the journal is the memory.
 """
 
@@ -27,7 +31,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from functools import partial
 from pathlib import Path
@@ -38,8 +42,20 @@ import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from ..client._body import FileBody, ImageBody
+from ..client._errors import AuthenticationError, CustomVisionError, NotFoundError
+from ._upload_report import _concurrency, upload_report
 from .batch import DEFAULT_BATCH_BYTES, DEFAULT_LINGER, Batch, Batcher, BatchItem, TaggedRegion, batch_stream
-from .engine import STATE_DIR, JournalCalls, ProgressSink, open_journal, run_job, send_recorded, take_ready
+from .engine import (
+    STATE_DIR,
+    JournalCalls,
+    ProgressSink,
+    check_outputs,
+    open_journal,
+    retry_notices,
+    run_job,
+    send_recorded,
+    take_ready,
+)
 from .errors import ConfigError, ProjectNotFound
 from .journal import (
     DUPLICATE,
@@ -52,7 +68,7 @@ from .journal import (
     JournalEntry,
     needs_work,
 )
-from .labels import LabelProblem, Labels, LabelSource, open_label_source
+from .labels import NO_LABEL, UNTAGGED, LabelProblem, Labels, LabelSource, decide, open_label_source
 from .prepare import TRAINING_LIMITS, ImageLimits, PreparedImage, Rejected
 from .project import (
     TAG_LIMITS,
@@ -63,10 +79,10 @@ from .project import (
     project_domain,
     resolve_project,
 )
-from .report import build_report, write_report
+from .report import write_report
 from .results import UploadResult
 from .scan import ScanEntry, ScanProblem
-from .send import ImageSender, SendOutcome
+from .send import ImageSender, Reclassified, SendOutcome
 from .sources import ImageSource, LocalFolder
 
 if TYPE_CHECKING:
@@ -81,7 +97,11 @@ __all__ = [
     "STATE_DIR",
 ]
 
-NO_LABEL = "no label"
+MISSING = "listed in the label file, but there is no such file under ROOT"
+NOT_SCANNED = "listed in the label file, but the scan did not take it (see the line of its folder)"
+# Reasons decided by the plan (not by the image): a rerun redoes the file when the plan says otherwise now
+# (labels fixed, --untagged, a pattern dropped), even though the file itself did not change.
+_PLAN_REASONS = ("excluded by --exclude", "bad labels:", NO_LABEL, UNTAGGED)
 _PLAN_CHUNK = 64  # files looked up in the journal per worker-thread hop
 _MAX_LISTED = 1000  # rejects listed by a dry run (the counts stay exact)
 
@@ -116,6 +136,9 @@ class UploadOptions:
     prepare_workers: int | None = None  # default: the number of cores
     limits: ImageLimits = TRAINING_LIMITS
     include_hidden: bool = False
+    # A file changed since it was uploaded is sent again as a new image; with this, the old image is
+    # deleted once the new one is created (else it stays, and the report says so).
+    replace_changed: bool = False
     # Where the images come from (default: the folder ``root``); labels are still read under ``root``.
     source: ImageSource | None = None
 
@@ -159,11 +182,19 @@ def _source(options: UploadOptions) -> ImageSource:
 
 def _excluded(relpath: str, patterns: Sequence[str]) -> bool:
     """A pattern matches the relative path, any leading folder of it, or the file name."""
+    return _excluded_by(relpath, patterns) is not None
+
+
+def _excluded_by(relpath: str, patterns: Sequence[str]) -> str | None:
+    """The first pattern that excludes ``relpath``, or None."""
     if not patterns:
-        return False
+        return None
     parts = relpath.split("/")
     candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))] + [parts[-1]]
-    return any(fnmatchcase(c, p.rstrip("/")) for p in patterns for c in candidates)
+    for p in patterns:
+        if any(fnmatchcase(c, p.rstrip("/")) for c in candidates):
+            return p
+    return None
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -187,12 +218,14 @@ class _Context:
     prior_status: str | None
     attempts: int
     spooled: Path | None = None  # a fixed image's temporary file, removed once its outcome is recorded
+    note: str | None = None  # the scan's remark on the file (a name ending in a space)
+    replaces: str | None = None  # the image an earlier version of this file became (the file changed since)
 
 
 @dataclass(frozen=True, slots=True)
 class _Work:
     entry: ScanEntry
-    labels: Labels | None
+    labels: Labels
     prior: JournalEntry | None
 
 
@@ -213,6 +246,7 @@ class _Run(JournalCalls):
     per_tag: Counter = field(default_factory=Counter)
     batches: Counter = field(default_factory=Counter)
     listed_rejects: list[dict[str, str]] = field(default_factory=list)
+    matched: set[int] = field(default_factory=set)  # ids of the label results some scanned file used
     bytes_prepared: int = 0
     bytes_sent: int = 0
     journal_lock: anyio.Lock = field(default_factory=anyio.Lock)
@@ -241,6 +275,12 @@ async def run_upload(
     root = options.root
     if not root.is_dir():
         raise ConfigError(f"{root} is not a folder")
+    # Before any request: what this run will write can be written (and a state file is one).
+    if options.dry_run:
+        check_outputs(state=options.state if options.state is not None and options.state.exists() else None)
+    else:
+        folder = options.report.parent if options.report is not None else Path.cwd() / STATE_DIR
+        check_outputs(report=options.report, state=options.state or folder / f"upload-{_slug(options.project)}.sqlite")
     try:
         source = await anyio.to_thread.run_sync(open_label_source, options.labels, root)
     except ValueError as exc:  # LabelFileError
@@ -285,7 +325,9 @@ async def run_upload(
         tags=tags,
         progress=progress,
         client=client,
-        sender=None if options.dry_run else ImageSender(client, project.id, started=started),  # type: ignore[union-attr,arg-type]
+        sender=None
+        if options.dry_run
+        else ImageSender(client, project.id, started=started, owners=_owners_of(journal)),  # type: ignore[union-attr]
     )
     if options.prepare_workers:
         run.cpu = anyio.CapacityLimiter(options.prepare_workers)
@@ -304,10 +346,13 @@ async def run_upload(
             if journal is None or options.dry_run
             else await run.journal_call(lambda: list(journal.failures()))
         )
-        return ok, _report(run, project, created, tags_created, state, started, finished, ok, failures)
+        listed = await run.journal_call(_listed, journal) if journal is not None and not options.dry_run else {}
+        return ok, upload_report(
+            run, project, created, tags_created, state, started, finished, ok, failures, listed
+        )
 
     # A failing stage surfaces as itself (handle_errors wants one clear line); the journal is always closed.
-    with tempfile.TemporaryDirectory(prefix="cvbulk-spool-") as spool:
+    with tempfile.TemporaryDirectory(prefix="cvbulk-spool-") as spool, retry_notices(progress, client):
         run.spool = Path(spool)
         ok, report = await run_job(run, journal, progress, partial(_pipeline, run), finish)
     if not options.dry_run:
@@ -326,6 +371,37 @@ async def run_upload(
 class _Named:
     id: str
 
+
+def _owners_of(journal: Journal | None) -> Any:
+    if journal is None:
+        return None
+
+    async def owners(image_ids: Sequence[str]) -> dict[str, str]:
+        return await anyio.to_thread.run_sync(journal.owners, image_ids)
+
+    return owners
+
+
+_LISTED = 10_000  # rows of each kind listed by the report (the counts stay exact)
+
+
+def _listed(journal: Journal) -> dict[str, Any]:
+    """What the report lists besides failures, from the state file: every skipped candidate with its
+    reason, every fixed image with its fixes, every note (a file taken with a remark, a changed file)."""
+    skipped: list[dict[str, Any]] = []
+    fixed: list[dict[str, Any]] = []
+    notes: list[dict[str, Any]] = []
+    for e in journal.entries(SKIPPED):
+        if len(skipped) >= _LISTED:
+            break
+        skipped.append({"path": e.key, "reason": e.reason or SKIPPED})
+    for e in journal.annotated():
+        if e.fixes and len(fixed) < _LISTED:
+            fixed.append({"path": e.key, "status": str(e.status), "fixes": list(e.fixes)})
+        note = (e.extra or {}).get("note")
+        if note and len(notes) < _LISTED:
+            notes.append({"path": e.key, "status": str(e.status), "note": note})
+    return {"skipped": skipped, "fixed": fixed, "notes": notes, "state_counts": journal.counts()}
 
 async def _project(
     client: TrainingClient, options: UploadOptions, detection: bool
@@ -415,14 +491,13 @@ async def _scan_and_plan(
     async with work_send, record_send:
         chunk: list[ScanEntry | ScanProblem] = []
         async for found in _source(opts).entries(include_hidden=opts.include_hidden):
-            if _excluded(found.relpath, opts.exclude):
-                continue
             chunk.append(found)
             if len(chunk) >= _PLAN_CHUNK:
                 await _plan(run, chunk, work_send, record_send)
                 chunk = []
         if chunk:
             await _plan(run, chunk, work_send, record_send)
+        await _plan_unmatched(run, record_send)
 
 
 def _lookup(run: _Run, chunk: list[ScanEntry | ScanProblem]) -> list[tuple[Any, Labels | LabelProblem | None, Any]]:
@@ -430,10 +505,57 @@ def _lookup(run: _Run, chunk: list[ScanEntry | ScanProblem]) -> list[tuple[Any, 
     journal = run.journal
     known = journal.get_many([f.relpath for f in chunk]) if journal is not None else {}
     source_labels = run.source.labels_for
-    return [
-        (f, source_labels(f.relpath) if not isinstance(f, ScanProblem) else None, known.get(f.relpath))
-        for f in chunk
-    ]
+    out = []
+    for f in chunk:
+        labels = source_labels(f.relpath)
+        if labels is not None:
+            run.matched.add(id(labels))  # this row of the label file names a file the scan found
+        out.append((f, labels, known.get(f.relpath)))
+    return out
+
+
+async def _plan_unmatched(run: _Run, record_send: ObjectSendStream[JournalEntry]) -> None:
+    """The label file's rows that name no file the scan found: each is an outcome too (skipped, why)."""
+    listed = getattr(run.source, "listed", None)
+    if listed is None:
+        return
+    root = run.options.root
+
+    def unmatched() -> list[tuple[str, str, JournalEntry | None]]:
+        rows = [(key, result) for key, result in listed() if id(result) not in run.matched]
+        known = run.journal.get_many([k for k, _ in rows]) if run.journal is not None else {}
+        out = []
+        for key, _ in rows:
+            there = run.options.source is None and os.path.lexists(root / key)
+            out.append((key, NOT_SCANNED if there else MISSING, known.get(key)))
+        return out
+
+    missing = await anyio.to_thread.run_sync(unmatched)
+    if run.progress is not None and missing:
+        run.progress.add_total(len(missing))
+    done = 0
+    for key, reason, prior in missing:
+        if prior is not None and prior.status == SKIPPED and prior.reason == reason:
+            done += 1
+        elif prior is None or prior.size is None:  # never let a row of the label file hide a file's outcome
+            await record_send.send(JournalEntry(key, None, None, None, SKIPPED, reason=reason))
+        else:
+            done += 1
+    if done:
+        run.advance(["unchanged"] * done)
+
+
+def _decision(run: _Run, found: ScanEntry, labels: Labels | LabelProblem | None) -> tuple[str, str] | Labels:
+    """What the plan decides for a scanned file before reading it: (status, reason) or the labels to send."""
+    pattern = _excluded_by(found.relpath, run.options.exclude)
+    if pattern is not None:
+        return SKIPPED, f"excluded by --exclude {pattern}"
+    decided = decide(labels, untagged=run.options.untagged)
+    if isinstance(decided, LabelProblem):
+        if decided.kind in ("no-label", "untagged"):
+            return SKIPPED, decided.reason
+        return REJECTED, f"bad labels: {decided.reason}"  # never sent: untagged would lose the labels meant
+    return decided
 
 
 async def _plan(
@@ -450,32 +572,30 @@ async def _plan(
         if isinstance(found, ScanProblem):
             if found.relpath == ".":  # ROOT itself cannot be read: nothing to upload at all
                 raise ConfigError(f"cannot read {run.options.root}: {found.reason}")
-            # Symlink loops, dangling links, unreadable folders: reported and skipped (no image lost
-            # that could have been read); the scan's reason says which.
+            # Hidden, special and unsupported files, symlink loops, dangling links, unreadable folders:
+            # reported and skipped (no image lost that could have been read); the scan's reason says which.
             if prior is None or prior.status != SKIPPED or prior.reason != found.reason:
-                await record_send.send(
-                    JournalEntry(found.relpath, None, None, None, SKIPPED, reason=found.reason)
-                )
+                await record_send.send(JournalEntry(found.relpath, None, None, None, SKIPPED, reason=found.reason))
             else:
                 done.append("unchanged")
             continue
-        if isinstance(labels, LabelProblem):  # this image's labels are unusable: it alone is skipped
-            await record_send.send(JournalEntry(found.relpath, found.size, found.mtime_ns, None, SKIPPED,
-                                                reason=f"bad labels: {labels.reason}"))
-            continue
-        unlabelled = labels is None and not run.options.untagged
-        if prior is not None and not needs_work(prior, found.size, found.mtime_ns):
-            if prior.status == SKIPPED and prior.reason == NO_LABEL and not unlabelled:
-                pass  # labelled since, or --untagged now: it has work after all
+        decision = _decision(run, found, labels)
+        if not isinstance(decision, Labels):
+            status, reason = decision
+            same = prior is not None and prior.status == status and prior.reason == reason
+            if same and not needs_work(prior, found.size, found.mtime_ns):
+                done.append("still-failed" if status in FAILURE_STATUSES else "unchanged")
             else:
-                done.append("still-failed" if prior.status in FAILURE_STATUSES else "unchanged")
-                continue
-        if unlabelled:
-            await record_send.send(
-                JournalEntry(found.relpath, found.size, found.mtime_ns, None, SKIPPED, reason=NO_LABEL)
-            )
+                await record_send.send(
+                    JournalEntry(found.relpath, found.size, found.mtime_ns, None, status, reason=reason)
+                )
             continue
-        await work_send.send(_Work(found, labels, prior))
+        # A file skipped or rejected by the plan before (labels, --untagged, --exclude) has work now.
+        planned_before = prior is not None and (prior.reason or "").startswith(_PLAN_REASONS)
+        if prior is not None and not needs_work(prior, found.size, found.mtime_ns) and not planned_before:
+            done.append("still-failed" if prior.status in FAILURE_STATUSES else "unchanged")
+            continue
+        await work_send.send(_Work(found, decision, prior))
     if done:
         run.advance(done)
 
@@ -490,7 +610,7 @@ async def _preparer(
     async with work_recv, item_send, record_send:
         async for work in work_recv:
             entry = work.entry
-            labels = work.labels or Labels(())
+            labels = work.labels
             try:
                 result = await anyio.to_thread.run_sync(
                     partial(_source(opts).prepare, entry, opts.limits, labels.regions),
@@ -539,6 +659,10 @@ async def _batch_item(
     run.fixes.update(prepared.fixes)
     run.bytes_prepared += len(prepared.data)
     prior = work.prior
+    replaces = None
+    if prior is not None:
+        # The image an earlier version of this file became (kept through an interrupted re-send).
+        replaces = prior.image_id if prior.status == UPLOADED else (prior.extra or {}).get("replaces")
     return BatchItem(
         key=work.entry.relpath,
         name=_wire_name(work.entry.relpath, prepared.format),
@@ -553,6 +677,8 @@ async def _batch_item(
             prior_status=prior.status if prior is not None else None,
             attempts=prior.attempts if prior is not None else 0,
             spooled=spooled,
+            note=getattr(work.entry, "note", None),
+            replaces=replaces,
         ),
     )
 
@@ -562,8 +688,23 @@ def _list_reject(run: _Run, path: str, reason: str) -> None:
         run.listed_rejects.append({"path": path, "status": REJECTED, "reason": reason})
 
 
-def _entry(item: BatchItem, status: str, image_id: str | None = None, reason: str | None = None) -> JournalEntry:
+def _entry(
+    item: BatchItem, status: str, image_id: str | None = None, reason: str | None = None, *, deleted: bool = False
+) -> JournalEntry:
     ctx: _Context = item.context
+    extra: dict[str, Any] = {}
+    notes = [ctx.note] if ctx.note else []
+    if ctx.replaces and status == SENDING:
+        extra["replaces"] = ctx.replaces
+    elif ctx.replaces and image_id and image_id != ctx.replaces and status in (UPLOADED, DUPLICATE):
+        if deleted:
+            notes.append(f"changed since uploaded: sent again; the old image (id {ctx.replaces}) was deleted")
+        else:
+            new = "sent again as a new image" if status == UPLOADED else "its new content is already in the project"
+            notes.append(f"changed since uploaded: {new}; the old image stays in the project (id {ctx.replaces})")
+            extra["replaces"] = ctx.replaces
+    if notes:
+        extra["note"] = "; ".join(notes)
     return JournalEntry(
         key=item.key,
         size=ctx.size,
@@ -574,19 +715,8 @@ def _entry(item: BatchItem, status: str, image_id: str | None = None, reason: st
         reason=reason,
         fixes=ctx.fixes,
         attempts=ctx.attempts,
+        extra=extra or None,
     )
-
-
-def _concurrency(client: Any) -> int | None:
-    pacer = getattr(client, "pacer", None)
-    if pacer is None:
-        return None
-    try:
-        from ..client import ApiGroup
-
-        return int(pacer.concurrency(ApiGroup.TRAINING))
-    except Exception:  # a display nicety: never let it stop an upload
-        return None
 
 
 class _ByteBudget:
@@ -658,9 +788,46 @@ async def _send_one(run: _Run, journal: Journal, batch: Batch) -> None:
         spooled = [it.context.spooled for it in batch.items if it.context.spooled is not None]
         if spooled:
             await anyio.to_thread.run_sync(_unlink, spooled)
+    moved = run.sender.take_reclassified()
+    if moved:
+        await run.journal_call(_demote, journal, moved)
+        run.tally.subtract({UPLOADED: len(moved)})
+        run.tally.update({DUPLICATE: len(moved)})
+    if run.options.replace_changed:
+        await _replace_changed(run, journal, outcomes)
     sent = sum(o.item.nbytes for o in outcomes if o.status in (UPLOADED, DUPLICATE))
     run.bytes_sent += sent
     run.advance([o.status for o in outcomes], nbytes=sent)
+
+
+def _demote(journal: Journal, moved: list[Reclassified]) -> None:
+    """Uploaded outcomes a later answer showed to be another file's image: recorded as duplicates."""
+    rows = journal.get_many([m.key for m in moved])
+    fixed = [
+        replace(rows[m.key], status=DUPLICATE, reason=m.reason)
+        for m in moved
+        if m.key in rows and rows[m.key].status == UPLOADED and rows[m.key].image_id == m.image_id
+    ]
+    journal.record(fixed)
+
+
+async def _replace_changed(run: _Run, journal: Journal, outcomes: list[SendOutcome]) -> None:
+    """--replace-changed: a changed file's new image is in; its old image goes (then the note says so)."""
+    done = [
+        o
+        for o in outcomes
+        if o.status == UPLOADED and o.image_id and o.item.context.replaces not in (None, o.image_id)
+    ]
+    if not done:
+        return
+    old = sorted({o.item.context.replaces for o in done})
+    try:
+        await run.client.delete_images(run.sender.project_id if run.sender else "", old)
+    except (AuthenticationError, NotFoundError):
+        raise
+    except CustomVisionError:
+        return  # the old images stay; the notes already recorded say so
+    await run.journal_call(journal.record, [_entry(o.item, o.status, o.image_id, o.reason, deleted=True) for o in done])
 
 
 def _unlink(paths: list[Path]) -> None:
@@ -701,63 +868,3 @@ async def _recorder(run: _Run, record_recv: ObjectReceiveStream[JournalEntry]) -
                     if e.status in FAILURE_STATUSES:
                         _list_reject(run, e.key, e.reason or e.status)
             run.advance([e.status for e in chunk])
-
-
-# -- the report -----------------------------------------------------------------------------------
-
-
-def _report(
-    run: _Run,
-    project: Project | None,
-    created: bool,
-    tags_created: list[str],
-    state: Path,
-    started: float,
-    finished: float,
-    ok: bool,
-    failures: list[Any],
-) -> dict[str, Any]:
-    opts = run.options
-    counts = {s: n for s, n in run.tally.items() if s not in ("unchanged", "still-failed", "would-send")}
-    journal = run.journal
-    stats = getattr(run.client, "stats", None)
-    snapshot = stats.snapshot() if stats is not None and not opts.dry_run else None
-    extra: dict[str, Any] = {
-        "root": str(opts.root),
-        "project": {
-            "id": project.id if project is not None else None,
-            "name": project.name if project is not None else opts.project,
-            "created": created,
-            "would_create": project is None,
-        },
-        "labels": opts.labels,
-        "dry_run": opts.dry_run,
-        "state_file": str(state) if journal is not None else None,
-        "unchanged": run.tally.get("unchanged", 0) + run.tally.get("still-failed", 0),
-        "still_failed": run.tally.get("still-failed", 0),
-        "tags_created": tags_created,
-        # Lists, not dicts keyed by name: the report drops any field whose name holds "key".
-        "fixes": [{"fix": f, "images": n} for f, n in run.fixes.most_common()],
-        "batches": dict(run.batches),
-        "splits": run.sender.splits if run.sender is not None else 0,
-        "bytes_prepared": run.bytes_prepared,
-        "concurrency": _concurrency(run.client),
-        "exit_code": 0 if ok else 1,
-    }
-    if opts.dry_run:
-        extra["would_send"] = {
-            "images": run.tally.get("would-send", 0),
-            "bytes": run.bytes_sent,
-            "per_tag": [{"tag": t, "images": n} for t, n in sorted(run.per_tag.items())],
-            "tags_to_create": tags_created,
-        }
-    return build_report(
-        job="upload",
-        started=started,
-        finished=finished,
-        counts=counts,
-        failures=failures,
-        client_stats=snapshot,
-        extra=extra,
-        nbytes=run.bytes_sent,
-    )

@@ -294,3 +294,7 @@ class MappedLabels:
 
     def tag_names(self) -> list[str]:
         return sorted(self._tags)
+
+    def listed(self) -> list[tuple[str, LabelResult]]:
+        """Every path the label file names, with its result (a job reports the rows that name no file)."""
+        return list(self._by_path.items())
