@@ -246,7 +246,7 @@ class _Run(JournalCalls):
     per_tag: Counter = field(default_factory=Counter)
     batches: Counter = field(default_factory=Counter)
     listed_rejects: list[dict[str, str]] = field(default_factory=list)
-    matched: set[int] = field(default_factory=set)  # ids of the label results some scanned file used
+    matched: set[str] = field(default_factory=set)  # rows of the label file some scanned file matched
     bytes_prepared: int = 0
     bytes_sent: int = 0
     journal_lock: anyio.Lock = field(default_factory=anyio.Lock)
@@ -505,11 +505,14 @@ def _lookup(run: _Run, chunk: list[ScanEntry | ScanProblem]) -> list[tuple[Any, 
     journal = run.journal
     known = journal.get_many([f.relpath for f in chunk]) if journal is not None else {}
     source_labels = run.source.labels_for
+    matched_key = getattr(run.source, "matched_key", None)
     out = []
     for f in chunk:
-        labels = source_labels(f.relpath)
-        if labels is not None:
-            run.matched.add(id(labels))  # this row of the label file names a file the scan found
+        if matched_key is not None:
+            key = matched_key(f.relpath)
+            if key is not None:
+                run.matched.add(key)  # this row of the label file names a file the scan found
+        labels = source_labels(f.relpath) if not isinstance(f, ScanProblem) else None
         out.append((f, labels, known.get(f.relpath)))
     return out
 
@@ -522,10 +525,10 @@ async def _plan_unmatched(run: _Run, record_send: ObjectSendStream[JournalEntry]
     root = run.options.root
 
     def unmatched() -> list[tuple[str, str, JournalEntry | None]]:
-        rows = [(key, result) for key, result in listed() if id(result) not in run.matched]
-        known = run.journal.get_many([k for k, _ in rows]) if run.journal is not None else {}
+        rows = [key for key in listed() if key not in run.matched]
+        known = run.journal.get_many(rows) if run.journal is not None else {}
         out = []
-        for key, _ in rows:
+        for key in rows:
             there = run.options.source is None and os.path.lexists(root / key)
             out.append((key, NOT_SCANNED if there else MISSING, known.get(key)))
         return out
@@ -586,8 +589,10 @@ async def _plan(
             if same and not needs_work(prior, found.size, found.mtime_ns):
                 done.append("still-failed" if status in FAILURE_STATUSES else "unchanged")
             else:
+                note = getattr(found, "note", None)
                 await record_send.send(
-                    JournalEntry(found.relpath, found.size, found.mtime_ns, None, status, reason=reason)
+                    JournalEntry(found.relpath, found.size, found.mtime_ns, None, status, reason=reason,
+                                 extra={"note": note} if note else None)
                 )
             continue
         # A file skipped or rejected by the plan before (labels, --untagged, --exclude) has work now.
