@@ -269,8 +269,13 @@ async def run_upload(
 
     ``progress`` (any :class:`~cvbulk.pipeline.engine.ProgressSink`) hears how the run goes. Errors about
     the whole run (no such project, bad label file, wrong key) are raised; errors about one file are
-    recorded as that file's outcome.
+    recorded as that file's outcome. The client's retry waits (a 429, a 5xx) reach ``progress.phase``.
     """
+    with retry_notices(progress, client):
+        return await _run_upload(client, options, progress)
+
+
+async def _run_upload(client: TrainingClient, options: UploadOptions, progress: ProgressSink | None) -> UploadResult:
     started = time.time()
     root = options.root
     if not root.is_dir():
@@ -352,7 +357,7 @@ async def run_upload(
         )
 
     # A failing stage surfaces as itself (handle_errors wants one clear line); the journal is always closed.
-    with tempfile.TemporaryDirectory(prefix="cvbulk-spool-") as spool, retry_notices(progress, client):
+    with tempfile.TemporaryDirectory(prefix="cvbulk-spool-") as spool:
         run.spool = Path(spool)
         ok, report = await run_job(run, journal, progress, partial(_pipeline, run), finish)
     if not options.dry_run:

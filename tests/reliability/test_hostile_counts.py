@@ -21,7 +21,17 @@ from cvbulk.pipeline.journal import Journal, JournalEntry
 from cvbulk.pipeline.upload import UploadOptions, run_upload
 from tests.corpus import make_jpeg
 
-from .conftest import cli_env, cvbulk, integrity, journal_count, journal_rows, measure, spawn, training_client, wait_until
+from .conftest import (
+    cli_env,
+    cvbulk,
+    integrity,
+    journal_count,
+    journal_rows,
+    measure,
+    spawn,
+    training_client,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -133,7 +143,7 @@ async def test_identical_pairs_killed_and_resumed_report_what_the_project_holds(
     try:
         for k in (1, 60, 130):
             proc = spawn(*argv, env=env, cwd=tmp_path)
-            wait_until(lambda: journal_count(state, ("uploaded", "duplicate", "sending")) >= k,
+            wait_until(lambda k=k: journal_count(state, ("uploaded", "duplicate", "sending")) >= k,
                        timeout=60, what=f"{k} rows", proc=proc)
             if proc.poll() is None:
                 proc.kill()
