@@ -78,6 +78,15 @@ def patient_retry(max_elapsed: float = 60.0):
     return RetryPolicy(max_attempts=30, base=0.02, cap=0.25, max_elapsed=max_elapsed)
 
 
+def outage_retry(seconds: float = 60.0):
+    """For a service that goes away for a while (a process restarted): the budget is time, not attempts.
+    A refused connection fails at once, so an attempt budget is spent in ~3 s however long the restart
+    takes on a loaded machine; ``seconds`` of retrying (waits of at most 0.25 s) carry the run through."""
+    from cvbulk.client import RetryPolicy
+
+    return RetryPolicy(max_attempts=1_000_000, base=0.02, cap=0.25, max_elapsed=seconds)
+
+
 def training_client(emu, **kw):
     from cvbulk.client import Pacer, TrainingClient
 
