@@ -298,9 +298,12 @@ async def run_engine(
 
 async def _run_stages(feed, prepare_worker, score_worker, recorder, workers, prepare_workers, streams) -> None:
     (to_prepare_send, to_prepare_recv, to_score_send, to_score_recv, to_record_send, to_record_recv) = streams
+    failure: Exception | None = None
     async with anyio.create_task_group() as tg:
         # The recorder is outside the producers' task group so that, when a scorer raises a
-        # run-wide error, what was already scored is still written before the error surfaces.
+        # run-wide error, what was already scored is still written before the error surfaces:
+        # the error is held until the recorder has drained its (closed) stream, not raised into
+        # this task group, which would cancel the recorder half-way.
         tg.start_soon(recorder, to_record_recv)
         try:
             async with anyio.create_task_group() as producers:
@@ -318,8 +321,12 @@ async def _run_stages(feed, prepare_worker, score_worker, recorder, workers, pre
                 to_prepare_recv.close()
                 to_score_send.close()
                 to_score_recv.close()
+        except Exception as exc:  # the producers' group (a run-wide error); a cancellation goes through
+            failure = exc
         finally:
             to_record_send.close()
+    if failure is not None:
+        raise failure
 
 
 class _Streak:
