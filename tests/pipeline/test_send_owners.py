@@ -63,3 +63,18 @@ async def test_the_journal_owner_wins_over_a_sending_intent():
     (b,) = await sender.send(_batch("b/1.jpg"), prior={"b/1.jpg": "sending"})
     assert b.status == Status.DUPLICATE and b.image_id == "X"
     assert b.reason == "the same image is already in the project (uploaded from a/1.jpg)"
+
+
+def test_upload_records_a_reclassified_outcome_as_a_duplicate(tmp_path):
+    from cvbulk.pipeline.journal import Journal, JournalEntry
+    from cvbulk.pipeline.upload import _demote
+
+    with Journal.open(tmp_path / "s.sqlite", job="upload", fingerprint={"root": "r"}) as journal:
+        journal.record([JournalEntry("a/1.jpg", 1, 1, "h", "uploaded", "X"),
+                        JournalEntry("b/1.jpg", 1, 1, "h", "uploaded", "X"),
+                        JournalEntry("c/1.jpg", 1, 1, "h", "uploaded", "Y")])
+        _demote(journal, [Reclassified("b/1.jpg", "X", "a/1.jpg"), Reclassified("c/1.jpg", "X", "a/1.jpg")])
+        b, c = journal.get("b/1.jpg"), journal.get("c/1.jpg")
+        assert (b.status, b.reason) == ("duplicate", "the same image is already in the project (uploaded from a/1.jpg)")
+        assert c.status == "uploaded"  # its row names another image: left alone
+        assert journal.owners(["X", "Y", "Z"]) == {"X": "a/1.jpg", "Y": "c/1.jpg"}
