@@ -29,47 +29,38 @@ import os
 import re
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from fnmatch import fnmatchcase
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from ..client._body import FileBody, ImageBody
-from ..client._errors import AuthenticationError, CustomVisionError, NotFoundError
+from ._upload_plan import _PLAN_CHUNK, _excluded, _scan_and_plan
+from ._upload_prepare import _preparer
 from ._upload_report import _concurrency, upload_report
-from .batch import DEFAULT_BATCH_BYTES, DEFAULT_LINGER, Batch, Batcher, BatchItem, TaggedRegion, batch_stream
+from ._upload_send import _ByteBudget, _dry_run_sink, _recorder, _sender
+from ._upload_state import _Run, _Work
+from .batch import DEFAULT_BATCH_BYTES, DEFAULT_LINGER, Batch, Batcher, BatchItem, batch_stream
 from .engine import (
     STATE_DIR,
-    JournalCalls,
     ProgressSink,
     check_outputs,
     open_journal,
     retry_notices,
     run_job,
-    send_recorded,
-    take_ready,
 )
 from .errors import ConfigError, ProjectNotFound
 from .journal import (
-    DUPLICATE,
     FAILURE_STATUSES,
-    REJECTED,
-    SENDING,
     SKIPPED,
-    UPLOADED,
     Journal,
     JournalEntry,
-    needs_work,
 )
-from .labels import NO_LABEL, UNTAGGED, LabelProblem, Labels, LabelSource, decide, open_label_source
-from .prepare import TRAINING_LIMITS, ImageLimits, PreparedImage, Rejected
+from .labels import LabelSource, open_label_source
+from .prepare import TRAINING_LIMITS, ImageLimits
 from .project import (
     TAG_LIMITS,
     TagMap,
@@ -81,8 +72,7 @@ from .project import (
 )
 from .report import write_report
 from .results import UploadResult
-from .scan import ScanEntry, ScanProblem
-from .send import ImageSender, Reclassified, SendOutcome
+from .send import ImageSender
 from .sources import ImageSource, LocalFolder
 
 if TYPE_CHECKING:
@@ -96,14 +86,6 @@ __all__ = [
     "default_report_path",
     "STATE_DIR",
 ]
-
-MISSING = "listed in the label file, but there is no such file under ROOT"
-NOT_SCANNED = "listed in the label file, but the scan did not take it (see the line of its folder)"
-# Reasons decided by the plan (not by the image): a rerun redoes the file when the plan says otherwise now
-# (labels fixed, --untagged, a pattern dropped), even though the file itself did not change.
-_PLAN_REASONS = ("excluded by --exclude", "bad labels:", NO_LABEL, UNTAGGED)
-_PLAN_CHUNK = 64  # files looked up in the journal per worker-thread hop
-_MAX_LISTED = 1000  # rejects listed by a dry run (the counts stay exact)
 
 
 # Batch bytes the senders may hold at once. Holding the rate against a slow service takes
@@ -180,88 +162,6 @@ def _source(options: UploadOptions) -> ImageSource:
     return options.source if options.source is not None else LocalFolder(options.root)
 
 
-def _excluded(relpath: str, patterns: Sequence[str]) -> bool:
-    """A pattern matches the relative path, any leading folder of it, or the file name."""
-    return _excluded_by(relpath, patterns) is not None
-
-
-def _excluded_by(relpath: str, patterns: Sequence[str]) -> str | None:
-    """The first pattern that excludes ``relpath``, or None."""
-    if not patterns:
-        return None
-    parts = relpath.split("/")
-    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))] + [parts[-1]]
-    for p in patterns:
-        if any(fnmatchcase(c, p.rstrip("/")) for c in candidates):
-            return p
-    return None
-
-
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_EXT = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "GIF": ".gif"}
-
-
-def _wire_name(relpath: str, fmt: str) -> str:
-    """An ASCII file name for the service: the file's stem and the extension of what is sent."""
-    stem = _SAFE.sub("_", os.path.splitext(relpath.rsplit("/", 1)[-1])[0]).strip("_")[:80] or "image"
-    return stem + _EXT.get(fmt.upper(), "." + fmt.lower())
-
-
-@dataclass(frozen=True, slots=True)
-class _Context:
-    """What the journal row of an image needs, carried through batch and send."""
-
-    size: int
-    mtime_ns: int
-    sha256: str
-    fixes: tuple[str, ...]
-    prior_status: str | None
-    attempts: int
-    spooled: Path | None = None  # a fixed image's temporary file, removed once its outcome is recorded
-    note: str | None = None  # the scan's remark on the file (a name ending in a space)
-    replaces: str | None = None  # the image an earlier version of this file became (the file changed since)
-
-
-@dataclass(frozen=True, slots=True)
-class _Work:
-    entry: ScanEntry
-    labels: Labels
-    prior: JournalEntry | None
-
-
-@dataclass
-class _Run(JournalCalls):
-    """The state of one run shared by its tasks (counters only: per-file state lives in the journal)."""
-
-    options: UploadOptions
-    source: LabelSource
-    journal: Journal | None
-    tags: TagMap
-    progress: ProgressSink | None
-    client: TrainingClient
-    sender: ImageSender | None
-    spool: Path | None = None  # where fixed images wait for their request
-    tally: Counter = field(default_factory=Counter)
-    fixes: Counter = field(default_factory=Counter)
-    per_tag: Counter = field(default_factory=Counter)
-    batches: Counter = field(default_factory=Counter)
-    listed_rejects: list[dict[str, str]] = field(default_factory=list)
-    matched: set[str] = field(default_factory=set)  # rows of the label file some scanned file matched
-    bytes_prepared: int = 0
-    bytes_sent: int = 0
-    journal_lock: anyio.Lock = field(default_factory=anyio.Lock)
-    cpu: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(os.cpu_count() or 1))
-
-    def advance(self, statuses: Sequence[str], nbytes: int = 0) -> None:
-        self.tally.update(statuses)
-        if self.progress is None:
-            return
-        ok = sum(1 for s in statuses if s in (UPLOADED, DUPLICATE, "would-send"))
-        failed = sum(1 for s in statuses if s in FAILURE_STATUSES)
-        skipped = len(statuses) - ok - failed
-        self.progress.advanced(ok=ok, failed=failed, skipped=skipped, nbytes=nbytes)
-
-
 async def run_upload(
     client: TrainingClient, options: UploadOptions, *, progress: ProgressSink | None = None
 ) -> UploadResult:
@@ -330,6 +230,7 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
         tags=tags,
         progress=progress,
         client=client,
+        images=_source(options),
         sender=None
         if options.dry_run
         else ImageSender(client, project.id, started=started, owners=_owners_of(journal)),  # type: ignore[union-attr]
@@ -489,392 +390,3 @@ async def _pipeline(run: _Run) -> None:
             batch_recv.close()
 
 
-async def _scan_and_plan(
-    run: _Run, work_send: ObjectSendStream[_Work], record_send: ObjectSendStream[JournalEntry]
-) -> None:
-    opts = run.options
-    async with work_send, record_send:
-        chunk: list[ScanEntry | ScanProblem] = []
-        async for found in _source(opts).entries(include_hidden=opts.include_hidden):
-            chunk.append(found)
-            if len(chunk) >= _PLAN_CHUNK:
-                await _plan(run, chunk, work_send, record_send)
-                chunk = []
-        if chunk:
-            await _plan(run, chunk, work_send, record_send)
-        await _plan_unmatched(run, record_send)
-
-
-def _lookup(run: _Run, chunk: list[ScanEntry | ScanProblem]) -> list[tuple[Any, Labels | LabelProblem | None, Any]]:
-    """One worker-thread hop per chunk: the journal rows and the labels of its files."""
-    journal = run.journal
-    known = journal.get_many([f.relpath for f in chunk]) if journal is not None else {}
-    source_labels = run.source.labels_for
-    matched_key = getattr(run.source, "matched_key", None)
-    out = []
-    for f in chunk:
-        if matched_key is not None:
-            key = matched_key(f.relpath)
-            if key is not None:
-                run.matched.add(key)  # this row of the label file names a file the scan found
-        labels = source_labels(f.relpath) if not isinstance(f, ScanProblem) else None
-        out.append((f, labels, known.get(f.relpath)))
-    return out
-
-
-async def _plan_unmatched(run: _Run, record_send: ObjectSendStream[JournalEntry]) -> None:
-    """The label file's rows that name no file the scan found: each is an outcome too (skipped, why)."""
-    listed = getattr(run.source, "listed", None)
-    if listed is None:
-        return
-    root = run.options.root
-
-    def unmatched() -> list[tuple[str, str, JournalEntry | None]]:
-        rows = [key for key in listed() if key not in run.matched]
-        known = run.journal.get_many(rows) if run.journal is not None else {}
-        out = []
-        for key in rows:
-            there = run.options.source is None and os.path.lexists(root / key)
-            out.append((key, NOT_SCANNED if there else MISSING, known.get(key)))
-        return out
-
-    missing = await anyio.to_thread.run_sync(unmatched)
-    if run.progress is not None and missing:
-        run.progress.add_total(len(missing))
-    done = 0
-    for key, reason, prior in missing:
-        if prior is not None and prior.status == SKIPPED and prior.reason == reason:
-            done += 1
-        elif prior is None or prior.size is None:  # never let a row of the label file hide a file's outcome
-            await record_send.send(JournalEntry(key, None, None, None, SKIPPED, reason=reason))
-        else:
-            done += 1
-    if done:
-        run.advance(["unchanged"] * done)
-
-
-def _decision(run: _Run, found: ScanEntry, labels: Labels | LabelProblem | None) -> tuple[str, str] | Labels:
-    """What the plan decides for a scanned file before reading it: (status, reason) or the labels to send."""
-    pattern = _excluded_by(found.relpath, run.options.exclude)
-    if pattern is not None:
-        return SKIPPED, f"excluded by --exclude {pattern}"
-    decided = decide(labels, untagged=run.options.untagged)
-    if isinstance(decided, LabelProblem):
-        if decided.kind in ("no-label", "untagged"):
-            return SKIPPED, decided.reason
-        return REJECTED, f"bad labels: {decided.reason}"  # never sent: untagged would lose the labels meant
-    return decided
-
-
-async def _plan(
-    run: _Run,
-    chunk: list[ScanEntry | ScanProblem],
-    work_send: ObjectSendStream[_Work],
-    record_send: ObjectSendStream[JournalEntry],
-) -> None:
-    planned = await anyio.to_thread.run_sync(_lookup, run, chunk)
-    if run.progress is not None:
-        run.progress.add_total(len(chunk))
-    done: list[str] = []
-    for found, labels, prior in planned:
-        if isinstance(found, ScanProblem):
-            if found.relpath == ".":  # ROOT itself cannot be read: nothing to upload at all
-                raise ConfigError(f"cannot read {run.options.root}: {found.reason}")
-            # Hidden, special and unsupported files, symlink loops, dangling links, unreadable folders:
-            # reported and skipped (no image lost that could have been read); the scan's reason says which.
-            if prior is None or prior.status != SKIPPED or prior.reason != found.reason:
-                await record_send.send(JournalEntry(found.relpath, None, None, None, SKIPPED, reason=found.reason))
-            else:
-                done.append("unchanged")
-            continue
-        decision = _decision(run, found, labels)
-        if not isinstance(decision, Labels):
-            status, reason = decision
-            same = prior is not None and prior.status == status and prior.reason == reason
-            if same and not needs_work(prior, found.size, found.mtime_ns):
-                done.append("still-failed" if status in FAILURE_STATUSES else "unchanged")
-            else:
-                note = getattr(found, "note", None)
-                await record_send.send(
-                    JournalEntry(found.relpath, found.size, found.mtime_ns, None, status, reason=reason,
-                                 extra={"note": note} if note else None)
-                )
-            continue
-        # A file skipped or rejected by the plan before (labels, --untagged, --exclude) has work now.
-        planned_before = prior is not None and (prior.reason or "").startswith(_PLAN_REASONS)
-        if prior is not None and not needs_work(prior, found.size, found.mtime_ns) and not planned_before:
-            done.append("still-failed" if prior.status in FAILURE_STATUSES else "unchanged")
-            continue
-        await work_send.send(_Work(found, decision, prior))
-    if done:
-        run.advance(done)
-
-
-async def _preparer(
-    run: _Run,
-    work_recv: ObjectReceiveStream[_Work],
-    item_send: ObjectSendStream[BatchItem],
-    record_send: ObjectSendStream[JournalEntry],
-) -> None:
-    opts = run.options
-    async with work_recv, item_send, record_send:
-        async for work in work_recv:
-            entry = work.entry
-            labels = work.labels
-            try:
-                result = await anyio.to_thread.run_sync(
-                    partial(_source(opts).prepare, entry, opts.limits, labels.regions),
-                    limiter=run.cpu,
-                )
-            except Exception as exc:  # a codec's own bug is this file's outcome, not the run's
-                result = Rejected("corrupt", f"could not be read as an image ({type(exc).__name__}: {exc})")
-            if isinstance(result, Rejected):
-                await record_send.send(
-                    JournalEntry(entry.relpath, entry.size, entry.mtime_ns, None, REJECTED, reason=result.reason)
-                )
-                continue
-            item = await _batch_item(run, work, labels, await _hold(run, work.entry, result))
-            del result  # the bytes go now: the item reads them again when its request is written
-            await item_send.send(item)
-
-
-async def _hold(run: _Run, entry: ScanEntry, prepared: PreparedImage) -> tuple[PreparedImage, ImageBody, Path | None]:
-    """Where the image's bytes wait for their request: its own file when they are the file's (read again
-    when the request is written), else a temporary file. Either way no bytes stay in memory."""
-    if prepared.passed_through:
-        return prepared, _source(run.options).body(entry, len(prepared.data)), None
-    assert run.spool is not None
-    spooled = await anyio.to_thread.run_sync(_spool, run.spool, prepared.data)
-    return prepared, FileBody(spooled, len(prepared.data)), spooled
-
-
-def _spool(folder: Path, data: bytes) -> Path:
-    fd, name = tempfile.mkstemp(dir=folder, suffix=".img")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    return Path(name)
-
-
-async def _batch_item(
-    run: _Run, work: _Work, labels: Labels, held: tuple[PreparedImage, ImageBody, Path | None]
-) -> BatchItem:
-    prepared, body, spooled = held
-    region_tags = {r.tag for r in prepared.regions}
-    # The quickstart sends regions without tagIds: a region's tag is the image's tag.
-    tag_ids = await run.tags.ids_for([t for t in labels.tags if t not in region_tags])
-    region_ids = dict(zip(sorted(region_tags), await run.tags.ids_for(sorted(region_tags))))
-    regions = tuple(
-        TaggedRegion(region_ids[r.tag], r.left, r.top, r.width, r.height) for r in prepared.regions
-    )
-    run.fixes.update(prepared.fixes)
-    run.bytes_prepared += len(prepared.data)
-    prior = work.prior
-    replaces = None
-    if prior is not None:
-        # The image an earlier version of this file became (kept through an interrupted re-send).
-        replaces = prior.image_id if prior.status == UPLOADED else (prior.extra or {}).get("replaces")
-    return BatchItem(
-        key=work.entry.relpath,
-        name=_wire_name(work.entry.relpath, prepared.format),
-        body=body,
-        tag_ids=tuple(sorted(set(tag_ids))),
-        regions=regions,
-        context=_Context(
-            size=work.entry.size,
-            mtime_ns=work.entry.mtime_ns,
-            sha256=prepared.sha256,
-            fixes=prepared.fixes,
-            prior_status=prior.status if prior is not None else None,
-            attempts=prior.attempts if prior is not None else 0,
-            spooled=spooled,
-            note=getattr(work.entry, "note", None),
-            replaces=replaces,
-        ),
-    )
-
-
-def _list_reject(run: _Run, path: str, reason: str) -> None:
-    if len(run.listed_rejects) < _MAX_LISTED:
-        run.listed_rejects.append({"path": path, "status": REJECTED, "reason": reason})
-
-
-def _entry(
-    item: BatchItem, status: str, image_id: str | None = None, reason: str | None = None, *, deleted: bool = False
-) -> JournalEntry:
-    ctx: _Context = item.context
-    extra: dict[str, Any] = {}
-    notes = [ctx.note] if ctx.note else []
-    if ctx.replaces and status == SENDING:
-        extra["replaces"] = ctx.replaces
-    elif ctx.replaces and image_id and image_id != ctx.replaces and status in (UPLOADED, DUPLICATE):
-        if deleted:
-            notes.append(f"changed since uploaded: sent again; the old image (id {ctx.replaces}) was deleted")
-        else:
-            new = "sent again as a new image" if status == UPLOADED else "its new content is already in the project"
-            notes.append(f"changed since uploaded: {new}; the old image stays in the project (id {ctx.replaces})")
-            extra["replaces"] = ctx.replaces
-    if notes:
-        extra["note"] = "; ".join(notes)
-    return JournalEntry(
-        key=item.key,
-        size=ctx.size,
-        mtime_ns=ctx.mtime_ns,
-        sha256=ctx.sha256,
-        status=status,
-        image_id=image_id,
-        reason=reason,
-        fixes=ctx.fixes,
-        attempts=ctx.attempts,
-        extra=extra or None,
-    )
-
-
-class _ByteBudget:
-    """Bytes of batches held by the senders. Senders mostly wait (for a rate token, for the
-    service): without a bound, N senders with big images would hold N x the batch budget."""
-
-    def __init__(self, limit: int, first_guess: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self._changed = anyio.Event()
-        self._recent: list[int] = [first_guess]
-
-    @property
-    def typical(self) -> int:
-        """The largest of the last few batches: what a sender reserves before it takes one."""
-        return max(self._recent)
-
-    def observe(self, nbytes: int) -> None:
-        self._recent = (self._recent + [max(nbytes, 1)])[-8:]
-
-    async def reserve(self, n: int) -> None:
-        # One holder always proceeds, so an oversized batch cannot wait for ever.
-        while self.used and self.used + n > self.limit:
-            await self._changed.wait()
-        self.used += n
-
-    def release(self, n: int) -> None:
-        self.used -= n
-        self._changed.set()
-        self._changed = anyio.Event()
-
-
-async def _sender(run: _Run, batch_recv: ObjectReceiveStream[Batch], budget: _ByteBudget) -> None:
-    assert run.sender is not None and run.journal is not None
-    journal = run.journal
-    async with batch_recv:
-        while True:
-            # Room for a typical batch first, so that waiting happens before a batch is held.
-            # Reserving the full byte budget per request instead would cap the requests in flight
-            # at limit / batch_bytes (8), far below what a slow service needs to hold the rate.
-            want = budget.typical
-            await budget.reserve(want)
-            try:
-                batch = await batch_recv.receive()
-            except anyio.EndOfStream:
-                budget.release(want)
-                return
-            held = batch.nbytes
-            budget.observe(held)
-            if held > want:
-                await budget.reserve(held - want)
-            else:
-                budget.release(want - held)
-            try:
-                await _send_one(run, journal, batch)
-            finally:
-                budget.release(held)
-
-
-async def _send_one(run: _Run, journal: Journal, batch: Batch) -> None:
-    assert run.sender is not None
-    prior = {it.key: it.context.prior_status for it in batch.items}
-    intent = [_entry(it, SENDING) for it in batch.items]
-    try:
-        outcomes = await send_recorded(
-            run, journal, intent, partial(run.sender.send, batch, prior=prior), _outcome_entry
-        )
-    finally:
-        spooled = [it.context.spooled for it in batch.items if it.context.spooled is not None]
-        if spooled:
-            await anyio.to_thread.run_sync(_unlink, spooled)
-    moved = run.sender.take_reclassified()
-    if moved:
-        await run.journal_call(_demote, journal, moved)
-        run.tally.subtract({UPLOADED: len(moved)})
-        run.tally.update({DUPLICATE: len(moved)})
-    if run.options.replace_changed:
-        await _replace_changed(run, journal, outcomes)
-    sent = sum(o.item.nbytes for o in outcomes if o.status in (UPLOADED, DUPLICATE))
-    run.bytes_sent += sent
-    run.advance([o.status for o in outcomes], nbytes=sent)
-
-
-def _demote(journal: Journal, moved: list[Reclassified]) -> None:
-    """Uploaded outcomes a later answer showed to be another file's image: recorded as duplicates."""
-    rows = journal.get_many([m.key for m in moved])
-    fixed = [
-        replace(rows[m.key], status=DUPLICATE, reason=m.reason)
-        for m in moved
-        if m.key in rows and rows[m.key].status == UPLOADED and rows[m.key].image_id == m.image_id
-    ]
-    journal.record(fixed)
-
-
-async def _replace_changed(run: _Run, journal: Journal, outcomes: list[SendOutcome]) -> None:
-    """--replace-changed: a changed file's new image is in; its old image goes (then the note says so)."""
-    done = [
-        o
-        for o in outcomes
-        if o.status == UPLOADED and o.image_id and o.item.context.replaces not in (None, o.image_id)
-    ]
-    if not done:
-        return
-    old = sorted({o.item.context.replaces for o in done})
-    try:
-        await run.client.delete_images(run.sender.project_id if run.sender else "", old)
-    except (AuthenticationError, NotFoundError):
-        raise
-    except CustomVisionError:
-        return  # the old images stay; the notes already recorded say so
-    await run.journal_call(journal.record, [_entry(o.item, o.status, o.image_id, o.reason, deleted=True) for o in done])
-
-
-def _unlink(paths: list[Path]) -> None:
-    for p in paths:
-        p.unlink(missing_ok=True)
-
-
-def _outcome_entry(o: SendOutcome) -> JournalEntry:
-    return _entry(o.item, o.status, o.image_id, o.reason)
-
-
-async def _dry_run_sink(run: _Run, batch_recv: ObjectReceiveStream[Batch]) -> None:
-    names = {tid: name for name, tid in run.tags._ids.items()}
-    async with batch_recv:
-        async for batch in batch_recv:
-            for item in batch.items:
-                tags = set(item.tag_ids) | {r.tag_id for r in item.regions}
-                run.per_tag.update(names.get(t, t) for t in tags) if tags else run.per_tag.update(["(untagged)"])
-                if item.context.spooled is not None:
-                    await anyio.to_thread.run_sync(_unlink, [item.context.spooled])
-            run.bytes_sent += batch.nbytes
-            run.advance(["would-send"] * len(batch), nbytes=batch.nbytes)
-
-
-async def _recorder(run: _Run, record_recv: ObjectReceiveStream[JournalEntry]) -> None:
-    """Outcomes that need no request, written in chunks (one transaction each)."""
-    async with record_recv:
-        while True:
-            try:
-                first = await record_recv.receive()
-            except anyio.EndOfStream:
-                return
-            chunk = take_ready(first, record_recv, 256)
-            if run.journal is not None and not run.options.dry_run:
-                await run.journal_call(run.journal.record, chunk)
-            else:
-                for e in chunk:
-                    if e.status in FAILURE_STATUSES:
-                        _list_reject(run, e.key, e.reason or e.status)
-            run.advance([e.status for e in chunk])

@@ -66,8 +66,8 @@ async def test_the_journal_owner_wins_over_a_sending_intent():
 
 
 def test_upload_records_a_reclassified_outcome_as_a_duplicate(tmp_path):
+    from cvbulk.pipeline._upload_send import _demote
     from cvbulk.pipeline.journal import Journal, JournalEntry
-    from cvbulk.pipeline.upload import _demote
 
     with Journal.open(tmp_path / "s.sqlite", job="upload", fingerprint={"root": "r"}) as journal:
         journal.record([JournalEntry("a/1.jpg", 1, 1, "h", "uploaded", "X"),
