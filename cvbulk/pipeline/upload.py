@@ -2,17 +2,18 @@
 
 scan -> plan -> prepare -> batch -> send -> record, joined by bounded memory object streams:
 
-- *scan* walks the tree lazily in a worker thread (``scan.aiter_scan``); *plan* looks each chunk of
-  files up in the journal and the label source in one worker-thread hop, and drops what is done.
-- *prepare* checks / fixes images off the event loop, bounded to the core count. Their bytes are not kept:
+- *scan* walks the tree lazily in a worker thread (``scan.aiter_scan``); *plan* (``_upload_plan``) looks
+  each chunk of files up in the journal and the label source in one worker-thread hop, and drops what is done.
+- *prepare* (``_upload_prepare``) checks / fixes images off the event loop, bounded to the core count. Their bytes are not kept:
   an image that passes through is read again from its file when its request is written (a ``FileBody``);
   a fixed one is spooled to a temporary file first.
 - *batch* groups them under 64 images / 20 tags / a byte budget (``batch.py``).
-- *send*: N senders share the client, whose Pacer holds the tier's rate and adapts the concurrency.
+- *send* (``_upload_send``): N senders share the client, whose Pacer holds the tier's rate and adapts the concurrency.
   Each sender marks its batch ``sending`` in the journal before the request and records every
   image's outcome in one transaction after it, before taking the next batch: a run killed at any
   moment resumes without losing an image or creating one twice (the prepared bytes are
-  deterministic, so a re-sent image comes back ``OKDuplicate`` and counts as ours).
+  deterministic, so a re-sent image comes back ``OKDuplicate``; it counts as ours only when the journal
+  left THIS file ``sending`` and no other file owns the image: ``send.ImageSender``).
 - *record*: per-file outcomes that need no request (skipped, rejected) are written in chunks.
 
 Every candidate ends in one recorded outcome with its reason: what the scan did not take, what ``--exclude``
