@@ -42,7 +42,7 @@ def measure(name: str, **row: Any) -> None:
     MEASURED[name] = row
 
 
-def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001 - pytest's hook signature
+def pytest_sessionfinish(session, exitstatus):
     target = os.environ.get("CVBULK_RELIABILITY_TABLE")
     if target and MEASURED:
         Path(target).write_text(json.dumps(MEASURED, indent=2, sort_keys=True), encoding="utf-8")

@@ -36,7 +36,7 @@ async def test_a_429_storm_at_the_start_is_waited_out_and_shown(tmp_path):
     with EmulatorThread(EmulatorConfig(data_dir=tmp_path / "emulator", seed=3)) as emu:
         async with training_client(emu, on_retry=heard.append) as client:
             await client.create_project("storm")
-            emu.set_faults(Faults(throttle_burst=12))
+            emu.set_faults(Faults(throttle_burst=4))
             progress = Phases()
             with anyio.fail_after(60):
                 result = await run_upload(
@@ -47,7 +47,7 @@ async def test_a_429_storm_at_the_start_is_waited_out_and_shown(tmp_path):
             assert client.on_retry == heard.append  # the caller's own hook is back, and heard every wait too
     assert result.ok and result.counts == {"uploaded": 8}
     throttled = [p for p in progress.phases if p.startswith("throttled by the service: waiting ")]
-    assert len(throttled) == 12 == len([e for e in heard if e.cause == "throttled"])
+    assert len(throttled) == 4 == len([e for e in heard if e.cause == "throttled"])
     assert throttled[0].endswith("(attempt 1)")
 
 
