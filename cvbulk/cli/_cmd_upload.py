@@ -101,6 +101,11 @@ def register(subparsers: Any) -> None:
         "--exclude", action="append", default=[], metavar="GLOB",
         help="leave out paths matching GLOB (a folder such as Test, a path, or *.png); repeatable",
     )
+    parser.add_argument(
+        "--replace-changed", action="store_true",
+        help="a file changed since it was uploaded: delete its old image once the new one is in "
+        "(default: the old image stays, and the report says so)",
+    )
     add_state_args(parser, "state file (see below)", "JSON report (see below)")
     parser.add_argument(
         "--dry-run", action="store_true",
@@ -150,6 +155,7 @@ def _options(args: argparse.Namespace) -> Any:
         labels=args.labels,
         untagged=args.untagged,
         exclude=tuple(args.exclude),
+        replace_changed=args.replace_changed,
         state=args.state,
         report=args.report,
         dry_run=args.dry_run,

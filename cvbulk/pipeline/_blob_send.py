@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..client._body import BytesBody
 from .batch import MAX_TAGS_PER_BATCH, Batch, BatchItem
 from .prepare import TRAINING_LIMITS, ImageLimits, Rejected
-from .send import ImageSender, SendOutcome
+from .send import ImageSender, Owners, SendOutcome
 from .status import Outcome, Status
 
 if TYPE_CHECKING:
@@ -47,9 +47,10 @@ class FallbackSender(ImageSender):
         folder: BlobFolder,
         *,
         started: float | None = None,
+        owners: Owners | None = None,
         limits: ImageLimits = TRAINING_LIMITS,
     ) -> None:
-        super().__init__(client, project_id, started=started)
+        super().__init__(client, project_id, started=started, owners=owners)
         self.folder = folder
         self.limits = limits
 

@@ -218,9 +218,12 @@ class ScoreStages:
             min(self.workers, max(4, self.prepare_workers * 2))
         )
         to_record_send, to_record_recv = anyio.create_memory_object_stream[Outcome](max(64, self.workers * 2))
+        failure: Exception | None = None
         async with anyio.create_task_group() as tg:
             # The recorder is outside the producers' task group so that, when a scorer raises a run-wide
-            # error, what was already scored is still written before the error surfaces.
+            # error, what was already scored is still written before the error surfaces: the error is
+            # held until the recorder has drained its (closed) stream, not raised into this task group,
+            # which would cancel the recorder half-way.
             tg.start_soon(self._recorder, to_record_recv)
             try:
                 async with anyio.create_task_group() as producers:
@@ -235,8 +238,12 @@ class ScoreStages:
                     to_prepare_recv.close()
                     to_score_send.close()
                     to_score_recv.close()
+            except Exception as exc:  # the producers' group (a run-wide error); a cancellation goes through
+                failure = exc
             finally:
                 to_record_send.close()
+        if failure is not None:
+            raise failure
         return self.stats
 
     async def _feed(

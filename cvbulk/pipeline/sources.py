@@ -31,7 +31,7 @@ from .errors import ConfigError, FatalRunError
 from .labels import FolderLabels, LabelSource, RegionLabel, check_tag, open_label_source
 from .prepare import ImageLimits, PreparedImage, Rejected, prepare_image
 from .scan import IMAGE_EXTENSIONS, ScanProblem, SkipKind, _unsupported_reason, aiter_scan
-from .send import ImageSender
+from .send import ImageSender, Owners
 
 if TYPE_CHECKING:
     from ..storage import ImageSource as StorageSource
@@ -93,8 +93,10 @@ class LocalFolder:
     def open_labels(self, spec: str, root: Path) -> LabelSource:
         return open_label_source(spec, root)
 
-    def make_sender(self, client: Any, project_id: str, *, started: float | None = None) -> ImageSender:
-        return ImageSender(client, project_id, started=started)
+    def make_sender(
+        self, client: Any, project_id: str, *, started: float | None = None, owners: Owners | None = None
+    ) -> ImageSender:
+        return ImageSender(client, project_id, started=started, owners=owners)
 
 
 # -- images in a blob container -------------------------------------------------------------------
@@ -288,10 +290,12 @@ class BlobFolder:
             self.counts["fallback"] += 1
         return result
 
-    def make_sender(self, client: Any, project_id: str, *, started: float | None = None) -> ImageSender:
+    def make_sender(
+        self, client: Any, project_id: str, *, started: float | None = None, owners: Owners | None = None
+    ) -> ImageSender:
         from ._blob_send import FallbackSender
 
-        return FallbackSender(client, project_id, self, started=started)
+        return FallbackSender(client, project_id, self, started=started, owners=owners)
 
     def report(self) -> dict[str, Any]:
         """For the run's report: where the images came from, which way they went, what was read."""
