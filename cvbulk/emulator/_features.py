@@ -100,7 +100,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         scale = 255.0 / (hi - lo) if hi > lo else 0.0
         img = img.point(lambda v: (v - lo) * scale)
         return img.convert("L").convert("RGB")
-    if mode == "P" and "transparency" in img.info or mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if (mode == "P" and "transparency" in img.info) or mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
