@@ -240,7 +240,7 @@ async def _result(
     run: _Run, options: ExportOptions, project: Project, done: dict[str, Any], started: float, total: int
 ) -> ExportResult:
     failed_now = run.tally[FAILED] + run.tally[ERROR]
-    counts = {s: n for s, n in run.tally.items() if s not in ("unchanged", "relabelled", "downloads")}
+    counts = {s: n for s, n in run.tally.items() if s not in ("unchanged", "relabelled", "downloads", "link_refreshes")}
     check = done["count_check"]
     ok = not failed_now and not done["failures"] and check["ok"]
     location = options.location
@@ -258,6 +258,7 @@ async def _result(
         "unchanged": run.tally["unchanged"],
         "relabelled": run.tally["relabelled"],
         "downloads": run.tally["downloads"],
+        "link_refreshes": run.tally["link_refreshes"],
         "count_check": check,
         "state_file": str(options.state),
         "state_counts": done["state_counts"],
