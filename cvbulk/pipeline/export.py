@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -203,7 +204,7 @@ async def run_export(
     fingerprint = {"project_id": project.id, "destination": _where(location), "format": options.format}
     try:
         async with open_sink(location, environ=options.storage_environ, create=True) as sink:
-            existing = await _listing(sink)
+            existing = await _listing(sink, location.path)
             assert options.state is not None
             journal = await open_journal(options.state, job="export", fingerprint=fingerprint)
             run = _Run(options, client, journal, sink, project.id, tag_names, layout, existing, progress)
@@ -226,14 +227,29 @@ def _where(location: StorageLocation) -> str:
     return str(location)
 
 
-async def _listing(sink: ImageSink) -> dict[str, int]:
-    """Every name the destination holds now, with its size: a resumed export skips what is there."""
+# A local write's temporary file (".<name>.<mkstemp's 8 characters>.tmp"): a run killed mid-write leaves one.
+_PARTIAL = re.compile(r"^\.[^/]+\.[a-z0-9_]{8}\.tmp$")
+
+
+async def _listing(sink: ImageSink, folder: Path | None) -> dict[str, int]:
+    """Every name the destination holds now, with its size: a resumed export skips what is there. In a
+    folder, the half-written files of a killed run are removed first."""
+    if folder is not None:
+        await anyio.to_thread.run_sync(_remove_partials, folder)
     names: dict[str, int] = {}
     async for page in sink.pages():
         for entry in page:
             if not entry.name.startswith(f"{STATE_DIR}/"):
                 names[entry.name] = entry.size
     return names
+
+
+def _remove_partials(folder: Path) -> None:
+    for parent, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d != STATE_DIR]
+        for name in files:
+            if _PARTIAL.match(name):
+                _remove(Path(parent) / name)
 
 
 async def _result(
