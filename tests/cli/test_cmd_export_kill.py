@@ -87,3 +87,41 @@ def test_export_killed_three_times_then_resumed(tmp_path):
         assert on_disk == shas
         assert not [p for p in (out / "images").iterdir() if p.name.startswith(".")]  # no half-written file
         assert REPO.exists()
+
+
+async def _delete_one_exported(emulator, state: Path) -> str:
+    with sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=5) as db:
+        (image_id,) = db.execute("SELECT key FROM entries WHERE status = 'exported' LIMIT 1").fetchone()
+    async with TrainingClient(emulator.endpoint, emulator.training_key, pacer=Pacer.for_tier("unlimited")) as c:
+        (project,) = await c.get_projects()
+        await c.delete_images(project.id, [image_id])
+    return str(image_id)
+
+
+def test_a_project_that_changes_under_the_export_fails_it_loudly_and_a_rerun_heals(tmp_path):
+    """An image deleted mid-run (after its export) shifts the service's paging: the counts at the end
+    differ, the export says so in one line and exits 1; run again, it completes and agrees."""
+    with EmulatorThread(EmulatorConfig(data_dir=tmp_path / "emu")) as emulator:
+        project_id, _ = anyio.run(_build, emulator)
+        emulator.set_latency(Latency(per_request=0.02))
+        env = env_for(emulator)
+        out = tmp_path / "out"
+        state = out / ".cvbulk" / "export.sqlite"
+        argv = [sys.executable, "-m", "cvbulk", "export", str(out), "--project", project_id, "--format", "csv",
+                "--tier", "unlimited", "--max-concurrency", "2", "--progress", "none"]
+        proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+        deadline = time.monotonic() + 60
+        while exported_rows(state) < 20 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the export ended before the project changed"
+        victim = anyio.run(_delete_one_exported, emulator, state)
+        _, stderr = proc.communicate(timeout=90)
+        assert proc.returncode == 1, stderr[-2000:]
+        lines = [x for x in stderr.splitlines() if "does not match the project" in x]
+        assert len(lines) == 1 and lines[0].startswith("cvbulk: error: export does not match the project: ")
+        emulator.set_latency(Latency())
+        again = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=90)
+        assert again.returncode == 0, again.stderr[-2000:]
+        listed = (out / "labels.csv").read_text()
+        assert victim not in listed and listed.count("\n") == N  # a header and N - 1 images
