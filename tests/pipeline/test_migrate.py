@@ -9,12 +9,12 @@ from dataclasses import replace
 import anyio
 import pytest
 
-from cvbulk.pipeline.errors import ConfigError as CLIError
-from cvbulk.pipeline.errors import PipelineError
 from cvbulk.client import ImageFileCreateEntry, Pacer, Region, RetryPolicy, TrainingClient
 from cvbulk.emulator import Emulator, EmulatorConfig
 from cvbulk.pipeline._migrate_send import Grouper, MigrateItem
 from cvbulk.pipeline.batch import TaggedRegion
+from cvbulk.pipeline.errors import ConfigError as CLIError
+from cvbulk.pipeline.errors import PipelineError
 from cvbulk.pipeline.journal import Journal
 from cvbulk.pipeline.migrate import MigrateOptions, run_migrate
 from tests.corpus import make_image
