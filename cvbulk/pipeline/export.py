@@ -161,6 +161,10 @@ class _Run(JournalCalls):
     seen: set[str] = field(default_factory=set)  # image ids in the project during this run
     nbytes: int = 0
     journal_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    links: _Links = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.links = _Links(self.client, self.project_id)
 
     def advance(self, status: str, nbytes: int = 0) -> None:
         self.tally[status] += 1
@@ -275,6 +279,7 @@ async def _result(
         "relabelled": run.tally["relabelled"],
         "downloads": run.tally["downloads"],
         "link_refreshes": run.tally["link_refreshes"],
+        "link_refresh_calls": run.links.calls,
         "count_check": check,
         "state_file": str(options.state),
         "state_counts": done["state_counts"],
@@ -403,10 +408,44 @@ async def _recorder(run: _Run, record_recv: ObjectReceiveStream[tuple[JournalEnt
                 run.advance("relabelled" if nbytes < 0 else entry.status, max(nbytes, 0))
 
 
-async def _fresh(run: _Run, image_id: str) -> Image | None:
-    """The image as the service describes it now, with new links (None: deleted from the project)."""
-    found = await run.client.get_images_by_ids(run.project_id, [image_id])
-    return found[0] if found else None
+class _Links:
+    """Fresh image links, asked for together: links listed together expire together, so the workers whose
+    downloads were refused within a moment of each other share one GetImagesByIds call (up to 256 ids)."""
+
+    GATHER = 0.05  # seconds the first refused worker waits for the others to join its call
+
+    def __init__(self, client: TrainingClient, project_id: str) -> None:
+        self.client, self.project_id = client, project_id
+        self.pending: set[str] = set()
+        self.found: dict[str, Image | None] = {}
+        self.round: anyio.Event | None = None
+        self.calls = 0
+
+    async def fresh(self, image_id: str) -> Image | None:
+        """The image as the service describes it now, with new links (None: deleted from the project)."""
+        while image_id not in self.found:
+            self.pending.add(image_id)
+            if self.round is None:
+                await self._lead()
+            else:
+                await self.round.wait()
+        return self.found.pop(image_id)
+
+    async def _lead(self) -> None:
+        done = self.round = anyio.Event()
+        try:
+            await anyio.sleep(self.GATHER)
+            ids = sorted(self.pending)[:256]
+            self.pending.difference_update(ids)
+            self.round = None  # the rest (and later refusals) start the next call
+            self.calls += 1
+            images = {i.id: i for i in await self.client.get_images_by_ids(self.project_id, ids)}
+            for i in ids:
+                self.found[i] = images.get(i)
+        finally:
+            if self.round is done:
+                self.round = None
+            done.set()
 
 
 def _gone(image: Image, attempts: int) -> tuple[JournalEntry, int]:
@@ -432,7 +471,13 @@ async def _download(run: _Run, image: Image, attempts: int) -> tuple[Image, byte
                 return JournalEntry(image.id, None, None, None, FAILED, reason=reason, attempts=attempts), 0
             refreshes += 1
             run.tally["link_refreshes"] += 1
-            found = await _fresh(run, image.id)
+            try:
+                found = await run.links.fresh(image.id)
+            except AuthenticationError:
+                raise  # a wrong key: stop the run
+            except CustomVisionError as exc:
+                reason = f"the image link expired and a fresh one could not be had ({one_line(exc)})"
+                return JournalEntry(image.id, None, None, None, ERROR, reason=reason, attempts=attempts), 0
             if found is None:
                 return _gone(image, attempts)
             image = found
