@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
@@ -17,7 +17,7 @@ from ._shared import TIERS, is_uuid
 from .errors import ConfigError, ProjectNotFound
 
 if TYPE_CHECKING:  # the client is imported lazily so this module loads on its own
-    from ..client import Domain, Project, Tag, TrainingClient
+    from ..client import ClassificationType, Domain, Project, Tag, TrainingClient
 
 __all__ = [
     "TAG_LIMITS",
@@ -147,7 +147,7 @@ async def create_project(
         name,
         description=description,
         domain_id=found.id if found is not None else None,
-        classification_type=None if detection else classification_type,
+        classification_type=None if detection else cast("ClassificationType", classification_type),
     )
 
 
