@@ -8,9 +8,11 @@ import json
 import anyio
 import pytest
 
+from cvbulk.client import Pacer, TrainingClient
 from cvbulk.emulator import EmulatorConfig, EmulatorThread
 from cvbulk.storage import open_source
 from tests._azurite import azurite, azurite_container  # noqa: F401  (fixtures)
+from tests.pipeline._transfer_support import project_images
 
 from .test_cmd_export import KEY, _samples_project, cvbulk, env_for
 
@@ -20,6 +22,17 @@ pytestmark = pytest.mark.timeout(120)
 async def _names(where: str, environ) -> list[str]:
     async with open_source(where, environ=environ) as source:
         return sorted([e.name async for e in source.entries()])
+
+
+async def _both(emulator, *names: str) -> list[dict]:
+    async with TrainingClient(emulator.endpoint, emulator.training_key, pacer=Pacer.for_tier("unlimited")) as c:
+        by_name = {p.name: p.id for p in await c.get_projects()}
+        return [await project_images(c, by_name[n]) for n in names]
+
+
+async def _read(where: str, name: str, environ) -> bytes:
+    async with open_source(where, environ=environ) as source:
+        return await source.read_all(await source.stat(name))
 
 
 def test_export_to_a_container(tmp_path, azurite, azurite_container):  # noqa: F811
@@ -44,3 +57,13 @@ def test_export_to_a_container(tmp_path, azurite, azurite_container):  # noqa: F
             assert KEY not in text and azurite.account_key not in text
         for f in state_dir.iterdir():
             assert KEY.encode() not in f.read_bytes() and azurite.account_key.encode() not in f.read_bytes()
+
+        # back into a new project straight from the container (upload's blob source), the label file local
+        labels = tmp_path / "labels.csv"
+        labels.write_bytes(anyio.run(_read, where, "labels.csv", azurite.environ()))
+        back = cvbulk("upload", where, "--labels", str(labels), "--project", "trees-back", "--create",
+                      "--tier", "unlimited", "--json", env=env, cwd=tmp_path)
+        assert back.returncode == 0, back.stderr[-2000:]
+        assert json.loads(back.stdout)["counts"]["uploaded"] == 20
+        before, after = anyio.run(_both, emulator, "trees", "trees-back")
+        assert before == after  # the same images (sha256) with the same tags
