@@ -55,6 +55,7 @@ from .engine import (
     JournalCalls,
     ProgressSink,
     open_journal,
+    retry_notices,
     run_job,
     send_pages,
     start_progress,
@@ -187,6 +188,13 @@ async def run_export(
     that cannot be written) are raised; an image that cannot be downloaded is that image's outcome, named
     in the report. ``result.ok`` is False when any image failed or the counts differ from the service's.
     """
+    with retry_notices(progress, client):  # the clients' retry waits reach progress.phase
+        return await _run_export(client, options, progress)
+
+
+async def _run_export(
+    client: TrainingClient, options: ExportOptions, progress: ProgressSink | None
+) -> ExportResult:
     started = time.time()
     location = options.location
     if location.path is not None and location.path.exists() and not location.path.is_dir():

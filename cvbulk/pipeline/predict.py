@@ -46,7 +46,7 @@ from ._predict_engine import (
     WorkItem,
 )
 from ._predict_rows import RowMaker, existing_tag_columns, output_format
-from .engine import ProgressSink, open_journal, run_job, start_progress
+from .engine import ProgressSink, check_outputs, open_journal, retry_notices, run_job, start_progress
 from .errors import ConfigError
 from .journal import Journal, JournalEntry
 from .output import OutputFileError, check_output_file, existing_keys, open_prediction_writer
@@ -117,7 +117,18 @@ async def run_predict(
     ``prediction`` is a PredictionClient (its pacer sets the pace), ``training`` an optional
     TrainingClient used to resolve a project name and list its tags. Run-wide failures (wrong key,
     unknown project or published name, the service down) raise; per-file failures are outcomes.
+    The clients' retry waits (a 429, a 5xx) reach ``progress.phase``.
     """
+    with retry_notices(progress, prediction, training):
+        return await _run_predict(prediction, training, options, progress)
+
+
+async def _run_predict(
+    prediction: PredictionClient,
+    training: TrainingClient | None,
+    options: PredictOptions,
+    progress: ProgressSink | None,
+) -> PredictResult:
     _check(options)
     root = options.root
     output = options.output
@@ -126,9 +137,10 @@ async def run_predict(
     except OutputFileError as exc:
         raise ConfigError(str(exc).replace("{", "{{").replace("}", "}}")) from None
     fmt = output_format(output)
+    state_path = options.state or default_state_path(output)
+    check_outputs(report=options.report, state=state_path)  # before any request, with the path named
     project_id, project_name, tag_names = await _resolve_project(training, options.project, options.detect)
 
-    state_path = options.state or default_state_path(output)
     fingerprint = {
         "root": str(root.resolve()) if options.source is None else options.source.location,
         "project_id": project_id,
