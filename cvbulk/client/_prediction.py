@@ -53,6 +53,12 @@ class PredictionClient(BaseClient):
         self, project_id: str, published_name: str, image: ImageData, *, store: bool = False,
         application: str | None = None, name: str = "image",
     ) -> ImagePrediction:
+        """Classify an image with a published iteration (ClassifyImage[WithNoStore]).
+
+        ``image`` is bytes or an ``ImageBody`` (``FileBody(path, size)`` streams it from disk); ``name`` is
+        the multipart file name. ``store=False`` (the default) calls the /nostore variant; ``application``
+        tags stored predictions with an application id.
+        """
         return await self._predict("classify", project_id, published_name, image=image, url=None,
                                    store=store, application=application, name=name)
 
@@ -68,6 +74,12 @@ class PredictionClient(BaseClient):
         self, project_id: str, published_name: str, image: ImageData, *, store: bool = False,
         application: str | None = None, name: str = "image",
     ) -> ImagePrediction:
+        """Detect objects in an image with a published iteration (DetectImage[WithNoStore]).
+
+        ``image`` is bytes or an ``ImageBody`` (``FileBody(path, size)`` streams it from disk); ``name`` is
+        the multipart file name. ``store=False`` (the default) calls the /nostore variant; ``application``
+        tags stored predictions with an application id.
+        """
         return await self._predict("detect", project_id, published_name, image=image, url=None,
                                    store=store, application=application, name=name)
 

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 
-def startup_line(emulator: "Emulator | EmulatorThread") -> str:
+def startup_line(emulator: Emulator | EmulatorThread) -> str:
     """The one line ``cvbulk emulator`` prints once it listens."""
     return (
         f"cvbulk emulator listening on {emulator.endpoint}  training-key={emulator.training_key}  "

@@ -59,7 +59,7 @@ async def _errors(request: web.Request, handler):
         raise
     except (ConnectionError, anyio.EndOfStream):
         raise
-    except Exception:  # noqa: BLE001 - the service answers 500 ErrorUnknown, the emulator logs why
+    except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
         return json_response({"code": "ErrorUnknown", "message": "An unexpected error occurred"}, status=500)
 

@@ -34,7 +34,8 @@ def _trainer():
 
 def _samples(blobs: BlobStore, samples: list[dict]) -> list[Any]:
     tr = _trainer()
-    out, per_tag = [], {}
+    out: list[Any] = []
+    per_tag: dict[str, int] = {}
     for s in samples:
         tags = tuple(s["tags"])
         if tags and all(per_tag.get(t, 0) >= _MAX_SAMPLES_PER_TAG for t in tags):
@@ -83,7 +84,7 @@ async def run_training_job(store: Store, blobs: BlobStore, models_dir: Path, job
     try:
         await anyio.to_thread.run_sync(_train, blobs, models_dir, job, seed, limiter=limiter, abandon_on_cancel=True)
         status = "Completed"
-    except Exception:  # noqa: BLE001 - a failed training is a state of the iteration, not a crash
+    except Exception:
         log.exception("training of iteration %s failed", job["iteration_id"])
         status = "Failed"
     await anyio.to_thread.run_sync(store.finish_training, job["iteration_id"], status, None, time.monotonic() - started)

@@ -9,8 +9,18 @@ from aiohttp import web
 
 from ._errors import ApiError
 from ._http import (
-    IMAGES, MAX_BATCH_IMAGES, MAX_BATCH_TAGS, base_url, image_json, json_response, q_bool, q_int, q_list,
-    q_str, read_images, read_json,
+    IMAGES,
+    MAX_BATCH_IMAGES,
+    MAX_BATCH_TAGS,
+    base_url,
+    image_json,
+    json_response,
+    q_bool,
+    q_int,
+    q_list,
+    q_str,
+    read_images,
+    read_json,
 )
 from ._imaging import TRAINING_MAX_BYTES
 from ._ingest import Upload, fetch_url, prepare_uploads

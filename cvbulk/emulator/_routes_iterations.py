@@ -79,10 +79,10 @@ async def get_iteration_performance(request: web.Request) -> web.Response:
     async with lock:  # concurrent askers wait for one computation
         perf = st.perf_cache.get(key)
         if perf is None:
-            perf = await run(evaluate_iteration, st.blobs, state, threshold, st.config.seed, limiter=st.cpu)
-            st.perf_cache[key] = perf
+            fresh = await run(evaluate_iteration, st.blobs, state, threshold, st.config.seed, limiter=st.cpu)
+            st.perf_cache[key] = perf = fresh
             if default:
-                await run(st.store.save_performance, state["id"], perf)
+                await run(st.store.save_performance, state["id"], fresh)
     return json_response(perf)
 
 
@@ -102,7 +102,9 @@ async def unpublish_iteration(request: web.Request) -> web.Response:
 async def _quick_test(request: web.Request, data: bytes) -> web.Response:
     st = _st(request)
     pid = _pid(request)
-    iteration_id = q_str(request, "iterationId") or await run(st.store.latest_completed, pid)
+    iteration_id = q_str(request, "iterationId")
+    if not iteration_id:
+        iteration_id = await run(st.store.latest_completed, pid)
     state = await run(st.store.iteration_state, pid, iteration_id)
     if state["status"] != "Completed":
         raise ApiError(400, "BadRequestIterationIsNotTrained", "The iteration is not trained")

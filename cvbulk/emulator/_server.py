@@ -6,8 +6,8 @@ import asyncio
 import shutil
 import tempfile
 import threading
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 
 import aiohttp
@@ -68,7 +68,7 @@ class Emulator:
             raise RuntimeError("the emulator is not running")
         return self._state
 
-    async def __aenter__(self) -> "Emulator":
+    async def __aenter__(self) -> Emulator:
         cfg = self.config
         if cfg.data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="cvbulk-emulator-"))
@@ -170,7 +170,7 @@ class EmulatorThread:
 
         try:
             asyncio.run(main())
-        except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
+        except BaseException as exc:
             self._error = exc
             self._ready.set()
 
@@ -198,7 +198,7 @@ class EmulatorThread:
                   tier: str | None = None) -> None:
         self._call(self._emulator.set_rates, training_tps=training_tps, prediction_tps=prediction_tps, tier=tier)
 
-    def start(self) -> "EmulatorThread":
+    def start(self) -> EmulatorThread:
         self._thread.start()
         self._ready.wait(60)
         if self._error is not None:
@@ -212,7 +212,7 @@ class EmulatorThread:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(30)
 
-    def __enter__(self) -> "EmulatorThread":
+    def __enter__(self) -> EmulatorThread:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

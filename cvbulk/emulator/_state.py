@@ -41,7 +41,7 @@ class EmulatorState:
     exports_running: set = field(default_factory=set)  # (iteration, platform, flavor) being built
 
     @classmethod
-    def open(cls, config: EmulatorConfig, data_dir: Path) -> "EmulatorState":
+    def open(cls, config: EmulatorConfig, data_dir: Path) -> EmulatorState:
         data_dir.mkdir(parents=True, exist_ok=True)
         (data_dir / "models").mkdir(exist_ok=True)
         (data_dir / "exports").mkdir(exist_ok=True)

@@ -65,8 +65,8 @@ class Store(ProjectStore, ImageStore, IterationStore, OpsStore):
             db.executemany("INSERT INTO image_tags VALUES (?,?,?)",
                            [(image_map[i], tag_map[t], now) for i, t in snap["imageTags"]])
             db.executemany("INSERT INTO regions VALUES (?,?,?,?,?,?,?,?)",
-                           [(new_id(), image_map[i], tag_map[t], l, tp, w, h, now)
-                            for i, t, l, tp, w, h in snap["regions"]])
+                           [(new_id(), image_map[i], tag_map[t], left, tp, w, h, now)
+                            for i, t, left, tp, w, h in snap["regions"]])
             self._bump(db, pid)
             return self._project_json(self._project_row(db, pid))
 

@@ -51,8 +51,9 @@ class ImageStore(StoreBase):
                     results.append((item.source_url, item.status, None))
                     continue
                 image_tags = list(dict.fromkeys(batch_tags + [norm_id(t) for t in item.tag_ids]))
-                regions = [self._check_region(r, tags) for r in item.regions]
-                if any(t not in tags for t in image_tags) or any(r is None for r in regions):
+                checked = [self._check_region(r, tags) for r in item.regions]
+                regions = [r for r in checked if r is not None]
+                if any(t not in tags for t in image_tags) or len(regions) != len(checked):
                     results.append((item.source_url, "ErrorUnknown", None))
                     continue
                 region_tags = {r["tagId"] for r in regions}
@@ -220,7 +221,7 @@ class ImageStore(StoreBase):
             if ids:
                 self._bump(db, pid)
 
-    def create_image_tags(self, project_id: str, pairs: Sequence[tuple[str, str]]) -> dict:
+    def create_image_tags(self, project_id: str, pairs: Sequence[tuple[str | None, str | None]]) -> dict:
         now = utcnow()
         with self._tx() as db:
             pid = self._project_row(db, project_id)["id"]
@@ -304,7 +305,7 @@ class ImageStore(StoreBase):
     def update_metadata(self, project_id: str, image_ids: Sequence[str], metadata: dict) -> list[dict]:
         with self._tx() as db:
             pid = self._project_row(db, project_id)["id"]
-            out = []
+            out: list[dict] = []
             for iid in (norm_id(i) for i in image_ids):
                 row = db.execute("SELECT metadata FROM images WHERE id=? AND project_id=?", (iid, pid)).fetchone()
                 if row is None:
