@@ -182,7 +182,7 @@ class _Context:
 
     size: int
     mtime_ns: int
-    sha256: str
+    sha256: str | None  # None: passed through untouched, never read whole (header-only prepare)
     fixes: tuple[str, ...]
     prior_status: str | None
     attempts: int
@@ -512,10 +512,10 @@ async def _hold(run: _Run, entry: ScanEntry, prepared: PreparedImage) -> tuple[P
     """Where the image's bytes wait for their request: its own file when they are the file's (read again
     when the request is written), else a temporary file. Either way no bytes stay in memory."""
     if prepared.passed_through:
-        return prepared, _source(run.options).body(entry, len(prepared.data)), None
+        return prepared, _source(run.options).body(entry, prepared.size), None
     assert run.spool is not None
     spooled = await anyio.to_thread.run_sync(_spool, run.spool, prepared.data)
-    return prepared, FileBody(spooled, len(prepared.data)), spooled
+    return prepared, FileBody(spooled, prepared.size), spooled
 
 
 def _spool(folder: Path, data: bytes) -> Path:
@@ -537,7 +537,7 @@ async def _batch_item(
         TaggedRegion(region_ids[r.tag], r.left, r.top, r.width, r.height) for r in prepared.regions
     )
     run.fixes.update(prepared.fixes)
-    run.bytes_prepared += len(prepared.data)
+    run.bytes_prepared += prepared.size
     prior = work.prior
     return BatchItem(
         key=work.entry.relpath,
