@@ -15,15 +15,16 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-import aiohttp
 import anyio.to_thread
 from aiohttp.abc import AbstractStreamWriter
+from aiohttp.helpers import content_disposition_header
 from aiohttp.payload import Payload
 
-from ._body import CHUNK_SIZE, FileBody, ImageBody, as_body, read_files
+from ._body import CHUNK_SIZE, BytesBody, FileBody, ImageBody, as_body, read_files
 
 __all__ = ["image_multipart", "files_json", "IMAGE_FIELD", "ImageData"]
 
@@ -65,20 +66,28 @@ def _small_file(body: ImageBody) -> bool:
     return type(body) is FileBody and body.size <= CHUNK_SIZE
 
 
-class _BodyPayload(Payload):
-    """One image's bytes, streamed from its body. (aiohttp's BytesPayload also warns for every part over
-    1 MiB, and training images go to 6 MB.)"""
+_CRLF = b"\r\n"
 
-    _value: ImageBody
 
-    def __init__(self, body: ImageBody, ahead: _ReadAhead | None = None, index: int = 0, **kwargs: Any) -> None:
-        super().__init__(body, content_type="application/octet-stream", **kwargs)
-        self._length = body.size
-        self._ahead = ahead
-        self._index = index
+class _ImageMultipart(Payload):
+    """multipart/form-data of images, the bytes aiohttp's MultipartWriter would send, written in few
+    large writes: a run of small files is read in one worker-thread hop and goes out with its part headers
+    in one write (one send, not three per image); a large body streams chunk by chunk."""
 
-    def _chunks(self) -> AsyncIterator[bytes]:
-        return self._ahead.chunks(self._index) if self._ahead is not None else self._value.chunks()
+    def __init__(self, images: Sequence[tuple[str, ImageData]]) -> None:
+        self.boundary = boundary = uuid.uuid4().hex
+        super().__init__(b"", content_type=f"multipart/form-data; boundary={boundary}")
+        self._bodies = [as_body(data, name) for name, data in images]
+        self._heads = [
+            (
+                f"--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-Disposition: "
+                + content_disposition_header("form-data", quote_fields=False, name=IMAGE_FIELD, filename=name)
+                + "\r\n\r\n"
+            ).encode("utf-8")
+            for name, _ in images
+        ]
+        self._tail = f"--{boundary}--\r\n".encode()
+        self._length = sum(map(len, self._heads)) + sum(b.size + 2 for b in self._bodies) + len(self._tail)
 
     @property
     def size(self) -> int:
@@ -88,32 +97,38 @@ class _BodyPayload(Payload):
         raise TypeError("an image body is binary and streamed: it has no text form")
 
     async def write(self, writer: AbstractStreamWriter) -> None:
-        async for chunk in self._chunks():
-            await writer.write(chunk)
+        ahead = _ReadAhead(self._bodies)
+        out: list[bytes] = []
+        held = 0
+        for index, (head, body) in enumerate(zip(self._heads, self._bodies)):
+            if body.size > CHUNK_SIZE and not isinstance(body, BytesBody):
+                if out:
+                    await writer.write(b"".join(out))
+                    out, held = [], 0
+                await writer.write(head)
+                async for chunk in body.chunks():
+                    await writer.write(chunk)
+                out.append(_CRLF)
+                continue
+            out.append(head)
+            async for chunk in ahead.chunks(index):
+                out.append(chunk)
+                held += len(chunk)
+            out.append(_CRLF)
+            if held >= CHUNK_SIZE:
+                await writer.write(b"".join(out))
+                out, held = [], 0
+        out.append(self._tail)
+        await writer.write(b"".join(out))
 
     async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
-        if content_length is None:
-            await self.write(writer)
-            return
-        left = content_length
-        async for chunk in self._chunks():
-            if left <= 0:
-                break
-            await writer.write(chunk[:left])
-            left -= len(chunk)
+        await self.write(writer)  # the length is ours: the whole body is always written
 
 
-def image_multipart(images: Sequence[tuple[str, ImageData]]) -> aiohttp.MultipartWriter:
-    """One ``imageData`` part per (file name, bytes or body). Build a fresh one per attempt."""
-    writer = aiohttp.MultipartWriter("form-data")
-    bodies = [as_body(data, name) for name, data in images]
-    ahead = _ReadAhead(bodies)
-    for index, (name, _) in enumerate(images):
-        part = _BodyPayload(bodies[index], ahead, index)
-        # plain quoted filename (as browsers and requests send it), not percent-encoded
-        part.set_content_disposition("form-data", quote_fields=False, name=IMAGE_FIELD, filename=name)
-        writer.append_payload(part)
-    return writer
+def image_multipart(images: Sequence[tuple[str, ImageData]]) -> Payload:
+    """One ``imageData`` part per (file name, bytes or body), with a plain quoted filename (as browsers and
+    requests send it, not percent-encoded). Build a fresh one per attempt: sending consumes it."""
+    return _ImageMultipart(images)
 
 
 _SENTINEL = "\x00cvbulk-contents\x00"

@@ -487,13 +487,14 @@ async def _preparer(
     record_send: ObjectSendStream[JournalEntry],
 ) -> None:
     opts = run.options
+    source = _source(opts)  # once per task, not per image
     async with work_recv, item_send, record_send:
         async for work in work_recv:
             entry = work.entry
             labels = work.labels or Labels(())
             try:
                 result = await anyio.to_thread.run_sync(
-                    partial(_source(opts).prepare, entry, opts.limits, labels.regions),
+                    partial(source.prepare, entry, opts.limits, labels.regions),
                     limiter=run.cpu,
                 )
             except Exception as exc:  # a codec's own bug is this file's outcome, not the run's
@@ -503,16 +504,18 @@ async def _preparer(
                     JournalEntry(entry.relpath, entry.size, entry.mtime_ns, None, REJECTED, reason=result.reason)
                 )
                 continue
-            item = await _batch_item(run, work, labels, await _hold(run, work.entry, result))
+            item = await _batch_item(run, work, labels, await _hold(run, source, work.entry, result))
             del result  # the bytes go now: the item reads them again when its request is written
             await item_send.send(item)
 
 
-async def _hold(run: _Run, entry: ScanEntry, prepared: PreparedImage) -> tuple[PreparedImage, ImageBody, Path | None]:
+async def _hold(
+    run: _Run, source: ImageSource, entry: ScanEntry, prepared: PreparedImage
+) -> tuple[PreparedImage, ImageBody, Path | None]:
     """Where the image's bytes wait for their request: its own file when they are the file's (read again
     when the request is written), else a temporary file. Either way no bytes stay in memory."""
     if prepared.passed_through:
-        return prepared, _source(run.options).body(entry, prepared.size), None
+        return prepared, source.body(entry, prepared.size), None
     assert run.spool is not None
     spooled = await anyio.to_thread.run_sync(_spool, run.spool, prepared.data)
     return prepared, FileBody(spooled, prepared.size), spooled
