@@ -70,9 +70,9 @@ _CRLF = b"\r\n"
 
 
 class _ImageMultipart(Payload):
-    """multipart/form-data of images, the bytes aiohttp's MultipartWriter would send, written in few
-    large writes: a run of small files is read in one worker-thread hop and goes out with its part headers
-    in one write (one send, not three per image); a large body streams chunk by chunk."""
+    """multipart/form-data of images, the bytes aiohttp's MultipartWriter would send, in fewer writes: a
+    run of small files is read in one worker-thread hop, and each image goes out with its part headers in
+    one write (one send, not three per image); a large body streams chunk by chunk."""
 
     def __init__(self, images: Sequence[tuple[str, ImageData]]) -> None:
         self.boundary = boundary = uuid.uuid4().hex
@@ -98,28 +98,17 @@ class _ImageMultipart(Payload):
 
     async def write(self, writer: AbstractStreamWriter) -> None:
         ahead = _ReadAhead(self._bodies)
-        out: list[bytes] = []
-        held = 0
+        lead = b""  # the previous part's CRLF goes out with the next part's headers
         for index, (head, body) in enumerate(zip(self._heads, self._bodies)):
             if body.size > CHUNK_SIZE and not isinstance(body, BytesBody):
-                if out:
-                    await writer.write(b"".join(out))
-                    out, held = [], 0
-                await writer.write(head)
+                await writer.write(lead + head)
                 async for chunk in body.chunks():
                     await writer.write(chunk)
-                out.append(_CRLF)
-                continue
-            out.append(head)
-            async for chunk in ahead.chunks(index):
-                out.append(chunk)
-                held += len(chunk)
-            out.append(_CRLF)
-            if held >= CHUNK_SIZE:
-                await writer.write(b"".join(out))
-                out, held = [], 0
-        out.append(self._tail)
-        await writer.write(b"".join(out))
+            else:
+                # one write per image: memory holds one image more, never a whole request
+                await writer.write(b"".join([lead, head, *[c async for c in ahead.chunks(index)]]))
+            lead = _CRLF
+        await writer.write(lead + self._tail)
 
     async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
         await self.write(writer)  # the length is ours: the whole body is always written
