@@ -69,7 +69,23 @@ def _small_file(body: ImageBody) -> bool:
 _CRLF = b"\r\n"
 
 
-class _ImageMultipart(Payload):
+class _Streamed(Payload):
+    """A body whose length is known up front and whose bytes are written as the request goes out."""
+
+    _length = 0
+
+    @property
+    def size(self) -> int:
+        return self._length
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        raise TypeError("a streamed body has no text form")
+
+    async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
+        await self.write(writer)  # the length is ours: the whole body is always written
+
+
+class _ImageMultipart(_Streamed):
     """multipart/form-data of images, the bytes aiohttp's MultipartWriter would send, in fewer writes: a
     run of small files is read in one worker-thread hop, and each image goes out with its part headers in
     one write (one send, not three per image); a large body streams chunk by chunk."""
@@ -89,13 +105,6 @@ class _ImageMultipart(Payload):
         self._tail = f"--{boundary}--\r\n".encode()
         self._length = sum(map(len, self._heads)) + sum(b.size + 2 for b in self._bodies) + len(self._tail)
 
-    @property
-    def size(self) -> int:
-        return self._length
-
-    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        raise TypeError("an image body is binary and streamed: it has no text form")
-
     async def write(self, writer: AbstractStreamWriter) -> None:
         ahead = _ReadAhead(self._bodies)
         lead = b""  # the previous part's CRLF goes out with the next part's headers
@@ -109,9 +118,6 @@ class _ImageMultipart(Payload):
                 await writer.write(b"".join([lead, head, *[c async for c in ahead.chunks(index)]]))
             lead = _CRLF
         await writer.write(lead + self._tail)
-
-    async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
-        await self.write(writer)  # the length is ours: the whole body is always written
 
 
 def image_multipart(images: Sequence[tuple[str, ImageData]]) -> Payload:
@@ -128,7 +134,7 @@ def _b64_size(n: int) -> int:
     return 4 * ((n + 2) // 3)
 
 
-class _FilesJson(Payload):
+class _FilesJson(_Streamed):
     """JSON text around base64 image contents: ``pieces[i]``, then image i's contents, ... then the tail."""
 
     def __init__(self, pieces: list[bytes], bodies: list[ImageBody]) -> None:
@@ -137,13 +143,6 @@ class _FilesJson(Payload):
         self._bodies = bodies
         self._length = sum(map(len, pieces)) + sum(2 + _b64_size(b.size) for b in bodies)
 
-    @property
-    def size(self) -> int:
-        return self._length
-
-    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        raise TypeError("a streamed JSON body has no text form")
-
     async def write(self, writer: AbstractStreamWriter) -> None:
         for piece, body in zip(self._pieces, self._bodies):
             await writer.write(piece + b'"')
@@ -151,9 +150,6 @@ class _FilesJson(Payload):
                 await writer.write(text)
             await writer.write(b'"')
         await writer.write(self._pieces[-1])
-
-    async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
-        await self.write(writer)  # the length is ours: the whole body is always written
 
 
 async def _base64(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
