@@ -81,6 +81,9 @@ class Emulator:
             self._runner = web.AppRunner(
                 build_app(self._state), access_log=None, handle_signals=False,
                 shutdown_timeout=2.0,  # a request stalled mid-body must not hold a stop for 60 s
+                # A connection idle or stuck in its request head this long is closed (half-open
+                # clients); bodies have their own deadline (config.read_timeout).
+                keepalive_timeout=cfg.header_timeout,
             )
             await self._runner.setup()
             site = web.TCPSite(self._runner, cfg.host, cfg.port, backlog=1024)
