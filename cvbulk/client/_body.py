@@ -85,8 +85,8 @@ class FileBody:
     chunk_size: int = field(default=CHUNK_SIZE, repr=False)
 
     def __post_init__(self) -> None:
-        if not self.name:
-            object.__setattr__(self, "name", Path(self.path).name)
+        if not self.name:  # the file's name (os.path: a Path per image costs more than the rest of this)
+            object.__setattr__(self, "name", os.path.basename(os.fspath(self.path)))
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The file's bytes, read in a worker thread chunk by chunk; ``BodyChanged`` if it got shorter."""
