@@ -37,10 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             f"  --tier F0 / S0 also play the service's latency unless --latency* is given: F0\n"
             f"  {f0.per_request} s per call + {f0.per_image} s per image, S0 {s0.per_request} s + {s0.per_image} s "
             "(from the\n  timestamps of recorded real-service sessions); --latency 0 turns it off.\n"
-            "  Image URIs and export tokens are signed, bound to their project and expire after\n"
-            "  --url-ttl seconds (the service's SAS links: about 24 h); an expired one answers 403\n"
-            "  AuthenticationFailed as Azure Storage does. A connection that sends no whole request\n"
-            "  head within --header-timeout seconds is closed; a body must arrive within\n"
+            "  Image URIs, export tokens and exported-model links are signed, bound to their project\n"
+            "  and expire after --url-ttl seconds (the service's SAS links: about 24 h); an expired one\n"
+            "  answers 403 AuthenticationFailed as Azure Storage does. A connection that sends no\n"
+            "  whole request head within --header-timeout seconds is closed; a body must arrive within\n"
             "  --read-timeout seconds; a request body is at most 400 MB (64 images of 6 MB)."
         ),
     )
@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--training-seconds", type=float, default=0.5, metavar="S",
                         help="how long a training takes at least, so a poller sees Training (default: 0.5)")
     parser.add_argument("--url-ttl", type=float, default=24 * 3600.0, metavar="S",
-                        help="lifetime of image URIs and export tokens in seconds (default: 86400, as the "
+                        help="lifetime of image URIs, export tokens and model links in seconds (default: 86400, as the "
                              "service's SAS links)")
     parser.add_argument("--header-timeout", type=float, default=30.0, metavar="S",
                         help="close a connection idle or stuck in its request head this long (default: 30)")

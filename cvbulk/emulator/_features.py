@@ -54,10 +54,10 @@ def decode_thumbnail(data: bytes, max_side: int) -> Image.Image:
     Every Pillow mode is flattened to RGB; transparency is composited on white; EXIF orientation
     is applied so that regions drawn on the displayed image line up.
     """
-    img: Image.Image = Image.open(io.BytesIO(data))
-    if img.format == "JPEG":
-        img.draft("RGB", (max_side, max_side))
-    img = ImageOps.exif_transpose(img) or img
+    opened = Image.open(io.BytesIO(data))
+    if opened.format == "JPEG":
+        opened.draft("RGB", (max_side, max_side))
+    img: Image.Image = ImageOps.exif_transpose(opened) or opened
     if img.mode in _WIDEN_BEFORE_RESIZE or img.mode.startswith("I;16"):
         # modes that cannot be resampled smoothly: widen them first (cheap next to the decode)
         img = img.convert(_widened_mode(img))

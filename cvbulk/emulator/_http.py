@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 from aiohttp import web
 
+from ._domains import domain_by_id
 from ._errors import ApiError
 from ._multipart import boundary_of, split_form
 
@@ -181,7 +182,8 @@ def image_json(record: dict, request: web.Request, project_id: str, *, created: 
 def iteration_view(request: web.Request, iteration: dict) -> dict:
     """An Iteration as the request's API version writes it: v3.4-preview adds
     ``customBaseModelInfo`` / ``trainingErrorDetails`` and has ``exportableTo: null``; v3.0-v3.3
-    have ``exportableTo: []`` and neither field."""
+    have neither field and ``exportableTo`` lists the platforms (recorded ``[]`` for a
+    non-compact domain; the domain's ``exportablePlatforms`` when the iteration is exportable)."""
     version = request.match_info.get("version")
     if version == "v3.4-preview":
         return iteration
@@ -189,7 +191,11 @@ def iteration_view(request: web.Request, iteration: dict) -> dict:
     if version == "v3.0":  # recorded: v3.0 had neither of these yet
         drop |= {"trainingTimeInMinutes", "originalPublishResourceId"}
     out = {k: v for k, v in iteration.items() if k not in drop}
-    out["exportableTo"] = iteration.get("exportableTo") or []
+    platforms: list[str] = []
+    if iteration.get("exportable"):
+        domain = domain_by_id(iteration.get("domainId") or "")
+        platforms = list(domain["exportablePlatforms"]) if domain else []
+    out["exportableTo"] = platforms
     return out
 
 

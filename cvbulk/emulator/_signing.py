@@ -63,6 +63,11 @@ class UrlSigner:
         _, quoted, sig = self.sign(resource)
         return f"se={quoted}&sp=r&sig={sig}"
 
+    def authentic(self, resource: str, expiry: str | None, sig: str | None) -> bool:
+        """Whether the signature is the one issued for this resource and expiry (expired or not)."""
+        return bool(expiry and sig) and hmac.compare_digest(
+            str(sig).encode(), self._sig(resource, str(expiry)).encode())
+
     def refusal(self, resource: str, expiry: str | None, sig: str | None) -> str | None:
         """None when the URL is valid, else the AuthenticationErrorDetail Azure would give."""
         if not expiry or not sig:

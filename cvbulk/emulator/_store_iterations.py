@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from ._db import StoreBase, new_id, norm_id, utcnow
+from ._domains import domain_by_id
 from ._errors import ApiError, not_found
 
 __all__ = ["IterationStore"]
@@ -24,13 +25,18 @@ class IterationStore(StoreBase):
     @staticmethod
     def _iteration_json(row: sqlite3.Row) -> dict:
         """An Iteration as v3.4-preview writes it (``iteration_view`` trims it for older versions):
-        while training, no ``trainedAt`` and ``domainId`` / ``classificationType`` still null."""
+        while training, no ``trainedAt`` and ``domainId`` / ``classificationType`` still null. A
+        trained iteration of a compact domain is ``exportable`` (recorded, ExportTests), and
+        v3.4-preview writes ``exportableTo: null`` even then (``iteration_view`` lists the
+        platforms for the older versions)."""
         seconds = row["training_seconds"]
         queued = row["status"] == "Training" and row["training_seconds"] is None
+        domain = domain_by_id(row["domain_id"] or "")
+        exportable = row["status"] == "Completed" and bool(domain and domain["exportable"])
         out = {
             "id": row["id"], "name": row["name"], "status": row["status"], "created": row["created"],
             "lastModified": row["last_modified"], "trainedAt": row["trained_at"], "projectId": row["project_id"],
-            "exportable": False, "exportableTo": None,
+            "exportable": exportable, "exportableTo": None,
             "domainId": None if queued else row["domain_id"],
             "classificationType": None if queued else row["classification_type"],
             "trainingType": row["training_type"], "reservedBudgetInHours": row["budget"],

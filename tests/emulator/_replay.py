@@ -186,7 +186,7 @@ class ImageSource:
         data = synth_image(4242)
 
         class _Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_GET(self) -> None:  # the stdlib's name
                 self.send_response(200)
                 self.send_header("Content-Type", "image/jpeg")
                 self.send_header("Content-Length", str(len(data)))
@@ -248,6 +248,7 @@ class _Facts:
     iterations: dict[str, dict] = field(default_factory=dict)  # recorded id -> {"name", "publishName", "status"}
     predictions: list[str] = field(default_factory=list)
     publish_names: set[str] = field(default_factory=set)
+    domain_id: str = ""  # the domain its iterations were trained on (an export needs a compact one)
 
 
 _CREATING = ("Create", "Train", "Import", "QuickTest", "Classify", "Detect")
@@ -308,7 +309,7 @@ def _facts_all(rec: Recording, project: str) -> _Facts:
         for d in _walk(body):
             if "classificationType" in d and d.get("classificationType") and not f.kind:
                 f.kind = d["classificationType"]
-            if "boundingBox" in d or ("regions" in d and d["regions"]):
+            if "boundingBox" in d or d.get("regions"):
                 f.kind = "ObjectDetection"
             if "tagId" in d and "tagName" in d and d["tagName"]:
                 f.tags.setdefault(d["tagId"].lower(), {}).setdefault("name", d["tagName"])
@@ -325,6 +326,8 @@ def _facts_all(rec: Recording, project: str) -> _Facts:
                 if d.get("publishName"):
                     it["publishName"] = d["publishName"]
                 it.setdefault("status", d.get("status"))
+                if d.get("domainId") and not f.domain_id:
+                    f.domain_id = d["domainId"].lower()
                 if d.get("classificationType") and not f.kind:
                     f.kind = d["classificationType"]
             if "id" in d and "iteration" in d and "predictions" in d and "originalImageUri" in d:
@@ -406,9 +409,11 @@ class Replayer:
         detection = f.kind == "ObjectDetection"
         params = {"name": f"replay {rec.name}"}
         if detection:
-            params["domainId"] = "da2e3a8a-40a5-4171-82f4-58522f70fbc1"
+            params["domainId"] = f.domain_id or "da2e3a8a-40a5-4171-82f4-58522f70fbc1"
         else:
             params["classificationType"] = f.kind if f.kind in ("Multiclass", "Multilabel") else "Multilabel"
+            if f.domain_id:
+                params["domainId"] = f.domain_id
         project = self._api("POST", "/projects", **params)
         pid = project["id"]
         ids[recorded_pid] = pid
@@ -559,7 +564,7 @@ class Replayer:
             after_cut = bool(e.get("omitted_after"))
             ex.status = status
             if status == e["status"] and e["response_body"] != "":
-                ex.diffs = shape_diff(e["response_body"], answer)
+                ex.diffs = self._compare(self._swap_keys(e["response_body"], ids), answer, headers)
             ex.diffs += self._header_diffs(e, headers)
             if status == e["status"]:
                 self._learn(e["response_body"], answer, ids, tokens)
@@ -569,11 +574,41 @@ class Replayer:
         return out
 
     @staticmethod
+    def _swap_keys(recorded: Any, ids: dict[str, str]) -> Any:
+        """The recorded answer with recorded ids used as object keys (QuerySuggestedImageCount's
+        ``{tagId: count}``) replaced by the emulator's, as ids in requests are."""
+        if isinstance(recorded, dict):
+            return {(ids.get(k.lower(), k) if UUID_RE.fullmatch(k) else k): Replayer._swap_keys(v, ids)
+                    for k, v in recorded.items()}
+        if isinstance(recorded, list):
+            return [Replayer._swap_keys(v, ids) for v in recorded]
+        return recorded
+
+    @staticmethod
+    def _compare(recorded: Any, answer: Any, headers: dict[str, str]) -> list[str]:
+        """Shape differences; a binary body the transcription omitted (``{"omitted_bytes",
+        "content_type"}``, GetArtifact) is compared by its Content-Type and that it is not empty."""
+        if isinstance(recorded, dict) and "omitted_bytes" in recorded and "json_template" not in recorded:
+            got = {k.lower(): v for k, v in headers.items()}.get("content-type", "")
+            out = [] if answer else ["$: a body recorded, an empty answer"]
+            if got.split(";")[0].strip() != recorded["content_type"].split(";")[0].strip():
+                out.append(f"Content-Type {recorded['content_type']!r} recorded, {got!r} answered")
+            return out
+        return shape_diff(recorded, answer)
+
+    @staticmethod
     def _keep_polling(e: dict, answer: Any, after_cut: bool) -> bool:
-        """A GET of a resource still moving (Training, Importing...) where the recording shows it
-        further on: after polls the transcription cut, or in its final state."""
+        """A GET of a resource still moving (Training, Importing, Exporting...) where the recording
+        shows it further on: after polls the transcription cut, or in its final state. A list
+        (GetExports) is still moving while one of its items is."""
         recorded = e["response_body"]
-        if e["method"] != "GET" or not isinstance(answer, dict) or not isinstance(recorded, dict):
+        if e["method"] != "GET":
+            return False
+        if isinstance(answer, list) and isinstance(recorded, list) and answer and recorded:
+            moving = [i for i, a in enumerate(answer) if isinstance(a, dict) and a.get("status") in TRANSITIONAL]
+            return any(i < len(recorded) and isinstance(recorded[i], dict)
+                       and recorded[i].get("status") not in TRANSITIONAL for i in moving)
+        if not isinstance(answer, dict) or not isinstance(recorded, dict):
             return False
         if answer.get("status") not in TRANSITIONAL:
             return False

@@ -44,7 +44,7 @@ async def test_wrong_or_missing_key_gets_gateway_401(api):
 
 
 async def test_errors_use_the_spec_codes(api):
-    status, body = await api.call("GET", "/projects/6a2b1a7d-0000-4000-8000-000000000000", expect=404)
+    _, body = await api.call("GET", "/projects/6a2b1a7d-0000-4000-8000-000000000000", expect=404)
     assert body["code"] == "NotFoundProject" and body["message"]
     _, body = await api.call("GET", "/projects/not-a-uuid", expect=400)
     assert body["code"] == "BadRequestInvalidIds"
@@ -56,7 +56,7 @@ async def test_errors_use_the_spec_codes(api):
     assert body["code"] == "BadRequestTagNameNotUnique"
     _, body = await api.call("GET", f"/projects/{pid}/tags/6a2b1a7d-0000-4000-8000-000000000000", expect=404)
     assert body["code"] == "NotFoundTag"
-    status, body = await api.call("GET", "/nowhere", expect=404)
+    _status, body = await api.call("GET", "/nowhere", expect=404)
     assert body["error"]["code"] == "404"
 
 
@@ -91,7 +91,7 @@ async def test_mixed_batch_answers_207_with_a_status_per_image(api):
         ("wide.png", png((10241, 1))),
         ("huge.jpg", b"\xff\xd8" + b"\0" * (6 * 1024 * 1024 + 1)),
     ]
-    status, body = await api.upload(pid, images, [tag["id"]], expect=207)
+    _status, body = await api.upload(pid, images, [tag["id"]], expect=207)
     assert body["isBatchSuccessful"] is False
     statuses = [(i["sourceUrl"], i["status"]) for i in body["images"]]
     assert statuses == [('"good.jpg"', "OK"), ('"dup.jpg"', "OKDuplicate"), ('"text.txt"', "ErrorImageFormat"),
@@ -149,7 +149,7 @@ async def test_octet_stream_files_urls_regions_and_tags(api):
     # URLs: the emulator's own image URIs (one already in the project, so OKDuplicate) and a bad one
     urls = {"images": [{"url": octet_image["originalImageUri"]}, {"url": api.emu.endpoint + "/emulator/blobs/" + "0" * 64},
                        {"url": "ftp://example.invalid/x.jpg"}]}
-    status, body = await api.call("POST", f"/projects/{pid}/images/urls", json=urls, expect=207)
+    _status, body = await api.call("POST", f"/projects/{pid}/images/urls", json=urls, expect=207)
     assert [i["status"] for i in body["images"]] == ["OKDuplicate", "ErrorSource", "ErrorSource"]
     # regions and tags on an existing image
     entries = {"regions": [{"imageId": octet_image["id"], **region}, {"imageId": octet_image["id"], **region}]}

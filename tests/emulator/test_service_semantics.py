@@ -139,7 +139,7 @@ def _big_png(megabytes: float) -> bytes:
 
 
 async def test_prediction_id_is_the_request_id_and_quick_tests_take_6_mb(api):
-    pid, it = await _trained(api)
+    pid, _it = await _trained(api)
     big = _big_png(5)
     assert 4 * 1024 * 1024 < len(big) < 6 * 1024 * 1024
     async with api.s.post(f"{api.t}/projects/{pid}/quicktest/image", headers=api.th,

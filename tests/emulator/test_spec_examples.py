@@ -40,6 +40,7 @@ COMPACT_DOMAIN = "0732100f-1a38-4e49-a514-c9b44c697ab5"  # General (compact): ex
 _PREDICTIONS = {"tagType"}
 RECORDED = {
     "CreateImagesFromData": {"tagName"}, "CreateImagesFromUrls": {"tagName"},
+    "CreateImagesFromPredictions": {"tagName"},
     "GetDomain": {"exportablePlatforms", "modelInformation"},
     "GetDomains": {"exportablePlatforms", "modelInformation"},
     **{op: _PREDICTIONS for op in ("ClassifyImage", "ClassifyImageUrl", "ClassifyImageUrlWithNoStore",
