@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import anyio
 
@@ -122,7 +122,7 @@ class TagMapper:
         try:
             tag = await self.target.create_tag(
                 self.project_id, name, description=description or None,
-                type=type_ if type_ and type_ != "Regular" else None,
+                type=cast("TagType", type_) if type_ and type_ != "Regular" else None,
             )
         except BadRequestError as exc:
             if exc.code == "BadRequestTagNameNotUnique":

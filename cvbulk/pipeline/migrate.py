@@ -159,6 +159,8 @@ async def run_migrate(
         "mode": sender.mode,
         "sent_by": dict(run.by),
         "url_fallbacks": sender.fallbacks,
+        "metadata_updated": sender.metadata_updated,
+        "metadata_not_updated": sender.metadata_not_updated[:100],
         "splits": sender.splits,
         "bytes_downloaded": sender.bytes_downloaded,
         "tags_created": sorted(tags.created),
