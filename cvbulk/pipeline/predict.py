@@ -21,7 +21,6 @@ Columns of the classification CSV (stable for a whole job):
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from ._predict_engine import (
     WorkItem,
 )
 from ._predict_rows import RowMaker, existing_tag_columns, output_format
+from ._shared import is_uuid
 from .engine import ProgressSink, open_journal, run_job, start_progress
 from .errors import ConfigError
 from .journal import Journal, JournalEntry
@@ -61,7 +61,6 @@ if TYPE_CHECKING:
 __all__ = ["PredictOptions", "PredictResult", "run_predict", "default_state_path", "default_report_path"]
 
 JOB = "predict"
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 
 
 @dataclass(frozen=True)
@@ -308,7 +307,7 @@ async def _resolve_project(
 ) -> tuple[str, str | None, list[str] | None]:
     """(project id, name or None, tag names or None) for a project id or name."""
     if training is None:
-        if not _UUID.match(ref.strip()):
+        if not is_uuid(ref):
             raise ConfigError(
                 f"{{opt:project}} {ref!r} is not a project id: without training credentials "
                 "({opt:training}) the project must be given by id"
