@@ -115,7 +115,7 @@ class TagMapper:
                 self._ids[source_tag_id] = await self._ensure(name, None, None)
             return self._ids[source_tag_id]
 
-    async def _ensure(self, name: str, description: str | None, type_: str | None) -> str:
+    async def _ensure(self, name: str, description: str | None, type_: TagType | None) -> str:
         existing = self._by_lower.get(name.lower())
         if existing is not None:
             return existing.id

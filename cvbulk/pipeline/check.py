@@ -194,8 +194,10 @@ def _scan(root: Path, options: CheckOptions) -> list[ScanEntry | ScanProblem]:
 
 
 def _hash_one(found: ScanEntry, labels: Labels | LabelProblem | None) -> _Local:
-    if isinstance(labels, LabelProblem):  # upload would not send it: it cannot be in the project from here
-        return _Local(found.relpath, None, (), f"upload would skip it: {labels.reason}")
+    if isinstance(labels, LabelProblem):
+        if labels.kind == "invalid":  # upload never sends an image whose labels are unusable
+            return _Local(found.relpath, None, (), f"bad labels: {labels.reason}")
+        labels = None  # no label / listed untagged: compared as an image without tags
     tags = labels.tags if labels is not None else ()
     regions = labels.regions if labels is not None else ()
     prepared = prepare_image(found.path, limits=TRAINING_LIMITS, regions=regions)
