@@ -124,5 +124,6 @@ def test_by_url_reads_no_image_bytes_in_the_report(tmp_path, azurite, azurite_co
         assert storage["bytes_read"] == storage["header_bytes"]
         state = next((tmp_path / ".cvbulk").glob("upload-*.sqlite"))
         with sqlite3.connect(state) as db:
-            assert {json.loads(e)["via"] for (e,) in db.execute("select extra from entries")} == {"url"}
+            rows = db.execute("select status, extra from entries").fetchall()
+            assert {json.loads(e)["via"] for (s, e) in rows if s == "uploaded"} == {"url"}
 
