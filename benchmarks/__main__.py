@@ -15,12 +15,34 @@ from .scenarios import SCENARIOS, Context
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+#: Short names for --only (issue 14 names its rows this way).
+ALIASES = {"upload_s0": "upload-rate", "cpu": "upload-cpu", "memory": "memory", "predict": "predict-rate",
+           "prepare": "prepare"}
+
+
+def _only(text: str) -> list[str]:
+    """``upload_s0,cpu,memory`` -> the scenario names; an unknown name is a usage error."""
+    names = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name = ALIASES.get(part, part)
+        if name not in SCENARIOS:
+            known = ", ".join([*SCENARIOS, *ALIASES])
+            raise argparse.ArgumentTypeError(f"unknown scenario {part!r} (known: {known})")
+        names.append(name)
+    return names
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--short", action="store_true", help="small trees, one run each: a quick check (< 60 s)")
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), metavar="NAME",
                         help=f"run only these (repeatable): {', '.join(SCENARIOS)}")
+    parser.add_argument("--only", type=_only, default=None, metavar="A,B",
+                        help="run only these, comma-separated: scenario names or the short names "
+                             f"{', '.join(f'{k} ({v})' for k, v in ALIASES.items())}; "
+                             "e.g. --only upload_s0,cpu,memory (issue 14's rows side by side)")
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default: 3, or 1 with --short)")
     parser.add_argument("--out", type=Path, default=None,
                         help="where results go (default: benchmarks/results, or with --short the untracked "
@@ -33,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = args.runs or (1 if args.short else 3)
     # A short run is a local check, taken on whatever machine and load: never committed.
     out = args.out or (RESULTS / "local" if args.short else RESULTS)
-    names = args.scenario or list(SCENARIOS)
+    wanted = set(args.scenario or ()) | set(args.only or ())
+    names = [name for name in SCENARIOS if name in wanted] if wanted else list(SCENARIOS)
     started = time.perf_counter()
 
     def log(message: str) -> None:

@@ -37,7 +37,7 @@ from typing import Any
 
 from PIL import Image
 
-__all__ = ["Tree", "TAGS", "make_tree", "cache_root"]
+__all__ = ["Tree", "TAGS", "make_tree", "pass_through_view", "cache_root"]
 
 GEN_VERSION = 3
 MB = 1024 * 1024
@@ -119,9 +119,35 @@ def make_tree(kind: str, count: int, seed: int = 0, *, workers: int | None = Non
     return _tree(root, info, elapsed)
 
 
-def _tree(root: Path, info: dict[str, Any], elapsed: float) -> Tree:
+def pass_through_view(tree: Tree) -> Tree:
+    """The files of ``tree`` that need no fix (hard links beside it): what "CPU per pass-through image"
+    is measured on, so the decode and re-encode of the few that need a fix do not count in it."""
+    view = tree.root.with_name("images-pass")
+    manifest = view.with_name("manifest-pass.json")
+    if not manifest.exists():
+        if view.exists():
+            shutil.rmtree(view)
+        plan = [_PLANS[tree.kind](random.Random(f"{tree.kind}:{tree.seed}:{i}"), tree.seed, i) for i in range(tree.count)]
+        kept = [row for row in plan if not row[3]]
+        sizes = []
+        for relpath, *_ in kept:
+            src, dst = tree.root / relpath, view / relpath
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, dst)
+            except OSError:  # another file system, or no hard links: a copy does as well
+                shutil.copyfile(src, dst)
+            sizes.append(dst.stat().st_size)
+        info = {"kind": tree.kind, "seed": tree.seed, "count": len(kept), "total_bytes": sum(sizes),
+                "formats": dict(sorted(Counter(r[2] for r in kept).items())), "needs_fix": 0,
+                "size_mb": _size_summary(sizes)}
+        manifest.write_text(json.dumps(info, indent=1))
+    return _tree(view.parent, json.loads(manifest.read_text()), 0.0, images=view.name)
+
+
+def _tree(root: Path, info: dict[str, Any], elapsed: float, images: str = "images") -> Tree:
     return Tree(
-        root=root / "images", kind=info["kind"], seed=info["seed"], count=info["count"],
+        root=root / images, kind=info["kind"], seed=info["seed"], count=info["count"],
         total_bytes=info["total_bytes"], formats=info["formats"], needs_fix=info["needs_fix"],
         size_mb=info["size_mb"], generated_s=round(elapsed, 1),
     )

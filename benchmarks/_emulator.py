@@ -13,9 +13,10 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from cvbulk.client import parse_timestamp
 
 from ._proc import proc_cpu_seconds
 
@@ -118,7 +119,7 @@ class EmulatorProcess:
     def image_times(self, since: int = 0) -> list[float]:
         """Creation time of every image created after the mark (epoch seconds), in order."""
         rows = self._conn().execute("SELECT created FROM images WHERE seq > ? ORDER BY created", (since,)).fetchall()
-        return [_epoch(r[0]) for r in rows]
+        return [parse_timestamp(r[0]).timestamp() for r in rows]
 
     def env(self, *, prediction: bool = False) -> dict[str, str]:
         env = {"VISION_TRAINING_ENDPOINT": self.endpoint, "VISION_TRAINING_KEY": self.training_key}
@@ -157,10 +158,6 @@ class EmulatorProcess:
             self._stderr.close()
         if self._own_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def _epoch(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def describe(emu: EmulatorProcess) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from ._parser import CvbulkParser, finish_parsers
 __all__ = ["main", "build_parser", "ExitCode", "COMMANDS"]
 
 from ._common import ExitCode, handle_errors
+from ._memory import limit_malloc_arenas
 
 # In the order `cvbulk --help` lists them.
 COMMANDS = (
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    limit_malloc_arenas()  # before any worker thread: see _memory
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)

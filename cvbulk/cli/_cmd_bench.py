@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 
 from ._common import (
+    TIERS,
     CLIError,
     ExitCode,
     add_common_args,
@@ -22,6 +23,7 @@ from ._common import (
     prediction_resource_id,
     print_json,
     print_table,
+    tier_name,
     training_connection,
 )
 
@@ -60,7 +62,7 @@ def register(subparsers: Any) -> None:
                         help="JSON result (default: .cvbulk/bench-<time>.json)")
     parser.add_argument("--json", action="store_true", help="print the JSON result on stdout instead of a table")
     pace = parser.add_argument_group("pace")
-    pace.add_argument("--tier", choices=("F0", "S0", "unlimited"), default=os.environ.get("CVBULK_TIER", "S0"),
+    pace.add_argument("--tier", type=tier_name, choices=TIERS, default=tier_name(os.environ.get("CVBULK_TIER", "S0")),
                       help="the resource's pricing tier (default: S0, or $CVBULK_TIER); with --emulator, the tier it plays")
     pace.add_argument("--max-concurrency", type=int, default=32, metavar="N",
                       help="requests in flight at most (default 32; the adaptive limiter may settle lower)")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
+from ..client import TIERS as _TIER_TABLE
 from ..client._errors import (
     AuthenticationError,
     CustomVisionError,
@@ -26,7 +27,6 @@ from ..client._errors import (
     redact,
 )
 from ..pipeline._reasons import one_line
-from ..pipeline._shared import TIERS as _TIERS
 from ..pipeline.errors import ConfigError, PipelineError
 
 if TYPE_CHECKING:
@@ -80,9 +80,8 @@ ENV_PREDICTION_RESOURCE_ID = "VISION_PREDICTION_RESOURCE_ID"
 
 log = logging.getLogger("cvbulk")
 
-#: The pricing tiers a job's --tier takes (their rates: cvbulk.client._ratelimit.TIER_RATES).
-# TODO(client): use cvbulk.client.TIERS once engineer `client`'s branch is merged (one table, pipeline's for now).
-TIERS = _TIERS
+#: The pricing tiers a job's --tier takes, in the order of the client's table (cvbulk.client.TIERS).
+TIERS = tuple(_TIER_TABLE)
 
 
 def tier_name(text: str) -> str:

@@ -7,7 +7,6 @@ Kept apart from ``_common`` (the frame every command shares) because only the qu
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import textwrap
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -16,6 +15,7 @@ from typing import IO, Any
 
 import anyio
 
+from ..client import is_uuid
 from ._common import (
     ENV_PREDICTION_ENDPOINT,
     ENV_PREDICTION_KEY,
@@ -56,9 +56,6 @@ __all__ = [
     "published_names",
 ]
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
-
-
 def add_output_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print JSON (for scripts) instead of a table"
@@ -97,10 +94,6 @@ def say(text: object, file: IO[str] | None = None) -> None:
     """``print`` for a message: control characters escaped, flushed (so it keeps its place among
     progress lines on stderr)."""
     print(terminal_safe(text), file=file or sys.stdout, flush=True)
-
-
-def is_uuid(text: str) -> bool:
-    return bool(_UUID.match(text.strip()))
 
 
 def is_tty(stream: IO[str] | None = None) -> bool:

@@ -15,7 +15,8 @@ class PredictionClient(BaseClient):
     """Async client of Custom Vision Prediction (``{endpoint}/customvision/v3.0/prediction``).
 
     ``store=False`` (the default) uses the ``/nostore`` operations: nothing is kept on the service, and the
-    rate limit is the higher one. Image bytes are sent as one multipart ``imageData`` part.
+    rate limit is the higher one. Image bytes are sent as one multipart ``imageData`` part. ``application``
+    tags stored predictions with an application id.
     """
 
     _service = "prediction"
@@ -53,6 +54,8 @@ class PredictionClient(BaseClient):
         self, project_id: str, published_name: str, image: ImageData, *, store: bool = False,
         application: str | None = None, name: str = "image",
     ) -> ImagePrediction:
+        """Classify an image (bytes, or an ``ImageBody`` such as ``FileBody(path, size)`` to stream it from disk) with
+        a published iteration (ClassifyImage[WithNoStore]); ``name``: its multipart file name."""
         return await self._predict("classify", project_id, published_name, image=image, url=None,
                                    store=store, application=application, name=name)
 
@@ -68,6 +71,8 @@ class PredictionClient(BaseClient):
         self, project_id: str, published_name: str, image: ImageData, *, store: bool = False,
         application: str | None = None, name: str = "image",
     ) -> ImagePrediction:
+        """Detect objects in an image (bytes, or an ``ImageBody`` such as ``FileBody(path, size)`` to stream it from disk) with
+        a published iteration (DetectImage[WithNoStore]); ``name``: its multipart file name."""
         return await self._predict("detect", project_id, published_name, image=image, url=None,
                                    store=store, application=application, name=name)
 

@@ -637,6 +637,12 @@ class TrainingClient(BaseClient):
         store: bool | None = None,
         name: str = "image",
     ) -> ImagePrediction:
+        """Score an image with an iteration, without publishing it (QuickTestImage).
+
+        ``image`` is bytes or an ``ImageBody`` (``FileBody(path, size)`` streams it from disk); ``name`` is
+        the multipart file name. ``iteration_id``: the default iteration when None; ``store``: keep the
+        image in the project's prediction results (the service's default when None).
+        """
         body = await self._call(
             "QuickTestImage", "POST", f"/projects/{seg(project_id)}/quicktest/image",
             params=query(iterationId=iteration_id, store=store), images=[(name, image)],

@@ -100,6 +100,13 @@ class StoreBase:
         with self._lock:
             self._db.close()
 
+    if TYPE_CHECKING:  # helpers one mixin of Store defines and another calls (declared for the type checker)
+        def _known_tags(self, db: sqlite3.Connection, project_id: str) -> dict[str, sqlite3.Row]: ...
+        def _tag_counts(self, db: sqlite3.Connection, project_id: str) -> dict[str, int]: ...
+        @staticmethod
+        def _tag_json(row: sqlite3.Row, image_count: int) -> dict: ...
+        def _iteration_row(self, db: sqlite3.Connection, pid: str, iteration_id: str) -> sqlite3.Row: ...
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:

@@ -76,7 +76,7 @@ class Prepared:
 
     item: WorkItem
     data: bytes | ImageBody | Any  # or a ``predict.UrlImage``: the service fetches it
-    sha256: str
+    sha256: str | None  # None: an image passed through from its header alone (never hashed)
     fixes: tuple[str, ...] = ()
     via: str | None = None  # from a container: "url" or "bytes"
 

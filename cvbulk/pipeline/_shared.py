@@ -1,49 +1,36 @@
-"""Small helpers the pipeline's modules share (one copy each).
+"""The pipeline's view of the client's helpers: one timestamp parser, one ``is_uuid``, one tier table.
 
-TODO(client): engineer `client` adds ``cvbulk.client.parse_timestamp``, ``is_uuid`` and ``TIERS``; once
-merged, import those here and drop these copies (the pipeline and the CLI must have one of each).
+The parsers and the table live in ``cvbulk.client`` (``parse_timestamp``, ``is_uuid``, ``TIERS``); this
+module only adapts them to what the jobs need (an epoch or None, the tier names in order).
 """
 
 from __future__ import annotations
 
-import calendar
-import re
+from ..client._text import is_uuid
+from ..client._text import parse_timestamp as _parse_timestamp
+from ..client._tiers import TIERS as _TIER_TABLE
 
-__all__ = ["TIERS", "is_uuid", "parse_timestamp"]
+__all__ = ["TIERS", "TAG_LIMITS", "epoch_or_none", "is_uuid", "parse_timestamp"]
 
-#: The pricing tiers (their rates: cvbulk.client._ratelimit.TIER_RATES).
-TIERS = ("F0", "S0", "unlimited")
+#: The pricing tier names, in the client's order (F0, S0, unlimited).
+TIERS: tuple[str, ...] = tuple(_TIER_TABLE)
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-# Azure writes 7 fractional digits ("2026-11-23T14:30:00.1234567Z"), which fromisoformat refuses
-# before Python 3.11: parsed by hand, the fraction cut to microseconds.
-_STAMP = re.compile(
-    r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?\s*(Z|[+-]\d\d:?\d\d)?$", re.IGNORECASE
-)
+#: Tags per project by pricing tier; None: no limit known.
+TAG_LIMITS: dict[str, int | None] = {name: tier.max_tags_per_project for name, tier in _TIER_TABLE.items()}
 
 
-def is_uuid(text: str) -> bool:
-    return bool(_UUID.match(text.strip()))
+def epoch_or_none(text: str | None) -> float | None:
+    """Seconds since the epoch of a service timestamp; None when it is absent or not a timestamp.
 
-
-def parse_timestamp(text: str | None) -> float | None:
-    """Seconds since the epoch of a service timestamp; None when absent, malformed, or without a zone
-    (a time without a zone cannot be compared with ours safely)."""
-    m = _STAMP.match((text or "").strip())
-    if m is None or m.group(8) is None:
+    Azure's 7 fractional digits are read on every Python (``cvbulk.client.parse_timestamp``).
+    """
+    if not text:
         return None
-    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
     try:
-        seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+        return _parse_timestamp(text).timestamp()
     except (ValueError, OverflowError):
         return None
-    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 62):
-        return None
-    fraction = float("0." + m.group(7)[:6]) if m.group(7) else 0.0
-    zone = m.group(8).upper()
-    offset = 0
-    if zone != "Z":
-        sign = -1 if zone[0] == "-" else 1
-        digits = zone[1:].replace(":", "")
-        offset = sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
-    return seconds + fraction - offset
+
+
+#: The name send.py imports (an epoch or None, not the client's datetime).
+parse_timestamp = epoch_or_none

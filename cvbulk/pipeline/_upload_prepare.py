@@ -70,10 +70,10 @@ async def _hold(run: _Run, entry: ScanEntry, prepared: PreparedImage) -> tuple[P
     if getattr(prepared, "url", None):  # the service fetches it (a container's read URL): no body
         return prepared, None, None  # type: ignore[return-value]
     if prepared.passed_through:
-        return prepared, run.images.body(entry, len(prepared.data)), None
+        return prepared, run.images.body(entry, prepared.size), None
     assert run.spool is not None
     spooled = await anyio.to_thread.run_sync(_spool, run.spool, prepared.data)
-    return prepared, FileBody(spooled, len(prepared.data)), spooled
+    return prepared, FileBody(spooled, prepared.size), spooled
 
 
 def _spool(folder: Path, data: bytes) -> Path:
@@ -95,7 +95,7 @@ async def _batch_item(
         TaggedRegion(region_ids[r.tag], r.left, r.top, r.width, r.height) for r in prepared.regions
     )
     run.fixes.update(prepared.fixes)
-    run.bytes_prepared += len(prepared.data)
+    run.bytes_prepared += prepared.size
     prior = work.prior
     replaces = None
     if prior is not None:

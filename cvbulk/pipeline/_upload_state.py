@@ -35,7 +35,7 @@ class _Context:
 
     size: int
     mtime_ns: int
-    sha256: str
+    sha256: str | None  # None: passed through untouched, never read whole (header-only prepare)
     fixes: tuple[str, ...]
     prior_status: str | None
     attempts: int

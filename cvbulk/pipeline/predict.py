@@ -21,7 +21,6 @@ Columns of the classification CSV (stable for a whole job):
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +45,8 @@ from ._predict_engine import (
     WorkItem,
 )
 from ._predict_rows import RowMaker, existing_tag_columns, output_format
-from .engine import ProgressSink, open_journal, run_job, start_progress
+from ._shared import is_uuid
+from .engine import ProgressSink, check_outputs, open_journal, retry_notices, run_job, start_progress
 from .errors import ConfigError
 from .journal import Journal, JournalEntry
 from .output import OutputFileError, check_output_file, existing_keys, open_prediction_writer
@@ -61,7 +61,6 @@ if TYPE_CHECKING:
 __all__ = ["PredictOptions", "PredictResult", "run_predict", "default_state_path", "default_report_path"]
 
 JOB = "predict"
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,18 @@ async def run_predict(
     ``prediction`` is a PredictionClient (its pacer sets the pace), ``training`` an optional
     TrainingClient used to resolve a project name and list its tags. Run-wide failures (wrong key,
     unknown project or published name, the service down) raise; per-file failures are outcomes.
+    The clients' retry waits (a 429, a 5xx) reach ``progress.phase``.
     """
+    with retry_notices(progress, prediction, training):
+        return await _run_predict(prediction, training, options, progress)
+
+
+async def _run_predict(
+    prediction: PredictionClient,
+    training: TrainingClient | None,
+    options: PredictOptions,
+    progress: ProgressSink | None,
+) -> PredictResult:
     _check(options)
     root = options.root
     output = options.output
@@ -126,9 +136,10 @@ async def run_predict(
     except OutputFileError as exc:
         raise ConfigError(str(exc).replace("{", "{{").replace("}", "}}")) from None
     fmt = output_format(output)
+    state_path = options.state or default_state_path(output)
+    check_outputs(report=options.report, state=state_path)  # before any request, with the path named
     project_id, project_name, tag_names = await _resolve_project(training, options.project, options.detect)
 
-    state_path = options.state or default_state_path(output)
     fingerprint = {
         "root": str(root.resolve()) if options.source is None else options.source.location,
         "project_id": project_id,
@@ -215,7 +226,7 @@ async def _setup(
         if isinstance(result, Rejected):
             return Outcome(item.key, REJECTED, item.size, item.mtime_ns, reason=result.reason)
         # Bytes that are the file's own are read again when the request is written (not held meanwhile).
-        data = FileBody(item.path, len(result.data), item.path.name) if result.passed_through else result.data
+        data = FileBody(item.path, result.size, item.path.name) if result.passed_through else result.data
         return Prepared(item, data, result.sha256, tuple(result.fixes))
 
     send = prediction.detect_image if options.detect else prediction.classify_image
@@ -308,7 +319,7 @@ async def _resolve_project(
 ) -> tuple[str, str | None, list[str] | None]:
     """(project id, name or None, tag names or None) for a project id or name."""
     if training is None:
-        if not _UUID.match(ref.strip()):
+        if not is_uuid(ref):
             raise ConfigError(
                 f"{{opt:project}} {ref!r} is not a project id: without training credentials "
                 "({opt:training}) the project must be given by id"
@@ -411,7 +422,7 @@ async def _prepare_sourced(src: Any, item: WorkItem, cpu: anyio.CapacityLimiter)
     url = getattr(result, "url", None)
     if url:
         return Prepared(item, UrlImage(url, item.entry), result.sha256, (), via=via)
-    data = src.body(item.entry, len(result.data)) if result.passed_through else result.data
+    data = src.body(item.entry, result.size) if result.passed_through else result.data
     return Prepared(item, data, result.sha256, tuple(result.fixes), via=via)
 
 

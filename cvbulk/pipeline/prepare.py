@@ -68,24 +68,35 @@ PREDICTION_LIMITS = ImageLimits(max_bytes=4 * MB, max_regions=None)
 
 @dataclass(frozen=True, slots=True)
 class PreparedImage:
-    """The bytes to send. ``fixes`` is empty when they are the original file's bytes, untouched."""
+    """The bytes to send. ``fixes`` is empty when they are the original file's bytes, untouched.
+
+    With ``prepare_image(..., header_only=True)`` an image that passes through was never read whole:
+    ``data`` is empty, ``sha256`` None, and ``size`` says how many bytes its file holds (read them again
+    when they are sent). ``size`` is always the number of bytes to send.
+    """
 
     data: bytes
     width: int
     height: int
     format: str
-    sha256: str
+    sha256: str | None
     fixes: tuple[str, ...] = ()
     regions: tuple[RegionLabel, ...] = ()
+    size: int = -1
+
+    def __post_init__(self) -> None:
+        if self.size < 0:
+            object.__setattr__(self, "size", len(self.data))
 
     @property
     def passed_through(self) -> bool:
         return not self.fixes
 
     def __repr__(self) -> str:  # never dump megabytes of image into a log
+        digest = f"{self.sha256[:12]}..." if self.sha256 else "not computed"
         return (
-            f"PreparedImage({self.format} {self.width}x{self.height}, {len(self.data)} bytes, "
-            f"sha256={self.sha256[:12]}..., fixes={self.fixes!r}, regions={len(self.regions)})"
+            f"PreparedImage({self.format} {self.width}x{self.height}, {self.size} bytes, "
+            f"sha256={digest}, fixes={self.fixes!r}, regions={len(self.regions)})"
         )
 
 
@@ -136,18 +147,18 @@ def _not_image_reason(data: bytes) -> str:
     return "not an image: unrecognised content"
 
 
-def _looks_complete(fmt: str, data: bytes) -> bool:
-    """A cheap test for the usual truncation (a copy cut short): the format's end marker is at the end."""
-    tail = data[-64:]
+def _looks_complete(fmt: str, tail: bytes, size: int, bmp_size: bytes = b"") -> bool:
+    """A cheap test for the usual truncation (a copy cut short): the format's end marker is in the file's
+    last bytes (``tail``). A BMP declares its size (bytes 2..6, ``bmp_size``) instead; without them, False."""
     if fmt == "JPEG":
         return b"\xff\xd9" in tail  # EOI; FF is always stuffed in entropy data, so no false match there
     if fmt == "PNG":
         return b"IEND" in tail
     if fmt == "GIF":
         return tail.rstrip(b"\x00").endswith(b";")  # the trailer byte
-    if fmt == "BMP":
-        declared = int.from_bytes(data[2:6], "little")
-        return declared == 0 or len(data) >= declared
+    if fmt == "BMP" and len(bmp_size) == 4:
+        declared = int.from_bytes(bmp_size, "little")
+        return declared == 0 or size >= declared
     return False
 
 
@@ -226,17 +237,26 @@ def _fit_side(w: int, h: int, max_side: int) -> tuple[int, int]:
     return (min(max_side, max(1, round(w * s))), min(max_side, max(1, round(h * s))))
 
 
+#: What a header-only check reads from the front of a file: enough for the headers of nearly every photo
+#: (EXIF with its thumbnail and an ICC profile included); a header that does not fit is read whole.
+HEAD_BYTES = 128 * 1024
+_TAIL_BYTES = 64
+
+
 def prepare_image(
     path: str | os.PathLike[str] | None = None,
     *,
     data: bytes | None = None,
     limits: ImageLimits,
     regions: Iterable[RegionLabel] = (),
+    header_only: bool = False,
 ) -> PreparedImage | Rejected:
     """Check one image against ``limits``; pass it through, fix it, or reject it (never raises for bad input).
 
     Blocking and CPU-bound: the pipeline runs it with ``anyio.to_thread.run_sync`` under a CapacityLimiter.
-    ``data`` (when given) is used instead of reading ``path``.
+    ``data`` (when given) is used instead of reading ``path``. ``header_only`` (with ``path``): read only the
+    file's header and its last bytes; an image that passes through is then neither read whole nor hashed
+    (``data`` empty, ``sha256`` None, ``size`` set), and only an image that needs a fix is read whole.
     """
     regions = tuple(regions)
     if limits.max_regions is not None and len(regions) > limits.max_regions:
@@ -244,14 +264,9 @@ def prepare_image(
     if data is None:
         if path is None:
             raise TypeError("prepare_image() needs a path or data")
+        read = _read_head if header_only else _read_whole
         try:
-            size = os.stat(path).st_size
-            if size > limits.max_file_bytes:
-                return Rejected(
-                    "too_large",
-                    f"{size / MB:,.0f} MB, far over the {limits.max_bytes / MB:g} MB limit (not read, not fixable)",
-                )
-            data = Path(path).read_bytes()
+            got = read(path, limits)
         except FileNotFoundError:
             return Rejected("vanished", "the file vanished before it could be read")
         except IsADirectoryError:
@@ -260,6 +275,14 @@ def prepare_image(
             return Rejected("unreadable", "cannot read the file: permission denied")
         except OSError as exc:
             return Rejected("unreadable", f"cannot read the file: {(exc.strerror or str(exc)).lower()}")
+        if isinstance(got, Rejected):
+            return got
+        if isinstance(got, _Head):
+            passed = _pass_from_head(got, limits, regions)
+            if passed is not None:
+                return passed
+            return prepare_image(path, limits=limits, regions=regions)  # needs a fix (or a closer look): whole
+        data = got
     if not data:
         return Rejected("empty", "empty file (0 bytes)")
     try:
@@ -279,11 +302,60 @@ def prepare_image(
         return _check_or_fix(img, data, limits, regions)
 
 
-def _check_or_fix(
-    img: Image.Image, data: bytes, limits: ImageLimits, regions: tuple[RegionLabel, ...]
-) -> PreparedImage | Rejected:
-    w, h = img.size
-    fmt = _format(img)
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """The front and the end of a file, and its size: what a header-only check reads."""
+
+    head: bytes
+    tail: bytes
+    size: int
+
+
+def _too_large(size: int, limits: ImageLimits) -> Rejected | None:
+    if size > limits.max_file_bytes:
+        return Rejected(
+            "too_large", f"{size / MB:,.0f} MB, far over the {limits.max_bytes / MB:g} MB limit (not read, not fixable)"
+        )
+    return None
+
+
+def _read_whole(path: str | os.PathLike[str], limits: ImageLimits) -> bytes | Rejected:
+    return _too_large(os.stat(path).st_size, limits) or Path(path).read_bytes()
+
+
+def _read_head(path: str | os.PathLike[str], limits: ImageLimits) -> _Head | bytes | Rejected:
+    """One open: the size, the first HEAD_BYTES and the last few bytes (the whole file when it is small)."""
+    with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        refused = _too_large(size, limits)
+        if refused is not None:
+            return refused
+        if size <= HEAD_BYTES:
+            return f.readall()
+        head = f.read(HEAD_BYTES)
+        f.seek(size - _TAIL_BYTES)
+        tail = f.read(_TAIL_BYTES)
+    if len(head) != HEAD_BYTES or len(tail) != _TAIL_BYTES:  # it changed under us: look at it whole
+        return Path(path).read_bytes()
+    return _Head(head, tail, size)
+
+
+def _pass_from_head(found: _Head, limits: ImageLimits, regions: tuple[RegionLabel, ...]) -> PreparedImage | None:
+    """The image, passed through, when its header alone shows it within every limit and complete; None
+    when that takes a closer look (a header past HEAD_BYTES, a fix, a rejection, no end marker)."""
+    try:
+        with Image.open(io.BytesIO(found.head)) as img:
+            w, h = img.size
+            fmt = _format(img)
+            ok = _within(img, fmt, found.size, limits) and _check_shape(w, h, limits) is None
+    except Exception:  # a header cut short, or not an image at all: the whole file decides
+        return None
+    if not ok or not _looks_complete(fmt, found.tail, found.size, found.head[2:6]):
+        return None
+    return PreparedImage(b"", w, h, fmt, None, (), regions, size=found.size)
+
+
+def _check_shape(w: int, h: int, limits: ImageLimits) -> Rejected | None:
     if w <= 0 or h <= 0:
         return Rejected("corrupt", f"image header gives an empty size {w}x{h}")
     if w * h > limits.max_pixels:
@@ -295,15 +367,29 @@ def _check_or_fix(
     aspect = max(w, h) / min(w, h)
     if aspect > limits.max_aspect:
         return Rejected("aspect", f"aspect ratio {aspect:.1f}:1 ({w}x{h}) is over the {limits.max_aspect:g}:1 limit")
+    return None
 
-    within = (
+
+def _within(img: Image.Image, fmt: str, size: int, limits: ImageLimits) -> bool:
+    """Format, side, bytes and mode all as the service takes them: the image can go as it is."""
+    return (
         fmt in limits.formats
-        and max(w, h) <= limits.max_side
-        and len(data) <= limits.max_bytes
+        and max(img.size) <= limits.max_side
+        and size <= limits.max_bytes
         and img.mode not in _REFUSED_MODES
     )
-    if within:
-        if not _looks_complete(fmt, data):
+
+
+def _check_or_fix(
+    img: Image.Image, data: bytes, limits: ImageLimits, regions: tuple[RegionLabel, ...]
+) -> PreparedImage | Rejected:
+    w, h = img.size
+    fmt = _format(img)
+    refused = _check_shape(w, h, limits)
+    if refused is not None:
+        return refused
+    if _within(img, fmt, len(data), limits):
+        if not _looks_complete(fmt, data[-_TAIL_BYTES:], len(data), data[2:6]):
             # No end marker: only a full decode can tell trailing junk from a cut-off file.
             try:
                 img.load()

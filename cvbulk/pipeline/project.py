@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ..client._errors import BadRequestError, NotFoundError
-from ._shared import TIERS, is_uuid
+from ._shared import TAG_LIMITS, is_uuid
 from .errors import ConfigError, ProjectNotFound
 
 if TYPE_CHECKING:  # the client is imported lazily so this module loads on its own
@@ -32,12 +32,10 @@ __all__ = [
     "TagMap",
 ]
 
-# Tags per project by pricing tier (the service's limits page); None: no limit known.
-TAG_LIMITS: dict[str, int | None] = dict(zip(TIERS, (50, 500, None)))
-
 _TAG_LIMIT_CODE = "BadRequestExceedTagPerProjectLimit"
 _DETECTION = "ObjectDetection"
 _CLASSIFICATION = "Classification"
+_CLASSIFICATION_TYPES: dict[str, ClassificationType] = {"multiclass": "Multiclass", "multilabel": "Multilabel"}
 
 
 async def resolve_project(client: TrainingClient, ref: str) -> Project:
@@ -131,15 +129,13 @@ async def create_project(
     description: str | None = None,
 ) -> Project:
     """Create a project; ``detection`` picks an object-detection domain (``General`` unless named)."""
+    kind: ClassificationType | None = None
     if classification_type is not None:
-        normal = {"multiclass": "Multiclass", "multilabel": "Multilabel"}.get(
-            classification_type.strip().lower()
-        )
-        if normal is None:
+        kind = _CLASSIFICATION_TYPES.get(classification_type.strip().lower())
+        if kind is None:
             raise ConfigError(
                 f"classification type must be Multiclass or Multilabel, not {classification_type!r}"
             )
-        classification_type = normal
     found = await resolve_domain(client, domain, detection=detection)
     if found is not None and (getattr(found, "type", None) == _DETECTION) != detection and domain:
         detection = getattr(found, "type", None) == _DETECTION
@@ -147,7 +143,7 @@ async def create_project(
         name,
         description=description,
         domain_id=found.id if found is not None else None,
-        classification_type=None if detection else cast("ClassificationType", classification_type),
+        classification_type=None if detection else kind,
     )
 
 

@@ -85,7 +85,8 @@ class LocalFolder:
         return aiter_scan(self.root, include_hidden=include_hidden)
 
     def prepare(self, entry: Any, limits: ImageLimits, regions: Iterable[RegionLabel]) -> PreparedImage | Rejected:
-        return prepare_image(entry.path, limits=limits, regions=regions)
+        # header only: an image that passes through is read again when it is sent, never twice here
+        return prepare_image(entry.path, limits=limits, regions=regions, header_only=True)
 
     def body(self, entry: Any, size: int) -> ImageBody:
         return FileBody(entry.path, size)

@@ -85,3 +85,13 @@ def test_suite_entry_point_runs_a_scenario(cache, tmp_path, capsys):
     rows = data["scenarios"]["prepare"]["rows"]
     assert [r["median"]["ips"] > 0 for r in rows] == [True, True, True]
     assert "5. Prepare" in capsys.readouterr().out
+
+
+def test_only_takes_short_names_and_refuses_unknown_ones(cache, tmp_path, capsys):
+    from benchmarks.__main__ import _only
+
+    assert _only("upload_s0,cpu,memory") == ["upload-rate", "upload-cpu", "memory"]
+    assert _only("prepare, upload-cpu") == ["prepare", "upload-cpu"]
+    with pytest.raises(SystemExit):
+        bench_main(["--short", "--only", "nope"])
+    assert "unknown scenario 'nope'" in capsys.readouterr().err

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import heapq
+import inspect
 import itertools
 import json
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
-
-import asyncio
-import inspect
+from typing import Any
 
 import anyio
 from aiohttp import ClientResponse, MultipartWriter
 from aioresponses import CallbackResult, aioresponses
 from yarl import URL
+
+from cvbulk.client._multipart import _ImageMultipart
 
 ENDPOINT = "https://westus.api.cognitive.microsoft.com"
 TRAINING_BASE = "/customvision/v3.3/training"
@@ -151,7 +153,7 @@ class Call:
         return dict(self.url.query)
 
 
-async def render_multipart(writer: MultipartWriter) -> list[dict[str, Any]]:
+async def render_multipart(writer: MultipartWriter | _ImageMultipart) -> list[dict[str, Any]]:
     """Serialise a multipart writer the way aiohttp would, then split it into its parts."""
 
     class Sink:
@@ -223,7 +225,7 @@ class Recorder:
         async def answer(url: URL, **kwargs: Any) -> CallbackResult:
             data = kwargs.get("data")
             call = Call(method.upper(), url, dict(kwargs.get("headers") or {}), data)
-            if isinstance(data, MultipartWriter):
+            if isinstance(data, (MultipartWriter, _ImageMultipart)):
                 call.parts = await render_multipart(data)
             elif isinstance(data, (bytes, bytearray)) and call.headers.get("Content-Type") == "application/json":
                 call.json = json.loads(data)

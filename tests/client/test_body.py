@@ -75,3 +75,38 @@ async def test_files_json_is_the_json_the_client_sends(size):
     assert base64.b64decode(doc["images"][1]["contents"]) == b"plain"
     assert doc["images"][0]["regions"][0]["left"] == 0.1
     assert doc["tagIds"] == ["t2"] and doc["metadata"] == {"k": "v"}
+
+
+async def test_multipart_reads_a_run_of_small_files_in_one_hop(tmp_path, monkeypatch):
+    import cvbulk.client._multipart as multipart
+
+    hops: list[int] = []
+    real = multipart.read_files
+
+    def counted(bodies):
+        hops.append(len(bodies))
+        return real(bodies)
+
+    monkeypatch.setattr(multipart, "read_files", counted)
+    files = []
+    for i, size in enumerate((300_000, 300_000, 300_000, 600_000, 2_000_000, 10)):
+        path = tmp_path / f"{i}.jpg"
+        path.write_bytes(bytes([i]) * size)
+        files.append((path.name, FileBody(path, size)))
+    writer = image_multipart([*files[:5], ("raw.jpg", b"raw"), files[5]])
+    raw = await _written(writer)
+    assert writer.size == len(raw)
+    for i, (_, body) in enumerate(files):
+        assert bytes([i]) * body.size in raw
+    # three files fit in 1 MiB, then one, then the 2 MB file streams by itself; bytes break the run
+    assert hops == [3, 1, 1]
+    again = await _written(image_multipart(files[:2]))  # a retry builds a new body: it reads again
+    assert bytes([1]) * 300_000 in again and hops[-1] == 2
+
+
+async def test_multipart_refuses_a_file_that_shrank_in_a_run(tmp_path):
+    a, b = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    a.write_bytes(b"a" * 10)
+    b.write_bytes(b"b" * 5)
+    with pytest.raises(BodyChanged):
+        await _written(image_multipart([("a.jpg", FileBody(a, 10)), ("b.jpg", FileBody(b, 10))]))

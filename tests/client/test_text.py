@@ -58,3 +58,17 @@ def test_is_uuid_yes(text):
 ])
 def test_is_uuid_no(text):
     assert not is_uuid(text)
+
+
+def test_the_rest_of_cvbulk_uses_these_copies():
+    """One parser, one is_uuid, one tier table: the CLI, the pipeline and the benchmarks point here."""
+    import cvbulk.client as client
+    from cvbulk.cli import _format
+    from cvbulk.pipeline import _shared, project
+
+    assert _format.is_uuid is client.is_uuid and _shared.is_uuid is client.is_uuid and project.is_uuid is client.is_uuid
+    assert _shared.TIERS == tuple(client.TIERS) == ("F0", "S0", "unlimited")
+    assert project.TAG_LIMITS == {name: t.max_tags_per_project for name, t in client.TIERS.items()}
+    assert _shared.epoch_or_none("2026-11-23T14:30:00.1234567Z") == client.parse_timestamp(
+        "2026-11-23T14:30:00.1234567Z").timestamp()
+    assert _shared.epoch_or_none(None) is None and _shared.epoch_or_none("yesterday") is None

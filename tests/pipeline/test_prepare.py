@@ -208,3 +208,54 @@ def test_bomb_rejected_from_the_header_even_without_pillows_guard(
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # some code in the process may switch it off
     got = prepare_image(make_bomb_png(tmp_path / "b.png", (30_000, 30_000)), limits=TRAINING_LIMITS)
     assert got == Rejected("bomb", "decompression bomb: the header claims 30000x30000 (900 megapixels, limit 179)")
+
+
+def _noisy_jpeg(width: int, height: int, **save: object) -> bytes:
+    """A JPEG of noise: big for its size (well past HEAD_BYTES), as a photo is."""
+    img = Image.frombytes("RGB", (width, height), random.Random(3).randbytes(width * height * 3))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=95, **save)
+    return buf.getvalue()
+
+
+def _verdict(got: PreparedImage | Rejected) -> tuple:
+    if isinstance(got, Rejected):
+        return ("rejected", got.code, got.reason)
+    return ("prepared", got.width, got.height, got.format, got.fixes, got.size)
+
+
+def test_header_only_decides_as_a_whole_read_does(corpus) -> None:  # type: ignore[no-untyped-def]
+    root, _, results = corpus
+    for rel, whole in results.items():
+        if whole == Rejected("vanished", "the file vanished before it could be read"):
+            continue
+        head = prepare_image(root / rel, limits=TRAINING_LIMITS, header_only=True)
+        assert _verdict(head) == _verdict(whole), rel
+        if isinstance(head, PreparedImage) and head.fixes:
+            assert head.data == whole.data and head.sha256 == whole.sha256  # a fix is read and hashed whole
+
+
+def test_header_only_reads_neither_the_whole_file_nor_its_hash(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import cvbulk.pipeline.prepare as prepare
+
+    path = tmp_path / "big.jpg"
+    path.write_bytes(_noisy_jpeg(600, 400))
+    size = path.stat().st_size
+    assert size > prepare.HEAD_BYTES
+    monkeypatch.setattr(prepare, "_read_whole", lambda *a: pytest.fail("read whole"))
+    got = prepare_image(path, limits=TRAINING_LIMITS, header_only=True)
+    assert isinstance(got, PreparedImage) and got.passed_through
+    assert (got.data, got.sha256, got.size, got.width, got.height) == (b"", None, size, 600, 400)
+    assert "not computed" in repr(got)
+
+
+def test_header_only_reads_whole_what_it_cannot_judge_from_the_head(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = _noisy_jpeg(600, 400)
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data[: len(data) - 5000])  # no end marker: only a decode can tell
+    got = prepare_image(path, limits=TRAINING_LIMITS, header_only=True)
+    assert isinstance(got, Rejected) and got.code == "corrupt"
+    # a header bigger than HEAD_BYTES (a big colour profile before the frame): judged from the whole file
+    path.write_bytes(_noisy_jpeg(600, 400, icc_profile=bytes(150_000)))
+    got = prepare_image(path, limits=TRAINING_LIMITS, header_only=True)
+    assert isinstance(got, PreparedImage) and got.passed_through and got.sha256 is not None and got.data

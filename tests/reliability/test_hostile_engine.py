@@ -16,10 +16,17 @@ import anyio
 import pytest
 
 from cvbulk.client._errors import NotFoundError
-from cvbulk.pipeline._predict_engine import Outcome, Prepared, WorkItem, run_engine
+from cvbulk.pipeline._predict_engine import Outcome, Prepared, ScoreStages, WorkItem
+from cvbulk.pipeline.engine import run_job
 from cvbulk.pipeline.journal import PREDICTED
 
 pytestmark = pytest.mark.timeout(30)
+
+
+async def run_engine(source, **kw):
+    """The scoring stages as predict runs them: ScoreStages through engine.run_job (which unwraps)."""
+    stages = ScoreStages(**kw)
+    return await run_job(None, None, None, lambda: stages.run(source))
 
 
 async def test_outcomes_queued_behind_a_busy_recorder_are_written_before_the_error():

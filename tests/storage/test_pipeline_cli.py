@@ -117,11 +117,13 @@ def test_by_url_reads_no_image_bytes_in_the_report(tmp_path, azurite, azurite_co
         assert done.returncode == 0, done.stderr[-2000:]
         report = json.loads(done.stdout)
         images = sum(1 for n in blobs if not n.startswith("Test/"))
-        assert report["counts"] == {"uploaded": images}
+        excluded = len(blobs) - images  # --exclude Test: each listed as skipped, with its reason
+        assert report["counts"] == {"uploaded": images, "skipped": excluded}
         assert report["extra"]["source"]["sent"]["by_url"] == images
         storage = report["extra"]["source"]["storage"]
         assert storage["bytes_read"] == storage["header_bytes"]
         state = next((tmp_path / ".cvbulk").glob("upload-*.sqlite"))
         with sqlite3.connect(state) as db:
-            assert {json.loads(e)["via"] for (e,) in db.execute("select extra from entries")} == {"url"}
+            rows = db.execute("select status, extra from entries").fetchall()
+            assert {json.loads(e)["via"] for (s, e) in rows if s == "uploaded"} == {"url"}
 
