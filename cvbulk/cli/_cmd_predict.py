@@ -90,6 +90,10 @@ def register(subparsers: Any) -> None:
         help="FILE.csv or FILE.jsonl (default: predictions.csv); appended to when it exists",
     )
     parser.add_argument(
+        "--include-hidden", action="store_true",
+        help="also score hidden files and folders (names starting with '.'; cvbulk's own .cvbulk/ never)",
+    )
+    parser.add_argument(
         "--top", type=int, default=None, metavar="K", help="keep the K best predictions (JSONL and --detect rows)"
     )
     parser.add_argument(
@@ -132,6 +136,7 @@ def _options(args: argparse.Namespace) -> Any:
         output=args.output,
         top=args.top,
         threshold=args.threshold,
+        include_hidden=args.include_hidden,
         state=args.state,
         report=args.report,
         max_concurrency=args.max_concurrency,

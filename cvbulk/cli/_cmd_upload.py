@@ -102,6 +102,10 @@ def register(subparsers: Any) -> None:
         help="leave out paths matching GLOB (a folder such as Test, a path, or *.png); repeatable",
     )
     parser.add_argument(
+        "--include-hidden", action="store_true",
+        help="also take hidden files and folders (names starting with '.'; cvbulk's own .cvbulk/ never)",
+    )
+    parser.add_argument(
         "--replace-changed", action="store_true",
         help="a file changed since it was uploaded: delete its old image once the new one is in "
         "(default: the old image stays, and the report says so)",
@@ -155,6 +159,7 @@ def _options(args: argparse.Namespace) -> Any:
         labels=args.labels,
         untagged=args.untagged,
         exclude=tuple(args.exclude),
+        include_hidden=args.include_hidden,
         replace_changed=args.replace_changed,
         state=args.state,
         report=args.report,

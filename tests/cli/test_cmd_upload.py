@@ -149,3 +149,23 @@ def test_tier_and_progress_flags(tmp_path, emulator):
     assert done.returncode == 0, done.stderr
     done = cvbulk("upload", str(root), "--project", "lower", "--tier", "s0", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+
+
+def test_hidden_files_are_skipped_with_the_flag_they_name_and_taken_with_it(tmp_path, emulator):
+    import shutil
+
+    tree = tmp_path / "tree" / "Hemlock"
+    tree.mkdir(parents=True)
+    source = SAMPLES / "ImageClassification" / "Images" / "Hemlock" / "hemlock_1.jpg"
+    shutil.copy(source, tree / "seen.jpg")
+    shutil.copy(SAMPLES / "ImageClassification" / "Images" / "Hemlock" / "hemlock_2.jpg", tree / ".hidden.jpg")
+    env = env_for(emulator)
+    base = ("upload", str(tmp_path / "tree"), "--project", "hidden", "--create", "--json")
+    done = cvbulk(*base, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["counts"] == {"uploaded": 1, "skipped": 1}
+    assert any("--include-hidden" in s["reason"] for s in report["extra"]["skipped"])  # the flag it names exists
+    done = cvbulk(*base, "--include-hidden", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["counts"] == {"uploaded": 1}
