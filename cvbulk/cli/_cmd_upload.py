@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -170,11 +169,9 @@ async def _run(args: argparse.Namespace) -> int:
     elif options.dry_run:
         _print_dry_run(result)
     else:
-        extra = show_report(args, result)
-        if extra.get("unchanged"):
-            print(f"unchanged since an earlier run: {extra['unchanged']} files", file=sys.stderr)
+        show_report(args, result, "upload")  # "already done" counts what earlier runs finished
     if result.report_file is not None:  # a dry run writes none
-        return finish(result)
+        return finish(result, quiet=getattr(args, "quiet", False))
     return result_status(result)
 
 

@@ -43,14 +43,15 @@ from ._predict_engine import (
     run_engine,
 )
 from ._predict_rows import RowMaker, existing_tag_columns, output_format
-from .engine import ProgressSink, open_journal, run_job, start_progress
+from .engine import ProgressSink, open_journal, run_job, scan_finished, start_progress
 from .errors import ConfigError
-from .journal import SKIPPED, Journal, JournalEntry
+from .journal import Journal, JournalEntry
 from .output import existing_keys, open_prediction_writer
 from .prepare import PREDICTION_LIMITS, Rejected, prepare_image
 from .report import build_report, write_report
 from .results import PredictResult
 from .scan import ScanProblem, aiter_scan
+from .sources import LocalFolder
 
 if TYPE_CHECKING:
     from ..client import PredictionClient, TrainingClient
@@ -175,6 +176,7 @@ async def _run(
                 yield Outcome(entry.relpath, REJECTED, reason=entry.reason)
             else:
                 yield WorkItem(entry.relpath, entry.path, entry.size, entry.mtime_ns)
+        scan_finished(progress)
 
     def prepare(item: WorkItem) -> Prepared | Outcome:
         result = prepare_image(item.path, limits=PREDICTION_LIMITS)
@@ -205,7 +207,10 @@ async def _run(
         for o in batch:
             progress.advanced(ok=int(o.ok), failed=int(not o.ok), nbytes=o.nbytes)
 
-    start_progress(progress, None, prediction, group)  # the total grows as the lazy scan finds files
+    # The total: counted up front when quick (LocalFolder.count_within), else found by the lazy scan.
+    start_progress(
+        progress, None, prediction, group, source=LocalFolder(options.root), include_hidden=options.include_hidden
+    )
 
     started = time.time()
     stats_before = _client_stats(prediction)
@@ -406,13 +411,11 @@ def _build_report(
 ) -> dict[str, Any]:
     """The run's report (report.py's shape) with the job-wide picture in ``extra``.
 
-    ``counts`` are this run's outcomes (``skipped``: already in the output), so that images/s is
-    this run's speed; ``failures`` names every failed file of the job, this run's and earlier ones,
+    ``counts`` are this run's outcomes (what an earlier run scored is ``extra.unchanged``, as in the
+    other jobs), so that images/s is this run's speed; ``failures`` names every failed file of the job, this run's and earlier ones,
     since they are what the exit status speaks of.
     """
     counts = dict(stats.statuses)
-    if counters.already_done:
-        counts[SKIPPED] = counters.already_done
     job_counts = journal.counts()
     return build_report(
         job=JOB,
@@ -431,6 +434,7 @@ def _build_report(
             "output": {"path": str(options.output), "format": fmt, "tag_columns": tag_names},
             "state": str(state_path),
             "files_seen": counters.seen,
+            "unchanged": counters.already_done,
             "job_counts": job_counts,
             "job_failed": _job_failed(job_counts),
         },

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from ..client._body import FileBody, ImageBody
 from .labels import RegionLabel
 from .prepare import ImageLimits, PreparedImage, Rejected, prepare_image
-from .scan import aiter_scan
+from .scan import aiter_scan, count_candidates_within
 
 __all__ = ["ImageSource", "LocalFolder"]
 
@@ -43,6 +43,11 @@ class ImageSource(Protocol):
         """The image's own bytes (``size`` of them), read when its request is written, anew on a retry."""
         ...
 
+    # Optional (looked up with getattr by cvbulk.pipeline.engine.count_first):
+    # def count_within(self, seconds: float, *, include_hidden: bool = False) -> int | None
+    #     How many items ``entries`` will yield, counted within ``seconds`` (blocking, run in a worker
+    #     thread); None when it would take longer, or when the source cannot count cheaply.
+
 
 class LocalFolder:
     """A folder on disk, walked by ``scan.aiter_scan``."""
@@ -62,3 +67,7 @@ class LocalFolder:
 
     def body(self, entry: Any, size: int) -> ImageBody:
         return FileBody(entry.path, size)
+
+    def count_within(self, seconds: float, *, include_hidden: bool = False) -> int | None:
+        """The number of values ``entries`` yields (images and scan problems), or None past ``seconds``."""
+        return count_candidates_within(self.root, seconds, include_hidden=include_hidden)

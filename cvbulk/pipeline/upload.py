@@ -39,7 +39,17 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from ..client._body import FileBody, ImageBody
 from .batch import DEFAULT_BATCH_BYTES, DEFAULT_LINGER, Batch, Batcher, BatchItem, TaggedRegion, batch_stream
-from .engine import STATE_DIR, JournalCalls, ProgressSink, open_journal, run_job, send_recorded, take_ready
+from .engine import (
+    STATE_DIR,
+    JournalCalls,
+    ProgressSink,
+    count_first,
+    open_journal,
+    run_job,
+    scan_finished,
+    send_recorded,
+    take_ready,
+)
 from .errors import ConfigError, ProjectNotFound
 from .journal import (
     DUPLICATE,
@@ -290,7 +300,8 @@ async def run_upload(
     if options.prepare_workers:
         run.cpu = anyio.CapacityLimiter(options.prepare_workers)
     if progress is not None:
-        progress.started(None)  # the total grows as the lazy scan finds files
+        progress.started(None)  # the total: counted up front if quick, else found by the lazy scan
+        count_first(progress, _source(options), include_hidden=options.include_hidden)
         if not options.dry_run and _concurrency(client) is not None:
             # Read at each draw: the Pacer's adaptive limit moves with 429s and 5xx.
             progress.watch_concurrency(lambda: _concurrency(client))
@@ -423,6 +434,7 @@ async def _scan_and_plan(
                 chunk = []
         if chunk:
             await _plan(run, chunk, work_send, record_send)
+        scan_finished(run.progress)
 
 
 def _lookup(run: _Run, chunk: list[ScanEntry | ScanProblem]) -> list[tuple[Any, Labels | LabelProblem | None, Any]]:

@@ -323,7 +323,7 @@ async def test_run_predict_resumes_without_duplicates(tmp_path):
     rows = [r["path"] for r in _csv_rows(out)]
     assert sorted(rows) == sorted(paths) and len(rows) == len(set(rows))
     assert second.calls == 30 - len(done_first) - 1
-    assert result.report["counts"]["skipped"] == len(done_first) + 1
+    assert result.report["extra"]["unchanged"] == len(done_first) + 1  # already done, not in counts
 
     third = FakePrediction()
     again = await run_predict(third, None, _options(root, out))
@@ -584,8 +584,8 @@ def test_emulator_kill_9_and_resume_gives_one_row_per_image(emu_thread, trees, t
     report = json.loads(resumed.stdout)
     rows = _data_rows(out)
     assert len(rows) == 90 and sorted(rows) == sorted(paths)  # row count == image count, none twice
-    assert report["counts"]["skipped"] == len(first)
-    assert report["counts"]["predicted"] == 90 - report["counts"]["skipped"]
+    assert report["extra"]["unchanged"] == len(first)  # already done, not in counts
+    assert report["counts"]["predicted"] == 90 - report["extra"]["unchanged"]
     assert emu.prediction_key not in out.read_text() + resumed.stdout.decode() + resumed.stderr.decode()
 
 
