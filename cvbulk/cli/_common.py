@@ -464,8 +464,8 @@ def result_status(result: JobResult) -> int:
 
 
 def failure_summary(result: JobResult) -> str | None:
-    """Why a run exits 1, in one line: ``3 of 1,000 images failed: see the report FILE (run the same
-    command again to retry them)``; None when it exits 0."""
+    """Why a run exits 1, in one line: ``3 of 1,000 images failed: see the report FILE (...)``, with
+    what to do about them; None when it exits 0."""
     if result.ok:
         return None
     report = result.report
@@ -474,9 +474,14 @@ def failure_summary(result: JobResult) -> str | None:
     where = f"see the report {result.report_file}" if result.report_file is not None else "see the list above"
     if not failures:
         return f"some items did not finish: {where} (run the same command again to retry them)"
+    # Rejected input fails again until it is fixed; anything else may pass on the next run.
+    if all(f.get("status") == "rejected" for f in failures):
+        then = "fix or remove them, then run the same command again"
+    else:
+        then = "run the same command again to retry them"
     of = f" of {total:,}" if total >= len(failures) else ""
-    noun = "image" if total == 1 or (not of and len(failures) == 1) else "images"
-    return f"{len(failures):,}{of} {noun} failed: {where} (run the same command again to retry them)"
+    noun = "image" if (total if of else len(failures)) == 1 else "images"
+    return f"{len(failures):,}{of} {noun} failed: {where} ({then})"
 
 
 def finish(result: JobResult, *, quiet: bool = False) -> int:
