@@ -346,7 +346,7 @@ async def test_run_predict_awkward_names_round_trip_through_resume(tmp_path):
     assert all(not c.startswith(("=", "+", "@")) for c in cells)  # escaped with a leading '
     again = FakePrediction()
     result = await run_predict(again, None, _options(root, out))
-    assert again.calls == 0 and result.report["counts"] == {"skipped": len(names)}
+    assert again.calls == 0 and result.report["counts"] == {} and result.report["extra"]["unchanged"] == len(names)
 
 
 async def test_run_predict_transient_errors_get_no_row_and_are_retried(tmp_path):
