@@ -130,6 +130,9 @@ class Progress:
     def started(self, total: int | None) -> None:
         if total is not None:
             self._given = total
+        # Rates and ETA count from here: project and tag set-up before it is not sending time.
+        self._started = self._clock()
+        self._samples.clear()
 
     def advanced(self, *, ok: int = 0, failed: int = 0, skipped: int = 0, nbytes: int = 0) -> None:
         self.advance(ok=ok, failed=failed, skipped=skipped, nbytes=nbytes)

@@ -257,7 +257,7 @@ async def run_upload(
         raise ConfigError(str(exc).replace("{", "{{").replace("}", "}}")) from None
     detection = bool(source.has_regions)
 
-    project, created = await _project(client, options, detection)
+    project, created = await _project(client, options, detection, progress)
     tag_names = _tag_names(source, options)
     if options.dry_run or project is None:
         existing = await client.get_tags(project.id) if project is not None else []
@@ -271,7 +271,10 @@ async def run_upload(
         tags = TagMap(
             client,
             project.id,
-            await ensure_tags(client, project.id, tag_names, tag_limit=tag_limit, existing=existing),
+            await ensure_tags(
+                client, project.id, tag_names, tag_limit=tag_limit, existing=existing, progress=progress,
+                tier=options.tier,
+            ),
         )
         before = {t.name for t in existing}
         tags_created = [n for n in tag_names if n not in before]
@@ -339,7 +342,7 @@ class _Named:
 
 
 async def _project(
-    client: TrainingClient, options: UploadOptions, detection: bool
+    client: TrainingClient, options: UploadOptions, detection: bool, progress: ProgressSink | None = None
 ) -> tuple[Project | None, bool]:
     if options.dry_run:
         try:
@@ -358,6 +361,7 @@ async def _project(
             domain=options.domain,
             classification_type=options.classification_type,
             detection=detection,
+            progress=progress,
         )
         if created:
             return project, True

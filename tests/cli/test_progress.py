@@ -351,3 +351,45 @@ async def test_predict_past_one_scan_chunk_every_plain_line_states_the_final_tot
     for line in lines:
         assert line.startswith("predict: ") and "/300 (" in line, line
     assert all("ETA" in line for line in lines)
+
+
+async def test_project_and_tag_creation_are_phases() -> None:
+    from types import SimpleNamespace
+
+    from cvbulk.client import Pacer
+    from cvbulk.pipeline.project import creating_tags_text, ensure_tags, find_or_create_project
+
+    class Client:
+        pacer = Pacer.for_tier("F0")
+
+        def __init__(self) -> None:
+            self.tags: list[SimpleNamespace] = []
+
+        async def get_projects(self):
+            return []
+
+        async def create_project(self, name, **kw):
+            return SimpleNamespace(id="p1", name=name)
+
+        async def get_tags(self, project_id):
+            return list(self.tags)
+
+        async def create_tag(self, project_id, name):
+            tag = SimpleNamespace(id=f"id-{name}", name=name)
+            self.tags.append(tag)
+            return tag
+
+    said: list[str] = []
+    sink = SimpleNamespace(phase=said.append)
+    client = Client()
+    client.pacer = Pacer(training_tps=1000.0)  # fast for the test; the words come from creating_tags_text
+    project, created = await find_or_create_project(client, "birds", create=True, progress=sink)  # type: ignore[arg-type]
+    assert created and said == ["creating classification project 'birds'"]
+    await ensure_tags(client, "p1", ["robin", "wren"], progress=sink, tier="S0")  # type: ignore[arg-type]
+    assert said[-1] == "creating 2 tags (S0: 1000 calls/s)"
+    await ensure_tags(client, "p1", ["robin", "wren"], progress=sink)  # type: ignore[arg-type]
+    assert len(said) == 2  # nothing to create: nothing said
+    f0 = SimpleNamespace(pacer=Pacer.for_tier("F0"))
+    assert creating_tags_text(f0, 40, "F0") == "creating 40 tags (F0: 2 calls/s, about 20 s)"
+    assert creating_tags_text(f0, 400, "F0") == "creating 400 tags (F0: 2 calls/s, about 3 min)"
+    assert creating_tags_text(SimpleNamespace(), 1) == "creating 1 tag"
