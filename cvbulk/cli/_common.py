@@ -55,6 +55,8 @@ __all__ = [
     "check_endpoint",
     "TIERS",
     "tier_name",
+    "env_tier",
+    "check_tier",
     "job_parser",
     "add_root_arg",
     "add_state_args",
@@ -359,7 +361,7 @@ def add_pace_group(parser: argparse.ArgumentParser, tier_help: str) -> Any:
     """The "pace" group with --tier (default $CVBULK_TIER, else S0); each job adds its own pace flags."""
     pace = parser.add_argument_group("pace")
     pace.add_argument(
-        "--tier", type=tier_name, choices=TIERS, default=tier_name(os.environ.get("CVBULK_TIER", "S0")), help=tier_help
+        "--tier", type=tier_name, choices=TIERS, default=env_tier("S0"), help=tier_help
     )
     return pace
 
@@ -395,11 +397,28 @@ def check_root(root: Path) -> None:
         raise CLIError(f"ROOT {str(root)!r} is not a folder")
 
 
+def env_tier(default: str = "S0") -> str:
+    """``$CVBULK_TIER`` in its canonical spelling (any case), else ``default``: a --tier flag's default.
+    A wrong value is left as it is, for :func:`check_tier` to refuse when the command runs (not when
+    ``--help`` is built)."""
+    return tier_name(os.environ.get("CVBULK_TIER") or default)
+
+
+def check_tier(tier: str) -> str:
+    """``tier`` when it is one of TIERS; a wrong one can only have come from $CVBULK_TIER (argparse checks
+    the flag), so the message names the variable."""
+    if tier in TIERS:
+        return tier
+    raise CLIError(f"CVBULK_TIER must be one of {', '.join(TIERS)} (any case), not {tier!r}")
+
+
 def make_pacer(tier: str, tps: float | None, max_concurrency: int, *, prediction: bool = False) -> Any:
     """The Pacer of one resource: its tier's rates, or ``tps`` calls per second for the job's own
     calls (training calls, or with ``prediction`` both prediction groups)."""
     from ..client import ApiGroup, Pacer
     from ..client._ratelimit import TIER_RATES
+
+    check_tier(tier)
 
     if tps is None:
         return Pacer.for_tier(tier, max_concurrency=max_concurrency)

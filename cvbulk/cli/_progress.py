@@ -13,8 +13,8 @@ Totals tell the truth: a job that scans lazily hands the display a count of its 
 (``scan_done``). Until one of them answers no line is drawn (a terminal shows "counting"), so every
 line states the final total; when the count gives up the total is shown as unknown (``89/?``, no
 percentage, no ETA) until the scan ends. Phases and notices (tag creation, retries) are lines of their
-own, above the bar on a terminal and as plain lines in a log, at most one a second (the rest are
-counted in the next one). The end of a clean run is not drawn here: the CLI prints one final line and
+own, above the bar on a terminal and as plain lines in a log; notices of one kind (retries that differ
+only in their numbers) at most one a second, the rest counted in the next one. The end of a clean run is not drawn here: the CLI prints one final line and
 the summary table from the job's report (:func:`final_line`, :func:`summary_table`), so both show the
 same figures. An interrupted run ends with "interrupted at 89/1,000: run the same command again to
 resume".
@@ -69,6 +69,11 @@ def interrupt_explained() -> bool:
     return _INTERRUPT_SAID[0]
 
 
+def _kind(text: str) -> str:
+    """A notice without its numbers: retries of one kind ("... in 1.0 s (attempt 3)") are one kind."""
+    return "".join(c for c in text if not c.isdigit())
+
+
 def format_duration(seconds: float | None) -> str:
     """``M:SS`` or ``H:MM:SS``; ``--:--`` when unknown."""
     if seconds is None or seconds != seconds or seconds < 0 or seconds == float("inf"):
@@ -111,6 +116,7 @@ class Progress:
         self._notices: list[str] = []
         self._held = 0  # notices not printed (too close together), said in the next one
         self._last_notice: float | None = None
+        self._last_kind = ""
         self.ok = 0
         self.failed = 0
         self.skipped = 0
@@ -141,11 +147,15 @@ class Progress:
         """A line of its own now (tag creation, a retry), at most one a second: see the module doc."""
         self.phase_text = text
         now = self._clock()
-        if self._last_notice is not None and now - self._last_notice < _NOTICE_GAP:
+        kind = _kind(text)
+        if self._last_notice is not None and now - self._last_notice < _NOTICE_GAP and kind == self._last_kind:
             self._held += 1
             self._notices = [text]  # the latest one stands for the ones held back
             return
+        if self._notices:
+            self._notice(self._notices[-1], now)  # a different notice: what was held goes first
         self._notice(text, now)
+        self._last_kind = kind
 
     def watch_concurrency(self, read: Callable[[], int | None]) -> None:
         self.set_concurrency(read)  # type: ignore[arg-type]
@@ -349,8 +359,8 @@ class Progress:
 
     def _notice(self, text: str, now: float) -> None:
         """Print a notice line: above the bar on a terminal (the bar is redrawn under it)."""
-        if self._held:
-            text += f" (and {self._held} more like it)"
+        if self._held > 1:  # the one printed stands for itself and the others held back
+            text += f" (and {self._held - 1} more like it)"
         self._held = 0
         self._notices = []
         self._last_notice = now
@@ -366,10 +376,10 @@ class Progress:
         else:
             self._write(line + "\n")
 
-    def _flush_notices(self) -> None:
+    def _flush_notices(self, *, now_or_never: bool = False) -> None:
         if self._notices:
             now = self._clock()
-            if self._last_notice is None or now - self._last_notice >= _NOTICE_GAP:
+            if now_or_never or self._last_notice is None or now - self._last_notice >= _NOTICE_GAP:
                 self._notice(self._notices[-1], now)
 
     def _write(self, text: str) -> None:
@@ -421,7 +431,7 @@ class Progress:
             # itself rather than wrapped in an ExceptionGroup; only the drawing task is stopped.
             await tg.__aexit__(None, None, None)
         finally:
-            self._flush_notices()
+            self._flush_notices(now_or_never=True)
             interrupted = exc_type is not None and (
                 issubclass(exc_type, KeyboardInterrupt) or issubclass(exc_type, anyio.get_cancelled_exc_class())
             )

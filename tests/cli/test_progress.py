@@ -238,11 +238,11 @@ def test_phases_are_lines_of_their_own() -> None:
     # A storm of retries is not a storm of lines: one a second, the rest counted.
     for n in range(5):
         p.phase(f"throttled (HTTP 429) on CreateImagesFromData: trying again in 1.0 s (attempt {n + 2})")
-    assert out.getvalue().count("\n") == 1
+    assert out.getvalue().count("\n") == 2  # the first retry at once, the other four held back
     clock.now += 1.0
     p.tick()
     lines = out.getvalue().splitlines()
-    assert len(lines) == 2 and lines[1].endswith("(attempt 6) (and 5 more like it)")
+    assert len(lines) == 3 and lines[2].endswith("(attempt 6) (and 3 more like it)")
     # Control characters in a phase (a tag name) are escaped.
     clock.now += 1.0
     p.phase("creating tag 'a\x1b[2Jb'")

@@ -74,7 +74,27 @@ def test_real_upload_lists_failures_and_says_why_it_exits_1(tmp_path, emulator) 
     err = first.stderr
     assert "failed:\n  a/bad_0.jpg  not an image" in err and "a/bad_1.jpg" in err
     assert re.search(r"^2 of 5 images failed: see the report .*report\.json \(fix or remove them", err, re.M), err
-    assert err.splitlines()[0].startswith("upload done: 5 files in ")
+    assert err.splitlines()[:3] == ["upload: creating classification project 'runend'",
+                                    "upload: creating 1 tag", err.splitlines()[2]]
+    assert err.splitlines()[2].startswith("upload done: 5 files in ")
     second = cvbulk(*argv, env=env, cwd=tmp_path)
     assert re.search(r"^already done +\d+$", second.stderr, re.M), second.stderr
     assert "skipped" not in second.stderr.split("\n\n")[0]
+
+
+def test_cvbulk_tier_any_case_everywhere_and_a_wrong_one_is_one_line(monkeypatch, capsys, tmp_path) -> None:
+    from cvbulk.cli import build_parser, main
+
+    monkeypatch.setenv("CVBULK_TIER", "f0")
+    parser = build_parser()
+    for argv in (["upload", "R", "--project", "p"], ["predict", "R", "--project", "p", "--published-name", "n"],
+                 ["export", "o", "--project", "p"], ["bench"], ["emulator"]):
+        assert parser.parse_args(argv).tier == "F0", argv
+    assert parser.parse_args(["bench", "--tier", "UNLIMITED"]).tier == "unlimited"
+    monkeypatch.setenv("CVBULK_TIER", "gold")
+    monkeypatch.setenv("VISION_TRAINING_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("VISION_TRAINING_KEY", "k" * 32)
+    for argv in (["upload", str(tmp_path), "--project", "p"], ["bench", "--emulator"], ["emulator"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err == "cvbulk: error: CVBULK_TIER must be one of F0, S0, unlimited (any case), not 'gold'\n", err
