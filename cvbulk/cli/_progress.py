@@ -117,6 +117,9 @@ class Progress:
         self._held = 0  # notices not printed (too close together), said in the next one
         self._last_notice: float | None = None
         self._last_kind = ""
+        # Before the job says it started (project, tags) there are no numbers to show, only phases.
+        # A Progress made with a total (tests, a caller that counts itself) has begun already.
+        self._begun = total is not None
         self.ok = 0
         self.failed = 0
         self.skipped = 0
@@ -134,6 +137,7 @@ class Progress:
     # -- the job's reports (cvbulk.pipeline.engine.ProgressSink) ----------------------------------
 
     def started(self, total: int | None) -> None:
+        self._begun = True
         if total is not None:
             self._given = total
         # Rates and ETA count from here: project and tag set-up before it is not sending time.
@@ -176,6 +180,7 @@ class Progress:
         self._counting = False
 
     def finished(self) -> None:
+        self._begun = True
         if self._given is None and not self._scan_done and self._counted is None:
             self._scan_done = True  # the run is over: what was found is all there is
         self._counting = False
@@ -396,7 +401,7 @@ class Progress:
         about to change); a terminal shows "counting files"."""
         self._flush_notices()
         now = self._clock()
-        if self.holding and not self.tty:
+        if not self._begun or (self.holding and not self.tty):
             return False
         if self._last_draw is None:
             # First call: start the sampling window, draw right away on a terminal only.
@@ -451,7 +456,8 @@ class Progress:
 
     def _clear(self) -> None:
         if self.tty and self._last_len:
-            self._write("\r" + " " * self._last_len + "\r")
+            # A few more blanks than the bar: the terminal may have echoed "^C" after it.
+            self._write("\r" + " " * (self._last_len + 3) + "\r")
             self._last_len = 0
 
 

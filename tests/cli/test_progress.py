@@ -201,12 +201,15 @@ def test_scan_disagreeing_with_the_count_wins_at_the_end() -> None:
 def test_no_line_while_counting_in_a_log() -> None:
     clock, out = Clock(), io.StringIO()
     p = Progress(label="upload", stream=out, tty=False, interval=10.0, clock=clock)
+    p.started(None)
     p._counting = True  # a count still running in its worker thread
     p.add_total(3)
     clock.now += 20
     assert not p.tick() and out.getvalue() == ""
     tty_out = io.StringIO()
     t = Progress(label="upload", stream=tty_out, tty=True, clock=clock, width=100)
+    assert not t.tick()  # nothing before the job has started (only its phases)
+    t.started(None)
     t._counting = True
     assert t.tick()
     assert "counting files" in tty_out.getvalue() and "/" not in tty_out.getvalue()
