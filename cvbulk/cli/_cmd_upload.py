@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -15,6 +16,7 @@ from ._common import (
     check_concurrency,
     check_root,
     check_tps,
+    failure_summary,
     finish,
     finish_job_parser,
     job_parser,
@@ -172,6 +174,9 @@ async def _run(args: argparse.Namespace) -> int:
         show_report(args, result, "upload")  # "already done" counts what earlier runs finished
     if result.report_file is not None:  # a dry run writes none
         return finish(result, quiet=getattr(args, "quiet", False))
+    reason = failure_summary(result)
+    if reason is not None:  # the reason for exit status 1, in one line
+        print(reason, file=sys.stderr)
     return result_status(result)
 
 
