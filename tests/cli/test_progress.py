@@ -396,3 +396,27 @@ async def test_project_and_tag_creation_are_phases() -> None:
     assert creating_tags_text(f0, 40, "F0") == "creating 40 tags (F0: 2 calls/s, about 20 s)"
     assert creating_tags_text(f0, 400, "F0") == "creating 400 tags (F0: 2 calls/s, about 3 min)"
     assert creating_tags_text(SimpleNamespace(), 1) == "creating 1 tag"
+
+
+def test_local_folder_counts_what_its_scan_yields_or_gives_up(tmp_path) -> None:
+    from cvbulk.pipeline.engine import count_first, scan_finished
+    from cvbulk.pipeline.sources import LocalFolder
+
+    (tmp_path / "a").mkdir()
+    for i in range(5):
+        (tmp_path / "a" / f"{i}.jpg").write_bytes(b"x")
+    (tmp_path / "a" / "notes.txt").write_text("not an image")  # a candidate too: it ends as "skipped"
+    (tmp_path / ".hidden.jpg").write_bytes(b"x")
+    folder = LocalFolder(tmp_path)
+    assert folder.count_within(5.0) == 7
+    assert folder.count_within(5.0, include_hidden=True) == 7  # taken, no longer reported as skipped
+    assert folder.count_within(-1.0) is None  # past its budget: the total stays unknown
+    p = Progress(stream=io.StringIO(), tty=False)
+    p.started(None)
+    count_first(p, folder)
+    assert p.total == 7
+    count_first(p, object())  # a source that cannot count: nothing happens
+    scan_finished(p)
+    assert p.total == 0  # the scan reported nothing with add_total: its word is final
+    count_first(None, folder)  # no sink, no count
+    scan_finished(None)
