@@ -8,10 +8,14 @@ Storage: same paths, headers, bodies, status codes, error codes and limits, with
 
 from __future__ import annotations
 
+import shlex
+
 from ._config import (
     DEFAULT_PREDICTION_KEY,
     DEFAULT_PREDICTION_RESOURCE_ID,
     DEFAULT_TRAINING_KEY,
+    KEY_ENV,
+    TIER_LATENCY,
     TIERS,
     EmulatorConfig,
     Faults,
@@ -26,16 +30,34 @@ __all__ = [
     "Faults",
     "Latency",
     "TIERS",
+    "TIER_LATENCY",
+    "KEY_ENV",
     "DEFAULT_TRAINING_KEY",
     "DEFAULT_PREDICTION_KEY",
     "DEFAULT_PREDICTION_RESOURCE_ID",
     "startup_line",
+    "env_lines",
 ]
 
 
-def startup_line(emulator: "Emulator | EmulatorThread") -> str:
-    """The one line ``cvbulk emulator`` prints once it listens."""
+def startup_line(emulator: Emulator | EmulatorThread) -> str:
+    """The first line ``cvbulk emulator`` prints once it listens (tests and benchmarks parse it: its
+    format does not change)."""
     return (
         f"cvbulk emulator listening on {emulator.endpoint}  training-key={emulator.training_key}  "
         f"prediction-key={emulator.prediction_key}  prediction-resource-id={emulator.prediction_resource_id}"
     )
+
+
+def env_lines(emulator: Emulator | EmulatorThread) -> str:
+    """What follows the first line: the tier it plays, then ready-to-paste ``export VISION_...``
+    lines for cvbulk and the SDK samples."""
+    latency = emulator.config.effective_latency
+    tier = (f"# tier {emulator.config.tier}: latency {latency.per_request:g} s per call + "
+            f"{latency.per_image:g} s per image")
+    values = [
+        ("VISION_TRAINING_ENDPOINT", emulator.endpoint), ("VISION_TRAINING_KEY", emulator.training_key),
+        ("VISION_PREDICTION_ENDPOINT", emulator.endpoint), ("VISION_PREDICTION_KEY", emulator.prediction_key),
+        ("VISION_PREDICTION_RESOURCE_ID", emulator.prediction_resource_id),
+    ]
+    return "\n".join([tier] + [f"export {name}={shlex.quote(value)}" for name, value in values])

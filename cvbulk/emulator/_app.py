@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import hmac
 import logging
+import uuid
 
 import anyio
 from aiohttp import web
 
 from ._errors import ApiError
-from ._http import IMAGES, json_response
+from ._http import IMAGES, REQUEST_ID, json_response
 from ._imaging import content_type, resized_copy
 from ._limits import throttled_body
 from ._routes_exports import download_export
 from ._routes_ops import ops_routes
 from ._routes_prediction import PREDICTION_PREFIX, prediction_routes
 from ._routes_training import TRAINING_PREFIX, training_routes
+from ._signing import storage_refusal
 from ._state import STATE, EmulatorState
 
 __all__ = ["build_app"]
@@ -31,7 +33,11 @@ _UNAUTHORIZED = {
         ),
     }
 }
-_MAX_BODY = 512 * 1024 * 1024  # 64 images of 6 MB, with room for base64
+# Headers the service puts on every answer (seen in every recorded session).
+_SECURITY_HEADERS = {
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains; preload",
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 # API resources carry ``cv_info``: method -> (api, operationId, rate group).
@@ -41,6 +47,22 @@ def _route_info(request: web.Request) -> tuple[str, str, str] | None:
     if info is None:
         return None
     return info.get(route.method)
+
+
+@web.middleware
+async def _headers(request: web.Request, handler):
+    """apim-request-id and an identical Request-Id on every answer, the service's security
+    headers, and no Content-Type on a 204 (as the service)."""
+    request_id = str(uuid.uuid4())
+    request[REQUEST_ID] = request_id
+    response = await handler(request)
+    response.headers["apim-request-id"] = request_id
+    response.headers["Request-Id"] = request_id
+    response.headers.update(_SECURITY_HEADERS)
+    if response.status == 204 and isinstance(response, web.Response):
+        response.body = None
+        response.headers.pop("Content-Type", None)
+    return response
 
 
 @web.middleware
@@ -59,7 +81,7 @@ async def _errors(request: web.Request, handler):
         raise
     except (ConnectionError, anyio.EndOfStream):
         raise
-    except Exception:  # noqa: BLE001 - the service answers 500 ErrorUnknown, the emulator logs why
+    except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
         return json_response({"code": "ErrorUnknown", "message": "An unexpected error occurred"}, status=500)
 
@@ -120,12 +142,25 @@ def _throttled(st: EmulatorState, operation: str, api: str, seconds: int) -> web
     return json_response(throttled_body(operation, api, st.rates.tier, seconds), status=429, headers=headers)
 
 
+def _signed(request: web.Request, resource: str, expiry: str | None = None,
+            sig: str | None = None) -> web.Response | None:
+    """None when the URL's signature and expiry (in its query unless given) are good, else Azure
+    Storage's 403."""
+    st: EmulatorState = request.app[STATE]
+    if expiry is None:
+        expiry, sig = request.query.get("se"), request.query.get("sig")
+    detail = st.signer.refusal(resource, expiry, sig)
+    return storage_refusal(detail) if detail else None
+
+
 async def _blob(request: web.Request) -> web.StreamResponse:
     st: EmulatorState = request.app[STATE]
-    sha = request.match_info["sha"]
-    variant = request.match_info.get("variant", "original")
+    pid, sha, variant = request.match_info["pid"], request.match_info["sha"], request.match_info["variant"]
     if variant not in ("original", "resized", "thumbnail"):
         raise web.HTTPNotFound()
+    refused = _signed(request, f"blobs/{pid}/{sha}", request.match_info["se"], request.match_info["sig"])
+    if refused is not None:
+        return refused
     try:
         data = await anyio.to_thread.run_sync(st.blobs.get, sha)
     except (FileNotFoundError, OSError):
@@ -142,26 +177,29 @@ async def _blob(request: web.Request) -> web.StreamResponse:
 
 
 async def _export(request: web.Request) -> web.StreamResponse:
-    st: EmulatorState = request.app[STATE]
+    from ._transfer import serve_export
+
     token_id = request.match_info["token"]
-    path = st.data_dir / "exports" / f"{token_id}.json"
-    if not token_id.isalnum() or not path.exists():
-        raise web.HTTPNotFound()
-    return web.Response(body=await anyio.to_thread.run_sync(path.read_bytes), content_type="application/json")
+    refused = _signed(request, f"exports/{token_id}")
+    if refused is not None:
+        return refused
+    return await serve_export(request, token_id)
 
 
 def build_app(state: EmulatorState) -> web.Application:
-    app = web.Application(middlewares=[_errors, _api], client_max_size=_MAX_BODY)
+    app = web.Application(middlewares=[_headers, _errors, _api], client_max_size=state.config.max_body_bytes)
     app[STATE] = state
     groups: dict[str, dict] = {}
 
     def add(prefix: str, method: str, path: str, handler, info: tuple[str, str, str]) -> None:
-        resource = app.router.add_resource(prefix + path)
-        resource.add_route(method, handler)
-        # One (api, operation, rate group) map per path, whether aiohttp reuses the resource or not.
-        key = prefix + path
-        groups.setdefault(key, {})[method] = info
-        resource.cv_info = groups[key]  # type: ignore[attr-defined]
+        # The official .NET SDK sends ``//customvision/...``, which the service accepts.
+        for lead in ("", "/"):
+            resource = app.router.add_resource(lead + prefix + path)
+            resource.add_route(method, handler)
+            # One (api, operation, rate group) map per path, whether aiohttp reuses the resource or not.
+            key = lead + prefix + path
+            groups.setdefault(key, {})[method] = info
+            resource.cv_info = groups[key]  # type: ignore[attr-defined]
 
     for method, path, handler, operation in training_routes():
         group = "train_project" if operation == "TrainProject" else "training"
@@ -172,8 +210,7 @@ def build_app(state: EmulatorState) -> web.Application:
     # Added last: aiohttp tries these resources one by one, so classify and upload never pass them.
     for method, path, handler, operation in ops_routes():
         add(TRAINING_PREFIX, method, path, handler, ("Training", operation, "training"))
-    app.router.add_get("/emulator/blobs/{sha}", _blob)
-    app.router.add_get("/emulator/blobs/{sha}/{variant}", _blob)
+    app.router.add_get("/emulator/blobs/{pid}/{variant}/{se}/{sig}/{sha}", _blob)
     app.router.add_get("/emulator/exports/{token}", _export)
     app.router.add_get("/emulator/models/{name}", download_export)
     return app

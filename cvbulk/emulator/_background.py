@@ -34,7 +34,7 @@ class Background:
             await fn(*args)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - a background job must not die silently
+        except Exception:
             log.exception("background job failed")
 
     async def close(self) -> None:

@@ -14,6 +14,8 @@ __all__ = [
     "Faults",
     "Latency",
     "TierLimits",
+    "TIER_LATENCY",
+    "KEY_ENV",
 ]
 
 # Well-known, printed at start-up on purpose (like Azurite's account key): the emulator is local only.
@@ -44,6 +46,22 @@ class Latency:
     per_request: float = 0.0
     per_image: float = 0.0
     per_mb: float = 0.0
+
+
+# Latency the service showed, played by default with --tier F0 / S0 (unlimited stays instant).
+# Source: the recorded real-service sessions (../shared/specs/customvision/recordings): the
+# timestamps the service wrote put a PATCH 119 ms after the project it changes was created
+# (CreateUpdateDeleteProject), an image of a batch ~140 ms after the previous one
+# (GetImagesByIds: 17:55:45.455 -> .595) and a quick test answered within the same second as the
+# stored prediction it wrote. Round numbers of that order: 0.1 s per call plus 0.05 s per image.
+TIER_LATENCY: dict[str, Latency] = {
+    "F0": Latency(per_request=0.1, per_image=0.05),
+    "S0": Latency(per_request=0.1, per_image=0.05),
+    "unlimited": Latency(),
+}
+
+# Keys may come from the environment instead of flags (flags are visible in ``ps``).
+KEY_ENV = {"training": "CVBULK_EMULATOR_TRAINING_KEY", "prediction": "CVBULK_EMULATOR_PREDICTION_KEY"}
 
 
 @dataclass(frozen=True)
@@ -81,14 +99,31 @@ class EmulatorConfig:
     prediction_key: str = DEFAULT_PREDICTION_KEY
     prediction_resource_id: str = DEFAULT_PREDICTION_RESOURCE_ID
     faults: Faults = field(default_factory=Faults)
-    latency: Latency = field(default_factory=Latency)
+    latency: Latency | None = None  # None: the tier's (TIER_LATENCY); Latency() for none at all
     seed: int = 0
+    # Time a training takes at least, so that a poller sees ``Training`` (the service: minutes).
+    training_seconds: float = 0.5
+    # Lifetime of image URIs and export tokens (the service's SAS links: about 24 h).
+    url_ttl_seconds: float = 24 * 3600.0
+    # A connection that has not sent a whole request head within this time is closed; a body
+    # that does not arrive within ``read_timeout`` is refused (half-open connections).
+    header_timeout: float = 30.0
+    read_timeout: float = 120.0
+    # Largest request body: 64 images of 6 MB (the service's batch and image limits) and room
+    # for the multipart framing; a base64 JSON batch of 64 full-size images does not fit.
+    max_body_bytes: int = 64 * 6 * 1024 * 1024 + 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.tier not in TIERS:
             raise ValueError(f"unknown tier {self.tier!r}: use one of {', '.join(TIERS)}")
         if self.data_dir is not None:
             self.data_dir = Path(self.data_dir)
+        if self.training_seconds < 0 or self.url_ttl_seconds <= 0:
+            raise ValueError("training_seconds must be >= 0 and url_ttl_seconds > 0")
+
+    @property
+    def effective_latency(self) -> Latency:
+        return self.latency if self.latency is not None else TIER_LATENCY[self.tier]
 
     def __repr__(self) -> str:  # keys stay out of reprs
         return (

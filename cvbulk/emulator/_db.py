@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._config import TierLimits
 from ._errors import ApiError, not_found
@@ -60,7 +60,8 @@ MAX_REGIONS_PER_IMAGE = 300
 
 
 def utcnow() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    # 7 fractional digits, as the service (.NET) writes them: a client parsing 3 breaks here too.
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
 
 
 def new_id() -> str:
@@ -88,6 +89,12 @@ class StoreBase:
         self._db.execute("PRAGMA busy_timeout=10000")  # another process on the same data dir waits, not fails
         self._db.execute("PRAGMA foreign_keys=OFF")
         self._db.executescript(_SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(projects)")}
+        if "status" not in columns:  # data folders of older emulators
+            self._db.execute("ALTER TABLE projects ADD COLUMN status TEXT NOT NULL DEFAULT 'Succeeded'")
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(iterations)")}
+        if "custom_base" not in columns:
+            self._db.execute("ALTER TABLE iterations ADD COLUMN custom_base TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -110,6 +117,13 @@ class StoreBase:
         if row is None:
             raise not_found("Project", pid)
         return row
+
+    if TYPE_CHECKING:  # helpers of the other store parts, joined in ``Store``
+        def _known_tags(self, db: sqlite3.Connection, project_id: str) -> dict[str, sqlite3.Row]: ...
+        def _tag_counts(self, db: sqlite3.Connection, project_id: str) -> dict[str, int]: ...
+        @staticmethod
+        def _tag_json(row: sqlite3.Row, image_count: int) -> dict: ...
+        def _iteration_row(self, db: sqlite3.Connection, pid: str, iteration_id: str) -> sqlite3.Row: ...
 
     def _bump(self, db: sqlite3.Connection, project_id: str) -> None:
         db.execute(

@@ -27,12 +27,33 @@ _DETECTION = [
     ("7ec2ac80-887b-48a6-8df9-8b1357765430", "General (compact) [S1]", True),
 ]
 
-DOMAINS: list[dict] = [
-    {"id": i, "name": n, "type": "Classification", "exportable": e, "enabled": True}
-    for i, n, e in _CLASSIFICATION
-] + [
-    {"id": i, "name": n, "type": "ObjectDetection", "exportable": e, "enabled": True}
-    for i, n, e in _DETECTION
+# What the service answers for its compact (exportable) domains (recorded, DomainsApiTests).
+_CLASSIFICATION_EXPORT = ["VAIDK", "CoreML", "DockerFile", "ONNX", "OpenVino", "TensorFlow"]
+_DETECTION_EXPORT = {
+    "General (compact)": (["CoreML", "DockerFile", "ONNX", "TensorFlow"], 42,
+                          "A YOLO-like model for general detection problem."),
+    "General (compact) [S1]": (["VAIDK", "CoreML", "DockerFile", "ONNX", "OpenVino", "TensorFlow", "IVS"], 13,
+                               "A SSD-like model for general detection problem."),
+}
+
+
+def _domain(ident: str, name: str, kind: str, exportable: bool) -> dict:
+    platforms: list[str] = []
+    info: dict | None = None
+    if exportable and kind == "Classification":
+        subject = name.split(" (")[0].lower()
+        platforms = list(_CLASSIFICATION_EXPORT)
+        info = {"estimatedModelSizeInMegabytes": 5,
+                "description": f"A ShuffleNet-like model for {subject} classification problem."}
+    elif exportable:
+        found, size, text = _DETECTION_EXPORT[name]
+        platforms, info = list(found), {"estimatedModelSizeInMegabytes": size, "description": text}
+    return {"id": ident, "name": name, "type": kind, "exportable": exportable, "enabled": True,
+            "exportablePlatforms": platforms, "modelInformation": info}
+
+
+DOMAINS: list[dict] = [_domain(i, n, "Classification", e) for i, n, e in _CLASSIFICATION] + [
+    _domain(i, n, "ObjectDetection", e) for i, n, e in _DETECTION
 ]
 DEFAULT_DOMAIN_ID = "ee85a74c-405e-4adc-bb47-ffa8ca0c9f31"
 _BY_ID = {d["id"]: d for d in DOMAINS}

@@ -19,7 +19,7 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from PIL import Image, ImageChops, ImageFilter, ImageOps
 
@@ -54,10 +54,10 @@ def decode_thumbnail(data: bytes, max_side: int) -> Image.Image:
     Every Pillow mode is flattened to RGB; transparency is composited on white; EXIF orientation
     is applied so that regions drawn on the displayed image line up.
     """
-    img = Image.open(io.BytesIO(data))
-    if img.format == "JPEG":
-        img.draft("RGB", (max_side, max_side))
-    img = ImageOps.exif_transpose(img) or img
+    opened = Image.open(io.BytesIO(data))
+    if opened.format == "JPEG":
+        opened.draft("RGB", (max_side, max_side))
+    img: Image.Image = ImageOps.exif_transpose(opened) or opened
     if img.mode in _WIDEN_BEFORE_RESIZE or img.mode.startswith("I;16"):
         # modes that cannot be resampled smoothly: widen them first (cheap next to the decode)
         img = img.convert(_widened_mode(img))
@@ -96,11 +96,11 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         # high bit depth: stretch the actual range to 0..255 instead of clipping at 255
         img = img.convert("F") if mode == "F" else img.convert("I")
-        lo, hi = img.getextrema()
+        lo, hi = cast("tuple[float, float]", img.getextrema())  # one band: (min, max)
         scale = 255.0 / (hi - lo) if hi > lo else 0.0
         img = img.point(lambda v: (v - lo) * scale)
         return img.convert("L").convert("RGB")
-    if mode == "P" and "transparency" in img.info or mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if (mode == "P" and "transparency" in img.info) or mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import anyio
 from aiohttp import web
 
+from ._domains import domain_by_id
 from ._errors import ApiError
 from ._multipart import boundary_of, split_form
 
 __all__ = [
     "json_response", "q_list", "q_bool", "q_int", "q_str", "read_json", "read_images",
-    "base_url", "image_json", "IMAGES", "MAX_BATCH_IMAGES", "MAX_BATCH_TAGS",
+    "base_url", "image_json", "blob_uris", "iteration_view", "project_view", "read_body", "IMAGES", "MAX_BATCH_IMAGES",
+    "MAX_BATCH_TAGS", "REQUEST_ID",
 ]
 
 MAX_BATCH_IMAGES = 64
@@ -21,6 +24,8 @@ MAX_BATCH_TAGS = 20
 _dumps = json.dumps
 # How many images a request carried, for the per-image latency switch.
 IMAGES = web.RequestKey("cvbulk_images", int)
+# The request's id (apim-request-id / Request-Id headers; a prediction's id equals it).
+REQUEST_ID = web.RequestKey("cvbulk_request_id", str)
 
 
 def json_response(body: Any, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -81,8 +86,22 @@ def q_int(request: web.Request, name: str, default: int, *, low: int = 0, high: 
     return number
 
 
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, within the read timeout: a client that stops sending mid-body (a half-open
+    connection) is cut off instead of holding a handler for ever."""
+    from ._state import STATE
+
+    try:
+        with anyio.fail_after(request.app[STATE].config.read_timeout):
+            return await request.read()
+    except TimeoutError:
+        if request.transport is not None:
+            request.transport.abort()
+        raise ApiError(408, "RequestTimeout", "The request body did not arrive in time") from None
+
+
 async def read_json(request: web.Request, *, required: bool = True) -> Any:
-    raw = await request.read()
+    raw = await read_body(request)
     if not raw.strip():
         if required:
             raise ApiError(400, "BadRequestRequiredParamIsNull", "The request body is required")
@@ -99,7 +118,7 @@ async def read_images(request: web.Request, *, limit: int = MAX_BATCH_IMAGES) ->
     """The images of a CreateImagesFromData / QuickTest / Classify body: every file part of a
     multipart form (whatever its field name), or one octet-stream body. (sourceUrl, bytes) each;
     sourceUrl is the file name in literal quotes, as the service echoes it."""
-    body = await request.read()
+    body = await read_body(request)
     images: list[tuple[str, bytes]] = []
     if request.content_type.startswith("multipart/"):
         boundary = boundary_of(request.headers.get("Content-Type", ""))
@@ -123,14 +142,67 @@ def base_url(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}"
 
 
-def image_json(record: dict, base: str) -> dict:
-    """An Image record with the URIs the emulator serves (no key needed, like the service's SAS URLs)."""
+_URI_PREFIX = web.RequestKey("cvbulk_uri_prefix", tuple)
+
+
+def blob_uris(request: web.Request, project_id: str, sha: str) -> dict[str, str]:
+    """resizedImageUri / thumbnailUri / originalImageUri of a stored image: signed for this project
+    and image, expiring, like the service's SAS URLs. The expiry and signature sit in the path
+    (``/emulator/blobs/<project>/<size>/<expiry>/<sig>/<sha256>``) so that a URL still ends with the
+    content's name. One signature covers the three sizes of one image."""
+    cached = request.get(_URI_PREFIX)
+    if cached is None or cached[0] != project_id:
+        from ._state import STATE
+
+        pid = str(uuid.UUID(project_id))
+        cached = (project_id, f"{base_url(request)}/emulator/blobs/{pid}/", pid, request.app[STATE].signer)
+        request[_URI_PREFIX] = cached
+    _, prefix, pid, signer = cached
+    _, expiry, sig = signer.sign(f"blobs/{pid}/{sha}")
+    return {"resizedImageUri": f"{prefix}resized/{expiry}/{sig}/{sha}",
+            "thumbnailUri": f"{prefix}thumbnail/{expiry}/{sig}/{sha}",
+            "originalImageUri": f"{prefix}original/{expiry}/{sig}/{sha}"}
+
+
+def image_json(record: dict, request: web.Request, project_id: str, *, created: bool = False) -> dict:
+    """An Image record with its URIs. The service leaves out what an image does not have (no
+    ``tags`` key on an untagged image), and a create result names no tag (``tagName: null``;
+    recorded for tags; regions, where the recordings are silent, keep the spec's name)."""
     out = dict(record)
     sha = out.pop("_sha")
-    blob = f"{base}/emulator/blobs/{sha}"
-    out["resizedImageUri"] = f"{blob}/resized"
-    out["thumbnailUri"] = f"{blob}/thumbnail"
-    out["originalImageUri"] = blob
-    if not out.get("regions"):
-        out.pop("regions", None)  # the service leaves out what an image does not have
+    tags, regions = out.pop("tags", None), out.pop("regions", None)
+    out.update(blob_uris(request, project_id, sha))
+    if tags:
+        out["tags"] = [{**t, "tagName": None} for t in tags] if created else tags
+    if regions:
+        out["regions"] = regions
     return out
+
+
+def iteration_view(request: web.Request, iteration: dict) -> dict:
+    """An Iteration as the request's API version writes it: v3.4-preview adds
+    ``customBaseModelInfo`` / ``trainingErrorDetails`` and has ``exportableTo: null``; v3.0-v3.3
+    have neither field and ``exportableTo`` lists the platforms (recorded ``[]`` for a
+    non-compact domain; the domain's ``exportablePlatforms`` when the iteration is exportable)."""
+    version = request.match_info.get("version")
+    if version == "v3.4-preview":
+        return iteration
+    drop = {"customBaseModelInfo", "trainingErrorDetails"}
+    if version == "v3.0":  # recorded: v3.0 had neither of these yet
+        drop |= {"trainingTimeInMinutes", "originalPublishResourceId"}
+    out = {k: v for k, v in iteration.items() if k not in drop}
+    platforms: list[str] = []
+    if iteration.get("exportable"):
+        domain = domain_by_id(iteration.get("domainId") or "")
+        platforms = list(domain["exportablePlatforms"]) if domain else []
+    out["exportableTo"] = platforms
+    return out
+
+
+def project_view(request: web.Request, project: dict) -> dict:
+    """A Project as the request's API version writes it: v3.0 (recorded) has no ``status`` and no
+    ``imageProcessingSettings`` yet."""
+    if request.match_info.get("version") != "v3.0":
+        return project
+    settings = {k: v for k, v in project["settings"].items() if k != "imageProcessingSettings"}
+    return {**{k: v for k, v in project.items() if k != "status"}, "settings": settings}

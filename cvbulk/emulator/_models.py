@@ -34,7 +34,8 @@ def _trainer():
 
 def _samples(blobs: BlobStore, samples: list[dict]) -> list[Any]:
     tr = _trainer()
-    out, per_tag = [], {}
+    out: list[Any] = []
+    per_tag: dict[str, int] = {}
     for s in samples:
         tags = tuple(s["tags"])
         if tags and all(per_tag.get(t, 0) >= _MAX_SAMPLES_PER_TAG for t in tags):
@@ -77,15 +78,23 @@ def _train(blobs: BlobStore, models_dir: Path, job: dict, seed: int) -> None:
 
 
 async def run_training_job(store: Store, blobs: BlobStore, models_dir: Path, job: dict,
-                           limiter: anyio.CapacityLimiter, seed: int) -> None:
-    """Train one iteration; it ends Completed with its performance, or Failed."""
+                           limiter: anyio.CapacityLimiter, seed: int, min_seconds: float = 0.0) -> None:
+    """Train one iteration; it ends Completed with its performance, or Failed. It takes at least
+    ``min_seconds``, so that a poller sees ``Training`` as it does on the service: queued for
+    the first half (``domainId`` still null, as recorded), then training."""
     started = time.monotonic()
+    if min_seconds > 0:
+        await anyio.sleep(min_seconds / 2)
+    await anyio.to_thread.run_sync(store.mark_training_started, job["iteration_id"])
     try:
         await anyio.to_thread.run_sync(_train, blobs, models_dir, job, seed, limiter=limiter, abandon_on_cancel=True)
         status = "Completed"
-    except Exception:  # noqa: BLE001 - a failed training is a state of the iteration, not a crash
+    except Exception:
         log.exception("training of iteration %s failed", job["iteration_id"])
         status = "Failed"
+    rest = min_seconds - (time.monotonic() - started)
+    if rest > 0:
+        await anyio.sleep(rest)
     await anyio.to_thread.run_sync(store.finish_training, job["iteration_id"], status, None, time.monotonic() - started)
 
 

@@ -15,12 +15,14 @@ __all__ = ["predict_image"]
 
 
 async def predict_image(st: EmulatorState, project_id: str, iteration: dict, data: bytes, *,
-                        with_tag_type: bool, store: bool = False, application: str | None = None) -> dict:
+                        with_tag_type: bool = True, store: bool = False, application: str | None = None,
+                        request_id: str | None = None, max_bytes: int = PREDICTION_MAX_BYTES) -> dict:
     """An ImagePrediction for ``data`` from the iteration (``id``, ``kind``, ``tags`` snapshot);
-    with ``store`` the image and the result are kept, for QueryPredictions."""
-    if len(data) > PREDICTION_MAX_BYTES:
-        raise ApiError(400, "BadRequestImageSizeBytes", "The image is larger than 4 MB")
-    info = inspect_image(data, max_bytes=PREDICTION_MAX_BYTES)
+    with ``store`` the image and the result are kept, for QueryPredictions. Its ``id`` is the
+    request's id (the service's apim-request-id), as on the service."""
+    if len(data) > max_bytes:
+        raise ApiError(400, "BadRequestImageSizeBytes", f"The image is larger than {max_bytes // (1024 * 1024)} MB")
+    info = inspect_image(data, max_bytes=max_bytes)
     if not isinstance(info, ImageInfo):
         code = "BadRequestImageSizeBytes" if info == "ErrorImageSize" else "BadRequestImageFormat"
         raise ApiError(400, code, "The image is not a JPEG, PNG, BMP or GIF within the size limits")
@@ -41,7 +43,7 @@ async def predict_image(st: EmulatorState, project_id: str, iteration: dict, dat
         if with_tag_type:
             p["tagType"] = tag["type"]
         predictions.append(p)
-    result = {"id": new_id(), "project": project_id, "iteration": iteration["id"], "created": utcnow(),
+    result = {"id": request_id or new_id(), "project": project_id, "iteration": iteration["id"], "created": utcnow(),
               "predictions": predictions}
     if store:
         def keep() -> None:

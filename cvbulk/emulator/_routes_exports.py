@@ -1,6 +1,7 @@
 """Training API handlers for files: ExportIteration / GetExports (the model package, built in
 the background: ``Exporting`` then ``Done``), GetArtifact (a stored file of the project by its
-path or URI), and the open download route of the exported packages (like the service's SAS URL)."""
+path or URI), and the download route of the exported packages (signed and expiring, like the
+service's SAS URL)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 import re
 import time
 import uuid
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import anyio
 from aiohttp import web
@@ -21,6 +22,7 @@ from ._imaging import resized_copy
 from ._routing import Handler, run
 from ._routing import pid as _pid
 from ._routing import state as _st
+from ._signing import storage_refusal
 from ._state import EmulatorState
 
 __all__ = ["export_routes", "download_export", "EXPORT_SECONDS", "MODEL_EXPORTS_DIR"]
@@ -30,7 +32,8 @@ log = logging.getLogger("cvbulk.emulator")
 EXPORT_SECONDS = 0.3  # the shortest time an export stays Exporting: a poller sees it, as on Azure
 MODEL_EXPORTS_DIR = "model-exports"
 _FILE = re.compile(r"^[0-9a-f]{32}\.[A-Za-z]+(?:\.[A-Za-z0-9]+)?\.zip$")
-_BLOB_PATH = re.compile(r"/emulator/blobs/([0-9a-f]{64})(?:/(original|resized|thumbnail))?/?$")
+# The image URIs blob_uris() gives: /emulator/blobs/<project>/<size>/<expiry>/<sig>/<sha256>.
+_BLOB_PATH = re.compile(r"/emulator/blobs/([0-9a-fA-F-]{36})/(original|resized|thumbnail)/([^/]+)/([^/]+)/([0-9a-f]{64})$")
 _MODEL_PATH = re.compile(r"/emulator/models/([^/]+)$")
 # The service's relative artifact path: i-<project hex>/i-<image hex> (image) or t-<image hex> (thumbnail).
 _SERVICE_PATH = re.compile(r"^/?i-([0-9a-f]{32})/([it])-([0-9a-f]{32})$")
@@ -39,10 +42,18 @@ _SIDES = {"resized": 1024, "thumbnail": 200}
 
 # -- exports ----------------------------------------------------------------------------------------
 def _export_view(request: web.Request, export: dict) -> dict:
+    """An Export; ``downloadUri`` is signed and expires like image URIs (the service's: a SAS
+    link of about 24 h, issued afresh with every GetExports)."""
     out = dict(export)
     if out["downloadUri"] is not None:
-        out["downloadUri"] = f"{base_url(request)}/emulator/models/{out['downloadUri']}"
+        name = out["downloadUri"]
+        out["downloadUri"] = f"{base_url(request)}/emulator/models/{name}?{_st(request).signer.query(_model(name))}"
     return out
+
+
+def _model(name: str) -> str:
+    """The signed resource of an exported package."""
+    return f"models/{name}"
 
 
 def _start_export(st: EmulatorState, iteration: dict, platform: str, flavor: str) -> None:
@@ -99,9 +110,13 @@ async def get_exports(request: web.Request) -> web.Response:
 
 
 async def download_export(request: web.Request) -> web.StreamResponse:
-    """GET /emulator/models/{name}: an exported package (open, like the service's SAS link)."""
+    """GET /emulator/models/{name}?se=..&sig=..: an exported package, while its signed link is
+    valid (else Azure Storage's 403, as for image URIs)."""
     st: EmulatorState = _st(request)
     name = request.match_info["name"]
+    refused = st.signer.refusal(_model(name), request.query.get("se"), request.query.get("sig"))
+    if refused:
+        return storage_refusal(refused)
     if not _FILE.match(name) or not await run(st.store.export_done, name):
         raise web.HTTPNotFound()
     return await _file_response(request, st, name)
@@ -124,30 +139,49 @@ def _blob_variant(st: EmulatorState, sha: str, variant: str) -> bytes:
     return data
 
 
+def _not_found() -> ApiError:
+    return ApiError(404, "NotFound", "No file of this project has that path")
+
+
+def _same_project(a: str, b: str) -> bool:
+    return a.lower().replace("-", "") == b.lower().replace("-", "")
+
+
 async def get_artifact(request: web.Request) -> web.Response:
     """A file of the project by the path (or absolute URI) the API gave for it: an image's
     original / resized / thumbnail URI, a stored prediction's image, an exported package, or the
-    service's relative form ``i-<project>/i-<image>``. Answered as bytes (application/octet-stream)."""
+    service's relative form ``i-<project>/i-<image>``. Answered as bytes (application/octet-stream).
+
+    The Training-Key authorises the read (the service takes the bare relative path too), so an
+    absolute URI past its expiry still names its file; but its signature must be the one the
+    emulator gave for that file: an altered URI is not a path the API gave (404)."""
     st = _st(request)
     pid = _pid(request)
     raw = q_str(request, "path", required=True) or ""
-    path = unquote(urlsplit(raw).path) if "://" in raw else raw.split("?", 1)[0]
+    parts = urlsplit(raw) if "://" in raw else urlsplit(raw.split("?", 1)[0])
+    path = unquote(parts.path)
     if not path.startswith("/"):
         path = "/" + path
     if (m := _BLOB_PATH.search(path)) is not None:
-        sha, variant = m.group(1), m.group(2) or "original"
+        owner, variant, expiry, sig, sha = m.groups()
+        if not _same_project(owner, pid) or not st.signer.authentic(f"blobs/{owner}/{sha}", expiry, sig):
+            raise _not_found()
         if not await run(st.store.owns_blob, pid, sha):
-            raise ApiError(404, "NotFound", "No file of this project has that path")
+            raise _not_found()
     elif (m := _SERVICE_PATH.match(path)) is not None:
-        if m.group(1) != pid.lower().replace("-", ""):
-            raise ApiError(404, "NotFound", "No file of this project has that path")
+        if not _same_project(m.group(1), pid):
+            raise _not_found()
         image_id = str(uuid.UUID(m.group(3)))
         sha = (await run(st.store.image_blobs, pid, [image_id]))[0][1]
         variant = "thumbnail" if m.group(2) == "t" else "original"
     elif (m := _MODEL_PATH.search(path)) is not None:
         name = m.group(1)
-        if not _FILE.match(name) or not await run(st.store.owns_export, pid, name):
-            raise ApiError(404, "NotFound", "No file of this project has that path")
+        query = parse_qs(parts.query)
+        expiry, sig = (query.get("se") or [""])[0], (query.get("sig") or [""])[0]
+        if not _FILE.match(name) or not st.signer.authentic(_model(name), expiry, sig):
+            raise _not_found()
+        if not await run(st.store.owns_export, pid, name):
+            raise _not_found()
         return await _file_response(request, st, name)
     else:
         raise ApiError(400, "BadRequestInvalidArtifactUri", "The artifact path is not one this service gave")

@@ -8,9 +8,19 @@ import anyio
 from aiohttp import web
 
 from ._errors import ApiError
+from ._filter import parse_filter
 from ._http import (
-    IMAGES, MAX_BATCH_IMAGES, MAX_BATCH_TAGS, base_url, image_json, json_response, q_bool, q_int, q_list,
-    q_str, read_images, read_json,
+    IMAGES,
+    MAX_BATCH_IMAGES,
+    MAX_BATCH_TAGS,
+    image_json,
+    json_response,
+    q_bool,
+    q_int,
+    q_list,
+    q_str,
+    read_images,
+    read_json,
 )
 from ._imaging import TRAINING_MAX_BYTES
 from ._ingest import Upload, fetch_url, prepare_uploads
@@ -43,12 +53,11 @@ async def _create(request: web.Request, uploads: list[Upload], tag_ids: list[str
         return st.store.add_images(pid, items, tag_ids, metadata)
 
     results = await run(work)
-    base = base_url(request)
     images = []
     for source_url, status, record in results:
         entry: dict[str, Any] = {"sourceUrl": source_url, "status": status}
         if record is not None:
-            entry["image"] = image_json(record, base)
+            entry["image"] = image_json(record, request, pid, created=True)
         images.append(entry)
     ok = all(status == "OK" for _, status, _ in results)
     return json_response({"isBatchSuccessful": ok, "images": images}, status=200 if ok else 207)
@@ -171,6 +180,7 @@ def _paging(request: web.Request, tagging_status: str | None) -> dict:
     return {
         "tagging_status": tagging_status, "tag_ids": tag_ids, "order_by": q_str(request, "orderBy"),
         "take": q_int(request, "take", 50, high=256), "skip": q_int(request, "skip", 0),
+        "metadata_filter": parse_filter(q_str(request, "$filter")),
     }
 
 
@@ -179,8 +189,7 @@ def images_handler(tagging: str | None) -> Handler:
         status = tagging if tagging is not None else q_str(request, "taggingStatus")
         args = _paging(request, status)
         records = await run(lambda: _st(request).store.get_images(_pid(request), **args))
-        base = base_url(request)
-        return json_response([image_json(r, base) for r in records])
+        return json_response([image_json(r, request, _pid(request)) for r in records])
 
     return handler
 
@@ -189,8 +198,9 @@ def count_handler(tagging: str | None) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         status = tagging if tagging is not None else q_str(request, "taggingStatus")
         tag_ids = q_list(request, "tagIds")
+        metadata_filter = parse_filter(q_str(request, "$filter"))
         count = await run(lambda: _st(request).store.count_images(_pid(request), tagging_status=status,
-                                                                 tag_ids=tag_ids))
+                                                                 tag_ids=tag_ids, metadata_filter=metadata_filter))
         return json_response(count)
 
     return handler
@@ -201,8 +211,7 @@ async def get_images_by_ids(request: web.Request) -> web.Response:
     if len(ids) > 256:
         raise ApiError(400, "BadRequestExceededBatchSize", "At most 256 imageIds")
     records = await run(_st(request).store.get_images_by_ids, _pid(request), ids)
-    base = base_url(request)
-    return json_response([image_json(r, base) for r in records])
+    return json_response([image_json(r, request, _pid(request)) for r in records])
 
 
 async def delete_images(request: web.Request) -> web.Response:

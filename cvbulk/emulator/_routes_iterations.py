@@ -3,12 +3,26 @@ quick tests and stored predictions."""
 
 from __future__ import annotations
 
+import re
+
 import anyio
 from aiohttp import web
 
 from ._errors import ApiError
-from ._http import IMAGES, base_url, json_response, q_bool, q_int, q_list, q_str, read_images, read_json
-from ._imaging import PREDICTION_MAX_BYTES
+from ._http import (
+    IMAGES,
+    REQUEST_ID,
+    blob_uris,
+    iteration_view,
+    json_response,
+    q_bool,
+    q_int,
+    q_list,
+    q_str,
+    read_images,
+    read_json,
+)
+from ._imaging import TRAINING_MAX_BYTES
 from ._ingest import fetch_url
 from ._models import evaluate_iteration
 from ._predict import predict_image
@@ -23,35 +37,46 @@ __all__ = [
 ]
 
 
+_RESOURCE_ID = re.compile(
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.CognitiveServices/accounts/[^/]+$",
+    re.IGNORECASE)
+
+
 # -- training and iterations ------------------------------------------------------------------------
 async def train_project(request: web.Request) -> web.Response:
     st = _st(request)
     body = await read_json(request, required=False)
     selected = (body or {}).get("selectedTags") if isinstance(body, dict) else None
+    custom_base = (body or {}).get("customBaseModelInfo") if isinstance(body, dict) else None
+    if custom_base is not None and not (isinstance(custom_base, dict) and custom_base.get("projectId")
+                                        and custom_base.get("iterationId")):
+        raise ApiError(400, "BadRequestInvalid", "customBaseModelInfo needs projectId and iterationId")
     training_type = q_str(request, "trainingType") or "Regular"
     if training_type not in ("Regular", "Advanced"):
         raise ApiError(400, "BadRequestInvalid", f"Unknown trainingType: {training_type}")
     iteration, job = await run(lambda: st.store.start_training(
         _pid(request), training_type=training_type, budget=q_int(request, "reservedBudgetInHours", 0),
-        force=q_bool(request, "forceTrain"), selected_tags=selected,
+        force=q_bool(request, "forceTrain"), selected_tags=selected, custom_base=custom_base,
     ))
     st.start_training(job)
-    return json_response(iteration)
+    return json_response(iteration_view(request, iteration))
 
 
 async def get_iterations(request: web.Request) -> web.Response:
-    return json_response(await run(_st(request).store.get_iterations, _pid(request)))
+    found = await run(_st(request).store.get_iterations, _pid(request))
+    return json_response([iteration_view(request, it) for it in found])
 
 
 async def get_iteration(request: web.Request) -> web.Response:
-    return json_response(await run(_st(request).store.get_iteration, _pid(request), request.match_info["iterationId"]))
+    it = await run(_st(request).store.get_iteration, _pid(request), request.match_info["iterationId"])
+    return json_response(iteration_view(request, it))
 
 
 async def update_iteration(request: web.Request) -> web.Response:
     body = await read_json(request)
     it = await run(_st(request).store.update_iteration, _pid(request), request.match_info["iterationId"],
                    body if isinstance(body, dict) else {})
-    return json_response(it)
+    return json_response(iteration_view(request, it))
 
 
 async def delete_iteration(request: web.Request) -> web.Response:
@@ -77,18 +102,22 @@ async def get_iteration_performance(request: web.Request) -> web.Response:
     key = (state["id"], round(threshold, 6))
     lock = st.perf_locks.setdefault(key, anyio.Lock())
     async with lock:  # concurrent askers wait for one computation
-        perf = st.perf_cache.get(key)
+        perf: dict | None = st.perf_cache.get(key)
         if perf is None:
             perf = await run(evaluate_iteration, st.blobs, state, threshold, st.config.seed, limiter=st.cpu)
             st.perf_cache[key] = perf
             if default:
-                await run(st.store.save_performance, state["id"], perf)
+                await run(st.store.save_performance, str(state["id"]), dict(perf))
     return json_response(perf)
 
 
 async def publish_iteration(request: web.Request) -> web.Response:
     name = q_str(request, "publishName", required=True) or ""
     resource = q_str(request, "predictionId", required=True) or ""
+    if not _RESOURCE_ID.match(resource):
+        raise ApiError(400, "BadRequestInvalidPublishTarget",
+                       "predictionId must be the resource id of a prediction resource: /subscriptions/<id>/"
+                       "resourceGroups/<group>/providers/Microsoft.CognitiveServices/accounts/<name>")
     await run(_st(request).store.publish, _pid(request), request.match_info["iterationId"], name, resource,
               q_bool(request, "overwrite"))
     return json_response(True)
@@ -99,21 +128,24 @@ async def unpublish_iteration(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def _quick_test(request: web.Request, data: bytes) -> web.Response:
+async def _quick_test(request: web.Request, data: bytes, max_bytes: int) -> web.Response:
     st = _st(request)
     pid = _pid(request)
-    iteration_id = q_str(request, "iterationId") or await run(st.store.latest_completed, pid)
+    iteration_id = q_str(request, "iterationId")
+    if not iteration_id:
+        iteration_id = str(await run(st.store.latest_completed, pid))
     state = await run(st.store.iteration_state, pid, iteration_id)
     if state["status"] != "Completed":
         raise ApiError(400, "BadRequestIterationIsNotTrained", "The iteration is not trained")
-    result = await predict_image(st, pid, state, data, with_tag_type=True, store=q_bool(request, "store", True))
+    result = await predict_image(st, pid, state, data, with_tag_type=True, store=q_bool(request, "store", True),
+                                 request_id=request.get(REQUEST_ID), max_bytes=max_bytes)
     return json_response(result)
 
 
 async def quick_test_image(request: web.Request) -> web.Response:
     images = await read_images(request, limit=1)
     request[IMAGES] = 1
-    return await _quick_test(request, images[0][1])
+    return await _quick_test(request, images[0][1], TRAINING_MAX_BYTES)  # quick tests take 6 MB
 
 
 async def quick_test_image_url(request: web.Request) -> web.Response:
@@ -122,11 +154,11 @@ async def quick_test_image_url(request: web.Request) -> web.Response:
     if not url:
         raise ApiError(400, "BadRequestImageUrl", "The body needs a url")
     st = _st(request)
-    got = await fetch_url(st.http, url, PREDICTION_MAX_BYTES) if st.http else "ErrorSource"
+    got = await fetch_url(st.http, url, TRAINING_MAX_BYTES) if st.http else "ErrorSource"
     if isinstance(got, str):
         raise ApiError(400, "BadRequestImageUrl", "The image URL could not be read")
     request[IMAGES] = 1
-    return await _quick_test(request, got)
+    return await _quick_test(request, got, TRAINING_MAX_BYTES)
 
 
 # -- stored predictions ---------------------------------------------------------------------------------
@@ -135,13 +167,16 @@ async def query_predictions(request: web.Request) -> web.Response:
     if not isinstance(query, dict):
         raise ApiError(400, "BadRequestPredictionInvalidQueryParameters", "The query must be a JSON object")
     results, next_offset = await run(_st(request).store.query_predictions, _pid(request), query)
-    base = base_url(request)
     out = []
     for r in results:
-        blob = f"{base}/emulator/blobs/{r.pop('_sha')}"
-        out.append({"resizedImageUri": f"{blob}/resized", "thumbnailUri": f"{blob}/thumbnail",
-                    "originalImageUri": blob, **r})
-    token = {**query, "continuation": str(next_offset) if next_offset is not None else None}
+        out.append({**blob_uris(request, _pid(request), r.pop("_sha")), **r})
+    # The service answers the whole PredictionQueryToken, every field (null when not given).
+    token = {"session": query.get("session"), "continuation": None, "maxCount": query.get("maxCount", 0),
+             "orderBy": query.get("orderBy") or "Newest", "tags": query.get("tags"),
+             "iterationId": query.get("iterationId"), "startTime": query.get("startTime"),
+             "endTime": query.get("endTime"), "application": query.get("application")}
+    token["session"] = token["session"] or "1:0"
+    token["continuation"] = str(next_offset) if next_offset is not None else None
     return json_response({"token": token, "results": out})
 
 

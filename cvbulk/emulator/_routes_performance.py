@@ -7,7 +7,7 @@ import anyio
 from aiohttp import web
 
 from ._errors import ApiError
-from ._http import MAX_BATCH_TAGS, base_url, image_json, json_response, q_int, q_list, q_str
+from ._http import MAX_BATCH_TAGS, image_json, json_response, q_int, q_list, q_str
 from ._routing import Handler, run
 from ._routing import pid as _pid
 from ._routing import state as _st
@@ -48,13 +48,12 @@ async def _performances(request: web.Request, tag_ids: list[str]) -> list[dict]:
     ids = await run(st.store.image_ids_by_sha, pid, [h["sha"] for h in held])
     records = {r["id"]: r for r in await run(st.store.get_images_by_ids, pid, list(ids.values()))}
     wanted = {t.lower() for t in tag_ids}
-    base = base_url(request)
     out = []
     for h in held:
         record = records.get(ids.get(h["sha"], ""))
         if record is None:
             continue  # deleted since training
-        image = image_json(record, base)
+        image = image_json(record, request, pid)
         tags, regions = image.get("tags") or [], image.get("regions") or []
         if wanted and not wanted & ({t["tagId"] for t in tags} | {r["tagId"] for r in regions}):
             continue

@@ -8,7 +8,7 @@ import anyio
 from aiohttp import web
 
 from ._errors import ApiError
-from ._http import IMAGES, json_response, q_str, read_images, read_json
+from ._http import IMAGES, REQUEST_ID, json_response, q_str, read_images, read_json
 from ._imaging import PREDICTION_MAX_BYTES
 from ._ingest import fetch_url
 from ._predict import predict_image
@@ -46,8 +46,8 @@ def _handler(kind: str, source: str, stores: bool) -> Handler:
         application = q_str(request, "application")
         if application is not None and (len(application) > 256 or not application.strip()):
             raise ApiError(400, "BadRequestPredictionInvalidApplicationName", "Invalid application name")
-        result = await predict_image(st, pid, iteration, data, with_tag_type=False, store=stores,
-                                     application=application)
+        result = await predict_image(st, pid, iteration, data, with_tag_type=True, store=stores,
+                                     application=application, request_id=request.get(REQUEST_ID))
         return json_response(result)
 
     return handler

@@ -13,7 +13,7 @@ from aiohttp import web
 from . import _routes_images as images
 from ._db import norm_id, utcnow
 from ._errors import ApiError
-from ._http import base_url, image_json, json_response, q_list, q_str, read_json
+from ._http import image_json, json_response, q_list, q_str, read_json
 from ._ingest import Upload
 from ._routing import Handler, run
 from ._routing import pid as _pid
@@ -126,13 +126,12 @@ async def query_suggested_images(request: web.Request) -> web.Response:
     page = rows[start:start + count]
     records = {r["id"]: r for r in await run(st.store.get_images_by_ids, iteration["project_id"],
                                              [r["imageId"] for r in page])}
-    base = base_url(request)
     results = []
     for r in page:
         record = records.get(r["imageId"])
         if record is None:
             continue  # deleted between the two reads
-        image = image_json(record, base)
+        image = image_json(record, request, iteration["project_id"])
         results.append({
             "width": image["width"], "height": image["height"], "resizedImageUri": image["resizedImageUri"],
             "thumbnailUri": image["thumbnailUri"], "originalImageUri": image["originalImageUri"],

@@ -3,8 +3,6 @@ import here; images and iterations in their own modules) and the route table."""
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 
 from aiohttp import web
@@ -13,7 +11,7 @@ from . import _routes_images as images
 from . import _routes_iterations as iterations
 from ._domains import DOMAINS, domain_by_id
 from ._errors import not_found
-from ._http import base_url, json_response, q_list, q_str, read_json
+from ._http import blob_uris, json_response, project_view, q_list, q_str, read_json
 from ._routing import Handler, run
 from ._routing import pid as _pid
 from ._routing import state as _st
@@ -39,8 +37,18 @@ async def get_domain(request: web.Request) -> web.Response:
 
 
 # -- projects -------------------------------------------------------------------------------------
+async def _with_thumbnails(request: web.Request, projects: list[dict]) -> list[dict]:
+    # The service shows a project's newest image as its thumbnail (null while it has none).
+    thumbs = await run(_st(request).store.project_thumbnails)
+    for p in projects:
+        if p["id"] in thumbs:
+            p["thumbnailUri"] = blob_uris(request, p["id"], thumbs[p["id"]])["thumbnailUri"]
+    return [project_view(request, p) for p in projects]
+
+
 async def get_projects(request: web.Request) -> web.Response:
-    return json_response(await run(_st(request).store.get_projects))
+    found = await run(_st(request).store.get_projects)
+    return json_response(await _with_thumbnails(request, found))
 
 
 async def create_project(request: web.Request) -> web.Response:
@@ -52,16 +60,18 @@ async def create_project(request: web.Request) -> web.Response:
             q_list(request, "targetExportPlatforms"),
         )
     )
-    return json_response(project)
+    return json_response(project_view(request, project))
 
 
 async def get_project(request: web.Request) -> web.Response:
-    return json_response(await run(_st(request).store.get_project, _pid(request)))
+    project = await run(_st(request).store.get_project, _pid(request))
+    return json_response((await _with_thumbnails(request, [project]))[0])
 
 
 async def update_project(request: web.Request) -> web.Response:
     body = await read_json(request)
-    return json_response(await run(_st(request).store.update_project, _pid(request), body or {}))
+    project = await run(_st(request).store.update_project, _pid(request), body or {})
+    return json_response(project_view(request, project))
 
 
 async def delete_project(request: web.Request) -> web.Response:
@@ -100,17 +110,9 @@ async def delete_tag(request: web.Request) -> web.Response:
 
 # -- export / import ----------------------------------------------------------------------------------
 async def export_project(request: web.Request) -> web.Response:
-    st = _st(request)
-    snap = await run(st.store.export_snapshot, _pid(request))
-    token_id = uuid.uuid4().hex
-    path = st.data_dir / "exports" / f"{token_id}.json"
-    await run(path.write_text, json.dumps(snap))
-    token = base64.urlsafe_b64encode(json.dumps({"id": token_id, "origin": base_url(request)}).encode()).decode()
-    return json_response({
-        "iterationCount": snap["iterationCount"], "imageCount": len(snap["images"]), "tagCount": len(snap["tags"]),
-        "regionCount": len(snap["regions"]), "estimatedImportTimeInMS": 100 + 2 * len(snap["images"]),
-        "token": token,
-    })
+    from ._transfer import export_project as export
+
+    return await export(request, _st(request), _pid(request))
 
 
 async def import_project(request: web.Request) -> web.Response:
@@ -119,7 +121,7 @@ async def import_project(request: web.Request) -> web.Response:
     st = _st(request)
     token = q_str(request, "token", required=True) or ""
     project = await import_from_token(st, token, q_str(request, "name"))
-    return json_response(project)
+    return json_response(project_view(request, project))
 
 
 def training_routes() -> list[tuple[str, str, Handler, str]]:

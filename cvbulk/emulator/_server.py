@@ -6,8 +6,8 @@ import asyncio
 import shutil
 import tempfile
 import threading
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 
 import aiohttp
@@ -68,7 +68,7 @@ class Emulator:
             raise RuntimeError("the emulator is not running")
         return self._state
 
-    async def __aenter__(self) -> "Emulator":
+    async def __aenter__(self) -> Emulator:
         cfg = self.config
         if cfg.data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="cvbulk-emulator-"))
@@ -81,6 +81,9 @@ class Emulator:
             self._runner = web.AppRunner(
                 build_app(self._state), access_log=None, handle_signals=False,
                 shutdown_timeout=2.0,  # a request stalled mid-body must not hold a stop for 60 s
+                # A connection idle or stuck in its request head this long is closed (half-open
+                # clients); bodies have their own deadline (config.read_timeout).
+                keepalive_timeout=cfg.header_timeout,
             )
             await self._runner.setup()
             site = web.TCPSite(self._runner, cfg.host, cfg.port, backlog=1024)
@@ -170,7 +173,7 @@ class EmulatorThread:
 
         try:
             asyncio.run(main())
-        except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
+        except BaseException as exc:
             self._error = exc
             self._ready.set()
 
@@ -198,7 +201,7 @@ class EmulatorThread:
                   tier: str | None = None) -> None:
         self._call(self._emulator.set_rates, training_tps=training_tps, prediction_tps=prediction_tps, tier=tier)
 
-    def start(self) -> "EmulatorThread":
+    def start(self) -> EmulatorThread:
         self._thread.start()
         self._ready.wait(60)
         if self._error is not None:
@@ -212,7 +215,7 @@ class EmulatorThread:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(30)
 
-    def __enter__(self) -> "EmulatorThread":
+    def __enter__(self) -> EmulatorThread:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -16,6 +16,7 @@ from ._blobs import BlobStore
 from ._config import EmulatorConfig, Faults, Latency
 from ._limits import RateLimits
 from ._models import ModelCache, run_training_job
+from ._signing import UrlSigner, load_secret
 from ._store import Store
 
 __all__ = ["EmulatorState", "STATE"]
@@ -33,6 +34,7 @@ class EmulatorState:
     latency: Latency
     rng: random.Random
     cpu: anyio.CapacityLimiter
+    signer: UrlSigner
     background: Background = field(default_factory=Background)
     http: aiohttp.ClientSession | None = None
     throttle_left: int = 0
@@ -41,7 +43,7 @@ class EmulatorState:
     exports_running: set = field(default_factory=set)  # (iteration, platform, flavor) being built
 
     @classmethod
-    def open(cls, config: EmulatorConfig, data_dir: Path) -> "EmulatorState":
+    def open(cls, config: EmulatorConfig, data_dir: Path) -> EmulatorState:
         data_dir.mkdir(parents=True, exist_ok=True)
         (data_dir / "models").mkdir(exist_ok=True)
         (data_dir / "exports").mkdir(exist_ok=True)
@@ -53,10 +55,11 @@ class EmulatorState:
             rates=RateLimits(config),
             models=ModelCache(data_dir / "models"),
             faults=config.faults,
-            latency=config.latency,
+            latency=config.effective_latency,
             rng=random.Random(config.seed),
             cpu=anyio.CapacityLimiter(max(1, os.cpu_count() or 1)),
             throttle_left=config.faults.throttle_burst,
+            signer=UrlSigner(load_secret(data_dir), config.url_ttl_seconds),
         )
 
     def set_faults(self, faults: Faults) -> None:
@@ -65,7 +68,8 @@ class EmulatorState:
 
     def start_training(self, job: dict) -> None:
         self.background.start_soon(
-            run_training_job, self.store, self.blobs, self.data_dir / "models", job, self.cpu, self.config.seed
+            run_training_job, self.store, self.blobs, self.data_dir / "models", job, self.cpu, self.config.seed,
+            self.config.training_seconds,
         )
 
 

@@ -26,7 +26,12 @@ class Store(ProjectStore, ImageStore, IterationStore, OpsStore):
             images = [dict(r) for r in db.execute(
                 "SELECT id, sha256, width, height, format, size, metadata FROM images WHERE project_id=? ORDER BY seq",
                 (pid,))]
+            iterations = [dict(r) for r in db.execute(
+                "SELECT name, training_type, budget, tags, samples, custom_base FROM iterations"
+                " WHERE project_id=? AND status='Completed' ORDER BY created, rowid", (pid,))]
             return {
+                "projectId": pid,
+                "iterations": iterations,
                 "project": {"name": prow["name"], "description": prow["description"], "domainId": prow["domain_id"],
                             "classificationType": prow["classification_type"],
                             "exportPlatforms": json.loads(prow["export_platforms"])},
@@ -41,12 +46,17 @@ class Store(ProjectStore, ImageStore, IterationStore, OpsStore):
                 "iterationCount": db.execute("SELECT COUNT(*) FROM iterations WHERE project_id=?", (pid,)).fetchone()[0],
             }
 
-    def import_snapshot(self, snap: dict, name: str | None) -> dict:
+    def import_snapshot(self, snap: dict, name: str | None) -> tuple[dict, list[dict]]:
+        """A new project (status ``Importing``) with the snapshot's tags, images, regions and
+        trained iterations; the iterations come back in ``Training`` with the jobs that retrain
+        them (the trainer is deterministic: the same model as the exported one)."""
         p = snap["project"]
         project = self.create_project(name or p["name"], p["description"], p["domainId"],
-                                      p["classificationType"], p["exportPlatforms"])
+                                      p["classificationType"], p["exportPlatforms"], status="Importing",
+                                      rename=True)
         pid = project["id"]
         now = utcnow()
+        jobs = []
         with self._tx() as db:
             tag_map = {}
             for t in snap["tags"]:
@@ -65,8 +75,30 @@ class Store(ProjectStore, ImageStore, IterationStore, OpsStore):
             db.executemany("INSERT INTO image_tags VALUES (?,?,?)",
                            [(image_map[i], tag_map[t], now) for i, t in snap["imageTags"]])
             db.executemany("INSERT INTO regions VALUES (?,?,?,?,?,?,?,?)",
-                           [(new_id(), image_map[i], tag_map[t], l, tp, w, h, now)
-                            for i, t, l, tp, w, h in snap["regions"]])
+                           [(new_id(), image_map[i], tag_map[t], left, tp, w, h, now)
+                            for i, t, left, tp, w, h in snap["regions"]])
             self._bump(db, pid)
-            return self._project_json(self._project_row(db, pid))
+            version = self._project_row(db, pid)["version"]
+            for it in snap.get("iterations") or []:
+                tags = [{**t, "id": tag_map.get(t["id"], t["id"])} for t in json.loads(it["tags"])]
+                samples = [{**s, "tags": [tag_map.get(x, x) for x in s["tags"]],
+                            "regions": [[tag_map.get(r[0], r[0]), *r[1:]] for r in s["regions"]]}
+                           for s in json.loads(it["samples"])]
+                iid = new_id()
+                db.execute(
+                    "INSERT INTO iterations (id, project_id, name, status, created, last_modified, trained_at,"
+                    " domain_id, classification_type, training_type, budget, publish_name, publish_resource_id,"
+                    " version, tags, samples, performance, training_seconds, custom_base)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (iid, pid, it["name"], "Training", now, now, None, p["domainId"], p["classificationType"],
+                     it["training_type"], it["budget"], None, None, version, json.dumps(tags),
+                     json.dumps(samples), None, None, it["custom_base"]),
+                )
+                jobs.append({"project_id": pid, "iteration_id": iid,
+                             "kind": p["classificationType"] or "ObjectDetection", "samples": samples})
+            return self._project_json(self._project_row(db, pid)), jobs
 
+    def iterations_training(self, project_id: str) -> int:
+        with self._tx() as db:
+            return db.execute("SELECT COUNT(*) FROM iterations WHERE project_id=? AND status='Training'",
+                              (project_id,)).fetchone()[0]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from . import _db
@@ -51,8 +51,9 @@ class ImageStore(StoreBase):
                     results.append((item.source_url, item.status, None))
                     continue
                 image_tags = list(dict.fromkeys(batch_tags + [norm_id(t) for t in item.tag_ids]))
-                regions = [self._check_region(r, tags) for r in item.regions]
-                if any(t not in tags for t in image_tags) or any(r is None for r in regions):
+                checked = [self._check_region(r, tags) for r in item.regions]
+                regions = [r for r in checked if r is not None]
+                if any(t not in tags for t in image_tags) or len(regions) != len(checked):
                     results.append((item.source_url, "ErrorUnknown", None))
                     continue
                 region_tags = {r["tagId"] for r in regions}
@@ -139,10 +140,13 @@ class ImageStore(StoreBase):
                 "SELECT r.*, t.name FROM regions r JOIN tags t ON t.id=r.tag_id"
                 f" WHERE r.image_id IN ({marks}) ORDER BY r.rowid", chunk,
             ):
-                out[r["image_id"]]["regions"].append({
+                rec = out[r["image_id"]]
+                rec["regions"].append({
                     "regionId": r["id"], "tagName": r["name"], "created": r["created"], "tagId": r["tag_id"],
                     "left": r["left_"], "top": r["top"], "width": r["width"], "height": r["height"],
                 })
+                if all(t["tagId"] != r["tag_id"] for t in rec["tags"]):  # the service lists region tags too
+                    rec["tags"].append({"tagId": r["tag_id"], "tagName": r["name"], "created": r["created"]})
         return out
 
     def _image_filter(self, db, pid: str, tagging_status: str | None, tag_ids: Sequence[str]) -> tuple[str, list]:
@@ -167,24 +171,32 @@ class ImageStore(StoreBase):
         return " AND ".join(where), args
 
     def get_images(self, project_id: str, *, tagging_status: str | None = None, tag_ids: Sequence[str] = (),
-                   order_by: str | None = None, take: int = 50, skip: int = 0) -> list[dict]:
+                   order_by: str | None = None, take: int = 50, skip: int = 0,
+                   metadata_filter: Callable[[dict], bool] | None = None) -> list[dict]:
         with self._tx() as db:
             pid = self._project_row(db, project_id)["id"]
             where, args = self._image_filter(db, pid, tagging_status, tag_ids)
             order = "ASC" if (order_by or "Newest").lower() == "oldest" else "DESC"
-            ids = [r[0] for r in db.execute(
-                f"SELECT i.id FROM images i WHERE {where} ORDER BY i.seq {order} LIMIT ? OFFSET ?",
-                args + [take, skip],
-            )]
+            if metadata_filter is None:
+                ids = [r[0] for r in db.execute(
+                    f"SELECT i.id FROM images i WHERE {where} ORDER BY i.seq {order} LIMIT ? OFFSET ?",
+                    args + [take, skip],
+                )]
+            else:  # $filter: over the metadata of every candidate, then the page
+                rows = db.execute(f"SELECT i.id, i.metadata FROM images i WHERE {where} ORDER BY i.seq {order}", args)
+                ids = [r[0] for r in rows if metadata_filter(json.loads(r[1]) if r[1] else {})][skip:skip + take]
             records = self._image_records(db, ids)
             return [records[i] for i in ids]
 
     def count_images(self, project_id: str, *, tagging_status: str | None = None,
-                     tag_ids: Sequence[str] = ()) -> int:
+                     tag_ids: Sequence[str] = (), metadata_filter: Callable[[dict], bool] | None = None) -> int:
         with self._tx() as db:
             pid = self._project_row(db, project_id)["id"]
             where, args = self._image_filter(db, pid, tagging_status, tag_ids)
-            return db.execute(f"SELECT COUNT(*) FROM images i WHERE {where}", args).fetchone()[0]
+            if metadata_filter is None:
+                return db.execute(f"SELECT COUNT(*) FROM images i WHERE {where}", args).fetchone()[0]
+            rows = db.execute(f"SELECT i.metadata FROM images i WHERE {where}", args)
+            return sum(1 for r in rows if metadata_filter(json.loads(r[0]) if r[0] else {}))
 
     def get_images_by_ids(self, project_id: str, image_ids: Sequence[str]) -> list[dict]:
         with self._tx() as db:
@@ -220,7 +232,7 @@ class ImageStore(StoreBase):
             if ids:
                 self._bump(db, pid)
 
-    def create_image_tags(self, project_id: str, pairs: Sequence[tuple[str, str]]) -> dict:
+    def create_image_tags(self, project_id: str, pairs: Sequence[tuple[object, object]]) -> dict:
         now = utcnow()
         with self._tx() as db:
             pid = self._project_row(db, project_id)["id"]
@@ -304,7 +316,7 @@ class ImageStore(StoreBase):
     def update_metadata(self, project_id: str, image_ids: Sequence[str], metadata: dict) -> list[dict]:
         with self._tx() as db:
             pid = self._project_row(db, project_id)["id"]
-            out = []
+            out: list[dict] = []
             for iid in (norm_id(i) for i in image_ids):
                 row = db.execute("SELECT metadata FROM images WHERE id=? AND project_id=?", (iid, pid)).fetchone()
                 if row is None:

@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from ._db import StoreBase, new_id, norm_id, utcnow
+from ._domains import domain_by_id
 from ._errors import ApiError, not_found
 
 __all__ = ["IterationStore"]
@@ -23,19 +24,34 @@ class IterationStore(StoreBase):
 
     @staticmethod
     def _iteration_json(row: sqlite3.Row) -> dict:
+        """An Iteration as v3.4-preview writes it (``iteration_view`` trims it for older versions):
+        while training, no ``trainedAt`` and ``domainId`` / ``classificationType`` still null. A
+        trained iteration of a compact domain is ``exportable`` (recorded, ExportTests), and
+        v3.4-preview writes ``exportableTo: null`` even then (``iteration_view`` lists the
+        platforms for the older versions)."""
         seconds = row["training_seconds"]
-        return {
+        queued = row["status"] == "Training" and row["training_seconds"] is None
+        domain = domain_by_id(row["domain_id"] or "")
+        exportable = row["status"] == "Completed" and bool(domain and domain["exportable"])
+        out = {
             "id": row["id"], "name": row["name"], "status": row["status"], "created": row["created"],
             "lastModified": row["last_modified"], "trainedAt": row["trained_at"], "projectId": row["project_id"],
-            "exportable": False, "exportableTo": [], "domainId": row["domain_id"],
-            "classificationType": row["classification_type"], "trainingType": row["training_type"],
-            "reservedBudgetInHours": row["budget"],
+            "exportable": exportable, "exportableTo": None,
+            "domainId": None if queued else row["domain_id"],
+            "classificationType": None if queued else row["classification_type"],
+            "trainingType": row["training_type"], "reservedBudgetInHours": row["budget"],
             "trainingTimeInMinutes": int(seconds // 60) if seconds is not None else 0,
             "publishName": row["publish_name"], "originalPublishResourceId": row["publish_resource_id"],
+            "customBaseModelInfo": json.loads(row["custom_base"]) if row["custom_base"] else None,
+            "trainingErrorDetails": None,
         }
+        if row["trained_at"] is None:
+            del out["trainedAt"]
+        return out
 
     def start_training(self, project_id: str, *, training_type: str = "Regular", budget: int = 0,
-                       force: bool = False, selected_tags: Sequence[str] | None = None) -> tuple[dict, dict]:
+                       force: bool = False, selected_tags: Sequence[str] | None = None,
+                       custom_base: dict | None = None) -> tuple[dict, dict]:
         """Validate the workspace and record a new iteration in status Training.
 
         Returns the iteration and the job for the trainer: kind, samples (sha256, tag ids, regions).
@@ -66,10 +82,14 @@ class IterationStore(StoreBase):
             now = utcnow()
             iid = new_id()
             db.execute(
-                "INSERT INTO iterations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO iterations (id, project_id, name, status, created, last_modified, trained_at,"
+                " domain_id, classification_type, training_type, budget, publish_name, publish_resource_id,"
+                " version, tags, samples, performance, training_seconds, custom_base)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (iid, pid, f"Iteration {n_iter + 1}", "Training", now, now, None, prow["domain_id"],
                  prow["classification_type"], training_type, budget, None, None, prow["version"],
-                 json.dumps(tag_snapshot), json.dumps(samples), None, None),
+                 json.dumps(tag_snapshot), json.dumps(samples), None, None,
+                 json.dumps(custom_base) if custom_base else None),
             )
             return self._iteration_json(self._iteration_row(db, pid, iid)), {
                 "project_id": pid, "iteration_id": iid, "kind": kind, "samples": samples,
@@ -129,6 +149,12 @@ class IterationStore(StoreBase):
                 (status, json.dumps(performance) if performance is not None else None, now, now, seconds,
                  iteration_id),
             )
+
+    def mark_training_started(self, iteration_id: str) -> None:
+        """Out of the queue: the iteration shows its domain and classification type from now."""
+        with self._tx() as db:
+            db.execute("UPDATE iterations SET training_seconds=0 WHERE id=? AND training_seconds IS NULL",
+                       (iteration_id,))
 
     def save_performance(self, iteration_id: str, performance: dict) -> None:
         with self._tx() as db:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from typing import ClassVar
 
 from ._db import StoreBase, new_id, norm_id, utcnow
 from ._domains import DEFAULT_DOMAIN_ID, domain_by_id
@@ -15,8 +16,14 @@ __all__ = ["ProjectStore"]
 
 class ProjectStore(StoreBase):
     # -- projects ---------------------------------------------------------------------------------
-    @staticmethod
-    def _project_json(row: sqlite3.Row) -> dict:
+    # The service's project settings: augmentation on, no detection parameters unless set.
+    _AUGMENTATION: ClassVar[dict[str, bool]] = {
+        "rotation": True, "scaling": True, "translation": True, "horizontal flip": True,
+        "equalize": True, "solarize": True, "padtosquare": True,
+    }
+
+    @classmethod
+    def _project_json(cls, row: sqlite3.Row) -> dict:
         return {
             "id": row["id"],
             "name": row["name"],
@@ -26,14 +33,27 @@ class ProjectStore(StoreBase):
                 "classificationType": row["classification_type"],
                 "targetExportPlatforms": json.loads(row["export_platforms"]),
                 "useNegativeSet": True,
-                "imageProcessingSettings": {"augmentationMethods": {}},
+                "detectionParameters": None,
+                "imageProcessingSettings": {"augmentationMethods": dict(cls._AUGMENTATION)},
             },
             "created": row["created"],
             "lastModified": row["last_modified"],
             "thumbnailUri": None,
             "drModeEnabled": False,
-            "status": "Succeeded",
+            "status": row["status"],
         }
+
+    @staticmethod
+    def _free_name(db: sqlite3.Connection, name: str) -> str:
+        """An imported copy of a taken name gets the first free `` (n)`` suffix (recorded: ImportProject)."""
+        taken = {r[0] for r in db.execute("SELECT name FROM projects WHERE name=? OR name LIKE ?",
+                                          (name, name.replace("%", "_") + " (%)"))}
+        if name not in taken:
+            return name
+        n = 1
+        while f"{name} ({n})" in taken:
+            n += 1
+        return f"{name} ({n})"
 
     def create_project(
         self,
@@ -43,6 +63,8 @@ class ProjectStore(StoreBase):
         classification_type: str | None = None,
         export_platforms: Sequence[str] = (),
         project_id: str | None = None,
+        status: str = "Succeeded",
+        rename: bool = False,
     ) -> dict:
         if not name or len(name) > 1024:
             raise ApiError(400, "BadRequestProjectName", "Project name is empty or too long")
@@ -52,7 +74,7 @@ class ProjectStore(StoreBase):
         if domain["type"] == "ObjectDetection":
             classification_type = None
         else:
-            classification_type = classification_type or "Multiclass"
+            classification_type = classification_type or "Multilabel"  # the service's default
             if classification_type not in ("Multiclass", "Multilabel"):
                 raise ApiError(
                     400, "BadRequestProjectUnknownClassification",
@@ -71,9 +93,12 @@ class ProjectStore(StoreBase):
                 )
             pid = project_id or new_id()
             db.execute(
-                "INSERT INTO projects VALUES (?,?,?,?,?,?,?,?,0)",
-                (pid, name, description or "", domain["id"], classification_type,
-                 json.dumps(list(export_platforms)), now, now),
+                "INSERT INTO projects (id, name, description, domain_id, classification_type, export_platforms,"
+                " created, last_modified, version, status) VALUES (?,?,?,?,?,?,?,?,0,?)",
+                # Duplicate names are accepted (cvbulk's name lookups expect them; the recordings never
+                # create one); an imported copy gets a free `` (n)`` suffix, as recorded.
+                (pid, self._free_name(db, name) if rename else name, description or "", domain["id"], classification_type,
+                 json.dumps(list(export_platforms)), now, now, status),
             )
             return self._project_json(self._project_row(db, pid))
 
@@ -124,9 +149,24 @@ class ProjectStore(StoreBase):
             )
             return self._project_json(self._project_row(db, row["id"]))
 
+    def project_thumbnails(self) -> dict[str, str]:
+        """The newest image (sha256) of every project that has one: its ``thumbnailUri``."""
+        with self._tx() as db:
+            return {r[0]: r[1] for r in db.execute(
+                "SELECT project_id, sha256 FROM images WHERE seq IN (SELECT MAX(seq) FROM images GROUP BY project_id)")}
+
+    def set_project_status(self, project_id: str, status: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE projects SET status=?, last_modified=? WHERE id=?", (status, utcnow(), project_id))
+
     def delete_project(self, project_id: str) -> None:
         with self._tx() as db:
             pid = self._project_row(db, project_id)["id"]
+            if db.execute("SELECT 1 FROM iterations WHERE project_id=? AND publish_name IS NOT NULL",
+                          (pid,)).fetchone():
+                # The service refuses while an iteration is published (unpublish it first).
+                raise ApiError(400, "BadRequestWorkspaceNotDeletable",
+                               "The project has a published iteration: unpublish it before deleting the project")
             image_ids = "SELECT id FROM images WHERE project_id=?"
             db.execute(f"DELETE FROM image_tags WHERE image_id IN ({image_ids})", (pid,))
             db.execute(f"DELETE FROM regions WHERE image_id IN ({image_ids})", (pid,))
@@ -140,7 +180,7 @@ class ProjectStore(StoreBase):
         return {
             "id": row["id"],
             "name": row["name"],
-            "description": row["description"],
+            "description": row["description"] or None,  # the service: null when none was given
             "type": row["type"],
             "imageCount": image_count,
         }

@@ -301,7 +301,7 @@ def _discriminant(
 ) -> tuple[list[list[float]], list[float]]:
     """Linear discriminant analysis with a shrunk pooled covariance: w_k = S^-1 mu_k,
     b_k = -mu_k S^-1 mu_k / 2 + log prior_k, in the standardised space."""
-    c, d = len(mass), len(cols)
+    c = len(mass)
     means = []
     for k in range(c):
         share = [t[k] * s for t, s in zip(targets, sw)]
@@ -385,7 +385,7 @@ def _window_sizes(regions: Sequence[RegionBox], clusters: int = 6) -> list[tuple
 
 
 def _windows(sizes: Sequence[tuple[int, int]]) -> list[_Window]:
-    out = []
+    out: list[_Window] = []
     for w, h in sizes:
         # stride 1 cell for small windows, 2 for large ones: large windows barely move in IoU
         step = 1 if w * h <= GRID * GRID // 4 else 2
@@ -699,11 +699,11 @@ def _train_detector(
     linear = _fit_detector_scores(rows, labels, len(index), steps=0)
     # one round of hard-negative mining: the background windows the first model likes best are the
     # ones that teach it where objects are not (edges of objects, clutter, shadows)
-    for pool in pools:
-        objectness = [1.0 - _softmax(linear.scores(v))[0] for v in pool]
+    for vectors in pools:
+        objectness = [1.0 - _softmax(linear.scores(v))[0] for v in vectors]
         ranked = sorted(((p, i) for i, p in enumerate(objectness)), key=lambda c: (-c[0], c[1]))
         for _, i in ranked[:HARD_NEGATIVES_PER_IMAGE]:
-            rows.append(pool[i])
+            rows.append(vectors[i])
             labels.append(0)
     linear = _fit_detector_scores(rows, labels, len(index), steps=DETECTOR_STEPS)
     boxes = _fit_linear(box_rows, box_targets, [1.0] * len(box_rows), loss="squared", l2=1e-1)

@@ -18,3 +18,14 @@ def emulator_thread():
 @pytest.fixture
 def samples() -> Path:
     return SAMPLES
+
+
+# The parity figure (test_parity.py), printed in the run's summary even when every test passes.
+PARITY_REPORT = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    report = config.stash.get(PARITY_REPORT, None)
+    if report:
+        terminalreporter.write_sep("-", "emulator parity with the recorded real-service sessions")
+        terminalreporter.write_line(report)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -21,10 +22,10 @@ LINE = re.compile(
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _start(*args: str) -> tuple[subprocess.Popen, re.Match]:
+def _start(*args: str, env: dict | None = None) -> tuple[subprocess.Popen, re.Match]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "cvbulk", "emulator", "--port", "0", *args],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     line = proc.stdout.readline().rstrip("\n")
     match = LINE.match(line)
@@ -50,7 +51,13 @@ def test_serves_persists_and_stops_cleanly(tmp_path, stop):
         _call("POST", f"{endpoint}/customvision/v3.3/Training/projects?name=kept", key)
         proc.send_signal(stop)
         assert proc.wait(timeout=15) == 0
-        assert proc.stdout.read() == ""  # exactly one line
+        # then the tier it plays and ready-to-paste exports, and nothing else
+        assert proc.stdout.read().splitlines() == [
+            "# tier S0: latency 0.1 s per call + 0.05 s per image",
+            f"export VISION_TRAINING_ENDPOINT={endpoint}", "export VISION_TRAINING_KEY=k-train",
+            f"export VISION_PREDICTION_ENDPOINT={endpoint}", f"export VISION_PREDICTION_KEY={m.group(4)}",
+            f"export VISION_PREDICTION_RESOURCE_ID={m.group(5)}",
+        ]
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -61,3 +68,24 @@ def test_serves_persists_and_stops_cleanly(tmp_path, stop):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
+
+
+def test_keys_from_the_environment_stay_out_of_the_command_line(tmp_path):
+    env = {**os.environ, "CVBULK_EMULATOR_TRAINING_KEY": "env-train-key",
+           "CVBULK_EMULATOR_PREDICTION_KEY": "env-predict-key"}
+    proc, m = _start("--latency", "0", "--tier", "F0", env=env)
+    try:
+        assert m.group(3) == "env-train-key" and m.group(4) == "env-predict-key"
+        assert proc.stdout.readline() == "# tier F0: latency 0 s per call + 0 s per image\n"
+        assert "env-train-key" not in " ".join(proc.args)
+        assert _call("GET", f"{m.group(1)}/customvision/v3.3/training/projects", "env-train-key") == []
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+
+
+def test_help_documents_the_key_variables_and_limits():
+    done = subprocess.run([sys.executable, "-m", "cvbulk", "emulator", "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=30)
+    assert "CVBULK_EMULATOR_TRAINING_KEY" in done.stdout and "CVBULK_EMULATOR_PREDICTION_KEY" in done.stdout
+    assert "--url-ttl" in done.stdout and "--header-timeout" in done.stdout and "400 MB" in done.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import aiohttp
+import anyio
 import pytest
 
 from cvbulk.emulator import Emulator, EmulatorConfig, Faults, Latency
@@ -23,7 +24,7 @@ async def _statuses(api: Api, n: int) -> list[tuple[int, str | None, dict]]:
 
 
 async def test_f0_training_rate_gives_429_with_retry_after():
-    async with Emulator(EmulatorConfig(tier="F0")) as emu, aiohttp.ClientSession() as s:
+    async with Emulator(EmulatorConfig(tier="F0", latency=Latency())) as emu, aiohttp.ClientSession() as s:
         results = await _statuses(Api(s, emu), 3)  # 2/s with a burst of 2: the third is refused
     assert [r[0] for r in results[:2]] == [200, 200]
     status, retry_after, body = results[2]
@@ -45,15 +46,25 @@ async def test_no_retry_after_and_explicit_rates():
 
 
 async def test_s0_prediction_groups_are_metered_apart():
-    async with Emulator(EmulatorConfig(tier="S0")) as emu, aiohttp.ClientSession() as s:
+    async with Emulator(EmulatorConfig(tier="S0", latency=Latency())) as emu, aiohttp.ClientSession() as s:
         url = f"{emu.endpoint}/customvision/v3.0/prediction/6a2b1a7d-0000-4000-8000-000000000000/classify/iterations/x/url"
         headers = {"Prediction-Key": emu.prediction_key}
-        codes = []
-        for suffix in [""] * 11 + ["/nostore"] * 5:
+
+        async def post(suffix: str, into: list[int]) -> None:
             async with s.post(url + suffix, json={"url": "http://127.0.0.1:9/x"}, headers=headers) as resp:
-                codes.append(resp.status)
-    assert codes[:10] == [400] * 10 and codes[10] == 429  # 10/s with storage
-    assert 429 not in codes[11:]  # 20/s without storage is its own bucket
+                into.append(resp.status)
+
+        stored: list[int] = []
+        nostore: list[int] = []
+        # at once, so that a slow machine does not refill the bucket between them
+        async with anyio.create_task_group() as tg:
+            for _ in range(11):
+                tg.start_soon(post, "", stored)
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(post, "/nostore", nostore)
+    assert sorted(stored) == [400] * 10 + [429]  # 10/s with storage
+    assert 429 not in nostore  # 20/s without storage is its own bucket
 
 
 async def test_throttle_burst_error_rate_drop_and_latency_switches():

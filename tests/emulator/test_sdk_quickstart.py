@@ -50,11 +50,11 @@ def test_classification_quickstart(emulator_thread):
     base_image_location = os.path.join(SAMPLES, "ImageClassification", "Images")
     image_list = []
     for image_num in range(1, 11):
-        file_name = "hemlock_{}.jpg".format(image_num)
+        file_name = "hemlock_{}.jpg".format(image_num)  # noqa: UP032 - the quickstart as published
         with open(os.path.join(base_image_location, "Hemlock", file_name), "rb") as image_contents:
             image_list.append(ImageFileCreateEntry(name=file_name, contents=image_contents.read(), tag_ids=[hemlock_tag.id]))
     for image_num in range(1, 11):
-        file_name = "japanese_cherry_{}.jpg".format(image_num)
+        file_name = "japanese_cherry_{}.jpg".format(image_num)  # noqa: UP032 - the quickstart as published
         with open(os.path.join(base_image_location, "Japanese_Cherry", file_name), "rb") as image_contents:
             image_list.append(ImageFileCreateEntry(name=file_name, contents=image_contents.read(), tag_ids=[cherry_tag.id]))
 

@@ -103,7 +103,7 @@ def test_multiclass_sample_test_image_is_hemlock(classifier: Model) -> None:
     assert classifier.kind == "Multiclass"
     assert classifier.tag_ids == ("Hemlock", "Japanese_Cherry")
     result = classifier.predict((CLASSIFICATION / "Test" / "test_image.jpg").read_bytes())
-    assert [r.tag_id for r in result][0] == "Hemlock"
+    assert next(r.tag_id for r in result) == "Hemlock"
     assert result[0].probability > 0.6
     assert math.isclose(sum(r.probability for r in result), 1.0, rel_tol=1e-9)
     assert all(0.0 <= r.probability <= 1.0 and r.box is None for r in result)

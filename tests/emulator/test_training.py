@@ -33,11 +33,13 @@ async def test_training_validation(api, samples):
 async def test_train_publish_predict_and_quick_test(api, samples):
     pid, tags = await classification_project(api, samples)
     _, it = await api.call("POST", f"/projects/{pid}/train")
-    assert it["status"] == "Training" and it["projectId"] == pid and it["classificationType"] == "Multiclass"
+    # as recorded on the service: right after train, Training with no domain / type / trainedAt yet
+    assert it["status"] == "Training" and it["projectId"] == pid and it["classificationType"] is None
+    assert it["domainId"] is None and "trainedAt" not in it
     _, body = await api.call("POST", f"/projects/{pid}/train", expect=400)
     assert body["code"] == "BadRequestTrainingAlreadyInProgress"
     it = await wait_trained(api, pid, it)
-    assert it["status"] == "Completed" and it["trainedAt"]
+    assert it["status"] == "Completed" and it["trainedAt"] and it["classificationType"] == "Multilabel"
 
     _, body = await api.call("POST", f"/projects/{pid}/train", expect=400)
     assert body["code"] == "BadRequestTrainingNotNeeded"
@@ -76,7 +78,7 @@ async def test_train_publish_predict_and_quick_test(api, samples):
             result = await resp.json()
         assert result["project"] == pid and result["iteration"] == it["id"]
         assert result["predictions"][0]["tagName"] == "Hemlock", suffix
-        assert "tagType" not in result["predictions"][0]
+        assert result["predictions"][0]["tagType"] == "Regular"  # as recorded on the service
     async with api.s.post(f"{api.p}/{pid}/detect/iterations/trees/image", headers=api.ph, data=test_image) as resp:
         assert resp.status == 400
 
