@@ -98,3 +98,38 @@ def test_cvbulk_tier_any_case_everywhere_and_a_wrong_one_is_one_line(monkeypatch
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err == "cvbulk: error: CVBULK_TIER must be one of F0, S0, unlimited (any case), not 'gold'\n", err
+
+
+def test_every_error_line_is_terminal_safe(capsys) -> None:
+    from cvbulk.cli._common import CLIError, handle_errors
+    from cvbulk.pipeline.errors import ProjectNotFound
+
+    def bad_name(_args: argparse.Namespace) -> int:
+        raise CLIError("no tag 'a\x1b[2Jb\x07'")
+
+    def gone(_args: argparse.Namespace) -> int:
+        raise ProjectNotFound("no project with the id or name 'x\x1b]0;t\x07'")
+
+    for handler, code in ((bad_name, 2), (gone, 3)):
+        assert handle_errors(handler, argparse.Namespace()) == code
+        err = capsys.readouterr().err
+        assert err.startswith("cvbulk: error: ") and "\x1b" not in err and "\x07" not in err and "\\x1b" in err
+
+
+def test_ctrl_c_outside_a_job_display_is_one_line(capsys) -> None:
+    from cvbulk.cli import _progress
+    from cvbulk.cli._common import handle_errors
+
+    def interrupted(_args: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    said = _progress._INTERRUPT_SAID[0]
+    _progress._INTERRUPT_SAID[0] = False
+    try:
+        assert handle_errors(interrupted, argparse.Namespace()) == 130
+        assert capsys.readouterr().err == "cvbulk: interrupted\n"
+        _progress._INTERRUPT_SAID[0] = True  # a job's display said where it stopped: not twice
+        assert handle_errors(interrupted, argparse.Namespace()) == 130
+        assert capsys.readouterr().err == ""
+    finally:
+        _progress._INTERRUPT_SAID[0] = said
