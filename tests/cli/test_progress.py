@@ -386,7 +386,7 @@ async def test_project_and_tag_creation_are_phases() -> None:
     sink = SimpleNamespace(phase=said.append)
     client = Client()
     client.pacer = Pacer(training_tps=1000.0)  # fast for the test; the words come from creating_tags_text
-    project, created = await find_or_create_project(client, "birds", create=True, progress=sink)  # type: ignore[arg-type]
+    _project, created = await find_or_create_project(client, "birds", create=True, progress=sink)  # type: ignore[arg-type]
     assert created and said == ["creating classification project 'birds'"]
     await ensure_tags(client, "p1", ["robin", "wren"], progress=sink, tier="S0")  # type: ignore[arg-type]
     assert said[-1] == "creating 2 tags (S0: 1000 calls/s)"

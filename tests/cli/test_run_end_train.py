@@ -9,7 +9,7 @@ from ._support import cli, emulator, env  # noqa: F401 (fixtures)
 from .test_cmd_train import add_images, make_project
 
 
-def test_train_wait_shows_retries_and_the_performance_phase(env, capsys):
+def test_train_wait_shows_retries_and_the_performance_phase(env, capsys):  # noqa: F811 (a fixture)
     project_id = make_project(capsys, "noisy", "Hemlock", "Japanese_Cherry")
     add_images(env, project_id, per_tag=5)
     env.set_faults(Faults(throttle_burst=2))  # the next two requests are answered 429
