@@ -18,7 +18,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cvbulk"
 # What each layer may import of cvbulk (besides itself and the package root).
 ALLOWED = {
     "cli": {"cli", "pipeline", "client", "emulator"},  # `cvbulk emulator`, `cvbulk demo` start one
-    "pipeline": {"pipeline", "client"},
+    "pipeline": {"pipeline", "client", "storage"},
+    "storage": {"storage"},
     "client": {"client"},
     "emulator": {"emulator"},
 }

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 import anyio
 
 from ._common import (
+    CLIError,
     add_max_concurrency,
     add_pace_group,
     add_state_args,
@@ -23,27 +23,40 @@ from ._common import (
 )
 
 DESCRIPTION = """\
-Download every image of a project (tagged and untagged) with its tags and regions into OUT_DIR, in a
-layout that `cvbulk upload` reads back. Downloads run concurrently under the resource's rate limit.
+Download every image of a project (tagged and untagged) with its tags, regions and metadata into OUT (a
+folder) or straight into a blob container (--to az://container/prefix), in a format that `cvbulk upload
+--labels` reads back, with model.json: every iteration and its precision / recall / AP per tag.
 
-Resumable: every image's outcome is written to a state file (OUT_DIR/.cvbulk/export.sqlite) as it
-completes; running the same command again fetches only what is missing, moved or changed.
+Verified: each download must be a readable image of the size the service reports; an image link that
+expired is renewed (GetImagesByIds) and tried again. At the end the images per tag, the untagged images
+and the total are checked against the service's counts: any difference fails the run (exit status 1).
+
+Resumable: every image's outcome is written to a state file as it completes (OUT/.cvbulk/export.sqlite;
+for a container ./.cvbulk/export-<container>-<hash>.sqlite, on this machine, never holding a key or SAS);
+running the same command again downloads only what is missing or moved.
 """
 
 EPILOG = """\
 formats (--format):
-  folders       OUT_DIR/<tag>/<image id>.jpg; untagged images directly under OUT_DIR. An image with
-                several tags goes under its first tag's folder and OUT_DIR/labels.csv lists every
-                image with all its tags (upload with --labels OUT_DIR/labels.csv then).
-  csv           OUT_DIR/images/<image id>.jpg and OUT_DIR/labels.csv (path,tags; tags joined by ';')
-  regions-json  OUT_DIR/images/... and OUT_DIR/regions.json ({file: [{tag,left,top,width,height}]})
-  coco          OUT_DIR/images/... and OUT_DIR/coco.json (COCO instances, pixel boxes)
+  folders       OUT/<tag>/<image id>.jpg; untagged images directly under OUT; labels.csv lists every
+                image with all its tags; cvbulk-folders.json maps folders whose names had to be made safe
+  csv           OUT/images/<id>.jpg and OUT/labels.csv (path,tags,metadata; tags joined by ';')
+  regions-json  OUT/images/... and OUT/regions.json ({file: [{tag,left,top,width,height}]}) (detection)
+  coco          OUT/images/... and OUT/coco.json (pixel boxes, image sizes, dates, metadata)
+  yolo          OUT/images/..., OUT/labels/<id>.txt and OUT/data.yaml (detection)
+  automl        OUT/images/..., OUT/train/train.jsonl + OUT/train/MLTable (Azure ML AutoML for images),
+                with --validation-split also OUT/validation/...
+
+untagged images (no tag, no region): always downloaded; folders: directly under OUT; csv: an empty tags
+cell; coco: an image without annotations; yolo: an empty label file; regions-json: []; automl: left out
+(AutoML requires a label) unless --include-untagged for multi-label / detection ("label": []).
 
 back into a project:
-  cvbulk upload OUT_DIR --project NEW --create --untagged [--labels OUT_DIR/<label file>]
+  cvbulk upload OUT --project NEW --create --untagged [--labels OUT/<label file>]
 
-exit status: 0 every image exported; 1 some could not be downloaded (the report names each);
-2 usage or configuration error; 3 fatal (key, project not found).
+exit status: 0 every image exported and the counts match the service; 1 some could not be downloaded
+or the counts differ (the report names each); 2 usage or configuration error; 3 fatal (key, project
+not found, a container that cannot be written).
 """
 
 
@@ -55,13 +68,28 @@ def register(subparsers: Any) -> None:
         DESCRIPTION,
         EPILOG,
     )
-    parser.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="the folder to write into")
+    parser.add_argument("out_dir", metavar="OUT", nargs="?", default=None,
+                        help="the folder (or container location) to write into")
+    parser.add_argument("--to", metavar="LOCATION", default=None,
+                        help="write into a blob container instead: az://container/prefix or "
+                             "https://account.blob.core.windows.net/container/prefix (credentials from "
+                             "AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT + _KEY / _SAS_TOKEN, or "
+                             "DefaultAzureCredential)")
     parser.add_argument("--project", required=True, metavar="PROJECT", help="project id or exact name")
     parser.add_argument(
-        "--format", choices=("folders", "csv", "regions-json", "coco"), default="folders",
-        help="layout and label file (default: folders)",
+        "--format", choices=("folders", "csv", "regions-json", "coco", "yolo", "automl"), default="folders",
+        help="layout and label files (default: folders)",
     )
-    add_state_args(parser, "state file (default: OUT_DIR/.cvbulk/export.sqlite)")
+    parser.add_argument("--image-url-prefix", metavar="URL", default=None,
+                        help="automl: image_url = URL + the image's path (e.g. azureml://subscriptions/<sub>/"
+                             "resourcegroups/<rg>/workspaces/<ws>/datastores/<ds>/paths/<folder>/); "
+                             "default: paths relative to OUT")
+    parser.add_argument("--validation-split", type=float, default=0.0, metavar="F",
+                        help="automl: this share of the images (0 <= F < 1, chosen by a hash of the image id, "
+                             "the same on every run) goes to validation/validation.jsonl")
+    parser.add_argument("--include-untagged", action="store_true",
+                        help="automl, multi-label and detection: write untagged images with \"label\": []")
+    add_state_args(parser, "state file (default: OUT/.cvbulk/export.sqlite)")
     pace = add_pace_group(parser, "the resource's pricing tier, for its rate limit (default: S0, or $CVBULK_TIER)")
     pace.add_argument("--tps", type=float, default=None, metavar="N",
                       help="training calls per second, instead of the tier's")
@@ -79,9 +107,13 @@ async def _run(args: argparse.Namespace) -> int:
     from ._progress import make_progress
 
     check_concurrency(args.max_concurrency)
+    if (args.out_dir is None) == (args.to is None):
+        raise CLIError("give either OUT (a folder) or --to LOCATION (a container), not both, not neither")
     options = ExportOptions(
-        project=args.project, out_dir=args.out_dir, format=args.format, state=args.state,
-        report=args.report, max_concurrency=args.max_concurrency,
+        project=args.project, out_dir=args.to if args.to is not None else args.out_dir, format=args.format,
+        state=args.state, report=args.report, max_concurrency=args.max_concurrency,
+        image_url_prefix=args.image_url_prefix, validation_split=args.validation_split,
+        include_untagged=args.include_untagged,
     )
     conn = training_connection(args)
     pacer = make_pacer(args.tier, args.tps, args.max_concurrency)
@@ -92,11 +124,12 @@ async def _run(args: argparse.Namespace) -> int:
     extra = show_report(args, result)
     if extra.get("unchanged"):
         print(f"unchanged since an earlier run: {extra['unchanged']} images", file=sys.stderr)
-    if extra.get("multi_tag_images") and options.format == "folders":
-        print(f"{extra['multi_tag_images']} images have several tags: {extra.get('label_file')} lists them all",
-              file=sys.stderr)
-    if extra.get("images_with_tags_without_regions"):
-        print(f"{extra['images_with_tags_without_regions']} images have tags without a region, which "
-              f"{options.format} cannot carry (export them as csv too)", file=sys.stderr)
+    if extra.get("not_in_label_files"):
+        first = extra["not_in_label_files"][0]
+        print(f"not in the label files: {len(extra['not_in_label_files'])} images (e.g. {first['image_id']}: "
+              f"{first['reason']}; the report lists each)", file=sys.stderr)
+    check = extra.get("count_check") or {}
+    if check.get("line"):
+        print(f"cvbulk: error: {check['line']}", file=sys.stderr)
     print(f"back into a project: {extra.get('upload_back')}", file=sys.stderr)
     return finish(result)

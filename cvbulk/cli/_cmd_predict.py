@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from contextlib import AsyncExitStack
@@ -15,10 +16,8 @@ from ._common import (
     ENV_TRAINING_KEY,
     add_max_concurrency,
     add_pace_group,
-    add_root_arg,
     add_state_args,
     check_concurrency,
-    check_root,
     check_tps,
     finish,
     finish_job_parser,
@@ -28,6 +27,7 @@ from ._common import (
     show_report,
     training_connection,
 )
+from ._source_args import add_source_args, open_source, source_root
 
 DESCRIPTION = """\
 Score every image under ROOT with a published iteration, one request per image, many in flight
@@ -44,6 +44,13 @@ examples:
   cvbulk predict ./dump --project birds --published-name prod --output birds.csv
   cvbulk predict ./dump --project 0f8fad5b-... --published-name prod --output out.jsonl --top 3
   cvbulk predict ./shelves --project cutlery --published-name detect --detect --threshold 0.5
+  cvbulk predict az://dumps/2026-11-30 --project birds --published-name prod -o night.csv
+
+ROOT may be a blob container location (az://CONTAINER/PREFIX, https://ACCOUNT.blob.core.windows.net/
+CONTAINER/PREFIX): images that pass the header check (one ranged read of at most 64 KB) are scored by a
+read-only SAS URL (ClassifyImageUrl / DetectImageUrl), so no image byte passes through cvbulk; the
+path column holds the blob's name under the prefix, never a URL. Credentials as for upload
+(AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT + AZURE_STORAGE_KEY / AZURE_STORAGE_SAS_TOKEN, ...).
 
 PROJECT is a project id, or its exact name when the training endpoint and key are given too.
 The CSV's tag columns are every tag of the project (with training credentials), else the tags of
@@ -61,7 +68,7 @@ def register(subparsers: Any) -> None:
         DESCRIPTION,
         EPILOG,
     )
-    add_root_arg(parser)
+    add_source_args(parser)
     parser.add_argument("--project", required=True, metavar="PROJECT", help="project id (or exact name)")
     parser.add_argument(
         "--published-name", required=True, metavar="NAME", help="the name the iteration was published as"
@@ -117,7 +124,7 @@ def _options(args: argparse.Namespace) -> Any:
     check_tps(args.tps)
     check_concurrency(args.max_concurrency)
     return PredictOptions(
-        root=args.root,
+        root=source_root(args.root),
         project=args.project,
         published_name=args.published_name,
         detect=args.detect,
@@ -143,7 +150,6 @@ async def _run(args: argparse.Namespace) -> int:
     from ._progress import make_progress
 
     options = _options(args)
-    check_root(options.root)
     prediction_conn = prediction_connection(args)  # checked before any request is made
     training_conn = training_connection(args) if _wants_training(args) else None
 
@@ -162,6 +168,9 @@ async def _run(args: argparse.Namespace) -> int:
             training = await stack.enter_async_context(
                 TrainingClient(training_conn.endpoint, training_conn.key, pacer=Pacer.for_tier(args.tier))
             )
+        source = await stack.enter_async_context(open_source(args))
+        if source is not None:
+            options = dataclasses.replace(options, source=source)
         progress: ProgressSink = await stack.enter_async_context(make_progress(args, "predict"))
         result = await run_predict(prediction, training, options, progress=progress)
 

@@ -11,10 +11,8 @@ import anyio
 from ._common import (
     add_max_concurrency,
     add_pace_group,
-    add_root_arg,
     add_state_args,
     check_concurrency,
-    check_root,
     check_tps,
     failure_summary,
     finish,
@@ -27,6 +25,7 @@ from ._common import (
     show_report,
     training_connection,
 )
+from ._source_args import add_source_args, open_source, source_root
 
 if TYPE_CHECKING:
     from ..pipeline.results import UploadResult
@@ -62,6 +61,17 @@ examples:
   cvbulk upload Images --project trees --create --exclude Test
   cvbulk upload ObjectDetection/Images --project cutlery --create --labels od_regions.json
   cvbulk upload ./photos --project 0f8fad5b-... --labels manifest.csv --tier F0 --dry-run
+  cvbulk upload az://images/flowers --project flowers --create       (a container: see below)
+
+images in Azure Blob Storage (ROOT = az://CONTAINER/PREFIX, https://ACCOUNT.blob.core.windows.net/
+CONTAINER/PREFIX, or Azurite's http://127.0.0.1:10000/devstoreaccount1/CONTAINER/PREFIX):
+  credentials from AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT + AZURE_STORAGE_KEY or
+  AZURE_STORAGE_SAS_TOKEN, a SAS token in the URL, or DefaultAzureCredential (cvbulk[identity]).
+  The first name level under the prefix is the tag (virtual folders); a label FILE stays on this
+  machine and names blobs by their path under the prefix. Images that pass the header check (one
+  ranged read of at most 64 KB) go as read-only SAS URLs valid 1 h (--via url|auto), so no image
+  byte passes through cvbulk; images that need a fix are downloaded, fixed and sent as data.
+  A blob replaced since an earlier run (new ETag) is sent again; an unchanged one is not.
 
 exit status: 0 every image uploaded (or a duplicate, or skipped); 1 finished but some were rejected
 or failed (the report names each); 2 usage or configuration error; 3 fatal (key, project not found).
@@ -76,7 +86,7 @@ def register(subparsers: Any) -> None:
         DESCRIPTION,
         EPILOG,
     )
-    add_root_arg(parser)
+    add_source_args(parser)
     parser.add_argument("--project", required=True, metavar="PROJECT", help="project id or exact name")
     parser.add_argument(
         "--create", action="store_true", help="create the project when PROJECT names none"
@@ -91,6 +101,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--exclude", action="append", default=[], metavar="GLOB",
         help="leave out paths matching GLOB (a folder such as Test, a path, or *.png); repeatable",
+    )
+    parser.add_argument(
+        "--replace-changed", action="store_true",
+        help="a file changed since it was uploaded: delete its old image once the new one is in "
+        "(default: the old image stays, and the report says so)",
     )
     add_state_args(parser, "state file (see below)", "JSON report (see below)")
     parser.add_argument(
@@ -134,14 +149,14 @@ def _options(args: argparse.Namespace) -> Any:
 
     check_tps(args.tps)
     check_concurrency(args.max_concurrency)
-    check_root(args.root)
     return UploadOptions(
-        root=args.root,
+        root=source_root(args.root),
         project=args.project,
         create=args.create,
         labels=args.labels,
         untagged=args.untagged,
         exclude=tuple(args.exclude),
+        replace_changed=args.replace_changed,
         state=args.state,
         report=args.report,
         dry_run=args.dry_run,
@@ -164,7 +179,9 @@ async def _run(args: argparse.Namespace) -> int:
     pacer = make_pacer(args.tier, args.tps, args.max_concurrency)
     client = TrainingClient(conn.endpoint, conn.key, pacer=pacer, max_connections=max(args.max_concurrency, 8))
     progress = make_progress(args, "dry run" if options.dry_run else "upload")
-    async with client, progress:
+    async with client, open_source(args) as source, progress:
+        if source is not None:
+            options.source = source
         result = await run_upload(client, options, progress=progress)
     if options.dry_run and args.json:
         print_json(result.report)

@@ -491,7 +491,8 @@ def failure_summary(result: JobResult) -> str | None:
     failures = result.failures
     extra = report.get("extra") or {}
     would_send = extra.get("would_send") or {}  # a dry run: what passed the checks is not in counts
-    total = int(report.get("total") or 0) + int(extra.get("unchanged") or 0) + int(would_send.get("images") or 0)
+    already = int(extra.get("unchanged") or extra.get("already_done") or 0)
+    total = int(report.get("total") or 0) + already + int(would_send.get("images") or 0)
     where = f"see the report {result.report_file}" if result.report_file is not None else "see the list above"
     if not failures:
         return f"some items did not finish: {where} (run the same command again to retry them)"

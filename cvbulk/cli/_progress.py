@@ -497,7 +497,8 @@ def _figures(stats: Mapping[str, Any]) -> dict[str, Any]:
     """
     counts = {str(k): int(v) for k, v in dict(stats.get("counts") or {}).items() if v}
     extra = stats.get("extra") or {}
-    already = int(extra.get("unchanged") or 0) if isinstance(extra, Mapping) else 0
+    # upload/export/migrate say "unchanged", predict "already_done": neither is part of counts.
+    already = int(extra.get("unchanged") or extra.get("already_done") or 0) if isinstance(extra, Mapping) else 0
     if already:
         counts["unchanged"] = counts.get("unchanged", 0) + already
     throughput = stats.get("throughput") or {}

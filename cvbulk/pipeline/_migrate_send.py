@@ -146,6 +146,10 @@ class MigrateSender:
         self._decide = anyio.Lock()
         self.fallbacks = 0  # images re-sent by upload after the target could not fetch their URL
         self.bytes_downloaded = 0
+        self.target = target
+        self.target_project_id = target_project_id
+        self.metadata_updated = 0  # images already in the target (OKDuplicate) given the source's metadata
+        self.metadata_not_updated: list[str] = []  # "<source id>: <reason>", for the report
 
     @property
     def splits(self) -> int:
@@ -181,7 +185,31 @@ class MigrateSender:
             sent = await self.images.send(batch, prior=prior)
         except FatalSendError as exc:
             raise FatalMigrateError(exc.error, [_mine(o, by) for o in exc.outcomes]) from exc.error
+        if batch.metadata:
+            await self._update_metadata([o for o in sent if o.status == Status.DUPLICATE and o.image_id],
+                                        dict(batch.metadata))
         return [_mine(o, by) for o in sent]
+
+    async def _update_metadata(self, duplicates: list[SendOutcome], metadata: dict[str, str]) -> None:
+        """An image that was in the target already keeps its own metadata on create: set the source's
+        (UpdateImageMetadata, 64 per call). A refusal is noted, not fatal: the image itself is there."""
+        for start in range(0, len(duplicates), MAX_IMAGES_PER_BATCH):
+            chunk = duplicates[start : start + MAX_IMAGES_PER_BATCH]
+            by_id = {str(o.image_id): o.item.key for o in chunk}
+            try:
+                summary = await self.target.update_image_metadata(self.target_project_id, list(by_id), metadata)
+            except AuthenticationError:
+                raise
+            except CustomVisionError as exc:
+                self.metadata_not_updated += [f"{k}: {one_line(exc)}" for k in by_id.values()]
+                continue
+            for entry in summary.images:
+                status = str(entry.status)
+                if status == "OK":
+                    self.metadata_updated += 1
+                else:
+                    key = by_id.get(entry.image_id, "?")
+                    self.metadata_not_updated.append(f"{key}: {status}")
 
     # -- by URL ----------------------------------------------------------------------------------------
 

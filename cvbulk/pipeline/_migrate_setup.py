@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import anyio
 
@@ -12,7 +12,7 @@ from .errors import ConfigError, ProjectNotFound
 from .project import is_detection_domain, is_uuid, project_domain, resolve_project
 
 if TYPE_CHECKING:
-    from ..client import Domain, Project, Tag, TrainingClient
+    from ..client import Domain, Project, Tag, TagType, TrainingClient
 
 __all__ = ["target_project", "TagMapper"]
 
@@ -122,7 +122,7 @@ class TagMapper:
         try:
             tag = await self.target.create_tag(
                 self.project_id, name, description=description or None,
-                type=type_ if type_ and type_ != "Regular" else None,
+                type=cast("TagType", type_) if type_ and type_ != "Regular" else None,
             )
         except BadRequestError as exc:
             if exc.code == "BadRequestTagNameNotUnique":

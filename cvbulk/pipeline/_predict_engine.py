@@ -1,6 +1,6 @@
-"""The concurrent core of ``cvbulk predict``: feed -> prepare -> score -> record.
+"""The stages of ``cvbulk predict``: feed -> prepare -> score -> record, run by ``engine.run_job``.
 
-This module owns only the concurrency and the error policy. It knows nothing of the file system, the
+This module owns only the stages and the error policy. It knows nothing of the file system, the
 journal or the output format: ``predict.py`` hands it a source of work, a prepare function, a scoring
 coroutine and a record function. That keeps the part that is easy to get wrong (bounded streams,
 cancellation, per-item outcomes) testable on its own with fakes.
@@ -13,28 +13,26 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
-
-if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup
 
 from ..client._body import ImageBody
 from ..client._errors import (
     AuthenticationError,
     BadRequestError,
     CustomVisionError,
+    EndpointUnreachableError,
     NotFoundError,
     RetryBudgetExhausted,
 )
 from ._reasons import one_line
-from .engine import take_ready, unwrap
+from .engine import take_ready
 from .status import Status
 
 __all__ = [
@@ -43,7 +41,7 @@ __all__ = [
     "Outcome",
     "EngineStats",
     "ServiceUnavailable",
-    "run_engine",
+    "ScoreStages",
     "PREDICTED",
     "REJECTED",
     "FAILED",
@@ -57,6 +55,7 @@ PREDICTED = Status.PREDICTED
 REJECTED = Status.REJECTED
 FAILED = Status.FAILED
 ERROR = Status.ERROR
+SKIPPED = Status.SKIPPED
 
 
 @dataclass(frozen=True)
@@ -64,9 +63,10 @@ class WorkItem:
     """One file to score. ``key`` is its path relative to the root (posix): the output's path column."""
 
     key: str
-    path: Path
+    path: Path | None
     size: int
     mtime_ns: int
+    entry: Any = None  # the source's own item (a blob), when it is not a local file
 
 
 @dataclass(frozen=True)
@@ -75,13 +75,16 @@ class Prepared:
     again when the request is written, so scorers waiting for a slot hold no image in memory."""
 
     item: WorkItem
-    data: bytes | ImageBody
+    data: bytes | ImageBody | Any  # or a ``predict.UrlImage``: the service fetches it
     sha256: str
     fixes: tuple[str, ...] = ()
+    via: str | None = None  # from a container: "url" or "bytes"
 
     @property
     def nbytes(self) -> int:
-        return self.data.size if isinstance(self.data, ImageBody) else len(self.data)
+        if isinstance(self.data, (bytes, bytearray)):
+            return len(self.data)
+        return self.data.size if isinstance(self.data, ImageBody) else 0
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class Outcome:
     reason: str | None = None  # one line for a person, when not predicted
     fixes: tuple[str, ...] = ()
     nbytes: int = 0  # bytes sent to the service
+    via: str | None = None  # from a container: how the image went ("url", "bytes")
 
     @property
     def final(self) -> bool:
@@ -125,6 +129,8 @@ class EngineStats:
             self.rejected += 1
         elif outcome.status == FAILED:
             self.failed += 1
+        elif outcome.status == SKIPPED:
+            pass
         else:
             self.errors += 1
         self.bytes_sent += outcome.nbytes
@@ -155,63 +161,96 @@ def classify_error(exc: CustomVisionError) -> str | None:
     going on would only record the same failure a million times.
     """
     inner = exc.last_error if isinstance(exc, RetryBudgetExhausted) else exc
-    if isinstance(inner, (AuthenticationError, NotFoundError)):
-        return None
+    if isinstance(inner, (AuthenticationError, NotFoundError, EndpointUnreachableError)):
+        return None  # the same for every image: one line, not a million outcomes
     if isinstance(inner, BadRequestError):
         return FAILED  # the service refused this image; sending it again will not help
     return ERROR  # 429 past the retry budget, 5xx, dropped connections, timeouts
 
 
-async def run_engine(
-    source: AsyncIterable[WorkItem | Outcome],
-    *,
-    prepare: Callable[[WorkItem], Prepared | Outcome],
-    score: Callable[[bytes | ImageBody], Awaitable[Any]],
-    record: Callable[[Sequence[Outcome]], None],
-    on_recorded: Callable[[Sequence[Outcome]], None] | None = None,
-    workers: int = 16,
-    prepare_workers: int | None = None,
-    record_batch: int = 256,
-    breaker: int | None = None,
-) -> EngineStats:
-    """Score every item of ``source``; return the counts. Raises only for run-wide failures.
+@dataclass
+class ScoreStages:
+    """The stages of a scoring run (feed -> prepare -> score -> record) and what they share; a job runs
+    them with ``engine.run_job(..., partial(stages.run, source))``, which unwraps a failing stage into its
+    own error and closes the journal.
 
-    - ``source`` yields WorkItems to prepare and score, or ready Outcomes (a scan problem).
-    - ``prepare`` is synchronous CPU/IO work; it runs in worker threads, at most one per core.
-    - ``score`` sends one image; the client behind it paces and retries. ``workers`` coroutines
-      call it, so at most that many requests are in flight (the client's adaptive limit may hold
-      fewer).
-    - ``record`` is synchronous (writes rows, flushes, journals); it runs in a worker thread with
-      every outcome that queued up while the previous call ran, so batches grow under load and a
-      row is durable a moment after its result arrives.
-    - ``breaker``: stop with ServiceUnavailable after this many transient failures in a row
-      without a success (default: max(20, 2 * workers)).
+    - ``prepare`` is synchronous CPU/IO work; it runs in worker threads, at most ``prepare_workers``.
+    - ``score`` sends one image; the client behind it paces and retries. ``workers`` scorers call it, so
+      at most that many requests are in flight (the client's adaptive limit may hold fewer).
+    - ``record`` is synchronous (writes rows, flushes, journals); it runs in a worker thread with every
+      outcome that queued up while the previous call ran, so batches grow under load and a row is
+      durable a moment after its result arrives.
+    - ``breaker``: stop with ServiceUnavailable after this many transient failures in a row without a
+      success (default: max(20, 2 * workers)).
 
-    On a run-wide failure every outcome that reached the recorder is still recorded before the
-    error is raised (once, as itself); answers still in flight are dropped and scored again by
-    the next run.
+    On a run-wide failure every outcome that reached the recorder is still recorded before the error
+    is raised; answers still in flight are dropped and scored again by the next run.
     """
-    cores = os.cpu_count() or 1
-    prepare_workers = max(1, prepare_workers or cores)
-    workers = max(1, workers)
-    breaker = breaker if breaker is not None else max(20, 2 * workers)
-    cpu = anyio.CapacityLimiter(prepare_workers)
-    stats = EngineStats()
-    streak = _Streak(breaker)
 
-    # Buffers: enough to keep every stage busy, small enough to bound memory: prepared images
-    # (up to 4 MB each) live only in the few buffered between prepare and score and the ones in
-    # flight (at most ``workers``).
-    to_prepare_send, to_prepare_recv = anyio.create_memory_object_stream[WorkItem](prepare_workers * 2)
-    to_score_send, to_score_recv = anyio.create_memory_object_stream[Prepared](
-        min(workers, max(4, prepare_workers * 2))
-    )
-    to_record_send, to_record_recv = anyio.create_memory_object_stream[Outcome](
-        max(64, workers * 2)
-    )
+    prepare: Callable[[WorkItem], Prepared | Outcome]
+    score: Callable[[Any], Awaitable[Any]]
+    record: Callable[[Sequence[Outcome]], None]
+    on_recorded: Callable[[Sequence[Outcome]], None] | None = None
+    workers: int = 16
+    prepare_workers: int | None = None
+    record_batch: int = 256
+    breaker: int | None = None
+    stats: EngineStats = field(default_factory=EngineStats)
+    # A source whose checks wait on the network (a container): awaited by ``prepare_tasks`` preparers, its
+    # CPU work under the limiter it is given; ``prepare`` is then not called.
+    aprepare: Callable[[WorkItem, anyio.CapacityLimiter], Awaitable[Prepared | Outcome]] | None = None
+    prepare_tasks: int | None = None
 
-    async def feed(
-        out_prepare: ObjectSendStream[WorkItem], out_record: ObjectSendStream[Outcome]
+    def __post_init__(self) -> None:
+        self.prepare_workers = max(1, self.prepare_workers or os.cpu_count() or 1)
+        self.workers = max(1, self.workers)
+        self._cpu = anyio.CapacityLimiter(self.prepare_workers)
+        self._streak = _Streak(self.breaker if self.breaker is not None else max(20, 2 * self.workers))
+
+    async def run(self, source: AsyncIterable[WorkItem | Outcome]) -> EngineStats:
+        """Score every item of ``source`` (WorkItems, or ready Outcomes such as a scan problem)."""
+        assert self.prepare_workers is not None
+        preparers = self.prepare_tasks or self.prepare_workers
+        # Buffers: enough to keep every stage busy, small enough to bound memory: prepared images (up to
+        # 4 MB each) live only in the few buffered between prepare and score and the ones in flight.
+        to_prepare_send, to_prepare_recv = anyio.create_memory_object_stream[WorkItem](preparers * 2)
+        to_score_send, to_score_recv = anyio.create_memory_object_stream[Prepared](
+            min(self.workers, max(4, self.prepare_workers * 2))
+        )
+        to_record_send, to_record_recv = anyio.create_memory_object_stream[Outcome](max(64, self.workers * 2))
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            # The recorder is outside the producers' task group so that, when a scorer raises a run-wide
+            # error, what was already scored is still written before the error surfaces: the error is
+            # held until the recorder has drained its (closed) stream, not raised into this task group,
+            # which would cancel the recorder half-way.
+            tg.start_soon(self._recorder, to_record_recv)
+            try:
+                async with anyio.create_task_group() as producers:
+                    producers.start_soon(self._feed, source, to_prepare_send, to_record_send.clone())
+                    for _ in range(preparers):
+                        producers.start_soon(
+                            self._preparer, to_prepare_recv.clone(), to_score_send.clone(), to_record_send.clone()
+                        )
+                    for _ in range(self.workers):
+                        producers.start_soon(self._scorer, to_score_recv.clone(), to_record_send.clone())
+                    # Only the clones stay open; each stage closes when its last sender is done.
+                    to_prepare_recv.close()
+                    to_score_send.close()
+                    to_score_recv.close()
+            except Exception as exc:  # the producers' group (a run-wide error); a cancellation goes through
+                failure = exc
+            finally:
+                to_record_send.close()
+        if failure is not None:
+            raise failure
+        return self.stats
+
+    async def _feed(
+        self,
+        source: AsyncIterable[WorkItem | Outcome],
+        out_prepare: ObjectSendStream[WorkItem],
+        out_record: ObjectSendStream[Outcome],
     ) -> None:
         async with out_prepare, out_record:
             try:
@@ -221,14 +260,15 @@ async def run_engine(
                     else:
                         await out_prepare.send(entry)
             finally:
-                # An async generator left half-way (a run-wide error) is closed here, in its task,
-                # not later by the garbage collector on whatever loop is running then.
+                # An async generator left half-way (a run-wide error) is closed here, in its task, not
+                # later by the garbage collector on whatever loop is running then.
                 aclose = getattr(source, "aclose", None)
                 if aclose is not None:
                     with anyio.CancelScope(shield=True):
                         await aclose()
 
-    async def prepare_worker(
+    async def _preparer(
+        self,
         inbox: ObjectReceiveStream[WorkItem],
         out_score: ObjectSendStream[Prepared],
         out_record: ObjectSendStream[Outcome],
@@ -236,90 +276,57 @@ async def run_engine(
         async with inbox, out_score, out_record:
             async for item in inbox:
                 try:
-                    result = await anyio.to_thread.run_sync(prepare, item, limiter=cpu)
+                    if self.aprepare is not None:
+                        result = await self.aprepare(item, self._cpu)
+                    else:
+                        result = await anyio.to_thread.run_sync(self.prepare, item, limiter=self._cpu)
                 except Exception as exc:
-                    result = Outcome(
-                        item.key, REJECTED, item.size, item.mtime_ns, reason=f"cannot read: {one_line(exc, limit=500)}"
-                    )
+                    reason = f"cannot read: {one_line(exc, limit=500)}"
+                    result = Outcome(item.key, REJECTED, item.size, item.mtime_ns, reason=reason)
                 if isinstance(result, Outcome):
                     await out_record.send(result)
                 else:
                     await out_score.send(result)
 
-    async def score_worker(
-        inbox: ObjectReceiveStream[Prepared], out_record: ObjectSendStream[Outcome]
-    ) -> None:
+    async def _scorer(self, inbox: ObjectReceiveStream[Prepared], out_record: ObjectSendStream[Outcome]) -> None:
         async with inbox, out_record:
             async for prepared in inbox:
                 item = prepared.item
                 try:
-                    prediction = await score(prepared.data)
+                    prediction = await self.score(prepared.data)
                 except CustomVisionError as exc:
                     status = classify_error(exc)
                     if status is None:
                         raise
                     if status == ERROR:
-                        streak.failure(exc)
+                        self._streak.failure(exc)
                     outcome = Outcome(
                         item.key, status, item.size, item.mtime_ns, prepared.sha256,
-                        reason=one_line(exc, limit=500), fixes=prepared.fixes,
+                        reason=one_line(exc, limit=500), fixes=prepared.fixes, via=_via(prepared),
                     )
                 else:
-                    streak.success()
+                    self._streak.success()
                     outcome = Outcome(
                         item.key, PREDICTED, item.size, item.mtime_ns, prepared.sha256,
                         prediction=prediction, fixes=prepared.fixes, nbytes=prepared.nbytes,
+                        via=_via(prepared),
                     )
                 await out_record.send(outcome)
 
-    async def recorder(inbox: ObjectReceiveStream[Outcome]) -> None:
+    async def _recorder(self, inbox: ObjectReceiveStream[Outcome]) -> None:
         async with inbox:
             async for first in inbox:
-                batch = take_ready(first, inbox, record_batch)
-                await anyio.to_thread.run_sync(record, batch)
+                batch = take_ready(first, inbox, self.record_batch)
+                await anyio.to_thread.run_sync(self.record, batch)
                 for outcome in batch:
-                    stats.add(outcome)
-                if on_recorded is not None:
-                    on_recorded(batch)
-
-    try:
-        await _run_stages(
-            feed, prepare_worker, score_worker, recorder, workers, prepare_workers,
-            (to_prepare_send, to_prepare_recv, to_score_send, to_score_recv, to_record_send, to_record_recv),
-        )
-    except BaseExceptionGroup as group:
-        # Several scorers may hit the same run-wide error (a wrong key) at once: say it once.
-        first = unwrap(group)
-        if first is not None:
-            raise first from None
-        raise
-    return stats
+                    self.stats.add(outcome)
+                if self.on_recorded is not None:
+                    self.on_recorded(batch)
 
 
-async def _run_stages(feed, prepare_worker, score_worker, recorder, workers, prepare_workers, streams) -> None:
-    (to_prepare_send, to_prepare_recv, to_score_send, to_score_recv, to_record_send, to_record_recv) = streams
-    async with anyio.create_task_group() as tg:
-        # The recorder is outside the producers' task group so that, when a scorer raises a
-        # run-wide error, what was already scored is still written before the error surfaces.
-        tg.start_soon(recorder, to_record_recv)
-        try:
-            async with anyio.create_task_group() as producers:
-                producers.start_soon(feed, to_prepare_send, to_record_send.clone())
-                for _ in range(prepare_workers):
-                    producers.start_soon(
-                        prepare_worker,
-                        to_prepare_recv.clone(),
-                        to_score_send.clone(),
-                        to_record_send.clone(),
-                    )
-                for _ in range(workers):
-                    producers.start_soon(score_worker, to_score_recv.clone(), to_record_send.clone())
-                # Only the clones stay open; each stage closes when its last sender is done.
-                to_prepare_recv.close()
-                to_score_send.close()
-                to_score_recv.close()
-        finally:
-            to_record_send.close()
+def _via(prepared: Prepared) -> str | None:
+    # A URL image the service could not fetch may have been sent as bytes after all (``--via auto``).
+    return getattr(prepared.data, "went", None) or prepared.via
 
 
 class _Streak:

@@ -146,12 +146,12 @@ class _Group:
             return False
         if self.nbytes + wire_size(item, self.kind) > max_bytes:
             return False
-        return not (self.kind == "files" and len(self.tags | _item_tags(item)) > max_tags)
+        return not (self.kind != "data" and len(self.tags | _item_tags(item)) > max_tags)
 
     def add(self, item: BatchItem) -> None:
         self.items.append(item)
         self.nbytes += wire_size(item, self.kind)
-        if self.kind == "files":
+        if self.kind != "data":
             self.tags |= _item_tags(item)
 
     def to_batch(self) -> Batch:
@@ -164,6 +164,7 @@ def _item_tags(item: BatchItem) -> set[str]:
 
 _GroupKey = tuple[str, tuple[str, ...]]
 _FILES_KEY: _GroupKey = ("files", ())
+_URLS_KEY: _GroupKey = ("urls", ())  # the service fetches these: per-image tags, no bytes
 
 
 class Batcher:
@@ -222,7 +223,7 @@ class Batcher:
             out.append(self._emit(key))
             group = None
         if group is None:
-            kind: BatchKind = "files" if key == _FILES_KEY else "data"
+            kind: BatchKind = "files" if key == _FILES_KEY else "urls" if key == _URLS_KEY else "data"
             group = _Group(kind, key[1], self._clock())
             self._groups[key] = group
         group.add(item)
@@ -257,6 +258,8 @@ class Batcher:
         return [self._emit(k) for k, g in list(self._groups.items()) if now - g.opened_at >= max_age]
 
     def _route(self, item: BatchItem) -> _GroupKey:
+        if item.url is not None:
+            return _URLS_KEY
         if item.regions or len(item.tag_ids) > self.max_tags:
             return _FILES_KEY
         key: _GroupKey = ("data", tuple(sorted(set(item.tag_ids))))

@@ -26,7 +26,7 @@ import anyio.to_thread
 
 from ..client._errors import AuthenticationError, CustomVisionError
 from ._reasons import one_line
-from .labels import Labels, LabelSource, open_label_source
+from .labels import LabelProblem, Labels, LabelSource, open_label_source
 from .prepare import TRAINING_LIMITS, Rejected, prepare_image
 from .project import resolve_project
 from .scan import ScanEntry, ScanProblem, scan_tree
@@ -193,7 +193,9 @@ def _scan(root: Path, options: CheckOptions) -> list[ScanEntry | ScanProblem]:
     ]
 
 
-def _hash_one(found: ScanEntry, labels: Labels | None) -> _Local:
+def _hash_one(found: ScanEntry, labels: Labels | LabelProblem | None) -> _Local:
+    if isinstance(labels, LabelProblem):  # upload would not send it: it cannot be in the project from here
+        return _Local(found.relpath, None, (), f"upload would skip it: {labels.reason}")
     tags = labels.tags if labels is not None else ()
     regions = labels.regions if labels is not None else ()
     prepared = prepare_image(found.path, limits=TRAINING_LIMITS, regions=regions)

@@ -11,12 +11,16 @@ need lives here, once:
 - :class:`JournalCalls`, :func:`open_journal`: the SQLite journal in a worker thread, one call at a time.
 - :func:`send_recorded`, :class:`FatalBatchError`: one batch between two journal writes (intent, outcomes).
 - :func:`take_ready`: drain a stream in chunks that grow under load (one journal transaction for many).
+- :func:`check_outputs`: before any request, every file a job will write can be written (one line naming it).
+- :func:`retry_notices`: the clients' waits (a 429, a 5xx) shown on the progress sink while a job runs.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -25,7 +29,7 @@ import anyio
 import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from .errors import StateFileError
+from .errors import ConfigError, StateFileError
 from .journal import Journal, JournalEntry, JournalMismatch
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -53,6 +57,9 @@ __all__ = [
     "scan_finished",
     "retry_notice",
     "report_retries",
+    "check_outputs",
+    "retry_notices",
+    "retry_text",
 ]
 
 #: State and report live in this hidden folder (scans skip hidden folders).
@@ -159,7 +166,13 @@ def count_first(
     take = getattr(progress, "count_with", None)
     if counter is None or take is None:
         return
-    take(partial(counter, budget, include_hidden=include_hidden))
+    def count() -> int | None:
+        try:
+            return counter(budget, include_hidden=include_hidden)
+        except TypeError:  # a source whose count_within takes the budget alone (a blob container)
+            return counter(budget)
+
+    take(count)
 
 
 def scan_finished(progress: ProgressSink | None) -> None:
@@ -313,3 +326,105 @@ async def send_pages(images: AsyncIterator[Image], page_send: ObjectSendStream[l
                 page = []
         if page:
             await page_send.send(page)
+
+
+# -- before any request -----------------------------------------------------------------------------
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_outputs(*, report: Path | None = None, state: Path | None = None, output: Path | None = None) -> None:
+    """Check, before a job sends anything, that the files it will write can be written: a report, a state
+    file (which must also be a SQLite file when it exists), a prediction output (which must be a file cvbulk
+    can read back: :func:`cvbulk.pipeline.output.check_output_file`).
+
+    Raises :class:`ConfigError` (:class:`StateFileError` for the state file) with one line naming the path.
+    Never creates or modifies anything.
+    """
+    for what, path in (("report", report), ("state file", state), ("output file", output)):
+        if path is not None:
+            _check_writable(Path(path), what)
+    if state is not None:
+        _check_state_file(Path(state))
+    if output is not None:
+        from .output import OutputFileError, check_output_file
+
+        try:
+            check_output_file(output)
+        except OutputFileError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+def _check_writable(path: Path, what: str) -> None:
+    # The file is replaced atomically (report) or grows journal files beside it (SQLite's WAL): its folder
+    # must take new files, whether or not the file is there already.
+    if path.is_dir():
+        raise ConfigError(f"cannot write the {what} {path}: it is a folder")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"cannot write the {what} {path}: permission denied")
+    folder = path.parent
+    while not folder.exists():
+        if folder.is_symlink():  # a dangling link: mkdir would fail on it
+            raise ConfigError(f"cannot create the {what} {path}: {folder} is a broken link")
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ConfigError(f"cannot create the {what} {path}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write the {what} {path}: permission denied on the folder {folder}")
+
+
+def _check_state_file(path: Path) -> None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StateFileError(f"cannot read the state file {path}: {exc.strerror or exc}") from None
+    if head and head != _SQLITE_MAGIC:
+        raise StateFileError(
+            f"state file {path} is not a cvbulk state file (not a SQLite database; left untouched) "
+            "(pass {opt:state} to use another state file)"
+        )
+
+
+# -- retries on screen ------------------------------------------------------------------------------
+
+
+def retry_text(event: Any) -> str:
+    """One line for a client's ``RetryEvent``: what went wrong and how long the client waits."""
+    wait = f"{event.wait_s:.1f} s (attempt {event.attempt})"
+    if event.cause == "throttled":
+        return f"throttled by the service: waiting {wait}"
+    if event.cause == "server error":
+        status = f" {event.status}" if event.status else ""
+        return f"the service answered{status}: retrying in {wait}"
+    return f"no answer from the service: retrying in {wait}"
+
+
+@contextmanager
+def retry_notices(progress: ProgressSink | None, *clients: Any) -> Iterator[None]:
+    """While a job runs, each client's retry waits reach ``progress.phase`` as one line
+    (``throttled by the service: waiting 1.0 s (attempt 3)``); a hook already set still hears them.
+    The clients' own hooks are put back afterwards."""
+    if progress is None:
+        yield
+        return
+    saved: list[tuple[Any, Any]] = []
+    for client in clients:
+        if client is None or not hasattr(client, "on_retry"):
+            continue
+        previous = client.on_retry
+
+        def hook(event: Any, previous: Any = previous) -> None:
+            progress.phase(retry_text(event))
+            if previous is not None:
+                previous(event)
+
+        saved.append((client, previous))
+        client.on_retry = hook
+    try:
+        yield
+    finally:
+        for client, previous in saved:
+            client.on_retry = previous

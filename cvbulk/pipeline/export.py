@@ -1,24 +1,29 @@
-"""``cvbulk export``: a project's images and labels out to disk, in a layout ``cvbulk upload`` reads back.
+"""``cvbulk export``: a project's images, labels and model history out to a folder or a blob container.
 
 list -> plan -> download -> write -> record, joined by bounded memory object streams:
 
 - *list* pages through every image of the project (``take`` 256, oldest first so that images added
   meanwhile land at the end and paging stays stable);
 - *plan* looks each page up in the journal (keyed by the service's image id) and drops images already
-  exported whose file is still on disk where their current labels put it;
-- N *workers* download the original images (``client.download``; the client's Pacer keeps the rate),
-  write each file atomically under a name made of the image id, and record the outcome with its labels
-  in the journal, so a run killed at any moment resumes where it stopped;
-- at the end the label file of the format is written from the journal (see ``_export_layout``).
+  exported whose file is still in the destination; one whose labels alone changed is relabelled in the
+  journal without downloading it again;
+- N *workers* download the original images (``client.download``; an image link that expired, 403, is
+  refreshed through GetImagesByIds and tried again), check the bytes (a readable image header of the
+  size the service reports), write each one whole (a local file through a temporary name, a blob in one
+  call) and record it, with its labels and metadata, in the journal: a run killed at any moment resumes
+  where it stopped without downloading a finished image again;
+- at the end the format's label files (``cvbulk.pipeline.formats``) and ``model.json`` are written from the
+  journal, and the counts per tag, of untagged images and in all are checked against the service's.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
+import re
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,17 +33,21 @@ import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from ..client._errors import AuthenticationError, CustomVisionError, NotFoundError
-from ._export_layout import (
-    FOLDERS_MANIFEST,
-    FORMATS,
-    atomic_write_bytes,
-    folder_carries_labels,
-    image_relpath,
-    iter_rows,
-    label_file_for,
-    sniff_extension,
-    write_label_file,
+from ..storage import (
+    AccessDeniedError,
+    ContainerNotFoundError,
+    CredentialError,
+    ImageSink,
+    LocationError,
+    MissingExtraError,
+    StorageError,
+    StorageUnreachableError,
+    open_sink,
+    parse_location,
 )
+from ..storage import Location as StorageLocation
+from ._export_counts import check_counts
+from ._export_layout import check_image, content_type, sniff_extension
 from ._reasons import one_line
 from .engine import (
     PAGE,
@@ -46,51 +55,95 @@ from .engine import (
     JournalCalls,
     ProgressSink,
     open_journal,
+    retry_notices,
     run_job,
     send_pages,
     start_progress,
     take_ready,
 )
-from .errors import ConfigError
-from .journal import ERROR, EXPORTED, FAILED, Journal, JournalEntry
+from .errors import ConfigError, FatalRunError
+from .formats import (
+    FORMATS,
+    ExportedImage,
+    FolderLayout,
+    FormatOptions,
+    MemorySink,
+    ProjectKind,
+    RegionLabel,
+    check_supported,
+    image_relpath,
+    kind_of_project,
+    write_labels,
+    write_model_json,
+)
+from .journal import ERROR, EXPORTED, FAILED, SKIPPED, Journal, JournalEntry
 from .project import resolve_project
 from .report import build_report, write_report
 from .results import ExportResult
 
 if TYPE_CHECKING:
-    from ..client import Image, TrainingClient
+    from ..client import Image, Project, TrainingClient
 
-__all__ = ["ExportOptions", "ExportResult", "run_export", "FORMATS", "STATE_DIR"]
+__all__ = ["ExportOptions", "ExportResult", "run_export", "FORMATS", "STATE_DIR", "MAX_LINK_REFRESHES"]
+
+MAX_LINK_REFRESHES = 5  # fresh links asked for one image before its 403 counts as its outcome
+_VERIFY_ATTEMPTS = 2  # a download that is not the image the service describes is fetched once more
+Region = tuple[str, float, float, float, float]
 
 
 @dataclass
 class ExportOptions:
-    """Everything ``cvbulk export`` takes besides the connection."""
+    """Everything ``cvbulk export`` takes besides the connection. ``out_dir`` is a folder or a container
+    location (``az://container/prefix``, ``https://account.blob.core.windows.net/container/prefix``)."""
 
     project: str
-    out_dir: Path
+    out_dir: str | Path
     format: str = "folders"
     state: Path | None = None
     report: Path | None = None
     max_concurrency: int = 16  # downloads in flight (the client's Pacer may allow fewer)
+    image_url_prefix: str | None = None
+    validation_split: float = 0.0
+    include_untagged: bool = False
+    storage_environ: Mapping[str, str] | None = None  # credentials of a container (default: os.environ)
+    location: StorageLocation = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.out_dir = Path(self.out_dir)
         if self.format not in FORMATS:
             raise ConfigError(f"{{opt:format}} must be one of {', '.join(FORMATS)}, not {self.format!r}")
         if self.max_concurrency < 1:
             raise ConfigError("{opt:max_concurrency} must be at least 1")
-        self.state = Path(self.state) if self.state is not None else self.out_dir / STATE_DIR / "export.sqlite"
+        if not 0.0 <= self.validation_split < 1.0:
+            raise ConfigError(f"{{opt:validation_split}} must be at least 0 and below 1, not {self.validation_split}")
+        try:
+            self.location = parse_location(str(self.out_dir))
+        except LocationError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.state is None:
+            self.state = default_state_file(self.location)
+        self.state = Path(self.state)
         if self.report is None:
             self.report = self.state.with_name(self.state.stem + ".report.json")
         self.report = Path(self.report)
+
+    @property
+    def is_blob(self) -> bool:
+        return self.location.is_blob
+
+
+def default_state_file(location: StorageLocation) -> Path:
+    """OUT/.cvbulk/export.sqlite for a folder; for a container, a local file keyed by the destination
+    (``str(location)`` never holds a SAS token) under ./.cvbulk/, never in the container."""
+    if not location.is_blob:
+        assert location.path is not None
+        return location.path / STATE_DIR / "export.sqlite"
+    digest = hashlib.sha256(str(location).encode("utf-8")).hexdigest()[:16]
+    return Path(STATE_DIR) / f"export-{location.container}-{digest}.sqlite"
 
 
 @dataclass(frozen=True, slots=True)
 class _Work:
     image: Image
-    tags: tuple[str, ...]
-    regions: tuple[tuple[str, float, float, float, float], ...]
     prior: JournalEntry | None
 
 
@@ -99,99 +152,180 @@ class _Run(JournalCalls):
     options: ExportOptions
     client: TrainingClient
     journal: Journal
+    sink: ImageSink
+    project_id: str
     tag_names: dict[str, str]  # tag id -> name
+    layout: FolderLayout | None
+    existing: dict[str, int]  # what the destination held at the start: name -> size
     progress: ProgressSink | None
-    tally: Counter = field(default_factory=Counter)
+    tally: Counter[str] = field(default_factory=Counter)
+    seen: set[str] = field(default_factory=set)  # image ids in the project during this run
     nbytes: int = 0
     journal_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    links: _Links = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.links = _Links(self.client, self.project_id)
 
     def advance(self, status: str, nbytes: int = 0) -> None:
         self.tally[status] += 1
+        self.nbytes += nbytes
         if self.progress is not None:
             self.progress.advanced(
                 ok=int(status == EXPORTED),
                 failed=int(status in (FAILED, ERROR)),
-                skipped=int(status == "unchanged"),
+                skipped=int(status in ("unchanged", "relabelled", SKIPPED)),
                 nbytes=nbytes,
             )
 
 
-async def run_export(client: TrainingClient, options: ExportOptions, *, progress: ProgressSink | None = None) -> ExportResult:
+async def run_export(
+    client: TrainingClient, options: ExportOptions, *, progress: ProgressSink | None = None
+) -> ExportResult:
     """Export the project's images with their labels into ``options.out_dir``.
 
-    Errors about the whole run (project not found, wrong key, a state file of another run) are raised;
-    an image that cannot be downloaded is recorded as that image's outcome and named in the report.
+    Errors about the whole run (project not found, wrong key, a state file of another run, a container
+    that cannot be written) are raised; an image that cannot be downloaded is that image's outcome, named
+    in the report. ``result.ok`` is False when any image failed or the counts differ from the service's.
     """
+    with retry_notices(progress, client):  # the clients' retry waits reach progress.phase
+        return await _run_export(client, options, progress)
+
+
+async def _run_export(
+    client: TrainingClient, options: ExportOptions, progress: ProgressSink | None
+) -> ExportResult:
     started = time.time()
-    out_dir = options.out_dir
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"{out_dir} exists and is not a folder")
+    location = options.location
+    if location.path is not None and location.path.exists() and not location.path.is_dir():
+        raise ConfigError(f"{location.path} exists and is not a folder")
     project = await resolve_project(client, options.project)
+    domains = await client.get_domains()
+    settings = project.settings
+    domain_id = settings.domain_id if settings is not None else None
+    domain_type = next((d.type for d in domains if d.id == domain_id), None)
+    kind = kind_of_project(domain_type, settings.classification_type if settings is not None else None)
+    try:
+        check_supported(options.format, kind)  # before anything is downloaded
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     tags = await client.get_tags(project.id)
     tag_names = {t.id: t.name for t in tags}
+    layout = FolderLayout(tag_names.values()) if options.format == "folders" else None
     total = await client.get_image_count(project.id)
-    fingerprint = {"project_id": project.id, "out_dir": str(out_dir.resolve()), "format": options.format}
-    journal = await open_journal(options.state, job="export", fingerprint=fingerprint)
-    run = _Run(options, client, journal, tag_names, progress)
-    start_progress(progress, total, client)
+    fingerprint = {"project_id": project.id, "destination": _where(location), "format": options.format}
+    try:
+        async with open_sink(location, environ=options.storage_environ, create=True) as sink:
+            existing = await _listing(sink, location.path)
+            assert options.state is not None
+            journal = await open_journal(options.state, job="export", fingerprint=fingerprint)
+            run = _Run(options, client, journal, sink, project.id, tag_names, layout, existing, progress)
+            start_progress(progress, total, client)
 
-    async def finish() -> tuple[Any, ...]:
-        labels = await run.journal_call(_write_labels, run, sorted(tag_names.values()))
-        failures = await run.journal_call(lambda: list(journal.failures()))
-        return (*labels, failures, await run.journal_call(journal.counts))
+            async def finish() -> dict[str, Any]:
+                return await _finish(run, project, tags, kind, domains)
 
-    label_file, multi_tag, not_carried, failures, state_counts = await run_job(
-        run, journal, progress, lambda: _pipeline(run, project.id), finish
-    )
-    finished = time.time()
+            done = await run_job(run, journal, progress, lambda: _pipeline(run), finish)
+    except (LocationError, CredentialError, MissingExtraError) as exc:
+        raise ConfigError(str(exc)) from None
+    except StorageError as exc:
+        raise FatalRunError(str(exc)) from None
+    return await _result(run, options, project, done, started, total)
+
+
+def _where(location: StorageLocation) -> str:
+    if location.path is not None:
+        return str(location.path.resolve())
+    return str(location)
+
+
+# A local write's temporary file (".<name>.<mkstemp's 8 characters>.tmp"): a run killed mid-write leaves one.
+_PARTIAL = re.compile(r"^\.[^/]+\.[a-z0-9_]{8}\.tmp$")
+
+
+async def _listing(sink: ImageSink, folder: Path | None) -> dict[str, int]:
+    """Every name the destination holds now, with its size: a resumed export skips what is there. In a
+    folder, the half-written files of a killed run are removed first."""
+    if folder is not None:
+        await anyio.to_thread.run_sync(_remove_partials, folder)
+    names: dict[str, int] = {}
+    async for page in sink.pages():
+        for entry in page:
+            if not entry.name.startswith(f"{STATE_DIR}/"):
+                names[entry.name] = entry.size
+    return names
+
+
+def _remove_partials(folder: Path) -> None:
+    for parent, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d != STATE_DIR]
+        for name in files:
+            if _PARTIAL.match(name):
+                _remove(Path(parent) / name)
+
+
+async def _result(
+    run: _Run, options: ExportOptions, project: Project, done: dict[str, Any], started: float, total: int
+) -> ExportResult:
     failed_now = run.tally[FAILED] + run.tally[ERROR]
-    counts = {s: n for s, n in run.tally.items() if s != "unchanged"}
+    counts = {s: n for s, n in run.tally.items() if s not in ("unchanged", "relabelled", "downloads", "link_refreshes")}
+    check = done["count_check"]
+    ok = not failed_now and not done["failures"] and check["ok"]
+    location = options.location
     extra = {
         "project": {"id": project.id, "name": project.name},
-        "out_dir": str(out_dir),
+        "out_dir": str(location),
+        "destination": "container" if location.is_blob else "folder",
         "format": options.format,
-        "label_file": str(label_file) if label_file is not None else None,
-        "upload_back": _upload_hint(options, label_file),
+        "kind": done["kind"],
+        "label_files": done["label_files"],
+        "label_file": done["label_files"][0] if done["label_files"] else None,
+        "not_in_label_files": done["not_carried"],
+        "upload_back": _upload_hint(options, done["label_files"]),
         "images_in_project": total,
         "unchanged": run.tally["unchanged"],
-        "multi_tag_images": multi_tag,
-        # region formats carry a tag only with a box: tags without one are lost on the way back
-        "images_with_tags_without_regions": not_carried if options.format in ("regions-json", "coco") else 0,
+        "relabelled": run.tally["relabelled"],
+        "downloads": run.tally["downloads"],
+        "link_refreshes": run.tally["link_refreshes"],
+        "link_refresh_calls": run.links.calls,
+        "count_check": check,
         "state_file": str(options.state),
-        "state_counts": state_counts,
-        "exit_code": 1 if failed_now else 0,
+        "state_counts": done["state_counts"],
+        "exit_code": 0 if ok else 1,
     }
     report = build_report(
-        job="export", started=started, finished=finished, counts=counts, failures=failures,
-        client_stats=client.stats.snapshot() if hasattr(client, "stats") else None, extra=extra,
+        job="export", started=started, finished=time.time(), counts=counts, failures=done["failures"],
+        client_stats=run.client.stats.snapshot() if hasattr(run.client, "stats") else None, extra=extra,
         nbytes=run.nbytes,
     )
+    assert options.report is not None and options.state is not None
     await anyio.to_thread.run_sync(write_report, options.report, report)
     report["report_file"] = str(options.report)
     return ExportResult(
-        ok=not failed_now, report=report, state_file=Path(options.state), report_file=Path(options.report),
-        out_dir=out_dir,
+        ok=ok, report=report, state_file=Path(options.state), report_file=Path(options.report),
+        out_dir=location.path,
     )
 
 
-def _upload_hint(options: ExportOptions, label_file: Path | None) -> str:
-    out = str(options.out_dir)
-    if options.format == "folders" and label_file is None:
+def _upload_hint(options: ExportOptions, label_files: list[str]) -> str:
+    out = str(options.location)
+    if options.format == "folders" or not label_files:
         return f"cvbulk upload {out} --project NEW --create --untagged"
-    return f"cvbulk upload {out} --project NEW --create --untagged --labels {label_file}"
+    return f"cvbulk upload {out} --project NEW --create --untagged --labels {out.rstrip('/')}/{label_files[0]}"
 
 
 # -- the pipeline ---------------------------------------------------------------------------------
 
 
-async def _pipeline(run: _Run, project_id: str) -> None:
+async def _pipeline(run: _Run) -> None:
     workers = run.options.max_concurrency
     page_send, page_recv = anyio.create_memory_object_stream[list["Image"]](2)
     work_send, work_recv = anyio.create_memory_object_stream[_Work](2 * workers)
     record_send, record_recv = anyio.create_memory_object_stream[tuple[JournalEntry, int]](4 * workers)
+    images = run.client.iter_images(run.project_id, page_size=PAGE, order_by="Oldest")
     async with anyio.create_task_group() as tg:
-        tg.start_soon(send_pages, run.client.iter_images(project_id, page_size=PAGE, order_by="Oldest"), page_send)
-        tg.start_soon(_planner, run, page_recv, work_send)
+        tg.start_soon(send_pages, images, page_send)
+        tg.start_soon(_planner, run, page_recv, work_send, record_send.clone())
         tg.start_soon(_recorder, run, record_recv)
         for _ in range(workers):
             tg.start_soon(_worker, run, work_recv.clone(), record_send.clone())
@@ -199,50 +333,66 @@ async def _pipeline(run: _Run, project_id: str) -> None:
         record_send.close()
 
 
-def _labels(run: _Run, image: Image) -> tuple[tuple[str, ...], tuple[tuple[str, float, float, float, float], ...]]:
+def _labels(run: _Run, image: Image) -> tuple[list[str], list[Region]]:
     names = run.tag_names
-    regions = tuple(
-        (names.get(r.tag_id) or r.tag_name or str(r.tag_id), float(r.left), float(r.top), float(r.width), float(r.height))
+    regions = [
+        (names.get(r.tag_id) or r.tag_name or str(r.tag_id), float(r.left), float(r.top), float(r.width),
+         float(r.height))
         for r in (image.regions or ())
-    )
+    ]
     tags = {names.get(t.tag_id) or t.tag_name or str(t.tag_id) for t in (image.tags or ())}
     tags |= {r[0] for r in regions}  # a region's tag is the image's tag
-    return tuple(sorted(tags)), regions
+    return sorted(tags), sorted(regions)
 
 
-def _done_flags(options: ExportOptions, known: dict[str, Any], labelled: list[tuple[Any, ...]]) -> list[bool]:
-    return [_is_done(options, known.get(i.id), t, r) for i, t, r in labelled]
+def _describe(run: _Run, image: Image, file: str, width: int | None, height: int | None) -> dict[str, Any]:
+    """What the journal keeps of an exported image: all the label writers need, without the service."""
+    tags, regions = _labels(run, image)
+    return {
+        "file": file, "tags": tags, "regions": [list(r) for r in regions], "width": width, "height": height,
+        "metadata": dict(image.metadata or {}), "created": image.created,
+    }
 
 
-def _is_done(options: ExportOptions, prior: JournalEntry | None, tags: tuple[str, ...], regions: Any) -> bool:
-    """Exported before, with the same labels, and the file still there with its size."""
+def _relabel(run: _Run, image: Image, prior: JournalEntry | None) -> JournalEntry | None:
+    """For an image exported before whose bytes are still where its labels want them: its journal row with
+    today's labels and metadata (None when it needs downloading)."""
     if prior is None or prior.status != EXPORTED or not prior.extra:
-        return False
+        return None
     x = prior.extra
-    if list(x.get("tags") or []) != list(tags):
-        return False
-    if [list(r) for r in x.get("regions") or []] != [list(r) for r in regions]:
-        return False
-    path = options.out_dir / str(x.get("file"))
-    try:
-        return path.stat().st_size == prior.size
-    except OSError:
-        return False
+    file = str(x.get("file") or "")
+    ext = os.path.splitext(file)[1]
+    tags, _ = _labels(run, image)
+    if not file or image_relpath(run.options.format, image.id, ext, tags, layout=run.layout) != file:
+        return None  # a folders export whose first tag changed: the image moves
+    if run.existing.get(file) != prior.size:
+        return None  # gone from the destination, or not whole
+    fresh = _describe(run, image, file, x.get("width"), x.get("height"))
+    if fresh == x:
+        return prior
+    return JournalEntry(image.id, prior.size, None, prior.sha256, EXPORTED, image_id=image.id,
+                        attempts=prior.attempts, extra=fresh)
 
 
 async def _planner(
-    run: _Run, page_recv: ObjectReceiveStream[list[Image]], work_send: ObjectSendStream[_Work]
+    run: _Run,
+    page_recv: ObjectReceiveStream[list[Image]],
+    work_send: ObjectSendStream[_Work],
+    record_send: ObjectSendStream[tuple[JournalEntry, int]],
 ) -> None:
-    async with page_recv, work_send:
+    async with page_recv, work_send, record_send:
         async for page in page_recv:
             known = await run.journal_call(run.journal.get_many, [i.id for i in page])
-            labelled = [(image, *_labels(run, image)) for image in page]
-            done = await anyio.to_thread.run_sync(_done_flags, run.options, known, labelled)
-            for (image, tags, regions), skip in zip(labelled, done):
-                if skip:
+            for image in page:
+                run.seen.add(image.id)
+                prior = known.get(image.id)
+                same = _relabel(run, image, prior)
+                if same is prior and same is not None:
                     run.advance("unchanged")
-                    continue
-                await work_send.send(_Work(image, tags, regions, known.get(image.id)))
+                elif same is not None:
+                    await record_send.send((same, -1))  # -1: relabelled, nothing downloaded
+                else:
+                    await work_send.send(_Work(image, prior))
 
 
 async def _worker(
@@ -254,92 +404,190 @@ async def _worker(
 
 
 async def _recorder(run: _Run, record_recv: ObjectReceiveStream[tuple[JournalEntry, int]]) -> None:
-    """Outcomes in chunks, one transaction each: the file is on disk before its row, so a kill in
-    between costs one download again on resume, never a row without its file."""
+    """Outcomes in chunks, one transaction each: the file is in the destination before its row, so a kill
+    in between costs one download again on resume, never a row without its file."""
     async with record_recv:
         async for first in record_recv:
             chunk = take_ready(first, record_recv, 256)
             await run.journal_call(run.journal.record, [entry for entry, _ in chunk])
             for entry, nbytes in chunk:
-                run.advance(entry.status, nbytes)
+                if entry.status == SKIPPED:
+                    run.seen.discard(entry.key)  # deleted from the project while we ran
+                run.advance("relabelled" if nbytes < 0 else entry.status, max(nbytes, 0))
+
+
+class _Links:
+    """Fresh image links, asked for together: links listed together expire together, so the workers whose
+    downloads were refused within a moment of each other share one GetImagesByIds call (up to 256 ids)."""
+
+    GATHER = 0.05  # seconds the first refused worker waits for the others to join its call
+
+    def __init__(self, client: TrainingClient, project_id: str) -> None:
+        self.client, self.project_id = client, project_id
+        self.pending: set[str] = set()
+        self.found: dict[str, Image | None] = {}
+        self.round: anyio.Event | None = None
+        self.calls = 0
+
+    async def fresh(self, image_id: str) -> Image | None:
+        """The image as the service describes it now, with new links (None: deleted from the project)."""
+        while image_id not in self.found:
+            self.pending.add(image_id)
+            if self.round is None:
+                await self._lead()
+            else:
+                await self.round.wait()
+        return self.found.pop(image_id)
+
+    async def _lead(self) -> None:
+        done = self.round = anyio.Event()
+        try:
+            await anyio.sleep(self.GATHER)
+            ids = sorted(self.pending)[:256]
+            self.pending.difference_update(ids)
+            self.round = None  # the rest (and later refusals) start the next call
+            self.calls += 1
+            images = {i.id: i for i in await self.client.get_images_by_ids(self.project_id, ids)}
+            for i in ids:
+                self.found[i] = images.get(i)
+        finally:
+            if self.round is done:
+                self.round = None
+            done.set()
+
+
+def _gone(image: Image, attempts: int) -> tuple[JournalEntry, int]:
+    return JournalEntry(image.id, None, None, None, SKIPPED, reason="deleted from the project during the export",
+                        attempts=attempts), 0
+
+
+async def _download(run: _Run, image: Image, attempts: int) -> tuple[Image, bytes] | tuple[JournalEntry, int]:
+    """The image's bytes, asking for fresh links while the old ones are refused (expired); or its outcome."""
+    refreshes = 0
+    while True:
+        url = image.original_image_uri
+        try:
+            if not url:
+                raise NotFoundError("the service gave no image URI")
+            run.tally["downloads"] += 1
+            return image, await run.client.download(url)
+        except (AuthenticationError, NotFoundError) as exc:
+            # An expired link answers 403 (a deleted image 404): ask the service again. A wrong key fails
+            # GetImagesByIds itself, which stops the run.
+            if refreshes >= MAX_LINK_REFRESHES:
+                reason = f"the image link was refused {refreshes + 1} times, fresh each time ({one_line(exc)})"
+                return JournalEntry(image.id, None, None, None, FAILED, reason=reason, attempts=attempts), 0
+            refreshes += 1
+            run.tally["link_refreshes"] += 1
+            try:
+                found = await run.links.fresh(image.id)
+            except AuthenticationError:
+                raise  # a wrong key: stop the run
+            except CustomVisionError as exc:
+                reason = f"the image link expired and a fresh one could not be had ({one_line(exc)})"
+                return JournalEntry(image.id, None, None, None, ERROR, reason=reason, attempts=attempts), 0
+            if found is None:
+                return _gone(image, attempts)
+            image = found
+        except CustomVisionError as exc:  # retried by the client as far as its budget went
+            return JournalEntry(image.id, None, None, None, ERROR, reason=one_line(exc), attempts=attempts), 0
 
 
 async def _export_one(run: _Run, work: _Work) -> tuple[JournalEntry, int]:
     image = work.image
     attempts = (work.prior.attempts if work.prior is not None else 0) + 1
-    url = image.original_image_uri
-    if not url:
-        return JournalEntry(image.id, None, None, None, FAILED, reason="the service gave no image URI",
+    size: tuple[int, int] | str = "not downloaded"
+    data = b""
+    for _ in range(_VERIFY_ATTEMPTS):
+        got = await _download(run, image, attempts)
+        if isinstance(got[0], JournalEntry):
+            return got[0], 0
+        image, data = got[0], got[1]
+        assert isinstance(data, bytes)
+        size = await anyio.to_thread.run_sync(check_image, data, image.width, image.height)
+        if not isinstance(size, str):
+            break
+    if isinstance(size, str):
+        return JournalEntry(image.id, len(data), None, None, FAILED, reason=size, attempts=attempts), 0
+    ext = sniff_extension(data)
+    tags, _ = _labels(run, image)
+    relpath = image_relpath(run.options.format, image.id, ext, tags, layout=run.layout)
+    try:
+        await run.sink.write_bytes(relpath, data, content_type=content_type(ext))
+    except (AccessDeniedError, ContainerNotFoundError, StorageUnreachableError):
+        raise  # the destination refuses every image: stop the run
+    except (StorageError, OSError) as exc:
+        return JournalEntry(image.id, None, None, None, ERROR, reason=f"could not write {relpath}: {one_line(exc)}",
                             attempts=attempts), 0
-    try:
-        data = await run.client.download(url)
-    except AuthenticationError:
-        raise  # the key is wrong for every image: stop the run
-    except NotFoundError as exc:
-        reason = f"the image is gone from the service ({one_line(exc)})"
-        return JournalEntry(image.id, None, None, None, FAILED, reason=reason, attempts=attempts), 0
-    except CustomVisionError as exc:  # retried by the client as far as its budget went
-        return JournalEntry(image.id, None, None, None, ERROR, reason=one_line(exc), attempts=attempts), 0
-    written = await anyio.to_thread.run_sync(_write_image, run.options, work, data)
-    relpath, sha256, width, height = written
-    extra = {
-        "file": relpath,
-        "tags": list(work.tags),
-        "regions": [list(r) for r in work.regions],
-        "width": width,
-        "height": height,
-    }
-    entry = JournalEntry(image.id, len(data), None, sha256, EXPORTED, image_id=image.id, attempts=attempts,
-                         extra=extra)
-    return entry, len(data)
-
-
-def _write_image(options: ExportOptions, work: _Work, data: bytes) -> tuple[str, str, int | None, int | None]:
-    """Worker thread: name, write atomically, hash; remove the file of an earlier run that moved."""
-    relpath = image_relpath(options.format, work.image.id, work.tags, sniff_extension(data))
-    atomic_write_bytes(options.out_dir / relpath, data)
     old = (work.prior.extra or {}).get("file") if work.prior is not None else None
-    if old and old != relpath:
-        try:
-            os.unlink(options.out_dir / old)  # its labels changed since: one copy per image
-        except OSError:
-            pass
-    width, height = work.image.width, work.image.height
-    if not width or not height:
-        width, height = _image_size(data)
-    return relpath, hashlib.sha256(data).hexdigest(), width, height
+    if old and old != relpath and run.options.location.path is not None:
+        await anyio.to_thread.run_sync(_remove, run.options.location.path / old)  # one copy per image
+    sha256 = await anyio.to_thread.run_sync(lambda: hashlib.sha256(data).hexdigest())
+    extra = _describe(run, image, relpath, size[0], size[1])
+    return JournalEntry(image.id, len(data), None, sha256, EXPORTED, image_id=image.id, attempts=attempts,
+                        extra=extra), len(data)
 
 
-def _image_size(data: bytes) -> tuple[int | None, int | None]:
-    from PIL import Image as PILImage
-
+def _remove(path: Path) -> None:
     try:
-        with PILImage.open(io.BytesIO(data)) as im:  # reads the header only
-            return im.size
-    except Exception:  # an unreadable image still exports; COCO gets 0 for its size
-        return None, None
+        os.unlink(path)
+    except OSError:
+        pass
 
 
-def _write_labels(run: _Run, tag_names: list[str]) -> tuple[Path | None, int, int]:
-    """Worker thread: the label file of the format, from every image the journal holds as exported;
-    with the number of images a folder cannot label (several tags) and of images with a tag no region
-    carries (lost by the region formats)."""
-    fmt = run.options.format
+# -- the end: label files, model.json, the count check ---------------------------------------------
 
-    def rows() -> Any:
-        return iter_rows(run.journal.entries(EXPORTED))
 
-    multi_tag = not_carried = 0
-    for _, tags, regions, _, _ in rows():
-        multi_tag += not folder_carries_labels(tags)
-        not_carried += bool(set(tags) - {r[0] for r in regions})
-    if fmt == "folders":
-        # A manifest only when folders cannot carry every image's labels.
-        if not multi_tag:
-            stale = run.options.out_dir / FOLDERS_MANIFEST
-            if stale.exists():
-                stale.unlink()
-            return None, 0, not_carried
-        return write_label_file("folders", run.options.out_dir, rows, tag_names), multi_tag, not_carried
-    assert label_file_for(fmt) is not None
-    return write_label_file(fmt, run.options.out_dir, rows, tag_names), multi_tag, not_carried
+def _exported(run: _Run) -> list[ExportedImage]:
+    """Worker thread: every image of the project the journal holds as exported (rows of images deleted
+    from the project since an earlier run are left out)."""
+    out: list[ExportedImage] = []
+    for e in run.journal.entries(EXPORTED):
+        if e.key not in run.seen:
+            continue
+        x = e.extra or {}
+        regions = tuple(RegionLabel(str(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]))
+                        for r in x.get("regions") or ())
+        out.append(ExportedImage(
+            id=e.key, file=str(x.get("file")), width=x.get("width"), height=x.get("height"),
+            tags=tuple(x.get("tags") or ()), regions=regions, metadata=dict(x.get("metadata") or {}),
+            created=x.get("created"),
+        ))
+    out.sort(key=lambda im: im.file)
+    return out
+
+
+async def _finish(run: _Run, project: Project, tags: list[Any], kind: ProjectKind, domains: list[Any]) -> dict[str, Any]:
+    client, options = run.client, run.options
+    images = await run.journal_call(_exported, run)
+    fmt_options = FormatOptions(
+        image_url_prefix=options.image_url_prefix, validation_split=options.validation_split,
+        include_untagged=options.include_untagged,
+        negative_tags=frozenset(t.name for t in tags if (t.type or "").lower() == "negative"),
+    )
+    memory = MemorySink()
+    written = await anyio.to_thread.run_sync(
+        lambda: write_labels(options.format, images, kind, memory, fmt_options, tag_names=sorted(run.tag_names.values()),
+                             layout=run.layout)
+    )
+    iterations = []
+    for it in await client.get_iterations(project.id):
+        perf = None
+        if (it.status or "").lower() == "completed":
+            perf = await client.get_iteration_performance(project.id, it.id, threshold=0.5, overlap_threshold=0.3)
+        iterations.append((it, perf))
+    write_model_json(memory, project, iterations, domains={d.id: d.name for d in domains}, threshold=0.5,
+                     overlap_threshold=0.3)
+    for name, text in sorted(memory.files.items()):
+        ctype = "application/json" if name.endswith(".json") else "text/plain; charset=utf-8"
+        await run.sink.write_text(name, text, content_type=ctype)
+    check = await check_counts(client, project.id, tags, images, len(run.seen))
+    failures = await run.journal_call(lambda: [e for e in run.journal.failures() if e.key in run.seen])
+    return {
+        "kind": kind,
+        "label_files": list(written.files),
+        "not_carried": [{"image_id": i, "reason": r} for i, r in written.skipped],
+        "count_check": check,
+        "failures": failures,
+        "state_counts": await run.journal_call(run.journal.counts),
+    }

@@ -87,6 +87,7 @@ CREATE TABLE IF NOT EXISTS entries (
     updated  REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_status ON entries (status, key);
+CREATE INDEX IF NOT EXISTS entries_image ON entries (image_id);
 """
 
 _COLUMNS = "key, size, mtime_ns, sha256, status, image_id, reason, fixes, attempts, extra, updated"
@@ -280,6 +281,23 @@ class Journal:
                     found[row[0]] = _entry(row)
         return found
 
+    def owners(self, image_ids: Iterable[str]) -> dict[str, str]:
+        """image id -> key of the file recorded as having uploaded it (ids no file uploaded are absent).
+        An image has one owner: of two twins, the one recorded ``uploaded``; the other is its duplicate."""
+        wanted = [i for i in dict.fromkeys(image_ids) if i]
+        found: dict[str, str] = {}
+        with self._lock:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for image_id, key in self._db().execute(
+                    f"SELECT image_id, MIN(key) FROM entries WHERE status = ? AND image_id IN ({marks}) "
+                    "GROUP BY image_id",
+                    [UPLOADED, *chunk],
+                ):
+                    found[image_id] = key
+        return found
+
     def counts(self) -> dict[str, int]:
         """Number of files per status."""
         with self._lock:
@@ -319,6 +337,22 @@ class Journal:
             params.append(_PAGE)
             with self._lock:
                 rows = self._db().execute(sql, params).fetchall()
+            for row in rows:
+                yield _entry(row)
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1][0]
+
+    def annotated(self) -> Iterator[JournalEntry]:
+        """Entries with fixes or a note (``extra``), in key order, page by page."""
+        after = ""
+        while True:
+            with self._lock:
+                rows = self._db().execute(
+                    f"SELECT {_COLUMNS} FROM entries WHERE key > ? AND (fixes != '[]' OR extra IS NOT NULL) "
+                    "ORDER BY key LIMIT ?",
+                    (after, _PAGE),
+                ).fetchall()
             for row in rows:
                 yield _entry(row)
             if len(rows) < _PAGE:

@@ -41,6 +41,7 @@ from .engine import (
     JournalCalls,
     ProgressSink,
     open_journal,
+    retry_notices,
     run_job,
     send_pages,
     send_recorded,
@@ -121,6 +122,13 @@ async def run_migrate(
     Errors about the whole run (a project not found, a wrong key, incompatible projects) are raised;
     errors about one image are recorded as its outcome and named in the report.
     """
+    with retry_notices(progress, source, target):  # the clients' retry waits reach progress.phase
+        return await _run_migrate(source, target, options, progress)
+
+
+async def _run_migrate(
+    source: TrainingClient, target: TrainingClient, options: MigrateOptions, progress: ProgressSink | None
+) -> MigrateResult:
     started = time.time()
     src = await resolve_project(source, options.from_project)
     dst, created = await target_project(source, target, src, options.to_project, create=options.create)
@@ -159,6 +167,8 @@ async def run_migrate(
         "mode": sender.mode,
         "sent_by": dict(run.by),
         "url_fallbacks": sender.fallbacks,
+        "metadata_updated": sender.metadata_updated,
+        "metadata_not_updated": sender.metadata_not_updated[:100],
         "splits": sender.splits,
         "bytes_downloaded": sender.bytes_downloaded,
         "tags_created": sorted(tags.created),

@@ -1,6 +1,6 @@
 """``cvbulk predict``: score a tree of images against a published iteration, resumably.
 
-The pipeline is scan -> prepare -> score -> record (see ``_predict_engine``): one prediction request
+The pipeline is scan -> prepare -> score -> record (``_predict_engine.ScoreStages`` run by ``engine.run_job``): one prediction request
 per image, many in flight under the client's pacer, rows written to the output as results arrive.
 
 Resume rule. The output file is the truth about which images are done: ``existing_keys(output)``
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,21 +32,32 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..client._body import FileBody, ImageBody
+from ..client._errors import BadRequestError
+from ._blob_send import VIA_FALLBACK
 from ._predict_engine import (
     ERROR,
     FAILED,
     REJECTED,
+    SKIPPED,
     EngineStats,
     Outcome,
     Prepared,
+    ScoreStages,
     WorkItem,
-    run_engine,
 )
 from ._predict_rows import RowMaker, existing_tag_columns, output_format
-from .engine import ProgressSink, open_journal, run_job, scan_finished, start_progress
+from .engine import (
+    ProgressSink,
+    check_outputs,
+    open_journal,
+    retry_notices,
+    run_job,
+    scan_finished,
+    start_progress,
+)
 from .errors import ConfigError
 from .journal import Journal, JournalEntry
-from .output import existing_keys, open_prediction_writer
+from .output import OutputFileError, check_output_file, existing_keys, open_prediction_writer
 from .prepare import PREDICTION_LIMITS, Rejected, prepare_image
 from .report import build_report, write_report
 from .results import PredictResult
@@ -80,6 +91,18 @@ class PredictOptions:
     prepare_workers: int | None = None  # None: one per core
     include_hidden: bool = False
     application: str | None = None  # the service's optional "application" tag for the requests
+    # Where the images come from (default: the folder ``root``): e.g. ``sources.BlobFolder`` for a container.
+    source: Any = None
+
+
+@dataclass
+class UrlImage:
+    """An image the service fetches itself: ``url`` holds a SAS token (never stored or printed);
+    ``went`` is set when it had to go as bytes after all."""
+
+    url: str = field(repr=False)
+    item: Any
+    went: str | None = None
 
 
 def default_state_path(output: Path) -> Path:
@@ -103,16 +126,32 @@ async def run_predict(
     ``prediction`` is a PredictionClient (its pacer sets the pace), ``training`` an optional
     TrainingClient used to resolve a project name and list its tags. Run-wide failures (wrong key,
     unknown project or published name, the service down) raise; per-file failures are outcomes.
+    The clients' retry waits (a 429, a 5xx) reach ``progress.phase``.
     """
+    with retry_notices(progress, prediction, training):
+        return await _run_predict(prediction, training, options, progress)
+
+
+async def _run_predict(
+    prediction: PredictionClient,
+    training: TrainingClient | None,
+    options: PredictOptions,
+    progress: ProgressSink | None,
+) -> PredictResult:
     _check(options)
     root = options.root
     output = options.output
+    try:  # before anything is sent: an output cvbulk did not write is left untouched
+        await anyio.to_thread.run_sync(check_output_file, output)
+    except OutputFileError as exc:
+        raise ConfigError(str(exc).replace("{", "{{").replace("}", "}}")) from None
     fmt = output_format(output)
+    state_path = options.state or default_state_path(output)
+    check_outputs(report=options.report, state=state_path)  # before any request, with the path named
     project_id, project_name, tag_names = await _resolve_project(training, options.project, options.detect)
 
-    state_path = options.state or default_state_path(output)
     fingerprint = {
-        "root": str(root.resolve()),
+        "root": str(root.resolve()) if options.source is None else options.source.location,
         "project_id": project_id,
         "published_name": options.published_name,
         "mode": "detect" if options.detect else "classify",
@@ -122,15 +161,18 @@ async def run_predict(
         state_path, job=JOB, fingerprint=fingerprint, hint="use another {opt:state} or {opt:output}"
     )
 
-    return await run_job(
-        None,
-        journal,
-        progress,
-        partial(_run, prediction, options, journal, fmt, project_id, project_name, tag_names, state_path, progress),
-    )
+    try:
+        stages, finish = await _setup(
+            prediction, options, journal, fmt, project_id, project_name, tag_names, state_path, progress
+        )
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(journal.close)
+        raise
+    return await run_job(None, journal, progress, stages, finish)
 
 
-async def _run(
+async def _setup(
     prediction: Any,
     options: PredictOptions,
     journal: Journal,
@@ -140,7 +182,8 @@ async def _run(
     tag_names: list[str] | None,
     state_path: Path,
     progress: ProgressSink | None,
-) -> PredictResult:
+) -> tuple[Callable[[], Awaitable[Any]], Callable[[], Awaitable[PredictResult]]]:
+    """The run's stages (for ``engine.run_job``) and what builds its result once they are done."""
     output = options.output
     appending = output.exists() and output.stat().st_size > 0
     # The paths that already have a row: never scored again (read in a thread: it may be large).
@@ -161,8 +204,15 @@ async def _run(
         raise ConfigError(f"cannot append to {output}: {exc}") from None
     counters = _RunCounters()
 
+    src = options.source
+    entries = (
+        aiter_scan(options.root, include_hidden=options.include_hidden)
+        if src is None
+        else src.entries(include_hidden=options.include_hidden)
+    )
+
     async def source() -> AsyncIterator[WorkItem | Outcome]:
-        async for entry in aiter_scan(options.root, include_hidden=options.include_hidden):
+        async for entry in entries:
             if progress is not None:
                 progress.add_total(1)
             problem = isinstance(entry, ScanProblem)
@@ -173,12 +223,16 @@ async def _run(
                 if progress is not None:
                     progress.advanced(skipped=1)
             elif isinstance(entry, ScanProblem):
-                yield Outcome(entry.relpath, REJECTED, reason=entry.reason)
+                # Left out by rule (hidden, not an image file): skipped; could not be read: rejected.
+                yield Outcome(entry.relpath, REJECTED if entry.needs_attention else SKIPPED, reason=entry.reason)
+            elif src is not None:
+                yield WorkItem(entry.relpath, None, entry.size, entry.mtime_ns, entry=entry)
             else:
                 yield WorkItem(entry.relpath, entry.path, entry.size, entry.mtime_ns)
-        scan_finished(progress)
+        scan_finished(progress)  # the items reported so far are the total
 
     def prepare(item: WorkItem) -> Prepared | Outcome:
+        assert item.path is not None
         result = prepare_image(item.path, limits=PREDICTION_LIMITS)
         if isinstance(result, Rejected):
             return Outcome(item.key, REJECTED, item.size, item.mtime_ns, reason=result.reason)
@@ -187,8 +241,23 @@ async def _run(
         return Prepared(item, data, result.sha256, tuple(result.fixes))
 
     send = prediction.detect_image if options.detect else prediction.classify_image
+    send_url: Any = getattr(prediction, "detect_image_url" if options.detect else "classify_image_url", None)
 
-    async def score(data: bytes | ImageBody) -> Any:
+    async def score(data: bytes | ImageBody | UrlImage) -> Any:
+        if isinstance(data, UrlImage):
+            try:
+                return await send_url(
+                    project_id, options.published_name, data.url, store=options.store,
+                    application=options.application,
+                )
+            except BadRequestError as exc:
+                if src.via != "auto" or exc.code != "BadRequestImageUrl":
+                    raise
+                data.went = VIA_FALLBACK  # the service cannot reach the blob: cvbulk reads it
+                data = await _fallback_bytes(src, data.item)
+            finally:
+                if isinstance(data, UrlImage):
+                    src.take_url_item(data.item.relpath)
         return await send(
             project_id, options.published_name, data, store=options.store, application=options.application
         )
@@ -205,45 +274,56 @@ async def _run(
         if progress is None:
             return
         for o in batch:
-            progress.advanced(ok=int(o.ok), failed=int(not o.ok), nbytes=o.nbytes)
+            skipped = o.status == SKIPPED
+            progress.advanced(ok=int(o.ok), failed=int(not o.ok and not skipped), skipped=int(skipped), nbytes=o.nbytes)
 
-    # The total: counted up front when quick (LocalFolder.count_within), else found by the lazy scan.
+    # The total: counted up front when quick (the source's count_within), else found by the lazy scan.
     start_progress(
-        progress, None, prediction, group, source=LocalFolder(options.root), include_hidden=options.include_hidden
+        progress, None, prediction, group, source=LocalFolder(options.root) if src is None else src,
+        include_hidden=options.include_hidden,
     )
 
+    scoring = ScoreStages(
+        prepare=prepare,
+        score=score,
+        record=record,
+        on_recorded=on_recorded,
+        workers=options.max_concurrency,
+        prepare_workers=options.prepare_workers,
+        aprepare=partial(_prepare_sourced, src) if src is not None else None,
+        prepare_tasks=getattr(src, "prepare_tasks", None),
+    )
     started = time.time()
     stats_before = _client_stats(prediction)
-    try:
-        engine_stats = await run_engine(
-            source(),
-            prepare=prepare,
-            score=score,
-            record=record,
-            on_recorded=on_recorded,
-            workers=options.max_concurrency,
-            prepare_workers=options.prepare_workers,
-        )
-    finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(sink.close)
-    finished = time.time()
+    finished = started
 
-    report = await anyio.to_thread.run_sync(
-        lambda: _build_report(
-            options, fmt, project_id, project_name, state_path, journal, engine_stats, counters,
-            started, finished, _stats_delta(stats_before, _client_stats(prediction)), sink.tag_names,
+    async def stages() -> None:
+        nonlocal finished
+        try:
+            await scoring.run(source())
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(sink.close)
+        finished = time.time()
+
+    async def finish() -> PredictResult:
+        report = await anyio.to_thread.run_sync(
+            lambda: _build_report(
+                options, fmt, project_id, project_name, state_path, journal, scoring.stats, counters,
+                started, finished, _stats_delta(stats_before, _client_stats(prediction)), sink.tag_names,
+            )
         )
-    )
-    report_path = options.report or default_report_path(output)
-    await anyio.to_thread.run_sync(write_report, report_path, report)
-    report["report_file"] = str(report_path)
-    # Exit 1 while the job holds a failed file (this run's or an earlier run's): its row in the
-    # output says "rejected" / "failed", or (a transient error) it has no row yet.
-    ok = not (report["failed"] or report["extra"]["job_failed"])
-    return PredictResult(
-        ok=ok, report=report, state_file=Path(state_path), report_file=Path(report_path), output=Path(output)
-    )
+        report_path = options.report or default_report_path(output)
+        await anyio.to_thread.run_sync(write_report, report_path, report)
+        report["report_file"] = str(report_path)
+        # Exit 1 while the job holds a failed file (this run's or an earlier run's): its row in the
+        # output says "rejected" / "failed", or (a transient error) it has no row yet.
+        ok = not (report["failed"] or report["extra"]["job_failed"])
+        return PredictResult(
+            ok=ok, report=report, state_file=Path(state_path), report_file=Path(report_path), output=Path(output)
+        )
+
+    return stages, finish
 
 
 # -- project and tags ---------------------------------------------------------------------------
@@ -274,7 +354,7 @@ async def _resolve_project(
 
 
 def _check(options: PredictOptions) -> None:
-    if not options.root.is_dir():
+    if options.source is None and not options.root.is_dir():
         raise ConfigError(f"{{opt:root}} {str(options.root)!r} is not a folder")
     if options.top is not None and options.top < 1:
         raise ConfigError("{opt:top} must be at least 1")
@@ -344,12 +424,38 @@ class _Sink:
             self.writer.close()
 
 
+async def _prepare_sourced(src: Any, item: WorkItem, cpu: anyio.CapacityLimiter) -> Prepared | Outcome:
+    """An image from a source other than a folder (a container): by URL when it passes the header check."""
+    aprepare = getattr(src, "aprepare", None)
+    if aprepare is not None:
+        result = await aprepare(item.entry, PREDICTION_LIMITS, (), cpu)
+    else:
+        result = await anyio.to_thread.run_sync(src.prepare, item.entry, PREDICTION_LIMITS, (), limiter=cpu)
+    if isinstance(result, Rejected):
+        return Outcome(item.key, REJECTED, item.size, item.mtime_ns, reason=result.reason)
+    via = getattr(result, "via", None)
+    url = getattr(result, "url", None)
+    if url:
+        return Prepared(item, UrlImage(url, item.entry), result.sha256, (), via=via)
+    data = src.body(item.entry, len(result.data)) if result.passed_through else result.data
+    return Prepared(item, data, result.sha256, tuple(result.fixes), via=via)
+
+
+async def _fallback_bytes(src: Any, item: Any) -> bytes:
+    result = await src.prepare_fallback(item, PREDICTION_LIMITS, ())
+    if isinstance(result, Rejected):
+        raise BadRequestError(f"the service could not fetch the blob's URL, and its bytes: {result.reason}", status=400)
+    return result.data
+
+
 def _journal_entry(o: Outcome) -> JournalEntry:
     extra: dict[str, Any] | None = None
     if o.ok and o.prediction is not None:
         best = max(o.prediction.predictions, key=lambda p: p.probability or 0.0, default=None)
         if best is not None:
             extra = {"top_tag": best.tag_name, "top_probability": round(float(best.probability), 6)}
+    if o.via:
+        extra = {**(extra or {}), "via": o.via}
     return JournalEntry(
         key=o.key,
         size=o.size or None,
@@ -411,12 +517,13 @@ def _build_report(
 ) -> dict[str, Any]:
     """The run's report (report.py's shape) with the job-wide picture in ``extra``.
 
-    ``counts`` are this run's outcomes (what an earlier run scored is ``extra.unchanged``, as in the
-    other jobs), so that images/s is this run's speed; ``failures`` names every failed file of the job, this run's and earlier ones,
+    ``counts`` are this run's outcomes (``skipped``: already in the output), so that images/s is
+    this run's speed; ``failures`` names every failed file of the job, this run's and earlier ones,
     since they are what the exit status speaks of.
     """
-    counts = dict(stats.statuses)
+    counts = dict(stats.statuses)  # this run's outcomes; what an earlier run did is "already_done"
     job_counts = journal.counts()
+    source_report = getattr(options.source, "report", None)
     return build_report(
         job=JOB,
         started=started,
@@ -426,7 +533,7 @@ def _build_report(
         client_stats=client or None,
         nbytes=stats.bytes_sent,
         extra={
-            "root": str(options.root),
+            "root": str(options.root) if options.source is None else options.source.location,
             "project": {"id": project_id, "name": project_name},
             "published_name": options.published_name,
             "mode": "detect" if options.detect else "classify",
@@ -434,7 +541,8 @@ def _build_report(
             "output": {"path": str(options.output), "format": fmt, "tag_columns": tag_names},
             "state": str(state_path),
             "files_seen": counters.seen,
-            "unchanged": counters.already_done,
+            "already_done": counters.already_done,
+            **({"source": source_report()} if source_report is not None else {}),
             "job_counts": job_counts,
             "job_failed": _job_failed(job_counts),
         },

@@ -17,8 +17,7 @@ from ._shared import TIERS, is_uuid
 from .errors import ConfigError, ProjectNotFound
 
 if TYPE_CHECKING:  # the client is imported lazily so this module loads on its own
-    from ..client import Domain, Project, Tag, TrainingClient
-    from ..client._models import ClassificationType
+    from ..client import ClassificationType, Domain, Project, Tag, TrainingClient
     from .engine import ProgressSink
 
 __all__ = [
@@ -155,7 +154,7 @@ async def create_project(
         name,
         description=description,
         domain_id=found.id if found is not None else None,
-        classification_type=None if detection else cast("ClassificationType | None", classification_type),
+        classification_type=None if detection else cast("ClassificationType", classification_type),
     )
 
 

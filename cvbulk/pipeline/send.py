@@ -2,8 +2,12 @@
 
 The rules:
 - ``OK`` -> uploaded. ``OKDuplicate`` -> uploaded when our own earlier attempt put the image there (the
-  journal said ``sending``, or this run created it for this very file: a retried request whose first answer
-  was lost), else duplicate. Any other per-image status of a 207 -> failed, with the status as the reason.
+  journal said ``sending`` for THAT file, or this run created it for this very file: a retried request whose
+  first answer was lost), else duplicate (of the file that owns it, when known). An image id has one owner:
+  the journal's (``owners=``), else the first file of this run to claim it. A claim made without an ``OK``
+  (from ``sending`` or the creation time) that a later ``OK`` for another file proves wrong is undone:
+  :meth:`ImageSender.take_reclassified` hands it to the caller to record as a duplicate.
+  Any other per-image status of a 207 -> failed, with the status as the reason.
 - A duplicate keeps the labels it was first given: the tags and regions it lacks are added (CreateImageTags,
   CreateImageRegions); so are tags past the 20 a request may carry per image. Regions match within
   ``REGION_TOLERANCE`` (the service rounds coordinates), tag ids without regard to case.
@@ -20,6 +24,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..client._body import ImageBody
@@ -33,9 +38,21 @@ from .status import Outcome, Status
 if TYPE_CHECKING:
     from ..client import Image, ImageCreateResult, ImageCreateSummary, TrainingClient
 
-__all__ = ["ImageSender", "FatalSendError", "STATUS_REASONS", "REGION_TOLERANCE", "add_labels", "SendOutcome"]
+__all__ = [
+    "ImageSender",
+    "FatalSendError",
+    "STATUS_REASONS",
+    "REGION_TOLERANCE",
+    "add_labels",
+    "SendOutcome",
+    "Owners",
+    "Reclassified",
+    "duplicate_reason",
+]
 
 SendOutcome = Outcome[BatchItem]
+#: image ids -> the key of the file the journal records as having uploaded each (unknown ids absent)
+Owners = Callable[[Sequence[str]], Awaitable[Mapping[str, str]]]
 
 # Codes that mean "too big a request": the halves will go through.
 SPLIT_CODES = frozenset({"BadRequestExceededBatchSize", "BadRequestImageBatch", "BadRequestImageExceededCount"})
@@ -78,6 +95,27 @@ STATUS_REASONS = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Reclassified:
+    """An ``uploaded`` outcome already handed out that was not ours after all: ``key``'s image ``image_id``
+    was created by ``owner``'s request (its ``OK`` came later). The caller records ``key`` as a duplicate."""
+
+    key: str
+    image_id: str
+    owner: str
+
+    @property
+    def reason(self) -> str:
+        return duplicate_reason(self.owner)
+
+
+def duplicate_reason(owner: str | None) -> str:
+    """The one-line reason of a duplicate, naming the file that brought the image when it is known."""
+    if owner:
+        return f"the same image is already in the project (uploaded from {owner})"
+    return "the same image is already in the project"
+
+
 class FatalSendError(FatalBatchError):
     """The run cannot go on (bad key, project gone); ``outcomes`` are the batch's, to be recorded first."""
 
@@ -97,13 +135,25 @@ class ImageSender:
     """Sends create-images batches to one project; one instance is shared by every sender task."""
 
     def __init__(
-        self, client: TrainingClient, project_id: str, *, started: float | None = None, by_time: bool = True
+        self,
+        client: TrainingClient,
+        project_id: str,
+        *,
+        started: float | None = None,
+        by_time: bool = True,
+        owners: Owners | None = None,
     ) -> None:
         """``started``: when the run began (epoch s; default now). With ``by_time``, an ``OKDuplicate`` image
         created since then, for this very file, is taken as ours (a retried request whose first answer was
-        lost); without, only what the journal left ``sending`` is (migrate: the target may be someone's)."""
+        lost); without, only what the journal left ``sending`` is (migrate: the target may be someone's).
+        ``owners``: asks the journal which file already owns an image id (a resumed run's twins)."""
         self.client = client
         self.project_id = project_id
+        self._owners = owners
+        # image id -> key, for claims made without an OK (journal intent, creation time): a later OK for
+        # another file proves them wrong. Bounded like _recent.
+        self._provisional: OrderedDict[str, str] = OrderedDict()
+        self._reclassified: list[Reclassified] = []
         self.splits = 0  # requests split because the service refused their size
         # When this run began (epoch s), less a margin for the service's clock. None: an image's creation
         # time is not taken as a sign of ownership (migrate: the target may hold images made just before).
@@ -140,8 +190,21 @@ class ImageSender:
             # A body could not be read as it was sent (a file changed or vanished since it was checked):
             # the request did not complete; error, retried on resume (the file's new size asks for a check).
             return [Outcome(i, Status.ERROR, reason=f"reading the image: {one_line(exc)}") for i in batch.items]
-        answered = self._outcomes(batch, summary.images, prior)
+        owned = await self._owned(summary.images)
+        answered = self._outcomes(batch, summary.images, prior, owned)
         return await self._complete_labels(answered)
+
+    def take_reclassified(self) -> list[Reclassified]:
+        """The ``uploaded`` outcomes given out earlier that a later answer showed to be duplicates (once)."""
+        moved, self._reclassified = self._reclassified, []
+        return moved
+
+    async def _owned(self, results: Sequence[ImageCreateResult]) -> Mapping[str, str]:
+        """The journal's owner of each image answered ``OKDuplicate`` (one query, only when there are any)."""
+        if self._owners is None:
+            return {}
+        ids = [r.image.id for r in results if r.status == "OKDuplicate" and r.image is not None and r.image.id]
+        return await self._owners(ids) if ids else {}
 
     async def _create(self, batch: Batch) -> ImageCreateSummary:
         from ..client import ImageFileCreateEntry, ImageUrlCreateEntry, Region
@@ -189,8 +252,13 @@ class ImageSender:
         return by_index
 
     def _outcomes(
-        self, batch: Batch, results: Sequence[ImageCreateResult], prior: Mapping[str, str | None]
+        self,
+        batch: Batch,
+        results: Sequence[ImageCreateResult],
+        prior: Mapping[str, str | None],
+        owned: Mapping[str, str] | None = None,
     ) -> list[tuple[SendOutcome, ImageCreateResult | None]]:
+        owned = owned or {}
         by_index = self._match(batch, results)
         out: list[tuple[SendOutcome, ImageCreateResult | None]] = []
         for i, item in enumerate(batch.items):
@@ -201,11 +269,11 @@ class ImageSender:
             image_id = r.image.id if r.image is not None else None
             status = r.status or "ErrorUnknown"
             if status == "OK":
-                self._remember(image_id, item.key)
+                self._created(image_id, item.key)
                 out.append((Outcome(item, Status.UPLOADED, image_id, nbytes=item.nbytes), r))
             elif status == "OKDuplicate":
-                mine = self._ours(item.key, r.image, prior.get(item.key))
-                reason = None if mine else "the same image is already in the project"
+                mine = self._ours(item.key, r.image, prior.get(item.key), owned.get(image_id or ""))
+                reason = None if mine else duplicate_reason(self._recent.get(image_id or ""))
                 status_ = Status.UPLOADED if mine else Status.DUPLICATE
                 out.append((Outcome(item, status_, image_id, reason, nbytes=item.nbytes), r))
             else:
@@ -213,27 +281,48 @@ class ImageSender:
                 out.append((Outcome(item, Status.FAILED, image_id, f"{status}: {hint}" if hint else status), r))
         return out
 
-    def _ours(self, key: str, image: Image | None, prior_status: str | None) -> bool:
+    def _ours(self, key: str, image: Image | None, prior_status: str | None, owner: str | None = None) -> bool:
         """Did our own earlier attempt put this ``OKDuplicate`` image there?
 
-        Yes when a killed run left the file ``sending``, or when the image was created during this run
-        and not for another file of it (the client retried a request whose first attempt had gone
-        through). Otherwise the content was already in the project, or another file brought it: a duplicate.
+        An image has one owner. Another file of this run that already holds it, or the file the journal
+        records as having uploaded it (``owner``), makes it a duplicate. Otherwise it is ours when a killed
+        run left THIS file ``sending`` (its request may have gone through), or when the image was created
+        during this run (the client retried a request whose first attempt had gone through). Otherwise the
+        content was already in the project: a duplicate.
         """
         image_id = getattr(image, "id", None)
-        if prior_status == Status.SENDING:
-            self._remember(image_id, key)
-            return True
         if image_id is None:
-            return False
+            return prior_status == Status.SENDING
         other = self._recent.get(image_id)
         if other is not None:
             return other == key
+        if owner is not None:
+            self._remember(image_id, owner)
+            return owner == key
+        if prior_status == Status.SENDING:
+            self._claim(image_id, key)
+            return True
         created = parse_timestamp(getattr(image, "created", None)) if self._since is not None else None
         if created is not None and self._since is not None and created >= self._since:
-            self._remember(image_id, key)
+            self._claim(image_id, key)
             return True
         return False
+
+    def _created(self, image_id: str | None, key: str) -> None:
+        """An ``OK``: this file's request created the image. A claim another file made on it without an
+        ``OK`` was wrong (its answer came first): that file is a duplicate."""
+        if image_id:
+            claimed = self._provisional.pop(image_id, None)
+            if claimed is not None and claimed != key and self._recent.get(image_id) == claimed:
+                self._reclassified.append(Reclassified(claimed, image_id, key))
+                del self._reclassified[:-_RECENT]
+        self._remember(image_id, key)
+
+    def _claim(self, image_id: str, key: str) -> None:
+        self._remember(image_id, key)
+        self._provisional[image_id] = key
+        while len(self._provisional) > _RECENT:
+            self._provisional.popitem(last=False)
 
     def _remember(self, image_id: str | None, key: str) -> None:
         if not image_id:

@@ -11,16 +11,43 @@ A new source (blob storage ...) implements :class:`ImageSource` and is passed as
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import hashlib
+import os
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
+import anyio.from_thread
 
 from ..client._body import FileBody, ImageBody
-from .labels import RegionLabel
+from ._header import check_head
+from .errors import ConfigError, FatalRunError
+from .labels import FolderLabels, LabelSource, RegionLabel, check_tag, open_label_source
 from .prepare import ImageLimits, PreparedImage, Rejected, prepare_image
-from .scan import aiter_scan, count_candidates_within
+from .scan import IMAGE_EXTENSIONS, ScanProblem, SkipKind, _unsupported_reason, aiter_scan, count_candidates_within
+from .send import ImageSender, Owners
 
-__all__ = ["ImageSource", "LocalFolder"]
+if TYPE_CHECKING:
+    from ..storage import ImageSource as StorageSource
+    from ..storage import StorageEntry
+
+__all__ = [
+    "ImageSource",
+    "LocalFolder",
+    "BlobFolder",
+    "BlobItem",
+    "SourcedImage",
+    "VirtualFolderLabels",
+    "open_image_source",
+    "is_container_location",
+    "VIA_CHOICES",
+]
 
 
 class ImageSource(Protocol):
@@ -71,3 +98,270 @@ class LocalFolder:
     def count_within(self, seconds: float, *, include_hidden: bool = False) -> int | None:
         """The number of values ``entries`` yields (images and scan problems), or None past ``seconds``."""
         return count_candidates_within(self.root, seconds, include_hidden=include_hidden)
+
+    def open_labels(self, spec: str, root: Path) -> LabelSource:
+        return open_label_source(spec, root)
+
+    def make_sender(
+        self, client: Any, project_id: str, *, started: float | None = None, owners: Owners | None = None
+    ) -> ImageSender:
+        return ImageSender(client, project_id, started=started, owners=owners)
+
+
+# -- images in a blob container -------------------------------------------------------------------
+
+#: How images reach the service: by a read-only SAS URL the service fetches, as bytes, or URL with a
+#: fallback to bytes for a blob the service reports it cannot fetch.
+VIA_CHOICES = ("auto", "url", "bytes")
+#: Lifetime of a read URL: long enough for a request that waits behind the rate limit, short enough
+#: that a URL seen by accident soon opens nothing.
+URL_TTL = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class BlobItem:
+    """One blob, shaped like ``ScanEntry``: ``relpath`` is its name under the prefix (the journal key),
+    ``mtime_ns`` a number made from its ETag, so a blob replaced between runs counts as changed."""
+
+    entry: StorageEntry
+    relpath: str
+    size: int
+    mtime_ns: int
+    note: str | None = None
+
+    @property
+    def path(self) -> StorageEntry:  # what predict's work item carries to its prepare step
+        return self.entry
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class SourcedImage(PreparedImage):
+    """A checked image and how it goes: ``via`` "url" (``url`` holds a SAS token: never store or print it;
+    ``data`` is empty) or "bytes" (``data`` as ``prepare_image`` made it)."""
+
+    via: str = "bytes"
+    url: str | None = field(default=None, compare=False)
+
+
+def etag_number(etag: str) -> int:
+    """A stable 62-bit number for an ETag (the journal keeps an integer where a file keeps its mtime)."""
+    return int.from_bytes(hashlib.sha256(etag.encode()).digest()[:8], "big") >> 2
+
+
+def _skip_reason(name: str, include_hidden: bool) -> ScanProblem | None:
+    """The same rules as the folder scan, applied to a blob name."""
+    parts = name.split("/")
+    if not include_hidden and any(p.startswith(".") for p in parts):
+        return ScanProblem(name, "hidden file, skipped (use --include-hidden)", SkipKind.HIDDEN)
+    ext = os.path.splitext(parts[-1].rstrip(" ."))[1].lower()
+    if ext not in IMAGE_EXTENSIONS:
+        kind, reason = _unsupported_reason(ext, IMAGE_EXTENSIONS)
+        return ScanProblem(name, reason, kind)
+    return None
+
+
+def _storage_rejected(exc: Exception) -> Rejected:
+    from ..storage import ItemChangedError, ItemMissingError
+
+    if isinstance(exc, ItemMissingError):
+        return Rejected("vanished", str(exc))
+    if isinstance(exc, ItemChangedError):
+        return Rejected("changed", f"{exc} (the next run sends its new content)")
+    return Rejected("unreadable", f"cannot read the blob: {exc}")
+
+
+class BlobFolder:
+    """The blobs under a container prefix (a ``cvbulk.storage`` source), as an :class:`ImageSource`.
+
+    ``prepare`` reads at most the first 64 KB of a blob (one ranged GET); an image that passes goes as a
+    read-only SAS URL unless ``via`` is "bytes"; one that needs a fix is downloaded, fixed and sent as data.
+    ``counts`` says how many went which way (for the report), ``storage.stats`` what crossed the wire.
+    """
+
+    def __init__(self, storage: StorageSource, *, via: str = "auto", folders: Sequence[str] = (), ttl: float = URL_TTL) -> None:
+        if via not in VIA_CHOICES:
+            raise ConfigError(f"{{opt:via}} must be one of {', '.join(VIA_CHOICES)}, not {via!r}")
+        self.storage = storage
+        self.via = via
+        self.ttl = ttl
+        self.folders = list(folders)
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()  # counts are bumped from worker threads
+        # Items handed out as URLs, until their request is answered: the fallback needs the blob again.
+        self._by_url: dict[str, BlobItem] = {}
+
+    @property
+    def location(self) -> str:
+        return str(self.storage.location)
+
+    async def entries(self, *, include_hidden: bool = False) -> AsyncIterator[Any]:
+        async for page in self.storage.pages():
+            for entry in page:
+                problem = _skip_reason(entry.name, include_hidden)
+                if problem is not None:
+                    yield problem
+                else:
+                    yield BlobItem(entry, entry.name, entry.size, etag_number(entry.etag))
+
+    def count_within(self, seconds: float) -> int | None:
+        """No quick count for a container: listing it is the count (the total grows as pages arrive)."""
+        return None
+
+    def open_labels(self, spec: str, root: Path) -> LabelSource:
+        """``folders``: the virtual folders (first name level) are the tags; any other spec is a label file
+        on this machine whose paths are blob names under the prefix."""
+        if spec == "folders":
+            return VirtualFolderLabels(self.folders)
+        return open_label_source(spec, root)
+
+    def _count(self, way: str) -> None:
+        with self._lock:
+            self.counts[way] += 1
+
+    #: Checks in flight at once: each mostly waits for its ranged read, so many more than the cores.
+    prepare_tasks = 32
+
+    def prepare(self, item: Any, limits: ImageLimits, regions: Iterable[RegionLabel]) -> PreparedImage | Rejected:
+        """Blocking (a worker thread): the protocol's form of :meth:`aprepare`."""
+        return anyio.from_thread.run(self.aprepare, item, limits, tuple(regions))
+
+    async def aprepare(
+        self, item: Any, limits: ImageLimits, regions: Iterable[RegionLabel], cpu: anyio.CapacityLimiter | None = None
+    ) -> PreparedImage | Rejected:
+        """Check one blob: its reads await on the event loop, its CPU work (a fix) runs in a worker thread
+        under ``cpu``. By URL when it passes the header check (and ``via`` is not "bytes")."""
+        from ..storage import StorageError
+
+        regions = tuple(regions)
+        try:
+            if self.via == "bytes":
+                return await self._as_bytes(item, limits, regions, None, cpu)
+            # The URL first: the header is read through it (a plain ranged GET, far cheaper than the SDK's),
+            # and it is what the service gets when the image passes.
+            signed = await self.storage.read_url(item.entry, ttl=self.ttl)
+            read_at = getattr(self.storage, "read_head_at", None)
+            head = await (read_at(item.entry, signed) if read_at is not None else self.storage.read_head(item.entry))
+            verdict = check_head(head, item.size, limits, regions)  # a header parse: cheap
+            if isinstance(verdict, Rejected):
+                return verdict
+            if verdict == "pass":
+                fmt = (os.path.splitext(item.relpath)[1].lstrip(".") or "jpg").upper()
+                self._count("url")
+                with self._lock:
+                    self._by_url[item.relpath] = item
+                return SourcedImage(b"", 0, 0, "JPEG" if fmt in ("JPG", "JPEG") else fmt, f"etag:{item.entry.etag}",
+                                    (), regions, via="url", url=signed.url)
+            return await self._as_bytes(item, limits, regions, head, cpu)
+        except StorageError as exc:
+            return _storage_rejected(exc)
+
+    async def _as_bytes(
+        self,
+        item: BlobItem,
+        limits: ImageLimits,
+        regions: tuple[RegionLabel, ...],
+        head: bytes | None,
+        cpu: anyio.CapacityLimiter | None,
+    ) -> PreparedImage | Rejected:
+        if item.size > limits.max_file_bytes:
+            return check_head(b"x", item.size, limits, regions)  # type: ignore[return-value]  # the size refusal
+        whole = head is not None and len(head) >= item.size
+        data = head if whole and head is not None else await self.storage.read_all(item.entry)
+        result = await anyio.to_thread.run_sync(
+            partial(prepare_image, data=data, limits=limits, regions=regions), limiter=cpu
+        )
+        if isinstance(result, Rejected):
+            return result
+        self._count("bytes" if result.passed_through else "fixed")
+        return SourcedImage(result.data, result.width, result.height, result.format, result.sha256,
+                            result.fixes, result.regions, via="bytes")
+
+    def body(self, entry: Any, size: int) -> ImageBody:
+        return self.storage.body(entry.entry)  # a BlobBody: an ImageBody by shape
+
+    def take_url_item(self, key: str) -> BlobItem | None:
+        """The blob behind a URL sent for ``key``, forgotten from now on (its request has its answer)."""
+        with self._lock:
+            return self._by_url.pop(key, None)
+
+    async def prepare_fallback(
+        self, item: BlobItem, limits: ImageLimits, regions: Iterable[RegionLabel]
+    ) -> PreparedImage | Rejected:
+        """The bytes of a blob whose URL the service could not fetch, checked (and fixed) as from a folder."""
+        from ..storage import StorageError
+
+        try:
+            result = await self._as_bytes(item, limits, tuple(regions), None, None)
+        except StorageError as exc:
+            return _storage_rejected(exc)
+        with self._lock:
+            self.counts["url"] -= 1
+            self.counts["fallback"] += 1
+        return result
+
+    def make_sender(
+        self, client: Any, project_id: str, *, started: float | None = None, owners: Owners | None = None
+    ) -> ImageSender:
+        from ._blob_send import FallbackSender
+
+        return FallbackSender(client, project_id, self, started=started, owners=owners)
+
+    def report(self) -> dict[str, Any]:
+        """For the run's report: where the images came from, which way they went, what was read."""
+        stats = self.storage.stats.snapshot()
+        return {
+            "location": self.location,
+            "via": self.via,
+            "sent": {
+                "by_url": self.counts.get("url", 0),
+                "as_bytes": self.counts.get("bytes", 0),
+                "fixed_as_bytes": self.counts.get("fixed", 0),
+                "url_fallback_to_bytes": self.counts.get("fallback", 0),
+            },
+            "storage": stats,
+        }
+
+
+class VirtualFolderLabels(FolderLabels):
+    """``folders`` for a container: the first name level under the prefix is the tag."""
+
+    def __init__(self, folders: Sequence[str]) -> None:
+        self.root = Path(".")
+        self._map = {}
+        self._cache = {}
+        self._folders = list(folders)
+
+    def tag_names(self) -> list[str]:
+        return sorted({f for f in self._folders if not f.startswith(".") and check_tag(f) is None})
+
+
+@asynccontextmanager
+async def open_image_source(root: str | Path, *, via: str = "auto") -> AsyncIterator[ImageSource]:
+    """A local folder (``LocalFolder``) or a container location (``az://``, ``https://`` ...: ``BlobFolder``)
+    opened and checked. Storage trouble for the whole run becomes a ``ConfigError`` (a malformed location,
+    missing credentials) or a ``FatalRunError`` (not found, access denied, no answer): one line, no secret."""
+    text = str(root)
+    if not is_container_location(text):
+        yield LocalFolder(Path(text))
+        return
+    from ..storage import CredentialError, LocationError, StorageError, open_source
+
+    if via not in VIA_CHOICES:
+        raise ConfigError(f"{{opt:via}} must be one of {', '.join(VIA_CHOICES)}, not {via!r}")
+    try:
+        async with open_source(text) as storage:
+            folders = await storage.folders()
+            yield BlobFolder(storage, via=via, folders=folders)
+    except (LocationError, CredentialError) as exc:
+        raise ConfigError(_braces(str(exc))) from None
+    except StorageError as exc:
+        raise FatalRunError(str(exc)) from None
+
+
+def is_container_location(text: str) -> bool:
+    """True for ``az://...``, ``https://...`` and ``http://...`` (a container), False for a folder."""
+    return text.lower().startswith(("az://", "https://", "http://"))
+
+
+def _braces(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")

@@ -2,18 +2,23 @@
 
 scan -> plan -> prepare -> batch -> send -> record, joined by bounded memory object streams:
 
-- *scan* walks the tree lazily in a worker thread (``scan.aiter_scan``); *plan* looks each chunk of
-  files up in the journal and the label source in one worker-thread hop, and drops what is done.
-- *prepare* checks / fixes images off the event loop, bounded to the core count. Their bytes are not kept:
+- *scan* walks the tree lazily in a worker thread (``scan.aiter_scan``); *plan* (``_upload_plan``) looks
+  each chunk of files up in the journal and the label source in one worker-thread hop, and drops what is done.
+- *prepare* (``_upload_prepare``) checks / fixes images off the event loop, bounded to the core count. Their bytes are not kept:
   an image that passes through is read again from its file when its request is written (a ``FileBody``);
   a fixed one is spooled to a temporary file first.
 - *batch* groups them under 64 images / 20 tags / a byte budget (``batch.py``).
-- *send*: N senders share the client, whose Pacer holds the tier's rate and adapts the concurrency.
+- *send* (``_upload_send``): N senders share the client, whose Pacer holds the tier's rate and adapts the concurrency.
   Each sender marks its batch ``sending`` in the journal before the request and records every
   image's outcome in one transaction after it, before taking the next batch: a run killed at any
   moment resumes without losing an image or creating one twice (the prepared bytes are
-  deterministic, so a re-sent image comes back ``OKDuplicate`` and counts as ours).
+  deterministic, so a re-sent image comes back ``OKDuplicate``; it counts as ours only when the journal
+  left THIS file ``sending`` and no other file owns the image: ``send.ImageSender``).
 - *record*: per-file outcomes that need no request (skipped, rejected) are written in chunks.
+
+Every candidate ends in one recorded outcome with its reason: what the scan did not take, what ``--exclude``
+left out, what the labels say no to (``labels.decide``: no label / untagged skipped, invalid rejected), the
+label file's rows that name no file; the report lists them (``_upload_report``).
 
 Nothing per file is kept in memory beyond the bounded streams: the journal is the memory.
 """
@@ -25,45 +30,39 @@ import os
 import re
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from ..client._body import FileBody, ImageBody
-from .batch import DEFAULT_BATCH_BYTES, DEFAULT_LINGER, Batch, Batcher, BatchItem, TaggedRegion, batch_stream
+from ._upload_plan import _PLAN_CHUNK, _excluded, _scan_and_plan
+from ._upload_prepare import _preparer
+from ._upload_report import _concurrency, upload_report
+from ._upload_send import _ByteBudget, _dry_run_sink, _recorder, _sender
+from ._upload_state import _Run, _Work
+from .batch import DEFAULT_BATCH_BYTES, DEFAULT_LINGER, Batch, Batcher, BatchItem, batch_stream
 from .engine import (
     STATE_DIR,
-    JournalCalls,
     ProgressSink,
+    check_outputs,
     count_first,
     open_journal,
+    retry_notices,
     run_job,
-    scan_finished,
-    send_recorded,
-    take_ready,
 )
 from .errors import ConfigError, ProjectNotFound
 from .journal import (
-    DUPLICATE,
     FAILURE_STATUSES,
-    REJECTED,
-    SENDING,
     SKIPPED,
-    UPLOADED,
     Journal,
     JournalEntry,
-    needs_work,
 )
-from .labels import LabelProblem, Labels, LabelSource, open_label_source
-from .prepare import TRAINING_LIMITS, ImageLimits, PreparedImage, Rejected
+from .labels import LabelSource, open_label_source
+from .prepare import TRAINING_LIMITS, ImageLimits
 from .project import (
     TAG_LIMITS,
     TagMap,
@@ -73,10 +72,9 @@ from .project import (
     project_domain,
     resolve_project,
 )
-from .report import build_report, write_report
+from .report import write_report
 from .results import UploadResult
-from .scan import ScanEntry, ScanProblem
-from .send import ImageSender, SendOutcome
+from .send import ImageSender
 from .sources import ImageSource, LocalFolder
 
 if TYPE_CHECKING:
@@ -90,10 +88,6 @@ __all__ = [
     "default_report_path",
     "STATE_DIR",
 ]
-
-NO_LABEL = "no label"
-_PLAN_CHUNK = 64  # files looked up in the journal per worker-thread hop
-_MAX_LISTED = 1000  # rejects listed by a dry run (the counts stay exact)
 
 
 # Batch bytes the senders may hold at once. Holding the rate against a slow service takes
@@ -126,6 +120,9 @@ class UploadOptions:
     prepare_workers: int | None = None  # default: the number of cores
     limits: ImageLimits = TRAINING_LIMITS
     include_hidden: bool = False
+    # A file changed since it was uploaded is sent again as a new image; with this, the old image is
+    # deleted once the new one is created (else it stays, and the report says so).
+    replace_changed: bool = False
     # Where the images come from (default: the folder ``root``); labels are still read under ``root``.
     source: ImageSource | None = None
 
@@ -147,12 +144,13 @@ def _slug(text: str) -> str:
 
 
 def default_state_path(
-    root: Path, project: str, report: Path | None = None, *, project_id: str | None = None
+    root: Path | str, project: str, report: Path | None = None, *, project_id: str | None = None
 ) -> Path:
     """``.cvbulk/upload-<project>-<hash>.sqlite`` in the current directory, or next to ``report``
     when one is named. The hash is of ROOT and the project's id (its name while it has none), so
     the same upload finds its state again however the project is named on the command line."""
-    digest = hashlib.sha256(f"{Path(root).resolve()}\0{project_id or project}".encode()).hexdigest()[:8]
+    where = root if isinstance(root, str) and "://" in root else Path(root).resolve()  # a container's URL
+    digest = hashlib.sha256(f"{where}\0{project_id or project}".encode()).hexdigest()[:8]
     name = f"upload-{_slug(project)}-{digest}.sqlite"
     folder = report.parent if report is not None else Path.cwd() / STATE_DIR
     return folder / name
@@ -163,79 +161,15 @@ def default_report_path(state: Path) -> Path:
     return state.with_name(state.stem + ".report.json")
 
 
+def _make_sender(options: UploadOptions, client: Any, project_id: str, started: float, owners: Any) -> ImageSender:
+    make = getattr(_source(options), "make_sender", None)  # a container's sends by URL, with a fallback
+    if make is None:
+        return ImageSender(client, project_id, started=started, owners=owners)
+    return make(client, project_id, started=started, owners=owners)
+
+
 def _source(options: UploadOptions) -> ImageSource:
     return options.source if options.source is not None else LocalFolder(options.root)
-
-
-def _excluded(relpath: str, patterns: Sequence[str]) -> bool:
-    """A pattern matches the relative path, any leading folder of it, or the file name."""
-    if not patterns:
-        return False
-    parts = relpath.split("/")
-    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))] + [parts[-1]]
-    return any(fnmatchcase(c, p.rstrip("/")) for p in patterns for c in candidates)
-
-
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_EXT = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "GIF": ".gif"}
-
-
-def _wire_name(relpath: str, fmt: str) -> str:
-    """An ASCII file name for the service: the file's stem and the extension of what is sent."""
-    stem = _SAFE.sub("_", os.path.splitext(relpath.rsplit("/", 1)[-1])[0]).strip("_")[:80] or "image"
-    return stem + _EXT.get(fmt.upper(), "." + fmt.lower())
-
-
-@dataclass(frozen=True, slots=True)
-class _Context:
-    """What the journal row of an image needs, carried through batch and send."""
-
-    size: int
-    mtime_ns: int
-    sha256: str
-    fixes: tuple[str, ...]
-    prior_status: str | None
-    attempts: int
-    spooled: Path | None = None  # a fixed image's temporary file, removed once its outcome is recorded
-
-
-@dataclass(frozen=True, slots=True)
-class _Work:
-    entry: ScanEntry
-    labels: Labels | None
-    prior: JournalEntry | None
-
-
-@dataclass
-class _Run(JournalCalls):
-    """The state of one run shared by its tasks (counters only: per-file state lives in the journal)."""
-
-    options: UploadOptions
-    source: LabelSource
-    journal: Journal | None
-    tags: TagMap
-    progress: ProgressSink | None
-    client: TrainingClient
-    sender: ImageSender | None
-    spool: Path | None = None  # where fixed images wait for their request
-    tally: Counter = field(default_factory=Counter)
-    fixes: Counter = field(default_factory=Counter)
-    per_tag: Counter = field(default_factory=Counter)
-    batches: Counter = field(default_factory=Counter)
-    listed_rejects: list[dict[str, str]] = field(default_factory=list)
-    bytes_prepared: int = 0
-    bytes_sent: int = 0
-    journal_lock: anyio.Lock = field(default_factory=anyio.Lock)
-    cpu: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(os.cpu_count() or 1))
-
-    def advance(self, statuses: Sequence[str], nbytes: int = 0) -> None:
-        self.tally.update(statuses)
-        if self.progress is None:
-            return
-        ok = sum(1 for s in statuses if s in (UPLOADED, DUPLICATE, "would-send"))
-        failed = sum(1 for s in statuses if s in FAILURE_STATUSES)
-        skipped = len(statuses) - ok - failed
-        self.progress.advanced(ok=ok, failed=failed, skipped=skipped, nbytes=nbytes)
 
 
 async def run_upload(
@@ -245,14 +179,26 @@ async def run_upload(
 
     ``progress`` (any :class:`~cvbulk.pipeline.engine.ProgressSink`) hears how the run goes. Errors about
     the whole run (no such project, bad label file, wrong key) are raised; errors about one file are
-    recorded as that file's outcome.
+    recorded as that file's outcome. The client's retry waits (a 429, a 5xx) reach ``progress.phase``.
     """
+    with retry_notices(progress, client):
+        return await _run_upload(client, options, progress)
+
+
+async def _run_upload(client: TrainingClient, options: UploadOptions, progress: ProgressSink | None) -> UploadResult:
     started = time.time()
     root = options.root
-    if not root.is_dir():
+    if options.source is None and not root.is_dir():
         raise ConfigError(f"{root} is not a folder")
+    open_labels = getattr(_source(options), "open_labels", None) or open_label_source  # a container: virtual folders
+    # Before any request: what this run will write can be written (and a state file is one).
+    if options.dry_run:
+        check_outputs(state=options.state if options.state is not None and options.state.exists() else None)
+    else:
+        folder = options.report.parent if options.report is not None else Path.cwd() / STATE_DIR
+        check_outputs(report=options.report, state=options.state or folder / f"upload-{_slug(options.project)}.sqlite")
     try:
-        source = await anyio.to_thread.run_sync(open_label_source, options.labels, root)
+        source = await anyio.to_thread.run_sync(open_labels, options.labels, root)
     except ValueError as exc:  # LabelFileError
         raise ConfigError(str(exc).replace("{", "{{").replace("}", "}}")) from None
     detection = bool(source.has_regions)
@@ -280,7 +226,7 @@ async def run_upload(
         tags_created = [n for n in tag_names if n not in before]
 
     state = options.state or default_state_path(
-        root,
+        root if options.source is None else _source(options).location,
         project.name if project is not None else options.project,
         options.report,
         project_id=project.id if project is not None else None,
@@ -298,7 +244,10 @@ async def run_upload(
         tags=tags,
         progress=progress,
         client=client,
-        sender=None if options.dry_run else ImageSender(client, project.id, started=started),  # type: ignore[union-attr,arg-type]
+        images=_source(options),
+        sender=None
+        if options.dry_run
+        else _make_sender(options, client, project.id, started, _owners_of(journal)),  # type: ignore[union-attr]
     )
     if options.prepare_workers:
         run.cpu = anyio.CapacityLimiter(options.prepare_workers)
@@ -318,7 +267,10 @@ async def run_upload(
             if journal is None or options.dry_run
             else await run.journal_call(lambda: list(journal.failures()))
         )
-        return ok, _report(run, project, created, tags_created, state, started, finished, ok, failures)
+        listed = await run.journal_call(_listed, journal) if journal is not None and not options.dry_run else {}
+        return ok, upload_report(
+            run, project, created, tags_created, state, started, finished, ok, failures, listed
+        )
 
     # A failing stage surfaces as itself (handle_errors wants one clear line); the journal is always closed.
     with tempfile.TemporaryDirectory(prefix="cvbulk-spool-") as spool:
@@ -340,6 +292,37 @@ async def run_upload(
 class _Named:
     id: str
 
+
+def _owners_of(journal: Journal | None) -> Any:
+    if journal is None:
+        return None
+
+    async def owners(image_ids: Sequence[str]) -> dict[str, str]:
+        return await anyio.to_thread.run_sync(journal.owners, image_ids)
+
+    return owners
+
+
+_LISTED = 10_000  # rows of each kind listed by the report (the counts stay exact)
+
+
+def _listed(journal: Journal) -> dict[str, Any]:
+    """What the report lists besides failures, from the state file: every skipped candidate with its
+    reason, every fixed image with its fixes, every note (a file taken with a remark, a changed file)."""
+    skipped: list[dict[str, Any]] = []
+    fixed: list[dict[str, Any]] = []
+    notes: list[dict[str, Any]] = []
+    for e in journal.entries(SKIPPED):
+        if len(skipped) >= _LISTED:
+            break
+        skipped.append({"path": e.key, "reason": e.reason or SKIPPED})
+    for e in journal.annotated():
+        if e.fixes and len(fixed) < _LISTED:
+            fixed.append({"path": e.key, "status": str(e.status), "fixes": list(e.fixes)})
+        note = (e.extra or {}).get("note")
+        if note and len(notes) < _LISTED:
+            notes.append({"path": e.key, "status": str(e.status), "note": note})
+    return {"skipped": skipped, "fixed": fixed, "notes": notes, "state_counts": journal.counts()}
 
 async def _project(
     client: TrainingClient, options: UploadOptions, detection: bool, progress: ProgressSink | None = None
@@ -397,7 +380,8 @@ async def _pipeline(run: _Run) -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(_recorder, run, record_recv)
         tg.start_soon(_scan_and_plan, run, work_send, record_send.clone())
-        for _ in range(2 * workers):  # twice the cores: one reads while another computes
+        # twice the cores: one reads while another computes; more for a source whose checks wait on the network
+        for _ in range(getattr(_source(opts), "prepare_tasks", None) or 2 * workers):
             tg.start_soon(_preparer, run, work_recv.clone(), item_send.clone(), record_send.clone())
         ticker = item_send.clone()
         work_recv.close()
@@ -423,357 +407,3 @@ async def _pipeline(run: _Run) -> None:
             batch_recv.close()
 
 
-async def _scan_and_plan(
-    run: _Run, work_send: ObjectSendStream[_Work], record_send: ObjectSendStream[JournalEntry]
-) -> None:
-    opts = run.options
-    async with work_send, record_send:
-        chunk: list[ScanEntry | ScanProblem] = []
-        async for found in _source(opts).entries(include_hidden=opts.include_hidden):
-            if _excluded(found.relpath, opts.exclude):
-                continue
-            chunk.append(found)
-            if len(chunk) >= _PLAN_CHUNK:
-                await _plan(run, chunk, work_send, record_send)
-                chunk = []
-        if chunk:
-            await _plan(run, chunk, work_send, record_send)
-        scan_finished(run.progress)
-
-
-def _lookup(run: _Run, chunk: list[ScanEntry | ScanProblem]) -> list[tuple[Any, Labels | LabelProblem | None, Any]]:
-    """One worker-thread hop per chunk: the journal rows and the labels of its files."""
-    journal = run.journal
-    known = journal.get_many([f.relpath for f in chunk]) if journal is not None else {}
-    source_labels = run.source.labels_for
-    return [
-        (f, source_labels(f.relpath) if not isinstance(f, ScanProblem) else None, known.get(f.relpath))
-        for f in chunk
-    ]
-
-
-async def _plan(
-    run: _Run,
-    chunk: list[ScanEntry | ScanProblem],
-    work_send: ObjectSendStream[_Work],
-    record_send: ObjectSendStream[JournalEntry],
-) -> None:
-    planned = await anyio.to_thread.run_sync(_lookup, run, chunk)
-    if run.progress is not None:
-        run.progress.add_total(len(chunk))
-    done: list[str] = []
-    for found, labels, prior in planned:
-        if isinstance(found, ScanProblem):
-            if found.relpath == ".":  # ROOT itself cannot be read: nothing to upload at all
-                raise ConfigError(f"cannot read {run.options.root}: {found.reason}")
-            # Symlink loops, dangling links, unreadable folders: reported and skipped (no image lost
-            # that could have been read); the scan's reason says which.
-            if prior is None or prior.status != SKIPPED or prior.reason != found.reason:
-                await record_send.send(
-                    JournalEntry(found.relpath, None, None, None, SKIPPED, reason=found.reason)
-                )
-            else:
-                done.append("unchanged")
-            continue
-        if isinstance(labels, LabelProblem):  # this image's labels are unusable: it alone is skipped
-            await record_send.send(JournalEntry(found.relpath, found.size, found.mtime_ns, None, SKIPPED,
-                                                reason=f"bad labels: {labels.reason}"))
-            continue
-        unlabelled = labels is None and not run.options.untagged
-        if prior is not None and not needs_work(prior, found.size, found.mtime_ns):
-            if prior.status == SKIPPED and prior.reason == NO_LABEL and not unlabelled:
-                pass  # labelled since, or --untagged now: it has work after all
-            else:
-                done.append("still-failed" if prior.status in FAILURE_STATUSES else "unchanged")
-                continue
-        if unlabelled:
-            await record_send.send(
-                JournalEntry(found.relpath, found.size, found.mtime_ns, None, SKIPPED, reason=NO_LABEL)
-            )
-            continue
-        await work_send.send(_Work(found, labels, prior))
-    if done:
-        run.advance(done)
-
-
-async def _preparer(
-    run: _Run,
-    work_recv: ObjectReceiveStream[_Work],
-    item_send: ObjectSendStream[BatchItem],
-    record_send: ObjectSendStream[JournalEntry],
-) -> None:
-    opts = run.options
-    async with work_recv, item_send, record_send:
-        async for work in work_recv:
-            entry = work.entry
-            labels = work.labels or Labels(())
-            try:
-                result = await anyio.to_thread.run_sync(
-                    partial(_source(opts).prepare, entry, opts.limits, labels.regions),
-                    limiter=run.cpu,
-                )
-            except Exception as exc:  # a codec's own bug is this file's outcome, not the run's
-                result = Rejected("corrupt", f"could not be read as an image ({type(exc).__name__}: {exc})")
-            if isinstance(result, Rejected):
-                await record_send.send(
-                    JournalEntry(entry.relpath, entry.size, entry.mtime_ns, None, REJECTED, reason=result.reason)
-                )
-                continue
-            item = await _batch_item(run, work, labels, await _hold(run, work.entry, result))
-            del result  # the bytes go now: the item reads them again when its request is written
-            await item_send.send(item)
-
-
-async def _hold(run: _Run, entry: ScanEntry, prepared: PreparedImage) -> tuple[PreparedImage, ImageBody, Path | None]:
-    """Where the image's bytes wait for their request: its own file when they are the file's (read again
-    when the request is written), else a temporary file. Either way no bytes stay in memory."""
-    if prepared.passed_through:
-        return prepared, _source(run.options).body(entry, len(prepared.data)), None
-    assert run.spool is not None
-    spooled = await anyio.to_thread.run_sync(_spool, run.spool, prepared.data)
-    return prepared, FileBody(spooled, len(prepared.data)), spooled
-
-
-def _spool(folder: Path, data: bytes) -> Path:
-    fd, name = tempfile.mkstemp(dir=folder, suffix=".img")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    return Path(name)
-
-
-async def _batch_item(
-    run: _Run, work: _Work, labels: Labels, held: tuple[PreparedImage, ImageBody, Path | None]
-) -> BatchItem:
-    prepared, body, spooled = held
-    region_tags = {r.tag for r in prepared.regions}
-    # The quickstart sends regions without tagIds: a region's tag is the image's tag.
-    tag_ids = await run.tags.ids_for([t for t in labels.tags if t not in region_tags])
-    region_ids = dict(zip(sorted(region_tags), await run.tags.ids_for(sorted(region_tags))))
-    regions = tuple(
-        TaggedRegion(region_ids[r.tag], r.left, r.top, r.width, r.height) for r in prepared.regions
-    )
-    run.fixes.update(prepared.fixes)
-    run.bytes_prepared += len(prepared.data)
-    prior = work.prior
-    return BatchItem(
-        key=work.entry.relpath,
-        name=_wire_name(work.entry.relpath, prepared.format),
-        body=body,
-        tag_ids=tuple(sorted(set(tag_ids))),
-        regions=regions,
-        context=_Context(
-            size=work.entry.size,
-            mtime_ns=work.entry.mtime_ns,
-            sha256=prepared.sha256,
-            fixes=prepared.fixes,
-            prior_status=prior.status if prior is not None else None,
-            attempts=prior.attempts if prior is not None else 0,
-            spooled=spooled,
-        ),
-    )
-
-
-def _list_reject(run: _Run, path: str, reason: str) -> None:
-    if len(run.listed_rejects) < _MAX_LISTED:
-        run.listed_rejects.append({"path": path, "status": REJECTED, "reason": reason})
-
-
-def _entry(item: BatchItem, status: str, image_id: str | None = None, reason: str | None = None) -> JournalEntry:
-    ctx: _Context = item.context
-    return JournalEntry(
-        key=item.key,
-        size=ctx.size,
-        mtime_ns=ctx.mtime_ns,
-        sha256=ctx.sha256,
-        status=status,
-        image_id=image_id,
-        reason=reason,
-        fixes=ctx.fixes,
-        attempts=ctx.attempts,
-    )
-
-
-def _concurrency(client: Any) -> int | None:
-    pacer = getattr(client, "pacer", None)
-    if pacer is None:
-        return None
-    try:
-        from ..client import ApiGroup
-
-        return int(pacer.concurrency(ApiGroup.TRAINING))
-    except Exception:  # a display nicety: never let it stop an upload
-        return None
-
-
-class _ByteBudget:
-    """Bytes of batches held by the senders. Senders mostly wait (for a rate token, for the
-    service): without a bound, N senders with big images would hold N x the batch budget."""
-
-    def __init__(self, limit: int, first_guess: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self._changed = anyio.Event()
-        self._recent: list[int] = [first_guess]
-
-    @property
-    def typical(self) -> int:
-        """The largest of the last few batches: what a sender reserves before it takes one."""
-        return max(self._recent)
-
-    def observe(self, nbytes: int) -> None:
-        self._recent = (self._recent + [max(nbytes, 1)])[-8:]
-
-    async def reserve(self, n: int) -> None:
-        # One holder always proceeds, so an oversized batch cannot wait for ever.
-        while self.used and self.used + n > self.limit:
-            await self._changed.wait()
-        self.used += n
-
-    def release(self, n: int) -> None:
-        self.used -= n
-        self._changed.set()
-        self._changed = anyio.Event()
-
-
-async def _sender(run: _Run, batch_recv: ObjectReceiveStream[Batch], budget: _ByteBudget) -> None:
-    assert run.sender is not None and run.journal is not None
-    journal = run.journal
-    async with batch_recv:
-        while True:
-            # Room for a typical batch first, so that waiting happens before a batch is held.
-            # Reserving the full byte budget per request instead would cap the requests in flight
-            # at limit / batch_bytes (8), far below what a slow service needs to hold the rate.
-            want = budget.typical
-            await budget.reserve(want)
-            try:
-                batch = await batch_recv.receive()
-            except anyio.EndOfStream:
-                budget.release(want)
-                return
-            held = batch.nbytes
-            budget.observe(held)
-            if held > want:
-                await budget.reserve(held - want)
-            else:
-                budget.release(want - held)
-            try:
-                await _send_one(run, journal, batch)
-            finally:
-                budget.release(held)
-
-
-async def _send_one(run: _Run, journal: Journal, batch: Batch) -> None:
-    assert run.sender is not None
-    prior = {it.key: it.context.prior_status for it in batch.items}
-    intent = [_entry(it, SENDING) for it in batch.items]
-    try:
-        outcomes = await send_recorded(
-            run, journal, intent, partial(run.sender.send, batch, prior=prior), _outcome_entry
-        )
-    finally:
-        spooled = [it.context.spooled for it in batch.items if it.context.spooled is not None]
-        if spooled:
-            await anyio.to_thread.run_sync(_unlink, spooled)
-    sent = sum(o.item.nbytes for o in outcomes if o.status in (UPLOADED, DUPLICATE))
-    run.bytes_sent += sent
-    run.advance([o.status for o in outcomes], nbytes=sent)
-
-
-def _unlink(paths: list[Path]) -> None:
-    for p in paths:
-        p.unlink(missing_ok=True)
-
-
-def _outcome_entry(o: SendOutcome) -> JournalEntry:
-    return _entry(o.item, o.status, o.image_id, o.reason)
-
-
-async def _dry_run_sink(run: _Run, batch_recv: ObjectReceiveStream[Batch]) -> None:
-    names = {tid: name for name, tid in run.tags._ids.items()}
-    async with batch_recv:
-        async for batch in batch_recv:
-            for item in batch.items:
-                tags = set(item.tag_ids) | {r.tag_id for r in item.regions}
-                run.per_tag.update(names.get(t, t) for t in tags) if tags else run.per_tag.update(["(untagged)"])
-                if item.context.spooled is not None:
-                    await anyio.to_thread.run_sync(_unlink, [item.context.spooled])
-            run.bytes_sent += batch.nbytes
-            run.advance(["would-send"] * len(batch), nbytes=batch.nbytes)
-
-
-async def _recorder(run: _Run, record_recv: ObjectReceiveStream[JournalEntry]) -> None:
-    """Outcomes that need no request, written in chunks (one transaction each)."""
-    async with record_recv:
-        while True:
-            try:
-                first = await record_recv.receive()
-            except anyio.EndOfStream:
-                return
-            chunk = take_ready(first, record_recv, 256)
-            if run.journal is not None and not run.options.dry_run:
-                await run.journal_call(run.journal.record, chunk)
-            else:
-                for e in chunk:
-                    if e.status in FAILURE_STATUSES:
-                        _list_reject(run, e.key, e.reason or e.status)
-            run.advance([e.status for e in chunk])
-
-
-# -- the report -----------------------------------------------------------------------------------
-
-
-def _report(
-    run: _Run,
-    project: Project | None,
-    created: bool,
-    tags_created: list[str],
-    state: Path,
-    started: float,
-    finished: float,
-    ok: bool,
-    failures: list[Any],
-) -> dict[str, Any]:
-    opts = run.options
-    counts = {s: n for s, n in run.tally.items() if s not in ("unchanged", "still-failed", "would-send")}
-    journal = run.journal
-    stats = getattr(run.client, "stats", None)
-    snapshot = stats.snapshot() if stats is not None and not opts.dry_run else None
-    extra: dict[str, Any] = {
-        "root": str(opts.root),
-        "project": {
-            "id": project.id if project is not None else None,
-            "name": project.name if project is not None else opts.project,
-            "created": created,
-            "would_create": project is None,
-        },
-        "labels": opts.labels,
-        "dry_run": opts.dry_run,
-        "state_file": str(state) if journal is not None else None,
-        "unchanged": run.tally.get("unchanged", 0) + run.tally.get("still-failed", 0),
-        "still_failed": run.tally.get("still-failed", 0),
-        "tags_created": tags_created,
-        # Lists, not dicts keyed by name: the report drops any field whose name holds "key".
-        "fixes": [{"fix": f, "images": n} for f, n in run.fixes.most_common()],
-        "batches": dict(run.batches),
-        "splits": run.sender.splits if run.sender is not None else 0,
-        "bytes_prepared": run.bytes_prepared,
-        "concurrency": _concurrency(run.client),
-        "exit_code": 0 if ok else 1,
-    }
-    if opts.dry_run:
-        extra["would_send"] = {
-            "images": run.tally.get("would-send", 0),
-            "bytes": run.bytes_sent,
-            "per_tag": [{"tag": t, "images": n} for t, n in sorted(run.per_tag.items())],
-            "tags_to_create": tags_created,
-        }
-    return build_report(
-        job="upload",
-        started=started,
-        finished=finished,
-        counts=counts,
-        failures=failures,
-        client_stats=snapshot,
-        extra=extra,
-        nbytes=run.bytes_sent,
-    )

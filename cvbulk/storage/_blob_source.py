@@ -13,7 +13,14 @@ from ._names import check_name
 from ._sas import ReadUrlSigner
 from ._settings import StorageSettings
 from ._types import HEADER_BYTES, ReadUrl, StorageEntry, StorageTimeouts
-from .errors import ItemChangedError, ItemMissingError, PrefixNotFoundError, StorageError
+from .errors import (
+    AccessDeniedError,
+    ItemChangedError,
+    ItemMissingError,
+    PrefixNotFoundError,
+    StorageError,
+    StorageRequestError,
+)
 
 __all__ = ["BlobSource", "BlobBody"]
 
@@ -47,6 +54,7 @@ class BlobSource(BlobContainerEndpoint):
     ) -> None:
         super().__init__(location, settings, timeouts=timeouts)
         self._signer = ReadUrlSigner(settings, self._service, location.container)
+        self._http: Any = None  # an aiohttp session for reads through read URLs, opened at the first
 
     def _blob_name(self, entry_name: str) -> str:
         return self.location.prefix + entry_name
@@ -118,6 +126,48 @@ class BlobSource(BlobContainerEndpoint):
         self.stats.header_bytes += len(data)
         self.stats.bytes_read += len(data)
         return data
+
+    async def read_head_at(self, entry: StorageEntry, url: ReadUrl, size: int = HEADER_BYTES) -> bytes:
+        """As :meth:`read_head`, through a read URL of the blob (one plain ranged GET with ``If-Match``): the
+        SDK's pipeline costs ~5x the CPU of the request itself, and a URL about to be handed to the service
+        is at hand anyway. Errors as from :meth:`read_head`; the URL never appears in one."""
+        import aiohttp
+
+        if size <= 0:
+            raise ValueError("size must be positive")
+        if entry.size == 0:
+            return await self.read_head(entry, size)
+        if self._http is None:
+            timeout = aiohttp.ClientTimeout(sock_connect=self.timeouts.connect, sock_read=self.timeouts.read)
+            self._http = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64))
+        headers = {"Range": f"bytes=0-{min(size, entry.size) - 1}", "If-Match": entry.etag}
+        self.stats.requests += 1
+        try:
+            async with self._http.get(url.url, headers=headers) as response:
+                status = response.status
+                data = await response.read() if status in (200, 206) else b""
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise StorageRequestError(
+                f"reading {entry.name!r} in {self.location} failed: {type(exc).__name__}"
+            ) from None
+        if status in (200, 206):
+            data = data[:size]
+            self.stats.header_reads += 1
+            self.stats.header_bytes += len(data)
+            self.stats.bytes_read += len(data)
+            return data
+        if status in (404, 412):
+            # gone or changed: one look through the SDK tells which (and words it as read_head would)
+            return await self.read_head(entry, size)
+        if status == 403:
+            raise AccessDeniedError(f"access denied reading {entry.name!r} in {self.location} (HTTP 403)", status=403)
+        raise StorageRequestError(f"reading {entry.name!r} in {self.location} failed: HTTP {status}", status=status)
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        await super().aclose()
 
     async def _check_unchanged(self, entry: StorageEntry) -> None:
         from azure.core import MatchConditions

@@ -65,7 +65,8 @@ def test_export_folders_then_upload_back(tmp_path):
         back = cvbulk("upload", str(out), "--project", "trees-back", "--create", "--tier", "unlimited", "--json",
                       env=env, cwd=tmp_path)
         assert back.returncode == 0, back.stderr
-        assert json.loads(back.stdout)["counts"] == {"uploaded": 20}
+        counts = json.loads(back.stdout)["counts"]
+        assert counts["uploaded"] == 20  # model.json, labels.csv, cvbulk-folders.json: skipped, not images
 
         # the key is in no output, state file or report
         for text in (first.stdout, first.stderr, again.stdout, again.stderr):
@@ -81,6 +82,15 @@ def test_export_usage_errors(tmp_path):
         assert missing.returncode == 3 and "nope" in missing.stderr
         bad = cvbulk("export", str(tmp_path / "o"), "--project", "x", "--format", "xml", env=env, cwd=tmp_path)
         assert bad.returncode == 2
+        both = cvbulk("export", str(tmp_path / "o"), "--to", "az://c/p", "--project", "x", env=env, cwd=tmp_path)
+        assert both.returncode == 2 and "not both" in both.stderr
+        neither = cvbulk("export", "--project", "x", env=env, cwd=tmp_path)
+        assert neither.returncode == 2 and "--to" in neither.stderr
+        split = cvbulk("export", str(tmp_path / "o"), "--project", "x", "--validation-split", "1.5", env=env,
+                       cwd=tmp_path)
+        assert split.returncode == 2 and "--validation-split" in split.stderr
+        container = cvbulk("export", "--to", "az://Bad_Name/x", "--project", "x", env=env, cwd=tmp_path)
+        assert container.returncode == 2 and "bad container name" in container.stderr
         env["VISION_TRAINING_KEY"] = "wrong-key-for-this-emulator"
         wrong = cvbulk("export", str(tmp_path / "o"), "--project", "x", "--tier", "unlimited", env=env, cwd=tmp_path)
         assert wrong.returncode == 3 and "wrong-key" not in wrong.stderr

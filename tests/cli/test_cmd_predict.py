@@ -61,7 +61,7 @@ class FakeService:
         self._loop.run_until_complete(self._runner.cleanup())
         self._loop.close()
 
-    def __enter__(self) -> "FakeService":
+    def __enter__(self) -> FakeService:
         self._thread.start()
         assert self._ready.wait(10)
         return self

@@ -42,12 +42,12 @@ def test_upload_samples_like_the_quickstart_then_nothing_to_do(tmp_path, emulato
     first = cvbulk(*argv, env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     report = json.loads(first.stdout)
-    assert report["counts"] == {"uploaded": 20}
+    assert report["counts"] == {"uploaded": 20, "skipped": 1}  # Test/test_image.jpg, excluded
     assert "Traceback" not in first.stderr
     second = cvbulk(*argv, env=env, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     again = json.loads(second.stdout)
-    assert again["counts"] == {} and again["extra"]["unchanged"] == 20
+    assert again["counts"] == {} and again["extra"]["unchanged"] == 21
     # state and report in ./.cvbulk, and the key in no artefact of the run
     files = list((tmp_path / ".cvbulk").iterdir())
     assert any(f.suffix == ".sqlite" for f in files) and any(f.name.endswith(".report.json") for f in files)

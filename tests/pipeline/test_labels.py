@@ -501,8 +501,9 @@ async def test_upload_skips_the_image_with_a_nan_box_and_sends_the_rest(tmp_path
                             report=tmp_path / "report.json", create=True, labels=str(label_file))
     with anyio.fail_after(60):
         result = await run_upload(training_client, options)
-    assert result.report["counts"] == {"uploaded": 39, "skipped": 2}
-    assert result.ok
+    # decide(): invalid labels reject the image alone (never sent); the rest goes on
+    assert result.report["counts"] == {"uploaded": 39, "skipped": 1, "rejected": 1}
+    assert not result.ok
     import sqlite3
 
     with sqlite3.connect(tmp_path / "state.sqlite") as conn:  # the file's recorded outcome names why

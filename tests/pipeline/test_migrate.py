@@ -9,12 +9,12 @@ from dataclasses import replace
 import anyio
 import pytest
 
-from cvbulk.pipeline.errors import ConfigError as CLIError
-from cvbulk.pipeline.errors import PipelineError
 from cvbulk.client import ImageFileCreateEntry, Pacer, Region, RetryPolicy, TrainingClient
 from cvbulk.emulator import Emulator, EmulatorConfig
 from cvbulk.pipeline._migrate_send import Grouper, MigrateItem
 from cvbulk.pipeline.batch import TaggedRegion
+from cvbulk.pipeline.errors import ConfigError as CLIError
+from cvbulk.pipeline.errors import PipelineError
 from cvbulk.pipeline.journal import Journal
 from cvbulk.pipeline.migrate import MigrateOptions, run_migrate
 from tests.corpus import make_image
@@ -179,7 +179,7 @@ async def test_by_upload_into_an_existing_project_with_some_images_already_there
         domain = next(d for d in await dst.get_domains() if d.type == "ObjectDetection")
         target = await dst.create_project("existing", domain_id=domain.id)
         await dst.create_tag(target.id, "Apple")  # same tag, other case: reused, not created
-        await dst.create_images_from_data(target.id, [(f"{i}.jpg", jpeg(i)) for i in (1, 2, 3)])
+        await dst.create_images_from_data(target.id, [(f"{i}.jpg", jpeg(i)) for i in (1, 2, 5)])
         options = MigrateOptions("fruit", "existing", by="upload", state=tmp_path / "m.sqlite",
                                  report=tmp_path / "m.json")
         with anyio.fail_after(30):
@@ -192,6 +192,9 @@ async def test_by_upload_into_an_existing_project_with_some_images_already_there
         want = {k: tuple((r[0].replace("apple", "Apple"), *r[1:]) for r in regions)
                 for k, (regions, _) in rounded(expected).items()}
         assert {k: v[1] for k, v in got.items()} == want
+        # and the source's metadata (image 5 has some): UpdateImageMetadata on the OKDuplicate
+        assert {k: v[2] for k, v in got.items()} == {k: meta for k, (_, _, meta) in expected.items()}
+        assert result.report["extra"]["metadata_updated"] == 1
 
 
 async def test_refuses_incompatible_or_missing_targets(tmp_path):

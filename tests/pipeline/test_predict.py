@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -31,13 +32,20 @@ from cvbulk.pipeline._predict_engine import (
     REJECTED,
     Outcome,
     Prepared,
+    ScoreStages,
     ServiceUnavailable,
     WorkItem,
-    run_engine,
 )
+from cvbulk.pipeline.engine import run_job
 from cvbulk.pipeline.predict import PredictOptions, default_state_path, run_predict
 
 pytestmark = pytest.mark.timeout(60)
+
+
+async def run_engine(source, **kw):
+    """The scoring stages as a job runs them: through engine.run_job (which unwraps a failing stage)."""
+    stages = ScoreStages(**kw)
+    return await run_job(None, None, None, partial(stages.run, source))
 
 
 def _items(n: int) -> list[WorkItem]:
@@ -287,7 +295,8 @@ async def test_run_predict_csv_columns_rows_and_bad_input(tmp_path):
     assert not result.ok  # two files are not images
     rows = _csv_rows(out)
     assert sorted(r["path"] for r in rows) == sorted(paths)
-    header = next(csv.reader(open(out, newline="", encoding="utf-8")))
+    with open(out, newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f))
     # Without training credentials the columns are the first answer's tags, sorted by name; the
     # formula-like tag name is escaped in the header.
     assert header[5:] == ["'=cmd", "Hemlock", "Japanese_Cherry"]
@@ -323,7 +332,8 @@ async def test_run_predict_resumes_without_duplicates(tmp_path):
     rows = [r["path"] for r in _csv_rows(out)]
     assert sorted(rows) == sorted(paths) and len(rows) == len(set(rows))
     assert second.calls == 30 - len(done_first) - 1
-    assert result.report["extra"]["unchanged"] == len(done_first) + 1  # already done, not in counts
+    assert result.report["extra"]["already_done"] == len(done_first) + 1
+    assert "skipped" not in result.report["counts"]  # done by an earlier run is not "skipped"
 
     third = FakePrediction()
     again = await run_predict(third, None, _options(root, out))
@@ -346,7 +356,8 @@ async def test_run_predict_awkward_names_round_trip_through_resume(tmp_path):
     assert all(not c.startswith(("=", "+", "@")) for c in cells)  # escaped with a leading '
     again = FakePrediction()
     result = await run_predict(again, None, _options(root, out))
-    assert again.calls == 0 and result.report["counts"] == {} and result.report["extra"]["unchanged"] == len(names)
+    assert again.calls == 0 and result.report["counts"] == {}
+    assert result.report["extra"]["already_done"] == len(names)
 
 
 async def test_run_predict_transient_errors_get_no_row_and_are_retried(tmp_path):
@@ -584,8 +595,8 @@ def test_emulator_kill_9_and_resume_gives_one_row_per_image(emu_thread, trees, t
     report = json.loads(resumed.stdout)
     rows = _data_rows(out)
     assert len(rows) == 90 and sorted(rows) == sorted(paths)  # row count == image count, none twice
-    assert report["extra"]["unchanged"] == len(first)  # already done, not in counts
-    assert report["counts"]["predicted"] == 90 - report["extra"]["unchanged"]
+    assert report["extra"]["already_done"] == len(first)
+    assert report["counts"]["predicted"] == 90 - report["extra"]["already_done"]
     assert emu.prediction_key not in out.read_text() + resumed.stdout.decode() + resumed.stderr.decode()
 
 
@@ -625,9 +636,11 @@ async def test_emulator_429s_and_5xx_lose_nothing(emu_thread, trees, tmp_path):
 
     emu = emu_thread
     root = tmp_path / "dump"
-    paths = make_tree(root, 60)
+    paths = make_tree(root, 30)
     out = tmp_path / "scores.csv"
-    emu.set_rates(prediction_tps=40)
+    # A burst of 6 against 16 requests sent at once: a 429 however slow the machine (at 40/s, a loaded
+    # machine never went fast enough to meet one).
+    emu.set_rates(prediction_tps=6)
     emu.set_faults(Faults(error_rate=0.1))
     try:
         prediction, _ = _clients(emu)  # the client does not know the limit: it learns from the 429s
@@ -642,3 +655,47 @@ async def test_emulator_429s_and_5xx_lose_nothing(emu_thread, trees, tmp_path):
     rows = _data_rows(out)
     assert sorted(rows) == sorted(paths)
     assert result.report["throttled_429"] > 0 and result.report["retries"] >= result.report["throttled_429"]
+
+
+class _Unreachable(FakePrediction):
+    async def classify_image(self, project_id, published_name, image, *, store=False, application=None):
+        from cvbulk.client._errors import EndpointUnreachableError
+
+        self.calls += 1
+        raise EndpointUnreachableError("cannot reach 127.0.0.1:9 (connection refused)")
+
+
+async def test_run_predict_an_unreachable_endpoint_stops_the_run_once(tmp_path):
+    from cvbulk.client._errors import EndpointUnreachableError
+
+    root = tmp_path / "tree"
+    make_tree(root, 40)
+    fake = _Unreachable()
+    with pytest.raises(EndpointUnreachableError):  # one line for the CLI, not 40 per-image errors
+        await run_predict(fake, None, _options(root, tmp_path / "o.csv", max_concurrency=4))
+    assert fake.calls <= 4
+
+
+async def test_run_predict_refuses_a_foreign_output_before_sending(tmp_path):
+    from cvbulk.pipeline.errors import ConfigError
+
+    root = tmp_path / "tree"
+    make_tree(root, 3)
+    out = tmp_path / "mine.csv"
+    out.write_text("name,amount\nrent,1200\n")
+    fake = FakePrediction()
+    with pytest.raises(ConfigError, match="left untouched"):
+        await run_predict(fake, None, _options(root, out))
+    assert fake.calls == 0 and out.read_text() == "name,amount\nrent,1200\n"
+
+
+async def test_run_predict_files_left_out_by_rule_are_skipped_not_failed(tmp_path):
+    root = tmp_path / "tree"
+    make_tree(root, 3)
+    (root / "notes.txt").write_text("hello")
+    (root / ".hidden.jpg").write_bytes(_jpeg(1))
+    result = await run_predict(FakePrediction(), None, _options(root, tmp_path / "o.csv"))
+    assert result.ok, result.report["failures"]
+    assert result.report["counts"] == {"predicted": 3, "skipped": 2}
+    rows = {r["path"]: r["status"] for r in _csv_rows(tmp_path / "o.csv")}
+    assert rows["notes.txt"] == "skipped" and rows[".hidden.jpg"] == "skipped"

@@ -372,7 +372,9 @@ async def test_samples_classification_end_to_end(tmp_path, training_client):
     with anyio.fail_after(60):
         result = await run_upload(training_client, o)
     assert result.ok, result.report["failures"]
-    assert result.report["counts"] == {"uploaded": 20}
+    # The excluded file is a candidate too: skipped, with the pattern that left it out.
+    assert result.report["counts"] == {"uploaded": 20, "skipped": 1}
+    assert result.report["extra"]["skipped"] == [{"path": "Test/test_image.jpg", "reason": "excluded by --exclude Test"}]
     project = result.report["extra"]["project"]
     assert project["created"] is True
     pid = project["id"]
@@ -388,7 +390,7 @@ async def test_samples_classification_end_to_end(tmp_path, training_client):
     again = await run_upload(training_client, o)
     assert again.ok
     assert again.report["counts"] == {}
-    assert again.report["extra"]["unchanged"] == 20
+    assert again.report["extra"]["unchanged"] == 21
     assert creates == []
     assert await training_client.get_image_count(pid) == 20
 

@@ -42,7 +42,7 @@ def measure(name: str, **row: Any) -> None:
     MEASURED[name] = row
 
 
-def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001 - pytest's hook signature
+def pytest_sessionfinish(session, exitstatus):
     target = os.environ.get("CVBULK_RELIABILITY_TABLE")
     if target and MEASURED:
         Path(target).write_text(json.dumps(MEASURED, indent=2, sort_keys=True), encoding="utf-8")
@@ -76,6 +76,15 @@ def patient_retry(max_elapsed: float = 60.0):
     from cvbulk.client import RetryPolicy
 
     return RetryPolicy(max_attempts=30, base=0.02, cap=0.25, max_elapsed=max_elapsed)
+
+
+def outage_retry(seconds: float = 60.0):
+    """For a service that goes away for a while (a process restarted): the budget is time, not attempts.
+    A refused connection fails at once, so an attempt budget is spent in ~3 s however long the restart
+    takes on a loaded machine; ``seconds`` of retrying (waits of at most 0.25 s) carry the run through."""
+    from cvbulk.client import RetryPolicy
+
+    return RetryPolicy(max_attempts=1_000_000, base=0.02, cap=0.25, max_elapsed=seconds)
 
 
 def training_client(emu, **kw):

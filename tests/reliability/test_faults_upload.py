@@ -283,6 +283,8 @@ async def test_emulator_process_killed_and_restarted_mid_run(tmp_path):
 
     from cvbulk.emulator import DEFAULT_TRAINING_KEY
 
+    from .conftest import outage_retry
+
     data = tmp_path / "emulator"
     proc, endpoint = _start_emulator_process(0, data, "--latency", "0.02")
     port = int(endpoint.rsplit(":", 1)[1])
@@ -312,7 +314,9 @@ async def test_emulator_process_killed_and_restarted_mid_run(tmp_path):
         crashed.set()
 
     try:
-        row = await _upload(_Remote(), tmp_path, "faults-crash", during=crash_and_restart)
+        # The restart's length depends on the machine's load: ride it out by time, not by attempts.
+        row = await _upload(_Remote(), tmp_path, "faults-crash", during=crash_and_restart,
+                            client_kw={"retry": outage_retry()})
     finally:
         for p in procs:
             if p.poll() is None:

@@ -294,3 +294,22 @@ class MappedLabels:
 
     def tag_names(self) -> list[str]:
         return sorted(self._tags)
+
+    def listed(self) -> list[str]:
+        """Every path the label file names (a job reports those no scanned file matched: :meth:`matched_key`)."""
+        return list(self._by_path)
+
+    def matched_key(self, relpath: str) -> str | None:
+        """The path of the label file that ``relpath`` matches (as :meth:`labels_for` looks it up), or None."""
+        if relpath in self._by_path:
+            return relpath
+        rel = norm_rel(relpath)
+        if rel in self._by_path:
+            return rel
+        if self._by_name:
+            name = posixpath.basename(rel)
+            if name in self._by_name:
+                return name
+        if self._tails and rel in self._tails:
+            return self._tails[rel]
+        return None

@@ -1,0 +1,56 @@
+"""ROOT and ``--via`` for the jobs that read images (upload, predict): a folder or a blob container."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from ._common import check_root
+
+__all__ = ["add_source_args", "source_root", "open_source", "is_container"]
+
+ROOT_HELP = (
+    "the folder of images (walked recursively), or a blob container location: az://CONTAINER/PREFIX, "
+    "https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX"
+)
+VIA_HELP = (
+    "from a container: url (the service fetches each image by a read-only SAS URL), bytes (cvbulk reads "
+    "and sends them), auto (default: url, bytes for an image that needs a fix or that the service cannot fetch)"
+)
+
+
+def add_source_args(parser: argparse.ArgumentParser) -> None:
+    # A string, not a Path: Path("az://c/p") would fold the "//".
+    parser.add_argument("root", metavar="ROOT", help=ROOT_HELP)
+    parser.add_argument("--via", choices=("auto", "url", "bytes"), default="auto", help=VIA_HELP)
+
+
+def is_container(root: str) -> bool:
+    from ..pipeline.sources import is_container_location
+
+    return is_container_location(str(root))
+
+
+def source_root(root: str) -> Path:
+    """The folder the job reads labels under: ROOT itself, or for a container the current folder (a
+    label file named relative to it)."""
+    if is_container(root):
+        return Path.cwd()
+    path = Path(root)
+    check_root(path)
+    return path
+
+
+@asynccontextmanager
+async def open_source(args: argparse.Namespace) -> AsyncIterator[Any]:
+    """The container's image source, opened and checked (None for a folder: the job's default)."""
+    if not is_container(args.root):
+        yield None
+        return
+    from ..pipeline.sources import open_image_source
+
+    async with open_image_source(args.root, via=args.via) as source:
+        yield source

@@ -1,0 +1,123 @@
+"""The prepare stage of an upload: check (and if need be fix) each image off the event loop, then let its
+bytes go: a pass-through image is read again from its source when its request is written, a fixed one waits
+in a temporary file."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from functools import partial
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from ..client._body import FileBody, ImageBody
+from ._upload_state import _Context, _Run, _Work
+from .batch import BatchItem, TaggedRegion
+from .journal import REJECTED, UPLOADED, JournalEntry
+from .labels import Labels
+from .prepare import PreparedImage, Rejected
+from .scan import ScanEntry
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_EXT = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "GIF": ".gif"}
+
+
+def _wire_name(relpath: str, fmt: str) -> str:
+    """An ASCII file name for the service: the file's stem and the extension of what is sent."""
+    stem = _SAFE.sub("_", os.path.splitext(relpath.rsplit("/", 1)[-1])[0]).strip("_")[:80] or "image"
+    return stem + _EXT.get(fmt.upper(), "." + fmt.lower())
+
+
+async def _preparer(
+    run: _Run,
+    work_recv: ObjectReceiveStream[_Work],
+    item_send: ObjectSendStream[BatchItem],
+    record_send: ObjectSendStream[JournalEntry],
+) -> None:
+    opts = run.options
+    async with work_recv, item_send, record_send:
+        async for work in work_recv:
+            entry = work.entry
+            labels = work.labels
+            try:
+                aprepare = getattr(run.images, "aprepare", None)  # a container: its reads await, its CPU takes run.cpu
+                if aprepare is not None:
+                    result = await aprepare(entry, opts.limits, labels.regions, run.cpu)
+                else:
+                    result = await anyio.to_thread.run_sync(
+                        partial(run.images.prepare, entry, opts.limits, labels.regions),
+                        limiter=run.cpu,
+                    )
+            except Exception as exc:  # a codec's own bug is this file's outcome, not the run's
+                result = Rejected("corrupt", f"could not be read as an image ({type(exc).__name__}: {exc})")
+            if isinstance(result, Rejected):
+                await record_send.send(
+                    JournalEntry(entry.relpath, entry.size, entry.mtime_ns, None, REJECTED, reason=result.reason)
+                )
+                continue
+            item = await _batch_item(run, work, labels, await _hold(run, work.entry, result))
+            del result  # the bytes go now: the item reads them again when its request is written
+            await item_send.send(item)
+
+
+async def _hold(run: _Run, entry: ScanEntry, prepared: PreparedImage) -> tuple[PreparedImage, ImageBody, Path | None]:
+    """Where the image's bytes wait for their request: its own file when they are the file's (read again
+    when the request is written), else a temporary file. Either way no bytes stay in memory."""
+    if getattr(prepared, "url", None):  # the service fetches it (a container's read URL): no body
+        return prepared, None, None  # type: ignore[return-value]
+    if prepared.passed_through:
+        return prepared, run.images.body(entry, len(prepared.data)), None
+    assert run.spool is not None
+    spooled = await anyio.to_thread.run_sync(_spool, run.spool, prepared.data)
+    return prepared, FileBody(spooled, len(prepared.data)), spooled
+
+
+def _spool(folder: Path, data: bytes) -> Path:
+    fd, name = tempfile.mkstemp(dir=folder, suffix=".img")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return Path(name)
+
+
+async def _batch_item(
+    run: _Run, work: _Work, labels: Labels, held: tuple[PreparedImage, ImageBody, Path | None]
+) -> BatchItem:
+    prepared, body, spooled = held
+    region_tags = {r.tag for r in prepared.regions}
+    # The quickstart sends regions without tagIds: a region's tag is the image's tag.
+    tag_ids = await run.tags.ids_for([t for t in labels.tags if t not in region_tags])
+    region_ids = dict(zip(sorted(region_tags), await run.tags.ids_for(sorted(region_tags))))
+    regions = tuple(
+        TaggedRegion(region_ids[r.tag], r.left, r.top, r.width, r.height) for r in prepared.regions
+    )
+    run.fixes.update(prepared.fixes)
+    run.bytes_prepared += len(prepared.data)
+    prior = work.prior
+    replaces = None
+    if prior is not None:
+        # The image an earlier version of this file became (kept through an interrupted re-send).
+        replaces = prior.image_id if prior.status == UPLOADED else (prior.extra or {}).get("replaces")
+    return BatchItem(
+        key=work.entry.relpath,
+        name=_wire_name(work.entry.relpath, prepared.format),
+        body=body,
+        url=getattr(prepared, "url", None),
+        tag_ids=tuple(sorted(set(tag_ids))),
+        regions=regions,
+        context=_Context(
+            size=work.entry.size,
+            mtime_ns=work.entry.mtime_ns,
+            sha256=prepared.sha256,
+            fixes=prepared.fixes,
+            prior_status=prior.status if prior is not None else None,
+            attempts=prior.attempts if prior is not None else 0,
+            spooled=spooled,
+            note=getattr(work.entry, "note", None),
+            replaces=replaces,
+            via=getattr(prepared, "via", None),
+        ),
+    )

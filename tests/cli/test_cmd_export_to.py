@@ -1,0 +1,69 @@
+"""``cvbulk export --to`` a container, as a user runs it: credentials from AZURE_STORAGE_CONNECTION_STRING,
+the state file local and keyed by the destination, no key in any output or artefact."""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import pytest
+
+from cvbulk.client import Pacer, TrainingClient
+from cvbulk.emulator import EmulatorConfig, EmulatorThread
+from cvbulk.storage import open_source
+from tests._azurite import azurite, azurite_container  # noqa: F401  (fixtures)
+from tests.pipeline._transfer_support import project_images
+
+from .test_cmd_export import KEY, _samples_project, cvbulk, env_for
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def _names(where: str, environ) -> list[str]:
+    async with open_source(where, environ=environ) as source:
+        return sorted([e.name async for e in source.entries()])
+
+
+async def _both(emulator, *names: str) -> list[dict]:
+    async with TrainingClient(emulator.endpoint, emulator.training_key, pacer=Pacer.for_tier("unlimited")) as c:
+        by_name = {p.name: p.id for p in await c.get_projects()}
+        return [await project_images(c, by_name[n]) for n in names]
+
+
+async def _read(where: str, name: str, environ) -> bytes:
+    async with open_source(where, environ=environ) as source:
+        return await source.read_all(await source.stat(name))
+
+
+def test_export_to_a_container(tmp_path, azurite, azurite_container):  # noqa: F811
+    with EmulatorThread(EmulatorConfig(data_dir=tmp_path / "emu", training_key=KEY)) as emulator:
+        anyio.run(_samples_project, emulator)
+        env = env_for(emulator) | azurite.environ()
+        where = f"az://{azurite_container}/trees"
+        done = cvbulk("export", "--to", where, "--project", "trees", "--format", "csv", "--tier", "unlimited",
+                      "--json", env=env, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["counts"] == {"exported": 20} and report["extra"]["destination"] == "container"
+        names = anyio.run(_names, where, azurite.environ())
+        assert "labels.csv" in names and "model.json" in names
+        assert sum(n.startswith("images/") for n in names) == 20
+        again = cvbulk("export", "--to", where, "--project", "trees", "--format", "csv", "--tier", "unlimited",
+                       "--json", env=env, cwd=tmp_path)
+        assert again.returncode == 0 and json.loads(again.stdout)["extra"]["unchanged"] == 20
+        state_dir = tmp_path / ".cvbulk"
+        assert [p.name for p in state_dir.glob("export-*.sqlite")]  # local, never in the container
+        for text in (done.stdout, done.stderr, again.stdout, again.stderr):
+            assert KEY not in text and azurite.account_key not in text
+        for f in state_dir.iterdir():
+            assert KEY.encode() not in f.read_bytes() and azurite.account_key.encode() not in f.read_bytes()
+
+        # back into a new project straight from the container (upload's blob source), the label file local
+        labels = tmp_path / "labels.csv"
+        labels.write_bytes(anyio.run(_read, where, "labels.csv", azurite.environ()))
+        back = cvbulk("upload", where, "--labels", str(labels), "--project", "trees-back", "--create",
+                      "--tier", "unlimited", "--json", env=env, cwd=tmp_path)
+        assert back.returncode == 0, back.stderr[-2000:]
+        assert json.loads(back.stdout)["counts"]["uploaded"] == 20
+        before, after = anyio.run(_both, emulator, "trees", "trees-back")
+        assert before == after  # the same images (sha256) with the same tags
