@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,8 @@ from ._common import (
     add_common_args,
     add_prediction_args,
     add_training_args,
+    check_tier,
+    env_tier,
     prediction_connection,
     prediction_resource_id,
     print_json,
@@ -62,7 +63,7 @@ def register(subparsers: Any) -> None:
                         help="JSON result (default: .cvbulk/bench-<time>.json)")
     parser.add_argument("--json", action="store_true", help="print the JSON result on stdout instead of a table")
     pace = parser.add_argument_group("pace")
-    pace.add_argument("--tier", type=tier_name, choices=TIERS, default=tier_name(os.environ.get("CVBULK_TIER", "S0")),
+    pace.add_argument("--tier", type=tier_name, choices=TIERS, default=env_tier("S0"),
                       help="the resource's pricing tier (default: S0, or $CVBULK_TIER); with --emulator, the tier it plays")
     pace.add_argument("--max-concurrency", type=int, default=32, metavar="N",
                       help="requests in flight at most (default 32; the adaptive limiter may settle lower)")
@@ -93,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--images must be at least 1")
     if args.max_concurrency < 1:
         raise CLIError("--max-concurrency must be at least 1")
+    check_tier(args.tier)
     if args.emulator:
         from ..emulator import EmulatorConfig, EmulatorThread, Latency
 

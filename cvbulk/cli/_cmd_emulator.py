@@ -9,7 +9,7 @@ from pathlib import Path
 
 import anyio
 
-from ._common import CLIError, ExitCode, add_common_args, remember_secret
+from ._common import CLIError, ExitCode, add_common_args, check_tier, env_tier, remember_secret
 
 __all__ = ["register", "run"]
 
@@ -48,8 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=0, help="port (default: 0, a free one)")
     parser.add_argument("--data", type=Path, metavar="DIR",
                         help="folder for records and images (default: a temporary one, removed on exit)")
-    parser.add_argument("--tier", choices=sorted(TIERS), default="unlimited",
-                        help="pricing tier whose rate limits and quotas to play (default: unlimited)")
+    parser.add_argument("--tier", choices=sorted(TIERS), default=env_tier("unlimited"),
+                        help="pricing tier whose rate limits and quotas to play (default: unlimited, or $CVBULK_TIER)")
     parser.add_argument("--training-tps", type=float, metavar="N", help="training calls per second")
     parser.add_argument("--prediction-tps", type=float, metavar="N", help="prediction calls per second")
     parser.add_argument("--no-retry-after", dest="retry_after", action="store_false",
@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError("--error-rate, --drop-rate and --drop-after-work must be between 0 and 1")
     if args.throttle_burst < 0:
         raise CLIError("--throttle-burst must be 0 or more")
+    check_tier(args.tier)
     if args.training_seconds < 0 or args.url_ttl <= 0 or args.header_timeout <= 0 or args.read_timeout <= 0:
         raise CLIError("--training-seconds must be >= 0; --url-ttl, --header-timeout, --read-timeout > 0")
     training_key = args.training_key or os.environ.get(KEY_ENV["training"]) or DEFAULT_TRAINING_KEY

@@ -19,12 +19,12 @@ from ._common import (
     add_state_args,
     check_concurrency,
     check_tps,
+    finish,
     finish_job_parser,
     job_parser,
     make_pacer,
     prediction_connection,
-    print_json,
-    result_status,
+    show_report,
     training_connection,
 )
 from ._source_args import add_source_args, open_source, source_root
@@ -152,7 +152,7 @@ async def _run(args: argparse.Namespace) -> int:
     from ..client import Pacer, PredictionClient, TrainingClient
     from ..pipeline.engine import ProgressSink
     from ..pipeline.predict import run_predict
-    from ._progress import make_progress, summary_table
+    from ._progress import make_progress
 
     options = _options(args)
     prediction_conn = prediction_connection(args)  # checked before any request is made
@@ -179,8 +179,6 @@ async def _run(args: argparse.Namespace) -> int:
         progress: ProgressSink = await stack.enter_async_context(make_progress(args, "predict"))
         result = await run_predict(prediction, training, options, progress=progress)
 
-    print(summary_table(result.report), file=sys.stderr)
-    print(f"output: {result.output}   report: {result.report_file}", file=sys.stderr)
-    if args.json:
-        print_json(result.report)
-    return result_status(result)
+    show_report(args, result, "predict")
+    print(f"output: {result.output}", file=sys.stderr)
+    return finish(result, quiet=getattr(args, "quiet", False))

@@ -6,8 +6,6 @@ import argparse
 import sys
 from typing import Any
 
-import anyio
-
 from ..client._errors import BadRequestError
 from ._common import CLIError, ExitCode, add_training_args, print_json
 from ._format import (
@@ -130,7 +128,11 @@ async def _selected_tag_ids(client: Any, project: Any, refs: list[str]) -> list[
 
 
 async def _run(args: argparse.Namespace) -> int:
+    from ..pipeline.engine import retry_notice
+
     async with training_client(args) as client:
+        # No silent wait: a retry (a 429 waited out, a 5xx, a dropped connection) is a line on stderr.
+        client.on_retry = lambda event: _note(args, f"train: {retry_notice(event)}")
         project = await resolve(client, args.project)
         selected = None
         if args.selected_tags:
@@ -213,23 +215,35 @@ def _service_words(exc: BadRequestError) -> str:
 
 
 async def _wait(client: Any, project: Any, iteration: Any, args: argparse.Namespace) -> Any:
-    """Poll the iteration until it is done; the pause grows from 0.2 s up to --poll-interval."""
-    pause = min(0.2, args.poll_interval)
+    """Follow the iteration with ``TrainingClient.wait_for_iteration`` (its pause grows from 0.2 s up
+    to --poll-interval) until it completes or fails; the status on a spinner, retries above it."""
+    from ..client import TrainingFailedError, TrainingTimeoutError
+    from ..pipeline.engine import retry_notice
+
     label = terminal_safe(f"training {project.name!r} {iteration.name}")
     async with spinner_for(label, getattr(args, "progress", "auto"), quiet=getattr(args, "quiet", False)) as spinner:
         spinner.update(str(iteration.status))
-        with anyio.move_on_after(args.timeout):
-            while str(iteration.status or "").lower() not in DONE_STATUSES:
-                await anyio.sleep(pause)
-                pause = min(pause * 1.5, args.poll_interval)
-                iteration = await client.get_iteration(project.id, iteration.id)
-                spinner.update(str(iteration.status))
-            return iteration
-    raise CLIError(
-        f"training still {iteration.status} after {args.timeout:g} s (iteration {iteration.name!r}, "
-        f"id {iteration.id}); it goes on in the service",
-        ExitCode.PARTIAL,
-    )
+        outer = client.on_retry
+        client.on_retry = lambda event: spinner.say(terminal_safe(f"{label}: {retry_notice(event)}"))
+        try:
+            return await client.wait_for_iteration(
+                project.id,
+                iteration.id,
+                poll=args.poll_interval,
+                timeout=args.timeout,
+                on_poll=lambda it: spinner.update(str(it.status)),
+            )
+        except TrainingTimeoutError as exc:
+            last = exc.iteration or iteration
+            raise CLIError(
+                f"training still {last.status} after {args.timeout:g} s (iteration {last.name!r}, "
+                f"id {last.id}); it goes on in the service",
+                ExitCode.PARTIAL,
+            ) from None
+        except TrainingFailedError as exc:
+            return exc.iteration or iteration  # the caller says "training failed" with its exit status
+        finally:
+            client.on_retry = outer
 
 
 def _note(args: argparse.Namespace, text: str) -> None:

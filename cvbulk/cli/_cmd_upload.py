@@ -14,6 +14,7 @@ from ._common import (
     add_state_args,
     check_concurrency,
     check_tps,
+    failure_summary,
     finish,
     finish_job_parser,
     job_parser,
@@ -192,11 +193,12 @@ async def _run(args: argparse.Namespace) -> int:
     elif options.dry_run:
         _print_dry_run(result)
     else:
-        extra = show_report(args, result)
-        if extra.get("unchanged"):
-            print(f"unchanged since an earlier run: {extra['unchanged']} files", file=sys.stderr)
+        show_report(args, result, "upload")  # "already done" counts what earlier runs finished
     if result.report_file is not None:  # a dry run writes none
-        return finish(result)
+        return finish(result, quiet=getattr(args, "quiet", False))
+    reason = failure_summary(result)
+    if reason is not None:  # the reason for exit status 1, in one line
+        print(reason, file=sys.stderr)
     return result_status(result)
 
 

@@ -55,6 +55,8 @@ __all__ = [
     "check_endpoint",
     "TIERS",
     "tier_name",
+    "env_tier",
+    "check_tier",
     "job_parser",
     "add_root_arg",
     "add_state_args",
@@ -69,7 +71,11 @@ __all__ = [
     "exit_status",
     "result_status",
     "finish",
+    "failure_lines",
+    "failure_summary",
     "flag_of",
+    "INTERRUPTED",
+    "SHOWN_FAILURES",
 ]
 
 ENV_TRAINING_ENDPOINT = "VISION_TRAINING_ENDPOINT"
@@ -90,6 +96,10 @@ def tier_name(text: str) -> str:
         if tier.lower() == text.strip().lower():
             return tier
     return text
+
+
+#: The exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+INTERRUPTED = 130
 
 
 class ExitCode(enum.IntEnum):
@@ -209,6 +219,13 @@ def check_endpoint(endpoint: str) -> str:
     return endpoint.rstrip("/")
 
 
+def terminal_safe(text: object) -> str:
+    """``_format.terminal_safe`` (imported late: ``_format`` imports this module)."""
+    from ._format import terminal_safe as safe
+
+    return safe(text)
+
+
 def _one_line(exc: BaseException) -> str:
     return redact(one_line(exc), *known_secrets())
 
@@ -244,15 +261,19 @@ def handle_errors(handler: Callable[[argparse.Namespace], int], args: argparse.N
     try:
         return int(handler(args))
     except KeyboardInterrupt:
-        print("cvbulk: interrupted", file=sys.stderr)
-        return 130
+        from ._progress import interrupt_explained
+
+        if not interrupt_explained():  # a job's display already said where it stopped and how to resume
+            print("cvbulk: interrupted", file=sys.stderr)
+        return INTERRUPTED
     except BaseException as exc:
         code, message = _classify(exc)
         if code is None:
             raise
         if debug:
             print(redact(traceback.format_exc(), *known_secrets()), file=sys.stderr, end="")
-        print(f"cvbulk: error: {message}", file=sys.stderr)
+        # Names, tags and the service's words are data: no control character reaches the terminal.
+        print(f"cvbulk: error: {terminal_safe(message)}", file=sys.stderr)
         return code
 
 
@@ -339,7 +360,7 @@ def add_pace_group(parser: argparse.ArgumentParser, tier_help: str) -> Any:
     """The "pace" group with --tier (default $CVBULK_TIER, else S0); each job adds its own pace flags."""
     pace = parser.add_argument_group("pace")
     pace.add_argument(
-        "--tier", type=tier_name, choices=TIERS, default=tier_name(os.environ.get("CVBULK_TIER", "S0")), help=tier_help
+        "--tier", type=tier_name, choices=TIERS, default=env_tier("S0"), help=tier_help
     )
     return pace
 
@@ -375,11 +396,28 @@ def check_root(root: Path) -> None:
         raise CLIError(f"ROOT {str(root)!r} is not a folder")
 
 
+def env_tier(default: str = "S0") -> str:
+    """``$CVBULK_TIER`` in its canonical spelling (any case), else ``default``: a --tier flag's default.
+    A wrong value is left as it is, for :func:`check_tier` to refuse when the command runs (not when
+    ``--help`` is built)."""
+    return tier_name(os.environ.get("CVBULK_TIER") or default)
+
+
+def check_tier(tier: str) -> str:
+    """``tier`` when it is one of TIERS; a wrong one can only have come from $CVBULK_TIER (argparse checks
+    the flag), so the message names the variable."""
+    if tier in TIERS:
+        return tier
+    raise CLIError(f"CVBULK_TIER must be one of {', '.join(TIERS)} (any case), not {tier!r}")
+
+
 def make_pacer(tier: str, tps: float | None, max_concurrency: int, *, prediction: bool = False) -> Any:
     """The Pacer of one resource: its tier's rates, or ``tps`` calls per second for the job's own
     calls (training calls, or with ``prediction`` both prediction groups)."""
     from ..client import ApiGroup, Pacer
     from ..client._ratelimit import TIER_RATES
+
+    check_tier(tier)
 
     if tps is None:
         return Pacer.for_tier(tier, max_concurrency=max_concurrency)
@@ -396,16 +434,42 @@ def make_pacer(tier: str, tps: float | None, max_concurrency: int, *, prediction
     )
 
 
-def show_report(args: argparse.Namespace, result: JobResult) -> dict[str, Any]:
-    """Print the report (JSON on stdout when asked) and its summary table; returns the job's own figures."""
+#: Failures listed on screen at the end of a run (all of them are in the report).
+SHOWN_FAILURES = 10
+
+
+def show_report(args: argparse.Namespace, result: JobResult, label: str | None = None) -> dict[str, Any]:
+    """The end of a run on screen: the final line and the summary table (one set of figures, the
+    report's), then the first failures with their reasons; JSON on stdout with ``--json``. Returns the
+    job's own figures."""
     report = result.report
-    from ._progress import summary_table
+    from ._progress import final_line, summary_table
 
     if args.json:
         print_json(report)
     if not getattr(args, "quiet", False):
+        name = label or str(report.get("job") or "run")
+        print(terminal_safe(final_line(name, report)), file=sys.stderr)
         print(summary_table(report), file=sys.stderr)
+        listed = failure_lines(result.failures)
+        if listed:
+            print("", file=sys.stderr)
+            print("\n".join(listed), file=sys.stderr)
     return result.summary
+
+
+def failure_lines(failures: Sequence[dict[str, Any]], limit: int = SHOWN_FAILURES) -> list[str]:
+    """The first ``limit`` failures as aligned "path  reason" lines under a heading (as the dry run
+    lists its rejects); a last line says how many more the report holds."""
+    if not failures:
+        return []
+    shown = [(terminal_safe(f.get("path") or "?"), terminal_safe(f.get("reason") or f.get("status") or "")) for f in failures[:limit]]
+    width = min(max(len(path) for path, _ in shown), 60)
+    head = "failed:" if len(failures) <= limit else f"failed (the first {limit} of {len(failures):,}):"
+    lines = [head] + [f"  {path:<{width}}  {reason}" for path, reason in shown]
+    if len(failures) > limit:
+        lines.append(f"  ... and {len(failures) - limit:,} more in the report")
+    return lines
 
 
 def exit_status(exit_code: int) -> int:
@@ -417,7 +481,35 @@ def result_status(result: JobResult) -> int:
     return int(ExitCode.OK if result.ok else ExitCode.PARTIAL)
 
 
-def finish(result: JobResult) -> int:
-    """The closing line (where state and report are) and the exit status."""
-    print(f"state: {result.state_file}   report: {result.report_file}", file=sys.stderr)
+def failure_summary(result: JobResult) -> str | None:
+    """Why a run exits 1, in one line: ``3 of 1,000 images failed: see the report FILE (...)``, with
+    what to do about them; None when it exits 0."""
+    if result.ok:
+        return None
+    report = result.report
+    failures = result.failures
+    extra = report.get("extra") or {}
+    would_send = extra.get("would_send") or {}  # a dry run: what passed the checks is not in counts
+    already = int(extra.get("unchanged") or extra.get("already_done") or 0)
+    total = int(report.get("total") or 0) + already + int(would_send.get("images") or 0)
+    where = f"see the report {result.report_file}" if result.report_file is not None else "see the list above"
+    if not failures:
+        return f"some items did not finish: {where} (run the same command again to retry them)"
+    # Rejected input fails again until it is fixed; anything else may pass on the next run.
+    if all(f.get("status") == "rejected" for f in failures):
+        then = "fix or remove them, then run the same command again"
+    else:
+        then = "run the same command again to retry them"
+    of = f" of {total:,}" if total >= len(failures) else ""
+    noun = "image" if (total if of else len(failures)) == 1 else "images"
+    return f"{len(failures):,}{of} {noun} failed: {where} ({then})"
+
+
+def finish(result: JobResult, *, quiet: bool = False) -> int:
+    """The closing lines (why the run exits 1, where state and report are) and the exit status."""
+    reason = failure_summary(result)
+    if reason is not None:
+        print(terminal_safe(reason), file=sys.stderr)  # even with --quiet: it is the exit status's reason
+    if not quiet:
+        print(f"state: {result.state_file}   report: {result.report_file}", file=sys.stderr)
     return result_status(result)

@@ -14,6 +14,7 @@ import anyio.to_thread
 from anyio.abc import ObjectSendStream
 
 from ._upload_state import _Run, _Work
+from .engine import scan_finished
 from .errors import ConfigError
 from .journal import FAILURE_STATUSES, REJECTED, SKIPPED, JournalEntry, needs_work
 from .labels import NO_LABEL, UNTAGGED, LabelProblem, Labels, decide
@@ -58,6 +59,7 @@ async def _scan_and_plan(
         if chunk:
             await _plan(run, chunk, work_send, record_send)
         await _plan_unmatched(run, record_send)
+        scan_finished(run.progress)  # the items reported so far are the total
 
 
 def _lookup(run: _Run, chunk: list[ScanEntry | ScanProblem]) -> list[tuple[Any, Labels | LabelProblem | None, Any]]:

@@ -52,6 +52,11 @@ __all__ = [
     "send_recorded",
     "send_pages",
     "start_progress",
+    "COUNT_BUDGET",
+    "count_first",
+    "scan_finished",
+    "retry_notice",
+    "report_retries",
     "check_outputs",
     "retry_notices",
     "retry_text",
@@ -60,6 +65,9 @@ __all__ = [
 #: State and report live in this hidden folder (scans skip hidden folders).
 STATE_DIR = ".cvbulk"
 PAGE = 256  # GetImages: "take ... limited to 256"
+#: Seconds a job's source may spend counting its items up front (rclone counts before a transfer too);
+#: a tree too large to count in that time shows its total as unknown until the scan ends.
+COUNT_BUDGET = 3.0
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -67,7 +75,13 @@ R = TypeVar("R")
 
 class ProgressSink(Protocol):
     """What a job tells about its progress. Every call is cheap and synchronous (the display draws on
-    its own time); a job calls ``started`` once, then the others, then ``finished`` once."""
+    its own time); a job calls ``started`` once, then the others, then ``finished`` once.
+
+    Totals: a job that knows its total up front passes it to ``started``. A job that scans lazily passes
+    None, reports what its scan finds with ``add_total`` and calls ``scan_done`` when the scan is over
+    (the total is then final); before that, ``count_with`` (optional, see :func:`count_first`) lets the
+    display count the items in a worker thread, so its first line can already show the final total.
+    """
 
     def started(self, total: int | None) -> None:
         """The run began; ``total`` items when known up front (None: found as the scan goes)."""
@@ -79,7 +93,7 @@ class ProgressSink(Protocol):
         """Items finished: succeeded, failed, skipped (nothing to do); bytes sent for them."""
 
     def phase(self, text: str) -> None:
-        """What the job does now, in a few words ("resolving the project", "sending")."""
+        """What the job does now, in a few words ("creating 40 tags ...", a retry): shown as a line of its own."""
 
     def watch_concurrency(self, read: Callable[[], int | None]) -> None:
         """How to read the requests in flight the service allows now (the client's adaptive limit)."""
@@ -106,22 +120,84 @@ class NullProgress:
     def watch_concurrency(self, read: Callable[[], int | None]) -> None:
         pass
 
+    def scan_done(self) -> None:
+        pass
+
     def finished(self) -> None:
         pass
 
 
-def start_progress(progress: ProgressSink | None, total: int | None, client: Any, group: Any = None) -> None:
+def start_progress(
+    progress: ProgressSink | None,
+    total: int | None,
+    client: Any,
+    group: Any = None,
+    *,
+    source: Any = None,
+    include_hidden: bool = False,
+) -> None:
     """Tell ``progress`` the run began with ``total`` items, and how to read the client's adaptive
-    concurrency for ``group`` (default: training calls)."""
+    concurrency for ``group`` (default: training calls). With ``total`` None and a ``source`` (an
+    ``ImageSource``), the display may count the source's items first (:func:`count_first`)."""
     if progress is None:
         return
     progress.started(total)
+    if total is None and source is not None:
+        count_first(progress, source, include_hidden=include_hidden)
     pacer = getattr(client, "pacer", None)
     if pacer is not None:
         from ..client import ApiGroup
 
         chosen = group if group is not None else ApiGroup.TRAINING
         progress.watch_concurrency(lambda: pacer.concurrency(chosen))
+
+
+def count_first(
+    progress: ProgressSink | None, source: Any, *, include_hidden: bool = False, budget: float = COUNT_BUDGET
+) -> None:
+    """Hand the display a blocking count of ``source``'s items (its optional ``count_within(seconds,
+    include_hidden=...)``, None when it gives up) to run in a worker thread while the job starts.
+
+    Both are optional: a sink without ``count_with`` (a library user's) costs nothing, and a source
+    without ``count_within`` (or one that cannot count cheaply, a blob container) leaves the total
+    unknown until :func:`scan_finished`.
+    """
+    counter = getattr(source, "count_within", None)
+    take = getattr(progress, "count_with", None)
+    if counter is None or take is None:
+        return
+    def count() -> int | None:
+        try:
+            return counter(budget, include_hidden=include_hidden)
+        except TypeError:  # a source whose count_within takes the budget alone (a blob container)
+            return counter(budget)
+
+    take(count)
+
+
+def scan_finished(progress: ProgressSink | None) -> None:
+    """The job's scan is over: the items it reported with ``add_total`` are the final total."""
+    done = getattr(progress, "scan_done", None)
+    if done is not None:
+        done()
+
+
+def retry_notice(event: Any) -> str:
+    """One line for a client ``RetryEvent``: what failed, how long the client waits, which attempt."""
+    status = f" (HTTP {event.status})" if getattr(event, "status", None) else ""
+    what = {"throttled": "throttled", "server error": "server error", "connection": "connection trouble"}.get(
+        str(event.cause), str(event.cause)
+    )
+    return f"{what}{status} on {event.operation}: trying again in {event.wait_s:.1f} s (attempt {event.attempt + 1})"
+
+
+def report_retries(progress: ProgressSink | None) -> Callable[[Any], None] | None:
+    """An ``on_retry`` hook for a client that tells ``progress`` of every retry as a phase line
+    (``client.on_retry = report_retries(progress)``); None without a sink."""
+    if progress is None:
+        return None
+    sink = progress
+    return lambda event: sink.phase(retry_notice(event))
 
 
 class JournalCalls:

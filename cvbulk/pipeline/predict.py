@@ -46,7 +46,15 @@ from ._predict_engine import (
 )
 from ._predict_rows import RowMaker, existing_tag_columns, output_format
 from ._shared import is_uuid
-from .engine import ProgressSink, check_outputs, open_journal, retry_notices, run_job, start_progress
+from .engine import (
+    ProgressSink,
+    check_outputs,
+    open_journal,
+    retry_notices,
+    run_job,
+    scan_finished,
+    start_progress,
+)
 from .errors import ConfigError
 from .journal import Journal, JournalEntry
 from .output import OutputFileError, check_output_file, existing_keys, open_prediction_writer
@@ -54,6 +62,7 @@ from .prepare import PREDICTION_LIMITS, Rejected, prepare_image
 from .report import build_report, write_report
 from .results import PredictResult
 from .scan import ScanProblem, aiter_scan
+from .sources import LocalFolder
 
 if TYPE_CHECKING:
     from ..client import PredictionClient, TrainingClient
@@ -219,6 +228,7 @@ async def _setup(
                 yield WorkItem(entry.relpath, None, entry.size, entry.mtime_ns, entry=entry)
             else:
                 yield WorkItem(entry.relpath, entry.path, entry.size, entry.mtime_ns)
+        scan_finished(progress)  # the items reported so far are the total
 
     def prepare(item: WorkItem) -> Prepared | Outcome:
         assert item.path is not None
@@ -266,7 +276,11 @@ async def _setup(
             skipped = o.status == SKIPPED
             progress.advanced(ok=int(o.ok), failed=int(not o.ok and not skipped), skipped=int(skipped), nbytes=o.nbytes)
 
-    start_progress(progress, None, prediction, group)  # the total grows as the lazy scan finds files
+    # The total: counted up front when quick (the source's count_within), else found by the lazy scan.
+    start_progress(
+        progress, None, prediction, group, source=LocalFolder(options.root) if src is None else src,
+        include_hidden=options.include_hidden,
+    )
 
     scoring = ScoreStages(
         prepare=prepare,

@@ -30,7 +30,7 @@ from ._header import check_head
 from .errors import ConfigError, FatalRunError
 from .labels import FolderLabels, LabelSource, RegionLabel, check_tag, open_label_source
 from .prepare import ImageLimits, PreparedImage, Rejected, prepare_image
-from .scan import IMAGE_EXTENSIONS, ScanProblem, SkipKind, _unsupported_reason, aiter_scan
+from .scan import IMAGE_EXTENSIONS, ScanProblem, SkipKind, _unsupported_reason, aiter_scan, count_candidates_within
 from .send import ImageSender, Owners
 
 if TYPE_CHECKING:
@@ -70,6 +70,11 @@ class ImageSource(Protocol):
         """The image's own bytes (``size`` of them), read when its request is written, anew on a retry."""
         ...
 
+    # Optional (looked up with getattr by cvbulk.pipeline.engine.count_first):
+    # def count_within(self, seconds: float, *, include_hidden: bool = False) -> int | None
+    #     How many items ``entries`` will yield, counted within ``seconds`` (blocking, run in a worker
+    #     thread); None when it would take longer, or when the source cannot count cheaply.
+
 
 class LocalFolder:
     """A folder on disk, walked by ``scan.aiter_scan``."""
@@ -90,6 +95,10 @@ class LocalFolder:
 
     def body(self, entry: Any, size: int) -> ImageBody:
         return FileBody(entry.path, size)
+
+    def count_within(self, seconds: float, *, include_hidden: bool = False) -> int | None:
+        """The number of values ``entries`` yields (images and scan problems), or None past ``seconds``."""
+        return count_candidates_within(self.root, seconds, include_hidden=include_hidden)
 
     def open_labels(self, spec: str, root: Path) -> LabelSource:
         return open_label_source(spec, root)

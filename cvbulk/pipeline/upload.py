@@ -49,6 +49,7 @@ from .engine import (
     STATE_DIR,
     ProgressSink,
     check_outputs,
+    count_first,
     open_journal,
     retry_notices,
     run_job,
@@ -202,7 +203,7 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
         raise ConfigError(str(exc).replace("{", "{{").replace("}", "}}")) from None
     detection = bool(source.has_regions)
 
-    project, created = await _project(client, options, detection)
+    project, created = await _project(client, options, detection, progress)
     tag_names = _tag_names(source, options)
     if options.dry_run or project is None:
         existing = await client.get_tags(project.id) if project is not None else []
@@ -216,7 +217,10 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
         tags = TagMap(
             client,
             project.id,
-            await ensure_tags(client, project.id, tag_names, tag_limit=tag_limit, existing=existing),
+            await ensure_tags(
+                client, project.id, tag_names, tag_limit=tag_limit, existing=existing, progress=progress,
+                tier=options.tier,
+            ),
         )
         before = {t.name for t in existing}
         tags_created = [n for n in tag_names if n not in before]
@@ -248,7 +252,8 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
     if options.prepare_workers:
         run.cpu = anyio.CapacityLimiter(options.prepare_workers)
     if progress is not None:
-        progress.started(None)  # the total grows as the lazy scan finds files
+        progress.started(None)  # the total: counted up front if quick, else found by the lazy scan
+        count_first(progress, _source(options), include_hidden=options.include_hidden)
         if not options.dry_run and _concurrency(client) is not None:
             # Read at each draw: the Pacer's adaptive limit moves with 429s and 5xx.
             progress.watch_concurrency(lambda: _concurrency(client))
@@ -320,7 +325,7 @@ def _listed(journal: Journal) -> dict[str, Any]:
     return {"skipped": skipped, "fixed": fixed, "notes": notes, "state_counts": journal.counts()}
 
 async def _project(
-    client: TrainingClient, options: UploadOptions, detection: bool
+    client: TrainingClient, options: UploadOptions, detection: bool, progress: ProgressSink | None = None
 ) -> tuple[Project | None, bool]:
     if options.dry_run:
         try:
@@ -339,6 +344,7 @@ async def _project(
             domain=options.domain,
             classification_type=options.classification_type,
             detection=detection,
+            progress=progress,
         )
         if created:
             return project, True
