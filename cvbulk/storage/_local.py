@@ -116,6 +116,15 @@ class _LocalEndpoint:
     async def aclose(self) -> None:
         return None
 
+    async def _walk_pages(self, under: str, page_size: int) -> AsyncIterator[list[StorageEntry]]:
+        """The files under the folder (and ``under``), by name, ``page_size`` at a time, walked in a thread."""
+        walk = _walk(self.root, join_under(under))
+        while True:
+            page = await anyio.to_thread.run_sync(lambda: list(islice(walk, page_size)))
+            if not page:
+                return
+            yield page
+
 
 class LocalSource(_LocalEndpoint):
     """The files under a local folder."""
@@ -127,11 +136,7 @@ class LocalSource(_LocalEndpoint):
             raise PrefixNotFoundError(f"no such folder: {self.root}")
 
     async def pages(self, *, under: str = "", page_size: int = 1000) -> AsyncIterator[list[StorageEntry]]:
-        walk = _walk(self.root, join_under(under))
-        while True:
-            page = await anyio.to_thread.run_sync(lambda: list(islice(walk, page_size)))
-            if not page:
-                return
+        async for page in self._walk_pages(under, page_size):
             self.stats.pages += 1
             self.stats.listed += len(page)
             yield page
@@ -268,11 +273,7 @@ class LocalSink(_LocalEndpoint):
         self.stats.bytes_written += total
 
     async def pages(self, *, under: str = "", page_size: int = 1000) -> AsyncIterator[list[StorageEntry]]:
-        walk = _walk(self.root, join_under(under))
-        while True:
-            page = await anyio.to_thread.run_sync(lambda: list(islice(walk, page_size)))
-            if not page:
-                return
+        async for page in self._walk_pages(under, page_size):
             yield page
 
     async def exists(self, name: str) -> bool:
