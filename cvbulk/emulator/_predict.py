@@ -8,6 +8,7 @@ import anyio
 
 from ._errors import ApiError
 from ._imaging import PREDICTION_MAX_BYTES, ImageInfo, inspect_image
+from ._scoring import predictions_json
 from ._state import EmulatorState
 from ._store import new_id, utcnow
 
@@ -31,18 +32,7 @@ async def predict_image(st: EmulatorState, project_id: str, iteration: dict, dat
     except FileNotFoundError:
         raise ApiError(503, "ErrorPredictionModelNotFound", "The iteration's model is not available") from None
     scored = await anyio.to_thread.run_sync(model.predict, data, limiter=st.cpu)
-    tags = {t["id"]: t for t in iteration["tags"]}
-    predictions = []
-    for s in scored:
-        tag = tags.get(s.tag_id)
-        if tag is None:
-            continue
-        p: dict = {"probability": float(s.probability), "tagId": s.tag_id, "tagName": tag["name"]}
-        if s.box is not None:
-            p["boundingBox"] = {"left": s.box.left, "top": s.box.top, "width": s.box.width, "height": s.box.height}
-        if with_tag_type:
-            p["tagType"] = tag["type"]
-        predictions.append(p)
+    predictions = predictions_json(scored, iteration["tags"], with_tag_type=with_tag_type)
     result = {"id": request_id or new_id(), "project": project_id, "iteration": iteration["id"], "created": utcnow(),
               "predictions": predictions}
     if store:

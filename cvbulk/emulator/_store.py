@@ -85,15 +85,9 @@ class Store(ProjectStore, ImageStore, IterationStore, OpsStore):
                             "regions": [[tag_map.get(r[0], r[0]), *r[1:]] for r in s["regions"]]}
                            for s in json.loads(it["samples"])]
                 iid = new_id()
-                db.execute(
-                    "INSERT INTO iterations (id, project_id, name, status, created, last_modified, trained_at,"
-                    " domain_id, classification_type, training_type, budget, publish_name, publish_resource_id,"
-                    " version, tags, samples, performance, training_seconds, custom_base)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (iid, pid, it["name"], "Training", now, now, None, p["domainId"], p["classificationType"],
-                     it["training_type"], it["budget"], None, None, version, json.dumps(tags),
-                     json.dumps(samples), None, None, it["custom_base"]),
-                )
+                self._insert_training(db, iid, pid, it["name"], now, p["domainId"], p["classificationType"],
+                                      it["training_type"], it["budget"], version, tags, samples,
+                                      it["custom_base"])
                 jobs.append({"project_id": pid, "iteration_id": iid,
                              "kind": p["classificationType"] or "ObjectDetection", "samples": samples})
             return self._project_json(self._project_row(db, pid)), jobs

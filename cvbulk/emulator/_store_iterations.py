@@ -15,6 +15,21 @@ __all__ = ["IterationStore"]
 
 class IterationStore(StoreBase):
     # -- iterations ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _insert_training(db: sqlite3.Connection, iid: str, pid: str, name: str, now: str, domain_id: str | None,
+                         kind: str | None, training_type: str | None, budget: int | None, version: int,
+                         tags: list[dict], samples: list[dict], custom_base: str | None) -> None:
+        """A new iteration row in status Training (train and project import both start one)."""
+        db.execute(
+            "INSERT INTO iterations (id, project_id, name, status, created, last_modified, trained_at,"
+            " domain_id, classification_type, training_type, budget, publish_name, publish_resource_id,"
+            " version, tags, samples, performance, training_seconds, custom_base)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (iid, pid, name, "Training", now, now, None, domain_id, kind, training_type, budget, None, None,
+             version, json.dumps(tags), json.dumps(samples), None, None, custom_base),
+        )
+
     def _iteration_row(self, db, pid: str, iteration_id: str) -> sqlite3.Row:
         iid = norm_id(iteration_id)
         row = db.execute("SELECT * FROM iterations WHERE id=? AND project_id=?", (iid, pid)).fetchone()
@@ -81,16 +96,9 @@ class IterationStore(StoreBase):
             tag_snapshot = [self._tag_json(tags[t], counts.get(t, 0)) for t in tags if t in selected]
             now = utcnow()
             iid = new_id()
-            db.execute(
-                "INSERT INTO iterations (id, project_id, name, status, created, last_modified, trained_at,"
-                " domain_id, classification_type, training_type, budget, publish_name, publish_resource_id,"
-                " version, tags, samples, performance, training_seconds, custom_base)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (iid, pid, f"Iteration {n_iter + 1}", "Training", now, now, None, prow["domain_id"],
-                 prow["classification_type"], training_type, budget, None, None, prow["version"],
-                 json.dumps(tag_snapshot), json.dumps(samples), None, None,
-                 json.dumps(custom_base) if custom_base else None),
-            )
+            self._insert_training(db, iid, pid, f"Iteration {n_iter + 1}", now, prow["domain_id"],
+                                  prow["classification_type"], training_type, budget, prow["version"],
+                                  tag_snapshot, samples, json.dumps(custom_base) if custom_base else None)
             return self._iteration_json(self._iteration_row(db, pid, iid)), {
                 "project_id": pid, "iteration_id": iid, "kind": kind, "samples": samples,
             }

@@ -8,13 +8,12 @@ Keys never appear in a report: besides the pipeline never handing a credential t
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from cvbulk.pipeline._atomic import atomic_write_bytes
 from cvbulk.pipeline._scrub import scrub_keys
 from cvbulk.pipeline.journal import FAILURE_STATUSES, FINAL_OK, SKIPPED
 
@@ -148,25 +147,6 @@ def write_report(path: str | Path, report: Mapping[str, Any]) -> Path:
     A reader (or a kill) never sees a half-written report: either the old file or the new one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(scrub_keys(report), indent=2, ensure_ascii=False, default=str) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes the file 0600; keep the mode of the report it replaces, else 0644.
-        try:
-            mode = path.stat().st_mode & 0o777
-        except FileNotFoundError:
-            mode = 0o644
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write_bytes(path, text.encode("utf-8", "surrogateescape"), suffix=".tmp", fsync=True, keep_mode=True)
     return path

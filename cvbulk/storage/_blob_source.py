@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from ._azure import storage_error
@@ -12,7 +11,7 @@ from ._location import Location
 from ._names import check_name
 from ._sas import ReadUrlSigner
 from ._settings import StorageSettings
-from ._types import HEADER_BYTES, ReadUrl, StorageEntry, StorageTimeouts
+from ._types import HEADER_BYTES, EntryBody, ReadUrl, StorageEntry, StorageTimeouts
 from .errors import (
     AccessDeniedError,
     ItemChangedError,
@@ -25,22 +24,8 @@ from .errors import (
 __all__ = ["BlobSource", "BlobBody"]
 
 
-@dataclass(slots=True)
-class BlobBody:
-    """A request body read from a blob: ``chunks()`` opens a new download each time it is called (one per
-    attempt), checked against the listed ETag, so a retry never sends half of a blob that changed."""
-
-    source: BlobSource
-    entry: StorageEntry
-    size: int = field(init=False)
-    name: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.size = self.entry.size
-        self.name = self.entry.name
-
-    def chunks(self) -> AsyncIterator[bytes]:
-        return self.source.stream(self.entry)
+#: The body of one blob item (the one body class of every source).
+BlobBody = EntryBody
 
 
 class BlobSource(BlobContainerEndpoint):

@@ -12,18 +12,17 @@ import os
 import stat as stat_mod
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import anyio
 import anyio.to_thread
 
 from ._location import Location
 from ._names import check_name, join_under
-from ._types import HEADER_BYTES, ReadUrl, StorageEntry, StorageStats
+from ._types import HEADER_BYTES, EntryBody, ReadUrl, StorageEntry, StorageStats
 from .errors import ItemChangedError, ItemMissingError, LocationError, PrefixNotFoundError, ReadUrlError
 
 __all__ = ["LocalSource", "LocalSink", "LocalBody", "local_etag"]
@@ -91,36 +90,24 @@ def _sorted_names(folder: Path) -> list[str]:
     return sorted(names)
 
 
-@dataclass(slots=True)
-class LocalBody:
-    """A request body read from a local file, opened anew by each ``chunks()`` call (each attempt)."""
-
-    source: LocalSource
-    entry: StorageEntry
-    size: int = field(init=False)
-    name: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.size = self.entry.size
-        self.name = self.entry.name
-
-    def chunks(self) -> AsyncIterator[bytes]:
-        return self.source.stream(self.entry)
+#: The body of one local file item (the one body class of every source).
+LocalBody = EntryBody
 
 
-class LocalSource:
-    """The files under a local folder."""
+_E = TypeVar("_E", bound="_LocalEndpoint")
 
-    supports_urls = False
+
+class _LocalEndpoint:
+    """What a local source and a local sink share: a folder, their counters, and nothing to close."""
 
     def __init__(self, location: Location) -> None:
         if location.path is None:
             raise LocationError(f"{location} is not a local folder")
         self.location = location
-        self.root = location.path
+        self.root: Path = location.path
         self.stats = StorageStats()
 
-    async def __aenter__(self) -> LocalSource:
+    async def __aenter__(self: _E) -> _E:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -129,16 +116,27 @@ class LocalSource:
     async def aclose(self) -> None:
         return None
 
-    async def check(self) -> None:
-        if not await anyio.to_thread.run_sync(self.root.is_dir):
-            raise PrefixNotFoundError(f"no such folder: {self.root}")
-
-    async def pages(self, *, under: str = "", page_size: int = 1000) -> AsyncIterator[list[StorageEntry]]:
+    async def _walk_pages(self, under: str, page_size: int) -> AsyncIterator[list[StorageEntry]]:
+        """The files under the folder (and ``under``), by name, ``page_size`` at a time, walked in a thread."""
         walk = _walk(self.root, join_under(under))
         while True:
             page = await anyio.to_thread.run_sync(lambda: list(islice(walk, page_size)))
             if not page:
                 return
+            yield page
+
+
+class LocalSource(_LocalEndpoint):
+    """The files under a local folder."""
+
+    supports_urls = False
+
+    async def check(self) -> None:
+        if not await anyio.to_thread.run_sync(self.root.is_dir):
+            raise PrefixNotFoundError(f"no such folder: {self.root}")
+
+    async def pages(self, *, under: str = "", page_size: int = 1000) -> AsyncIterator[list[StorageEntry]]:
+        async for page in self._walk_pages(under, page_size):
             self.stats.pages += 1
             self.stats.listed += len(page)
             yield page
@@ -205,25 +203,12 @@ class LocalSource:
         raise ReadUrlError(f"{entry.name!r} is a local file: the service cannot fetch it by URL; send its bytes")
 
 
-class LocalSink:
+class LocalSink(_LocalEndpoint):
     """Writes under a local folder: a temporary file beside the target, then ``os.replace`` (atomic)."""
 
     def __init__(self, location: Location, *, create: bool = True) -> None:
-        if location.path is None:
-            raise LocationError(f"{location} is not a local folder")
-        self.location = location
-        self.root = location.path
+        super().__init__(location)
         self.create = create
-        self.stats = StorageStats()
-
-    async def __aenter__(self) -> LocalSink:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        return None
 
     async def check(self) -> None:
         def check() -> None:
@@ -288,11 +273,7 @@ class LocalSink:
         self.stats.bytes_written += total
 
     async def pages(self, *, under: str = "", page_size: int = 1000) -> AsyncIterator[list[StorageEntry]]:
-        walk = _walk(self.root, join_under(under))
-        while True:
-            page = await anyio.to_thread.run_sync(lambda: list(islice(walk, page_size)))
-            if not page:
-                return
+        async for page in self._walk_pages(under, page_size):
             yield page
 
     async def exists(self, name: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import anyio
 
@@ -34,6 +35,21 @@ async def _probe(check: object, location: Location, timeouts: StorageTimeouts) -
         ) from None
 
 
+_Endpoint = TypeVar("_Endpoint", bound="ImageSource | ImageSink")
+
+
+@asynccontextmanager
+async def _checked(endpoint: _Endpoint, timeouts: StorageTimeouts, *, check: bool) -> AsyncIterator[_Endpoint]:
+    """The endpoint, probed first (with ``check``), closed however the caller leaves, even when cancelled."""
+    try:
+        if check:
+            await _probe(endpoint.check, endpoint.location, timeouts)
+        yield endpoint
+    finally:
+        with anyio.CancelScope(shield=True):
+            await endpoint.aclose()
+
+
 @asynccontextmanager
 async def open_source(
     where: str | Location,
@@ -55,13 +71,8 @@ async def open_source(
         source = BlobSource(location, settings or resolve_settings(location, environ), timeouts=timeouts)
     else:
         source = LocalSource(location)
-    try:
-        if check:
-            await _probe(source.check, source.location, timeouts)
-        yield source
-    finally:
-        with anyio.CancelScope(shield=True):
-            await source.aclose()
+    async with _checked(source, timeouts, check=check) as opened:
+        yield opened
 
 
 @asynccontextmanager
@@ -86,10 +97,6 @@ async def open_sink(
         )
     else:
         sink = LocalSink(location)
-    try:
-        if check:
-            await _probe(sink.check, sink.location, timeouts)
-        yield sink
-    finally:
-        with anyio.CancelScope(shield=True):
-            await sink.aclose()
+    async with _checked(sink, timeouts, check=check) as opened:
+        yield opened
+

@@ -19,6 +19,7 @@ __all__ = [
     "ImageSource",
     "ImageSink",
     "SourceBody",
+    "EntryBody",
 ]
 
 #: What the header check reads of an image at most (format, size and dimensions live in the first bytes).
@@ -151,6 +152,24 @@ class ImageSource(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(slots=True)
+class EntryBody:
+    """A request body read from one entry of a source: ``chunks()`` opens a new read each time it is called
+    (one per attempt), checked against the listed entry, so a retry never sends half of an item that changed."""
+
+    source: ImageSource
+    entry: StorageEntry
+    size: int = field(init=False)
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.size = self.entry.size
+        self.name = self.entry.name
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self.source.stream(self.entry)
 
 
 @runtime_checkable

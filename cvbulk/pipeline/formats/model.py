@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import posixpath
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from .._atomic import atomic_write_bytes
 from ..labels import RegionLabel
 
 __all__ = [
@@ -97,23 +97,6 @@ class LocalSink:
         if rel.startswith("../") or rel == ".." or posixpath.isabs(rel):
             raise ValueError(f"{relpath!r} is outside the export root")
         atomic_write_bytes(self.root.joinpath(*rel.split("/")), text.encode("utf-8", "surrogateescape"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write through a temporary file in the same folder and rename: a kill never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 class MemorySink:
