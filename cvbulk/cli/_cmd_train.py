@@ -128,11 +128,11 @@ async def _selected_tag_ids(client: Any, project: Any, refs: list[str]) -> list[
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from ..pipeline.engine import retry_notice
+    from ..pipeline.engine import retry_text
 
     async with training_client(args) as client:
         # No silent wait: a retry (a 429 waited out, a 5xx, a dropped connection) is a line on stderr.
-        client.on_retry = lambda event: _note(args, f"train: {retry_notice(event)}")
+        client.on_retry = lambda event: _note(args, f"train: {retry_text(event)}")
         project = await resolve(client, args.project)
         selected = None
         if args.selected_tags:
@@ -218,13 +218,13 @@ async def _wait(client: Any, project: Any, iteration: Any, args: argparse.Namesp
     """Follow the iteration with ``TrainingClient.wait_for_iteration`` (its pause grows from 0.2 s up
     to --poll-interval) until it completes or fails; the status on a spinner, retries above it."""
     from ..client import TrainingFailedError, TrainingTimeoutError
-    from ..pipeline.engine import retry_notice
+    from ..pipeline.engine import retry_text
 
     label = terminal_safe(f"training {project.name!r} {iteration.name}")
     async with spinner_for(label, getattr(args, "progress", "auto"), quiet=getattr(args, "quiet", False)) as spinner:
         spinner.update(str(iteration.status))
         outer = client.on_retry
-        client.on_retry = lambda event: spinner.say(terminal_safe(f"{label}: {retry_notice(event)}"))
+        client.on_retry = lambda event: spinner.say(terminal_safe(f"{label}: {retry_text(event)}"))
         try:
             return await client.wait_for_iteration(
                 project.id,

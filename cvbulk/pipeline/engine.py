@@ -55,8 +55,6 @@ __all__ = [
     "COUNT_BUDGET",
     "count_first",
     "scan_finished",
-    "retry_notice",
-    "report_retries",
     "check_outputs",
     "retry_notices",
     "retry_text",
@@ -180,24 +178,6 @@ def scan_finished(progress: ProgressSink | None) -> None:
     done = getattr(progress, "scan_done", None)
     if done is not None:
         done()
-
-
-def retry_notice(event: Any) -> str:
-    """One line for a client ``RetryEvent``: what failed, how long the client waits, which attempt."""
-    status = f" (HTTP {event.status})" if getattr(event, "status", None) else ""
-    what = {"throttled": "throttled", "server error": "server error", "connection": "connection trouble"}.get(
-        str(event.cause), str(event.cause)
-    )
-    return f"{what}{status} on {event.operation}: trying again in {event.wait_s:.1f} s (attempt {event.attempt + 1})"
-
-
-def report_retries(progress: ProgressSink | None) -> Callable[[Any], None] | None:
-    """An ``on_retry`` hook for a client that tells ``progress`` of every retry as a phase line
-    (``client.on_retry = report_retries(progress)``); None without a sink."""
-    if progress is None:
-        return None
-    sink = progress
-    return lambda event: sink.phase(retry_notice(event))
 
 
 class JournalCalls:
@@ -392,20 +372,19 @@ def _check_state_file(path: Path) -> None:
 
 
 def retry_text(event: Any) -> str:
-    """One line for a client's ``RetryEvent``: what went wrong and how long the client waits."""
-    wait = f"{event.wait_s:.1f} s (attempt {event.attempt})"
-    if event.cause == "throttled":
-        return f"throttled by the service: waiting {wait}"
-    if event.cause == "server error":
-        status = f" {event.status}" if event.status else ""
-        return f"the service answered{status}: retrying in {wait}"
-    return f"no answer from the service: retrying in {wait}"
+    """One line for a client's ``RetryEvent``: what went wrong on which call, how long the client waits,
+    and the number of the attempt it makes next (``event.attempt`` is the one that just failed)."""
+    status = f" (HTTP {event.status})" if getattr(event, "status", None) else ""
+    what = {"throttled": "throttled", "server error": "server error", "connection": "connection trouble"}.get(
+        str(event.cause), str(event.cause)
+    )
+    return f"{what}{status} on {event.operation}: trying again in {event.wait_s:.1f} s (attempt {event.attempt + 1})"
 
 
 @contextmanager
 def retry_notices(progress: ProgressSink | None, *clients: Any) -> Iterator[None]:
     """While a job runs, each client's retry waits reach ``progress.phase`` as one line
-    (``throttled by the service: waiting 1.0 s (attempt 3)``); a hook already set still hears them.
+    (``throttled (HTTP 429) on CreateImagesFromData: trying again in 1.0 s (attempt 3)``); a hook already set still hears them.
     The clients' own hooks are put back afterwards."""
     if progress is None:
         yield

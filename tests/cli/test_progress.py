@@ -262,22 +262,25 @@ def test_phase_on_a_terminal_goes_above_the_bar() -> None:
     assert text.rstrip().endswith("ETA --:--")  # the bar is drawn again under it
 
 
-def test_retry_notice_words() -> None:
+def test_retry_lines_reach_the_sink_and_the_hook_already_set() -> None:
     from cvbulk.client import RetryEvent
-    from cvbulk.pipeline.engine import report_retries, retry_notice
+    from cvbulk.pipeline.engine import retry_notices
 
-    event = RetryEvent("CreateImagesFromData", 2, 1.5, "throttled", 429)
-    assert retry_notice(event) == "throttled (HTTP 429) on CreateImagesFromData: trying again in 1.5 s (attempt 3)"
     said: list[str] = []
+    heard: list[object] = []
 
     class Sink:
         def phase(self, text: str) -> None:
             said.append(text)
 
-    hook = report_retries(Sink())  # type: ignore[arg-type]
-    assert hook is not None
-    hook(RetryEvent("GetTags", 1, 0.2, "connection", None))
-    assert said == ["connection trouble on GetTags: trying again in 0.2 s (attempt 2)"]
+    class Client:
+        on_retry = heard.append
+
+    client = Client()
+    with retry_notices(Sink(), client):  # type: ignore[arg-type]
+        client.on_retry(RetryEvent("GetTags", 1, 0.2, "connection", None))
+    assert said == ["connection trouble on GetTags: trying again in 0.2 s (attempt 2)"] and len(heard) == 1
+    assert client.on_retry == heard.append
 
 
 def test_final_line_and_table_show_the_same_figures() -> None:

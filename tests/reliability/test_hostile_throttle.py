@@ -2,7 +2,7 @@
 
 Before the fix, the client's ``on_retry`` hook reached nothing a user sees: a run held up by a 429 storm
 looked frozen. Now the job hands each retry wait to its progress sink as a phase line
-(``throttled by the service: waiting 1.0 s (attempt 3)``), and puts the client's own hook back afterwards.
+(``throttled (HTTP 429) on CreateImagesFromData: trying again in 1.0 s (attempt 3)``), and puts the client's own hook back afterwards.
 """
 
 from __future__ import annotations
@@ -46,18 +46,19 @@ async def test_a_429_storm_at_the_start_is_waited_out_and_shown(tmp_path):
                 )
             assert client.on_retry == heard.append  # the caller's own hook is back, and heard every wait too
     assert result.ok and result.counts == {"uploaded": 8}
-    throttled = [p for p in progress.phases if p.startswith("throttled by the service: waiting ")]
+    throttled = [p for p in progress.phases if p.startswith("throttled (HTTP 429) on ")]
     assert len(throttled) == 4 == len([e for e in heard if e.cause == "throttled"])
-    assert throttled[0].endswith("(attempt 1)")
+    assert throttled[0].endswith("(attempt 2)")  # the first attempt was throttled: the second follows
 
 
 def test_retry_text_says_what_and_how_long():
+    # RetryEvent.attempt is the attempt that failed; the line names the one that comes next
     assert retry_text(RetryEvent("CreateImagesFromFiles", 3, 1.0, "throttled", 429)) == (
-        "throttled by the service: waiting 1.0 s (attempt 3)")
+        "throttled (HTTP 429) on CreateImagesFromFiles: trying again in 1.0 s (attempt 4)")
     assert retry_text(RetryEvent("GetTags", 1, 0.25, "server error", 503)) == (
-        "the service answered 503: retrying in 0.2 s (attempt 1)")
+        "server error (HTTP 503) on GetTags: trying again in 0.2 s (attempt 2)")
     assert retry_text(RetryEvent("GetTags", 2, 2.0, "connection", None)) == (
-        "no answer from the service: retrying in 2.0 s (attempt 2)")
+        "connection trouble on GetTags: trying again in 2.0 s (attempt 3)")
 
 
 def test_retry_notices_without_progress_leaves_the_client_alone():
