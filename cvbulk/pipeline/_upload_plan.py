@@ -5,8 +5,6 @@ already (the journal says so), or work for prepare."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from fnmatch import fnmatchcase
 from typing import Any
 
 import anyio
@@ -18,7 +16,7 @@ from .engine import scan_finished
 from .errors import ConfigError
 from .journal import FAILURE_STATUSES, REJECTED, SKIPPED, JournalEntry, needs_work
 from .labels import NO_LABEL, UNTAGGED, LabelProblem, Labels, decide
-from .scan import ScanEntry, ScanProblem
+from .scan import ScanEntry, ScanProblem, excluded_by
 
 MISSING = "listed in the label file, but there is no such file under ROOT"
 NOT_SCANNED = "listed in the label file, but the scan did not take it (see the line of its folder)"
@@ -26,23 +24,6 @@ NOT_SCANNED = "listed in the label file, but the scan did not take it (see the l
 # (labels fixed, --untagged, a pattern dropped), even though the file itself did not change.
 _PLAN_REASONS = ("excluded by --exclude", "bad labels:", NO_LABEL, UNTAGGED)
 _PLAN_CHUNK = 64  # files looked up in the journal per worker-thread hop
-
-
-def _excluded(relpath: str, patterns: Sequence[str]) -> bool:
-    """A pattern matches the relative path, any leading folder of it, or the file name."""
-    return _excluded_by(relpath, patterns) is not None
-
-
-def _excluded_by(relpath: str, patterns: Sequence[str]) -> str | None:
-    """The first pattern that excludes ``relpath``, or None."""
-    if not patterns:
-        return None
-    parts = relpath.split("/")
-    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))] + [parts[-1]]
-    for p in patterns:
-        if any(fnmatchcase(c, p.rstrip("/")) for c in candidates):
-            return p
-    return None
 
 
 async def _scan_and_plan(
@@ -112,7 +93,7 @@ async def _plan_unmatched(run: _Run, record_send: ObjectSendStream[JournalEntry]
 
 def _decision(run: _Run, found: ScanEntry, labels: Labels | LabelProblem | None) -> tuple[str, str] | Labels:
     """What the plan decides for a scanned file before reading it: (status, reason) or the labels to send."""
-    pattern = _excluded_by(found.relpath, run.options.exclude)
+    pattern = excluded_by(found.relpath, run.options.exclude)
     if pattern is not None:
         return SKIPPED, f"excluded by --exclude {pattern}"
     decided = decide(labels, untagged=run.options.untagged)

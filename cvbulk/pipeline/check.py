@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,7 @@ from ._reasons import one_line
 from .labels import LabelProblem, Labels, LabelSource, open_label_source
 from .prepare import TRAINING_LIMITS, Rejected, prepare_image
 from .project import resolve_project
-from .scan import ScanEntry, ScanProblem, scan_tree
+from .scan import ScanEntry, ScanProblem, excluded_by, scan_tree
 
 if TYPE_CHECKING:
     from ..client import Image, TrainingClient
@@ -147,15 +146,6 @@ class _Remote:
     problem: str = ""
 
 
-def excluded(relpath: str, patterns: Sequence[str]) -> bool:
-    """As upload's --exclude: a pattern matches the path, any leading folder of it, or the file name."""
-    if not patterns:
-        return False
-    parts = relpath.split("/")
-    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))] + [parts[-1]]
-    return any(fnmatchcase(c, p.rstrip("/")) for p in patterns for c in candidates)
-
-
 def _tag_key(tags: Sequence[str]) -> tuple[str, ...]:
     # Tag names are unique regardless of case on the service, and upload maps them that way.
     return tuple(sorted({t.casefold() for t in tags}))
@@ -189,7 +179,7 @@ async def run_check(
 def _scan(root: Path, options: CheckOptions) -> list[ScanEntry | ScanProblem]:
     return [
         found for found in scan_tree(root, include_hidden=options.include_hidden)
-        if not excluded(found.relpath, options.exclude)
+        if excluded_by(found.relpath, options.exclude) is None
     ]
 
 

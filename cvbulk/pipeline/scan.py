@@ -21,8 +21,9 @@ import os
 import stat as stat_mod
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import anyio.to_thread
@@ -30,6 +31,7 @@ import anyio.to_thread
 from .names import display_name, key_for
 
 __all__ = [
+    "excluded_by",
     "IMAGE_EXTENSIONS",
     "SERVICE_EXTENSIONS",
     "STATE_FOLDER",
@@ -507,3 +509,16 @@ def count_candidates_within(
     deadline = clock() + seconds
     stats = _count(root, extensions, include_hidden, report_skipped, lambda: clock() > deadline)
     return None if stats is None else stats.total
+
+
+def excluded_by(relpath: str, patterns: Sequence[str]) -> str | None:
+    """The first ``--exclude`` pattern that matches ``relpath`` (the path, any leading folder of it, or
+    the file name; a trailing ``/`` is ignored), or None. Upload and check share it."""
+    if not patterns:
+        return None
+    parts = relpath.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))] + [parts[-1]]
+    for p in patterns:
+        if any(fnmatchcase(c, p.rstrip("/")) for c in candidates):
+            return p
+    return None

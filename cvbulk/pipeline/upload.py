@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
-from ._upload_plan import _PLAN_CHUNK, _excluded, _scan_and_plan
+from ._upload_plan import _PLAN_CHUNK, _scan_and_plan
 from ._upload_prepare import _preparer
 from ._upload_report import _concurrency, upload_report
 from ._upload_send import _ByteBudget, _dry_run_sink, _recorder, _sender
@@ -74,6 +74,7 @@ from .project import (
 )
 from .report import write_report
 from .results import UploadResult
+from .scan import excluded_by
 from .send import ImageSender
 from .sources import ImageSource, LocalFolder
 
@@ -360,7 +361,7 @@ def _tag_names(source: LabelSource, options: UploadOptions) -> list[str]:
     names = source.tag_names()
     if options.labels == "folders":
         # A tag folder excluded as a whole (e.g. --exclude Test) is no tag to create.
-        names = [n for n in names if not _excluded(n, options.exclude)]
+        names = [n for n in names if excluded_by(n, options.exclude) is None]
     return names
 
 

@@ -30,7 +30,8 @@ from cvbulk.pipeline.errors import ConfigError as CLIError
 from cvbulk.pipeline.errors import ProjectNotFound
 from cvbulk.pipeline.journal import Journal
 from cvbulk.pipeline.send import ImageSender as BatchSender
-from cvbulk.pipeline.upload import UploadOptions, _excluded, default_state_path, run_upload
+from cvbulk.pipeline.scan import excluded_by
+from cvbulk.pipeline.upload import UploadOptions, default_state_path, run_upload
 from tests.corpus import make_tree
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "samples"
@@ -345,10 +346,10 @@ async def test_unknown_project_is_exit_3_and_two_of_a_name_exit_2(tmp_path):
 
 
 def test_exclude_matches_folders_files_and_paths():
-    assert _excluded("Test/test_image.jpg", ["Test"])
-    assert _excluded("a/b/c.png", ["*.png"])
-    assert _excluded("a/b/c.png", ["a/b"])
-    assert not _excluded("Hemlock/h.jpg", ["Test"])
+    assert excluded_by("Test/test_image.jpg", ["Test"]) == "Test"
+    assert excluded_by("a/b/c.png", ["x", "*.png"]) == "*.png"
+    assert excluded_by("a/b/c.png", ["a/b/"]) == "a/b/"
+    assert excluded_by("Hemlock/h.jpg", ["Test"]) is None
 
 
 def test_default_state_path_is_stable_and_named(tmp_path, monkeypatch):
