@@ -39,18 +39,16 @@ exit status: 0 they match (every line is =); 1 they differ; 2 usage; 3 fatal (ke
 """
 
 
+HELP = "compare a local tree (and its labels) with a project: what is missing where, which tags differ"
+DESCRIPTION = (
+    "Compare a folder of images (tagged by folder or by a label file, as `cvbulk upload` reads "
+    "them) with a project, like `rclone check`: images in both, only local, only in the "
+    "project, and tags that differ. Proves a migration or an upload complete."
+)
+
+
 def register(subparsers: Any) -> None:
-    parser = leaf_parser(
-        subparsers,
-        "check",
-        help="compare a local tree (and its labels) with a project: what is missing where, which tags differ",
-        description=(
-            "Compare a folder of images (tagged by folder or by a label file, as `cvbulk upload` reads "
-            "them) with a project, like `rclone check`: images in both, only local, only in the "
-            "project, and tags that differ. Proves a migration or an upload complete."
-        ),
-        epilog=EPILOG,
-    )
+    parser = leaf_parser(subparsers, "check", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("root", metavar="ROOT", type=Path, help="the folder of images (walked recursively)")
     parser.add_argument("--project", required=True, metavar="PROJECT", help="project id or exact name")
     parser.add_argument(

@@ -36,13 +36,11 @@ the prediction key alone is enough. For a folder of images use `cvbulk predict`.
 """
 
 
+HELP = "score one image with a published model (prediction key)"
+
+
 def register(subparsers: Any) -> None:
-    parser = leaf_parser(
-        subparsers,
-        "classify",
-        help="score one image with a published model (prediction key)",
-        epilog=EPILOG,
-    )
+    parser = leaf_parser(subparsers, "classify", help=HELP, epilog=EPILOG)
     parser.add_argument("image", metavar="IMAGE", help="the image file")
     parser.add_argument("--project", required=True, metavar="PROJECT", help="project id (or exact name)")
     parser.add_argument(

@@ -57,19 +57,17 @@ step that failed and why, in one line.
 DEFAULT_WORKDIR = "cvbulk-demo-output"
 
 
+HELP = "run the Custom Vision quickstart end to end (embedded emulator unless an endpoint is set)"
+DESCRIPTION = (
+    "Run the Custom Vision quickstart with cvbulk commands: create a project, add tags, "
+    "upload and tag the sample images, train and wait, publish, and score the Test folder "
+    "into a CSV. Starts the embedded emulator unless an endpoint is given by flag or "
+    "$VISION_TRAINING_ENDPOINT."
+)
+
+
 def register(subparsers: Any) -> None:
-    parser = leaf_parser(
-        subparsers,
-        "demo",
-        help="run the Custom Vision quickstart end to end (embedded emulator unless an endpoint is set)",
-        description=(
-            "Run the Custom Vision quickstart with cvbulk commands: create a project, add tags, "
-            "upload and tag the sample images, train and wait, publish, and score the Test folder "
-            "into a CSV. Starts the embedded emulator unless an endpoint is given by flag or "
-            "$VISION_TRAINING_ENDPOINT."
-        ),
-        epilog=EPILOG,
-    )
+    parser = leaf_parser(subparsers, "demo", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument(
         "--detection", action="store_true", help="the object-detection quickstart (fork / scissors)"
     )

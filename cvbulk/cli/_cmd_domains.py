@@ -20,13 +20,11 @@ A domain's NAME or ID goes to `cvbulk projects create NAME --domain ...`.
 """
 
 
+HELP = "list the domains (base models) projects can use"
+
+
 def register(subparsers: Any) -> None:
-    parser = leaf_parser(
-        subparsers,
-        "domains",
-        help="list the domains (base models) projects can use",
-        epilog=EPILOG,
-    )
+    parser = leaf_parser(subparsers, "domains", help=HELP, epilog=EPILOG)
     parser.add_argument(
         "--type",
         choices=DOMAIN_TYPES,

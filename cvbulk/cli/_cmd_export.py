@@ -60,14 +60,11 @@ not found, a container that cannot be written).
 """
 
 
+HELP = "download a project's images and labels to disk (resumable, at the rate limit)"
+
+
 def register(subparsers: Any) -> None:
-    parser = job_parser(
-        subparsers,
-        "export",
-        "download a project's images and labels to disk (resumable, at the rate limit)",
-        DESCRIPTION,
-        EPILOG,
-    )
+    parser = job_parser(subparsers, "export", HELP, DESCRIPTION, EPILOG)
     parser.add_argument("out_dir", metavar="OUT", nargs="?", default=None,
                         help="the folder (or container location) to write into")
     parser.add_argument("--to", metavar="LOCATION", default=None,

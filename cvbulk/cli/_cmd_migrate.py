@@ -64,14 +64,11 @@ exit status: 0 everything copied and the counts agree; 1 some images failed or t
 """
 
 
+HELP = "copy a project's tags, images and regions into another project or resource (resumable)"
+
+
 def register(subparsers: Any) -> None:
-    parser = job_parser(
-        subparsers,
-        "migrate",
-        "copy a project's tags, images and regions into another project or resource (resumable)",
-        DESCRIPTION,
-        EPILOG,
-    )
+    parser = job_parser(subparsers, "migrate", HELP, DESCRIPTION, EPILOG)
     parser.add_argument("--from-project", required=True, metavar="PROJECT", help="source project id or exact name")
     parser.add_argument("--to-project", required=True, metavar="PROJECT", help="target project id or exact name")
     parser.add_argument("--create", action="store_true",

@@ -60,14 +60,11 @@ Images the service could not score (it kept failing) get no row and are retried 
 """
 
 
+HELP = "score a folder tree with a published iteration, to CSV/JSONL (resumable)"
+
+
 def register(subparsers: Any) -> None:
-    parser = job_parser(
-        subparsers,
-        "predict",
-        "score a folder tree with a published iteration, to CSV/JSONL (resumable)",
-        DESCRIPTION,
-        EPILOG,
-    )
+    parser = job_parser(subparsers, "predict", HELP, DESCRIPTION, EPILOG)
     add_source_args(parser)
     parser.add_argument("--project", required=True, metavar="PROJECT", help="project id (or exact name)")
     parser.add_argument(

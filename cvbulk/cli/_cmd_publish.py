@@ -26,17 +26,15 @@ The prediction resource id is the prediction resource's "Resource ID" (Azure por
 """
 
 
+HELP = "publish a trained iteration to the prediction endpoint"
+DESCRIPTION = (
+    "Publish a trained iteration under a name, so that `cvbulk classify` / `cvbulk predict "
+    "--published-name NAME` can use it with the prediction key."
+)
+
+
 def register(subparsers: Any) -> None:
-    parser = leaf_parser(
-        subparsers,
-        "publish",
-        help="publish a trained iteration to the prediction endpoint",
-        description=(
-            "Publish a trained iteration under a name, so that `cvbulk classify` / `cvbulk predict "
-            "--published-name NAME` can use it with the prediction key."
-        ),
-        epilog=EPILOG,
-    )
+    parser = leaf_parser(subparsers, "publish", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--project", required=True, metavar="PROJECT", help="project id or exact name")
     parser.add_argument("--name", required=True, metavar="NAME", help="the published name")
     parser.add_argument(

@@ -30,13 +30,11 @@ prediction key, see `cvbulk classify`; for many images, `cvbulk predict`.
 """
 
 
+HELP = "score one image with a trained iteration (training key; no publishing needed)"
+
+
 def register(subparsers: Any) -> None:
-    parser = leaf_parser(
-        subparsers,
-        "quicktest",
-        help="score one image with a trained iteration (training key; no publishing needed)",
-        epilog=EPILOG,
-    )
+    parser = leaf_parser(subparsers, "quicktest", help=HELP, epilog=EPILOG)
     parser.add_argument("image", metavar="IMAGE", help="the image file")
     parser.add_argument("--project", required=True, metavar="PROJECT", help="project id or exact name")
     parser.add_argument(

@@ -41,18 +41,16 @@ MIN_IMAGES_PER_TAG = 5
 MIN_REGIONS_PER_TAG = 15
 
 
+HELP = "train a project (a new iteration); --wait for it and its precision/recall"
+DESCRIPTION = (
+    "Start training a project: the service makes a new iteration from the tagged images. "
+    "With --wait, follow it until it completes or fails, then print its precision and "
+    "recall per tag."
+)
+
+
 def register(subparsers: Any) -> None:
-    parser = leaf_parser(
-        subparsers,
-        "train",
-        help="train a project (a new iteration); --wait for it and its precision/recall",
-        description=(
-            "Start training a project: the service makes a new iteration from the tagged images. "
-            "With --wait, follow it until it completes or fails, then print its precision and "
-            "recall per tag."
-        ),
-        epilog=EPILOG,
-    )
+    parser = leaf_parser(subparsers, "train", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--project", required=True, metavar="PROJECT", help="project id or exact name")
     parser.add_argument("--wait", action="store_true", help="wait until training completes or fails")
     parser.add_argument(

@@ -18,17 +18,15 @@ An iteration that is not published is left as it is (exit 0).
 """
 
 
+HELP = "unpublish an iteration (its published name stops answering)"
+DESCRIPTION = (
+    "Unpublish an iteration. Without --iteration or --name: the project's published "
+    "iteration, when there is exactly one."
+)
+
+
 def register(subparsers: Any) -> None:
-    parser = leaf_parser(
-        subparsers,
-        "unpublish",
-        help="unpublish an iteration (its published name stops answering)",
-        description=(
-            "Unpublish an iteration. Without --iteration or --name: the project's published "
-            "iteration, when there is exactly one."
-        ),
-        epilog=EPILOG,
-    )
+    parser = leaf_parser(subparsers, "unpublish", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--project", required=True, metavar="PROJECT", help="project id or exact name")
     which = parser.add_mutually_exclusive_group()
     which.add_argument(

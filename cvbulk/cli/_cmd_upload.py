@@ -78,14 +78,11 @@ or failed (the report names each); 2 usage or configuration error; 3 fatal (key,
 """
 
 
+HELP = "upload a labelled image tree into a project (resumable, at the rate limit)"
+
+
 def register(subparsers: Any) -> None:
-    parser = job_parser(
-        subparsers,
-        "upload",
-        "upload a labelled image tree into a project (resumable, at the rate limit)",
-        DESCRIPTION,
-        EPILOG,
-    )
+    parser = job_parser(subparsers, "upload", HELP, DESCRIPTION, EPILOG)
     add_source_args(parser)
     parser.add_argument("--project", required=True, metavar="PROJECT", help="project id or exact name")
     parser.add_argument(
