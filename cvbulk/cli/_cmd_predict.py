@@ -17,8 +17,6 @@ from ._common import (
     add_max_concurrency,
     add_pace_group,
     add_state_args,
-    check_concurrency,
-    check_tps,
     finish,
     finish_job_parser,
     job_parser,
@@ -27,7 +25,7 @@ from ._common import (
     show_report,
     training_connection,
 )
-from ._source_args import add_source_args, open_source, source_root
+from ._source_args import add_source_args, job_options, open_source
 
 DESCRIPTION = """\
 Score every image under ROOT with a published iteration, one request per image, many in flight
@@ -122,22 +120,7 @@ def run(args: argparse.Namespace) -> int:
 def _options(args: argparse.Namespace) -> Any:
     from ..pipeline.predict import PredictOptions
 
-    check_tps(args.tps)
-    check_concurrency(args.max_concurrency)
-    return PredictOptions(
-        root=source_root(args.root),
-        project=args.project,
-        published_name=args.published_name,
-        detect=args.detect,
-        store=args.store,
-        output=args.output,
-        top=args.top,
-        threshold=args.threshold,
-        include_hidden=args.include_hidden,
-        state=args.state,
-        report=args.report,
-        max_concurrency=args.max_concurrency,
-    )
+    return job_options(PredictOptions, args)
 
 
 def _wants_training(args: argparse.Namespace) -> bool:

@@ -12,8 +12,6 @@ from ._common import (
     add_max_concurrency,
     add_pace_group,
     add_state_args,
-    check_concurrency,
-    check_tps,
     failure_summary,
     finish,
     finish_job_parser,
@@ -25,7 +23,7 @@ from ._common import (
     show_report,
     training_connection,
 )
-from ._source_args import add_source_args, open_source, source_root
+from ._source_args import add_source_args, job_options, open_source
 
 if TYPE_CHECKING:
     from ..pipeline.results import UploadResult
@@ -148,26 +146,8 @@ def _options(args: argparse.Namespace) -> Any:
     from ..pipeline.batch import DEFAULT_BATCH_BYTES
     from ..pipeline.upload import UploadOptions
 
-    check_tps(args.tps)
-    check_concurrency(args.max_concurrency)
-    return UploadOptions(
-        root=source_root(args.root),
-        project=args.project,
-        create=args.create,
-        labels=args.labels,
-        untagged=args.untagged,
-        exclude=tuple(args.exclude),
-        include_hidden=args.include_hidden,
-        replace_changed=args.replace_changed,
-        state=args.state,
-        report=args.report,
-        dry_run=args.dry_run,
-        tier=args.tier,
-        max_concurrency=args.max_concurrency,
-        max_inflight_bytes=args.max_inflight_bytes,
-        batch_bytes=args.batch_bytes or DEFAULT_BATCH_BYTES,
-        domain=args.domain,
-        classification_type=args.classification_type,
+    return job_options(
+        UploadOptions, args, exclude=tuple(args.exclude), batch_bytes=args.batch_bytes or DEFAULT_BATCH_BYTES
     )
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from ._common import check_root
+from ._common import check_concurrency, check_root, check_tps
 
-__all__ = ["add_source_args", "source_root", "open_source", "is_container"]
+__all__ = ["add_source_args", "source_root", "open_source", "is_container", "job_options"]
 
 ROOT_HELP = (
     "the folder of images (walked recursively), or a blob container location: az://CONTAINER/PREFIX, "
@@ -42,6 +43,15 @@ def source_root(root: str) -> Path:
     path = Path(root)
     check_root(path)
     return path
+
+
+def job_options(options_class: Any, args: argparse.Namespace, **given: Any) -> Any:
+    """A job's options (a dataclass) from the parsed flags that carry its field names, after the checks
+    every reading job shares; ``given`` names the fields a flag does not give as it is."""
+    check_tps(args.tps)
+    check_concurrency(args.max_concurrency)
+    from_flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(options_class) if hasattr(args, f.name)}
+    return options_class(**{**from_flags, "root": source_root(args.root), **given})
 
 
 @asynccontextmanager
