@@ -334,7 +334,7 @@ class Progress:
         parts = [f"{head} {self.done:,}/{shown_total}"]
         if pct is not None:
             parts[-1] += f" ({pct:.1f}%)"
-        parts += [f"ok {self.ok}", f"failed {self.failed}", f"skipped or already done {self.skipped}"]
+        parts += [f"ok {self.ok}", f"failed {self.failed}", f"not needed {self.skipped}"]
         parts += [f"{images_s:.1f} images/s", f"{mb_s:.2f} MB/s"]
         if conc is not None:
             parts.append(f"concurrency {conc}")
