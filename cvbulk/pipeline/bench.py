@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 
+from ..client import TrainingFailedError, TrainingTimeoutError
 from .errors import ConfigError, FatalRunError
 
 __all__ = ["BenchOptions", "run_bench", "synthetic_tree", "BENCH_TAGS"]
@@ -126,15 +127,14 @@ async def run_bench(
             log("training ...")
             started = time.monotonic()
             iteration = await training.train_project(project_id)
-            delay = 0.2
-            while (iteration.status or "").lower() not in ("completed", "failed"):
-                if time.monotonic() - started > options.training_timeout:
-                    raise FatalRunError(f"training did not finish in {options.training_timeout:g} s")
-                await anyio.sleep(delay)
-                delay = min(5.0, delay * 1.5)
-                iteration = await training.get_iteration(project_id, iteration.id)
-            if (iteration.status or "").lower() != "completed":
-                raise FatalRunError(f"training ended with status {iteration.status}")
+            try:
+                iteration = await training.wait_for_iteration(
+                    project_id, iteration.id, poll=5.0, timeout=options.training_timeout
+                )
+            except TrainingTimeoutError:
+                raise FatalRunError(f"training did not finish in {options.training_timeout:g} s") from None
+            except TrainingFailedError as exc:
+                raise FatalRunError(f"training ended with status {exc.iteration.status}") from None
             result["training_s"] = round(time.monotonic() - started, 2)
             await training.publish_iteration(
                 project_id, iteration.id, options.published_name, options.prediction_resource_id)
