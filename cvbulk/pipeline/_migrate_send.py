@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Literal
 
 import anyio
 
-from ..client import AuthenticationError, CustomVisionError, NotFoundError
+from ..client import AuthenticationError, CustomVisionError
 from ..client._body import BytesBody
 from ._export_layout import sniff_extension
+from ._image_links import ImageLinks, LinkProblem, download_image
 from ._reasons import one_line
 from .batch import MAX_IMAGES_PER_BATCH, MAX_TAGS_PER_BATCH, Batch, BatchItem, TaggedRegion
 from .engine import FatalBatchError
@@ -132,11 +133,12 @@ class MigrateSender:
 
     def __init__(
         self, source: TrainingClient, target: TrainingClient, target_project_id: str, *, by: str = "auto",
-        batch_bytes: int = 32 * 1024 * 1024,
+        batch_bytes: int = 32 * 1024 * 1024, source_project_id: str,
     ) -> None:
         if by not in BY_MODES:
             raise ValueError(f"by must be one of {BY_MODES}")
         self.source = source
+        self.links = ImageLinks(source, source_project_id)  # an expired source link is renewed, not fatal
         # Ours is what a killed run left `sending`; not the creation time (the target is someone's project).
         self.images = ImageSender(target, target_project_id, by_time=False)
         self.by = by
@@ -265,15 +267,17 @@ class MigrateSender:
                 failed.append(Outcome(item, Status.FAILED, reason="the source gave no image URI", detail="upload"))
                 return
             try:
-                data[k] = await self.source.download(item.url)
-            except AuthenticationError as exc:
+                got = await download_image(self.source, self.links, item.source_id, item.url)
+            except AuthenticationError as exc:  # GetImagesByIds refused as well: the source key
                 fatal.append(exc)  # raised below, once, outside the task group
-            except NotFoundError as exc:
-                failed.append(Outcome(item, Status.FAILED, reason=f"gone from the source: {one_line(exc)}", detail="upload"))
-            except CustomVisionError as exc:
-                failed.append(Outcome(item, Status.ERROR, reason=f"download: {one_line(exc)}", detail="upload"))
-            else:
-                self.bytes_downloaded += len(data[k])
+                return
+            if isinstance(got, LinkProblem):
+                status = Status.ERROR if got.kind == "unavailable" else Status.FAILED
+                reason = "gone from the source: deleted meanwhile" if got.kind == "gone" else got.reason
+                failed.append(Outcome(item, status, reason=reason, detail="upload"))
+                return
+            data[k] = got[1]
+            self.bytes_downloaded += len(got[1])
 
         async with anyio.create_task_group() as tg:
             for k in indices:

@@ -32,7 +32,6 @@ import anyio
 import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from ..client._errors import AuthenticationError, CustomVisionError, NotFoundError
 from ..storage import (
     AccessDeniedError,
     ContainerNotFoundError,
@@ -48,6 +47,7 @@ from ..storage import (
 from ..storage import Location as StorageLocation
 from ._export_counts import check_counts
 from ._export_layout import check_image, content_type, sniff_extension
+from ._image_links import MAX_LINK_REFRESHES, ImageLinks, LinkProblem, download_image
 from ._reasons import one_line
 from .engine import (
     PAGE,
@@ -86,7 +86,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ExportOptions", "ExportResult", "run_export", "FORMATS", "STATE_DIR", "MAX_LINK_REFRESHES"]
 
-MAX_LINK_REFRESHES = 5  # fresh links asked for one image before its 403 counts as its outcome
 _VERIFY_ATTEMPTS = 2  # a download that is not the image the service describes is fetched once more
 Region = tuple[str, float, float, float, float]
 
@@ -162,10 +161,10 @@ class _Run(JournalCalls):
     seen: set[str] = field(default_factory=set)  # image ids in the project during this run
     nbytes: int = 0
     journal_lock: anyio.Lock = field(default_factory=anyio.Lock)
-    links: _Links = field(init=False)
+    links: ImageLinks = field(init=False)
 
     def __post_init__(self) -> None:
-        self.links = _Links(self.client, self.project_id)
+        self.links = ImageLinks(self.client, self.project_id)
 
     def advance(self, status: str, nbytes: int = 0) -> None:
         self.tally[status] += 1
@@ -285,8 +284,8 @@ async def _result(
         "images_in_project": total,
         "unchanged": run.tally["unchanged"],
         "relabelled": run.tally["relabelled"],
-        "downloads": run.tally["downloads"],
-        "link_refreshes": run.tally["link_refreshes"],
+        "downloads": run.links.downloads,
+        "link_refreshes": run.links.refreshes,
         "link_refresh_calls": run.links.calls,
         "count_check": check,
         "state_file": str(options.state),
@@ -416,81 +415,12 @@ async def _recorder(run: _Run, record_recv: ObjectReceiveStream[tuple[JournalEnt
                 run.advance("relabelled" if nbytes < 0 else entry.status, max(nbytes, 0))
 
 
-class _Links:
-    """Fresh image links, asked for together: links listed together expire together, so the workers whose
-    downloads were refused within a moment of each other share one GetImagesByIds call (up to 256 ids)."""
-
-    GATHER = 0.05  # seconds the first refused worker waits for the others to join its call
-
-    def __init__(self, client: TrainingClient, project_id: str) -> None:
-        self.client, self.project_id = client, project_id
-        self.pending: set[str] = set()
-        self.found: dict[str, Image | None] = {}
-        self.round: anyio.Event | None = None
-        self.calls = 0
-
-    async def fresh(self, image_id: str) -> Image | None:
-        """The image as the service describes it now, with new links (None: deleted from the project)."""
-        while image_id not in self.found:
-            self.pending.add(image_id)
-            if self.round is None:
-                await self._lead()
-            else:
-                await self.round.wait()
-        return self.found.pop(image_id)
-
-    async def _lead(self) -> None:
-        done = self.round = anyio.Event()
-        try:
-            await anyio.sleep(self.GATHER)
-            ids = sorted(self.pending)[:256]
-            self.pending.difference_update(ids)
-            self.round = None  # the rest (and later refusals) start the next call
-            self.calls += 1
-            images = {i.id: i for i in await self.client.get_images_by_ids(self.project_id, ids)}
-            for i in ids:
-                self.found[i] = images.get(i)
-        finally:
-            if self.round is done:
-                self.round = None
-            done.set()
-
-
-def _gone(image: Image, attempts: int) -> tuple[JournalEntry, int]:
-    return JournalEntry(image.id, None, None, None, SKIPPED, reason="deleted from the project during the export",
-                        attempts=attempts), 0
-
-
-async def _download(run: _Run, image: Image, attempts: int) -> tuple[Image, bytes] | tuple[JournalEntry, int]:
-    """The image's bytes, asking for fresh links while the old ones are refused (expired); or its outcome."""
-    refreshes = 0
-    while True:
-        url = image.original_image_uri
-        try:
-            if not url:
-                raise NotFoundError("the service gave no image URI")
-            run.tally["downloads"] += 1
-            return image, await run.client.download(url)
-        except (AuthenticationError, NotFoundError) as exc:
-            # An expired link answers 403 (a deleted image 404): ask the service again. A wrong key fails
-            # GetImagesByIds itself, which stops the run.
-            if refreshes >= MAX_LINK_REFRESHES:
-                reason = f"the image link was refused {refreshes + 1} times, fresh each time ({one_line(exc)})"
-                return JournalEntry(image.id, None, None, None, FAILED, reason=reason, attempts=attempts), 0
-            refreshes += 1
-            run.tally["link_refreshes"] += 1
-            try:
-                found = await run.links.fresh(image.id)
-            except AuthenticationError:
-                raise  # a wrong key: stop the run
-            except CustomVisionError as exc:
-                reason = f"the image link expired and a fresh one could not be had ({one_line(exc)})"
-                return JournalEntry(image.id, None, None, None, ERROR, reason=reason, attempts=attempts), 0
-            if found is None:
-                return _gone(image, attempts)
-            image = found
-        except CustomVisionError as exc:  # retried by the client as far as its budget went
-            return JournalEntry(image.id, None, None, None, ERROR, reason=one_line(exc), attempts=attempts), 0
+def _problem_entry(image: Image, problem: LinkProblem, attempts: int) -> JournalEntry:
+    if problem.kind == "gone":
+        return JournalEntry(image.id, None, None, None, SKIPPED, reason="deleted from the project during the export",
+                            attempts=attempts)
+    status = FAILED if problem.kind == "refused" else ERROR
+    return JournalEntry(image.id, None, None, None, status, reason=problem.reason, attempts=attempts)
 
 
 async def _export_one(run: _Run, work: _Work) -> tuple[JournalEntry, int]:
@@ -499,11 +429,11 @@ async def _export_one(run: _Run, work: _Work) -> tuple[JournalEntry, int]:
     size: tuple[int, int] | str = "not downloaded"
     data = b""
     for _ in range(_VERIFY_ATTEMPTS):
-        got = await _download(run, image, attempts)
-        if isinstance(got[0], JournalEntry):
-            return got[0], 0
-        image, data = got[0], got[1]
-        assert isinstance(data, bytes)
+        got = await download_image(run.client, run.links, image.id, image.original_image_uri)
+        if isinstance(got, LinkProblem):
+            return _problem_entry(image, got, attempts), 0
+        fresh, data = got
+        image = fresh or image
         size = await anyio.to_thread.run_sync(check_image, data, image.width, image.height)
         if not isinstance(size, str):
             break

@@ -147,7 +147,9 @@ async def _run_migrate(
         "target": {"endpoint": target.endpoint, "project_id": dst.id},
     }
     journal = await open_journal(state, job="migrate", fingerprint=fingerprint)
-    sender = MigrateSender(source, target, dst.id, by=options.by, batch_bytes=options.batch_bytes)
+    sender = MigrateSender(
+        source, target, dst.id, by=options.by, batch_bytes=options.batch_bytes, source_project_id=src.id
+    )
     run = _Run(options, source, target, src.id, journal, tags, sender, progress)
     start_progress(progress, total, target)  # the target's pacer is the one that limits
 
@@ -171,6 +173,7 @@ async def _run_migrate(
         "metadata_not_updated": sender.metadata_not_updated[:100],
         "splits": sender.splits,
         "bytes_downloaded": sender.bytes_downloaded,
+        "link_refreshes": sender.links.refreshes,  # source links that had expired, renewed
         "tags_created": sorted(tags.created),
         "images_in_source": total,
         "unchanged": run.tally["unchanged"],

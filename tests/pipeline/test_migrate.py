@@ -197,6 +197,28 @@ async def test_by_upload_into_an_existing_project_with_some_images_already_there
         assert result.report["extra"]["metadata_updated"] == 1
 
 
+async def test_expired_source_links_are_renewed_not_fatal(tmp_path):
+    # The source's links live 2 s; downloads at 12/s (the source's training rate limit) of 48 images take
+    # about 4 s: links listed at the start expire mid-run, the download answers 403, and migrate asks the
+    # source for fresh links (GetImagesByIds) instead of stopping the run.
+    retry = RetryPolicy(max_attempts=4, base=0.05, cap=0.5, max_elapsed=20.0)
+    async with Emulator(EmulatorConfig(data_dir=tmp_path / "emu-a", url_ttl_seconds=2)) as a, \
+            Emulator(EmulatorConfig(data_dir=tmp_path / "emu-b")) as b, client_for(b) as dst:
+        async with client_for(a) as fast:
+            source_id, expected = await make_source(fast, 48)
+        async with TrainingClient(a.endpoint, a.training_key, pacer=Pacer(training_tps=12), retry=retry) as src:
+            options = MigrateOptions("fruit", "fruit-copy", create=True, by="upload", max_concurrency=2,
+                                     state=tmp_path / "m.sqlite", report=tmp_path / "m.json")
+            with anyio.fail_after(60):
+                result = await run_migrate(src, dst, options)
+            assert result.ok, result.report["failures"]
+            extra = result.report["extra"]
+            assert extra["state_counts"] == {"uploaded": 48} and extra["comparison"]["equal"]
+            assert extra["link_refreshes"] > 0
+        async with client_for(a) as fast:  # unthrottled: the check reads every link before it expires
+            await same_labels(fast, source_id, dst, extra["target"]["project_id"], expected)
+
+
 async def test_refuses_incompatible_or_missing_targets(tmp_path):
     async with two_emulators(tmp_path) as (a, b), client_for(a) as src, client_for(b) as dst:
         await make_source(src, 3)
