@@ -509,3 +509,37 @@ async def test_upload_skips_the_image_with_a_nan_box_and_sends_the_rest(tmp_path
     with sqlite3.connect(tmp_path / "state.sqlite") as conn:  # the file's recorded outcome names why
         dump = "\n".join(conn.iterdump()).replace("''", "'")
     assert "bad labels: region 1: region 'fork': left is nan" in dump and bad_key in dump
+
+
+def test_metadata_is_read_from_a_manifest_and_checked(tmp_path: Path) -> None:
+    (tmp_path / "labels.csv").write_text(
+        "path,tags,metadata\n"
+        'a.jpg,cat,"{""source"": ""cam1"", ""day"": ""3""}"\n'
+        "b.jpg,cat,\n"
+        'c.jpg,cat,"{""n"": 3}"\n'
+        "d.jpg,cat,not json\n"
+        f'e.jpg,cat,"{json.dumps({f"k{i}": "v" for i in range(51)}).replace(chr(34), chr(34) * 2)}"\n',
+        encoding="utf-8",
+    )
+    source = open_label_source(str(tmp_path / "labels.csv"), tmp_path)
+    assert source.labels_for("a.jpg") == Labels(("cat",), metadata=(("day", "3"), ("source", "cam1")))
+    assert source.labels_for("b.jpg") == Labels(("cat",))
+    assert source.labels_for("c.jpg") == LabelProblem("metadata 'n': keys and values must be strings")
+    assert source.labels_for("d.jpg") == LabelProblem("the metadata cell is not a JSON object")
+    problem = source.labels_for("e.jpg")
+    assert isinstance(problem, LabelProblem) and "at most 50" in problem.reason
+
+
+def test_metadata_is_read_from_coco_images(tmp_path: Path) -> None:
+    coco = {
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "width": 10, "height": 10, "metadata": {"source": "cam1"}},
+            {"id": 2, "file_name": "b.jpg", "width": 10, "height": 10, "metadata": ["x"]},
+        ],
+        "categories": [{"id": 1, "name": "cat"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1}, {"id": 2, "image_id": 2, "category_id": 1}],
+    }
+    (tmp_path / "coco.json").write_text(json.dumps(coco), encoding="utf-8")
+    source = open_label_source(str(tmp_path / "coco.json"), tmp_path)
+    assert source.labels_for("a.jpg") == Labels(("cat",), metadata=(("source", "cam1"),))
+    assert source.labels_for("b.jpg") == LabelProblem("metadata must be an object of strings, not list")

@@ -15,7 +15,7 @@ import math
 import os
 import posixpath
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,6 +30,7 @@ __all__ = [
     "LabelResult",
     "LabelSource",
     "MAX_TAG_LENGTH",
+    "check_metadata",
     "MAX_LABEL_FILE_BYTES",
     "NO_LABEL",
     "UNTAGGED",
@@ -70,10 +71,12 @@ class RegionLabel:
 
 @dataclass(frozen=True, slots=True)
 class Labels:
-    """The labels of one image: its tags and, for object detection, its regions (whose tags are in ``tags``)."""
+    """The labels of one image: its tags and, for object detection, its regions (whose tags are in ``tags``),
+    and the image metadata the label file gives (sorted key-value pairs: what ``cvbulk export`` wrote)."""
 
     tags: tuple[str, ...]
     regions: tuple[RegionLabel, ...] = ()
+    metadata: tuple[tuple[str, str], ...] = ()
 
     @property
     def untagged(self) -> bool:
@@ -125,6 +128,29 @@ def decide(found: Labels | LabelProblem | None, *, untagged: bool) -> Labels | L
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+# The service's limits on image metadata (ImageFileCreateBatch.metadata, UpdateImageMetadata).
+MAX_METADATA_PAIRS = 50
+MAX_METADATA_KEY = 256
+MAX_METADATA_VALUE = 512
+
+
+def check_metadata(value: Any) -> tuple[tuple[str, str], ...] | str:
+    """An image's metadata (a JSON object of strings) as sorted pairs, or why the service would refuse it."""
+    if value is None or value == {}:
+        return ()
+    if not isinstance(value, Mapping):
+        return f"metadata must be an object of strings, not {type(value).__name__}"
+    if len(value) > MAX_METADATA_PAIRS:
+        return f"metadata has {len(value)} pairs; the service keeps at most {MAX_METADATA_PAIRS} per image"
+    for k, v in value.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            return f"metadata {k!r}: keys and values must be strings"
+        if not k or len(k) > MAX_METADATA_KEY:
+            return f"metadata key {k[:40]!r}: 1 to {MAX_METADATA_KEY} characters"
+        if len(v) > MAX_METADATA_VALUE:
+            return f"metadata {k!r}: a value holds at most {MAX_METADATA_VALUE} characters"
+    return tuple(sorted(value.items()))
 
 
 def check_tag(name: Any) -> str | None:

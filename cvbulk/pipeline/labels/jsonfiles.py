@@ -5,7 +5,8 @@
 * COCO: ``images`` (``id``, ``file_name``, ``width``, ``height``), ``categories`` (``id``, ``name``) and
   ``annotations``; an annotation with a pixel ``bbox`` ``[x, y, w, h]`` is a region (normalised with the
   image's size and clamped to it); one without ``bbox`` is an image-level tag (what ``cvbulk export
-  --format coco`` writes for a classification project).
+  --format coco`` writes for a classification project). An image's ``metadata`` object (what ``cvbulk
+  export`` writes) is its image metadata.
 
 The file's structure is checked whole (:class:`LabelFileError`); a bad box or tag is its image's problem.
 """
@@ -17,7 +18,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._base import LabelFileError, LabelProblem, Labels, MappedLabels, RegionLabel, check_tag, load_json, make_region
+from ._base import (
+    LabelFileError,
+    LabelProblem,
+    Labels,
+    MappedLabels,
+    RegionLabel,
+    check_metadata,
+    check_tag,
+    load_json,
+    make_region,
+)
 
 __all__ = ["RegionsJsonLabels", "CocoLabels", "is_coco"]
 
@@ -26,8 +37,8 @@ def is_coco(data: Any) -> bool:
     return isinstance(data, Mapping) and "images" in data and "annotations" in data
 
 
-def _labels(tags: list[str], regions: list[RegionLabel]) -> Labels:
-    return Labels(tuple(dict.fromkeys([*tags, *(r.tag for r in regions)])), tuple(regions))
+def _labels(tags: list[str], regions: list[RegionLabel], metadata: tuple[tuple[str, str], ...] = ()) -> Labels:
+    return Labels(tuple(dict.fromkeys([*tags, *(r.tag for r in regions)])), tuple(regions), metadata)
 
 
 class RegionsJsonLabels(MappedLabels):
@@ -81,6 +92,7 @@ class CocoLabels(MappedLabels):
                 raise LabelFileError(f"{name}: categories[{i}] (id {c['id']!r}): {reason}")
             cats[_hashable(c["id"])] = c["name"]
         images: dict[Any, tuple[str, Any, Any]] = {}
+        metadata: dict[Any, tuple[tuple[str, str], ...] | str] = {}
         for i, img in enumerate(images_in):
             if not isinstance(img, Mapping):
                 raise LabelFileError(f"{name}: images[{i}]: expected an object")
@@ -90,6 +102,8 @@ class CocoLabels(MappedLabels):
             if not isinstance(img["file_name"], str) or not img["file_name"]:
                 raise LabelFileError(f"{name}: images[{i}]: 'file_name' must be a non-empty string")
             images[_hashable(img["id"])] = (img["file_name"], img.get("width"), img.get("height"))
+            if img.get("metadata"):
+                metadata[_hashable(img["id"])] = check_metadata(img["metadata"])
         tags: dict[Any, list[str]] = {k: [] for k in images}
         boxes: dict[Any, list[RegionLabel]] = {k: [] for k in images}
         problems: dict[Any, str] = {}
@@ -119,13 +133,17 @@ class CocoLabels(MappedLabels):
         merged: dict[str, LabelProblem | Labels] = {}
         for image_id, (file_name, _, _) in images.items():
             result: Labels | LabelProblem
+            meta = metadata.get(image_id, ())
             if image_id in problems:
                 result = LabelProblem(problems[image_id])
+            elif isinstance(meta, str):
+                result = LabelProblem(meta)
             else:
-                result = _labels(tags[image_id], boxes[image_id])
+                result = _labels(tags[image_id], boxes[image_id], meta)
             before = merged.get(file_name)
             if isinstance(before, Labels) and isinstance(result, Labels):  # one file listed twice: merge
-                result = _labels([*before.tags, *result.tags], [*before.regions, *result.regions])
+                result = _labels([*before.tags, *result.tags], [*before.regions, *result.regions],
+                                 tuple(sorted(dict([*before.metadata, *result.metadata]).items())))
             elif isinstance(before, LabelProblem):
                 result = before
             merged[file_name] = result
