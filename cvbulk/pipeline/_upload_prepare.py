@@ -108,6 +108,7 @@ async def _batch_item(
         url=getattr(prepared, "url", None),
         tag_ids=tuple(sorted(set(tag_ids))),
         regions=regions,
+        metadata=labels.metadata,
         context=_Context(
             size=work.entry.size,
             mtime_ns=work.entry.mtime_ns,

@@ -77,6 +77,7 @@ class BatchItem:
     regions: tuple[TaggedRegion, ...] = ()
     context: Any = None
     url: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()  # the image's metadata: it goes in a request of its own map
 
     def __post_init__(self) -> None:
         if isinstance(self.body, (bytes, bytearray, memoryview)):
@@ -138,6 +139,7 @@ class _Group:
     items: list[BatchItem] = field(default_factory=list)
     nbytes: int = 0
     tags: set[str] = field(default_factory=set)
+    metadata: tuple[tuple[str, str], ...] = ()
 
     def fits(self, item: BatchItem, *, max_images: int, max_tags: int, max_bytes: int) -> bool:
         if not self.items:
@@ -155,16 +157,16 @@ class _Group:
             self.tags |= _item_tags(item)
 
     def to_batch(self) -> Batch:
-        return Batch(self.kind, tuple(self.items), self.tag_ids)
+        return Batch(self.kind, tuple(self.items), self.tag_ids, self.metadata)
 
 
 def _item_tags(item: BatchItem) -> set[str]:
     return set(item.tag_ids[:MAX_TAGS_PER_BATCH]) | {r.tag_id for r in item.regions}
 
 
-_GroupKey = tuple[str, tuple[str, ...]]
-_FILES_KEY: _GroupKey = ("files", ())
-_URLS_KEY: _GroupKey = ("urls", ())  # the service fetches these: per-image tags, no bytes
+# (kind, the shared tag set of a data group, the metadata map every image of the request gets)
+_GroupKey = tuple[BatchKind, tuple[str, ...], tuple[tuple[str, str], ...]]
+_FILES_KEY: _GroupKey = ("files", (), ())
 
 
 class Batcher:
@@ -172,8 +174,11 @@ class Batcher:
 
     Images sharing a tag set (and without regions) go to a ``data`` group of that set, up to
     ``max_open_groups`` sets at once; images with regions, with more tags than a request allows, or
-    whose tag set finds no open group go to the one ``files`` group. ``max_open_bytes`` bounds the
-    memory held by open groups: past it, the largest group is sent early.
+    whose tag set finds no open group go to the one ``files`` group. An image with metadata goes to a
+    ``files`` (or ``urls``) group of its metadata map: a request carries one map for all its images, and
+    CreateImagesFromData none; at most ``max_open_groups`` such maps are open at once (past it, the fullest
+    goes early). ``max_open_bytes`` bounds the memory held by open groups: past it, the largest group is
+    sent early.
     """
 
     def __init__(
@@ -223,9 +228,11 @@ class Batcher:
             out.append(self._emit(key))
             group = None
         if group is None:
-            kind: BatchKind = "files" if key == _FILES_KEY else "urls" if key == _URLS_KEY else "data"
-            group = _Group(kind, key[1], self._clock())
+            group = _Group(key[0], key[1], self._clock(), metadata=key[2])
             self._groups[key] = group
+            with_metadata = [k for k in self._groups if k[2] and k != key]
+            if len(with_metadata) >= self.max_open_groups:  # many maps: do not hold them all open
+                out.append(self._emit(max(with_metadata, key=lambda k: len(self._groups[k].items))))
         group.add(item)
         self._open_bytes += wire_size(item, group.kind)
         # A request that cannot take one more image goes now rather than at the next add.
@@ -259,10 +266,12 @@ class Batcher:
 
     def _route(self, item: BatchItem) -> _GroupKey:
         if item.url is not None:
-            return _URLS_KEY
+            return ("urls", (), item.metadata)
+        if item.metadata:
+            return ("files", (), item.metadata)
         if item.regions or len(item.tag_ids) > self.max_tags:
             return _FILES_KEY
-        key: _GroupKey = ("data", tuple(sorted(set(item.tag_ids))))
+        key: _GroupKey = ("data", tuple(sorted(set(item.tag_ids))), ())
         if key in self._groups:
             return key
         open_data = sum(1 for k in self._groups if k[0] == "data")

@@ -182,3 +182,18 @@ async def test_batch_stream_without_ticker_flushes_at_end():
             tg.start_soon(batch_stream, items_recv, batch_send, Batcher())
             got = [b async for b in batch_recv]
     assert [len(b) for b in got] == [64, 36]
+
+
+def test_images_with_metadata_go_in_requests_of_their_own_map():
+    b = Batcher(max_open_groups=2)
+    cam1, cam2, cam3 = ((("source", "cam1"),), (("source", "cam2"),), (("source", "cam3"),))
+
+    def meta(i: int, m: tuple) -> BatchItem:
+        return BatchItem(key=str(i), name=f"{i}.jpg", body=b"x" * 10, tag_ids=("a",), metadata=m)
+
+    out = [*b.add(item(0)), *b.add(meta(1, cam1)), *b.add(meta(2, cam2)), *b.add(meta(3, cam1))]
+    assert out == []  # the plain image waits in its data group, each map in a files group of its own
+    out = b.add(meta(4, cam3))  # a third map with two open: the fullest (cam1) goes early
+    assert [(x.kind, x.metadata, x.keys) for x in out] == [("files", cam1, ["1", "3"])]
+    rest = {(x.kind, x.metadata): x.keys for x in b.flush()}
+    assert rest == {("data", ()): ["k0"], ("files", cam2): ["2"], ("files", cam3): ["4"]}
