@@ -9,13 +9,7 @@ import pytest
 
 from cvbulk.cli import main
 
-VARS = (
-    "VISION_TRAINING_ENDPOINT",
-    "VISION_TRAINING_KEY",
-    "VISION_PREDICTION_ENDPOINT",
-    "VISION_PREDICTION_KEY",
-    "VISION_PREDICTION_RESOURCE_ID",
-)
+from ._support import VARS
 
 
 @pytest.fixture(autouse=True)

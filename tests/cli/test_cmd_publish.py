@@ -3,48 +3,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import anyio
 import pytest
 
-from cvbulk.cli import main
-
-from ._support import VARS, assert_one_line_error, cli, emulator  # noqa: F401 (fixtures)
-
-SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "samples" / "ImageClassification" / "Images"
-async def _trained_project(emulator, name: str, *, train: bool = True) -> str:
-    from cvbulk.client import TrainingClient
-
-    async with TrainingClient(emulator.endpoint, emulator.training_key) as client:
-        project = await client.create_project(name)
-        for tag_name in ("Hemlock", "Japanese_Cherry"):
-            tag = await client.create_tag(project.id, tag_name)
-            images = [(f.name, f.read_bytes()) for f in sorted((SAMPLES / tag_name).glob("*.jpg"))]
-            await client.create_images_from_data(project.id, images, tag_ids=[tag.id])
-        if train:
-            iteration = await client.train_project(project.id)
-            while iteration.status not in ("Completed", "Failed"):  # polls the service's state
-                await anyio.sleep(0.05)
-                iteration = await client.get_iteration(project.id, iteration.id)
-            assert iteration.status == "Completed"
-    return project.id
+from ._support import SAMPLES, assert_one_line_error, cli, emulator, set_env, trained_project  # noqa: F401, F811 (fixtures)
 
 
 @pytest.fixture(scope="module")
 def trained(emulator) -> str:
-    return anyio.run(_trained_project, emulator, "trees")
+    return anyio.run(trained_project, emulator, "trees")
 
 
 @pytest.fixture
 def env(emulator, monkeypatch: pytest.MonkeyPatch):
-    for name in VARS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("VISION_TRAINING_ENDPOINT", emulator.endpoint)
-    monkeypatch.setenv("VISION_TRAINING_KEY", emulator.training_key)
-    monkeypatch.setenv("VISION_PREDICTION_RESOURCE_ID", emulator.prediction_resource_id)
-    return emulator
+    return set_env(monkeypatch, emulator, VISION_PREDICTION_RESOURCE_ID=emulator.prediction_resource_id)
 
 
 
@@ -103,7 +76,7 @@ def test_publish_needs_a_prediction_resource_id(env, trained, capsys, monkeypatc
 
 
 def test_publish_untrained_project_is_fatal(env, capsys):
-    anyio.run(lambda: _trained_project(env, "untrained", train=False))
+    anyio.run(lambda: trained_project(env, "untrained", train=False))
     code, _, err = cli(capsys, "publish", "--project", "untrained", "--name", "x")
     assert code == 3
     assert_one_line_error(err)

@@ -3,51 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import anyio
 import pytest
 
-from cvbulk.cli import main
+from ._support import SAMPLES, assert_one_line_error, cli, emulator, set_env, trained_project  # noqa: F401, F811 (fixtures)
 
-from ._support import VARS, assert_one_line_error, cli, emulator  # noqa: F401 (fixtures)
-
-SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "samples" / "ImageClassification" / "Images"
 TEST_IMAGE = SAMPLES / "Test" / "test_image.jpg"
+
+
 @pytest.fixture(scope="module")
 def published(emulator) -> str:
     """A project trained on the Hemlock / Japanese_Cherry samples and published as classifyModel."""
-    from cvbulk.client import TrainingClient
-
-    async def build() -> str:
-        async with TrainingClient(emulator.endpoint, emulator.training_key) as client:
-            project = await client.create_project("trees")
-            for tag_name in ("Hemlock", "Japanese_Cherry"):
-                tag = await client.create_tag(project.id, tag_name)
-                images = [(f.name, f.read_bytes()) for f in sorted((SAMPLES / tag_name).glob("*.jpg"))]
-                await client.create_images_from_data(project.id, images, tag_ids=[tag.id])
-            iteration = await client.train_project(project.id)
-            while iteration.status not in ("Completed", "Failed"):  # polls the service's state
-                await anyio.sleep(0.05)
-                iteration = await client.get_iteration(project.id, iteration.id)
-            assert iteration.status == "Completed"
-            await client.publish_iteration(
-                project.id, iteration.id, "classifyModel", emulator.prediction_resource_id
-            )
-        return project.id
-
-    return anyio.run(build)
+    return anyio.run(lambda: trained_project(emulator, "trees", publish_as="classifyModel"))
 
 
 @pytest.fixture
 def env(emulator, monkeypatch: pytest.MonkeyPatch):
-    for name in VARS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("VISION_TRAINING_ENDPOINT", emulator.endpoint)
-    monkeypatch.setenv("VISION_TRAINING_KEY", emulator.training_key)
-    monkeypatch.setenv("VISION_PREDICTION_KEY", emulator.prediction_key)
-    return emulator
+    return set_env(monkeypatch, emulator, VISION_PREDICTION_KEY=emulator.prediction_key)
 
 
 
