@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import requests
 
 from .conftest import SAMPLES
@@ -98,3 +99,14 @@ def detection_project(c: Client) -> tuple[str, dict, dict[str, str]]:
         assert body["isBatchSuccessful"]
     iteration = c.wait(pid, c.json("POST", f"/projects/{pid}/train"))
     return pid, iteration, tags
+
+
+# Module-wide fixtures for the operation tests (import them: each module gets its own trained project).
+@pytest.fixture(scope="module")
+def c(emulator_thread) -> Client:
+    return Client(emulator_thread)
+
+
+@pytest.fixture(scope="module")
+def trees(c: Client) -> Trees:
+    return trained_trees(c)
