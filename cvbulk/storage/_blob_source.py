@@ -11,6 +11,7 @@ from ._azure import storage_error
 from ._blob_base import BlobContainerEndpoint, blob_entry
 from ._location import Location
 from ._names import check_name
+from ._ranged import RangedReader
 from ._sas import ReadUrlSigner
 from ._settings import StorageSettings
 from ._types import HEADER_BYTES, EntryBody, ReadUrl, StorageEntry, StorageTimeouts
@@ -47,7 +48,7 @@ class BlobSource(BlobContainerEndpoint):
     ) -> None:
         super().__init__(location, settings, timeouts=timeouts)
         self._signer = ReadUrlSigner(settings, self._service, location.container)
-        self._http: Any = None  # an aiohttp session for reads through read URLs, opened at the first
+        self._http: RangedReader | None = None  # for reads through read URLs, made at the first
 
     def _blob_name(self, entry_name: str) -> str:
         return self.location.prefix + entry_name
@@ -121,9 +122,9 @@ class BlobSource(BlobContainerEndpoint):
         return data
 
     async def read_head_at(self, entry: StorageEntry, url: ReadUrl, size: int = HEADER_BYTES) -> bytes:
-        """As :meth:`read_head`, through a read URL of the blob (one plain ranged GET with ``If-Match``): the
-        SDK's pipeline costs ~5x the CPU of the request itself, and a URL about to be handed to the service
-        is at hand anyway. Errors as from :meth:`read_head`; the URL never appears in one."""
+        """As :meth:`read_head`, through a read URL of the blob (one plain ranged GET with ``If-Match``, see
+        ``_ranged``): the SDK's pipeline costs ~5x the CPU of the request itself, and a URL about to be handed to
+        the service is at hand anyway. Errors as from :meth:`read_head`; the URL never appears in one."""
         if size <= 0:
             raise ValueError("size must be positive")
         if entry.size == 0:
@@ -143,31 +144,16 @@ class BlobSource(BlobContainerEndpoint):
     async def _range_at(self, entry: StorageEntry, url: ReadUrl, start: int, stop: int) -> bytes:
         """Bytes ``start`` to ``stop`` (exclusive) of the blob through ``url``; a transient failure (no answer,
         408, 429, 5xx) is tried again ``timeouts.retries`` times, as the SDK's own requests are."""
-        import aiohttp
-        import yarl
-
         if self._http is None:
-            timeout = aiohttp.ClientTimeout(sock_connect=self.timeouts.connect, sock_read=self.timeouts.read)
-            self._http = aiohttp.ClientSession(
-                timeout=timeout,
-                connector=aiohttp.TCPConnector(limit=64),
-                cookie_jar=aiohttp.DummyCookieJar(),  # a storage account sets none; skips the jar's work
-                auto_decompress=False,
-            )
-        target = yarl.URL(url.url, encoded=True)  # signed and quoted already: not parsed and quoted again
-        headers = {"Range": f"bytes={start}-{stop - 1}", "If-Match": entry.etag}
+            self._http = RangedReader(connect_timeout=self.timeouts.connect, read_timeout=self.timeouts.read)
         attempt = 0
         while True:
             self.stats.requests += 1
-            why: str
             try:
-                async with self._http.get(target, headers=headers) as response:
-                    status = response.status
-                    data = await response.read() if status in (200, 206) else b""
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                status, data, why = 0, b"", type(exc).__name__
-            else:
+                status, data = await self._http.get(url.url, start, stop, entry.etag)
                 why = f"HTTP {status}"
+            except (OSError, TimeoutError) as exc:  # RangedReadError is an OSError
+                status, data, why = 0, b"", type(exc).__name__
             if status in (200, 206):
                 data = data[: stop - start] if status == 206 else data[start:stop]
                 self.stats.header_bytes += len(data)
@@ -189,7 +175,7 @@ class BlobSource(BlobContainerEndpoint):
 
     async def aclose(self) -> None:
         if self._http is not None:
-            await self._http.close()
+            await self._http.aclose()
             self._http = None
         await super().aclose()
 
