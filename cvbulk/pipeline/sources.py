@@ -43,6 +43,7 @@ __all__ = [
     "BlobFolder",
     "BlobItem",
     "SourcedImage",
+    "StorageTrouble",
     "VirtualFolderLabels",
     "open_image_source",
     "is_container_location",
@@ -188,6 +189,14 @@ def _skip_reason(name: str, include_hidden: bool) -> ScanProblem | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class StorageTrouble(Rejected):
+    """Not sent because storage failed (no answer, a 5xx after the retries, access denied meanwhile), not because
+    of the image: recorded with ``status`` "error", which a resume tries again (a rejected image it would not)."""
+
+    status: str = "error"
+
+
 def _storage_rejected(exc: Exception) -> Rejected:
     from ..storage import ItemChangedError, ItemMissingError
 
@@ -195,7 +204,7 @@ def _storage_rejected(exc: Exception) -> Rejected:
         return Rejected("vanished", str(exc))
     if isinstance(exc, ItemChangedError):
         return Rejected("changed", f"{exc} (the next run sends its new content)")
-    return Rejected("unreadable", f"cannot read the blob: {exc}")
+    return StorageTrouble("unreadable", f"cannot read the blob: {exc} (a resume tries it again)")
 
 
 class BlobFolder:

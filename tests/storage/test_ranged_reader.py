@@ -30,7 +30,7 @@ class Server:
                 head = await reader.readuntil(b"\r\n\r\n")
                 self.requests.append(head)
                 path = head.split(b" ")[1].split(b"?")[0]
-                rng = [ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"range:")][0]
+                rng = next(ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"range:"))
                 start, stop = (int(x) for x in rng.split(b"=")[1].split(b"-"))
                 part = BODY[start : stop + 1]
                 if path == b"/silent":
