@@ -133,15 +133,15 @@ def _sides(big: dict[str, Any], small: dict[str, Any], ceiling: float) -> dict[s
     the big run, and which one limited the rate: the one near a whole core (the client and Azurite each run
     their work on one thread), else the machine's cores all busy, else the service's rate limit."""
     extra = max(1, big["images"] - small["images"])
-    wall = max(big["wall_s"], 1e-9)
+    rate = big["sustained_ips"] or 0.0
     out: dict[str, Any] = {}
     busy: dict[str, float] = {}
     for side, key in (("client", "cpu_s"), ("emulator", "emulator_cpu_s"), ("azurite", "azurite_cpu_s")):
-        out[f"{side}_cpu_ms_per_image"] = round(1000 * (big[key] - small[key]) / extra, 3)
-        busy[side] = round(big[key] / wall, 2)
+        per_image_s = (big[key] - small[key]) / extra
+        out[f"{side}_cpu_ms_per_image"] = round(1000 * per_image_s, 3)
+        busy[side] = round(per_image_s * rate, 2)  # cores it kept busy at the sustained rate
     out["cores_busy"] = busy
     cores = os.cpu_count() or 1
-    rate = big["sustained_ips"] or 0.0
     if rate >= 0.95 * ceiling:
         limit = "the service's rate limit (the ceiling is reached)"
     else:
@@ -151,7 +151,9 @@ def _sides(big: dict[str, Any], small: dict[str, Any], ceiling: float) -> dict[s
         elif sum(busy.values()) >= 0.85 * cores:
             limit = f"the machine's {cores} cores ({sum(busy.values()):.2f} busy: client, emulator and Azurite share them)"
         else:
-            limit = f"none saturated ({busy}): latency, or the machine's other load"
+            load = big["load_average_before"][0]
+            limit = (f"none of the three saturated ({busy}): the machine's other load ({load} on {cores} cores)"
+                     if load > cores else f"none saturated ({busy}): the service's latency")
     out["limited_by"] = limit
     return out
 
