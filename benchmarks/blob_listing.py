@@ -70,9 +70,16 @@ async def _fill(connection_string: str, container: str, count: int) -> float:
             async with receive.clone() as numbers:
                 async for i in numbers:
                     url = f"{base}/Tag{i % 10}/img{i:07d}.jpg?{token}"
-                    async with session.put(url, data=TINY, headers=headers) as response:
-                        if response.status != 201:
-                            raise RuntimeError(f"fill: HTTP {response.status}")
+                    for attempt in range(4):  # a loaded Azurite resets a kept-alive connection now and then
+                        try:
+                            async with session.put(url, data=TINY, headers=headers) as response:
+                                if response.status != 201:
+                                    raise RuntimeError(f"fill: HTTP {response.status}")
+                            break
+                        except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):
+                            if attempt == 3:
+                                raise
+                            await anyio.sleep(0.2)
 
         async with anyio.create_task_group() as tg:
             for _ in range(64):
