@@ -8,8 +8,8 @@
 2. Lists each container in a child process (cvbulk.storage's lazy paged listing, 1,000 per page, every entry
    counted and its tag taken) and reads the child's peak RSS (``VmHWM``) when it is done. Memory is flat when
    the peak for the large container is within 1.2x of the small one's.
-3. Uploads the sample images (examples/samples) and runs the header check's ranged read on each: bytes read per
-   image (the check needs at most 64 KB of an image, whatever its size).
+3. Uploads the sample images (examples/samples) and runs the upload's header check on each (8 KB first, more
+   only when the header goes on): bytes read and requests per image (at most 64 KB of an image, whatever its size).
 
 The connection string goes to the child in its environment, never on a command line.
 """
@@ -70,9 +70,16 @@ async def _fill(connection_string: str, container: str, count: int) -> float:
             async with receive.clone() as numbers:
                 async for i in numbers:
                     url = f"{base}/Tag{i % 10}/img{i:07d}.jpg?{token}"
-                    async with session.put(url, data=TINY, headers=headers) as response:
-                        if response.status != 201:
-                            raise RuntimeError(f"fill: HTTP {response.status}")
+                    for attempt in range(4):  # a loaded Azurite resets a kept-alive connection now and then
+                        try:
+                            async with session.put(url, data=TINY, headers=headers) as response:
+                                if response.status != 201:
+                                    raise RuntimeError(f"fill: HTTP {response.status}")
+                            break
+                        except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):
+                            if attempt == 3:
+                                raise
+                            await anyio.sleep(0.2)
 
         async with anyio.create_task_group() as tg:
             for _ in range(64):
@@ -111,8 +118,12 @@ async def _list_child(container: str) -> dict[str, float]:
 
 
 async def _header_reads(connection_string: str, container: str) -> dict[str, float]:
+    """The upload's header check (``BlobFolder.aprepare``: 8 KB first, more only for a longer header) on the
+    sample images: bytes and requests per image."""
     from azure.storage.blob.aio import BlobServiceClient
 
+    from cvbulk.pipeline.prepare import TRAINING_LIMITS
+    from cvbulk.pipeline.sources import BlobFolder
     from cvbulk.storage import open_source
 
     images = sorted(p for p in SAMPLES.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
@@ -123,14 +134,18 @@ async def _header_reads(connection_string: str, container: str) -> dict[str, flo
             await client.upload_blob(path.relative_to(SAMPLES).as_posix(), path.read_bytes(), overwrite=True)
     total_size = sum(p.stat().st_size for p in images)
     async with open_source(f"az://{container}", environ={"AZURE_STORAGE_CONNECTION_STRING": connection_string}) as src:
+        folder = BlobFolder(src, via="url")
         requests_before = src.stats.requests
-        largest = 0
-        async for entry in src.entries():
-            head = await src.read_head(entry)
-            largest = max(largest, len(head))
+        largest, went = 0, []
+        async for item in folder.entries():
+            before = src.stats.header_bytes
+            result = await folder.aprepare(item, TRAINING_LIMITS, ())
+            largest = max(largest, src.stats.header_bytes - before)
+            went.append(getattr(result, "via", None))
         reads = src.stats.header_reads
         return {
             "images": reads,
+            "by_url": went.count("url"),
             "mean_image_bytes": round(total_size / reads),
             "header_bytes_per_image_mean": round(src.stats.header_bytes / reads),
             "header_bytes_per_image_max": largest,

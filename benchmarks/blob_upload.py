@@ -12,6 +12,11 @@
    64-image run: start-up and imports are not per image), bytes read from storage per image (the report).
 3. Predict: a model trained and published on the emulator, then ``cvbulk predict az://CONTAINER/ --via url`` at
    S0 without store (20 predictions/s): predictions/s vs 20, CPU per image, bytes read per image.
+4. For each: the CPU per image of the client, the emulator and Azurite (each a process of its own, measured
+   from outside), the cores each kept busy, the load average before and after, and which side limited the rate
+   (``limited_by``): one near a whole core (Azurite and the client each do their work on one thread), the
+   machine's cores, or the service's rate limit. On a shared machine trust the CPU per image and the bytes read
+   per image over the images/s.
 
 The connection string reaches the children in their environment, never on a command line.
 """
@@ -32,7 +37,7 @@ import anyio
 from ._clients import prepare_model, rate_between
 from ._data import make_tree
 from ._emulator import EmulatorProcess
-from ._proc import child_env, run_child
+from ._proc import child_env, proc_cpu_seconds, run_child
 from .scenarios import BATCH, LATENCY, S0_PREDICTION_NOSTORE_TPS, S0_TRAINING_TPS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,22 +67,45 @@ def _files(root: Path, limit: int | None = None) -> list[tuple[str, Path]]:
     return out[:limit] if limit else out
 
 
-def _upload(emu: EmulatorProcess, where: str, env: dict[str, str], work: Path, name: str) -> dict[str, Any]:
+class _Others:
+    """CPU seconds of the emulator and of Azurite (and the load average) around one client run."""
+
+    def __init__(self, emu: EmulatorProcess, azurite_pid: int) -> None:
+        self.emu, self.azurite_pid = emu, azurite_pid
+
+    def __enter__(self) -> _Others:
+        self.load_before = [round(x, 2) for x in os.getloadavg()]
+        self.emu0, self.az0 = self.emu.cpu_seconds(), proc_cpu_seconds(self.azurite_pid)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.emu_s = self.emu.cpu_seconds() - self.emu0
+        self.azurite_s = proc_cpu_seconds(self.azurite_pid) - self.az0
+        self.load_after = [round(x, 2) for x in os.getloadavg()]
+
+    def figures(self) -> dict[str, Any]:
+        return {"emulator_cpu_s": round(self.emu_s, 2), "azurite_cpu_s": round(self.azurite_s, 2),
+                "load_average_before": self.load_before, "load_average_after": self.load_after}
+
+
+def _upload(emu: EmulatorProcess, where: str, env: dict[str, str], work: Path, name: str, azurite_pid: int) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     report_path = work / "report.json"
     argv = [sys.executable, "-m", "cvbulk", "upload", where, "--project", name, "--create", "--tier", "S0",
             "--via", "url", "--state", str(work / "state.sqlite"), "--report", str(report_path), "--progress", "none"]
     mark = emu.last_seq()
     t0 = time.time()
-    child = run_child(argv, env=env, workdir=work, timeout=3600, sample=lambda: emu.image_count(mark)).check("upload")
+    with _Others(emu, azurite_pid) as others:
+        child = run_child(argv, env=env, workdir=work, timeout=3600, sample=lambda: emu.image_count(mark)).check("upload")
     report = json.loads(report_path.read_text())
     times = emu.image_times(mark)
     points = [(t - t0, i + 1) for i, t in enumerate(times)]
     return {"images": len(times), "wall_s": child.wall_s, "cpu_s": child.cpu_s, "report": report,
-            "sustained_ips": rate_between(points, len(points)), "e2e_ips": len(times) / child.wall_s}
+            "sustained_ips": rate_between(points, len(points)), "e2e_ips": len(times) / child.wall_s,
+            **others.figures()}
 
 
-def _predict(emu: EmulatorProcess, where: str, env: dict[str, str], work: Path, project: str) -> dict[str, Any]:
+def _predict(emu: EmulatorProcess, where: str, env: dict[str, str], work: Path, project: str, azurite_pid: int) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     out = work / "scores.csv"
     argv = [sys.executable, "-m", "cvbulk", "predict", where, "--project", project, "--published-name", "bench",
@@ -91,16 +119,43 @@ def _predict(emu: EmulatorProcess, where: str, env: dict[str, str], work: Path, 
         except OSError:
             return 0
 
-    child = run_child(argv, env=env, workdir=work, timeout=3600, sample=rows, interval=0.25).check("predict")
+    with _Others(emu, azurite_pid) as others:
+        child = run_child(argv, env=env, workdir=work, timeout=3600, sample=rows, interval=0.25).check("predict")
     report = json.loads((work / "report.json").read_text())
     done = report.get("succeeded", 0)
     return {"images": done, "wall_s": child.wall_s, "cpu_s": child.cpu_s, "report": report,
-            "sustained_ips": rate_between(child.samples.points, rows()), "e2e_ips": done / child.wall_s}
+            "sustained_ips": rate_between(child.samples.points, rows()), "e2e_ips": done / child.wall_s,
+            **others.figures()}
 
 
-def _per_image(big: dict[str, Any], small: dict[str, Any]) -> float | None:
-    extra = big["images"] - small["images"]
-    return round(1000 * (big["cpu_s"] - small["cpu_s"]) / extra, 3) if extra > 0 else None
+def _sides(big: dict[str, Any], small: dict[str, Any], ceiling: float) -> dict[str, Any]:
+    """CPU per image of each process (marginal: the big run less the small one), the cores each kept busy over
+    the big run, and which one limited the rate: the one near a whole core (the client and Azurite each run
+    their work on one thread), else the machine's cores all busy, else the service's rate limit."""
+    extra = max(1, big["images"] - small["images"])
+    rate = big["sustained_ips"] or 0.0
+    out: dict[str, Any] = {}
+    busy: dict[str, float] = {}
+    for side, key in (("client", "cpu_s"), ("emulator", "emulator_cpu_s"), ("azurite", "azurite_cpu_s")):
+        per_image_s = (big[key] - small[key]) / extra
+        out[f"{side}_cpu_ms_per_image"] = round(1000 * per_image_s, 3)
+        busy[side] = round(per_image_s * rate, 2)  # cores it kept busy at the sustained rate
+    out["cores_busy"] = busy
+    cores = os.cpu_count() or 1
+    if rate >= 0.95 * ceiling:
+        limit = "the service's rate limit (the ceiling is reached)"
+    else:
+        side, most = max(busy.items(), key=lambda kv: kv[1])
+        if most >= 0.8:
+            limit = f"{side} ({most} cores busy: its one thread is saturated)"
+        elif sum(busy.values()) >= 0.85 * cores:
+            limit = f"the machine's {cores} cores ({sum(busy.values()):.2f} busy: client, emulator and Azurite share them)"
+        else:
+            load = big["load_average_before"][0]
+            limit = (f"none of the three saturated ({busy}): the machine's other load ({load} on {cores} cores)"
+                     if load > cores else f"none saturated ({busy}): the service's latency")
+    out["limited_by"] = limit
+    return out
 
 
 def _storage(run: dict[str, Any]) -> dict[str, Any]:
@@ -110,6 +165,15 @@ def _storage(run: dict[str, Any]) -> dict[str, Any]:
     return {"sent": source.get("sent"), "bytes_read_per_image": round(storage.get("bytes_read", 0) / n),
             "header_bytes_per_image": round(storage.get("header_bytes", 0) / n),
             "client_bytes_sent_per_image": round(((run["report"].get("client") or {}).get("bytes_sent") or 0) / n)}
+
+
+def _line(what: str, r: dict[str, Any]) -> str:
+    """The figures a person reads first, one line."""
+    return (f"{what}: {r['sustained_ips']:.1f} img/s sustained of {r['ceiling_ips']:g} ({100 * (r['ratio_to_ceiling'] or 0):.0f} %), "
+            f"client {r['client_cpu_ms_per_image']} ms CPU/image (emulator {r['emulator_cpu_ms_per_image']}, "
+            f"Azurite {r['azurite_cpu_ms_per_image']}), {r['bytes_read_per_image'] / 1024:.1f} KB read/image "
+            f"(header {r['header_bytes_per_image'] / 1024:.1f} KB); limited by {r['limited_by']}; "
+            f"load average {r['load_average_before']} -> {r['load_average_after']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,33 +200,37 @@ def main(argv: list[str] | None = None) -> int:
         storage_env = {"AZURE_STORAGE_CONNECTION_STRING": server.connection_string}
         with EmulatorProcess(tier="S0", latency=LATENCY, workdir=location / "emu") as emu:
             env = child_env({**emu.env(), **storage_env})
-            small = _upload(emu, "az://small/", env, location / "up-small", "blob-small")
-            big = _upload(emu, "az://photos/", env, location / "up-big", "blob-big")
+            pid = server.process.pid
+            small = _upload(emu, "az://small/", env, location / "up-small", "blob-small", pid)
+            big = _upload(emu, "az://photos/", env, location / "up-big", "blob-big", pid)
             ceiling = S0_TRAINING_TPS * BATCH
             results["upload"] = {
                 "images": big["images"], "ceiling_ips": ceiling, "sustained_ips": big["sustained_ips"],
                 "e2e_ips": round(big["e2e_ips"], 1), "wall_s": round(big["wall_s"], 1),
                 "ratio_to_ceiling": round(big["sustained_ips"] / ceiling, 3) if big["sustained_ips"] else None,
-                "client_cpu_ms_per_image": _per_image(big, small), "client_cpu_s": round(big["cpu_s"], 2),
-                "failed": big["report"].get("failed"), **_storage(big),
+                "client_cpu_s": round(big["cpu_s"], 2),
+                "failed": big["report"].get("failed"), **_storage(big), **_sides(big, small, ceiling),
+                "load_average_before": big["load_average_before"], "load_average_after": big["load_average_after"],
             }
-            print(f"upload: {results['upload']}", file=sys.stderr)
+            print(_line("upload", results["upload"]), file=sys.stderr)
         with EmulatorProcess(tier="S0", latency=LATENCY, workdir=location / "emu2") as emu:
             project = prepare_model(emu, make_tree("photos", 64, seed=5), location / "model")
             env = child_env({**emu.env(prediction=True), **storage_env})
             env.pop("VISION_TRAINING_KEY", None)
             env.pop("VISION_TRAINING_ENDPOINT", None)
-            small = _predict(emu, "az://scoresmall/", env, location / "pr-small", project)
-            big = _predict(emu, "az://score/", env, location / "pr-big", project)
+            pid = server.process.pid
+            small = _predict(emu, "az://scoresmall/", env, location / "pr-small", project, pid)
+            big = _predict(emu, "az://score/", env, location / "pr-big", project, pid)
             ceiling = S0_PREDICTION_NOSTORE_TPS
             results["predict"] = {
                 "images": big["images"], "ceiling_ips": ceiling, "sustained_ips": big["sustained_ips"],
                 "e2e_ips": round(big["e2e_ips"], 2), "wall_s": round(big["wall_s"], 1),
                 "ratio_to_ceiling": round(big["sustained_ips"] / ceiling, 3) if big["sustained_ips"] else None,
-                "client_cpu_ms_per_image": _per_image(big, small), "client_cpu_s": round(big["cpu_s"], 2),
-                "failed": big["report"].get("failed"), **_storage(big),
+                "client_cpu_s": round(big["cpu_s"], 2),
+                "failed": big["report"].get("failed"), **_storage(big), **_sides(big, small, ceiling),
+                "load_average_before": big["load_average_before"], "load_average_after": big["load_average_after"],
             }
-            print(f"predict: {results['predict']}", file=sys.stderr)
+            print(_line("predict", results["predict"]), file=sys.stderr)
     finally:
         server.stop()
     results["machine"] = {"cores": os.cpu_count(), "loadavg": os.getloadavg()}

@@ -194,6 +194,7 @@ class ScoreStages:
     workers: int = 16
     prepare_workers: int | None = None
     record_batch: int = 256
+    record_linger: float = 0.25  # seconds an outcome may wait for others to be recorded with it
     breaker: int | None = None
     stats: EngineStats = field(default_factory=EngineStats)
     # A source whose checks wait on the network (a container): awaited by ``prepare_tasks`` preparers, its
@@ -317,6 +318,14 @@ class ScoreStages:
         async with inbox:
             async for first in inbox:
                 batch = take_ready(first, inbox, self.record_batch)
+                # At 20 predictions/s each outcome would come alone: linger a moment to write several in one
+                # thread hand-off and transaction (a kill loses at most this long of answers: scored again).
+                with anyio.move_on_after(self.record_linger):
+                    while len(batch) < self.record_batch:
+                        try:
+                            batch.append(await inbox.receive())
+                        except anyio.EndOfStream:
+                            break
                 await anyio.to_thread.run_sync(self.record, batch)
                 for outcome in batch:
                     self.stats.add(outcome)

@@ -55,8 +55,9 @@ async def _preparer(
             except Exception as exc:  # a codec's own bug is this file's outcome, not the run's
                 result = Rejected("corrupt", f"could not be read as an image ({type(exc).__name__}: {exc})")
             if isinstance(result, Rejected):
+                status = getattr(result, "status", REJECTED)  # a source's transient trouble: "error", retried
                 await record_send.send(
-                    JournalEntry(entry.relpath, entry.size, entry.mtime_ns, None, REJECTED, reason=result.reason)
+                    JournalEntry(entry.relpath, entry.size, entry.mtime_ns, None, status, reason=result.reason)
                 )
                 continue
             item = await _batch_item(run, work, labels, await _hold(run, work.entry, result))

@@ -26,7 +26,7 @@ import anyio
 import anyio.from_thread
 
 from ..client._body import FileBody, ImageBody
-from ._header import check_head
+from ._header import HeadVerdict, check_head
 from .errors import ConfigError, FatalRunError
 from .labels import FolderLabels, LabelSource, RegionLabel, check_tag, open_label_source
 from .prepare import ImageLimits, PreparedImage, Rejected, prepare_image
@@ -35,7 +35,7 @@ from .send import ImageSender, Owners
 
 if TYPE_CHECKING:
     from ..storage import ImageSource as StorageSource
-    from ..storage import StorageEntry
+    from ..storage import ReadUrl, StorageEntry
 
 __all__ = [
     "ImageSource",
@@ -43,6 +43,7 @@ __all__ = [
     "BlobFolder",
     "BlobItem",
     "SourcedImage",
+    "StorageTrouble",
     "VirtualFolderLabels",
     "open_image_source",
     "is_container_location",
@@ -117,6 +118,11 @@ VIA_CHOICES = ("auto", "url", "bytes")
 #: Lifetime of a read URL: long enough for a request that waits behind the rate limit, short enough
 #: that a URL seen by accident soon opens nothing.
 URL_TTL = 3600.0
+#: The header check's first read. Format, size and mode sit in the first few KB of most images; one whose
+#: header goes on (a camera JPEG's EXIF thumbnail) gets a second read of only what it lacks.
+FIRST_HEAD_BYTES = 8 * 1024
+#: Past a JPEG segment that did not fit: room for the small segments (tables, frame) before the scan.
+_SEGMENT_ROOM = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +150,28 @@ class SourcedImage(PreparedImage):
     url: str | None = field(default=None, compare=False)
 
 
+def head_wanted(head: bytes, most: int) -> int | None:
+    """How many first bytes the header check needs, judged from the ``head`` it had: None when they were all
+    there (a JPEG whose segments reach its first scan), else a length to read up to (a JPEG: past the segment
+    that did not fit, with room for the small ones after it; another format: ``most``)."""
+    if head[:2] != b"\xff\xd8":
+        return most
+    pos, end = 2, len(head)
+    while pos + 4 <= end:
+        if head[pos] != 0xFF:
+            return None  # not a marker where one belongs: more bytes would not help the check
+        marker = head[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker == 0xDA:  # start of scan: every header segment is in
+            return None
+        elif 0xD0 <= marker <= 0xD8 or marker == 0x01:  # markers without a length
+            pos += 2
+        else:
+            pos += 2 + int.from_bytes(head[pos + 2 : pos + 4], "big")
+    return pos + _SEGMENT_ROOM
+
+
 def etag_number(etag: str) -> int:
     """A stable 62-bit number for an ETag (the journal keeps an integer where a file keeps its mtime)."""
     return int.from_bytes(hashlib.sha256(etag.encode()).digest()[:8], "big") >> 2
@@ -161,6 +189,14 @@ def _skip_reason(name: str, include_hidden: bool) -> ScanProblem | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class StorageTrouble(Rejected):
+    """Not sent because storage failed (no answer, a 5xx after the retries, access denied meanwhile), not because
+    of the image: recorded with ``status`` "error", which a resume tries again (a rejected image it would not)."""
+
+    status: str = "error"
+
+
 def _storage_rejected(exc: Exception) -> Rejected:
     from ..storage import ItemChangedError, ItemMissingError
 
@@ -168,7 +204,7 @@ def _storage_rejected(exc: Exception) -> Rejected:
         return Rejected("vanished", str(exc))
     if isinstance(exc, ItemChangedError):
         return Rejected("changed", f"{exc} (the next run sends its new content)")
-    return Rejected("unreadable", f"cannot read the blob: {exc}")
+    return StorageTrouble("unreadable", f"cannot read the blob: {exc} (a resume tries it again)")
 
 
 class BlobFolder:
@@ -240,9 +276,7 @@ class BlobFolder:
             # The URL first: the header is read through it (a plain ranged GET, far cheaper than the SDK's),
             # and it is what the service gets when the image passes.
             signed = await self.storage.read_url(item.entry, ttl=self.ttl)
-            read_at = getattr(self.storage, "read_head_at", None)
-            head = await (read_at(item.entry, signed) if read_at is not None else self.storage.read_head(item.entry))
-            verdict = check_head(head, item.size, limits, regions)  # a header parse: cheap
+            head, verdict = await self._check_head(item, signed, limits, regions)
             if isinstance(verdict, Rejected):
                 return verdict
             if verdict == "pass":
@@ -255,6 +289,28 @@ class BlobFolder:
             return await self._as_bytes(item, limits, regions, head, cpu)
         except StorageError as exc:
             return _storage_rejected(exc)
+
+    async def _check_head(
+        self, item: BlobItem, signed: ReadUrl, limits: ImageLimits, regions: tuple[RegionLabel, ...]
+    ) -> tuple[bytes, HeadVerdict | Rejected]:
+        """The header check on the blob's first bytes: ``FIRST_HEAD_BYTES`` at first, more (up to
+        ``HEADER_BYTES``) only when the header goes on past them (a camera JPEG's EXIF block)."""
+        from ..storage import HEADER_BYTES
+
+        read_at = getattr(self.storage, "read_head_at", None)
+        read_more = getattr(self.storage, "read_more_at", None)
+        if read_at is None or read_more is None:  # a source without read URLs of its own: one read of all the check may need
+            head = await self.storage.read_head(item.entry)
+            return head, check_head(head, item.size, limits, regions)
+        head = await read_at(item.entry, signed, FIRST_HEAD_BYTES)
+        verdict = check_head(head, item.size, limits, regions)  # a header parse: cheap
+        while verdict == "fix" and len(head) < min(item.size, HEADER_BYTES):
+            want = head_wanted(head, HEADER_BYTES)
+            if want is None or want <= len(head):
+                break  # the whole header was there: the fix is real
+            head = await read_more(item.entry, signed, head, min(want, HEADER_BYTES))
+            verdict = check_head(head, item.size, limits, regions)
+        return head, verdict
 
     async def _as_bytes(
         self,

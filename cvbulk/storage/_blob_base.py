@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
+from urllib.parse import quote
 
 from ._azure import make_service_client, storage_error
+from ._listing import list_pages, quoted_etag
 from ._location import Location
 from ._names import join_under
 from ._settings import StorageSettings
@@ -15,18 +17,13 @@ from ._types import StorageEntry, StorageStats, StorageTimeouts
 __all__ = ["BlobContainerEndpoint", "blob_entry"]
 
 
-def _quoted(etag: str) -> str:
-    # a listing gives 0x8D...; a blob's headers give "0x8D...": one spelling, the HTTP one, for journal keys
-    return etag if etag.startswith('"') else f'"{etag}"'
-
-
 def blob_entry(props: Any, prefix: str) -> StorageEntry:
     """A :class:`StorageEntry` from the SDK's ``BlobProperties``, named relative to ``prefix``."""
     content = getattr(props, "content_settings", None)
     return StorageEntry(
         name=props.name[len(prefix) :],
         size=int(props.size or 0),
-        etag=_quoted(str(props.etag)),
+        etag=quoted_etag(str(props.etag)),
         last_modified=props.last_modified,
         content_type=getattr(content, "content_type", None),
     )
@@ -47,6 +44,8 @@ class BlobContainerEndpoint:
         self.stats = StorageStats()
         self._service, self._credential = make_service_client(settings, self.timeouts)
         self._container = self._service.get_container_client(location.container)
+        # a blob's URL without building its BlobClient (~0.15 ms each): the container's URL, no SAS query
+        self._blob_base = self._container.url.split("?", 1)[0]
 
     async def __aenter__(self) -> Any:
         return self
@@ -64,19 +63,21 @@ class BlobContainerEndpoint:
         """The blobs under the prefix (and ``under``), a page of at most ``page_size`` at a time, by name."""
         prefix = self.location.prefix
         start = prefix + join_under(under)
-        pager = self._container.list_blobs(name_starts_with=start or None, results_per_page=page_size).by_page()
+        pager = list_pages(self._container, prefix=prefix, start=start, page_size=page_size).__aiter__()
         while True:
             try:
-                page = await pager.__anext__()  # no request once the last page had no continuation
+                entries = await pager.__anext__()
                 self.stats.requests += 1
-                entries = [blob_entry(blob, prefix) async for blob in page if not blob.name.endswith("/")]
             except StopAsyncIteration:
                 return
             except Exception as exc:
                 raise storage_error(exc, where=self.location, settings=self.settings) from None
             self.stats.pages += 1
             self.stats.listed += len(entries)
-            del page  # the SDK's objects of this page go before the next one comes
             if entries:
                 yield entries
             del entries
+
+    def blob_url(self, name: str) -> str:
+        """The URL of the blob ``name`` (the full name, prefix included), as the SDK spells it, no query."""
+        return f"{self._blob_base}/{quote(name, safe='~/')}"

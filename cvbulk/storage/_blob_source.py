@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
+
 from ._azure import storage_error
 from ._blob_base import BlobContainerEndpoint, blob_entry
 from ._location import Location
 from ._names import check_name
+from ._ranged import RangedReader
 from ._sas import ReadUrlSigner
 from ._settings import StorageSettings
 from ._types import HEADER_BYTES, EntryBody, ReadUrl, StorageEntry, StorageTimeouts
@@ -19,9 +22,15 @@ from .errors import (
     PrefixNotFoundError,
     StorageError,
     StorageRequestError,
+    StorageUnreachableError,
 )
 
 __all__ = ["BlobSource", "BlobBody"]
+
+#: Answers worth another try: the service was busy or failed for a moment.
+_TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
+#: The first wait before another try (doubled each time).
+_RETRY_WAIT = 0.5
 
 
 #: The body of one blob item (the one body class of every source).
@@ -39,7 +48,7 @@ class BlobSource(BlobContainerEndpoint):
     ) -> None:
         super().__init__(location, settings, timeouts=timeouts)
         self._signer = ReadUrlSigner(settings, self._service, location.container)
-        self._http: Any = None  # an aiohttp session for reads through read URLs, opened at the first
+        self._http: RangedReader | None = None  # for reads through read URLs, made at the first
 
     def _blob_name(self, entry_name: str) -> str:
         return self.location.prefix + entry_name
@@ -113,44 +122,60 @@ class BlobSource(BlobContainerEndpoint):
         return data
 
     async def read_head_at(self, entry: StorageEntry, url: ReadUrl, size: int = HEADER_BYTES) -> bytes:
-        """As :meth:`read_head`, through a read URL of the blob (one plain ranged GET with ``If-Match``): the
-        SDK's pipeline costs ~5x the CPU of the request itself, and a URL about to be handed to the service
-        is at hand anyway. Errors as from :meth:`read_head`; the URL never appears in one."""
-        import aiohttp
-
+        """As :meth:`read_head`, through a read URL of the blob (one plain ranged GET with ``If-Match``, see
+        ``_ranged``): the SDK's pipeline costs ~5x the CPU of the request itself, and a URL about to be handed to
+        the service is at hand anyway. Errors as from :meth:`read_head`; the URL never appears in one."""
         if size <= 0:
             raise ValueError("size must be positive")
         if entry.size == 0:
             return await self.read_head(entry, size)
+        data = await self._range_at(entry, url, 0, min(size, entry.size))
+        self.stats.header_reads += 1
+        return data
+
+    async def read_more_at(self, entry: StorageEntry, url: ReadUrl, head: bytes, size: int) -> bytes:
+        """``head`` (the first bytes, as read) grown to ``size`` bytes (fewer for a shorter blob): one more ranged
+        GET of only the bytes not read yet, under the same ``If-Match``."""
+        stop = min(size, entry.size)
+        if stop <= len(head):
+            return head
+        return head + await self._range_at(entry, url, len(head), stop)
+
+    async def _range_at(self, entry: StorageEntry, url: ReadUrl, start: int, stop: int) -> bytes:
+        """Bytes ``start`` to ``stop`` (exclusive) of the blob through ``url``; a transient failure (no answer,
+        408, 429, 5xx) is tried again ``timeouts.retries`` times, as the SDK's own requests are."""
         if self._http is None:
-            timeout = aiohttp.ClientTimeout(sock_connect=self.timeouts.connect, sock_read=self.timeouts.read)
-            self._http = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64))
-        headers = {"Range": f"bytes=0-{min(size, entry.size) - 1}", "If-Match": entry.etag}
-        self.stats.requests += 1
-        try:
-            async with self._http.get(url.url, headers=headers) as response:
-                status = response.status
-                data = await response.read() if status in (200, 206) else b""
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise StorageRequestError(
-                f"reading {entry.name!r} in {self.location} failed: {type(exc).__name__}"
-            ) from None
-        if status in (200, 206):
-            data = data[:size]
-            self.stats.header_reads += 1
-            self.stats.header_bytes += len(data)
-            self.stats.bytes_read += len(data)
-            return data
-        if status in (404, 412):
-            # gone or changed: one look through the SDK tells which (and words it as read_head would)
-            return await self.read_head(entry, size)
-        if status == 403:
-            raise AccessDeniedError(f"access denied reading {entry.name!r} in {self.location} (HTTP 403)", status=403)
-        raise StorageRequestError(f"reading {entry.name!r} in {self.location} failed: HTTP {status}", status=status)
+            self._http = RangedReader(connect_timeout=self.timeouts.connect, read_timeout=self.timeouts.read)
+        attempt = 0
+        while True:
+            self.stats.requests += 1
+            try:
+                status, data = await self._http.get(url.url, start, stop, entry.etag)
+                why = f"HTTP {status}"
+            except (OSError, TimeoutError) as exc:  # RangedReadError is an OSError
+                status, data, why = 0, b"", type(exc).__name__
+            if status in (200, 206):
+                data = data[: stop - start] if status == 206 else data[start:stop]
+                self.stats.header_bytes += len(data)
+                self.stats.bytes_read += len(data)
+                return data
+            if status in (404, 412):
+                # gone or changed: one look through the SDK tells which (and words it as read_head would)
+                await self._check_unchanged(entry)
+                raise ItemChangedError(f"{entry.name!r} in {self.location} changed while it was read", status=412)
+            if status == 403:
+                raise AccessDeniedError(f"access denied reading {entry.name!r} in {self.location} (HTTP 403)", status=403)
+            if (status in _TRANSIENT or status == 0) and attempt < self.timeouts.retries:
+                attempt += 1
+                await anyio.sleep(_RETRY_WAIT * 2 ** (attempt - 1))
+                continue
+            if status == 0:
+                raise StorageUnreachableError(f"reading {entry.name!r} in {self.location} failed: {why}")
+            raise StorageRequestError(f"reading {entry.name!r} in {self.location} failed: {why}", status=status)
 
     async def aclose(self) -> None:
         if self._http is not None:
-            await self._http.close()
+            await self._http.aclose()
             self._http = None
         await super().aclose()
 
@@ -202,7 +227,7 @@ class BlobSource(BlobContainerEndpoint):
 
     async def read_url(self, entry: StorageEntry, *, ttl: float = 3600.0) -> ReadUrl:
         name = self._blob_name(entry.name)
-        blob_url = self._container.get_blob_client(name).url
+        blob_url = self.blob_url(name)
         try:
             url = await self._signer.sign(name, blob_url, ttl)
         except StorageError:

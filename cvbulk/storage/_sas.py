@@ -8,9 +8,12 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import anyio
 
@@ -24,6 +27,61 @@ __all__ = ["ReadUrlSigner", "sas_expiry"]
 _SKEW = timedelta(minutes=5)
 # A user-delegation key lives this long, and is renewed when less than a URL's lifetime is left.
 _DELEGATION_LIFETIME = timedelta(hours=6)
+
+
+class _Template:
+    """The read SAS of one second (start, expiry, key), made once by the SDK's ``generate_blob_sas`` for a
+    stand-in blob name, then signed again for each real name: only the canonical resource in the string to
+    sign differs from blob to blob, so each URL costs one HMAC instead of a full ``generate_blob_sas``
+    (~45 us). Without the SDK's ``sts_hook`` (older SDKs) every name is signed by ``generate_blob_sas``."""
+
+    _STAND_IN = "cvbulk-sas-template"
+
+    def __init__(self, make: Any, head: str, tail: str, token_head: str, key: bytes | None) -> None:
+        self._make = make  # the SDK call for one name: the fallback
+        self._head = head  # the string to sign up to the blob name
+        self._tail = tail  # and after it
+        self._token_head = token_head  # the token up to "sig="
+        self._key = key
+        self.key_for: tuple[Any, ...] | None = None
+
+    @classmethod
+    def make(cls, account: str, container: str, key: Any, now: datetime, expiry: datetime, https: bool) -> _Template:
+        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+        common: dict[str, Any] = {
+            "account_name": account,
+            "container_name": container,
+            "permission": BlobSasPermissions(read=True),
+            "start": now - _SKEW,
+            "expiry": expiry,
+        }
+        if https:
+            common["protocol"] = "https"
+        common["account_key" if isinstance(key, str) else "user_delegation_key"] = key
+
+        def one(name: str, **extra: Any) -> str:
+            return str(generate_blob_sas(blob_name=name, **common, **extra))
+
+        seen: list[str] = []
+        try:
+            token = one(cls._STAND_IN, sts_hook=seen.append)
+        except TypeError:  # an SDK without sts_hook
+            return cls(one, "", "", "", None)
+        resource = f"/blob/{account}/{container}/{cls._STAND_IN}\n"
+        sts = seen[0] if seen else ""
+        head, sep, tail = sts.partition(resource)
+        token_head, has_sig, _ = token.rpartition("&sig=")
+        if not sep or not has_sig or resource in tail:
+            return cls(one, "", "", "", None)
+        secret = key if isinstance(key, str) else key.value
+        return cls(one, head + f"/blob/{account}/{container}/", "\n" + tail, token_head + "&sig=", base64.b64decode(secret))
+
+    def token(self, blob_name: str) -> str:
+        if self._key is None:
+            return self._make(blob_name)
+        digest = hmac.new(self._key, (self._head + blob_name + self._tail).encode("utf-8"), hashlib.sha256).digest()
+        return self._token_head + quote(base64.b64encode(digest).decode())  # as the SDK quotes it
 
 
 def _now() -> datetime:
@@ -50,10 +108,9 @@ class ReadUrlSigner:
         self._delegation_key: Any = None
         self._delegation_expiry: datetime | None = None
         self._delegation_lock = anyio.Lock()
+        self._template: _Template | None = None  # the SAS of the current second, for any blob name
 
     async def sign(self, blob_name: str, blob_url: str, ttl: float) -> ReadUrl:
-        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
-
         if ttl <= 0:
             raise ValueError("ttl must be positive")
         now = _now()
@@ -61,21 +118,13 @@ class ReadUrlSigner:
         auth = self._settings.auth
         if auth not in (AUTH_KEY, AUTH_IDENTITY):
             return self._reuse_token(blob_url, now)
-        common: dict[str, Any] = {
-            "account_name": self._settings.account_name,
-            "container_name": self._container,
-            "blob_name": blob_name,
-            "permission": BlobSasPermissions(read=True),
-            "start": now - _SKEW,
-            "expiry": expiry,
-        }
-        if blob_url.startswith("https://"):
-            common["protocol"] = "https"
-        if auth == AUTH_KEY:
-            token = generate_blob_sas(account_key=self._settings.account_key, **common)
-        else:
-            token = generate_blob_sas(user_delegation_key=await self._user_delegation_key(expiry), **common)
-        return ReadUrl(f"{blob_url}?{token}", expiry)
+        key = self._settings.account_key if auth == AUTH_KEY else await self._user_delegation_key(expiry)
+        https = blob_url.startswith("https://")
+        template = self._template
+        if template is None or template.key_for != (now, ttl, https, id(key)):
+            template = self._template = _Template.make(self._settings.account_name, self._container, key, now, expiry, https)
+            template.key_for = (now, ttl, https, id(key))
+        return ReadUrl(f"{blob_url}?{template.token(blob_name)}", expiry)
 
     def _reuse_token(self, blob_url: str, now: datetime) -> ReadUrl:
         token = self._settings.sas_token or ""

@@ -39,6 +39,7 @@ def _unfetchable(source: BlobFolder) -> None:
     source.storage.read_url = read_url  # type: ignore[method-assign]
     # cvbulk itself still reads the header (the blob is reachable from here, not from the service)
     source.storage.read_head_at = lambda entry, url, size=64 * 1024: source.storage.read_head(entry, size)  # type: ignore[method-assign]
+    source.storage.read_more_at = lambda entry, url, head, size: source.storage.read_head(entry, size)  # type: ignore[method-assign]
 
 
 async def _prepare(source: BlobFolder, item):

@@ -1,0 +1,110 @@
+"""A container's listing, a page at a time, through the SDK's own pipeline but parsed lean.
+
+``ContainerClient.list_blobs`` deserialises every blob of a page into model objects (~0.3 ms per blob: the
+client's largest CPU cost per image when the service fetches the bytes). Here the same List Blobs request goes
+through the same client's pipeline (its authentication, retries, timeouts and API version) and the page's XML is
+read with ElementTree for the four fields an entry needs.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote, unquote, urlencode
+
+from ._types import StorageEntry
+
+__all__ = ["list_pages", "parse_page", "quoted_etag"]
+
+
+def quoted_etag(etag: str) -> str:
+    # a listing gives 0x8D...; a blob's headers give "0x8D...": one spelling, the HTTP one, for journal keys
+    return etag if etag.startswith('"') else f'"{etag}"'
+
+
+class _Dates:
+    """RFC 1123 dates, parsed once each: the blobs of one upload share a handful of seconds."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, datetime | None] = {}
+
+    def __call__(self, text: str | None) -> datetime | None:
+        if not text:
+            return None
+        found = self._seen.get(text, False)
+        if found is False:
+            try:
+                found = parsedate_to_datetime(text)
+            except (TypeError, ValueError):
+                found = None
+            if len(self._seen) > 4096:
+                self._seen.clear()
+            self._seen[text] = found
+        return found  # type: ignore[return-value]
+
+
+def parse_page(body: bytes, prefix: str, dates: _Dates | None = None) -> tuple[list[StorageEntry], str | None]:
+    """The entries (named relative to ``prefix``; "folder/" placeholders left out) and the next marker of one
+    List Blobs response body."""
+    dates = dates or _Dates()
+    root = ET.fromstring(body)
+    entries: list[StorageEntry] = []
+    cut = len(prefix)
+    blobs = root.find("Blobs")
+    for blob in blobs.iterfind("Blob") if blobs is not None else ():
+        name_el = blob.find("Name")
+        name = name_el.text or "" if name_el is not None else ""
+        if name_el is not None and name_el.get("Encoded") == "true":
+            name = unquote(name)  # names with characters XML cannot hold come percent-encoded
+        if name.endswith("/"):
+            continue
+        props = blob.find("Properties")
+        get = props.findtext if props is not None else (lambda _tag: None)
+        entries.append(
+            StorageEntry(
+                name=name[cut:],
+                size=int(get("Content-Length") or 0),
+                etag=quoted_etag(get("Etag") or ""),
+                last_modified=dates(get("Last-Modified")),
+                content_type=get("Content-Type") or None,
+            )
+        )
+    marker = root.findtext("NextMarker") or None
+    return entries, marker
+
+
+async def list_pages(
+    container: Any, *, prefix: str, start: str, page_size: int, on_request: Any = None
+) -> AsyncIterator[list[StorageEntry]]:
+    """Pages of ``container`` (an async ``ContainerClient``) under ``start``, entries named relative to
+    ``prefix``. Errors are the SDK's (``HttpResponseError`` with ``error_code``, ``ServiceRequestError``...)."""
+    from azure.core.exceptions import HttpResponseError
+    from azure.core.rest import HttpRequest
+
+    base = container.url.split("?", 1)[0]  # a SAS credential rides in the pipeline, not in this URL
+    token = container.url.split("?", 1)[1] if "?" in container.url else ""
+    dates = _Dates()
+    marker: str | None = None
+    while True:
+        query = {"restype": "container", "comp": "list", "maxresults": str(page_size)}
+        if start:
+            query["prefix"] = start
+        if marker:
+            query["marker"] = marker
+        url = f"{base}?{urlencode(query, quote_via=quote, safe='')}" + (f"&{token}" if token else "")
+        request = HttpRequest("GET", url, headers={"x-ms-version": container.api_version, "Accept": "application/xml"})
+        response = await container._client._send_request(request)  # the SDK's pipeline: auth, retries
+        if on_request is not None:
+            on_request()
+        if response.status_code != 200:
+            error = HttpResponseError(response=response)
+            error.error_code = response.headers.get("x-ms-error-code")  # type: ignore[attr-defined]  # as the SDK sets it
+            raise error
+        entries, marker = parse_page(response.content, prefix, dates)
+        del response
+        yield entries
+        if not marker:
+            return

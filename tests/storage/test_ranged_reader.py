@@ -1,0 +1,117 @@
+"""``RangedReader``: the header check's plain HTTP/1.1 ranged GETs, against a loopback server that answers as told."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import anyio
+import pytest
+
+from cvbulk.storage import ReadUrl, StorageEntry, StorageUnreachableError, _blob_source
+from cvbulk.storage._ranged import RangedReader, RangedReadError
+
+BODY = b"0123456789" * 10
+
+
+class Server:
+    """Answers each request by its path: /len (Content-Length), /chunked, /close (Connection: close),
+    /drop (closes after answering, without saying so), /silent (never answers), /flaky (503, then 206)."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.flaky = 1
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                self.requests.append(head)
+                path = head.split(b" ")[1].split(b"?")[0]
+                rng = next(ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"range:"))
+                start, stop = (int(x) for x in rng.split(b"=")[1].split(b"-"))
+                part = BODY[start : stop + 1]
+                if path == b"/silent":
+                    await asyncio.sleep(10)
+                if path == b"/flaky" and self.flaky > 0:
+                    self.flaky -= 1
+                    writer.write(b"HTTP/1.1 503 Server Busy\r\nContent-Length: 4\r\n\r\nbusy")
+                elif path == b"/chunked":
+                    half = len(part) // 2
+                    writer.write(b"HTTP/1.1 206 Partial Content\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                 + b"%x\r\n" % half + part[:half] + b"\r\n"
+                                 + b"%x;ext=1\r\n" % (len(part) - half) + part[half:] + b"\r\n0\r\n\r\n")
+                else:
+                    close = b"Connection: close\r\n" if path == b"/close" else b""
+                    writer.write(b"HTTP/1.1 206 Partial Content\r\nContent-Length: %d\r\n%s\r\n" % (len(part), close) + part)
+                await writer.drain()
+                if path in (b"/close", b"/drop"):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def server():
+    srv = Server()
+    tcp = await asyncio.start_server(srv.handle, "127.0.0.1", 0)
+    srv.base = f"http://127.0.0.1:{tcp.sockets[0].getsockname()[1]}"
+    yield srv
+    tcp.close()
+
+
+async def test_reads_ranges_on_one_kept_alive_connection(server):
+    reader = RangedReader(connect_timeout=2, read_timeout=2)
+    try:
+        for start in (0, 10, 95):
+            status, data = await reader.get(f"{server.base}/len?sv=1&sig=a%2Fb", start, start + 8, '"0x1"')
+            assert status == 206 and data == BODY[start : start + 8]
+        status, data = await reader.get(f"{server.base}/chunked?sig=x", 3, 40, '"0x1"')
+        assert status == 206 and data == BODY[3:40]
+    finally:
+        await reader.aclose()
+    assert server.connections == 1
+    first = server.requests[0]
+    assert first.startswith(b"GET /len?sv=1&sig=a%2Fb HTTP/1.1\r\n")  # the signed query goes as it is
+    assert b"Range: bytes=0-7\r\n" in first and b'If-Match: "0x1"\r\n' in first
+
+
+async def test_closed_connections_are_not_reused(server):
+    reader = RangedReader(connect_timeout=2, read_timeout=2)
+    try:
+        assert (await reader.get(f"{server.base}/close", 0, 5, "e"))[1] == BODY[:5]
+        assert (await reader.get(f"{server.base}/drop", 0, 5, "e"))[1] == BODY[:5]
+        await anyio.sleep(0.05)  # the server's close reaches the idle connection
+        assert (await reader.get(f"{server.base}/len", 0, 5, "e"))[1] == BODY[:5]
+    finally:
+        await reader.aclose()
+    assert server.connections == 3
+
+
+async def test_no_answer_is_a_timeout_and_a_bad_url_an_error(server):
+    reader = RangedReader(connect_timeout=2, read_timeout=0.2)
+    try:
+        with pytest.raises(TimeoutError):
+            await reader.get(f"{server.base}/silent", 0, 5, "e")
+        with pytest.raises(RangedReadError):
+            await reader.get("ftp://127.0.0.1/x", 0, 5, "e")
+    finally:
+        await reader.aclose()
+
+
+async def test_a_blob_read_tries_a_transient_failure_again(server, azurite, environ, monkeypatch):
+    from cvbulk.storage import open_source
+
+    monkeypatch.setattr(_blob_source, "_RETRY_WAIT", 0.01)
+    entry = StorageEntry("x.jpg", len(BODY), '"0x1"')
+    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    async with open_source(f"{azurite.account_url}/nocheck", environ=environ, check=False) as source:
+        assert await source.read_head_at(entry, ReadUrl(f"{server.base}/flaky?sig=s", later), 16) == BODY[:16]
+        assert source.stats.requests == 2 and source.stats.header_bytes == 16
+        with pytest.raises(StorageUnreachableError) as info:
+            await source.read_head_at(entry, ReadUrl("http://127.0.0.1:9/x.jpg?sig=secret", later), 16)
+    assert "secret" not in str(info.value)
