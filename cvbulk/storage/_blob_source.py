@@ -49,6 +49,9 @@ class BlobSource(BlobContainerEndpoint):
         super().__init__(location, settings, timeouts=timeouts)
         self._signer = ReadUrlSigner(settings, self._service, location.container)
         self._http: RangedReader | None = None  # for reads through read URLs, made at the first
+        # The lean reader speaks to the account directly; behind a proxy (HTTPS_PROXY / HTTP_PROXY, which the
+        # SDK honours) every read goes through the SDK instead.
+        self._lean_reads = not _proxied(self._container.url)
 
     def _blob_name(self, entry_name: str) -> str:
         return self.location.prefix + entry_name
@@ -144,6 +147,14 @@ class BlobSource(BlobContainerEndpoint):
     async def _range_at(self, entry: StorageEntry, url: ReadUrl, start: int, stop: int) -> bytes:
         """Bytes ``start`` to ``stop`` (exclusive) of the blob through ``url``; a transient failure (no answer,
         408, 429, 5xx) is tried again ``timeouts.retries`` times, as the SDK's own requests are."""
+        if not self._lean_reads:
+            try:
+                data = await (await self._download(entry, start, stop - start)).readall()
+            except Exception as exc:
+                raise await self._read_error(exc, entry) from None
+            self.stats.header_bytes += len(data)
+            self.stats.bytes_read += len(data)
+            return data
         if self._http is None:
             self._http = RangedReader(connect_timeout=self.timeouts.connect, read_timeout=self.timeouts.read)
         attempt = 0
@@ -238,3 +249,15 @@ class BlobSource(BlobContainerEndpoint):
             raise storage_error(exc, where=self.location, item=entry.name, settings=self.settings) from None
         self.stats.urls_signed += 1
         return url
+
+
+def _proxied(url: str) -> bool:
+    """Whether the environment routes ``url`` through a proxy (as requests and the Azure SDK read it)."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")
