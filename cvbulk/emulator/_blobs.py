@@ -8,6 +8,8 @@ from pathlib import Path
 
 __all__ = ["BlobStore"]
 
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
+
 
 class BlobStore:
     """Synchronous; call from worker threads. Writes are atomic (temp file + rename), so a
@@ -16,23 +18,38 @@ class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._root = os.fspath(self.root)
+        self._folders: set[str] = set()  # sub-folders known to exist (one mkdir each, not one per image)
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256
 
-    def put(self, data: bytes) -> str:
+    def put(self, data: bytes | memoryview) -> str:
         digest = hashlib.sha256(data).hexdigest()
         self.put_known(digest, data)
         return digest
 
-    def put_known(self, digest: str, data: bytes) -> None:
-        target = self.path(digest)
-        if target.exists():
+    def put_known(self, digest: str, data: bytes | memoryview) -> None:
+        # Plain os calls on strings: a Path per call cost more than the write for a small image.
+        folder = os.path.join(self._root, digest[:2])
+        target = os.path.join(folder, digest)
+        if os.path.exists(target):
             return
-        target.parent.mkdir(exist_ok=True)
-        tmp = target.with_name(f".{digest}.{os.getpid()}.{id(data)}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
+        tmp = os.path.join(folder, f".{digest}.{os.getpid()}.{id(data)}.tmp")
+        if folder not in self._folders:
+            os.makedirs(folder, exist_ok=True)
+            self._folders.add(folder)
+        try:
+            fd = os.open(tmp, _CREATE, 0o666)
+        except FileNotFoundError:  # the folder went away under us
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(tmp, _CREATE, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
 
     def get(self, digest: str) -> bytes:

@@ -42,14 +42,15 @@ def _disposition(headers: bytes) -> tuple[str, str | None]:
     return "", None
 
 
-def split_form(body: bytes, boundary: bytes) -> list[tuple[str, str | None, bytes]]:
+def split_form(body: bytes | bytearray, boundary: bytes) -> list[tuple[str, str | None, bytes | memoryview]]:
     """Every part of a multipart body as (field name, file name, bytes). Raises ValueError when the
-    body is not multipart with that boundary."""
+    body is not multipart with that boundary. A ``bytearray`` body gives memoryviews of it (no copy)."""
     delimiter = b"--" + boundary
     start = body.find(delimiter)
     if start < 0:
         raise ValueError("no multipart boundary in the body")
-    parts = []
+    parts: list[tuple[str, str | None, bytes | memoryview]] = []
+    view = memoryview(body) if isinstance(body, bytearray) else body
     pos = start + len(delimiter)
     while True:
         if body.startswith(b"--", pos):  # the closing delimiter
@@ -64,7 +65,7 @@ def split_form(body: bytes, boundary: bytes) -> list[tuple[str, str | None, byte
         next_delim = body.find(b"\r\n" + delimiter, data_start)
         if next_delim < 0:
             raise ValueError("unterminated multipart part")
-        name, filename = _disposition(body[header_start + 2:header_end])
-        parts.append((name, filename, body[data_start:next_delim]))
+        name, filename = _disposition(bytes(body[header_start + 2:header_end]))
+        parts.append((name, filename, view[data_start:next_delim]))
         pos = next_delim + 2 + len(delimiter)
     return parts

@@ -66,7 +66,7 @@ async def _create(request: web.Request, uploads: list[Upload], tag_ids: list[str
 async def create_images_from_data(request: web.Request) -> web.Response:
     tag_ids = q_list(request, "tagIds")
     _check_batch_tags(tag_ids)
-    images = await read_images(request)
+    images = await read_images(request, copy=False)  # views of one buffer: each image copied once
     return await _create(request, [Upload(src, data) for src, data in images], tag_ids)
 
 
