@@ -19,8 +19,10 @@ import io
 import math
 import os
 import re
+import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -396,7 +398,37 @@ def _check_or_fix(
             except Exception as exc:
                 return Rejected("corrupt", _decode_problem(exc))
         return PreparedImage(data, w, h, fmt, _sha(data), (), regions)
-    return _fix(img, data, limits, regions)
+    with FIX_PIXELS.hold(w * h):
+        return _fix(img, data, limits, regions)
+
+
+class PixelBudget:
+    """How many source pixels the fixes of all worker threads may decode at once. A fix holds about 12
+    bytes per pixel at its peak (the decoded picture, its resized copy, the encoder's buffers): two
+    10,600 x 500 photos fixed together would take ~120 MB. A fix waits until its pixels fit; one larger
+    than the whole budget runs alone. Header checks never wait."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._used = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        with self._changed:
+            while self._used and self._used + pixels > self.limit:
+                self._changed.wait()
+            self._used += pixels
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._used -= pixels
+                self._changed.notify_all()
+
+
+#: ~6 megapixels (~70 MB) of fixes at once, whatever the number of worker threads.
+FIX_PIXELS = PixelBudget(6_000_000)
 
 
 def _fix(
@@ -448,6 +480,10 @@ def _fix(
     if target != (w, h):
         fixes.append(f"downscaled {w}x{h} to {target[0]}x{target[1]}")
     base = _resized(frame, target)
+    if base is not frame:  # the full-size picture goes before the encoder takes its buffers
+        del frame
+        if base is not img:
+            img.close()
 
     # Deterministic ladder: a few qualities at full size, then smaller sizes estimated from the overshoot.
     qualities = (90, 85, 75, 65) if out_fmt == "JPEG" else (0,)
