@@ -55,8 +55,8 @@ def test_blobs_of_the_one_file_per_image_layout_are_read(tmp_path):
     (tmp_path / digest[:2] / digest).write_bytes(data)
     store = BlobStore(tmp_path)
     assert store.exists(digest) and store.get(digest) == data
-    store.put_known(digest, data)
-    assert (tmp_path / "pack").stat().st_size == 0  # already there: not stored again
+    store.put_known(digest, data)  # (a copy may go to the pack: no stat of the old layout per write)
+    assert store.get(digest) == data
     store.close()
 
 
