@@ -17,7 +17,7 @@ import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import anyio.to_thread
 from aiohttp.abc import AbstractStreamWriter
@@ -91,7 +91,8 @@ class _ImageMultipart(_Streamed):
                 while end < count and _small_file(bodies[end]) and total + bodies[end].size <= CHUNK_SIZE:
                     total += bodies[end].size
                     end += 1
-                run = await anyio.to_thread.run_sync(read_run, lead, heads[index:end], bodies[index:end])
+                files = cast("list[FileBody]", bodies[index:end])  # _small_file: FileBody each
+                run = await anyio.to_thread.run_sync(read_run, lead, heads[index:end], files)
                 await writer.write(run)
                 index = end
             elif isinstance(body, BytesBody):

@@ -61,7 +61,10 @@ async def _preparer(
                 results = await anyio.to_thread.run_sync(
                     partial(_prepare_run, run.images.prepare, works, opts.limits), limiter=run.cpu
                 )
-            for work, result in zip(works, results):
+            pending = list(zip(works, results))
+            del results  # each fixed image's bytes go as soon as it is spooled, not with the whole run
+            while pending:
+                work, result = pending.pop(0)
                 entry = work.entry
                 if isinstance(result, Rejected):
                     await record_send.send(
@@ -71,7 +74,6 @@ async def _preparer(
                 item = await _batch_item(run, work, work.labels, await _hold(run, entry, result))
                 del result  # the bytes go now: the item reads them again when its request is written
                 await item_send.send(item)
-            del results
 
 
 def _prepare_run(
