@@ -250,6 +250,9 @@ def _fit_side(w: int, h: int, max_side: int) -> tuple[int, int]:
 #: What a header-only check reads from the front of a file: enough for the headers of nearly every photo
 #: (EXIF with its thumbnail and an ICC profile included); a header that does not fit is read whole.
 HEAD_BYTES = 128 * 1024
+#: The first look at a larger file: the header of most photos (a cheaper read, below the allocator's mmap
+#: threshold); a header that does not fit is read again up to HEAD_BYTES before the whole file is.
+FIRST_LOOK = 32 * 1024
 _TAIL_BYTES = 64
 
 
@@ -289,6 +292,13 @@ def prepare_image(
             return got
         if isinstance(got, _Head):
             passed = _pass_from_head(got, limits, regions)
+            if passed is None and len(got.head) < HEAD_BYTES:  # a header past the first look: a longer one
+                try:
+                    longer = _read_head(path, limits, HEAD_BYTES)
+                except OSError:
+                    longer = None
+                if isinstance(longer, _Head):
+                    passed = _pass_from_head(longer, limits, regions)
             if passed is not None:
                 return passed
             return prepare_image(path, limits=limits, regions=regions)  # needs a fix (or a closer look): whole
@@ -333,8 +343,11 @@ def _read_whole(path: str | os.PathLike[str], limits: ImageLimits) -> bytes | Re
     return _too_large(os.stat(path).st_size, limits) or Path(path).read_bytes()
 
 
-def _read_head(path: str | os.PathLike[str], limits: ImageLimits) -> _Head | bytes | Rejected:
-    """One open: the size, the first HEAD_BYTES and the last few bytes (the whole file when it is small)."""
+def _read_head(
+    path: str | os.PathLike[str], limits: ImageLimits, head_bytes: int = FIRST_LOOK
+) -> _Head | bytes | Rejected:
+    """One open: the size, the first ``head_bytes`` and the last few bytes (the whole file when it is no
+    larger than HEAD_BYTES)."""
     with open(path, "rb", buffering=0) as f:
         size = os.fstat(f.fileno()).st_size
         refused = _too_large(size, limits)
@@ -342,10 +355,10 @@ def _read_head(path: str | os.PathLike[str], limits: ImageLimits) -> _Head | byt
             return refused
         if size <= HEAD_BYTES:
             return f.readall()
-        head = f.read(HEAD_BYTES)
+        head = f.read(head_bytes)
         f.seek(size - _TAIL_BYTES)
         tail = f.read(_TAIL_BYTES)
-    if len(head) != HEAD_BYTES or len(tail) != _TAIL_BYTES:  # it changed under us: look at it whole
+    if len(head) != head_bytes or len(tail) != _TAIL_BYTES:  # it changed under us: look at it whole
         return Path(path).read_bytes()
     return _Head(head, tail, size)
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from cvbulk.emulator import Emulator
-from cvbulk.emulator import _http
+from cvbulk.emulator import Emulator, _http
 from cvbulk.emulator._imaging import ImageInfo, inspect_image
 from cvbulk.emulator._multipart import split_form
 
