@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -200,23 +201,24 @@ class _Buffers:
         self.keep = keep
         self.largest = largest
         self._free: list[bytearray] = []
+        self._lock = threading.Lock()
 
     def take(self, size: int) -> bytearray:
         """A buffer of at least ``size`` bytes (the smallest kept one that fits, else a new one)."""
-        fits = [b for b in self._free if len(b) >= size]
-        if not fits:
-            return bytearray(size)
-        best = min(fits, key=len)
-        self._free.remove(best)
-        return best
+        with self._lock:  # emulators on their own loops in threads share the buffers
+            fits = [i for i, b in enumerate(self._free) if len(b) >= size]
+            if fits:
+                return self._free.pop(min(fits, key=lambda i: len(self._free[i])))
+        return bytearray(size)
 
     def give(self, buf: bytearray) -> None:
-        if len(self._free) < self.keep:
-            self._free.append(buf)
-        else:  # keep the largest: they fit the most requests
-            smallest = min(self._free, key=len)
-            if len(smallest) < len(buf):
-                self._free[self._free.index(smallest)] = buf
+        with self._lock:
+            if len(self._free) < self.keep:
+                self._free.append(buf)
+                return
+            smallest = min(range(len(self._free)), key=lambda i: len(self._free[i]))
+            if len(self._free[smallest]) < len(buf):  # keep the largest: they fit the most requests
+                self._free[smallest] = buf
 
 
 _BUFFERS = _Buffers()
