@@ -17,14 +17,14 @@ import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import anyio.to_thread
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.helpers import content_disposition_header
 from aiohttp.payload import Payload
 
-from ._body import CHUNK_SIZE, BytesBody, FileBody, ImageBody, as_body, read_files
+from ._body import CHUNK_SIZE, BytesBody, FileBody, ImageBody, as_body, read_run
 
 __all__ = ["image_multipart", "files_json", "IMAGE_FIELD", "ImageData"]
 
@@ -32,34 +32,6 @@ IMAGE_FIELD = "imageData"
 
 #: What an image argument of the client takes: its bytes, or a body read when the request is written.
 ImageData = bytes | bytearray | memoryview | ImageBody
-
-
-class _ReadAhead:
-    """Reads a run of small files of one request in one worker-thread hop (at most CHUNK_SIZE bytes in
-    all), instead of one hop per image; the parts are written in order, so it holds one run at a time."""
-
-    def __init__(self, bodies: Sequence[ImageBody]) -> None:
-        self._bodies = list(bodies)
-        self._ready: dict[int, bytes] = {}
-
-    async def chunks(self, index: int) -> AsyncIterator[bytes]:
-        body = self._bodies[index]
-        if not _small_file(body):
-            async for chunk in body.chunks():
-                yield chunk
-            return
-        if index not in self._ready:
-            run: list[FileBody] = []
-            total = 0
-            for later in self._bodies[index:]:
-                if not isinstance(later, FileBody) or not _small_file(later) or (run and total + later.size > CHUNK_SIZE):
-                    break
-                run.append(later)
-                total += later.size
-            self._ready = dict(zip(range(index, index + len(run)), await anyio.to_thread.run_sync(read_files, run)))
-        data = self._ready.pop(index)
-        if data:
-            yield data
 
 
 def _small_file(body: ImageBody) -> bool:
@@ -87,8 +59,9 @@ class _Streamed(Payload):
 
 class _ImageMultipart(_Streamed):
     """multipart/form-data of images, the bytes aiohttp's MultipartWriter would send, in fewer writes: a
-    run of small files is read in one worker-thread hop, and each image goes out with its part headers in
-    one write (one send, not three per image); a large body streams chunk by chunk."""
+    run of small files is read in one worker-thread hop into one buffer with its part headers and goes out
+    in one write; an image in memory goes out with its headers in one write; a large body streams chunk by
+    chunk. Memory holds one run (about CHUNK_SIZE) per request being written, never a whole request."""
 
     def __init__(self, images: Sequence[tuple[str, ImageData]]) -> None:
         self.boundary = boundary = uuid.uuid4().hex
@@ -106,16 +79,30 @@ class _ImageMultipart(_Streamed):
         self._length = sum(map(len, self._heads)) + sum(b.size + 2 for b in self._bodies) + len(self._tail)
 
     async def write(self, writer: AbstractStreamWriter) -> None:
-        ahead = _ReadAhead(self._bodies)
+        bodies, heads, count = self._bodies, self._heads, len(self._bodies)
         lead = b""  # the previous part's CRLF goes out with the next part's headers
-        for index, (head, body) in enumerate(zip(self._heads, self._bodies)):
-            if body.size > CHUNK_SIZE and not isinstance(body, BytesBody):
-                await writer.write(lead + head)
+        index = 0
+        while index < count:
+            body = bodies[index]
+            if _small_file(body):
+                # A run of small files (at most CHUNK_SIZE of image bytes) read straight into one buffer
+                # behind their part headers, in one worker-thread hop: one copy of each image, one write.
+                end, total = index + 1, body.size
+                while end < count and _small_file(bodies[end]) and total + bodies[end].size <= CHUNK_SIZE:
+                    total += bodies[end].size
+                    end += 1
+                files = cast("list[FileBody]", bodies[index:end])  # _small_file: FileBody each
+                run = await anyio.to_thread.run_sync(read_run, lead, heads[index:end], files)
+                await writer.write(run)
+                index = end
+            elif isinstance(body, BytesBody):
+                await writer.write(b"".join((lead, heads[index], body.data)))
+                index += 1
+            else:  # a large file or another kind of body streams chunk by chunk
+                await writer.write(lead + heads[index])
                 async for chunk in body.chunks():
                     await writer.write(chunk)
-            else:
-                # one write per image: memory holds one image more, never a whole request
-                await writer.write(b"".join([lead, head, *[c async for c in ahead.chunks(index)]]))
+                index += 1
             lead = _CRLF
         await writer.write(lead + self._tail)
 

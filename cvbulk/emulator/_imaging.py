@@ -29,11 +29,29 @@ class ImageInfo:
     height: int
 
 
-def inspect_image(data: bytes, *, max_bytes: int = TRAINING_MAX_BYTES) -> ImageInfo | str:
+#: The front of an image that holds the header of nearly every photo: a header parsed from it is the
+#: header of the whole image; one that does not fit is looked at whole.
+_HEAD = 64 * 1024
+
+
+def inspect_image(data: bytes | memoryview, *, max_bytes: int = TRAINING_MAX_BYTES) -> ImageInfo | str:
     """The image's format and size from its header, or the service's per-image status
     (``ErrorImageFormat`` / ``ErrorImageSize``) saying why it is refused."""
     if len(data) > max_bytes:
         return "ErrorImageSize"
+    if len(data) > _HEAD:
+        # The header parsed from a copy of the front (not of the whole image): any answer but a good
+        # one is asked again of the whole, so a header cut short never decides.
+        try:
+            found: ImageInfo | str | None = _inspect(bytes(data[:_HEAD]))
+        except Exception:  # a plugin choking on the cut: the whole decides
+            found = None
+        if isinstance(found, ImageInfo):
+            return found
+    return _inspect(data if isinstance(data, bytes) else bytes(data))
+
+
+def _inspect(data: bytes) -> ImageInfo | str:
     try:
         with Image.open(io.BytesIO(data)) as img:  # lazy: reads the header only
             fmt, (width, height) = img.format, img.size

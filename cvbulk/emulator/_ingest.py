@@ -21,7 +21,7 @@ __all__ = ["Upload", "prepare_uploads", "decode_base64", "fetch_url"]
 @dataclass
 class Upload:
     source_url: str
-    data: bytes | None  # None when the source could not be read (status says why)
+    data: bytes | memoryview | None  # None when the source could not be read (status says why)
     tag_ids: Sequence[str] = ()
     regions: Sequence[dict] = field(default_factory=list)
     status: str | None = None

@@ -42,29 +42,33 @@ def _disposition(headers: bytes) -> tuple[str, str | None]:
     return "", None
 
 
-def split_form(body: bytes, boundary: bytes) -> list[tuple[str, str | None, bytes]]:
-    """Every part of a multipart body as (field name, file name, bytes). Raises ValueError when the
-    body is not multipart with that boundary."""
+def split_form(body: bytes | bytearray, boundary: bytes,
+               length: int | None = None) -> list[tuple[str, str | None, bytes | memoryview]]:
+    """Every part of a multipart body (its first ``length`` bytes) as (field name, file name, bytes).
+    Raises ValueError when the body is not multipart with that boundary. A ``bytearray`` body gives
+    memoryviews of it (no copy)."""
+    end = len(body) if length is None else length
     delimiter = b"--" + boundary
-    start = body.find(delimiter)
+    start = body.find(delimiter, 0, end)
     if start < 0:
         raise ValueError("no multipart boundary in the body")
-    parts = []
+    parts: list[tuple[str, str | None, bytes | memoryview]] = []
+    view = memoryview(body) if isinstance(body, bytearray) else body
     pos = start + len(delimiter)
     while True:
-        if body.startswith(b"--", pos):  # the closing delimiter
+        if body.startswith(b"--", pos, end):  # the closing delimiter
             break
-        header_start = body.find(b"\r\n", pos)
+        header_start = body.find(b"\r\n", pos, end)
         if header_start < 0:
             raise ValueError("truncated multipart body")
-        header_end = body.find(b"\r\n\r\n", header_start)
+        header_end = body.find(b"\r\n\r\n", header_start, end)
         if header_end < 0:
             raise ValueError("truncated multipart part headers")
         data_start = header_end + 4
-        next_delim = body.find(b"\r\n" + delimiter, data_start)
+        next_delim = body.find(b"\r\n" + delimiter, data_start, end)
         if next_delim < 0:
             raise ValueError("unterminated multipart part")
-        name, filename = _disposition(body[header_start + 2:header_end])
-        parts.append((name, filename, body[data_start:next_delim]))
+        name, filename = _disposition(bytes(body[header_start + 2:header_end]))
+        parts.append((name, filename, view[data_start:next_delim]))
         pos = next_delim + 2 + len(delimiter)
     return parts

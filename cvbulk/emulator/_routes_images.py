@@ -14,12 +14,12 @@ from ._http import (
     MAX_BATCH_IMAGES,
     MAX_BATCH_TAGS,
     image_json,
+    image_views,
     json_response,
     q_bool,
     q_int,
     q_list,
     q_str,
-    read_images,
     read_json,
 )
 from ._imaging import TRAINING_MAX_BYTES
@@ -66,8 +66,8 @@ async def _create(request: web.Request, uploads: list[Upload], tag_ids: list[str
 async def create_images_from_data(request: web.Request) -> web.Response:
     tag_ids = q_list(request, "tagIds")
     _check_batch_tags(tag_ids)
-    images = await read_images(request)
-    return await _create(request, [Upload(src, data) for src, data in images], tag_ids)
+    async with image_views(request) as images:  # views of one buffer: each image copied once
+        return await _create(request, [Upload(src, data) for src, data in images], tag_ids)
 
 
 def _batch(body: Any) -> tuple[list[dict], list[str], dict | None]:

@@ -111,6 +111,7 @@ class Emulator:
             if self._state.http is not None:
                 await self._state.http.close()
             self._state.store.close()
+            self._state.blobs.close()
             self._state = None
         if self._temp and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)

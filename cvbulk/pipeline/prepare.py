@@ -19,8 +19,10 @@ import io
 import math
 import os
 import re
+import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -229,7 +231,15 @@ def _resized(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     if img.mode in ("P", "1"):
         # Palette images resample only by nearest neighbour; go to full colour for a clean downscale.
         img = img.convert("RGBA" if "transparency" in img.info else "RGB" if img.mode == "P" else "L")
+    if min(size[0] / img.width, size[1] / img.height) >= _MILD:
+        # A mild downscale (10,600 px to 10,240): area averaging (box) anti-aliases it as well as Lanczos
+        # and costs a third of its CPU (~100 ms less on a 5-megapixel photo).
+        return img.resize(size, Image.Resampling.BOX)
     return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+#: Downscales to at least this fraction of a side use a short filter (see ``_resized``).
+_MILD = 0.8
 
 
 def _fit_side(w: int, h: int, max_side: int) -> tuple[int, int]:
@@ -240,6 +250,9 @@ def _fit_side(w: int, h: int, max_side: int) -> tuple[int, int]:
 #: What a header-only check reads from the front of a file: enough for the headers of nearly every photo
 #: (EXIF with its thumbnail and an ICC profile included); a header that does not fit is read whole.
 HEAD_BYTES = 128 * 1024
+#: The first look at a larger file: the header of most photos (a cheaper read, below the allocator's mmap
+#: threshold); a header that does not fit is read again up to HEAD_BYTES before the whole file is.
+FIRST_LOOK = 32 * 1024
 _TAIL_BYTES = 64
 
 
@@ -279,6 +292,13 @@ def prepare_image(
             return got
         if isinstance(got, _Head):
             passed = _pass_from_head(got, limits, regions)
+            if passed is None and len(got.head) < HEAD_BYTES:  # a header past the first look: a longer one
+                try:
+                    longer = _read_head(path, limits, HEAD_BYTES)
+                except OSError:
+                    longer = None
+                if isinstance(longer, _Head):
+                    passed = _pass_from_head(longer, limits, regions)
             if passed is not None:
                 return passed
             return prepare_image(path, limits=limits, regions=regions)  # needs a fix (or a closer look): whole
@@ -323,8 +343,11 @@ def _read_whole(path: str | os.PathLike[str], limits: ImageLimits) -> bytes | Re
     return _too_large(os.stat(path).st_size, limits) or Path(path).read_bytes()
 
 
-def _read_head(path: str | os.PathLike[str], limits: ImageLimits) -> _Head | bytes | Rejected:
-    """One open: the size, the first HEAD_BYTES and the last few bytes (the whole file when it is small)."""
+def _read_head(
+    path: str | os.PathLike[str], limits: ImageLimits, head_bytes: int = FIRST_LOOK
+) -> _Head | bytes | Rejected:
+    """One open: the size, the first ``head_bytes`` and the last few bytes (the whole file when it is no
+    larger than HEAD_BYTES)."""
     with open(path, "rb", buffering=0) as f:
         size = os.fstat(f.fileno()).st_size
         refused = _too_large(size, limits)
@@ -332,10 +355,10 @@ def _read_head(path: str | os.PathLike[str], limits: ImageLimits) -> _Head | byt
             return refused
         if size <= HEAD_BYTES:
             return f.readall()
-        head = f.read(HEAD_BYTES)
+        head = f.read(head_bytes)
         f.seek(size - _TAIL_BYTES)
         tail = f.read(_TAIL_BYTES)
-    if len(head) != HEAD_BYTES or len(tail) != _TAIL_BYTES:  # it changed under us: look at it whole
+    if len(head) != head_bytes or len(tail) != _TAIL_BYTES:  # it changed under us: look at it whole
         return Path(path).read_bytes()
     return _Head(head, tail, size)
 
@@ -396,7 +419,37 @@ def _check_or_fix(
             except Exception as exc:
                 return Rejected("corrupt", _decode_problem(exc))
         return PreparedImage(data, w, h, fmt, _sha(data), (), regions)
-    return _fix(img, data, limits, regions)
+    with FIX_PIXELS.hold(w * h):
+        return _fix(img, data, limits, regions)
+
+
+class PixelBudget:
+    """How many source pixels the fixes of all worker threads may decode at once. A fix holds about 12
+    bytes per pixel at its peak (the decoded picture, its resized copy, the encoder's buffers): two
+    10,600 x 500 photos fixed together would take ~120 MB. A fix waits until its pixels fit; one larger
+    than the whole budget runs alone. Header checks never wait."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._used = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        with self._changed:
+            while self._used and self._used + pixels > self.limit:
+                self._changed.wait()
+            self._used += pixels
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._used -= pixels
+                self._changed.notify_all()
+
+
+#: ~6 megapixels (~70 MB) of fixes at once, whatever the number of worker threads.
+FIX_PIXELS = PixelBudget(6_000_000)
 
 
 def _fix(
@@ -448,6 +501,10 @@ def _fix(
     if target != (w, h):
         fixes.append(f"downscaled {w}x{h} to {target[0]}x{target[1]}")
     base = _resized(frame, target)
+    if base is not frame:  # the full-size picture goes before the encoder takes its buffers
+        del frame
+        if base is not img:
+            img.close()
 
     # Deterministic ladder: a few qualities at full size, then smaller sizes estimated from the overshoot.
     qualities = (90, 85, 75, 65) if out_fmt == "JPEG" else (0,)

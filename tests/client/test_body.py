@@ -81,13 +81,13 @@ async def test_multipart_reads_a_run_of_small_files_in_one_hop(tmp_path, monkeyp
     import cvbulk.client._multipart as multipart
 
     hops: list[int] = []
-    real = multipart.read_files
+    real = multipart.read_run
 
-    def counted(bodies):
+    def counted(lead, heads, bodies):
         hops.append(len(bodies))
-        return real(bodies)
+        return real(lead, heads, bodies)
 
-    monkeypatch.setattr(multipart, "read_files", counted)
+    monkeypatch.setattr(multipart, "read_run", counted)
     files = []
     for i, size in enumerate((300_000, 300_000, 300_000, 600_000, 2_000_000, 10)):
         path = tmp_path / f"{i}.jpg"
