@@ -26,8 +26,11 @@ $(AZURITE): package.json package-lock.json
 demo: $(STAMP)
 	$(BIN)/cvbulk demo
 
+# One worker a core (TEST_WORKERS=0 runs it in one process); a test file stays on one worker (--dist loadfile),
+# so that its module fixtures (a trained model, the parity replay, the built wheel) are built once.
+TEST_WORKERS ?= auto
 test: $(STAMP) $(AZURITE)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check cvbulk

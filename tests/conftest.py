@@ -13,7 +13,40 @@ goes wrong fails fast instead of backing off for minutes.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Any
+
 import pytest
+
+# What a test hands to the end of the run rides on its report's user_properties, the one channel that reaches
+# the main process from a pytest-xdist worker (`make test` runs on every core):
+SUMMARY_PROPERTY = "cvbulk-summary"  # (title, text): printed in the run's summary, even when every test passes
+MEASURED_PROPERTY = "cvbulk-measured"  # {row name: row}: the reliability table (tests/reliability/conftest.py)
+_summaries: dict[str, str] = {}
+_measured: dict[str, dict[str, Any]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == SUMMARY_PROPERTY:
+            title, text = value
+            _summaries[title] = text
+        elif name == MEASURED_PROPERTY:
+            _measured.update(value)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    for title, text in _summaries.items():
+        terminalreporter.write_sep("-", title)
+        terminalreporter.write_line(text)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
+    target = os.environ.get("CVBULK_RELIABILITY_TABLE")
+    if target and _measured and not hasattr(session.config, "workerinput"):  # the main process writes it
+        Path(target).write_text(json.dumps(_measured, indent=2, sort_keys=True), encoding="utf-8")
 
 
 @pytest.fixture
