@@ -27,10 +27,11 @@ demo: $(STAMP)
 	$(BIN)/cvbulk demo
 
 # One worker a core (TEST_WORKERS=0 runs it in one process); a test file stays on one worker (--dist loadfile),
-# so that its module fixtures (a trained model, the parity replay, the built wheel) are built once.
+# so that its module fixtures (a trained model, the parity replay, the built wheel) are built once; the files
+# go out longest first (tests/conftest.py, LONGEST_FIRST).
 TEST_WORKERS ?= auto
 test: $(STAMP) $(AZURITE)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/ruff check cvbulk
