@@ -29,7 +29,7 @@ _measured: dict[str, dict[str, Any]] = {}
 
 
 # The longest test files, longest first (a run under load on 2 cores, 2026-11-30: 140 s down to 35 s). Under
-# pytest-xdist (`make test`: -n auto --dist loadfile --no-loadscope-reorder) a worker takes a whole file at a
+# pytest-xdist (`make test`: -n logical --dist loadfile --no-loadscope-reorder) a worker takes a whole file at a
 # time in this order, so the long ones start first and the short ones fill in behind them: the workers end
 # together instead of one waiting on a long file handed out last. A file missing here just runs after these.
 LONGEST_FIRST = (
