@@ -218,6 +218,29 @@ def wait_until(predicate, *, timeout: float, what: str, proc: subprocess.Popen |
 # -- the emulator as its own process, crashed and restarted -----------------------------------------
 
 
+def restartable_port() -> int:
+    """A free loopback port below the kernel's ephemeral range, for a server a test restarts on the same port.
+    While it is down, a port of the ephemeral range can be taken by any process's outgoing connection or
+    ``bind(0)`` (other xdist workers make thousands); one below the range is taken only by an explicit bind."""
+    import random
+    import socket
+
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rnd = random.Random()
+    for _ in range(200):
+        port = rnd.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below the ephemeral range")
+
+
 def start_emulator_process(port: int, data: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     """``python -m cvbulk emulator`` as a user runs it; (process, endpoint) once it listens."""
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
@@ -241,7 +264,7 @@ class CrashingEmulator:
         self.prediction_key = DEFAULT_PREDICTION_KEY
         self.prediction_resource_id = DEFAULT_PREDICTION_RESOURCE_ID
         self.data = data
-        first, self.endpoint = start_emulator_process(0, data, *extra)
+        first, self.endpoint = start_emulator_process(restartable_port(), data, *extra)
         self.port = int(self.endpoint.rsplit(":", 1)[1])
         self.processes = [first]
         self.restarted = False

@@ -24,6 +24,7 @@ from .conftest import (
     integrity,
     measure,
     outage_retry,
+    restartable_port,
     sha_of_files,
     small_tree,
     training_client,
@@ -148,7 +149,8 @@ async def test_latency_spike_over_the_client_timeout(emu, tmp_path):
 async def test_emulator_stopped_and_restarted_mid_run(tmp_path):
     """The service goes away after 15 requests and comes back on the same port with the same data."""
     data = tmp_path / "emulator"
-    first = EmulatorThread(EmulatorConfig(data_dir=data, latency=Latency(per_request=0.02), seed=5)).start()
+    first = EmulatorThread(EmulatorConfig(port=restartable_port(), data_dir=data, latency=Latency(per_request=0.02),
+                                          seed=5)).start()
     holder = {"emu": first}
 
     class _Switches:  # what _upload flips, forwarded to whichever emulator is up
