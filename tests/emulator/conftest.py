@@ -16,22 +16,6 @@ def emulator_thread():
         yield emu
 
 
-@pytest.fixture(scope="module")
-def c(emulator_thread):
-    """The operations tests' plain HTTP client (_ops_helpers.Client) on the module's emulator."""
-    from ._ops_helpers import Client
-
-    return Client(emulator_thread)
-
-
-@pytest.fixture(scope="module")
-def trees(c):
-    """The quickstart's trees project, trained (_ops_helpers.Trees), built once per module that asks."""
-    from ._ops_helpers import trained_trees
-
-    return trained_trees(c)
-
-
 @pytest.fixture
 def samples() -> Path:
     return SAMPLES

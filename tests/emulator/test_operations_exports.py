@@ -12,9 +12,19 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from PIL import Image
 
-from ._ops_helpers import TREES, Client, upload
+from ._ops_helpers import TREES, Client, Trees, trained_trees, upload
 
 pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(scope="module")
+def c(emulator_thread) -> Client:
+    return Client(emulator_thread)
+
+
+@pytest.fixture(scope="module")
+def trees(c) -> Trees:
+    return trained_trees(c)
 
 
 def _poll_done(c: Client, path: str) -> tuple[list[dict], list[str]]:

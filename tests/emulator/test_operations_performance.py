@@ -5,11 +5,21 @@ from __future__ import annotations
 
 import pytest
 
-from ._ops_helpers import Trees
+from ._ops_helpers import Client, Trees, trained_trees
 
 pytestmark = pytest.mark.timeout(90)
 
 KEYS = ["id", "created", "predictions", "width", "height", "imageUri", "thumbnailUri", "tags", "regions"]
+
+
+@pytest.fixture(scope="module")
+def c(emulator_thread) -> Client:
+    return Client(emulator_thread)
+
+
+@pytest.fixture(scope="module")
+def trees(c) -> Trees:
+    return trained_trees(c)
 
 
 def _url(trees: Trees) -> str:

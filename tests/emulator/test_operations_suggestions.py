@@ -8,9 +8,19 @@ import math
 import pytest
 
 from ._helpers import jpeg
-from ._ops_helpers import TREES, detection_project
+from ._ops_helpers import TREES, Client, Trees, detection_project, trained_trees
 
 pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(scope="module")
+def c(emulator_thread) -> Client:
+    return Client(emulator_thread)
+
+
+@pytest.fixture(scope="module")
+def trees(c) -> Trees:
+    return trained_trees(c)
 
 
 def test_suggest_tags_scores_untagged_images_with_the_model(c, trees):
