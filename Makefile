@@ -26,8 +26,12 @@ $(AZURITE): package.json package-lock.json
 demo: $(STAMP)
 	$(BIN)/cvbulk demo
 
+# One worker a logical CPU (TEST_WORKERS=0 runs it in one process); a test file stays on one worker (--dist loadfile),
+# so that its module fixtures (a trained model, the parity replay, the built wheel) are built once; the files
+# go out longest first (tests/conftest.py, LONGEST_FIRST).
+TEST_WORKERS ?= logical
 test: $(STAMP) $(AZURITE)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/ruff check cvbulk

@@ -9,6 +9,7 @@ Use it from any test folder: in that folder's ``conftest.py``::
         azurite.account_url           # http://127.0.0.1:PORT/devstoreaccount1
         azurite_container             # a fresh, empty container name for this test
         azurite.environ()             # {"AZURE_STORAGE_CONNECTION_STRING": ...}: pass as environ= to open_source
+        await put_blobs(azurite_service, azurite_container, {"a/1.jpg": b"..."})  # arrange a container
 
 ``azurite`` is session-scoped (one server, ~1 s to start); each test takes its own container. Azurite comes
 from npm into ./node_modules (``make test`` runs ``npm ci``); without it the fixture fails with that advice.
@@ -22,9 +23,10 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import anyio
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,6 +126,23 @@ def start_azurite(location: Path, *, in_memory: bool = False) -> Azurite:
         time.sleep(0.05)  # polling a child's start-up line, not waiting for a test result
 
 
+async def put_blobs(service, container: str, blobs: Mapping[str, bytes], *, create: bool = True) -> None:
+    """Create ``container`` (unless ``create`` is false) and upload ``blobs`` (name -> bytes), 16 at a time,
+    with ``service`` an aio ``BlobServiceClient`` (the ``azurite_service`` fixture)."""
+    client = service.get_container_client(container)
+    if create:
+        await client.create_container()
+    limiter = anyio.CapacityLimiter(16)
+
+    async def put(name: str, data: bytes) -> None:
+        async with limiter:
+            await client.upload_blob(name, data, overwrite=True)
+
+    async with anyio.create_task_group() as tg:
+        for name, data in blobs.items():
+            tg.start_soon(put, name, data)
+
+
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
     location = Path(tempfile.mkdtemp(prefix="cvbulk-azurite-"))
@@ -154,4 +173,4 @@ async def azurite_service(azurite: Azurite):
         yield service
 
 
-__all__ = ["Azurite", "AzuriteStartError", "start_azurite", "azurite", "azurite_container", "azurite_service", "ACCOUNT", "KEY"]
+__all__ = ["Azurite", "AzuriteStartError", "start_azurite", "put_blobs", "azurite", "azurite_container", "azurite_service", "ACCOUNT", "KEY"]

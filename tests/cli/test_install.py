@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 STEP_TIMEOUT = 300
 _SKIP = shutil.ignore_patterns(
     ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".cvbulk", "cvbulk-demo*",
-    "benchmarks", "tests",
+    "benchmarks", "tests", "node_modules", ".ruff_cache", ".mypy_cache",
 )
 
 pytestmark = pytest.mark.timeout(900)

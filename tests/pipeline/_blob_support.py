@@ -1,11 +1,10 @@
-"""Shared by the container tests: the sample tree put into an Azurite container."""
+"""Shared by the container tests: the sample tree put into an Azurite container (``put_blobs``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
-import anyio
+from tests._azurite import put_blobs
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "samples" / "ImageClassification" / "Images"
 
@@ -20,16 +19,4 @@ def sample_blobs(*, skip: str = "Test") -> dict[str, bytes]:
     return out
 
 
-async def put_blobs(service, container: str, blobs: Mapping[str, bytes], *, create: bool = True) -> None:
-    client = service.get_container_client(container)
-    if create:
-        await client.create_container()
-    limiter = anyio.CapacityLimiter(16)
-
-    async def put(name: str, data: bytes) -> None:
-        async with limiter:
-            await client.upload_blob(name, data, overwrite=True)
-
-    async with anyio.create_task_group() as tg:
-        for name, data in blobs.items():
-            tg.start_soon(put, name, data)
+__all__ = ["put_blobs", "sample_blobs"]

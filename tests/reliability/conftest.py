@@ -1,9 +1,10 @@
 """Helpers shared by the reliability tests (issue 9): generated trees, a fast-failing client, the
 project's contents read back from the emulator, SQLite integrity checks, cvbulk run as a process.
 
-Each fault test records what it measured in ``MEASURED`` (test name -> row); with
-``CVBULK_RELIABILITY_TABLE=path`` set, the rows are written there as JSON at the end of the session,
-which is where the numbers of docs/reliability.md come from.
+Each fault test records what it measured with ``measure(name, **row)``: the row rides on the test's report
+(``user_properties``, so that it reaches the main process from a pytest-xdist worker too); with
+``CVBULK_RELIABILITY_TABLE=path`` set, tests/conftest.py writes the rows there as JSON at the end of the
+session, which is where the numbers of docs/reliability.md come from.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -23,6 +25,7 @@ from urllib.parse import urlparse
 import anyio
 import pytest
 
+from tests.conftest import MEASURED_PROPERTY
 from tests.corpus import make_tree
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,24 +38,23 @@ ENV_NAMES = (
     "CVBULK_TIER",
 )
 
-MEASURED: dict[str, dict[str, Any]] = {}
+_RUNNING: list[pytest.Item] = []  # the test now running in this process (measure's target)
 
 
 def measure(name: str, **row: Any) -> None:
-    MEASURED[name] = row
-
-
-def pytest_sessionfinish(session, exitstatus):
-    target = os.environ.get("CVBULK_RELIABILITY_TABLE")
-    if target and MEASURED:
-        Path(target).write_text(json.dumps(MEASURED, indent=2, sort_keys=True), encoding="utf-8")
+    """Record a row of the reliability table (``name`` -> ``row``) on the running test's report."""
+    assert _RUNNING, "measure() is called from inside a tests/reliability test"
+    _RUNNING[-1].user_properties.append((MEASURED_PROPERTY, {name: row}))
 
 
 @pytest.fixture(autouse=True)
-def _no_vision_env(monkeypatch):
+def _no_vision_env(monkeypatch, request):
     """Connection settings come from each test, never from the developer's shell."""
     for name in ENV_NAMES:
         monkeypatch.delenv(name, raising=False)
+    _RUNNING.append(request.node)
+    yield
+    _RUNNING.remove(request.node)
 
 
 # -- trees ------------------------------------------------------------------------------------------
@@ -211,6 +213,88 @@ def wait_until(predicate, *, timeout: float, what: str, proc: subprocess.Popen |
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.005)
+
+
+# -- the emulator as its own process, crashed and restarted -----------------------------------------
+
+
+def restartable_port() -> int:
+    """A free loopback port below the kernel's ephemeral range, for a server a test restarts on the same port.
+    While it is down, a port of the ephemeral range can be taken by any process's outgoing connection or
+    ``bind(0)`` (other xdist workers make thousands); one below the range is taken only by an explicit bind."""
+    import random
+    import socket
+
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rnd = random.Random()
+    for _ in range(200):
+        port = rnd.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below the ephemeral range")
+
+
+def start_emulator_process(port: int, data: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """``python -m cvbulk emulator`` as a user runs it; (process, endpoint) once it listens."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "cvbulk", "emulator", "--port", str(port), "--data", str(data),
+                             *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()
+    assert "listening on http://127.0.0.1:" in line, (line, proc.poll())
+    return proc, line.split("listening on ", 1)[1].split()[0]
+
+
+class CrashingEmulator:
+    """An emulator process that ``crash_and_restart`` SIGKILLs mid-run (no clean shutdown) and starts again
+    on the same port with the same data. It stands where the fault tests take an emulator: the endpoint and
+    default keys, and ``set_faults`` / ``set_latency`` that switch nothing (the crash is the fault).
+    Use it as a context manager: every process it started is stopped on the way out."""
+
+    def __init__(self, data: Path, *extra: str) -> None:
+        from cvbulk.emulator import DEFAULT_PREDICTION_KEY, DEFAULT_PREDICTION_RESOURCE_ID, DEFAULT_TRAINING_KEY
+
+        self.training_key = DEFAULT_TRAINING_KEY
+        self.prediction_key = DEFAULT_PREDICTION_KEY
+        self.prediction_resource_id = DEFAULT_PREDICTION_RESOURCE_ID
+        self.data = data
+        first, self.endpoint = start_emulator_process(restartable_port(), data, *extra)
+        self.port = int(self.endpoint.rsplit(":", 1)[1])
+        self.processes = [first]
+        self.restarted = False
+
+    def set_faults(self, faults) -> None:
+        pass
+
+    def set_latency(self, latency) -> None:
+        pass
+
+    async def crash_and_restart(self, client, *, after_requests: int) -> None:
+        """Once ``client`` has sent ``after_requests`` requests: SIGKILL, then start anew (data kept)."""
+        with anyio.fail_after(60):
+            while client.stats.requests < after_requests:
+                await anyio.sleep(0.005)  # watching the client's counters
+        victim = self.processes[-1]
+        os.kill(victim.pid, signal.SIGKILL)
+        await anyio.to_thread.run_sync(victim.wait)
+        second, _ = await anyio.to_thread.run_sync(start_emulator_process, self.port, self.data)
+        self.processes.append(second)
+        self.restarted = True
+
+    def __enter__(self) -> CrashingEmulator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for p in self.processes:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.wait(30)
 
 
 # -- a published model ----------------------------------------------------------------------------

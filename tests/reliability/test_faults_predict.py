@@ -8,6 +8,8 @@ row per image and the report counts 240 predictions.
 
 from __future__ import annotations
 
+from functools import partial
+
 import anyio
 import pytest
 
@@ -16,9 +18,11 @@ from cvbulk.emulator import EmulatorConfig, EmulatorThread, Faults, Latency
 from cvbulk.pipeline.predict import PredictOptions, run_predict
 
 from .conftest import (
+    CrashingEmulator,
     integrity,
     measure,
     one_row_each,
+    outage_retry,
     prediction_client,
     small_tree,
     train_and_publish,
@@ -135,57 +139,13 @@ async def test_emulator_process_killed_and_restarted_mid_run(tmp_path):
     """``cvbulk emulator`` (its own process) is SIGKILLed after 60 requests and started again on the
     same port with the same data: the published model comes back from disk and scoring goes on.
     (A graceful stop of a busy emulator can hang: see test_emulator_load's stop test.)"""
-    import os
-    import signal
-
-    from cvbulk.emulator import DEFAULT_PREDICTION_KEY, DEFAULT_PREDICTION_RESOURCE_ID, DEFAULT_TRAINING_KEY
-
-    from .conftest import outage_retry
-    from .test_faults_upload import _start_emulator_process
-
     data = tmp_path / "emulator"
-    first, endpoint = _start_emulator_process(0, data, "--latency", "0.01")
-    procs = [first]
-
-    class _Remote:
-        training_key = DEFAULT_TRAINING_KEY
-        prediction_key = DEFAULT_PREDICTION_KEY
-        prediction_resource_id = DEFAULT_PREDICTION_RESOURCE_ID
-
-        def __init__(self) -> None:
-            self.endpoint = endpoint
-
-        def set_faults(self, f):  # nothing to switch: the crash is the fault
-            pass
-
-        def set_latency(self, lat):
-            pass
-
-    remote = _Remote()
-    crashed = anyio.Event()
-
-    async def crash_and_restart(client) -> None:
-        with anyio.fail_after(60):
-            while client.stats.requests < 60:
-                await anyio.sleep(0.005)
-        os.kill(procs[0].pid, signal.SIGKILL)
-        await anyio.to_thread.run_sync(procs[0].wait)
-        port = int(endpoint.rsplit(":", 1)[1])
-        second, _ = await anyio.to_thread.run_sync(_start_emulator_process, port, data)
-        procs.append(second)
-        crashed.set()
-
-    try:
+    with CrashingEmulator(data, "--latency", "0.01") as remote:
         project_id, _ = await train_and_publish(remote, "prod", tmp_path)
         # The restart's length depends on the machine's load: ride it out by time, not by attempts.
-        row = await _predict(remote, project_id, tmp_path, during=crash_and_restart,
+        row = await _predict(remote, project_id, tmp_path, during=partial(remote.crash_and_restart, after_requests=60),
                              client_kw={"retry": outage_retry()})
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                p.wait(30)
-    assert crashed.is_set(), "the run finished before the crash"
+    assert remote.restarted, "the run finished before the crash"
     assert row["transport_errors"] > 0
     assert integrity(data / "emulator.sqlite3") == "ok"
     measure("predict: emulator process SIGKILLed and restarted mid-run", **row)

@@ -9,6 +9,7 @@ right tag, and get_image_count / get_tagged_image_count agree.
 from __future__ import annotations
 
 import zlib
+from functools import partial
 
 import anyio
 import pytest
@@ -17,7 +18,17 @@ from cvbulk.client import Timeouts
 from cvbulk.emulator import EmulatorConfig, EmulatorThread, Faults, Latency
 from cvbulk.pipeline.upload import UploadOptions, run_upload
 
-from .conftest import check_project, integrity, measure, sha_of_files, small_tree, training_client
+from .conftest import (
+    CrashingEmulator,
+    check_project,
+    integrity,
+    measure,
+    outage_retry,
+    restartable_port,
+    sha_of_files,
+    small_tree,
+    training_client,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -138,7 +149,8 @@ async def test_latency_spike_over_the_client_timeout(emu, tmp_path):
 async def test_emulator_stopped_and_restarted_mid_run(tmp_path):
     """The service goes away after 15 requests and comes back on the same port with the same data."""
     data = tmp_path / "emulator"
-    first = EmulatorThread(EmulatorConfig(data_dir=data, latency=Latency(per_request=0.02), seed=5)).start()
+    first = EmulatorThread(EmulatorConfig(port=restartable_port(), data_dir=data, latency=Latency(per_request=0.02),
+                                          seed=5)).start()
     holder = {"emu": first}
 
     class _Switches:  # what _upload flips, forwarded to whichever emulator is up
@@ -257,72 +269,17 @@ async def test_regions_under_drops_and_errors(emu, tmp_path):
             transport_errors=stats["transport_errors"], throttled=stats["throttled"])
 
 
-def _start_emulator_process(port: int, data, *extra: str):
-    """``python -m cvbulk emulator`` as a user runs it; (process, endpoint) once it listens."""
-    import os
-    import subprocess
-    import sys
-
-    from .conftest import REPO
-
-    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "cvbulk", "emulator", "--port", str(port), "--data", str(data),
-                             *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = proc.stdout.readline()
-    assert "listening on http://127.0.0.1:" in line, (line, proc.poll())
-    return proc, line.split("listening on ", 1)[1].split()[0]
-
-
 @pytest.mark.timeout(90)
 async def test_emulator_process_killed_and_restarted_mid_run(tmp_path):
     """The service crashes (SIGKILL, no clean shutdown) mid-upload and comes back on the same port with
     the same data: what it had answered OK before the crash is still there (its SQLite is durable
     across a process crash), and the rest arrives exactly once."""
-    import os
-    import signal
-
-    from cvbulk.emulator import DEFAULT_TRAINING_KEY
-
-    from .conftest import outage_retry
-
     data = tmp_path / "emulator"
-    proc, endpoint = _start_emulator_process(0, data, "--latency", "0.02")
-    port = int(endpoint.rsplit(":", 1)[1])
-    procs = [proc]
-
-    class _Remote:
-        def __init__(self) -> None:
-            self.endpoint = endpoint
-            self.training_key = DEFAULT_TRAINING_KEY
-
-        def set_faults(self, f):  # nothing is switched on in this one
-            pass
-
-        def set_latency(self, lat):
-            pass
-
-    crashed = anyio.Event()
-
-    async def crash_and_restart(client) -> None:
-        with anyio.fail_after(60):
-            while client.stats.requests < 15:
-                await anyio.sleep(0.005)
-        os.kill(procs[0].pid, signal.SIGKILL)
-        await anyio.to_thread.run_sync(procs[0].wait)
-        second, _ = await anyio.to_thread.run_sync(_start_emulator_process, port, data)
-        procs.append(second)
-        crashed.set()
-
-    try:
+    with CrashingEmulator(data, "--latency", "0.02") as remote:
         # The restart's length depends on the machine's load: ride it out by time, not by attempts.
-        row = await _upload(_Remote(), tmp_path, "faults-crash", during=crash_and_restart,
+        row = await _upload(remote, tmp_path, "faults-crash", during=partial(remote.crash_and_restart, after_requests=15),
                             client_kw={"retry": outage_retry()})
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                p.wait(30)
-    assert crashed.is_set(), "the upload finished before the crash"
+    assert remote.restarted, "the upload finished before the crash"
     assert row["transport_errors"] > 0
     assert integrity(data / "emulator.sqlite3") == "ok"
     measure("upload: emulator process SIGKILLed and restarted mid-run", **row)
