@@ -7,19 +7,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import anyio
-
 from ._common import (
     TIERS,
     CLIError,
     ExitCode,
     add_max_concurrency,
-    add_training_args,
     make_pacer,
     print_json,
     training_connection,
 )
-from ._format import add_output_args, leaf_parser, terminal_safe
+from ._format import finish_leaf_parser, leaf_parser, terminal_safe
 from ._spinner import spinner_for
 
 EPILOG = """\
@@ -70,13 +67,8 @@ def register(subparsers: Any) -> None:
     )
     pace = parser.add_argument_group("pace")
     add_max_concurrency(pace, 8, "project images downloaded at once (default: 8)")
-    add_output_args(parser)
-    add_training_args(parser)
-    parser.set_defaults(handler=run)
+    finish_leaf_parser(parser, _run)
 
-
-def run(args: argparse.Namespace) -> int:
-    return anyio.run(_run, args)
 
 
 def _tier(args: argparse.Namespace) -> str:

@@ -6,10 +6,10 @@ import argparse
 from typing import Any
 
 from ..client._errors import BadRequestError, NotFoundError
-from ._common import CLIError, ExitCode, add_prediction_args, add_training_args, print_json
+from ._common import CLIError, ExitCode, print_json
 from ._format import (
-    add_output_args,
     add_threshold_arg,
+    finish_leaf_parser,
     is_uuid,
     leaf_parser,
     prediction_client,
@@ -18,7 +18,6 @@ from ._format import (
     published_names,
     read_image,
     resolve,
-    run_command,
     say,
     training_client,
 )
@@ -53,14 +52,8 @@ def register(subparsers: Any) -> None:
         "--store", action="store_true", help="keep the image in the project's predictions (default: no store)"
     )
     add_threshold_arg(parser)
-    add_output_args(parser)
-    add_prediction_args(parser)
-    add_training_args(parser)
-    parser.set_defaults(handler=run)
+    finish_leaf_parser(parser, _run, prediction=True)
 
-
-def run(args: argparse.Namespace) -> int:
-    return run_command(_run, args)
 
 
 async def _project_id(args: argparse.Namespace) -> str:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._common import add_training_args
-from ._format import add_output_args, emit, leaf_parser, run_command, training_client
+from ._format import emit, finish_leaf_parser, leaf_parser, training_client
 
 DOMAIN_TYPES = ("Classification", "ObjectDetection")
 
@@ -31,9 +30,7 @@ def register(subparsers: Any) -> None:
         type=_domain_type,
         help="only domains of this type",
     )
-    add_output_args(parser)
-    add_training_args(parser)
-    parser.set_defaults(handler=run)
+    finish_leaf_parser(parser, _run)
 
 
 def _domain_type(text: str) -> str:
@@ -49,9 +46,6 @@ def _platforms(domain: Any) -> str:
     platforms = (domain.extra or {}).get("exportablePlatforms") or ()
     return ", ".join(str(p) for p in platforms)
 
-
-def run(args: argparse.Namespace) -> int:
-    return run_command(_run, args)
 
 
 async def _run(args: argparse.Namespace) -> int:

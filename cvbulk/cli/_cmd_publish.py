@@ -9,11 +9,18 @@ from ._common import (
     ENV_PREDICTION_RESOURCE_ID,
     CLIError,
     ExitCode,
-    add_training_args,
     prediction_resource_id,
     print_json,
 )
-from ._format import add_output_args, find_iteration, leaf_parser, resolve, run_command, say, to_json, training_client
+from ._format import (
+    find_iteration,
+    finish_leaf_parser,
+    leaf_parser,
+    resolve,
+    say,
+    to_json,
+    training_client,
+)
 
 EPILOG = """\
 examples:
@@ -52,13 +59,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="take the name over if another iteration has it"
     )
-    add_output_args(parser)
-    add_training_args(parser)
-    parser.set_defaults(handler=run)
+    finish_leaf_parser(parser, _run)
 
-
-def run(args: argparse.Namespace) -> int:
-    return run_command(_run, args)
 
 
 async def _run(args: argparse.Namespace) -> int:

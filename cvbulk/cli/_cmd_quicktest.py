@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._common import add_training_args, print_json
+from ._common import print_json
 from ._format import (
-    add_output_args,
     add_threshold_arg,
     find_iteration,
+    finish_leaf_parser,
     leaf_parser,
     predictions_json,
     print_predictions,
     read_image,
     resolve,
-    run_command,
     say,
     training_client,
 )
@@ -47,13 +46,8 @@ def register(subparsers: Any) -> None:
         "--store", action="store_true", help="keep the image in the project's predictions"
     )
     add_threshold_arg(parser)
-    add_output_args(parser)
-    add_training_args(parser)
-    parser.set_defaults(handler=run)
+    finish_leaf_parser(parser, _run)
 
-
-def run(args: argparse.Namespace) -> int:
-    return run_command(_run, args)
 
 
 async def _run(args: argparse.Namespace) -> int:

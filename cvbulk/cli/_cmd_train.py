@@ -7,13 +7,12 @@ import sys
 from typing import Any
 
 from ..client._errors import BadRequestError
-from ._common import CLIError, ExitCode, add_training_args, print_json
+from ._common import CLIError, ExitCode, print_json
 from ._format import (
-    add_output_args,
+    finish_leaf_parser,
     fmt_pct,
     leaf_parser,
     resolve,
-    run_command,
     safe_table,
     say,
     terminal_safe,
@@ -85,9 +84,7 @@ def register(subparsers: Any) -> None:
         metavar="P",
         help="probability threshold for the precision/recall shown (service default: 0.5)",
     )
-    add_output_args(parser)
-    add_training_args(parser)
-    parser.set_defaults(handler=run)
+    finish_leaf_parser(parser, _run)
 
 
 def _positive_float(text: str) -> float:
@@ -106,9 +103,6 @@ def _probability(text: str) -> float:
         raise argparse.ArgumentTypeError(f"a probability is at most 1: {text!r}")
     return value
 
-
-def run(args: argparse.Namespace) -> int:
-    return run_command(_run, args)
 
 
 async def _selected_tag_ids(client: Any, project: Any, refs: list[str]) -> list[str]:

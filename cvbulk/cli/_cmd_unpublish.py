@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._common import CLIError, ExitCode, add_training_args, print_json
-from ._format import add_output_args, find_iteration, leaf_parser, resolve, run_command, say, to_json, training_client
+from ._common import CLIError, ExitCode, print_json
+from ._format import (
+    find_iteration,
+    finish_leaf_parser,
+    leaf_parser,
+    resolve,
+    say,
+    to_json,
+    training_client,
+)
 
 EPILOG = """\
 examples:
@@ -33,13 +41,8 @@ def register(subparsers: Any) -> None:
         "--iteration", metavar="ID|latest", default=None, help="iteration id or name, or latest"
     )
     which.add_argument("--name", metavar="NAME", default=None, help="the published name")
-    add_output_args(parser)
-    add_training_args(parser)
-    parser.set_defaults(handler=run)
+    finish_leaf_parser(parser, _run)
 
-
-def run(args: argparse.Namespace) -> int:
-    return run_command(_run, args)
 
 
 def _published_name(iteration: Any) -> str | None:

@@ -7,6 +7,7 @@ Kept apart from ``_common`` (the frame every command shares) because only the qu
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import textwrap
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -24,6 +25,8 @@ from ._common import (
     CLIError,
     ExitCode,
     add_common_args,
+    add_prediction_args,
+    add_training_args,
     prediction_connection,
     print_json,
     print_table,
@@ -32,6 +35,7 @@ from ._common import (
 
 __all__ = [
     "add_threshold_arg",
+    "finish_leaf_parser",
     "add_output_args",
     "leaf_parser",
     "is_uuid",
@@ -272,6 +276,18 @@ def add_threshold_arg(parser: Any) -> None:
 
 
 # -- errors that say what to do next ------------------------------------------------------------------
+
+
+def finish_leaf_parser(
+    parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace], Awaitable[int]], *, prediction: bool = False
+) -> None:
+    """The tail of a one-shot command's parser: --json, the connection flags (prediction's first when the
+    command scores), and the handler that runs ``body`` with :func:`run_command`."""
+    add_output_args(parser)
+    if prediction:
+        add_prediction_args(parser)
+    add_training_args(parser)
+    parser.set_defaults(handler=functools.partial(run_command, body))
 
 
 def run_command(body: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:

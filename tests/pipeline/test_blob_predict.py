@@ -13,23 +13,9 @@ from cvbulk.pipeline.predict import PredictOptions, run_predict
 from cvbulk.pipeline.sources import open_image_source
 from tests._azurite import azurite, azurite_container, azurite_service  # noqa: F401  (fixtures)
 from tests.pipeline._blob_support import put_blobs, sample_blobs
-from tests.pipeline.test_predict import _train_trees
+from tests.pipeline.test_predict import emu_thread, trees  # noqa: F401 (the module's fixtures)
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def emu_thread(tmp_path_factory):
-    from cvbulk.emulator import EmulatorConfig, EmulatorThread
-
-    config = EmulatorConfig(tier="unlimited", data_dir=tmp_path_factory.mktemp("emulator"))
-    with EmulatorThread(config) as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def trees(emu_thread) -> str:
-    return anyio.run(_train_trees, emu_thread)
 
 
 def _rows(path) -> list[dict[str, str]]:
