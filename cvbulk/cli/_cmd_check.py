@@ -16,7 +16,7 @@ from ._common import (
     print_json,
     training_connection,
 )
-from ._format import finish_leaf_parser, leaf_parser, terminal_safe
+from ._format import add_project_arg, finish_leaf_parser, leaf_parser, terminal_safe
 from ._spinner import spinner_for
 
 EPILOG = """\
@@ -47,7 +47,7 @@ DESCRIPTION = (
 def register(subparsers: Any) -> None:
     parser = leaf_parser(subparsers, "check", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("root", metavar="ROOT", type=Path, help="the folder of images (walked recursively)")
-    parser.add_argument("--project", required=True, metavar="PROJECT", help="project id or exact name")
+    add_project_arg(parser)
     parser.add_argument(
         "--labels",
         default="folders",

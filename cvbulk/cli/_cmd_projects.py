@@ -11,6 +11,7 @@ from ._common import CLIError, ExitCode, add_training_args, print_json
 from ._format import (
     add_output_args,
     emit,
+    group_parser,
     is_tty,
     is_uuid,
     leaf_parser,
@@ -40,14 +41,14 @@ PROJECT is a project id or its exact name.
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    actions = group_parser(
+        subparsers,
         "projects",
         help="list, create or delete projects",
         description="List, create or delete Custom Vision projects.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        handler=run,
     )
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     list_parser = leaf_parser(actions, "list", help="list the projects of the training resource")
     add_output_args(list_parser)
@@ -74,9 +75,7 @@ def register(subparsers: Any) -> None:
         default=None,
         help="one tag per image (Multiclass, the service's default) or several (Multilabel)",
     )
-    kind.add_argument(
-        "--detection", action="store_true", help="an object-detection project (images carry regions)"
-    )
+    kind.add_argument("--detection", action="store_true", help="an object-detection project (images carry regions)")
     create.add_argument(
         "--export-platform",
         dest="export_platforms",
@@ -108,8 +107,6 @@ def register(subparsers: Any) -> None:
     delete.add_argument("project", metavar="PROJECT", help="project id or exact name")
     delete.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     add_training_args(delete)
-
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -164,9 +161,7 @@ async def _pick_domain(client: Any, ref: str | None, *, detection: bool) -> Any:
         raise CLIError(f"domain {other.name!r} is a {other.type} domain{hint}", ExitCode.USAGE)
     if ref:
         names = sorted({str(d.name) for d in domains if str(d.type) == wanted_type})
-        raise CLIError(
-            f"no {wanted_type} domain named {ref!r}; known: {', '.join(names)}", ExitCode.USAGE
-        )
+        raise CLIError(f"no {wanted_type} domain named {ref!r}; known: {', '.join(names)}", ExitCode.USAGE)
     # No "General" on this service: leave the choice to the service's default.
     return None
 
@@ -207,8 +202,10 @@ async def _create(args: argparse.Namespace) -> int:
         print_json(to_json(project))
     else:
         settings = project.settings
-        kind = "object detection" if args.detection else (
-            getattr(settings, "classification_type", None) or "classification"
+        kind = (
+            "object detection"
+            if args.detection
+            else (getattr(settings, "classification_type", None) or "classification")
         )
         domain_text = f", domain {domain.name}" if domain is not None else ""
         say(f"created project {project.name!r} (id {project.id}; {kind}{domain_text})")

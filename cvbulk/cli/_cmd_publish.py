@@ -13,6 +13,8 @@ from ._common import (
     print_json,
 )
 from ._format import (
+    add_iteration_arg,
+    add_project_arg,
     find_iteration,
     finish_leaf_parser,
     leaf_parser,
@@ -42,14 +44,9 @@ DESCRIPTION = (
 
 def register(subparsers: Any) -> None:
     parser = leaf_parser(subparsers, "publish", help=HELP, description=DESCRIPTION, epilog=EPILOG)
-    parser.add_argument("--project", required=True, metavar="PROJECT", help="project id or exact name")
+    add_project_arg(parser)
     parser.add_argument("--name", required=True, metavar="NAME", help="the published name")
-    parser.add_argument(
-        "--iteration",
-        metavar="ID|latest",
-        default="latest",
-        help="iteration id or name; latest (default) = the newest completed iteration",
-    )
+    add_iteration_arg(parser)
     parser.add_argument(
         "--prediction-resource-id",
         metavar="ID",

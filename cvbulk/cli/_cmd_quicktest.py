@@ -7,6 +7,8 @@ from typing import Any
 
 from ._common import print_json
 from ._format import (
+    add_iteration_arg,
+    add_project_arg,
     add_threshold_arg,
     find_iteration,
     finish_leaf_parser,
@@ -35,13 +37,8 @@ HELP = "score one image with a trained iteration (training key; no publishing ne
 def register(subparsers: Any) -> None:
     parser = leaf_parser(subparsers, "quicktest", help=HELP, epilog=EPILOG)
     parser.add_argument("image", metavar="IMAGE", help="the image file")
-    parser.add_argument("--project", required=True, metavar="PROJECT", help="project id or exact name")
-    parser.add_argument(
-        "--iteration",
-        metavar="ID|latest",
-        default="latest",
-        help="iteration id or name; latest (default) = the newest completed iteration",
-    )
+    add_project_arg(parser)
+    add_iteration_arg(parser)
     parser.add_argument(
         "--store", action="store_true", help="keep the image in the project's predictions"
     )

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ._common import add_training_args
-from ._format import add_output_args, emit, leaf_parser, resolve, run_command, training_client
+from ._format import add_output_args, emit, group_parser, leaf_parser, resolve, run_command, training_client
 
 EPILOG = """\
 examples:
@@ -19,14 +19,14 @@ examples:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    actions = group_parser(
+        subparsers,
         "tags",
         help="list or create a project's tags",
         description="List or create the tags of a project (PROJECT is its id or exact name).",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        handler=run,
     )
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     list_parser = leaf_parser(actions, "list", help="list a project's tags with their image counts")
     list_parser.add_argument("project", metavar="PROJECT", help="project id or exact name")
@@ -45,8 +45,6 @@ def register(subparsers: Any) -> None:
     )
     add_output_args(create)
     add_training_args(create)
-
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 from ..client._errors import BadRequestError
 from ._common import CLIError, ExitCode, print_json
 from ._format import (
+    add_project_arg,
     finish_leaf_parser,
     fmt_pct,
     leaf_parser,
@@ -50,7 +51,7 @@ DESCRIPTION = (
 
 def register(subparsers: Any) -> None:
     parser = leaf_parser(subparsers, "train", help=HELP, description=DESCRIPTION, epilog=EPILOG)
-    parser.add_argument("--project", required=True, metavar="PROJECT", help="project id or exact name")
+    add_project_arg(parser)
     parser.add_argument("--wait", action="store_true", help="wait until training completes or fails")
     parser.add_argument(
         "--timeout",

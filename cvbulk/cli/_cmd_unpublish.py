@@ -7,6 +7,7 @@ from typing import Any
 
 from ._common import CLIError, ExitCode, print_json
 from ._format import (
+    add_project_arg,
     find_iteration,
     finish_leaf_parser,
     leaf_parser,
@@ -35,7 +36,7 @@ DESCRIPTION = (
 
 def register(subparsers: Any) -> None:
     parser = leaf_parser(subparsers, "unpublish", help=HELP, description=DESCRIPTION, epilog=EPILOG)
-    parser.add_argument("--project", required=True, metavar="PROJECT", help="project id or exact name")
+    add_project_arg(parser)
     which = parser.add_mutually_exclusive_group()
     which.add_argument(
         "--iteration", metavar="ID|latest", default=None, help="iteration id or name, or latest"

@@ -35,6 +35,9 @@ from ._common import (
 
 __all__ = [
     "add_threshold_arg",
+    "add_project_arg",
+    "add_iteration_arg",
+    "group_parser",
     "finish_leaf_parser",
     "add_output_args",
     "leaf_parser",
@@ -276,6 +279,31 @@ def add_threshold_arg(parser: Any) -> None:
 
 
 # -- errors that say what to do next ------------------------------------------------------------------
+
+
+def add_project_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project", required=True, metavar="PROJECT", help="project id or exact name")
+
+
+def add_iteration_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--iteration",
+        metavar="ID|latest",
+        default="latest",
+        help="iteration id or name; latest (default) = the newest completed iteration",
+    )
+
+
+def group_parser(
+    subparsers: Any, name: str, *, help: str, description: str, epilog: str, handler: Callable[..., int]
+) -> Any:
+    """A command with actions (``cvbulk projects list``) run by ``handler``: its parser's subparsers, for the
+    actions."""
+    parser = subparsers.add_parser(
+        name, help=help, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.set_defaults(handler=handler)
+    return parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
 
 def finish_leaf_parser(
