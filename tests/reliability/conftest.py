@@ -17,7 +17,8 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -298,6 +299,17 @@ class CrashingEmulator:
 
 
 # -- a published model ----------------------------------------------------------------------------
+
+
+@contextmanager
+def published_emulator(tmp_path_factory: pytest.TempPathFactory, folder: str, seed: int) -> Iterator[Any]:
+    """A threaded emulator (seeded) with a model published as "prod" (its project id in ``emu.model``)."""
+    from cvbulk.emulator import EmulatorConfig, EmulatorThread
+
+    tmp = tmp_path_factory.mktemp(folder)
+    with EmulatorThread(EmulatorConfig(data_dir=tmp / "emulator", seed=seed)) as emu:
+        emu.model = anyio.run(train_and_publish, emu, "prod", tmp)[0]
+        yield emu
 
 
 async def train_and_publish(emu, name: str, tmp: Path, *, per_tag: int = 6) -> tuple[str, dict[str, str]]:

@@ -14,21 +14,27 @@ from pathlib import Path
 import anyio
 import pytest
 
-from cvbulk.emulator import EmulatorConfig, EmulatorThread
 from cvbulk.pipeline.upload import UploadOptions, run_upload
 from tests.corpus import VANISHING, make_bad_corpus, make_tree, restore_permissions, vanish_after_scan
 
-from .conftest import cli_env, cvbulk, integrity, journal_rows, measure, one_row_each, output_rows, train_and_publish
-from .conftest import training_client
+from .conftest import (
+    cli_env,
+    cvbulk,
+    integrity,
+    journal_rows,
+    measure,
+    one_row_each,
+    output_rows,
+    published_emulator,
+    training_client,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
 
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("bad-input")
-    with EmulatorThread(EmulatorConfig(data_dir=tmp / "emulator", seed=41)) as emu:
-        emu.model = anyio.run(train_and_publish, emu, "prod", tmp)[0]
+    with published_emulator(tmp_path_factory, "bad-input", seed=41) as emu:
         yield emu
 
 

@@ -17,10 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import anyio
 import pytest
 
-from cvbulk.emulator import EmulatorConfig, EmulatorThread, Latency
+from cvbulk.emulator import Latency
 
 from .conftest import (
     check_project,
@@ -31,10 +30,10 @@ from .conftest import (
     journal_rows,
     measure,
     one_row_each,
+    published_emulator,
     sha_of_files,
     small_tree,
     spawn,
-    train_and_publish,
     training_client,
     wait_until,
 )
@@ -44,9 +43,7 @@ PER_TAG = 120
 
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("crash")
-    with EmulatorThread(EmulatorConfig(data_dir=tmp / "emulator", seed=21)) as emu:
-        emu.model = anyio.run(train_and_publish, emu, "prod", tmp)[0]
+    with published_emulator(tmp_path_factory, "crash", seed=21) as emu:
         emu.set_latency(Latency(per_request=0.06))
         yield emu
 

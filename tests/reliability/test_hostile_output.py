@@ -17,10 +17,8 @@ import os
 import random
 from pathlib import Path
 
-import anyio
 import pytest
 
-from cvbulk.emulator import EmulatorConfig, EmulatorThread
 from cvbulk.pipeline.output import (
     CLASSIFICATION_COLUMNS,
     OutputFileError,
@@ -33,7 +31,7 @@ from cvbulk.pipeline.output import (
 from cvbulk.pipeline.scan import ScanEntry, scan_tree
 from tests.corpus import make_jpeg
 
-from .conftest import cli_env, cvbulk, train_and_publish
+from .conftest import cli_env, cvbulk, published_emulator
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -164,9 +162,7 @@ def test_output_is_valid_utf8_and_keys_match_the_scan(tmp_path: Path, suffix: st
 
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("hostile-output")
-    with EmulatorThread(EmulatorConfig(data_dir=tmp / "emulator", seed=17)) as emu:
-        emu.model = anyio.run(train_and_publish, emu, "prod", tmp)[0]
+    with published_emulator(tmp_path_factory, "hostile-output", seed=17) as emu:
         yield emu
 
 
