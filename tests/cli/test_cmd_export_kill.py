@@ -51,15 +51,20 @@ async def _build(emulator) -> tuple[str, set[str]]:
         return pid, shas
 
 
+def _slow_export(emulator, tmp_path: Path, per_request: float, fmt: str, *more: str):
+    """A built project, the emulator slowed to ``per_request`` s a call, and the export command line:
+    (project id, image sha256s, environment, output folder, state file, argv)."""
+    project_id, shas = anyio.run(_build, emulator)
+    emulator.set_latency(Latency(per_request=per_request))
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "cvbulk", "export", str(out), "--project", project_id, "--format", fmt,
+            "--tier", "unlimited", "--max-concurrency", "2", *more, "--progress", "none"]
+    return project_id, shas, env_for(emulator), out, out / ".cvbulk" / "export.sqlite", argv
+
+
 def test_export_killed_three_times_then_resumed(tmp_path):
     with EmulatorThread(EmulatorConfig(data_dir=tmp_path / "emu")) as emulator:
-        project_id, shas = anyio.run(_build, emulator)
-        emulator.set_latency(Latency(per_request=0.03))
-        env = env_for(emulator)
-        out = tmp_path / "out"
-        state = out / ".cvbulk" / "export.sqlite"
-        argv = [sys.executable, "-m", "cvbulk", "export", str(out), "--project", project_id, "--format", "coco",
-                "--tier", "unlimited", "--max-concurrency", "2", "--json", "--progress", "none"]
+        project_id, shas, env, out, state, argv = _slow_export(emulator, tmp_path, 0.03, "coco", "--json")
         kills = 0
         for target in (40, 110, 180):
             proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -102,13 +107,7 @@ def test_a_project_that_changes_under_the_export_fails_it_loudly_and_a_rerun_hea
     """An image deleted mid-run (after its export) shifts the service's paging: the counts at the end
     differ, the export says so in one line and exits 1; run again, it completes and agrees."""
     with EmulatorThread(EmulatorConfig(data_dir=tmp_path / "emu")) as emulator:
-        project_id, _ = anyio.run(_build, emulator)
-        emulator.set_latency(Latency(per_request=0.02))
-        env = env_for(emulator)
-        out = tmp_path / "out"
-        state = out / ".cvbulk" / "export.sqlite"
-        argv = [sys.executable, "-m", "cvbulk", "export", str(out), "--project", project_id, "--format", "csv",
-                "--tier", "unlimited", "--max-concurrency", "2", "--progress", "none"]
+        project_id, _, env, out, state, argv = _slow_export(emulator, tmp_path, 0.02, "csv")
         proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True)
         deadline = time.monotonic() + 60
