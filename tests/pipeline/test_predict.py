@@ -7,10 +7,8 @@ import hashlib
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -550,6 +548,8 @@ def _data_rows(path: Path) -> list[str]:
 
 def test_emulator_kill_9_and_resume_gives_one_row_per_image(emu_thread, trees, tmp_path):
     """A `cvbulk predict` process killed with SIGKILL mid-run, then run again: every image once."""
+    from tests.reliability.conftest import kill_when
+
     emu = emu_thread
     root = tmp_path / "dump"
     paths = make_tree(root, 90)
@@ -571,18 +571,7 @@ def test_emulator_kill_9_and_resume_gives_one_row_per_image(emu_thread, trees, t
         base + ["--tps", "20", "--max-concurrency", "4"], env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
-    try:
-        deadline = time.monotonic() + 30
-        while len(_data_rows(out)) < 20:
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "no rows within 30 s"
-            time.sleep(0.02)  # waiting for a condition, bounded by the deadline
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+    kill_when(proc, lambda: len(_data_rows(out)) >= 20, timeout=30, what="20 rows written")
     from cvbulk.pipeline.output import existing_keys
 
     first = existing_keys(out)  # what survived the kill (a torn last line is cut off)

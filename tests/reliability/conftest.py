@@ -216,6 +216,20 @@ def wait_until(predicate, *, timeout: float, what: str, proc: subprocess.Popen |
         time.sleep(0.005)
 
 
+def kill_when(proc: subprocess.Popen, predicate, *, timeout: float, what: str) -> None:
+    """SIGKILL ``proc`` once ``predicate`` holds (it must still be running then: a kill that comes too late
+    is no kill); the process is gone when this returns, whatever happened."""
+    try:
+        wait_until(predicate, timeout=timeout, what=what, proc=proc)
+        assert proc.poll() is None, f"finished before the kill ({what})"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 # -- the emulator as its own process, crashed and restarted -----------------------------------------
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import signal
 import sqlite3
 
 import anyio
@@ -14,7 +13,7 @@ from PIL import Image
 
 from cvbulk.emulator import EmulatorConfig, EmulatorThread
 from tests.pipeline._blob_support import put_blobs, sample_blobs
-from tests.reliability.conftest import cli_env, cvbulk, journal_count, spawn, train_and_publish, wait_until
+from tests.reliability.conftest import cli_env, cvbulk, journal_count, kill_when, spawn, train_and_publish
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -45,17 +44,8 @@ def test_2000_blobs_killed_twice_and_resumed_end_with_2000_images(
         argv = ("upload", f"az://{azurite_container}/", "--project", "many", "--create", "--tier", "unlimited",
                 "--tps", "4", "--state", str(state), "--progress", "none")
         for stop_at in (300, 1000):  # a real SIGKILL mid-run, twice
-            proc = spawn(*argv, env=env, cwd=tmp_path)
-            try:
-                wait_until(lambda n=stop_at: journal_count(state, ("uploaded",)) >= n, timeout=120,
-                           what=f"{stop_at} uploaded", proc=proc)
-                assert proc.poll() is None, "finished before the kill"
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(10)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait(10)
+            kill_when(spawn(*argv, env=env, cwd=tmp_path), lambda n=stop_at: journal_count(state, ("uploaded",)) >= n,
+                      timeout=120, what=f"{stop_at} uploaded")
         done = cvbulk(*argv, "--json", env=env, cwd=tmp_path, timeout=240)
         assert done.returncode == 0, done.stderr[-2000:]
         report = json.loads(done.stdout)
