@@ -6,11 +6,9 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import anyio
@@ -19,6 +17,7 @@ import pytest
 from cvbulk.client import ImageFileCreateEntry, Pacer, Region, TrainingClient
 from cvbulk.emulator import EmulatorConfig, EmulatorThread, Latency
 from tests.corpus import make_image
+from tests.reliability.conftest import kill_when
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE_KEY = "migrate-source-secret-0123456789"
@@ -137,17 +136,8 @@ def test_migrate_killed_with_sigkill_then_resumed_without_duplicates(tmp_path):
         argv = cvbulk_argv("migrate", "--from-project", "tools", "--to-project", "tools-copy", "--create",
                            "--by", "upload", "--tier", "unlimited", "--max-concurrency", "1",
                            "--state", str(state), "--json")
-        proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 40
-            while _migrated(state) < 64 and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.02)  # waiting for the run to reach a state, not for a pass
-            assert proc.poll() is None, "the run ended before it could be killed"
-            proc.send_signal(signal.SIGKILL)
-        finally:
-            proc.wait(timeout=30)
-            proc.stdout.close()
-            proc.stderr.close()
+        proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        kill_when(proc, lambda: _migrated(state) >= 64, timeout=40, what="64 images migrated")
         done = _migrated(state)
         assert 64 <= done < 320
 
