@@ -66,12 +66,18 @@ async def upload_detection_sample(client, name: str) -> str:
     return project.id
 
 
+async def _export_ok(client, options: ExportOptions):
+    """The export, within 30 s, that went well (its failures shown when not)."""
+    with anyio.fail_after(30):
+        result = await run_export(client, options)
+    assert result.ok, result.report["failures"]
+    return result
+
+
 async def test_classification_sample_folders_round_trip(tmp_path, training_client):
     source = await upload_samples(training_client, "trees")
     out = tmp_path / "out"
-    with anyio.fail_after(30):
-        result = await run_export(training_client, ExportOptions("trees", out, "folders"))
-    assert result.ok, result.report["failures"]
+    result = await _export_ok(training_client, ExportOptions("trees", out, "folders"))
     assert result.report["counts"] == {"exported": 20}
     assert sorted(p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")) == [
         "Hemlock", "Japanese_Cherry"]
@@ -99,9 +105,7 @@ async def test_classification_sample_folders_round_trip(tmp_path, training_clien
 async def test_detection_sample_regions_json_round_trip(tmp_path, training_client):
     source = await upload_detection_sample(training_client, "cutlery")
     out = tmp_path / "od"
-    with anyio.fail_after(30):
-        result = await run_export(training_client, ExportOptions("cutlery", out, "regions-json"))
-    assert result.ok, result.report["failures"]
+    result = await _export_ok(training_client, ExportOptions("cutlery", out, "regions-json"))
     labels = out / "regions.json"
     assert result.report["extra"]["label_file"] == "regions.json"
     exported = json.loads(labels.read_text())
