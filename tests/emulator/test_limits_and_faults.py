@@ -56,15 +56,16 @@ async def test_s0_prediction_groups_are_metered_apart():
 
         stored: list[int] = []
         nostore: list[int] = []
-        # at once, so that a slow machine does not refill the bucket between them
+        # 30 at once against a bucket of 10 refilled at 10/s: some are refused unless the machine spreads
+        # them over 2 s (a loaded machine can spread 11 over 0.1 s, and then none is refused)
         async with anyio.create_task_group() as tg:
-            for _ in range(11):
+            for _ in range(30):
                 tg.start_soon(post, "", stored)
         async with anyio.create_task_group() as tg:
             for _ in range(5):
                 tg.start_soon(post, "/nostore", nostore)
-    assert sorted(stored) == [400] * 10 + [429]  # 10/s with storage
-    assert 429 not in nostore  # 20/s without storage is its own bucket
+    assert set(stored) == {400, 429} and stored.count(400) >= 10  # 10/s with storage, then 429
+    assert 429 not in nostore  # 20/s without storage is its own bucket, untouched by the other
 
 
 async def test_throttle_burst_error_rate_drop_and_latency_switches():
