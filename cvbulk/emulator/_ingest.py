@@ -66,13 +66,20 @@ def decode_base64(value: object) -> bytes | None:
         return None
 
 
+_FETCH_STEPS = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=30)
+_FETCH_CAP = 600.0
+
+
 async def fetch_url(session: aiohttp.ClientSession, url: str, max_bytes: int) -> bytes | str:
     """The bytes at an http(s) URL, or the per-image status (ErrorSource / ErrorImageSize)."""
     if not url.lower().startswith(("http://", "https://")):
         return "ErrorSource"
     try:
-        with anyio.fail_after(30):
-            async with session.get(url) as resp:
+        # 30 s for each step of the fetch (connect, each read), not for the wait for a free connection:
+        # a burst of URL batches queues for the session's pool, as at the service, instead of failing.
+        # The outer bound keeps a server that dribbles bytes from holding a fetch for ever.
+        with anyio.fail_after(_FETCH_CAP):
+            async with session.get(url, timeout=_FETCH_STEPS) as resp:
                 if resp.status != 200:
                     return "ErrorSource"
                 data = bytearray()
