@@ -167,6 +167,18 @@ def _storage(run: dict[str, Any]) -> dict[str, Any]:
             "client_bytes_sent_per_image": round(((run["report"].get("client") or {}).get("bytes_sent") or 0) / n)}
 
 
+def _figures(big: dict[str, Any], small: dict[str, Any], ceiling: float, *, e2e_digits: int) -> dict[str, Any]:
+    """One job's figures: the big run's rates and counters, the marginal CPU of each side (big less small)."""
+    return {
+        "images": big["images"], "ceiling_ips": ceiling, "sustained_ips": big["sustained_ips"],
+        "e2e_ips": round(big["e2e_ips"], e2e_digits), "wall_s": round(big["wall_s"], 1),
+        "ratio_to_ceiling": round(big["sustained_ips"] / ceiling, 3) if big["sustained_ips"] else None,
+        "client_cpu_s": round(big["cpu_s"], 2),
+        "failed": big["report"].get("failed"), **_storage(big), **_sides(big, small, ceiling),
+        "load_average_before": big["load_average_before"], "load_average_after": big["load_average_after"],
+    }
+
+
 def _line(what: str, r: dict[str, Any]) -> str:
     """The figures a person reads first, one line."""
     return (f"{what}: {r['sustained_ips']:.1f} img/s sustained of {r['ceiling_ips']:g} ({100 * (r['ratio_to_ceiling'] or 0):.0f} %), "
@@ -204,14 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             small = _upload(emu, "az://small/", env, location / "up-small", "blob-small", pid)
             big = _upload(emu, "az://photos/", env, location / "up-big", "blob-big", pid)
             ceiling = S0_TRAINING_TPS * BATCH
-            results["upload"] = {
-                "images": big["images"], "ceiling_ips": ceiling, "sustained_ips": big["sustained_ips"],
-                "e2e_ips": round(big["e2e_ips"], 1), "wall_s": round(big["wall_s"], 1),
-                "ratio_to_ceiling": round(big["sustained_ips"] / ceiling, 3) if big["sustained_ips"] else None,
-                "client_cpu_s": round(big["cpu_s"], 2),
-                "failed": big["report"].get("failed"), **_storage(big), **_sides(big, small, ceiling),
-                "load_average_before": big["load_average_before"], "load_average_after": big["load_average_after"],
-            }
+            results["upload"] = _figures(big, small, ceiling, e2e_digits=1)
             print(_line("upload", results["upload"]), file=sys.stderr)
         with EmulatorProcess(tier="S0", latency=LATENCY, workdir=location / "emu2") as emu:
             project = prepare_model(emu, make_tree("photos", 64, seed=5), location / "model")
@@ -222,14 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             small = _predict(emu, "az://scoresmall/", env, location / "pr-small", project, pid)
             big = _predict(emu, "az://score/", env, location / "pr-big", project, pid)
             ceiling = S0_PREDICTION_NOSTORE_TPS
-            results["predict"] = {
-                "images": big["images"], "ceiling_ips": ceiling, "sustained_ips": big["sustained_ips"],
-                "e2e_ips": round(big["e2e_ips"], 2), "wall_s": round(big["wall_s"], 1),
-                "ratio_to_ceiling": round(big["sustained_ips"] / ceiling, 3) if big["sustained_ips"] else None,
-                "client_cpu_s": round(big["cpu_s"], 2),
-                "failed": big["report"].get("failed"), **_storage(big), **_sides(big, small, ceiling),
-                "load_average_before": big["load_average_before"], "load_average_after": big["load_average_after"],
-            }
+            results["predict"] = _figures(big, small, ceiling, e2e_digits=2)
             print(_line("predict", results["predict"]), file=sys.stderr)
     finally:
         server.stop()

@@ -70,8 +70,8 @@ class FallbackSender(ImageSender):
                 continue
             result = await self.folder.prepare_fallback(blob, self.limits, ())
             if isinstance(result, Rejected):
-                status = getattr(result, "status", Status.REJECTED)  # storage trouble: "error", retried on resume
-                outcomes[k] = Outcome(_with_via(item, VIA_FALLBACK), status, reason=result.reason)
+                # storage trouble is "error": a resume retries it
+                outcomes[k] = Outcome(_with_via(item, VIA_FALLBACK), result.status, reason=result.reason)
                 continue
             body = BytesBody(result.data, item.name)
             resend.append((k, _with_via(item, VIA_FALLBACK, body=body, url=None)))

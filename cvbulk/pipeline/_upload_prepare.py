@@ -19,7 +19,7 @@ from ..client._body import FileBody, ImageBody
 from ._upload_state import _Context, _Run, _Work
 from .batch import BatchItem, TaggedRegion
 from .engine import take_ready
-from .journal import REJECTED, UPLOADED, JournalEntry
+from .journal import UPLOADED, JournalEntry
 from .labels import Labels, RegionLabel
 from .prepare import ImageLimits, PreparedImage, Rejected
 from .scan import ScanEntry
@@ -67,9 +67,8 @@ async def _preparer(
                 work, result = pending.pop(0)
                 entry = work.entry
                 if isinstance(result, Rejected):
-                    status = getattr(result, "status", REJECTED)  # a source's transient trouble: "error", retried
-                    await record_send.send(
-                        JournalEntry(entry.relpath, entry.size, entry.mtime_ns, None, status, reason=result.reason)
+                    await record_send.send(  # a source's transient trouble is "error": a resume retries it
+                        JournalEntry(entry.relpath, entry.size, entry.mtime_ns, None, result.status, reason=result.reason)
                     )
                     continue
                 item = await _batch_item(run, work, work.labels, await _hold(run, entry, result))

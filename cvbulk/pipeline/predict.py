@@ -431,8 +431,8 @@ async def _prepare_sourced(src: Any, item: WorkItem, cpu: anyio.CapacityLimiter)
     else:
         result = await anyio.to_thread.run_sync(src.prepare, item.entry, PREDICTION_LIMITS, (), limiter=cpu)
     if isinstance(result, Rejected):
-        status = getattr(result, "status", REJECTED)  # a source's transient trouble: "error", retried on resume
-        return Outcome(item.key, status, item.size, item.mtime_ns, reason=result.reason)
+        # a source's transient trouble is "error": a resume retries it
+        return Outcome(item.key, result.status, item.size, item.mtime_ns, reason=result.reason)
     via = getattr(result, "via", None)
     url = getattr(result, "url", None)
     if url:

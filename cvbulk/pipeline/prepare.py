@@ -30,6 +30,7 @@ from typing import cast
 from PIL import Image, UnidentifiedImageError
 
 from .labels import RegionLabel
+from .status import Status
 
 __all__ = [
     "ImageLimits",
@@ -107,10 +108,12 @@ class Rejected:
     """An image that cannot be sent. ``code`` is stable for programs, ``reason`` one line for a person.
 
     Codes: empty, not_image, corrupt, bomb, aspect, too_large, too_many_regions, vanished, unreadable.
+    ``status`` is what the journal records: rejected (final), or for a source's transient trouble "error".
     """
 
     code: str
     reason: str
+    status: Status = Status.REJECTED
 
 
 # Modes the service may refuse (or that JPEG/PNG cannot hold) and that we therefore convert.

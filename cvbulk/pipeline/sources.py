@@ -32,6 +32,7 @@ from .labels import FolderLabels, LabelSource, RegionLabel, check_tag, open_labe
 from .prepare import ImageLimits, PreparedImage, Rejected, prepare_image
 from .scan import IMAGE_EXTENSIONS, ScanProblem, SkipKind, _unsupported_reason, aiter_scan, count_candidates_within
 from .send import ImageSender, Owners
+from .status import Status
 
 if TYPE_CHECKING:
     from ..storage import ImageSource as StorageSource
@@ -194,7 +195,7 @@ class StorageTrouble(Rejected):
     """Not sent because storage failed (no answer, a 5xx after the retries, access denied meanwhile), not because
     of the image: recorded with ``status`` "error", which a resume tries again (a rejected image it would not)."""
 
-    status: str = "error"
+    status: Status = Status.ERROR
 
 
 def _storage_rejected(exc: Exception) -> Rejected:
