@@ -120,9 +120,9 @@ def _jpeg_shape(head: bytes) -> tuple[int, int] | None:
             if head[pos + 4] != 8 or head[pos + 9] not in (1, 3) or length < 8 + 3 * head[pos + 9]:
                 return None
             shape = ((head[pos + 7] << 8) | head[pos + 8], (head[pos + 5] << 8) | head[pos + 6])
-        elif marker == 0xDB and not _quantization_tables_whole(head, pos + 4, stop):
-            return None
-        elif marker == 0xE2 and head[pos + 4 : pos + 8] == b"MPF\x00":  # a second picture: Pillow's MPO
+        elif (marker == 0xDB and not _quantization_tables_whole(head, pos + 4, stop)) or (
+            marker == 0xE2 and head[pos + 4 : pos + 8] == b"MPF\x00"  # a second picture: Pillow's MPO
+        ):
             return None
         pos = stop
     return None

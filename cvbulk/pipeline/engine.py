@@ -271,7 +271,9 @@ async def put(send: ObjectSendStream[T], item: T) -> None:
     stages each is a large share of the client's CPU. Waits (back-pressure) only when the buffer is full."""
     try:
         send.send_nowait(item)  # type: ignore[attr-defined]  # a memory stream's
-    except anyio.WouldBlock:
+    except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+        # full: wait for room; closed: ``send`` checkpoints first, so a cancelled run ends as cancelled, not as
+        # a broken stream (its receiver went with the cancel)
         await send.send(item)
 
 

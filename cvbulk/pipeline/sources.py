@@ -286,7 +286,7 @@ class BlobFolder:
         runs past the first bytes, or that needs a fix, goes on alone (all of those at once)."""
         from ..storage import StorageError
 
-        regions = [tuple(r) for r in regions]
+        each = [tuple(r) for r in regions]
         out: list[PreparedImage | Rejected | None] = [None] * len(items)
         later: list[tuple[int, Any, bytes | None]] = []  # (index, read URL, first bytes) of those that go on alone
         read_many = getattr(self.storage, "read_heads_at", None)
@@ -306,20 +306,20 @@ class BlobFolder:
                 if isinstance(head, StorageError):
                     out[k] = _storage_rejected(head)
                     continue
-                verdict = check_head(head, items[k].size, limits, regions[k])  # a header parse: cheap
+                verdict = check_head(head, items[k].size, limits, each[k])  # a header parse: cheap
                 if verdict == "pass":
-                    out[k] = self._by_url(items[k], signed[k], regions[k])
+                    out[k] = self._by_url(items[k], signed[k], each[k])
                 elif isinstance(verdict, Rejected):
                     out[k] = verdict
                 else:
                     later.append((k, signed[k], head))
         if len(later) == 1:
             k, url, head = later[0]
-            out[k] = await self._go_on(items[k], url, head, limits, regions[k], cpu)
+            out[k] = await self._go_on(items[k], url, head, limits, each[k], cpu)
         elif later:
 
             async def go_on(k: int, url: Any, head: bytes | None) -> None:
-                out[k] = await self._go_on(items[k], url, head, limits, regions[k], cpu)
+                out[k] = await self._go_on(items[k], url, head, limits, each[k], cpu)
 
             async with anyio.create_task_group() as tg:
                 for k, url, head in later:

@@ -131,7 +131,7 @@ async def test_many_reads_go_pipelined_on_a_few_connections_and_come_back_in_ord
         if k == 11:
             assert isinstance(answer, RangedReadError)
         else:
-            url, start, stop, _ = reads[k]
+            _, start, stop, _ = reads[k]
             assert answer == (206, BODY[start:stop]), k
     assert again == answers[:8]
     assert server.connections == 3  # 20 reads, 8 deep: three connections, each written once per call
