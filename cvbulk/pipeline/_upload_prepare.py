@@ -138,11 +138,12 @@ async def _batch_item(
     region_tags = {r.tag for r in prepared.regions}
     # The quickstart sends regions without tagIds: a region's tag is the image's tag.
     tag_ids = await run.tags.ids_for([t for t in labels.tags if t not in region_tags])
-    region_ids = dict(zip(sorted(region_tags), await run.tags.ids_for(sorted(region_tags))))
-    regions = tuple(
-        TaggedRegion(region_ids[r.tag], r.left, r.top, r.width, r.height) for r in prepared.regions
-    )
-    run.fixes.update(prepared.fixes)
+    regions: tuple[TaggedRegion, ...] = ()
+    if region_tags:
+        region_ids = dict(zip(sorted(region_tags), await run.tags.ids_for(sorted(region_tags))))
+        regions = tuple(TaggedRegion(region_ids[r.tag], r.left, r.top, r.width, r.height) for r in prepared.regions)
+    if prepared.fixes:
+        run.fixes.update(prepared.fixes)
     run.bytes_prepared += prepared.size
     prior = work.prior
     replaces = None
