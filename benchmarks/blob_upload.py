@@ -2,17 +2,23 @@
 
     python -m benchmarks.blob_upload                         # 6,400 photos to upload, 600 to score
     python -m benchmarks.blob_upload --upload 1280 --predict 200 --json /tmp/blob_upload.json
+    python -m benchmarks.blob_upload --instructions 1280          # and the client's instructions per image
 
 1. Starts Azurite (in memory, a free loopback port) and puts the benchmark's photo tree (``_data.make_tree``:
-   JPEG/PNG photos, ~1 % that need a fix) into a container, tags as virtual folders.
+   JPEG/PNG photos) into containers, tags as virtual folders: the ~99 % that pass the header check as they are
+   (``pass_through_view``: what goes by URL) in one, the ~1 % that need a fix in another.
 2. Upload: ``cvbulk upload az://CONTAINER/ --via url`` at S0 (10 calls/s) with the latency model of the other
    scenarios, against the emulator in its own process; the emulator fetches each image from Azurite itself.
    Ceiling: 10 calls/s x 64 images = 640 images/s. Measured: sustained images/s (10 %-90 % of the images, from
-   the emulator's creation times), the client's CPU per image (``os.wait4`` of the child, less the CPU of a
-   64-image run: start-up and imports are not per image), bytes read from storage per image (the report).
+   the emulator's creation times), the client's CPU per image by URL (``os.wait4`` of the child, less the CPU
+   of a 64-image run: start-up and imports are not per image), bytes read from storage per image (the report).
+   Then the images that need a fix, on their own: the client's CPU per fixed image (download, decode, resize,
+   encode), which a run with 1 % of them adds to the by-URL figure as 1 % of it.
 3. Predict: a model trained and published on the emulator, then ``cvbulk predict az://CONTAINER/ --via url`` at
    S0 without store (20 predictions/s): predictions/s vs 20, CPU per image, bytes read per image.
-4. For each: the CPU per image of the client, the emulator and Azurite (each a process of its own, measured
+4. With ``--instructions N``: the client's instructions per image by URL, counted by valgrind (callgrind) over an
+   unthrottled upload of N images less one of 64: a figure a busy machine does not change (CPU seconds do).
+5. For each: the CPU per image of the client, the emulator and Azurite (each a process of its own, measured
    from outside), the cores each kept busy, the load average before and after, and which side limited the rate
    (``limited_by``): one near a whole core (Azurite and the client each do their work on one thread), the
    machine's cores, or the service's rate limit. On a shared machine trust the CPU per image and the bytes read
@@ -26,6 +32,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import sys
 import tempfile
 import time
@@ -35,7 +43,7 @@ from typing import Any
 import anyio
 
 from ._clients import prepare_model, rate_between
-from ._data import make_tree
+from ._data import make_tree, pass_through_view
 from ._emulator import EmulatorProcess
 from ._proc import child_env, proc_cpu_seconds, run_child
 from .scenarios import BATCH, LATENCY, S0_PREDICTION_NOSTORE_TPS, S0_TRAINING_TPS
@@ -179,6 +187,39 @@ def _figures(big: dict[str, Any], small: dict[str, Any], ceiling: float, *, e2e_
     }
 
 
+def _instructions(emu: EmulatorProcess, where: str, env: dict[str, str], work: Path, name: str) -> int:
+    """The instructions the client runs for one unthrottled upload (valgrind's callgrind: every thread, user
+    space only). A count, not a time: the same on a busy machine as on a quiet one."""
+    work.mkdir(parents=True, exist_ok=True)
+    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={work / 'callgrind.out'}", sys.executable,
+            "-m", "cvbulk", "upload", where, "--project", name, "--create", "--via", "url",
+            "--state", str(work / "state.sqlite"), "--report", str(work / "report.json"), "--progress", "none"]
+    run_child(argv, env=env, workdir=work, timeout=3600).check(f"upload under callgrind ({name})")
+    found = re.search(r"Collected : (\d+)", (work / "child.stderr").read_text(errors="replace"))
+    if found is None:
+        raise RuntimeError(f"no instruction count from callgrind (see {work / 'child.stderr'})")
+    return int(found.group(1))
+
+
+def _instruction_figures(emu: EmulatorProcess, env: dict[str, str], location: Path, small_n: int, big_n: int) -> dict[str, Any]:
+    """Instructions per image by URL: an upload of ``big_n`` less one of ``small_n`` (start-up is not per image)."""
+    small = _instructions(emu, "az://small/", env, location / "ir-small", "ir-small")
+    big = _instructions(emu, "az://instr/", env, location / "ir-big", "ir-big")
+    return {"images": big_n, "small_images": small_n, "small_instructions": small, "big_instructions": big,
+            "instructions_per_image": round((big - small) / max(1, big_n - small_n))}
+
+
+def _fix_figures(fixes: dict[str, Any], small: dict[str, Any], by_url: dict[str, Any]) -> dict[str, Any]:
+    """The client's CPU per image that needed a fix: the run's CPU less its start-up (the 64-image run less
+    its images at the by-URL rate), over its images; and what it read."""
+    start_up = small["cpu_s"] - small["images"] * by_url["client_cpu_ms_per_image"] / 1000
+    n = max(1, fixes["images"])
+    sent = ((fixes["report"].get("extra") or {}).get("source") or {}).get("sent")
+    return {"images": fixes["images"], "sent": sent, "failed": fixes["report"].get("failed"),
+            "client_cpu_ms_per_image": round(1000 * (fixes["cpu_s"] - start_up) / n, 2),
+            **{k: v for k, v in _storage(fixes).items() if k != "sent"}}
+
+
 def _line(what: str, r: dict[str, Any]) -> str:
     """The figures a person reads first, one line."""
     return (f"{what}: {r['sustained_ips']:.1f} img/s sustained of {r['ceiling_ips']:g} ({100 * (r['ratio_to_ceiling'] or 0):.0f} %), "
@@ -190,22 +231,30 @@ def _line(what: str, r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.blob_upload")
-    parser.add_argument("--upload", type=int, default=6400, help="photos to upload (default 6,400)")
+    parser.add_argument("--upload", type=int, default=6400, help="photos in the tree (default 6,400: ~99 %% go by URL)")
     parser.add_argument("--predict", type=int, default=600, help="photos to score (default 600)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures there")
+    parser.add_argument("--instructions", type=int, default=0, metavar="N",
+                        help="also count the client's instructions per image by URL (valgrind; N images, e.g. 1280)")
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
     from tests._azurite import start_azurite
 
     tree = make_tree("photos", args.upload)
-    files = _files(tree.root / "images" if (tree.root / "images").is_dir() else tree.root)
+    everything = _files(tree.root)
+    files = _files(pass_through_view(tree).root)  # what passes the header check: by URL
+    passing = {name for name, _ in files}
+    to_fix = [(name, path) for name, path in everything if name not in passing]
     location = Path(tempfile.mkdtemp(prefix="cvbulk-bench-blob-upload-"))
     server = start_azurite(location, in_memory=True)
     results: dict[str, Any] = {"tree": tree.describe(), "latency": LATENCY.as_dict()}
     try:
         fill = anyio.run(_fill, server.connection_string, "photos", files)
         anyio.run(_fill, server.connection_string, "small", files[:BATCH])
+        anyio.run(_fill, server.connection_string, "fixes", to_fix)
+        if args.instructions:
+            anyio.run(_fill, server.connection_string, "instr", files[: args.instructions])
         anyio.run(_fill, server.connection_string, "score", files[: args.predict])
         anyio.run(_fill, server.connection_string, "scoresmall", files[:20])
         print(f"filled: {len(files)} photos in {fill:.1f} s", file=sys.stderr)
@@ -218,6 +267,17 @@ def main(argv: list[str] | None = None) -> int:
             ceiling = S0_TRAINING_TPS * BATCH
             results["upload"] = _figures(big, small, ceiling, e2e_digits=1)
             print(_line("upload", results["upload"]), file=sys.stderr)
+            if to_fix:
+                fixes = _upload(emu, "az://fixes/", env, location / "up-fixes", "blob-fixes", pid)
+                results["upload_fixes"] = _fix_figures(fixes, small, results["upload"])
+                print(f"fixes: {results['upload_fixes']}", file=sys.stderr)
+        if args.instructions and shutil.which("valgrind"):
+            with EmulatorProcess(workdir=location / "emu-ir") as emu:  # unthrottled: the count, not the rate
+                env = child_env({**emu.env(), **storage_env})
+                results["instructions"] = _instruction_figures(emu, env, location, BATCH, min(args.instructions, len(files)))
+                print(f"instructions: {results['instructions']}", file=sys.stderr)
+        elif args.instructions:
+            print("instructions: valgrind is not installed, not counted", file=sys.stderr)
         with EmulatorProcess(tier="S0", latency=LATENCY, workdir=location / "emu2") as emu:
             project = prepare_model(emu, make_tree("photos", 64, seed=5), location / "model")
             env = child_env({**emu.env(prediction=True), **storage_env})

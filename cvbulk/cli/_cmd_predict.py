@@ -22,6 +22,7 @@ from ._common import (
     job_parser,
     make_pacer,
     prediction_connection,
+    settled_heap,
     show_report,
     training_connection,
 )
@@ -157,7 +158,8 @@ async def _run(args: argparse.Namespace) -> int:
         if source is not None:
             options = dataclasses.replace(options, source=source)
         progress: ProgressSink = await stack.enter_async_context(make_progress(args, "predict"))
-        result = await run_predict(prediction, training, options, progress=progress)
+        with settled_heap():
+            result = await run_predict(prediction, training, options, progress=progress)
 
     show_report(args, result, "predict")
     print(f"output: {result.output}", file=sys.stderr)

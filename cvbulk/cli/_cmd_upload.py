@@ -20,6 +20,7 @@ from ._common import (
     print_json,
     print_table,
     result_status,
+    settled_heap,
     show_report,
     training_connection,
 )
@@ -164,7 +165,8 @@ async def _run(args: argparse.Namespace) -> int:
     async with client, open_source(args) as source, progress:
         if source is not None:
             options.source = source
-        result = await run_upload(client, options, progress=progress)
+        with settled_heap():
+            result = await run_upload(client, options, progress=progress)
     if options.dry_run and args.json:
         print_json(result.report)
     elif options.dry_run:

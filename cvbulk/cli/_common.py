@@ -10,7 +10,8 @@ import os
 import sqlite3
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -246,6 +247,21 @@ def flag_of(option: str) -> str:
 
 def _pipeline_message(exc: PipelineError) -> str:
     return redact(" ".join(exc.render(flag_of).split()), *known_secrets())
+
+
+@contextmanager
+def settled_heap() -> Iterator[None]:
+    """Around a long job: what start-up built (modules, parsers, the SDKs' tables: ~100,000 objects) is frozen
+    out of the cyclic garbage collector's reach, so each full collection during the run walks only what the run
+    made (measured on an upload by URL: the collector's CPU per image fell from ~30 to ~12 us). Unfrozen after,
+    for a caller that runs more than one command in its process."""
+    import gc
+
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def handle_errors(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:

@@ -75,18 +75,30 @@ async def fetch_url(session: aiohttp.ClientSession, url: str, max_bytes: int) ->
     if not url.lower().startswith(("http://", "https://")):
         return "ErrorSource"
     try:
-        # 30 s for each step of the fetch (connect, each read), not for the wait for a free connection:
-        # a burst of URL batches queues for the session's pool, as at the service, instead of failing.
-        # The outer bound keeps a server that dribbles bytes from holding a fetch for ever.
-        with anyio.fail_after(_FETCH_CAP):
-            async with session.get(url, timeout=_FETCH_STEPS) as resp:
-                if resp.status != 200:
-                    return "ErrorSource"
-                data = bytearray()
-                async for chunk in resp.content.iter_chunked(256 * 1024):
-                    data += chunk
-                    if len(data) > max_bytes:
-                        return "ErrorImageSize"
-                return bytes(data)
+        return await _fetch_once(session, url, max_bytes)
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+        # a pooled connection the server had just closed (Azurite closes idle ones after 5 s, the pool keeps
+        # them 15 s): a GET is safe to send again, once, on a new connection, as any HTTP client does
+        pass
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
         return "ErrorSource"
+    try:
+        return await _fetch_once(session, url, max_bytes)
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
+        return "ErrorSource"
+
+
+async def _fetch_once(session: aiohttp.ClientSession, url: str, max_bytes: int) -> bytes | str:
+    # 30 s for each step of the fetch (connect, each read), not for the wait for a free connection:
+    # a burst of URL batches queues for the session's pool, as at the service, instead of failing.
+    # The outer bound keeps a server that dribbles bytes from holding a fetch for ever.
+    with anyio.fail_after(_FETCH_CAP):
+        async with session.get(url, timeout=_FETCH_STEPS) as resp:
+            if resp.status != 200:
+                return "ErrorSource"
+            data = bytearray()
+            async for chunk in resp.content.iter_chunked(256 * 1024):
+                data += chunk
+                if len(data) > max_bytes:
+                    return "ErrorImageSize"
+            return bytes(data)

@@ -12,7 +12,7 @@ import anyio.to_thread
 from anyio.abc import ObjectSendStream
 
 from ._upload_state import _Run, _Work
-from .engine import scan_finished
+from .engine import put, scan_finished
 from .errors import ConfigError
 from .journal import FAILURE_STATUSES, REJECTED, SKIPPED, JournalEntry, needs_work
 from .labels import NO_LABEL, UNTAGGED, LabelProblem, Labels, decide
@@ -84,7 +84,7 @@ async def _plan_unmatched(run: _Run, record_send: ObjectSendStream[JournalEntry]
         if prior is not None and prior.status == SKIPPED and prior.reason == reason:
             done += 1
         elif prior is None or prior.size is None:  # never let a row of the label file hide a file's outcome
-            await record_send.send(JournalEntry(key, None, None, None, SKIPPED, reason=reason))
+            await put(record_send, JournalEntry(key, None, None, None, SKIPPED, reason=reason))
         else:
             done += 1
     if done:
@@ -121,7 +121,7 @@ async def _plan(
             # Hidden, special and unsupported files, symlink loops, dangling links, unreadable folders:
             # reported and skipped (no image lost that could have been read); the scan's reason says which.
             if prior is None or prior.status != SKIPPED or prior.reason != found.reason:
-                await record_send.send(JournalEntry(found.relpath, None, None, None, SKIPPED, reason=found.reason))
+                await put(record_send, JournalEntry(found.relpath, None, None, None, SKIPPED, reason=found.reason))
             else:
                 done.append("unchanged")
             continue
@@ -133,9 +133,10 @@ async def _plan(
                 done.append("still-failed" if status in FAILURE_STATUSES else "unchanged")
             else:
                 note = getattr(found, "note", None)
-                await record_send.send(
+                await put(
+                    record_send,
                     JournalEntry(found.relpath, found.size, found.mtime_ns, None, status, reason=reason,
-                                 extra={"note": note} if note else None)
+                                 extra={"note": note} if note else None),
                 )
             continue
         # A file skipped or rejected by the plan before (labels, --untagged, --exclude) has work now.
@@ -143,6 +144,6 @@ async def _plan(
         if prior is not None and not needs_work(prior, found.size, found.mtime_ns) and not planned_before:
             done.append("still-failed" if prior.status in FAILURE_STATUSES else "unchanged")
             continue
-        await work_send.send(_Work(found, decision, prior))
+        await put(work_send, _Work(found, decision, prior))
     if done:
         run.advance(done)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from ..client._body import FileBody, ImageBody
 from ._upload_state import _Context, _Run, _Work
 from .batch import BatchItem, TaggedRegion
-from .engine import take_ready
+from .engine import put, take_ready
 from .journal import UPLOADED, JournalEntry
 from .labels import Labels, RegionLabel
 from .prepare import ImageLimits, PreparedImage, Rejected
@@ -36,6 +36,9 @@ def _wire_name(relpath: str, fmt: str) -> str:
 
 #: Files checked per worker-thread hop when several wait: a header check takes ~0.1 ms, a hop about as much.
 _PREPARE_RUN = 8
+#: Images checked together by a source whose checks wait on the network (a container): their first reads go
+#: out at once, pipelined (what one request per image cost in wake-ups and task switches is shared).
+_AWAITED_RUN = 64
 
 
 async def _preparer(
@@ -47,15 +50,16 @@ async def _preparer(
     opts = run.options
     async with work_recv, item_send, record_send:
         async for first in work_recv:
-            aprepare = getattr(run.images, "aprepare", None)  # a container: its reads await, its CPU takes run.cpu
-            if aprepare is not None:
-                works = [first]
+            aprepare_many = getattr(run.images, "aprepare_many", None)  # a container: reads await, CPU takes run.cpu
+            if aprepare_many is not None:
+                works = take_ready(first, work_recv, _AWAITED_RUN)
+                results: list[PreparedImage | Rejected]
                 try:
-                    results: list[PreparedImage | Rejected] = [
-                        await aprepare(first.entry, opts.limits, first.labels.regions, run.cpu)
-                    ]
-                except Exception as exc:  # a codec's own bug is this file's outcome, not the run's
-                    results = [_crashed(exc)]
+                    results = await aprepare_many(
+                        [w.entry for w in works], opts.limits, [w.labels.regions for w in works], run.cpu
+                    )
+                except Exception:  # a codec's own bug is one file's outcome, not the run's: find whose, alone
+                    results = [await _aprepare_alone(aprepare_many, w, opts.limits, run.cpu) for w in works]
             else:
                 works = take_ready(first, work_recv, _PREPARE_RUN)
                 results = await anyio.to_thread.run_sync(
@@ -67,13 +71,26 @@ async def _preparer(
                 work, result = pending.pop(0)
                 entry = work.entry
                 if isinstance(result, Rejected):
-                    await record_send.send(  # a source's transient trouble is "error": a resume retries it
-                        JournalEntry(entry.relpath, entry.size, entry.mtime_ns, None, result.status, reason=result.reason)
+                    await put(  # a source's transient trouble is "error": a resume retries it
+                        record_send,
+                        JournalEntry(entry.relpath, entry.size, entry.mtime_ns, None, result.status, reason=result.reason),
                     )
                     continue
                 item = await _batch_item(run, work, work.labels, await _hold(run, entry, result))
                 del result  # the bytes go now: the item reads them again when its request is written
-                await item_send.send(item)
+                await put(item_send, item)
+
+
+async def _aprepare_alone(
+    aprepare_many: Callable[..., Awaitable[list[PreparedImage | Rejected]]],
+    work: _Work,
+    limits: ImageLimits,
+    cpu: anyio.CapacityLimiter,
+) -> PreparedImage | Rejected:
+    try:
+        return (await aprepare_many([work.entry], limits, [work.labels.regions], cpu))[0]
+    except Exception as exc:
+        return _crashed(exc)
 
 
 def _prepare_run(
@@ -121,11 +138,12 @@ async def _batch_item(
     region_tags = {r.tag for r in prepared.regions}
     # The quickstart sends regions without tagIds: a region's tag is the image's tag.
     tag_ids = await run.tags.ids_for([t for t in labels.tags if t not in region_tags])
-    region_ids = dict(zip(sorted(region_tags), await run.tags.ids_for(sorted(region_tags))))
-    regions = tuple(
-        TaggedRegion(region_ids[r.tag], r.left, r.top, r.width, r.height) for r in prepared.regions
-    )
-    run.fixes.update(prepared.fixes)
+    regions: tuple[TaggedRegion, ...] = ()
+    if region_tags:
+        region_ids = dict(zip(sorted(region_tags), await run.tags.ids_for(sorted(region_tags))))
+        regions = tuple(TaggedRegion(region_ids[r.tag], r.left, r.top, r.width, r.height) for r in prepared.regions)
+    if prepared.fixes:
+        run.fixes.update(prepared.fixes)
     run.bytes_prepared += prepared.size
     prior = work.prior
     replaces = None

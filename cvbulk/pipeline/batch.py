@@ -24,6 +24,7 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from ..client._body import BytesBody, ImageBody
+from .engine import put, take_ready
 
 __all__ = [
     "MAX_IMAGES_PER_BATCH",
@@ -324,15 +325,16 @@ async def batch_stream(
         for b in batches:
             if on_batch is not None:
                 on_batch(b)
-            await send.send(b)
+            await put(send, b)
 
     async with send, anyio.create_task_group() as tg:
         if ticker_send is not None:
             tg.start_soon(_ticker, ticker_send, max(linger / 2, 0.01))
         async with receive:
-            async for item in receive:
-                if item is _TICK:
-                    await emit(batcher.flush_lingering(linger))
-                    continue
-                await emit(batcher.add(item))
+            async for first in receive:
+                for item in take_ready(first, receive, 256):  # one trip round the event loop for all that wait
+                    if item is _TICK:
+                        await emit(batcher.flush_lingering(linger))
+                        continue
+                    await emit(batcher.add(item))
         await emit(batcher.flush())

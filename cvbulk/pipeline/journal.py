@@ -439,10 +439,28 @@ class Journal:
         return f"Journal(path={str(self.path)!r}, job={self.job!r})"
 
 
+# The stored text of an ``extra``, by its items: nearly every row of a run carries one of a few (``{"via": "url"}``),
+# and scrubbing and encoding each again cost ~20 us a row, two rows an image.
+_EXTRA_TEXT: dict[tuple[tuple[Any, Any], ...], str] = {}
+
+
+def _extra_text(extra: Mapping[str, Any]) -> str:
+    try:
+        items = tuple(extra.items())
+        text = _EXTRA_TEXT.get(items)
+    except TypeError:  # a list or a dict among the values: not a key
+        return _canonical(scrub_keys(extra))
+    if text is None:
+        text = _canonical(scrub_keys(extra))
+        if len(_EXTRA_TEXT) < 256:
+            _EXTRA_TEXT[items] = text
+    return text
+
+
 def _row(e: JournalEntry, now: float, attempts_delta: int = 0) -> tuple[Any, ...]:
     if e.status not in STATUSES:
         raise ValueError(f"unknown status {e.status!r} for {e.key!r}")
-    extra = None if e.extra is None else _canonical(scrub_keys(e.extra))
+    extra = None if e.extra is None else _extra_text(e.extra)
     return (
         e.key,
         e.size,

@@ -26,7 +26,7 @@ import anyio
 import anyio.from_thread
 
 from ..client._body import FileBody, ImageBody
-from ._header import HeadVerdict, check_head
+from ._header import check_head
 from .errors import ConfigError, FatalRunError
 from .labels import FolderLabels, LabelSource, RegionLabel, check_tag, open_label_source
 from .prepare import ImageLimits, PreparedImage, Rejected, prepare_image
@@ -226,7 +226,7 @@ class BlobFolder:
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()  # counts are bumped from worker threads
         # Items handed out as URLs, until their request is answered: the fallback needs the blob again.
-        self._by_url: dict[str, BlobItem] = {}
+        self._by_url_items: dict[str, BlobItem] = {}
 
     @property
     def location(self) -> str:
@@ -256,8 +256,9 @@ class BlobFolder:
         with self._lock:
             self.counts[way] += 1
 
-    #: Checks in flight at once: each mostly waits for its ranged read, so many more than the cores.
-    prepare_tasks = 32
+    #: Preparers at once, each checking up to 64 blobs together (their reads pipelined): a few keep reads in flight
+    #: while others judge headers.
+    prepare_tasks = 4
 
     def prepare(self, item: Any, limits: ImageLimits, regions: Iterable[RegionLabel]) -> PreparedImage | Rejected:
         """Blocking (a worker thread): the protocol's form of :meth:`aprepare`."""
@@ -266,52 +267,104 @@ class BlobFolder:
     async def aprepare(
         self, item: Any, limits: ImageLimits, regions: Iterable[RegionLabel], cpu: anyio.CapacityLimiter | None = None
     ) -> PreparedImage | Rejected:
-        """Check one blob: its reads await on the event loop, its CPU work (a fix) runs in a worker thread
-        under ``cpu``. By URL when it passes the header check (and ``via`` is not "bytes")."""
+        """Check one blob (:meth:`aprepare_many` of one)."""
+        return (await self.aprepare_many([item], limits, [tuple(regions)], cpu))[0]
+
+    async def aprepare_many(
+        self,
+        items: Sequence[Any],
+        limits: ImageLimits,
+        regions: Sequence[Iterable[RegionLabel]],
+        cpu: anyio.CapacityLimiter | None = None,
+    ) -> list[PreparedImage | Rejected]:
+        """Check several blobs, one result each: their reads await on the event loop, CPU work (a fix) runs in a
+        worker thread under ``cpu``. By URL when a blob passes the header check (and ``via`` is not "bytes").
+
+        The URLs are signed first: each header is read through its URL (a plain ranged GET, far cheaper than the
+        SDK's), and the URL is what the service gets when the image passes. The first reads of all the blobs go
+        together (pipelined on a few connections) and their headers are judged in one go; a blob whose header
+        runs past the first bytes, or that needs a fix, goes on alone (all of those at once)."""
         from ..storage import StorageError
 
-        regions = tuple(regions)
+        each = [tuple(r) for r in regions]
+        out: list[PreparedImage | Rejected | None] = [None] * len(items)
+        later: list[tuple[int, Any, bytes | None]] = []  # (index, read URL, first bytes) of those that go on alone
+        read_many = getattr(self.storage, "read_heads_at", None)
+        if self.via == "bytes" or read_many is None:
+            later = [(k, None, None) for k in range(len(items))]
+        else:
+            signed: list[Any] = []
+            for k, item in enumerate(items):
+                try:
+                    signed.append(await self.storage.read_url(item.entry, ttl=self.ttl))
+                except StorageError as exc:
+                    out[k] = _storage_rejected(exc)
+                    signed.append(None)
+            todo = [k for k in range(len(items)) if out[k] is None]
+            heads = await read_many([(items[k].entry, signed[k]) for k in todo], FIRST_HEAD_BYTES)
+            for k, head in zip(todo, heads):
+                if isinstance(head, StorageError):
+                    out[k] = _storage_rejected(head)
+                    continue
+                verdict = check_head(head, items[k].size, limits, each[k])  # a header parse: cheap
+                if verdict == "pass":
+                    out[k] = self._by_url(items[k], signed[k], each[k])
+                elif isinstance(verdict, Rejected):
+                    out[k] = verdict
+                else:
+                    later.append((k, signed[k], head))
+        if len(later) == 1:
+            k, url, head = later[0]
+            out[k] = await self._go_on(items[k], url, head, limits, each[k], cpu)
+        elif later:
+
+            async def go_on(k: int, url: Any, head: bytes | None) -> None:
+                out[k] = await self._go_on(items[k], url, head, limits, each[k], cpu)
+
+            async with anyio.create_task_group() as tg:
+                for k, url, head in later:
+                    tg.start_soon(go_on, k, url, head)
+        return out  # type: ignore[return-value]  # every slot is filled
+
+    def _by_url(self, item: BlobItem, signed: ReadUrl, regions: tuple[RegionLabel, ...]) -> SourcedImage:
+        fmt = (os.path.splitext(item.relpath)[1].lstrip(".") or "jpg").upper()
+        self._count("url")
+        with self._lock:
+            self._by_url_items[item.relpath] = item
+        return SourcedImage(b"", 0, 0, "JPEG" if fmt in ("JPG", "JPEG") else fmt, f"etag:{item.entry.etag}",
+                            (), regions, via="url", url=signed.url)
+
+    async def _go_on(
+        self,
+        item: BlobItem,
+        signed: ReadUrl | None,
+        head: bytes | None,
+        limits: ImageLimits,
+        regions: tuple[RegionLabel, ...],
+        cpu: anyio.CapacityLimiter | None,
+    ) -> PreparedImage | Rejected:
+        """A blob the first look did not settle: ``head`` (None: not read yet) grown until its header is whole
+        (at most ``HEADER_BYTES``), then by URL if it passes, else downloaded and prepared (fixed) as data."""
+        from ..storage import HEADER_BYTES, StorageError
+
         try:
-            if self.via == "bytes":
+            if signed is None or head is None:
                 return await self._as_bytes(item, limits, regions, None, cpu)
-            # The URL first: the header is read through it (a plain ranged GET, far cheaper than the SDK's),
-            # and it is what the service gets when the image passes.
-            signed = await self.storage.read_url(item.entry, ttl=self.ttl)
-            head, verdict = await self._check_head(item, signed, limits, regions)
+            read_more = getattr(self.storage, "read_more_at", None)
+            verdict = check_head(head, item.size, limits, regions)
+            while read_more is not None and verdict == "fix" and len(head) < min(item.size, HEADER_BYTES):
+                want = head_wanted(head, HEADER_BYTES)
+                if want is None or want <= len(head):
+                    break  # the whole header was there: the fix is real
+                head = await read_more(item.entry, signed, head, min(want, HEADER_BYTES))
+                verdict = check_head(head, item.size, limits, regions)
             if isinstance(verdict, Rejected):
                 return verdict
             if verdict == "pass":
-                fmt = (os.path.splitext(item.relpath)[1].lstrip(".") or "jpg").upper()
-                self._count("url")
-                with self._lock:
-                    self._by_url[item.relpath] = item
-                return SourcedImage(b"", 0, 0, "JPEG" if fmt in ("JPG", "JPEG") else fmt, f"etag:{item.entry.etag}",
-                                    (), regions, via="url", url=signed.url)
+                return self._by_url(item, signed, regions)
             return await self._as_bytes(item, limits, regions, head, cpu)
         except StorageError as exc:
             return _storage_rejected(exc)
-
-    async def _check_head(
-        self, item: BlobItem, signed: ReadUrl, limits: ImageLimits, regions: tuple[RegionLabel, ...]
-    ) -> tuple[bytes, HeadVerdict | Rejected]:
-        """The header check on the blob's first bytes: ``FIRST_HEAD_BYTES`` at first, more (up to
-        ``HEADER_BYTES``) only when the header goes on past them (a camera JPEG's EXIF block)."""
-        from ..storage import HEADER_BYTES
-
-        read_at = getattr(self.storage, "read_head_at", None)
-        read_more = getattr(self.storage, "read_more_at", None)
-        if read_at is None or read_more is None:  # a source without read URLs of its own: one read of all the check may need
-            head = await self.storage.read_head(item.entry)
-            return head, check_head(head, item.size, limits, regions)
-        head = await read_at(item.entry, signed, FIRST_HEAD_BYTES)
-        verdict = check_head(head, item.size, limits, regions)  # a header parse: cheap
-        while verdict == "fix" and len(head) < min(item.size, HEADER_BYTES):
-            want = head_wanted(head, HEADER_BYTES)
-            if want is None or want <= len(head):
-                break  # the whole header was there: the fix is real
-            head = await read_more(item.entry, signed, head, min(want, HEADER_BYTES))
-            verdict = check_head(head, item.size, limits, regions)
-        return head, verdict
 
     async def _as_bytes(
         self,
@@ -340,7 +393,7 @@ class BlobFolder:
     def take_url_item(self, key: str) -> BlobItem | None:
         """The blob behind a URL sent for ``key``, forgotten from now on (its request has its answer)."""
         with self._lock:
-            return self._by_url.pop(key, None)
+            return self._by_url_items.pop(key, None)
 
     async def prepare_fallback(
         self, item: BlobItem, limits: ImageLimits, regions: Iterable[RegionLabel]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anyio
@@ -135,6 +135,39 @@ class BlobSource(BlobContainerEndpoint):
         data = await self._range_at(entry, url, 0, min(size, entry.size))
         self.stats.header_reads += 1
         return data
+
+    async def read_heads_at(
+        self, reads: Sequence[tuple[StorageEntry, ReadUrl]], size: int = HEADER_BYTES
+    ) -> list[bytes | StorageError]:
+        """:meth:`read_head_at` for many blobs at once: their ranged GETs pipelined on a few connections (see
+        ``_ranged``). Each is its first bytes or the error :meth:`read_head_at` would have raised; a read that
+        did not come back whole goes again alone (its retries, its words)."""
+        if size <= 0:
+            raise ValueError("size must be positive")
+        out: list[bytes | StorageError | None] = [None] * len(reads)
+        lean = [k for k, (entry, _) in enumerate(reads) if entry.size > 0] if self._lean_reads else []
+        if lean:
+            if self._http is None:
+                self._http = RangedReader(connect_timeout=self.timeouts.connect, read_timeout=self.timeouts.read)
+            stops = [min(size, reads[k][0].size) for k in lean]
+            answers = await self._http.get_many(
+                [(reads[k][1].url, 0, stop, reads[k][0].etag) for k, stop in zip(lean, stops)]
+            )
+            self.stats.requests += len(lean)
+            for k, stop, answer in zip(lean, stops, answers):
+                if isinstance(answer, tuple) and answer[0] in (200, 206):
+                    data = answer[1][:stop]
+                    self.stats.header_reads += 1
+                    self.stats.header_bytes += len(data)
+                    self.stats.bytes_read += len(data)
+                    out[k] = data
+        for k, (entry, url) in enumerate(reads):
+            if out[k] is None:  # an empty blob, a proxy, or an answer that was not the bytes: alone, as ever
+                try:
+                    out[k] = await self.read_head_at(entry, url, size)
+                except StorageError as exc:
+                    out[k] = exc
+        return out  # type: ignore[return-value]  # every slot is filled
 
     async def read_more_at(self, entry: StorageEntry, url: ReadUrl, head: bytes, size: int) -> bytes:
         """``head`` (the first bytes, as read) grown to ``size`` bytes (fewer for a shorter blob): one more ranged

@@ -8,6 +8,7 @@ read with ElementTree for the four fields an entry needs.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -46,10 +47,63 @@ class _Dates:
         return found  # type: ignore[return-value]
 
 
+# A page as the service writes it: each <Blob> a flat run of elements whose text holds no markup but the five
+# predefined entities. Read with regular expressions (~5 us per blob instead of ~20 through ElementTree's tree
+# of ~25 elements); a page with anything else in it (a CDATA section, a character reference, a percent-encoded
+# name, a nested element we do not know) is read by ElementTree.
+_BLOB = re.compile(rb"<Blob>(.*?)</Blob>", re.DOTALL)
+_FIELDS = {
+    tag: re.compile(rb"<" + tag + rb">([^<]*)</" + tag + rb">")
+    for tag in (b"Name", b"Content-Length", b"Etag", b"Last-Modified", b"Content-Type")
+}
+_NAME, _LENGTH, _ETAG, _MODIFIED, _TYPE = _FIELDS.values()
+_UNUSUAL = re.compile(rb"<!\[CDATA\[|&#|Encoded=|<BlobPrefix>|<Name />|<Name/>")
+_ENTITIES = {"&lt;": "<", "&gt;": ">", "&quot;": '"', "&apos;": "'"}
+
+
+def _text(found: re.Match[bytes] | None) -> str | None:
+    if found is None:
+        return None
+    text = found.group(1).decode("utf-8")
+    if "&" in text:
+        for entity, char in _ENTITIES.items():
+            text = text.replace(entity, char)
+        text = text.replace("&amp;", "&")  # last: "&amp;lt;" is the text "&lt;"
+    return text
+
+
 def parse_page(body: bytes, prefix: str, dates: _Dates | None = None) -> tuple[list[StorageEntry], str | None]:
     """The entries (named relative to ``prefix``; "folder/" placeholders left out) and the next marker of one
     List Blobs response body."""
     dates = dates or _Dates()
+    start = body.find(b"<Blobs>")
+    stop = body.rfind(b"</Blobs>")
+    if start < 0 or stop < 0 or _UNUSUAL.search(body):
+        return _parse_page_tree(body, prefix, dates)
+    entries: list[StorageEntry] = []
+    cut = len(prefix)
+    for blob in _BLOB.finditer(body, start, stop):
+        segment = blob.group(1)
+        name = _text(_NAME.search(segment))
+        if name is None:
+            return _parse_page_tree(body, prefix, dates)
+        if name.endswith("/"):
+            continue
+        entries.append(
+            StorageEntry(
+                name=name[cut:],
+                size=int(_text(_LENGTH.search(segment)) or 0),
+                etag=quoted_etag(_text(_ETAG.search(segment)) or ""),
+                last_modified=dates(_text(_MODIFIED.search(segment))),
+                content_type=_text(_TYPE.search(segment)) or None,
+            )
+        )
+    marker = _text(re.search(rb"<NextMarker>([^<]*)</NextMarker>", body[stop:])) or None
+    return entries, marker
+
+
+def _parse_page_tree(body: bytes, prefix: str, dates: _Dates) -> tuple[list[StorageEntry], str | None]:
+    """:func:`parse_page` through ElementTree: any page the service may write."""
     root = ET.fromstring(body)
     entries: list[StorageEntry] = []
     cut = len(prefix)
@@ -96,7 +150,13 @@ async def list_pages(
             query["marker"] = marker
         url = f"{base}?{urlencode(query, quote_via=quote, safe='')}" + (f"&{token}" if token else "")
         request = HttpRequest("GET", url, headers={"x-ms-version": container.api_version, "Accept": "application/xml"})
-        response = await container._client._send_request(request)  # the SDK's pipeline: auth, retries
+        # the SDK's pipeline: auth, retries; as a stream, so that its decode policy does not parse the XML too
+        # (into an ElementTree nobody reads: as much CPU again as reading the page)
+        response = await container._client._send_request(request, stream=True)
+        try:
+            await response.read()
+        finally:
+            await response.close()
         if on_request is not None:
             on_request()
         if response.status_code != 200:

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs
 
 import anyio
 
@@ -44,6 +44,7 @@ class _Template:
         self._token_head = token_head  # the token up to "sig="
         self._key = key
         self.key_for: tuple[Any, ...] | None = None
+        self.expiry: datetime | None = None
 
     @classmethod
     def make(cls, account: str, container: str, key: Any, now: datetime, expiry: datetime, https: bool) -> _Template:
@@ -81,7 +82,11 @@ class _Template:
         if self._key is None:
             return self._make(blob_name)
         digest = hmac.new(self._key, (self._head + blob_name + self._tail).encode("utf-8"), hashlib.sha256).digest()
-        return self._token_head + quote(base64.b64encode(digest).decode())  # as the SDK quotes it
+        # quoted as the SDK quotes it (urllib's quote, "/" safe: of base64's alphabet only "+" and "=" change)
+        return self._token_head + base64.b64encode(digest).decode().translate(_QUOTE_BASE64)
+
+
+_QUOTE_BASE64 = str.maketrans({"+": "%2B", "=": "%3D"})
 
 
 def _now() -> datetime:
@@ -114,16 +119,19 @@ class ReadUrlSigner:
         if ttl <= 0:
             raise ValueError("ttl must be positive")
         now = _now()
-        expiry = now + timedelta(seconds=ttl)
+        https = blob_url.startswith("https://")
         auth = self._settings.auth
+        template = self._template
+        if auth == AUTH_KEY and template is not None and template.expiry is not None and template.key_for == (now, ttl, https, None):
+            return ReadUrl(f"{blob_url}?{template.token(blob_name)}", template.expiry)  # this second's
+        expiry = now + timedelta(seconds=ttl)
         if auth not in (AUTH_KEY, AUTH_IDENTITY):
             return self._reuse_token(blob_url, now)
         key = self._settings.account_key if auth == AUTH_KEY else await self._user_delegation_key(expiry)
-        https = blob_url.startswith("https://")
-        template = self._template
-        if template is None or template.key_for != (now, ttl, https, id(key)):
+        key_for = (now, ttl, https, None if auth == AUTH_KEY else id(key))
+        if template is None or template.key_for != key_for:
             template = self._template = _Template.make(self._settings.account_name, self._container, key, now, expiry, https)
-            template.key_for = (now, ttl, https, id(key))
+            template.key_for, template.expiry = key_for, expiry
         return ReadUrl(f"{blob_url}?{template.token(blob_name)}", expiry)
 
     def _reuse_token(self, blob_url: str, now: datetime) -> ReadUrl:

@@ -57,3 +57,29 @@ async def test_a_plain_image_costs_one_small_read_and_a_camera_jpeg_one_more(blo
         assert stats.header_reads == 2 and FIRST_HEAD_BYTES + 40_000 < stats.header_bytes < 8192 + 40_000 + 8192
         cmyk = await source.aprepare(items["Tag/cmyk.jpg"], TRAINING_LIMITS, ())
         assert isinstance(cmyk, SourcedImage) and cmyk.via == "bytes" and "cmyk" in " ".join(cmyk.fixes).lower()
+
+
+async def test_a_group_is_checked_as_each_blob_alone_would_be(blob_env, azurite_container, azurite_service):  # noqa: F811
+    """``aprepare_many``: first reads together, then each blob the first look did not settle on its own; every
+    result is the one ``aprepare`` gives that blob alone (by URL, fixed as bytes, rejected, gone)."""
+    blobs = {f"Tag/plain{k}.jpg": _jpeg((40 + k, 30)) for k in range(10)}
+    blobs |= {"Tag/camera.jpg": _with_app1(_jpeg(), 40_000), "Tag/cmyk.jpg": _jpeg(mode="CMYK"),
+              "Tag/text.jpg": b"not an image at all", "Tag/gone.jpg": _jpeg(), "Tag/empty.png": b""}
+    await put_blobs(azurite_service, azurite_container, blobs)
+    async with open_image_source(f"az://{azurite_container}/", via="url") as source:
+        items = [it async for it in source.entries()]
+        await azurite_service.get_container_client(azurite_container).delete_blob("Tag/gone.jpg")
+        group = await source.aprepare_many(items, TRAINING_LIMITS, [()] * len(items))
+        alone = [await source.aprepare(it, TRAINING_LIMITS, ()) for it in items]
+
+    def shape(result):
+        if isinstance(result, SourcedImage):
+            return (result.via, result.format, result.fixes, result.sha256 if result.via == "bytes" else None)
+        return (result.code, result.reason)
+
+    assert [shape(r) for r in group] == [shape(r) for r in alone]
+    by_name = dict(zip((it.relpath for it in items), group))
+    assert sum(isinstance(r, SourcedImage) and r.via == "url" for r in group) == 11  # the ten plain, the camera
+    assert by_name["Tag/cmyk.jpg"].via == "bytes"
+    assert by_name["Tag/text.jpg"].code == "not_image" and by_name["Tag/empty.png"].code == "empty"
+    assert by_name["Tag/gone.jpg"].code == "vanished"

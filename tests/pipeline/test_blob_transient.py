@@ -30,14 +30,15 @@ async def test_a_storage_failure_in_the_header_check_is_retried_on_resume(
     await put_blobs(azurite_service, azurite_container, blobs)
     options = UploadOptions(root=tmp_path, project="flaky", create=True, state=tmp_path / "s.sqlite")
     async with open_image_source(f"az://{azurite_container}/", via="url") as source:
-        real = source.storage.read_head_at
+        real = source.storage.read_heads_at
 
-        async def read_head_at(entry, url, size=64 * 1024):
-            if entry.name == unlucky:  # the storage account failed for this one, past the reader's own retries
-                raise StorageUnreachableError("storage at http://127.0.0.1 did not answer: TimeoutError")
-            return await real(entry, url, size)
+        async def read_heads_at(reads, size=64 * 1024):
+            heads = await real(reads, size)
+            # the storage account failed for this one, past the reader's own retries
+            return [StorageUnreachableError("storage at http://127.0.0.1 did not answer: TimeoutError")
+                    if entry.name == unlucky else head for (entry, _), head in zip(reads, heads)]
 
-        source.storage.read_head_at = read_head_at  # type: ignore[method-assign]
+        source.storage.read_heads_at = read_heads_at  # type: ignore[method-assign]
         first = await run_upload(training_client, replace(options, source=source))
     assert not first.ok and first.counts == {"uploaded": 3, "error": 1}
     with sqlite3.connect(tmp_path / "s.sqlite") as db:

@@ -55,6 +55,31 @@ def test_list_page_parse_reads_encoded_names_and_skips_folder_placeholders():
     assert parse_page(b"<EnumerationResults><Blobs/><NextMarker/></EnumerationResults>", "") == ([], None)
 
 
+def test_the_quick_page_reading_agrees_with_elementtree():
+    from cvbulk.storage._listing import _Dates, _parse_page_tree
+
+    blob = (
+        "<Blob><Name>{name}</Name><Properties><Creation-Time>Mon, 30 Nov 2026 18:00:00 GMT</Creation-Time>"
+        "<Last-Modified>Mon, 30 Nov 2026 18:00:0{k} GMT</Last-Modified><Etag>0x8D{k}</Etag>"
+        "<Content-Length>{k}00</Content-Length>{ctype}<Content-Encoding /><Content-MD5 />"
+        "<BlobType>BlockBlob</BlobType><LeaseStatus>unlocked</LeaseStatus></Properties><OrMetadata /></Blob>"
+    )
+    names = ["Tag/plain.jpg", "Tag/a &amp; b.jpg", "Tag/&lt;x&gt; &quot;q&quot; &apos;s&apos;.png", "Tag/&amp;lt;.jpg",
+             "Tag/ünïcødé 写真.jpg", "Tag/sub/", "Tag/space .jpg"]
+    body = ('<?xml version="1.0" encoding="utf-8"?><EnumerationResults ContainerName="c"><Prefix>Tag/</Prefix>'
+            "<MaxResults>5000</MaxResults><Blobs>"
+            + "".join(blob.format(name=n, k=k, ctype="<Content-Type>image/jpeg</Content-Type>" if k % 2 else "<Content-Type />")
+                      for k, n in enumerate(names))
+            + "</Blobs><NextMarker>2!a&amp;b</NextMarker></EnumerationResults>").encode()
+    quick = parse_page(body, "Tag/")
+    assert quick == _parse_page_tree(body, "Tag/", _Dates())
+    assert [e.name for e in quick[0]] == ["plain.jpg", "a & b.jpg", "<x> \"q\" 's'.png", "&lt;.jpg", "ünïcødé 写真.jpg", "space .jpg"]
+    assert quick[1] == "2!a&b"
+    for unusual in (b"<![CDATA[x]]>", b"&#233;"):  # read by ElementTree: the same entries
+        odd = body.replace(b"plain.jpg", b"plain" + unusual.replace(b"x", b"y") + b".jpg")
+        assert parse_page(odd, "Tag/") == _parse_page_tree(odd, "Tag/", _Dates())
+
+
 async def test_lean_listing_and_urls_match_the_sdk(azurite, azurite_service, azurite_container, environ):
     blobs = {f"pre/{name}": name.encode() for name in NAMES} | {"pre/folder/": b"", "other/z.jpg": b"z"}
     await put_blobs(azurite_service, azurite_container, blobs)

@@ -115,3 +115,48 @@ async def test_a_blob_read_tries_a_transient_failure_again(server, azurite, envi
         with pytest.raises(StorageUnreachableError) as info:
             await source.read_head_at(entry, ReadUrl("http://127.0.0.1:9/x.jpg?sig=secret", later), 16)
     assert "secret" not in str(info.value)
+
+
+async def test_many_reads_go_pipelined_on_a_few_connections_and_come_back_in_order(server):
+    reader = RangedReader(connect_timeout=2, read_timeout=2, depth=8)
+    reads = [(f"{server.base}/len?sig=s{k}", k % 90, k % 90 + 7, '"0x1"') for k in range(20)]
+    reads[5] = (f"{server.base}/chunked?sig=c", 2, 30, '"0x1"')
+    reads[11] = ("ftp://127.0.0.1/x", 0, 5, "e")  # one read's failure is that read's answer, not the call's
+    try:
+        answers = await reader.get_many(reads)
+        again = await reader.get_many(reads[:8])  # the connections are kept and reused
+    finally:
+        await reader.aclose()
+    for k, answer in enumerate(answers):
+        if k == 11:
+            assert isinstance(answer, RangedReadError)
+        else:
+            _, start, stop, _ = reads[k]
+            assert answer == (206, BODY[start:stop]), k
+    assert again == answers[:8]
+    assert server.connections == 3  # 20 reads, 8 deep: three connections, each written once per call
+    assert len(server.requests) == 19 + 8
+
+
+async def test_a_server_that_drops_pipelined_requests_costs_connections_not_answers(server):
+    reader = RangedReader(connect_timeout=2, read_timeout=2, depth=8)
+    reads = [(f"{server.base}/drop?n={k}", k, k + 5, "e") for k in range(4)]
+    try:
+        first = await reader.get_many(reads)
+        second = await reader.get_many(reads)  # from now on this host is read one request at a time
+    finally:
+        await reader.aclose()
+    assert first == second == [(206, BODY[k : k + 5]) for k in range(4)]
+    assert server.connections == 8  # one answer per connection: the server closes after each
+    assert len(server.requests) == 8  # the second call sent each once: nothing left unanswered to send again
+
+
+async def test_a_silent_connection_fails_its_reads_with_a_timeout_and_the_others_still_answer(server):
+    reader = RangedReader(connect_timeout=2, read_timeout=0.2, depth=2)
+    reads = [(f"{server.base}/len", 0, 5, "e"), (f"{server.base}/len", 5, 9, "e"), (f"{server.base}/silent", 0, 5, "e")]
+    try:
+        answers = await reader.get_many(reads)
+    finally:
+        await reader.aclose()
+    assert answers[:2] == [(206, BODY[:5]), (206, BODY[5:9])]
+    assert isinstance(answers[2], TimeoutError)
