@@ -16,7 +16,6 @@ from urllib.parse import quote, urlencode, urlsplit
 import aiohttp
 from yarl import URL
 
-from ._lean import LeanConnectError, LeanDisconnected, LeanError, LeanPool, LeanTimeout, proxied, request_bytes
 from ._errors import (
     ConnectionFailedError,
     CustomVisionError,
@@ -29,6 +28,7 @@ from ._errors import (
     error_for_status,
     redact,
 )
+from ._lean import LeanConnectError, LeanError, LeanPool, LeanTimeout, proxied, request_bytes
 from ._multipart import ImageData, image_multipart
 from ._ratelimit import ApiGroup, Pacer
 from ._retry import OnRetry, RetryEvent, RetryPolicy, parse_retry_after, parse_retry_after_message, retry_cause

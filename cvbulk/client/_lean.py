@@ -18,7 +18,7 @@ import asyncio
 import ssl
 import urllib.request
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from urllib.parse import urlsplit
 
 import anyio
@@ -58,17 +58,57 @@ class LeanDisconnected(LeanError):
         self.kind = kind
 
 
-class Headers(dict[str, str]):
-    """An answer's headers, names lower-case; ``get`` takes any case."""
+class Headers(Mapping[str, str]):
+    """An answer's headers; names in any case. Parsed from the raw block at the first look (an answer's
+    headers are mostly never read: a success needs only its length)."""
 
-    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
-        return dict.get(self, name.lower(), default)
+    __slots__ = ("_block", "_map")
+
+    def __init__(self, items: Mapping[str, str] | None = None) -> None:
+        self._block: bytes | None = None
+        self._map: dict[str, str] | None = {k.lower(): v for k, v in items.items()} if items is not None else {}
+
+    @classmethod
+    def lazy(cls, block: bytes) -> Headers:
+        """The headers of a raw block (status line first, CRLF between lines)."""
+        headers = cls()
+        headers._block, headers._map = block, None
+        return headers
+
+    def _fields(self) -> dict[str, str]:
+        if self._map is None:
+            found: dict[str, str] = {}
+            for line in (self._block or b"").decode("latin-1").split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                name, value = name.strip().lower(), value.strip()
+                found[name] = f"{found[name]}, {value}" if name in found else value
+            self._map = found
+        return self._map
 
     def __getitem__(self, name: str) -> str:
-        return dict.__getitem__(self, name.lower())
+        return self._fields()[name.lower()]
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return self._fields().get(name.lower(), default)
 
     def __contains__(self, name: object) -> bool:
-        return dict.__contains__(self, name.lower() if isinstance(name, str) else name)
+        return isinstance(name, str) and name.lower() in self._fields()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields())
+
+    def __len__(self) -> int:
+        return len(self._fields())
+
+
+def _field(low: bytes, name: bytes) -> bytes | None:
+    """The value of header ``name`` in a lower-cased header block (the first, stripped), or None."""
+    at = low.find(b"\r\n" + name + b":")
+    if at < 0:
+        return None
+    start = at + len(name) + 3
+    stop = low.find(b"\r\n", start)
+    return (low[start:] if stop < 0 else low[start:stop]).strip()
 
 
 def proxied(url: str) -> bool:
@@ -84,8 +124,23 @@ class _Connection(asyncio.Protocol):
     """One kept-alive connection, one request at a time."""
 
     __slots__ = (
-        "transport", "closed", "got_bytes", "idle_since", "_buf", "_waiter", "_status", "_body_at", "_length",
-        "_close_after", "_no_body", "_headers", "_last", "_timer", "_read", "_deadline", "_loop",
+        "_body_at",
+        "_buf",
+        "_close_after",
+        "_deadline",
+        "_headers",
+        "_last",
+        "_length",
+        "_loop",
+        "_no_body",
+        "_read",
+        "_status",
+        "_timer",
+        "_waiter",
+        "closed",
+        "got_bytes",
+        "idle_since",
+        "transport",
     )
 
     def __init__(self) -> None:
@@ -181,8 +236,8 @@ class _Connection(asyncio.Protocol):
         waiter, self._waiter = self._waiter, None
         self._stop_timer()
         headers = self._headers
-        coding = dict.get(headers, "content-encoding")
-        if coding and coding.strip().lower() in ("gzip", "deflate", "x-gzip"):
+        coding = headers.get("content-encoding")
+        if coding and coding.lower() in ("gzip", "deflate", "x-gzip"):
             body = zlib.decompress(body, 47)  # we ask for no encoding; a server may still send one
         if waiter is not None and not waiter.done():
             waiter.set_result((self._status, headers, body))
@@ -211,31 +266,29 @@ class _Connection(asyncio.Protocol):
                 if len(buf) > _MAX_HEAD:
                     raise ValueError("headers too long")
                 return
-            lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
-            version, status = lines[0].split(" ", 2)[:2]
-            if not version.startswith("HTTP/1."):
+            block = bytes(buf[:end])
+            line_end = block.find(b"\r\n")
+            version, status = (block if line_end < 0 else block[:line_end]).split(b" ", 2)[:2]
+            if not version.startswith(b"HTTP/1."):
                 raise ValueError("not HTTP/1.x")
             code = int(status)
             if 100 <= code < 200:  # an interim answer (100 Continue): the real one follows
                 del buf[: end + 4]
                 self._parse()
                 return
-            found: dict[str, str] = {}
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                name = name.strip().lower()
-                value = value.strip()
-                found[name] = f"{found[name]}, {value}" if name in found else value
-            headers = self._headers = Headers(found)
+            # Only the few headers the exchange needs are looked up here; the others are parsed when asked for.
+            low = block.lower()
+            self._headers = Headers.lazy(block)
             self._status = code
-            connection = found.get("connection", "").lower()
-            self._close_after = connection == "close" or (version == "HTTP/1.0" and connection != "keep-alive")
+            connection = _field(low, b"connection")
+            self._close_after = connection == b"close" or (version == b"HTTP/1.0" and connection != b"keep-alive")
+            length = _field(low, b"content-length")
             if self._no_body or code in (204, 304):
                 self._length = 0
-            elif "chunked" in found.get("transfer-encoding", "").lower():
+            elif b"chunked" in (_field(low, b"transfer-encoding") or b""):
                 self._length = -1
-            elif "content-length" in found:
-                self._length = int(found["content-length"])
+            elif length is not None:
+                self._length = int(length)
             else:
                 self._length, self._close_after = -2, True  # the body ends with the connection
             self._body_at = end + 4
