@@ -23,6 +23,10 @@ __all__ = ["RateLimiter", "AdaptiveConcurrency", "Pacer", "ApiGroup", "TIERS", "
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
+#: Seconds between the moments paced predictions start (``Pacer.for_tier``): a whole fraction of a second, so
+#: that every one-second window holds the same number of ticks.
+PREDICTION_TICK = 0.25
+
 
 class RateLimiter:
     """Generic cell rate algorithm: at most ``rate`` acquisitions per second, ``burst`` of them at once.
@@ -31,6 +35,12 @@ class RateLimiter:
     emission interval) and then sleeps until that slot, so callers are served in arrival order with no
     lock and no polling. ``pause(seconds)`` moves every pending and future slot behind a wait the service
     asked for (a 429 with Retry-After), which everyone must honour.
+
+    ``tick`` (seconds, 0: off) lets a caller that must wait sleep until the next multiple of ``tick`` on the
+    clock at or after its slot, never before it: the callers whose slots fall within one tick wake together.
+    At 20 predictions/s and a 0.25 s tick the process wakes 4 times a second instead of 20 (each wake-up
+    of an idle process costs ~0.1 ms of CPU), and any one-second window still holds at most ``rate`` starts
+    (a tick that divides a second: 4 ticks of at most 5 slots each).
     """
 
     def __init__(
@@ -40,13 +50,17 @@ class RateLimiter:
         *,
         clock: Clock = time.monotonic,
         sleep: Sleep = anyio.sleep,
+        tick: float = 0.0,
     ) -> None:
         if not rate > 0 or math.isinf(rate):
             raise ValueError("rate must be a positive, finite number of acquisitions per second")
         if burst < 1:
             raise ValueError("burst must be at least 1")
+        if not tick >= 0 or math.isinf(tick):
+            raise ValueError("tick must be a finite number of seconds, 0 for none")
         self.rate = float(rate)
         self.burst = int(burst)
+        self.tick = float(tick)
         self._interval = 1.0 / self.rate
         self._tolerance = self._interval * (self.burst - 1)
         self._clock = clock
@@ -56,7 +70,8 @@ class RateLimiter:
         self._pause_epoch = 0
 
     def __repr__(self) -> str:
-        return f"RateLimiter(rate={self.rate!r}, burst={self.burst!r})"
+        tick = f", tick={self.tick!r}" if self.tick else ""
+        return f"RateLimiter(rate={self.rate!r}, burst={self.burst!r}{tick})"
 
     @property
     def paused_until(self) -> float:
@@ -76,6 +91,8 @@ class RateLimiter:
             wait = allowed_at - now
             if wait <= 0:
                 return
+            if self.tick:
+                wait = math.ceil(allowed_at / self.tick - 1e-9) * self.tick - now  # the first tick at or after the slot
             epoch = self._pause_epoch
             try:
                 await self._sleep(wait)
@@ -210,6 +227,7 @@ class Pacer:
         cooldown: float = 1.0,
         clock: Clock = time.monotonic,
         sleep: Sleep = anyio.sleep,
+        ticks: dict[ApiGroup, float] | None = None,
     ) -> None:
         rates = {
             ApiGroup.TRAINING: training_tps,
@@ -217,8 +235,9 @@ class Pacer:
             ApiGroup.PREDICTION_STORE: prediction_store_tps,
             ApiGroup.PREDICTION_NOSTORE: prediction_nostore_tps,
         }
+        ticks = ticks or {}
         self._limiters: dict[ApiGroup, RateLimiter | None] = {
-            group: (RateLimiter(rate, burst, clock=clock, sleep=sleep) if rate else None)
+            group: (RateLimiter(rate, burst, clock=clock, sleep=sleep, tick=ticks.get(group, 0.0)) if rate else None)
             for group, rate in rates.items()
         }
         self._concurrency = {
@@ -235,11 +254,23 @@ class Pacer:
 
     @classmethod
     def for_tier(cls, tier: str, *, max_concurrency: int = 64, **kwargs: Any) -> Pacer:
-        """A pacer at the rates of a pricing tier of ``TIERS``: ``"F0"``, ``"S0"`` or ``"unlimited"``."""
+        """A pacer at the rates of a pricing tier of ``TIERS``: ``"F0"``, ``"S0"`` or ``"unlimited"``.
+
+        Predictions are released on ``PREDICTION_TICK`` ticks (see ``RateLimiter``) where a tick holds
+        several of them; pass ``ticks={}`` for slots spread evenly."""
         try:
             limits = TIERS[tier]
         except KeyError:
             raise ValueError(f"unknown tier {tier!r}; expected one of {sorted(TIERS)}") from None
+        if "ticks" not in kwargs:
+            kwargs["ticks"] = {
+                group: PREDICTION_TICK
+                for group, rate in (
+                    (ApiGroup.PREDICTION_STORE, limits.prediction_store_tps),
+                    (ApiGroup.PREDICTION_NOSTORE, limits.prediction_nostore_tps),
+                )
+                if rate and rate * PREDICTION_TICK >= 2
+            }
         return cls(
             training_tps=limits.training_tps,
             train_project_tps=limits.train_project_tps,
