@@ -11,7 +11,7 @@ import math
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, ClassVar
 
 import anyio
@@ -168,16 +168,24 @@ class AdaptiveConcurrency:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold one of the ``limit`` slots for the duration of the block."""
+        await self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+    async def acquire(self) -> None:
+        """Take one of the ``limit`` slots (give it back with :meth:`release`); waits while none is free."""
         while self._in_flight >= self._limit:
             if self._changed is None:
                 self._changed = anyio.Event()
             await self._changed.wait()
         self._in_flight += 1
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
-            self._wake()
+
+    def release(self) -> None:
+        """Give back a slot taken with :meth:`acquire`."""
+        self._in_flight -= 1
+        self._wake()
 
     def on_success(self) -> None:
         """Additive increase: one more slot after ``limit`` successes."""
@@ -312,10 +320,14 @@ class Pacer:
         """The group's current adaptive concurrency limit."""
         return self._concurrency[group].limit
 
-    @asynccontextmanager
-    async def slot(self, group: ApiGroup) -> AsyncIterator[None]:
-        """Hold a concurrency slot and one rate token of ``group`` for one attempt."""
-        async with self._concurrency[group].slot():
+    def slot(self, group: ApiGroup) -> AbstractAsyncContextManager[None]:
+        """Hold a concurrency slot and one rate token of ``group`` for one attempt (``async with``)."""
+        return _Slot(self, group)
+
+    async def _enter(self, group: ApiGroup) -> None:
+        adaptive = self._concurrency[group]
+        await adaptive.acquire()
+        try:
             limiter = self._limiters[group]
             if limiter is not None:
                 await limiter.acquire()
@@ -324,7 +336,9 @@ class Pacer:
                 pause = self._paused_until.get(group, -math.inf) - self._clock()
                 if pause > 0:
                     await self._sleep(pause)
-            yield
+        except BaseException:
+            adaptive.release()
+            raise
 
     def on_success(self, group: ApiGroup) -> None:
         """Tell the group's concurrency that a request succeeded (it may grow by one)."""
@@ -345,3 +359,19 @@ class Pacer:
     def on_server_error(self, group: ApiGroup) -> None:
         """A 5xx or a dropped connection: the service is struggling, send less at once."""
         self._concurrency[group].on_overload()
+
+
+class _Slot(AbstractAsyncContextManager[None]):
+    """``Pacer.slot``: a class, not a generator context manager (it is entered once per request)."""
+
+    __slots__ = ("_group", "_pacer")
+
+    def __init__(self, pacer: Pacer, group: ApiGroup) -> None:
+        self._pacer = pacer
+        self._group = group
+
+    async def __aenter__(self) -> None:
+        await self._pacer._enter(self._group)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._pacer._concurrency[self._group].release()
