@@ -127,6 +127,7 @@ class _Connection(asyncio.Protocol):
         "_body_at",
         "_buf",
         "_close_after",
+        "_coded",
         "_deadline",
         "_headers",
         "_last",
@@ -155,6 +156,7 @@ class _Connection(asyncio.Protocol):
         self._length = -1  # Content-Length; -1 chunked; -2 until the connection closes
         self._close_after = False
         self._no_body = False
+        self._coded = False  # a gzip or deflate body (we ask for none; a server may still send one)
         self._headers = Headers()
         self._last = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -236,8 +238,7 @@ class _Connection(asyncio.Protocol):
         waiter, self._waiter = self._waiter, None
         self._stop_timer()
         headers = self._headers
-        coding = headers.get("content-encoding")
-        if coding and coding.lower() in ("gzip", "deflate", "x-gzip"):
+        if self._coded:
             body = zlib.decompress(body, 47)  # we ask for no encoding; a server may still send one
         if waiter is not None and not waiter.done():
             waiter.set_result((self._status, headers, body))
@@ -283,6 +284,7 @@ class _Connection(asyncio.Protocol):
             connection = _field(low, b"connection")
             self._close_after = connection == b"close" or (version == b"HTTP/1.0" and connection != b"keep-alive")
             length = _field(low, b"content-length")
+            self._coded = _field(low, b"content-encoding") in (b"gzip", b"deflate", b"x-gzip")
             if self._no_body or code in (204, 304):
                 self._length = 0
             elif b"chunked" in (_field(low, b"transfer-encoding") or b""):
