@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,7 +226,7 @@ class ScoreStages:
         preparers = self.prepare_tasks or self.prepare_workers
         # Buffers: enough to keep every stage busy, small enough to bound memory: prepared images (up to
         # 4 MB each) live only in the few buffered between prepare and score and the ones in flight.
-        to_prepare_send, to_prepare_recv = anyio.create_memory_object_stream[WorkItem](preparers * 2)
+        inbox = _Inbox(preparers * 2)
         to_score_send, to_score_recv = anyio.create_memory_object_stream[Prepared](
             min(self.workers, max(4, self.prepare_workers * 2))
         )
@@ -239,21 +240,18 @@ class ScoreStages:
             tg.start_soon(self._recorder, outbox)
             try:
                 async with anyio.create_task_group() as producers:
-                    producers.start_soon(self._feed, source, to_prepare_send, outbox)
+                    producers.start_soon(self._feed, source, inbox, outbox)
                     if self.aprepare is not None:
                         # Checks that await (a container's ranged reads): each worker checks an image, then
                         # scores it; no hop between the two, so one wake-up less per image.
                         for _ in range(max(self.workers, self.prepare_tasks or 0)):
-                            producers.start_soon(self._check_and_score, to_prepare_recv.clone(), outbox)
+                            producers.start_soon(self._check_and_score, inbox, outbox)
                     else:
                         for _ in range(preparers):
-                            producers.start_soon(
-                                self._preparer, to_prepare_recv.clone(), to_score_send.clone(), outbox
-                            )
+                            producers.start_soon(self._preparer, inbox, to_score_send.clone(), outbox)
                         for _ in range(self.workers):
                             producers.start_soon(self._scorer, to_score_recv.clone(), outbox)
                     # Only the clones stay open; each stage closes when its last sender is done.
-                    to_prepare_recv.close()
                     to_score_send.close()
                     to_score_recv.close()
             except Exception as exc:  # the producers' group (a run-wide error); a cancellation goes through
@@ -267,29 +265,27 @@ class ScoreStages:
     async def _feed(
         self,
         source: AsyncIterable[WorkItem | Outcome],
-        out_prepare: ObjectSendStream[WorkItem],
+        inbox: _Inbox,
         outbox: _Outbox,
     ) -> None:
-        async with out_prepare:
-            try:
-                async for entry in source:
-                    if isinstance(entry, Outcome):
-                        await outbox.put(entry)
-                    else:
-                        await _send(out_prepare, entry)
-            finally:
-                # An async generator left half-way (a run-wide error) is closed here, in its task, not
-                # later by the garbage collector on whatever loop is running then.
-                aclose = getattr(source, "aclose", None)
-                if aclose is not None:
-                    with anyio.CancelScope(shield=True):
-                        await aclose()
+        try:
+            async for entry in source:
+                if isinstance(entry, Outcome):
+                    await outbox.put(entry)
+                else:
+                    await inbox.put(entry)
+        finally:
+            inbox.close()
+            # An async generator left half-way (a run-wide error) is closed here, in its task, not
+            # later by the garbage collector on whatever loop is running then.
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
 
-    async def _preparer(
-        self, inbox: ObjectReceiveStream[WorkItem], out_score: ObjectSendStream[Prepared], outbox: _Outbox
-    ) -> None:
-        async with inbox, out_score:
-            while (item := await _receive(inbox)) is not None:
+    async def _preparer(self, inbox: _Inbox, out_score: ObjectSendStream[Prepared], outbox: _Outbox) -> None:
+        async with out_score:
+            while (item := await inbox.get()) is not None:
                 result = await self._prepare_one(item)
                 if isinstance(result, Outcome):
                     await outbox.put(result)
@@ -301,11 +297,10 @@ class ScoreStages:
             while (prepared := await _receive(inbox)) is not None:
                 await outbox.put(await self._score_one(prepared))
 
-    async def _check_and_score(self, inbox: ObjectReceiveStream[WorkItem], outbox: _Outbox) -> None:
-        async with inbox:
-            while (item := await _receive(inbox)) is not None:
-                result = await self._prepare_one(item)
-                await outbox.put(result if isinstance(result, Outcome) else await self._score_one(result))
+    async def _check_and_score(self, inbox: _Inbox, outbox: _Outbox) -> None:
+        while (item := await inbox.get()) is not None:
+            result = await self._prepare_one(item)
+            await outbox.put(result if isinstance(result, Outcome) else await self._score_one(result))
 
     async def _prepare_one(self, item: WorkItem) -> Prepared | Outcome:
         try:
@@ -369,6 +364,50 @@ async def _receive(stream: ObjectReceiveStream[Any]) -> Any:
             return None
     except anyio.EndOfStream:
         return None
+
+
+class _Inbox:
+    """Work from the feed to the workers: a queue the feed fills up to ``size`` and refills only once it has
+    fallen to half, so the feed (and the listing behind it) wakes once per ``size / 2`` items, not per item."""
+
+    def __init__(self, size: int) -> None:
+        self.size = max(2, size)
+        self.low = self.size // 2
+        self.items: deque[WorkItem] = deque()
+        self.closed = False
+        self._space: anyio.Event | None = None  # the feed waits for the queue to fall to ``low``
+        self._ready: anyio.Event | None = None  # workers wait for an item (or the end)
+
+    async def put(self, item: WorkItem) -> None:
+        while len(self.items) >= self.size:
+            if self._space is None:
+                self._space = anyio.Event()
+            await self._space.wait()
+        self.items.append(item)
+        if self._ready is not None:
+            self._ready.set()
+            self._ready = None
+
+    def close(self) -> None:
+        """No more items: the workers end once the queue is empty."""
+        self.closed = True
+        if self._ready is not None:
+            self._ready.set()
+            self._ready = None
+
+    async def get(self) -> WorkItem | None:
+        """The next item, or None once the queue is closed and empty."""
+        while not self.items:
+            if self.closed:
+                return None
+            if self._ready is None:
+                self._ready = anyio.Event()
+            await self._ready.wait()
+        item = self.items.popleft()
+        if self._space is not None and len(self.items) <= self.low:
+            self._space.set()
+            self._space = None
+        return item
 
 
 class _Outbox:
