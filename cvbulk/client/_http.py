@@ -457,6 +457,8 @@ class HttpCore:
             if sent <= _SMALL_BODY:
                 read = _least(read, timeouts.first_answer)
         target = self._lean_path + request.path
+        if not target.isascii() or " " in target:  # paths are quoted by seg(); quote whatever was not, as yarl does
+            target = quote(target, safe="/%?&=,:;@!$'()*+~-._")
         if request.params:
             target += ("&" if "?" in target else "?") + urlencode(request.params, quote_via=quote, safe=",")
         head = self._lean_head.reveal()

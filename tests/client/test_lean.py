@@ -287,3 +287,21 @@ def test_headers_are_read_in_any_case_and_only_when_asked():
     assert headers._map is None
     assert headers.get("retry-after") == "7" and headers["RETRY-AFTER"] == "7" and "Retry-After" in headers
     assert headers.get("x-a") == "1, 2" and len(headers) == 2 and headers.get("missing") is None
+
+
+async def test_a_path_left_unquoted_is_quoted_on_the_wire():
+    seen: list[str] = []
+
+    async def any_path(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/x/{rest:.*}", any_path)
+    async with Server(app) as server:
+        core = HttpCore(server.url, KEY, service_path="/x", key_header="K")
+        try:
+            assert await core.call("Get", "GET", "/a b/é") == {}
+        finally:
+            await core.aclose()
+    assert seen == ["/x/a b/é"]
