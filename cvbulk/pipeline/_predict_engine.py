@@ -213,6 +213,11 @@ class ScoreStages:
     # given; ``prepare`` is then not called.
     aprepare: Callable[[WorkItem, anyio.CapacityLimiter], Awaitable[Prepared | Outcome]] | None = None
     prepare_tasks: int | None = None
+    # A source that checks several images together (a container whose header reads go out at once): taken
+    # before ``aprepare``. ``prepare_tasks`` checkers each check up to ``prepare_batch`` waiting items at once and
+    # hand the checked images to the scorers, so a burst of reads is answered in a burst, not one wake-up each.
+    aprepare_many: Callable[[Sequence[WorkItem], anyio.CapacityLimiter], Awaitable[Sequence[Prepared | Outcome]]] | None = None
+    prepare_batch: int = 16
 
     def __post_init__(self) -> None:
         self.prepare_workers = max(1, self.prepare_workers or os.cpu_count() or 1)
@@ -228,7 +233,7 @@ class ScoreStages:
         # 4 MB each) live only in the few buffered between prepare and score and the ones in flight.
         inbox = _Inbox(preparers * 2)
         to_score_send, to_score_recv = anyio.create_memory_object_stream[Prepared](
-            min(self.workers, max(4, self.prepare_workers * 2))
+            self.prepare_batch if self.aprepare_many is not None else min(self.workers, max(4, self.prepare_workers * 2))
         )
         outbox = _Outbox(max(self.record_batch, self.workers * 2), self.record_batch)
         failure: Exception | None = None
@@ -241,7 +246,12 @@ class ScoreStages:
             try:
                 async with anyio.create_task_group() as producers:
                     producers.start_soon(self._feed, source, inbox, outbox)
-                    if self.aprepare is not None:
+                    if self.aprepare_many is not None:
+                        for _ in range(max(1, self.prepare_tasks or 1)):
+                            producers.start_soon(self._checker, inbox, to_score_send.clone(), outbox)
+                        for _ in range(self.workers):
+                            producers.start_soon(self._scorer, to_score_recv.clone(), outbox)
+                    elif self.aprepare is not None:
                         # Checks that await (a container's ranged reads): each worker checks an image, then
                         # scores it; no hop between the two, so one wake-up less per image.
                         for _ in range(max(self.workers, self.prepare_tasks or 0)):
@@ -291,6 +301,22 @@ class ScoreStages:
                     await outbox.put(result)
                 else:
                     await _send(out_score, result)
+
+    async def _checker(self, inbox: _Inbox, out_score: ObjectSendStream[Prepared], outbox: _Outbox) -> None:
+        assert self.aprepare_many is not None
+        async with out_score:
+            while (first := await inbox.get()) is not None:
+                items = [first, *inbox.take_ready(self.prepare_batch - 1)]
+                try:
+                    results: Sequence[Prepared | Outcome] = await self.aprepare_many(items, self._cpu)
+                except Exception as exc:
+                    reason = f"cannot read: {one_line(exc, limit=500)}"
+                    results = [Outcome(i.key, REJECTED, i.size, i.mtime_ns, reason=reason) for i in items]
+                for result in results:
+                    if isinstance(result, Outcome):
+                        await outbox.put(result)
+                    else:
+                        await _send(out_score, result)
 
     async def _scorer(self, inbox: ObjectReceiveStream[Prepared], outbox: _Outbox) -> None:
         async with inbox:
@@ -394,6 +420,15 @@ class _Inbox:
         if self._ready is not None:
             self._ready.set()
             self._ready = None
+
+    def take_ready(self, most: int) -> list[WorkItem]:
+        """Up to ``most`` items that are waiting now, without waiting for more."""
+        take = min(most, len(self.items))
+        out = [self.items.popleft() for _ in range(take)]
+        if take and self._space is not None and len(self.items) <= self.low:
+            self._space.set()
+            self._space = None
+        return out
 
     async def get(self) -> WorkItem | None:
         """The next item, or None once the queue is closed and empty."""
