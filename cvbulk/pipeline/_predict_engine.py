@@ -231,7 +231,9 @@ class ScoreStages:
         preparers = self.prepare_tasks or self.prepare_workers
         # Buffers: enough to keep every stage busy, small enough to bound memory: prepared images (up to
         # 4 MB each) live only in the few buffered between prepare and score and the ones in flight.
-        inbox = _Inbox(preparers * 2)
+        checkers = max(1, self.prepare_tasks or 1)
+        # batched checks: room for every checker's next batch, so that each takes a whole one
+        inbox = _Inbox(checkers * self.prepare_batch * 2 if self.aprepare_many is not None else preparers * 2)
         to_score_send, to_score_recv = anyio.create_memory_object_stream[Prepared](
             self.prepare_batch if self.aprepare_many is not None else min(self.workers, max(4, self.prepare_workers * 2))
         )
@@ -247,7 +249,7 @@ class ScoreStages:
                 async with anyio.create_task_group() as producers:
                     producers.start_soon(self._feed, source, inbox, outbox)
                     if self.aprepare_many is not None:
-                        for _ in range(max(1, self.prepare_tasks or 1)):
+                        for _ in range(checkers):
                             producers.start_soon(self._checker, inbox, to_score_send.clone(), outbox)
                         for _ in range(self.workers):
                             producers.start_soon(self._scorer, to_score_recv.clone(), outbox)
