@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 from yarl import URL
@@ -28,6 +28,7 @@ from ._errors import (
     error_for_status,
     redact,
 )
+from ._lean import LeanConnectError, LeanError, LeanPool, LeanTimeout, proxied, request_bytes
 from ._multipart import ImageData, image_multipart
 from ._ratelimit import ApiGroup, Pacer
 from ._retry import OnRetry, RetryEvent, RetryPolicy, parse_retry_after, parse_retry_after_message, retry_cause
@@ -38,6 +39,12 @@ __all__ = ["Timeouts", "HttpCore", "seg", "query"]
 logger = logging.getLogger("cvbulk.client")
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+
+#: JSON requests of a client that owns its connections go through ``_lean`` (a plain HTTP/1.1 exchange on
+#: kept-alive connections) instead of aiohttp, unless the endpoint is reached through a proxy. Tests that mock
+#: aiohttp itself turn this off.
+LEAN_TRANSPORT = True
 
 
 # Requests with a body up to this size get the short first-answer deadline before the first contact; a
@@ -211,6 +218,12 @@ class HttpCore:
         # Until the endpoint answers one request, what cannot heal (DNS, refused, TLS) is raised at once.
         self.contacted = False
         self._first_try: float | None = None  # clock time of the first attempt, for Timeouts.first_contact
+        # The lean transport (see LEAN_TRANSPORT): made at the first request that uses it.
+        self._lean_ok = session is None and LEAN_TRANSPORT and not proxied(self.base_url)
+        self._lean: LeanPool | None = None
+        base = urlsplit(self.base_url)
+        self._lean_path = base.path
+        self._lean_head = _Secret(f"{key_header}: {key}\r\nAccept: application/json\r\nUser-Agent: cvbulk\r\n")
 
     # -- session -----------------------------------------------------------------------------------------
     def session(self) -> aiohttp.ClientSession:
@@ -225,7 +238,9 @@ class HttpCore:
         return self._session
 
     async def aclose(self) -> None:
-        """Close the session if this core created it."""
+        """Close the session if this core created it (and the lean transport's connections)."""
+        if self._lean is not None:
+            self._lean.close()
         if self._owns_session and self._session is not None and not self._session.closed:
             await self._session.close()
 
@@ -343,10 +358,11 @@ class HttpCore:
     async def _send(self, request: _Request) -> bytes:
         """One attempt: build the body, send, read, count, and turn a failure into an exception."""
         operation, group = request.operation, request.group
-        headers = {self._key_header: self._key.reveal()} if request.send_key else {}
-        headers["Accept"] = "*/*" if operation == "Download" else "application/json"
+        lean = self._lean_ok and request.images is None and request.payload is None and operation != "Download"
         data: Any = None
-        if request.images is not None:
+        if lean:
+            sent = len(request.body) if request.body is not None else 0
+        elif request.images is not None:
             # rebuilt per attempt: a multipart writer is consumed by sending it
             data = image_multipart(request.images)
             sent = data.size or 0
@@ -355,20 +371,51 @@ class HttpCore:
             sent = data.size or 0
         elif request.body is not None:
             data = request.body
-            headers.update(_JSON_HEADERS)
             sent = len(request.body)
         else:
             sent = 0
         stats = self.stats
         stats.requests += 1
         stats.bytes_sent += sent
-        options: dict[str, Any] = {}
         first = not self.contacted and request.send_key
-        if first:
-            if self._first_try is None:
-                self._first_try = self.retry.clock()
-            options["timeout"] = self.timeouts.before_contact(sent <= _SMALL_BODY)
+        if first and self._first_try is None:
+            self._first_try = self.retry.clock()
         start = time.perf_counter()
+        if lean:
+            status, raw, answer_headers = await self._lean_attempt(request, first, sent)
+        else:
+            status, raw, answer_headers = await self._aiohttp_attempt(request, data, first, sent)
+        elapsed = time.perf_counter() - start
+        stats.record_latency(elapsed)
+        stats.bytes_received += len(raw)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s %s -> %d in %.1f ms", request.method, request.path, status, elapsed * 1000.0)
+        if 200 <= status < 300:
+            if group is not None:
+                self.pacer.on_success(group)
+            return raw
+        err = _error_from_answer(status, raw, answer_headers, operation, self._key.reveal())
+        if status == 429:
+            stats.throttled += 1
+            if group is not None:
+                self.pacer.on_throttled(group, err.retry_after)
+        elif status >= 500:
+            stats.server_errors += 1
+            if group is not None:
+                self.pacer.on_server_error(group)
+        raise err
+
+    async def _aiohttp_attempt(
+        self, request: _Request, data: Any, first: bool, sent: int
+    ) -> tuple[int, bytes, Mapping[str, str]]:
+        operation, group = request.operation, request.group
+        headers = {self._key_header: self._key.reveal()} if request.send_key else {}
+        headers["Accept"] = "*/*" if operation == "Download" else "application/json"
+        if request.images is None and request.payload is None and request.body is not None:
+            headers.update(_JSON_HEADERS)
+        options: dict[str, Any] = {}
+        if first:
+            options["timeout"] = self.timeouts.before_contact(sent <= _SMALL_BODY)
         try:
             async with self.session().request(
                 request.method, request.url, params=request.params, data=data, headers=headers, **options
@@ -376,8 +423,7 @@ class HttpCore:
                 if request.send_key:
                     self.contacted = True  # an HTTP answer: the endpoint exists and speaks HTTP
                 raw = await resp.read()
-                status = resp.status
-                answer_headers = resp.headers
+                return resp.status, raw, resp.headers
         except aiohttp.ClientConnectorError as exc:
             # no connection at all: DNS, refused, unreachable, TLS handshake
             self._transport_failure(group)
@@ -397,24 +443,50 @@ class HttpCore:
         except aiohttp.ClientError as exc:
             detail = redact(str(exc), self._key.reveal()) or type(exc).__name__
             raise CustomVisionError(f"{type(exc).__name__}: {detail}", operation=operation) from None
-        elapsed = time.perf_counter() - start
-        stats.record_latency(elapsed)
-        stats.bytes_received += len(raw)
-        logger.debug("%s %s -> %d in %.1f ms", request.method, request.path, status, elapsed * 1000.0)
-        if 200 <= status < 300:
-            if group is not None:
-                self.pacer.on_success(group)
-            return raw
-        err = _error_from_answer(status, raw, answer_headers, operation, self._key.reveal())
-        if status == 429:
-            stats.throttled += 1
-            if group is not None:
-                self.pacer.on_throttled(group, err.retry_after)
-        elif status >= 500:
-            stats.server_errors += 1
-            if group is not None:
-                self.pacer.on_server_error(group)
-        raise err
+
+    async def _lean_attempt(self, request: _Request, first: bool, sent: int) -> tuple[int, bytes, Mapping[str, str]]:
+        """The attempt of a JSON request on the lean transport, its failures mapped as aiohttp's are."""
+        operation, group = request.operation, request.group
+        pool = self._lean
+        if pool is None:
+            pool = self._lean = LeanPool(self.endpoint, limit=self._max_connections)
+        timeouts = self.timeouts
+        connect, read = timeouts.connect, timeouts.read
+        if first:
+            connect = _least(connect, timeouts.first_answer)
+            if sent <= _SMALL_BODY:
+                read = _least(read, timeouts.first_answer)
+        target = self._lean_path + request.path
+        if not target.isascii() or " " in target:  # paths are quoted by seg(); quote whatever was not, as yarl does
+            target = quote(target, safe="/%?&=,:;@!$'()*+~-._")
+        if request.params:
+            target += ("&" if "?" in target else "?") + urlencode(request.params, quote_via=quote, safe=",")
+        head = self._lean_head.reveal()
+        if request.body is not None:
+            head += "Content-Type: application/json\r\n"
+        data = request_bytes(request.method, target, pool.host_header, head, request.body)
+        # Written again at once on a fresh connection when a kept-alive one was closed under it: only what is
+        # safe to repeat (RFC 9112), and a prediction that stores nothing.
+        retry_stale = request.method in _IDEMPOTENT or group is ApiGroup.PREDICTION_NOSTORE
+        try:
+            status, headers, raw = await pool.request(
+                request.method, data, connect=connect, read=read, total=timeouts.total, retry_stale=retry_stale
+            )
+        except LeanConnectError as exc:
+            self._transport_failure(group)
+            reason = _connect_reason(exc.cause, pool.host, pool.port)
+            if not self.contacted:
+                raise EndpointUnreachableError(reason, operation=operation) from None
+            raise ConnectionFailedError(reason, operation=operation) from None
+        except LeanTimeout as exc:
+            self._transport_failure(group)
+            raise RequestTimeoutError(f"no answer within the timeout ({exc})", operation=operation) from None
+        except LeanError as exc:
+            self._transport_failure(group)
+            detail = redact(str(exc), self._key.reveal())
+            raise ConnectionFailedError(detail, operation=operation) from None
+        self.contacted = True  # an HTTP answer: the endpoint exists and speaks HTTP
+        return status, raw, headers
 
     def _transport_failure(self, group: ApiGroup | None) -> None:
         """Count a request without an answer, and tell the pacer (it backs off as for a 5xx)."""
@@ -424,22 +496,40 @@ class HttpCore:
 
 
 def _connect_failure(exc: aiohttp.ClientConnectorError, url: URL) -> str:
-    """One line on why no connection was made, naming the host (never a key: it is not in the URL)."""
-    host = url.host or "the endpoint"
-    where = f"{host}:{url.port}" if url.port else host
+    """One line on why aiohttp made no connection, naming the host (never a key: it is not in the URL)."""
     cause = exc.os_error
-    if isinstance(cause, socket.gaierror) or type(exc).__name__ == "ClientConnectorDNSError":  # aiohttp >= 3.10
+    if type(exc).__name__ == "ClientConnectorDNSError" and not isinstance(cause, socket.gaierror):  # aiohttp >= 3.10
         detail = cause.strerror if isinstance(cause, OSError) and cause.strerror else "no such host"
-        return f"cannot resolve the host {host} ({detail})"
+        return f"cannot resolve the host {url.host or 'the endpoint'} ({detail})"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         problem = exc.certificate_error
         detail = getattr(problem, "verify_message", None) or type(problem).__name__
+        return f"the TLS certificate of {_where(url.host, url.port)} is not trusted ({detail})"
+    if isinstance(exc, aiohttp.ClientSSLError) and not isinstance(cause, ssl.SSLError):
+        reason = getattr(cause, "reason", None) or type(cause).__name__
+        return f"TLS handshake with {_where(url.host, url.port)} failed ({reason})"
+    return _connect_reason(cause, url.host, url.port, fallback=type(exc).__name__)
+
+
+def _where(host: str | None, port: int | None) -> str:
+    host = host or "the endpoint"
+    return f"{host}:{port}" if port else host
+
+
+def _connect_reason(cause: BaseException | None, host: str | None, port: int | None, *, fallback: str = "") -> str:
+    """One line for the OSError of a failed connection: DNS, an untrusted certificate, TLS, refused, other."""
+    where = _where(host, port)
+    if isinstance(cause, socket.gaierror):
+        detail = cause.strerror or "no such host"
+        return f"cannot resolve the host {host or 'the endpoint'} ({detail})"
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        detail = cause.verify_message or type(cause).__name__
         return f"the TLS certificate of {where} is not trusted ({detail})"
-    if isinstance(exc, aiohttp.ClientSSLError) or isinstance(cause, ssl.SSLError):
+    if isinstance(cause, ssl.SSLError):
         reason = getattr(cause, "reason", None) or type(cause).__name__
         hint = "; is it an http:// endpoint?" if reason == "WRONG_VERSION_NUMBER" else ""
         return f"TLS handshake with {where} failed ({reason}{hint})"
     if isinstance(cause, ConnectionRefusedError):
         return f"connection to {where} refused (nothing listens there)"
-    detail = cause.strerror if isinstance(cause, OSError) and cause.strerror else type(exc).__name__
+    detail = cause.strerror if isinstance(cause, OSError) and cause.strerror else (fallback or type(cause).__name__)
     return f"cannot connect to {where} ({detail})"

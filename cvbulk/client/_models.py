@@ -524,7 +524,25 @@ class Prediction(_Model):
     extra: dict[str, Any] = _extra()
 
 
-@_wire(predictions=_many(Prediction))
+_PREDICTION_KEYS = frozenset({"probability", "tagId", "tagName", "boundingBox", "tagType"})
+
+
+def _prediction(data: Mapping[str, Any]) -> Prediction:
+    """``Prediction.from_json`` without the generic table walk for the usual answer (every prediction of every
+    image passes here); anything unusual (an unknown key, a missing one) takes the generic path."""
+    if data.keys() <= _PREDICTION_KEYS:
+        try:
+            box = data.get("boundingBox")
+            return Prediction(
+                data["probability"], data["tagId"], data["tagName"],
+                BoundingBox.from_json(box) if box is not None else None, data.get("tagType"),
+            )
+        except KeyError:
+            pass
+    return Prediction.from_json(data)
+
+
+@_wire(predictions=(lambda values: tuple([_prediction(v) for v in values]), _many(Prediction)[1]))
 @dataclass(slots=True)
 class ImagePrediction(_Model):
     """The answer of a classify, detect or quick test call."""

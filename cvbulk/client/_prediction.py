@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from ._base import BaseClient
 from ._http import query, seg
 from ._models import ImagePrediction
@@ -36,11 +38,7 @@ class PredictionClient(BaseClient):
         name: str,
     ) -> ImagePrediction:
         source = "image" if image is not None else "url"
-        path = f"/{seg(project_id)}/{kind}/iterations/{seg(published_name)}/{source}"
-        operation = ("Classify" if kind == "classify" else "Detect") + ("Image" if source == "image" else "ImageUrl")
-        if not store:
-            path += "/nostore"
-            operation += "WithNoStore"
+        path, operation = _route(kind, project_id, published_name, source, store)
         body = await self._http.call(
             operation, "POST", path,
             group=ApiGroup.PREDICTION_STORE if store else ApiGroup.PREDICTION_NOSTORE,
@@ -83,3 +81,14 @@ class PredictionClient(BaseClient):
         """Detect objects in the image at ``url`` with a published iteration (DetectImageUrl[WithNoStore])."""
         return await self._predict("detect", project_id, published_name, image=None, url=url,
                                    store=store, application=application, name="")
+
+
+@lru_cache(maxsize=64)
+def _route(kind: str, project_id: str, published_name: str, source: str, store: bool) -> tuple[str, str]:
+    """(path, operation name) of a prediction: the same few for a whole run, so quoted once."""
+    path = f"/{seg(project_id)}/{kind}/iterations/{seg(published_name)}/{source}"
+    operation = ("Classify" if kind == "classify" else "Detect") + ("Image" if source == "image" else "ImageUrl")
+    if not store:
+        path += "/nostore"
+        operation += "WithNoStore"
+    return path, operation

@@ -7,12 +7,18 @@ cancellation, per-item outcomes) testable on its own with fakes.
 
 Stages are joined by bounded memory object streams, so memory stays flat however large the tree is:
 a slow service holds the scorers back, which hold prepare back, which holds the scan back.
+
+CPU per image matters even at 20 predictions/s: each time the idle process wakes costs ~0.1 ms, so the
+stages avoid wake-ups that carry no work. Hops skip anyio's checkpoint when they need not wait, a
+container's check and its prediction run in one task, and outcomes reach the recorder in batches through
+``_Outbox`` (one wake-up and one journal transaction a second) instead of one stream hop each.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +28,7 @@ import anyio
 import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from ..client._body import ImageBody
+from ..client._body import ImageBody  # the type of Prepared.data
 from ..client._errors import (
     AuthenticationError,
     BadRequestError,
@@ -32,7 +38,6 @@ from ..client._errors import (
     RetryBudgetExhausted,
 )
 from ._reasons import one_line
-from .engine import take_ready
 from .status import Status
 
 __all__ = [
@@ -82,9 +87,12 @@ class Prepared:
 
     @property
     def nbytes(self) -> int:
-        if isinstance(self.data, (bytes, bytearray)):
-            return len(self.data)
-        return self.data.size if isinstance(self.data, ImageBody) else 0
+        data = self.data
+        if isinstance(data, (bytes, bytearray)):
+            return len(data)
+        # an ImageBody has its size; a URL has none (isinstance against the Protocol costs ~20 µs an image)
+        size = getattr(data, "size", None)
+        return size if isinstance(size, int) else 0
 
 
 @dataclass(frozen=True)
@@ -177,9 +185,9 @@ class ScoreStages:
     - ``prepare`` is synchronous CPU/IO work; it runs in worker threads, at most ``prepare_workers``.
     - ``score`` sends one image; the client behind it paces and retries. ``workers`` scorers call it, so
       at most that many requests are in flight (the client's adaptive limit may hold fewer).
-    - ``record`` is synchronous (writes rows, flushes, journals); it runs in a worker thread with every
-      outcome that queued up while the previous call ran, so batches grow under load and a row is
-      durable a moment after its result arrives.
+    - ``record`` is synchronous (writes rows, flushes, journals); it runs in a worker thread with the
+      outcomes of up to ``record_linger`` seconds (at most ``record_batch``), so a row is durable about a
+      second after its result arrives and a slow trickle of answers costs one transaction a second.
     - ``breaker``: stop with ServiceUnavailable after this many transient failures in a row without a
       success (default: max(20, 2 * workers)).
 
@@ -194,13 +202,22 @@ class ScoreStages:
     workers: int = 16
     prepare_workers: int | None = None
     record_batch: int = 256
-    record_linger: float = 0.25  # seconds an outcome may wait for others to be recorded with it
+    # Seconds an outcome may wait for others to be recorded with it: at 20 predictions/s one thread hand-off,
+    # one flush and one journal transaction for ~20 rows instead of one each (a kill loses at most this long
+    # of answers, which the next run scores again).
+    record_linger: float = 1.0
     breaker: int | None = None
     stats: EngineStats = field(default_factory=EngineStats)
-    # A source whose checks wait on the network (a container): awaited by ``prepare_tasks`` preparers, its
-    # CPU work under the limiter it is given; ``prepare`` is then not called.
+    # A source whose checks wait on the network (a container): awaited by the scorers themselves (each checks
+    # an image, then scores it: max(workers, prepare_tasks) of them), its CPU work under the limiter it is
+    # given; ``prepare`` is then not called.
     aprepare: Callable[[WorkItem, anyio.CapacityLimiter], Awaitable[Prepared | Outcome]] | None = None
     prepare_tasks: int | None = None
+    # A source that checks several images together (a container whose header reads go out at once): taken
+    # before ``aprepare``. ``prepare_tasks`` checkers each check up to ``prepare_batch`` waiting items at once and
+    # hand the checked images to the scorers, so a burst of reads is answered in a burst, not one wake-up each.
+    aprepare_many: Callable[[Sequence[WorkItem], anyio.CapacityLimiter], Awaitable[Sequence[Prepared | Outcome]]] | None = None
+    prepare_batch: int = 16
 
     def __post_init__(self) -> None:
         self.prepare_workers = max(1, self.prepare_workers or os.cpu_count() or 1)
@@ -214,35 +231,45 @@ class ScoreStages:
         preparers = self.prepare_tasks or self.prepare_workers
         # Buffers: enough to keep every stage busy, small enough to bound memory: prepared images (up to
         # 4 MB each) live only in the few buffered between prepare and score and the ones in flight.
-        to_prepare_send, to_prepare_recv = anyio.create_memory_object_stream[WorkItem](preparers * 2)
+        checkers = max(1, self.prepare_tasks or 1)
+        # batched checks: room for every checker's next batch, so that each takes a whole one
+        inbox = _Inbox(checkers * self.prepare_batch * 2 if self.aprepare_many is not None else preparers * 2)
         to_score_send, to_score_recv = anyio.create_memory_object_stream[Prepared](
-            min(self.workers, max(4, self.prepare_workers * 2))
+            self.prepare_batch if self.aprepare_many is not None else min(self.workers, max(4, self.prepare_workers * 2))
         )
-        to_record_send, to_record_recv = anyio.create_memory_object_stream[Outcome](max(64, self.workers * 2))
+        outbox = _Outbox(max(self.record_batch, self.workers * 2), self.record_batch)
         failure: Exception | None = None
         async with anyio.create_task_group() as tg:
             # The recorder is outside the producers' task group so that, when a scorer raises a run-wide
             # error, what was already scored is still written before the error surfaces: the error is
-            # held until the recorder has drained its (closed) stream, not raised into this task group,
+            # held until the recorder has drained its (closed) outbox, not raised into this task group,
             # which would cancel the recorder half-way.
-            tg.start_soon(self._recorder, to_record_recv)
+            tg.start_soon(self._recorder, outbox)
             try:
                 async with anyio.create_task_group() as producers:
-                    producers.start_soon(self._feed, source, to_prepare_send, to_record_send.clone())
-                    for _ in range(preparers):
-                        producers.start_soon(
-                            self._preparer, to_prepare_recv.clone(), to_score_send.clone(), to_record_send.clone()
-                        )
-                    for _ in range(self.workers):
-                        producers.start_soon(self._scorer, to_score_recv.clone(), to_record_send.clone())
+                    producers.start_soon(self._feed, source, inbox, outbox)
+                    if self.aprepare_many is not None:
+                        for _ in range(checkers):
+                            producers.start_soon(self._checker, inbox, to_score_send.clone(), outbox)
+                        for _ in range(self.workers):
+                            producers.start_soon(self._scorer, to_score_recv.clone(), outbox)
+                    elif self.aprepare is not None:
+                        # Checks that await (a container's ranged reads): each worker checks an image, then
+                        # scores it; no hop between the two, so one wake-up less per image.
+                        for _ in range(max(self.workers, self.prepare_tasks or 0)):
+                            producers.start_soon(self._check_and_score, inbox, outbox)
+                    else:
+                        for _ in range(preparers):
+                            producers.start_soon(self._preparer, inbox, to_score_send.clone(), outbox)
+                        for _ in range(self.workers):
+                            producers.start_soon(self._scorer, to_score_recv.clone(), outbox)
                     # Only the clones stay open; each stage closes when its last sender is done.
-                    to_prepare_recv.close()
                     to_score_send.close()
                     to_score_recv.close()
             except Exception as exc:  # the producers' group (a run-wide error); a cancellation goes through
                 failure = exc
             finally:
-                to_record_send.close()
+                outbox.close()
         if failure is not None:
             raise failure
         return self.stats
@@ -250,87 +277,232 @@ class ScoreStages:
     async def _feed(
         self,
         source: AsyncIterable[WorkItem | Outcome],
-        out_prepare: ObjectSendStream[WorkItem],
-        out_record: ObjectSendStream[Outcome],
+        inbox: _Inbox,
+        outbox: _Outbox,
     ) -> None:
-        async with out_prepare, out_record:
-            try:
-                async for entry in source:
-                    if isinstance(entry, Outcome):
-                        await out_record.send(entry)
-                    else:
-                        await out_prepare.send(entry)
-            finally:
-                # An async generator left half-way (a run-wide error) is closed here, in its task, not
-                # later by the garbage collector on whatever loop is running then.
-                aclose = getattr(source, "aclose", None)
-                if aclose is not None:
-                    with anyio.CancelScope(shield=True):
-                        await aclose()
+        try:
+            async for entry in source:
+                if isinstance(entry, Outcome):
+                    await outbox.put(entry)
+                else:
+                    await inbox.put(entry)
+        finally:
+            inbox.close()
+            # An async generator left half-way (a run-wide error) is closed here, in its task, not
+            # later by the garbage collector on whatever loop is running then.
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
 
-    async def _preparer(
-        self,
-        inbox: ObjectReceiveStream[WorkItem],
-        out_score: ObjectSendStream[Prepared],
-        out_record: ObjectSendStream[Outcome],
-    ) -> None:
-        async with inbox, out_score, out_record:
-            async for item in inbox:
+    async def _preparer(self, inbox: _Inbox, out_score: ObjectSendStream[Prepared], outbox: _Outbox) -> None:
+        async with out_score:
+            while (item := await inbox.get()) is not None:
+                result = await self._prepare_one(item)
+                if isinstance(result, Outcome):
+                    await outbox.put(result)
+                else:
+                    await _send(out_score, result)
+
+    async def _checker(self, inbox: _Inbox, out_score: ObjectSendStream[Prepared], outbox: _Outbox) -> None:
+        assert self.aprepare_many is not None
+        async with out_score:
+            while (first := await inbox.get()) is not None:
+                items = [first, *inbox.take_ready(self.prepare_batch - 1)]
                 try:
-                    if self.aprepare is not None:
-                        result = await self.aprepare(item, self._cpu)
-                    else:
-                        result = await anyio.to_thread.run_sync(self.prepare, item, limiter=self._cpu)
+                    results: Sequence[Prepared | Outcome] = await self.aprepare_many(items, self._cpu)
                 except Exception as exc:
                     reason = f"cannot read: {one_line(exc, limit=500)}"
-                    result = Outcome(item.key, REJECTED, item.size, item.mtime_ns, reason=reason)
-                if isinstance(result, Outcome):
-                    await out_record.send(result)
-                else:
-                    await out_score.send(result)
+                    results = [Outcome(i.key, REJECTED, i.size, i.mtime_ns, reason=reason) for i in items]
+                for result in results:
+                    if isinstance(result, Outcome):
+                        await outbox.put(result)
+                    else:
+                        await _send(out_score, result)
 
-    async def _scorer(self, inbox: ObjectReceiveStream[Prepared], out_record: ObjectSendStream[Outcome]) -> None:
-        async with inbox, out_record:
-            async for prepared in inbox:
-                item = prepared.item
-                try:
-                    prediction = await self.score(prepared.data)
-                except CustomVisionError as exc:
-                    status = classify_error(exc)
-                    if status is None:
-                        raise
-                    if status == ERROR:
-                        self._streak.failure(exc)
-                    outcome = Outcome(
-                        item.key, status, item.size, item.mtime_ns, prepared.sha256,
-                        reason=one_line(exc, limit=500), fixes=prepared.fixes, via=_via(prepared),
-                    )
-                else:
-                    self._streak.success()
-                    outcome = Outcome(
-                        item.key, PREDICTED, item.size, item.mtime_ns, prepared.sha256,
-                        prediction=prediction, fixes=prepared.fixes, nbytes=prepared.nbytes,
-                        via=_via(prepared),
-                    )
-                await out_record.send(outcome)
-
-    async def _recorder(self, inbox: ObjectReceiveStream[Outcome]) -> None:
+    async def _scorer(self, inbox: ObjectReceiveStream[Prepared], outbox: _Outbox) -> None:
         async with inbox:
-            async for first in inbox:
-                batch = take_ready(first, inbox, self.record_batch)
-                # At 20 predictions/s each outcome would come alone: linger a moment to write several in one
-                # thread hand-off and transaction (a kill loses at most this long of answers: scored again).
-                with anyio.move_on_after(self.record_linger):
-                    while len(batch) < self.record_batch:
-                        try:
-                            batch.append(await inbox.receive())
-                        except anyio.EndOfStream:
-                            break
-                await anyio.to_thread.run_sync(self.record, batch)
-                for outcome in batch:
-                    self.stats.add(outcome)
-                if self.on_recorded is not None:
-                    self.on_recorded(batch)
+            while (prepared := await _receive(inbox)) is not None:
+                await outbox.put(await self._score_one(prepared))
+
+    async def _check_and_score(self, inbox: _Inbox, outbox: _Outbox) -> None:
+        while (item := await inbox.get()) is not None:
+            result = await self._prepare_one(item)
+            await outbox.put(result if isinstance(result, Outcome) else await self._score_one(result))
+
+    async def _prepare_one(self, item: WorkItem) -> Prepared | Outcome:
+        try:
+            if self.aprepare is not None:
+                return await self.aprepare(item, self._cpu)
+            return await anyio.to_thread.run_sync(self.prepare, item, limiter=self._cpu)
+        except Exception as exc:
+            reason = f"cannot read: {one_line(exc, limit=500)}"
+            return Outcome(item.key, REJECTED, item.size, item.mtime_ns, reason=reason)
+
+    async def _score_one(self, prepared: Prepared) -> Outcome:
+        """The outcome of one prediction; a run-wide error (see ``classify_error``) is raised."""
+        item = prepared.item
+        try:
+            prediction = await self.score(prepared.data)
+        except CustomVisionError as exc:
+            status = classify_error(exc)
+            if status is None:
+                raise
+            if status == ERROR:
+                self._streak.failure(exc)
+            return Outcome(
+                item.key, status, item.size, item.mtime_ns, prepared.sha256,
+                reason=one_line(exc, limit=500), fixes=prepared.fixes, via=_via(prepared),
+            )
+        self._streak.success()
+        return Outcome(
+            item.key, PREDICTED, item.size, item.mtime_ns, prepared.sha256,
+            prediction=prediction, fixes=prepared.fixes, nbytes=prepared.nbytes, via=_via(prepared),
+        )
+
+    async def _recorder(self, outbox: _Outbox) -> None:
+        while batch := await outbox.take(self.record_linger):
+            await anyio.to_thread.run_sync(self.record, batch)
+            for outcome in batch:
+                self.stats.add(outcome)
+            if self.on_recorded is not None:
+                self.on_recorded(batch)
+
+
+# Stream hops without the checkpoint anyio's send and receive take even when they need not wait: at 20
+# predictions/s every hop's extra turn of the event loop is CPU spent per image. A stage still waits (and
+# so yields) whenever its stream is full or empty, so no stage can hold the loop for long.
+
+
+async def _send(stream: ObjectSendStream[Any], item: Any) -> None:
+    try:
+        stream.send_nowait(item)  # type: ignore[attr-defined]  # a memory stream's
+    except anyio.WouldBlock:
+        await stream.send(item)
+
+
+async def _receive(stream: ObjectReceiveStream[Any]) -> Any:
+    """The next item, or None once the stream is closed and drained."""
+    try:
+        return stream.receive_nowait()  # type: ignore[attr-defined]  # a memory stream's
+    except anyio.WouldBlock:
+        try:
+            return await stream.receive()
+        except anyio.EndOfStream:
+            return None
+    except anyio.EndOfStream:
+        return None
+
+
+class _Inbox:
+    """Work from the feed to the workers: a queue the feed fills up to ``size`` and refills only once it has
+    fallen to half, so the feed (and the listing behind it) wakes once per ``size / 2`` items, not per item."""
+
+    def __init__(self, size: int) -> None:
+        self.size = max(2, size)
+        self.low = self.size // 2
+        self.items: deque[WorkItem] = deque()
+        self.closed = False
+        self._space: anyio.Event | None = None  # the feed waits for the queue to fall to ``low``
+        self._ready: anyio.Event | None = None  # workers wait for an item (or the end)
+
+    async def put(self, item: WorkItem) -> None:
+        while len(self.items) >= self.size:
+            if self._space is None:
+                self._space = anyio.Event()
+            await self._space.wait()
+        self.items.append(item)
+        if self._ready is not None:
+            self._ready.set()
+            self._ready = None
+
+    def close(self) -> None:
+        """No more items: the workers end once the queue is empty."""
+        self.closed = True
+        if self._ready is not None:
+            self._ready.set()
+            self._ready = None
+
+    def take_ready(self, most: int) -> list[WorkItem]:
+        """Up to ``most`` items that are waiting now, without waiting for more."""
+        take = min(most, len(self.items))
+        out = [self.items.popleft() for _ in range(take)]
+        if take and self._space is not None and len(self.items) <= self.low:
+            self._space.set()
+            self._space = None
+        return out
+
+    async def get(self) -> WorkItem | None:
+        """The next item, or None once the queue is closed and empty."""
+        while not self.items:
+            if self.closed:
+                return None
+            if self._ready is None:
+                self._ready = anyio.Event()
+            await self._ready.wait()
+        item = self.items.popleft()
+        if self._space is not None and len(self.items) <= self.low:
+            self._space.set()
+            self._space = None
+        return item
+
+
+class _Outbox:
+    """Outcomes on their way to the recorder: a list the stages append to, taken in batches.
+
+    A memory object stream would wake the recorder (two turns of the event loop) for every outcome; here an
+    outcome costs an append, and the recorder wakes once per batch: when the first outcome after a quiet spell
+    arrives, then after ``linger`` seconds (or at once when ``batch`` outcomes wait, or when the outbox is
+    closed). Bounded: a stage waits while ``limit`` outcomes wait to be recorded.
+    """
+
+    def __init__(self, limit: int, batch: int) -> None:
+        self.limit = max(limit, batch)
+        self.batch = batch
+        self.items: list[Outcome] = []
+        self.closed = False
+        self._arrived: anyio.Event | None = None  # the recorder waits for a first outcome
+        self._urgent: anyio.Event | None = None  # the recorder lingers: a full batch or the end cuts it short
+        self._room: anyio.Event | None = None  # a stage waits for the recorder to take a batch
+
+    async def put(self, outcome: Outcome) -> None:
+        while len(self.items) >= self.limit:
+            if self._room is None:
+                self._room = anyio.Event()
+            await self._room.wait()
+        self.items.append(outcome)
+        if self._arrived is not None:
+            self._arrived.set()
+            self._arrived = None
+        if self._urgent is not None and len(self.items) >= self.batch:
+            self._urgent.set()
+            self._urgent = None
+
+    def close(self) -> None:
+        self.closed = True
+        for event in (self._arrived, self._urgent):
+            if event is not None:
+                event.set()
+        self._arrived = self._urgent = None
+
+    async def take(self, linger: float) -> list[Outcome]:
+        """The next batch (empty once the outbox is closed and drained)."""
+        while not self.items:
+            if self.closed:
+                return []
+            self._arrived = anyio.Event()
+            await self._arrived.wait()
+        if linger > 0 and len(self.items) < self.batch and not self.closed:
+            self._urgent = anyio.Event()
+            with anyio.move_on_after(linger):
+                await self._urgent.wait()
+            self._urgent = None
+        batch = self.items[: self.batch]
+        del self.items[: self.batch]
+        if self._room is not None:
+            self._room.set()
+            self._room = None
+        return batch
 
 
 def _via(prepared: Prepared) -> str | None:

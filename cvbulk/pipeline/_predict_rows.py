@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..client._models import Prediction
 from ._predict_engine import Outcome
 from .output import CLASSIFICATION_COLUMNS, JSONL_SUFFIXES, PredictionRow, unescape_cell
 
@@ -63,7 +64,15 @@ class RowMaker:
         return PredictionRow(outcome.key, outcome.status, None, predictions, extra)
 
     def predictions(self, predictions: Sequence[Any]) -> list[dict[str, Any]]:
-        out = [p.to_json() if hasattr(p, "to_json") else dict(p) for p in predictions]
+        if not self.trim:
+            # a classification CSV reads the tag and its probability only: no full to_json per prediction
+            out = [
+                {"tagName": p.tag_name, "tagId": p.tag_id, "probability": p.probability}
+                if isinstance(p, Prediction) else dict(p)
+                for p in predictions
+            ]
+        else:
+            out = [p.to_json() if hasattr(p, "to_json") else dict(p) for p in predictions]
         out.sort(key=_probability, reverse=True)  # stable: ties keep the service's order
         if self.trim:
             if self.threshold is not None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from aioresponses import aioresponses
 
-from cvbulk.client import Pacer, PredictionClient, RetryPolicy, TrainingClient
+from cvbulk.client import Pacer, PredictionClient, RetryPolicy, TrainingClient, _http
 
 from ._support import ENDPOINT, KEY, Recorder, StepClock
 
@@ -14,7 +14,10 @@ def clock() -> StepClock:
 
 
 @pytest.fixture
-def mock():
+def mock(monkeypatch):
+    # aioresponses answers in place of aiohttp: the clients made under it send through aiohttp, not the
+    # lean transport of JSON requests (tests/client/test_lean.py and the live tests cover that one).
+    monkeypatch.setattr(_http, "LEAN_TRANSPORT", False)
     with aioresponses() as m:
         yield Recorder(m)
 

@@ -10,6 +10,7 @@ from cvbulk.client import (
     ImageCreateSummary,
     ImageFileCreateEntry,
     ImagePrediction,
+    Prediction,
     ImageRegionCreateSummary,
     ImageTagCreateSummary,
     Iteration,
@@ -97,6 +98,18 @@ def test_prediction_and_performance_models():
     assert ImageRegionCreateSummary.from_json({}).created == ()
     tags = ImageTagCreateSummary.from_json({"created": [{"imageId": "i", "tagId": "t"}], "exceeded": []})
     assert tags.created[0].image_id == "i"
+
+
+def test_a_prediction_answer_parses_the_same_on_the_quick_path_and_the_generic_one():
+    usual = {"probability": 0.25, "tagId": "t", "tagName": "n", "tagType": "Regular",
+             "boundingBox": {"left": 0.1, "top": 0.2, "width": 0.3, "height": 0.4}}
+    odd = {"probability": 0.5, "tagId": "u", "tagName": "m", "newField": [1]}  # an unknown key: kept in extra
+    answer = ImagePrediction.from_json({"id": "x", "project": "p", "iteration": "i", "predictions": [usual, odd]})
+    assert answer.predictions == (Prediction.from_json(usual), Prediction.from_json(odd))
+    assert answer.predictions[1].extra == {"newField": [1]} and answer.predictions[0].bounding_box.height == 0.4
+    with pytest.raises(ValueError, match="Prediction has no tagName"):
+        ImagePrediction.from_json({"id": "x", "project": "p", "iteration": "i",
+                                   "predictions": [{"probability": 1.0, "tagId": "t"}]})
 
 
 def test_source_name_strips_only_surrounding_quotes():

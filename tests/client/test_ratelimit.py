@@ -241,3 +241,41 @@ def test_pacer_for_resource_is_shared_per_endpoint_and_key():
     assert Pacer.for_resource("http://127.0.0.1:1", KEY, "F0") is a
     assert Pacer.for_resource("http://127.0.0.1:1", KEY + "x", "F0") is not a
     assert KEY not in repr(a) and KEY not in repr(Pacer._shared)
+
+
+async def test_a_tick_wakes_the_callers_of_one_tick_together_never_before_their_slot():
+    clock = VirtualClock()
+    limiter = RateLimiter(20, clock=clock, sleep=clock.sleep, tick=0.25)
+    plain = RateLimiter(20)
+    starts: list[float] = []
+
+    async def worker() -> None:
+        for _ in range(5):
+            await limiter.acquire()
+            starts.append(clock())
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            for _ in range(16):
+                tg.start_soon(worker)
+
+    await clock.run(main)
+    starts.sort()
+    slots = [i / 20 for i in range(80)]  # what the evenly spread limiter gives
+    assert starts[0] == 0.0 and all(s >= slot - EPS for s, slot in zip(starts, slots))
+    assert all(abs(s * 4 - round(s * 4)) < 1e-6 for s in starts)  # on the 0.25 s grid
+    assert len(set(starts)) == 17  # 80 starts, 17 wake-ups
+    assert max_in_any_window(starts) <= 20  # the rate holds in every one-second window
+    assert starts[-1] == pytest.approx(4.0)  # and the pace: 80 in 4 s, as without the tick
+    assert repr(limiter) == "RateLimiter(rate=20.0, burst=1, tick=0.25)" and plain.tick == 0.0
+    with pytest.raises(ValueError):
+        RateLimiter(20, tick=-1)
+
+
+def test_tier_pacers_tick_only_predictions_that_fill_a_tick():
+    s0, f0 = Pacer.for_tier("S0"), Pacer.for_tier("F0")
+    assert s0.limiter(ApiGroup.PREDICTION_NOSTORE).tick == 0.25  # type: ignore[union-attr]
+    assert s0.limiter(ApiGroup.PREDICTION_STORE).tick == 0.25  # type: ignore[union-attr]  # 10/s: 2-3 a tick
+    assert s0.limiter(ApiGroup.TRAINING).tick == 0.0  # type: ignore[union-attr]
+    assert f0.limiter(ApiGroup.PREDICTION_NOSTORE).tick == 0.0  # type: ignore[union-attr]  # 2/s: no gain
+    assert Pacer.for_tier("S0", ticks={}).limiter(ApiGroup.PREDICTION_NOSTORE).tick == 0.0  # type: ignore[union-attr]

@@ -104,6 +104,66 @@ async def test_engine_scores_every_item_once_and_bounds_concurrency():
     assert 1 < peak <= 8
 
 
+async def test_engine_records_in_batches_of_the_linger_and_the_end_cuts_it_short():
+    """Outcomes wait up to ``record_linger`` to be recorded together; a full batch goes at once, and the run's
+    end does not wait out the linger (a 30 s linger here: the run would time out if it did)."""
+
+    async def score(data: bytes) -> str:
+        await anyio.sleep(0)
+        return "ok"
+
+    async def check_and_score_source():
+        for item in _items(10):
+            yield item
+
+    lingering, full = Recorder(), Recorder()
+    with anyio.fail_after(10):
+        await run_engine(_aiter(_items(10)), prepare=_prepare_ok, score=score, record=lingering, workers=4,
+                         record_linger=30.0)
+        await run_engine(_aiter(_items(10)), prepare=_prepare_ok, score=score, record=full, workers=4,
+                         record_linger=30.0, record_batch=3)
+
+        async def aprepare(item: WorkItem, cpu) -> Prepared:
+            await anyio.sleep(0)
+            return _prepare_ok(item)
+
+        fused = Recorder()  # a source whose checks await: each worker checks, then scores
+        await run_engine(check_and_score_source(), prepare=_prepare_ok, aprepare=aprepare, score=score,
+                         record=fused, workers=4, prepare_tasks=2, record_linger=30.0)
+    assert [len(b) for b in lingering.batches] == [10]
+    assert [len(b) for b in full.batches] == [3, 3, 3, 1]
+    assert set(fused.by_key()) == {i.key for i in _items(10)} and len(fused.batches) == 1
+
+
+async def test_engine_checks_in_batches_when_the_source_can():
+    """``aprepare_many``: what waits is checked together (up to ``prepare_batch``), each result scored or
+    recorded once; a batch whose check fails outright is rejected item by item."""
+    batches: list[int] = []
+
+    async def aprepare_many(items, cpu):
+        batches.append(len(items))
+        await anyio.sleep(0)
+        if any(i.key.endswith("_0013.jpg") for i in items):
+            raise OSError("the storage account went away")
+        return [Outcome(i.key, REJECTED, reason="not an image") if i.key.endswith("7.jpg") else _prepare_ok(i)
+                for i in items]
+
+    async def score(data: bytes) -> str:
+        await anyio.sleep(0)
+        return "ok"
+
+    rec = Recorder()
+    with anyio.fail_after(10):
+        await run_engine(_aiter(_items(100)), prepare=_prepare_ok, aprepare_many=aprepare_many, score=score,
+                         record=rec, workers=4, prepare_tasks=2, prepare_batch=8)
+    got = rec.by_key()
+    assert len(got) == 100 and max(batches) <= 8 and sum(batches) == 100 and len(batches) < 100
+    failed = [o for o in got.values() if o.reason and "went away" in o.reason]
+    assert failed and all(o.status == REJECTED for o in failed)
+    assert {o.status for k, o in got.items() if k.endswith("7.jpg")} == {REJECTED}
+    assert all(o.status == PREDICTED for o in got.values() if o.reason is None)
+
+
 async def test_engine_outcomes_for_bad_input_and_service_refusals():
     items = _items(12)
 
