@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 
 import anyio
 
+from .._http1 import chunked_body
+
 __all__ = ["LeanPool", "LeanConnectError", "LeanTimeout", "LeanDisconnected", "Headers", "proxied"]
 
 _MAX_HEAD = 64 * 1024  # status line and headers: the service sends well under 2 KB
@@ -304,19 +306,8 @@ class _Connection(asyncio.Protocol):
                 self._finish(body)
 
     def _chunked(self) -> bytes | None:
-        buf, pos, body = self._buf, self._body_at, bytearray()
-        while True:
-            line_end = buf.find(b"\r\n", pos)
-            if line_end < 0:
-                return None
-            size = int(bytes(buf[pos:line_end]).split(b";", 1)[0], 16)
-            start = line_end + 2
-            if size == 0:
-                return bytes(body) if buf.find(b"\r\n\r\n", line_end) >= 0 else None
-            if len(buf) < start + size + 2:
-                return None
-            body += buf[start : start + size]
-            pos = start + size + 2
+        found = chunked_body(self._buf, self._body_at)
+        return None if found is None else found[0]
 
 
 class LeanPool:

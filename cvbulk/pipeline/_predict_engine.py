@@ -38,6 +38,7 @@ from ..client._errors import (
     RetryBudgetExhausted,
 )
 from ._reasons import one_line
+from .engine import put
 from .status import Status
 
 __all__ = [
@@ -302,7 +303,7 @@ class ScoreStages:
                 if isinstance(result, Outcome):
                     await outbox.put(result)
                 else:
-                    await _send(out_score, result)
+                    await put(out_score, result)
 
     async def _checker(self, inbox: _Inbox, out_score: ObjectSendStream[Prepared], outbox: _Outbox) -> None:
         assert self.aprepare_many is not None
@@ -318,7 +319,7 @@ class ScoreStages:
                     if isinstance(result, Outcome):
                         await outbox.put(result)
                     else:
-                        await _send(out_score, result)
+                        await put(out_score, result)
 
     async def _scorer(self, inbox: ObjectReceiveStream[Prepared], outbox: _Outbox) -> None:
         async with inbox:
@@ -372,13 +373,6 @@ class ScoreStages:
 # Stream hops without the checkpoint anyio's send and receive take even when they need not wait: at 20
 # predictions/s every hop's extra turn of the event loop is CPU spent per image. A stage still waits (and
 # so yields) whenever its stream is full or empty, so no stage can hold the loop for long.
-
-
-async def _send(stream: ObjectSendStream[Any], item: Any) -> None:
-    try:
-        stream.send_nowait(item)  # type: ignore[attr-defined]  # a memory stream's
-    except anyio.WouldBlock:
-        await stream.send(item)
 
 
 async def _receive(stream: ObjectReceiveStream[Any]) -> Any:

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 
 import anyio
 
+from .._http1 import chunked_body
+
 __all__ = ["RangedReader", "RangedReadError", "RangedRead"]
 
 # The three headers an answer is read by (names case-insensitive; a regex over the whole head costs a fraction of
@@ -168,20 +170,8 @@ class _Connection(asyncio.Protocol):
         return answer
 
     def _chunked(self) -> tuple[_Answer, int] | None:
-        buf, pos, body = self._buf, self._body_at, bytearray()
-        while True:
-            line_end = buf.find(b"\r\n", pos)
-            if line_end < 0:
-                return None
-            size = int(bytes(buf[pos:line_end]).split(b";", 1)[0], 16)
-            start = line_end + 2
-            if size == 0:
-                trailer_end = buf.find(b"\r\n\r\n", line_end)
-                return ((self._status, bytes(body)), trailer_end + 4) if trailer_end >= 0 else None
-            if len(buf) < start + size + 2:
-                return None
-            body += buf[start : start + size]
-            pos = start + size + 2
+        found = chunked_body(self._buf, self._body_at)
+        return None if found is None else ((self._status, found[0]), found[1])
 
 
 def _split(url: str) -> tuple[str, str, int, str, str]:
