@@ -1,9 +1,49 @@
-"""HTTP/1.1 wire details shared by the two lean clients (``client._lean`` for the service's JSON calls,
-``storage._ranged`` for ranged blob reads). It imports nothing of cvbulk: both layers stand on it."""
+"""What the two lean HTTP/1.1 clients share (``client._lean`` for the service's JSON calls, ``storage._ranged``
+for ranged blob reads): whether a proxy is in the way, opening a connection, reading a chunked body. It imports
+nothing of cvbulk: both layers stand on it."""
 
 from __future__ import annotations
 
-__all__ = ["chunked_body"]
+import asyncio
+import ssl
+import urllib.request
+from collections.abc import Callable
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import anyio
+
+__all__ = ["proxied", "connect", "chunked_body"]
+
+P = TypeVar("P", bound=asyncio.Protocol)
+_TLS: ssl.SSLContext | None = None
+
+
+def proxied(url: str) -> bool:
+    """Whether the environment routes ``url`` through a proxy (``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, as
+    requests and the Azure SDK read them): a lean client then leaves the request to one that honours it."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(parts.scheme or "https") or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")
+
+
+async def connect(factory: Callable[[], P], host: str, port: int, *, https: bool, timeout: float | None) -> P:
+    """A new connection with ``factory``'s protocol; TLS verified as aiohttp does it (the system's trust store,
+    or ``SSL_CERT_FILE``). Raises ``TimeoutError`` after ``timeout``, else the ``OSError`` of the failure."""
+    global _TLS
+    context = None
+    if https:
+        if _TLS is None:
+            _TLS = ssl.create_default_context()
+        context = _TLS
+    loop = asyncio.get_running_loop()
+    with anyio.fail_after(timeout):
+        _, protocol = await loop.create_connection(
+            factory, host, port, ssl=context, server_hostname=host if https else None
+        )
+    return protocol
 
 
 def chunked_body(buf: bytearray, pos: int) -> tuple[bytes, int] | None:

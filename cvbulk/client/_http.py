@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import aiohttp
 from yarl import URL
 
+from .._http1 import proxied
 from ._errors import (
     ConnectionFailedError,
     CustomVisionError,
@@ -28,7 +29,7 @@ from ._errors import (
     error_for_status,
     redact,
 )
-from ._lean import LeanConnectError, LeanError, LeanPool, LeanTimeout, proxied, request_bytes
+from ._lean import LeanConnectError, LeanError, LeanPool, LeanTimeout, request_bytes
 from ._multipart import ImageData, image_multipart
 from ._ratelimit import ApiGroup, Pacer
 from ._retry import OnRetry, RetryEvent, RetryPolicy, parse_retry_after, parse_retry_after_message, retry_cause

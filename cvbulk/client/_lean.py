@@ -15,17 +15,15 @@ awaited) and ``total`` per attempt, kept by one timer per request.
 from __future__ import annotations
 
 import asyncio
-import ssl
-import urllib.request
 import zlib
 from collections.abc import Iterator, Mapping
 from urllib.parse import urlsplit
 
 import anyio
 
-from .._http1 import chunked_body
+from .._http1 import chunked_body, connect
 
-__all__ = ["LeanPool", "LeanConnectError", "LeanTimeout", "LeanDisconnected", "Headers", "proxied"]
+__all__ = ["LeanPool", "LeanConnectError", "LeanTimeout", "LeanDisconnected", "Headers"]
 
 _MAX_HEAD = 64 * 1024  # status line and headers: the service sends well under 2 KB
 #: An idle connection older than this is closed, not reused (aiohttp's keepalive_timeout): servers close
@@ -111,15 +109,6 @@ def _field(low: bytes, name: bytes) -> bytes | None:
     start = at + len(name) + 3
     stop = low.find(b"\r\n", start)
     return (low[start:] if stop < 0 else low[start:stop]).strip()
-
-
-def proxied(url: str) -> bool:
-    """Whether the environment routes ``url`` through a proxy (HTTP(S)_PROXY, NO_PROXY)."""
-    parts = urlsplit(url)
-    proxies = urllib.request.getproxies()
-    if not proxies.get(parts.scheme or "https"):
-        return False
-    return not urllib.request.proxy_bypass(parts.hostname or "")
 
 
 class _Connection(asyncio.Protocol):
@@ -327,7 +316,6 @@ class LeanPool:
         self._limit = limit
         self._slots: anyio.Semaphore | None = None
         self._idle: list[_Connection] = []
-        self._ssl: ssl.SSLContext | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def request(
@@ -381,17 +369,8 @@ class LeanPool:
         return None
 
     async def _connect(self, timeout: float | None) -> _Connection:
-        context = None
-        if self.https:
-            if self._ssl is None:
-                self._ssl = ssl.create_default_context()
-            context = self._ssl
-        loop = asyncio.get_running_loop()
         try:
-            with anyio.fail_after(timeout):
-                _, conn = await loop.create_connection(
-                    _Connection, self.host, self.port, ssl=context, server_hostname=self.host if self.https else None
-                )
+            conn = await connect(_Connection, self.host, self.port, https=self.https, timeout=timeout)
         except TimeoutError:
             raise LeanTimeout("ConnectionTimeoutError") from None
         except OSError as exc:  # refused, unreachable, DNS (gaierror), TLS (SSLError)

@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 
+from .._http1 import proxied
 from ._azure import storage_error
 from ._blob_base import BlobContainerEndpoint, blob_entry
 from ._location import Location
@@ -51,7 +52,7 @@ class BlobSource(BlobContainerEndpoint):
         self._http: RangedReader | None = None  # for reads through read URLs, made at the first
         # The lean reader speaks to the account directly; behind a proxy (HTTPS_PROXY / HTTP_PROXY, which the
         # SDK honours) every read goes through the SDK instead.
-        self._lean_reads = not _proxied(self._container.url)
+        self._lean_reads = not proxied(self._container.url)
 
     def _blob_name(self, entry_name: str) -> str:
         return self.location.prefix + entry_name
@@ -282,15 +283,3 @@ class BlobSource(BlobContainerEndpoint):
             raise storage_error(exc, where=self.location, item=entry.name, settings=self.settings) from None
         self.stats.urls_signed += 1
         return url
-
-
-def _proxied(url: str) -> bool:
-    """Whether the environment routes ``url`` through a proxy (as requests and the Azure SDK read it)."""
-    import urllib.request
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    proxies = urllib.request.getproxies()
-    if not (proxies.get(parts.scheme) or proxies.get("all")):
-        return False
-    return not urllib.request.proxy_bypass(parts.hostname or "")

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-import ssl
 from collections import defaultdict
 from collections.abc import Sequence
 
 import anyio
 
-from .._http1 import chunked_body
+from .._http1 import chunked_body, connect
 
 __all__ = ["RangedReader", "RangedReadError", "RangedRead"]
 
@@ -208,7 +207,6 @@ class RangedReader:
         self._slots = anyio.Semaphore(limit)
         self._idle: defaultdict[tuple[str, str, int], list[_Connection]] = defaultdict(list)
         self._one_at_a_time: set[tuple[str, str, int]] = set()  # hosts that dropped pipelined requests
-        self._ssl: ssl.SSLContext | None = None
 
     async def get(self, url: str, start: int, stop: int, etag: str) -> tuple[int, bytes]:
         """``(status, body)`` of ``GET url`` for bytes ``start`` to ``stop`` (exclusive), ``If-Match: etag``.
@@ -301,18 +299,9 @@ class RangedReader:
 
     async def _connect(self, key: tuple[str, str, int]) -> _Connection:
         scheme, host, port = key
-        context = None
-        if scheme == "https":
-            if self._ssl is None:
-                self._ssl = ssl.create_default_context()
-            context = self._ssl
-        loop = asyncio.get_running_loop()
-        with anyio.fail_after(self._connect_timeout):
-            _, conn = await loop.create_connection(
-                lambda: _Connection(self._read_timeout), host, port, ssl=context,
-                server_hostname=host if context is not None else None,
-            )
-        return conn
+        return await connect(
+            lambda: _Connection(self._read_timeout), host, port, https=scheme == "https", timeout=self._connect_timeout
+        )
 
     async def aclose(self) -> None:
         for conns in self._idle.values():

@@ -44,7 +44,6 @@ class _Template:
         self._token_head = token_head  # the token up to "sig="
         self._key = key
         self.key_for: tuple[Any, ...] | None = None
-        self.expiry: datetime | None = None
 
     @classmethod
     def make(cls, account: str, container: str, key: Any, now: datetime, expiry: datetime, https: bool) -> _Template:
@@ -119,19 +118,16 @@ class ReadUrlSigner:
         if ttl <= 0:
             raise ValueError("ttl must be positive")
         now = _now()
-        https = blob_url.startswith("https://")
-        auth = self._settings.auth
-        template = self._template
-        if auth == AUTH_KEY and template is not None and template.expiry is not None and template.key_for == (now, ttl, https, None):
-            return ReadUrl(f"{blob_url}?{template.token(blob_name)}", template.expiry)  # this second's
         expiry = now + timedelta(seconds=ttl)
+        auth = self._settings.auth
         if auth not in (AUTH_KEY, AUTH_IDENTITY):
             return self._reuse_token(blob_url, now)
         key = self._settings.account_key if auth == AUTH_KEY else await self._user_delegation_key(expiry)
-        key_for = (now, ttl, https, None if auth == AUTH_KEY else id(key))
-        if template is None or template.key_for != key_for:
+        https = blob_url.startswith("https://")
+        template = self._template
+        if template is None or template.key_for != (now, ttl, https, id(key)):
             template = self._template = _Template.make(self._settings.account_name, self._container, key, now, expiry, https)
-            template.key_for, template.expiry = key_for, expiry
+            template.key_for = (now, ttl, https, id(key))
         return ReadUrl(f"{blob_url}?{template.token(blob_name)}", expiry)
 
     def _reuse_token(self, blob_url: str, now: datetime) -> ReadUrl:

@@ -16,6 +16,7 @@ import anyio
 import pytest
 from aiohttp import web
 
+from cvbulk._http1 import proxied
 from cvbulk.client import (
     ConnectionFailedError,
     NotFoundError,
@@ -25,7 +26,7 @@ from cvbulk.client import (
     TrainingClient,
 )
 from cvbulk.client._http import HttpCore
-from cvbulk.client._lean import Headers, proxied
+from cvbulk.client._lean import Headers
 
 from ._support import KEY
 

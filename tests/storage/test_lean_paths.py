@@ -101,7 +101,7 @@ async def test_lean_listing_and_urls_match_the_sdk(azurite, azurite_service, azu
 
 
 def test_a_proxy_in_the_environment_sends_reads_through_the_sdk(monkeypatch):
-    from cvbulk.storage._blob_source import _proxied
+    from cvbulk._http1 import proxied as _proxied
 
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy",
                  "NO_PROXY", "no_proxy"):
