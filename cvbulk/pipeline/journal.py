@@ -25,7 +25,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -388,7 +388,7 @@ class Journal:
         bare: list[str] = []
         for item in keys:
             if isinstance(item, JournalEntry):
-                full.append(_row(replace(item, status=SENDING, reason=None), now, attempts_delta=1))
+                full.append(_row(item, now, attempts_delta=1, sending=True))
             else:
                 bare.append(item)
 
@@ -460,7 +460,8 @@ def _extra_text(extra: Mapping[str, Any]) -> str:
     return text
 
 
-def _row(e: JournalEntry, now: float, attempts_delta: int = 0) -> tuple[Any, ...]:
+def _row(e: JournalEntry, now: float, attempts_delta: int = 0, *, sending: bool = False) -> tuple[Any, ...]:
+    """The entry as a row; ``sending``: as its intent (status ``sending``, no reason)."""
     if e.status not in STATUSES:
         raise ValueError(f"unknown status {e.status!r} for {e.key!r}")
     extra = None if e.extra is None else _extra_text(e.extra)
@@ -469,9 +470,9 @@ def _row(e: JournalEntry, now: float, attempts_delta: int = 0) -> tuple[Any, ...
         e.size,
         e.mtime_ns,
         e.sha256,
-        e.status,
+        SENDING if sending else e.status,
         e.image_id,
-        _one_line(e.reason),
+        None if sending else _one_line(e.reason),
         json.dumps(list(e.fixes), ensure_ascii=False) if e.fixes else "[]",
         e.attempts + attempts_delta,
         extra,

@@ -48,28 +48,30 @@ class _Dates:
 
 
 # A page as the service writes it: each <Blob> a flat run of elements whose text holds no markup but the five
-# predefined entities. Read with regular expressions (~5 us per blob instead of ~20 through ElementTree's tree
-# of ~25 elements); a page with anything else in it (a CDATA section, a character reference, a percent-encoded
-# name, a nested element we do not know) is read by ElementTree.
-_BLOB = re.compile(rb"<Blob>(.*?)</Blob>", re.DOTALL)
+# predefined entities. Each <Blob> is cut out with bytes.find and its fields read with regular expressions (~5 us
+# per blob, instead of ~20 through ElementTree's tree of ~25 elements, or ~30 with a lazy ``<Blob>(.*?)</Blob>``
+# and an alternation over the page, which try a match at every byte); a page with anything else in it (a CDATA
+# section, a character reference, a percent-encoded name, a nested element we do not know) is read by ElementTree.
 _FIELDS = {
     tag: re.compile(rb"<" + tag + rb">([^<]*)</" + tag + rb">")
     for tag in (b"Name", b"Content-Length", b"Etag", b"Last-Modified", b"Content-Type")
 }
 _NAME, _LENGTH, _ETAG, _MODIFIED, _TYPE = _FIELDS.values()
-_UNUSUAL = re.compile(rb"<!\[CDATA\[|&#|Encoded=|<BlobPrefix>|<Name />|<Name/>")
+_UNUSUAL = (b"<![CDATA[", b"&#", b"Encoded=", b"<BlobPrefix>", b"<Name />", b"<Name/>")
+_MARKER = re.compile(rb"<NextMarker>([^<]*)</NextMarker>")
 _ENTITIES = {"&lt;": "<", "&gt;": ">", "&quot;": '"', "&apos;": "'"}
 
 
-def _text(found: re.Match[bytes] | None) -> str | None:
-    if found is None:
-        return None
-    text = found.group(1).decode("utf-8")
+def _unescape(text: str) -> str:
     if "&" in text:
         for entity, char in _ENTITIES.items():
             text = text.replace(entity, char)
         text = text.replace("&amp;", "&")  # last: "&amp;lt;" is the text "&lt;"
     return text
+
+
+def _text(found: re.Match[bytes] | None) -> str | None:
+    return None if found is None else _unescape(found.group(1).decode("utf-8"))
 
 
 def parse_page(body: bytes, prefix: str, dates: _Dates | None = None) -> tuple[list[StorageEntry], str | None]:
@@ -78,12 +80,21 @@ def parse_page(body: bytes, prefix: str, dates: _Dates | None = None) -> tuple[l
     dates = dates or _Dates()
     start = body.find(b"<Blobs>")
     stop = body.rfind(b"</Blobs>")
-    if start < 0 or stop < 0 or _UNUSUAL.search(body):
+    if start < 0 or stop < 0 or any(mark in body for mark in _UNUSUAL):
         return _parse_page_tree(body, prefix, dates)
+    columns = _columns(body, start, stop)
+    if columns is not None:
+        return _entries(columns, prefix, dates), _next_marker(body, stop)
     entries: list[StorageEntry] = []
     cut = len(prefix)
-    for blob in _BLOB.finditer(body, start, stop):
-        segment = blob.group(1)
+    find = body.find
+    at = find(b"<Blob>", start, stop)
+    while at >= 0:
+        end = find(b"</Blob>", at, stop)
+        if end < 0:
+            return _parse_page_tree(body, prefix, dates)
+        segment = body[at + 6 : end]
+        at = find(b"<Blob>", end, stop)
         name = _text(_NAME.search(segment))
         if name is None:
             return _parse_page_tree(body, prefix, dates)
@@ -98,8 +109,40 @@ def parse_page(body: bytes, prefix: str, dates: _Dates | None = None) -> tuple[l
                 content_type=_text(_TYPE.search(segment)) or None,
             )
         )
-    marker = _text(re.search(rb"<NextMarker>([^<]*)</NextMarker>", body[stop:])) or None
-    return entries, marker
+    return entries, _next_marker(body, stop)
+
+
+def _next_marker(body: bytes, stop: int) -> str | None:
+    return _text(_MARKER.search(body, stop)) or None
+
+
+def _columns(body: bytes, start: int, stop: int) -> list[list[str]] | None:
+    """Each field of every blob of the page, a column a field, when every blob has each field once (the usual
+    page): five scans of the page in C instead of a loop over its blobs in Python. None otherwise."""
+    count = body.count(b"<Blob>", start, stop)
+    found = [pattern.findall(body, start, stop) for pattern in _FIELDS.values()]
+    if any(len(column) != count for column in found):
+        return None
+    # XML holds no NUL: one decode and one split a column (and the entities only when the page has one)
+    columns = [b"\0".join(column).decode("utf-8").split("\0") if column else [] for column in found]
+    if b"&" in body[start:stop]:
+        columns = [[_unescape(text) for text in column] for column in columns]
+    return columns
+
+
+def _entries(columns: list[list[str]], prefix: str, dates: _Dates) -> list[StorageEntry]:
+    cut = len(prefix)
+    return [
+        StorageEntry(
+            name=name[cut:],
+            size=int(size or 0),
+            etag=etag if etag.startswith('"') else f'"{etag}"',
+            last_modified=dates(modified),
+            content_type=content_type or None,
+        )
+        for name, size, etag, modified, content_type in zip(*columns)
+        if not name.endswith("/")
+    ]
 
 
 def _parse_page_tree(body: bytes, prefix: str, dates: _Dates) -> tuple[list[StorageEntry], str | None]:

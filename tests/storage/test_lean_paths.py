@@ -55,7 +55,8 @@ def test_list_page_parse_reads_encoded_names_and_skips_folder_placeholders():
     assert parse_page(b"<EnumerationResults><Blobs/><NextMarker/></EnumerationResults>", "") == ([], None)
 
 
-def test_the_quick_page_reading_agrees_with_elementtree():
+@pytest.mark.parametrize("typed", ["every blob", "some blobs"])  # column by column / blob by blob
+def test_the_quick_page_reading_agrees_with_elementtree(typed):
     from cvbulk.storage._listing import _Dates, _parse_page_tree
 
     blob = (
@@ -68,7 +69,7 @@ def test_the_quick_page_reading_agrees_with_elementtree():
              "Tag/ünïcødé 写真.jpg", "Tag/sub/", "Tag/space .jpg"]
     body = ('<?xml version="1.0" encoding="utf-8"?><EnumerationResults ContainerName="c"><Prefix>Tag/</Prefix>'
             "<MaxResults>5000</MaxResults><Blobs>"
-            + "".join(blob.format(name=n, k=k, ctype="<Content-Type>image/jpeg</Content-Type>" if k % 2 else "<Content-Type />")
+            + "".join(blob.format(name=n, k=k, ctype="<Content-Type>image/jpeg</Content-Type>" if k % 2 or typed == "every blob" else "<Content-Type />")
                       for k, n in enumerate(names))
             + "</Blobs><NextMarker>2!a&amp;b</NextMarker></EnumerationResults>").encode()
     quick = parse_page(body, "Tag/")
