@@ -347,13 +347,19 @@ class Journal:
             after = rows[-1][0]
 
     def annotated(self) -> Iterator[JournalEntry]:
-        """Entries with fixes or a note (``extra``), in key order, page by page."""
+        """Entries with fixes or a note (``extra["note"]``), in key order, page by page.
+
+        Most rows carry an ``extra`` that is no annotation (``{"via": "url"}`` on every image a container sent by
+        URL): they are left out by the query, not read and parsed one by one at the end of every run. ``extra``
+        is stored as canonical JSON, where the text ``"note":`` can only be a key (a quote inside a value is
+        escaped); the caller still reads ``note`` from the parsed ``extra``.
+        """
         after = ""
         while True:
             with self._lock:
                 rows = self._db().execute(
-                    f"SELECT {_COLUMNS} FROM entries WHERE key > ? AND (fixes != '[]' OR extra IS NOT NULL) "
-                    "ORDER BY key LIMIT ?",
+                    f"SELECT {_COLUMNS} FROM entries WHERE key > ? "
+                    """AND (fixes != '[]' OR instr(extra, '"note":') > 0) ORDER BY key LIMIT ?""",
                     (after, _PAGE),
                 ).fetchall()
             for row in rows:

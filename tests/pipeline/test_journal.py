@@ -57,6 +57,24 @@ def test_record_get_roundtrip(tmp_path: Path) -> None:
         assert len(j) == 2
 
 
+def test_annotated_lists_fixes_and_notes_not_every_extra(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "state.db", job="upload", fingerprint=FP) as j:
+        j.record(
+            [
+                entry("by-url.jpg", extra={"via": "url"}),  # an extra, but no annotation
+                entry("fixed.jpg", fixes=("converted CMYK -> RGB",), extra={"via": "bytes"}),
+                entry("noted.jpg", extra={"note": 'a "note": with quotes', "via": "url"}),
+                entry("footnote.jpg", extra={"footnote": "x", "nested": {"note": "y"}}),
+                entry("quoted.jpg", extra={"via": '"note": in a value'}),
+                entry("plain.jpg"),
+            ]
+        )
+        found = list(j.annotated())
+    # the query may let a false candidate through (a nested "note"); the caller reads extra["note"]
+    assert [e.key for e in found if e.fixes or (e.extra or {}).get("note")] == ["fixed.jpg", "noted.jpg"]
+    assert {e.key for e in found} <= {"fixed.jpg", "noted.jpg", "footnote.jpg"}
+
+
 def test_upsert_replaces_outcome_and_attempts_only_grow(tmp_path: Path) -> None:
     with Journal.open(tmp_path / "s.db", job="upload", fingerprint=FP) as j:
         j.mark_sending([entry("a.jpg", SENDING)])
