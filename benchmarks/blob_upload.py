@@ -16,9 +16,12 @@
    encode), which a run with 1 % of them adds to the by-URL figure as 1 % of it.
 3. Predict: a model trained and published on the emulator, then ``cvbulk predict az://CONTAINER/ --via url`` at
    S0 without store (20 predictions/s): predictions/s vs 20, CPU per image, bytes read per image.
-4. With ``--instructions N``: the client's instructions per image by URL, counted by valgrind (callgrind) over an
+4. Azurite's floor: its CPU for each request an image costs it, measured alone on 600 of the blobs (the header
+   read, 8 KB pipelined as cvbulk reads it; the service's fetch of the whole blob; the listing's share of a page):
+   the fastest its one thread could serve images, whatever the client and the machine.
+5. With ``--instructions N``: the client's instructions per image by URL, counted by valgrind (callgrind) over an
    unthrottled upload of N images less one of 64: a figure a busy machine does not change (CPU seconds do).
-5. For each: the CPU per image of the client, the emulator and Azurite (each a process of its own, measured
+6. For each: the CPU per image of the client, the emulator and Azurite (each a process of its own, measured
    from outside), the cores each kept busy, the load average before and after, and which side limited the rate
    (``limited_by``): one near a whole core (Azurite and the client each do their work on one thread), the
    machine's cores, or the service's rate limit. On a shared machine trust the CPU per image and the bytes read
@@ -68,6 +71,66 @@ async def _fill(connection_string: str, container: str, files: list[tuple[str, P
             for name, path in files:
                 tg.start_soon(put, name, path)
     return time.perf_counter() - started
+
+
+async def _azurite_floor(connection_string: str, container: str, names: list[str], pid: int) -> dict[str, Any]:
+    """Azurite's CPU per image for each request an image by URL costs it, each kind measured on its own."""
+    from datetime import datetime, timedelta, timezone
+
+    import aiohttp
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+    from azure.storage.blob.aio import BlobServiceClient
+
+    from cvbulk.storage import parse_connection_string
+    from cvbulk.storage._ranged import RangedReader
+
+    settings = parse_connection_string(connection_string)
+    token = generate_container_sas(
+        settings.account_name, container, account_key=settings.account_key or "",
+        permission=ContainerSasPermissions(read=True, list=True), expiry=datetime.now(timezone.utc) + timedelta(hours=1),
+    )
+    async with BlobServiceClient.from_connection_string(connection_string) as service:
+        client = service.get_container_client(container)
+        etags = {b.name: b.etag async for b in client.list_blobs()}
+        base = client.url
+    urls = [(f"{base}/{name}?{token}", etags[name] if etags[name].startswith('"') else f'"{etags[name]}"') for name in names]
+
+    async def header_reads() -> None:
+        reader = RangedReader(connect_timeout=10, read_timeout=60)
+        for k in range(0, len(urls), BATCH):
+            await reader.get_many([(url, 0, 8192, etag) for url, etag in urls[k : k + BATCH]])
+        await reader.aclose()
+
+    async def whole_blobs() -> None:  # as the service fetches an image: the whole blob, a few at once
+        limiter = anyio.CapacityLimiter(16)
+        async with aiohttp.ClientSession() as session:
+
+            async def one(url: str) -> None:
+                async with limiter, session.get(url) as answer:
+                    await answer.read()
+
+            async with anyio.create_task_group() as tg:
+                for url, _ in urls:
+                    tg.start_soon(one, url)
+
+    async def listing() -> None:  # pages of 1,000, as cvbulk lists
+        url = f"{base}?restype=container&comp=list&maxresults=1000&{token}"
+        async with aiohttp.ClientSession() as session, session.get(url) as answer:
+            await answer.read()
+
+    out: dict[str, Any] = {"blobs": len(urls)}
+    for what, work, per in (
+        ("header_read_ms", header_reads, len(urls)),
+        ("service_fetch_ms", whole_blobs, len(urls)),
+        ("listing_ms", listing, min(1000, len(etags))),
+    ):
+        before = proc_cpu_seconds(pid)
+        await work()
+        out[what] = round((proc_cpu_seconds(pid) - before) * 1000 / per, 3)
+    out["per_image_ms"] = round(out["header_read_ms"] + out["service_fetch_ms"] + out["listing_ms"], 3)
+    out["max_images_per_s"] = round(1000 / out["per_image_ms"], 1)  # its one thread, nothing else on it
+    out["loadavg"] = [round(x, 2) for x in os.getloadavg()]
+    return out
 
 
 def _files(root: Path, limit: int | None = None) -> list[tuple[str, Path]]:
@@ -258,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         anyio.run(_fill, server.connection_string, "score", files[: args.predict])
         anyio.run(_fill, server.connection_string, "scoresmall", files[:20])
         print(f"filled: {len(files)} photos in {fill:.1f} s", file=sys.stderr)
+        floor_names = [name for name, _ in files[:600]]
+        results["azurite_floor"] = anyio.run(_azurite_floor, server.connection_string, "photos", floor_names, server.process.pid)
+        print(f"azurite floor: {results['azurite_floor']}", file=sys.stderr)
         storage_env = {"AZURE_STORAGE_CONNECTION_STRING": server.connection_string}
         with EmulatorProcess(tier="S0", latency=LATENCY, workdir=location / "emu") as emu:
             env = child_env({**emu.env(), **storage_env})
