@@ -72,3 +72,51 @@ def test_a_blob_replaced_between_two_runs_gets_its_new_score_and_one_row(tmp_pat
 
         report = predict("night.csv")
         assert report["counts"] == {} and report["extra"]["rescored_changed"] == 0
+
+
+async def test_a_blob_changed_mid_run_is_rejected_and_the_next_run_scores_its_new_content(
+    tmp_path, azurite, azurite_container, azurite_service, monkeypatch  # noqa: F811
+):
+    """The reason printed for a blob replaced between its listing and its read says the next run sends its new
+    content: for predict too, the next run scores it (its ETag differs from the journal's) and its row is replaced."""
+    from cvbulk.client import Pacer, PredictionClient
+    from cvbulk.pipeline.predict import PredictOptions, run_predict
+    from cvbulk.pipeline.sources import open_image_source
+
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    pics = tmp_path / "pics"
+    tree = make_tree(pics, {"a": 3, "b": 1}, size=(32, 32), seed=9)
+    blobs = {rel: (pics / rel).read_bytes() for rel in tree if rel.startswith("a/")}
+    other = next((pics / rel).read_bytes() for rel in tree if rel.startswith("b/"))
+    await put_blobs(azurite_service, azurite_container, blobs)
+    target = sorted(blobs)[1]
+    container = azurite_service.get_container_client(azurite_container)
+    out = tmp_path / "night.csv"
+    with EmulatorThread(EmulatorConfig(tier="unlimited", data_dir=tmp_path / "emu")) as emu:
+        model = (await train_and_publish(emu, "prod", tmp_path))[0]
+
+        async def run(replace_mid_run: bool) -> dict:
+            prediction = PredictionClient(emu.endpoint, emu.prediction_key, pacer=Pacer.for_tier("unlimited"))
+            async with prediction, open_image_source(f"az://{azurite_container}/", via="auto") as source:
+                listed = source.entries
+
+                async def entries(**kw):
+                    async for entry in listed(**kw):
+                        if replace_mid_run and entry.relpath == target:  # listed, then replaced before it is read
+                            await container.upload_blob(target, other, overwrite=True)
+                        yield entry
+
+                source.entries = entries
+                options = PredictOptions(root=tmp_path, project=model, published_name="prod", output=out, source=source)
+                return (await run_predict(prediction, None, options)).report
+
+        report = await run(True)
+        assert report["counts"] == {"predicted": 2, "rejected": 1}
+        rows = _rows(out.read_text())
+        assert rows[target][0]["status"] == "rejected" and "the next run sends its new content" in rows[target][0]["reason"]
+
+        report = await run(False)
+        assert report["counts"] == {"predicted": 1} and report["extra"]["rescored_changed"] == 1
+        rows = _rows(out.read_text())
+        assert all(len(r) == 1 for r in rows.values()) and sorted(rows) == sorted(blobs)
+        assert rows[target][0]["status"] == "predicted"
