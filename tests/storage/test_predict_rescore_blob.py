@@ -75,7 +75,7 @@ def test_a_blob_replaced_between_two_runs_gets_its_new_score_and_one_row(tmp_pat
 
 
 async def test_a_blob_changed_mid_run_is_rejected_and_the_next_run_scores_its_new_content(
-    tmp_path, azurite, azurite_container, azurite_service, monkeypatch  # noqa: F811
+    tmp_path, azurite, azurite_container, azurite_service, monkeypatch
 ):
     """The reason printed for a blob replaced between its listing and its read says the next run sends its new
     content: for predict too, the next run scores it (its ETag differs from the journal's) and its row is replaced."""
