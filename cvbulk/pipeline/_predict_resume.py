@@ -214,10 +214,7 @@ def compact_output(output: Path, offset: int, *, only: set[str] | None = None) -
         else:
             os.unlink(tmp)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        Path(tmp).unlink(missing_ok=True)  # the output is as it was
         raise
     return removed
 

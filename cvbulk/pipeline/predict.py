@@ -8,8 +8,8 @@ that already have a row, and those are not scored again unless the file changed 
 size and mtime, a blob's ETag, differ from the scan's: ``_predict_resume``). A changed image's new row
 is appended and its old row removed by compacting the output at the end of the run ("last row of a
 path wins"), so no path appears twice, even after a ``kill -9``. Rows are flushed *before* the
-journal records their outcome. The journal (state
-file) keeps every file's outcome, reason and fixes across runs for the report; transient errors
+journal records their outcome. The journal (state file) keeps every file's outcome, reason and
+fixes across runs for the report; transient errors
 (the service kept failing past the retry budget) are journalled but get no row, so that the next run
 retries them and appends their row then.
 
@@ -313,7 +313,7 @@ async def _setup(
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(sink.close)
-        await resume.finish()  # one row per path: a re-scored path's old row goes
+                await resume.finish()  # one row per path: a re-scored path's old row goes (also on Ctrl-C)
         finished = time.time()
 
     async def finish() -> PredictResult:

@@ -134,6 +134,25 @@ async def test_a_run_killed_before_compacting_leaves_one_row_after_the_next_run(
     assert not mark_path(out).exists() and not left.exists()
 
 
+async def test_a_run_stopped_by_a_run_wide_error_still_keeps_one_row_per_path(tmp_path):
+    from cvbulk.client._errors import NotFoundError
+
+    root = tmp_path / "tree"
+    paths = make_tree(root, 6)
+    out = tmp_path / "out.csv"
+    assert (await run_predict(FakePrediction(), None, _options(root, out))).ok
+    for i, rel in enumerate(paths[:3]):
+        _replace(root / rel, _jpeg(90 + i))
+    with pytest.raises(NotFoundError):  # the first re-score lands, then the published iteration is gone
+        await run_predict(FakePrediction(fail_after=1), None, _options(root, out, max_concurrency=1))
+    by = _rows_by_path(out)
+    assert sorted(by) == sorted(paths) and all(len(rows) == 1 for rows in by.values())
+    assert not mark_path(out).exists()
+    again = FakePrediction()
+    result = await run_predict(again, None, _options(root, out))
+    assert again.calls == 2 and result.report["extra"]["rescored_changed"] == 2
+
+
 async def test_a_mark_left_after_the_compaction_renamed_is_stale_and_changes_nothing(tmp_path):
     """Killed after the rename, before the mark went: the mark names the old file (its inode), so it is dropped."""
     root = tmp_path / "tree"
