@@ -92,6 +92,7 @@ async def test_detection_rows_of_a_rescored_image_go_together_even_when_last_and
     out = tmp_path / "boxes.csv"
     assert (await run_predict(FakePrediction(), None, _options(root, out, detect=True, top=2))).ok
     assert len(_csv_rows(out)) == 10
+    assert [r["path"] for r in _csv_rows(out)][-2:] == ["z.jpg", "z.jpg"]  # the case: its rows end the file
     _replace(root / "z.jpg", _jpeg(51))
     again = FakePrediction()
     result = await run_predict(again, None, _options(root, out, detect=True, top=2))
