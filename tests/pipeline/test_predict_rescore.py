@@ -87,20 +87,21 @@ def _lines_before(before: dict[str, list[bytes]], out: Path) -> list[bytes]:
 async def test_detection_rows_of_a_rescored_image_go_together_even_when_last_and_first(tmp_path):
     """The image whose rows end the file is the first one written again: its old boxes still go, as a group."""
     root = tmp_path / "tree"
-    make_tree(root, 4)
-    (root / "z.jpg").write_bytes(_jpeg(50))  # scanned last: its rows end the file
+    make_tree(root, 5)
     out = tmp_path / "boxes.csv"
     assert (await run_predict(FakePrediction(), None, _options(root, out, detect=True, top=2))).ok
-    assert len(_csv_rows(out)) == 10
-    assert [r["path"] for r in _csv_rows(out)][-2:] == ["z.jpg", "z.jpg"]  # the case: its rows end the file
-    _replace(root / "z.jpg", _jpeg(51))
+    rows = _csv_rows(out)
+    assert len(rows) == 10
+    last = rows[-1]["path"]  # its two rows end the file; the run below writes its new two first
+    _replace(root / last, _jpeg(51))
     again = FakePrediction()
     result = await run_predict(again, None, _options(root, out, detect=True, top=2))
     assert again.calls == 1 and result.report["extra"]["rescored_changed"] == 1
     rows = _csv_rows(out)
-    assert len(rows) == 10 and sum(r["path"] == "z.jpg" for r in rows) == 2
+    assert len(rows) == 10 and sum(r["path"] == last for r in rows) == 2
     fresh = await _fresh_row(tmp_path, _jpeg(51), "boxes.csv", detect=True, top=2)
-    assert _lines(out)[-2:] == [line.replace(b"@@", b"z.jpg") for line in fresh]
+    assert _lines(out)[-2:] == [line.replace(b"@@", last.encode()) for line in fresh]
+    assert rows[-3]["path"] != last
 
 
 @pytest.mark.parametrize("out_name", ["out.csv", "out.jsonl"])
