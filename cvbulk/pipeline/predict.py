@@ -3,11 +3,13 @@
 The pipeline is scan -> prepare -> score -> record (``_predict_engine.ScoreStages`` run by ``engine.run_job``): one prediction request
 per image, many in flight under the client's pacer, rows written to the output as results arrive.
 
-Resume rule. The output file is the truth about which images are done: ``existing_keys(output)``
-gives the paths that already have a row, and those are never scored again, so a second run appends
-only what is missing and no path appears twice, even after a ``kill -9`` between writing a row and
-journalling it. Rows are flushed *before* the journal records their outcome. The journal (state
-file) keeps every file's outcome, reason and fixes across runs for the report; transient errors
+Resume rule. The output file says which images are done: ``existing_keys(output)`` gives the paths
+that already have a row, and those are not scored again unless the file changed since (the journal's
+size and mtime, a blob's ETag, differ from the scan's: ``_predict_resume``). A changed image's new row
+is appended and its old row removed by compacting the output at the end of the run ("last row of a
+path wins"), so no path appears twice, even after a ``kill -9``. Rows are flushed *before* the
+journal records their outcome. The journal (state file) keeps every file's outcome, reason and
+fixes across runs for the report; transient errors
 (the service kept failing past the retry budget) are journalled but get no row, so that the next run
 retries them and appends their row then.
 
@@ -44,6 +46,7 @@ from ._predict_engine import (
     ScoreStages,
     WorkItem,
 )
+from ._predict_resume import CHANGED, DONE, PredictResume
 from ._predict_rows import RowMaker, existing_tag_columns, output_format
 from ._shared import is_uuid
 from .engine import (
@@ -57,7 +60,7 @@ from .engine import (
 )
 from .errors import ConfigError
 from .journal import Journal, JournalEntry
-from .output import OutputFileError, check_output_file, existing_keys, open_prediction_writer
+from .output import OutputFileError, check_output_file, open_prediction_writer
 from .prepare import PREDICTION_LIMITS, Rejected, prepare_image
 from .report import build_report, write_report
 from .results import PredictResult
@@ -185,8 +188,8 @@ async def _setup(
     """The run's stages (for ``engine.run_job``) and what builds its result once they are done."""
     output = options.output
     appending = output.exists() and output.stat().st_size > 0
-    # The paths that already have a row: never scored again (read in a thread: it may be large).
-    done: set[str] = await anyio.to_thread.run_sync(existing_keys, output) if appending else set()
+    # The paths that already have a row (read in a thread: it may be large); a killed run's re-scored rows compacted.
+    resume = await PredictResume.open(output, journal, appending)
 
     rows = RowMaker(
         csv_classification=fmt == "csv" and not options.detect, top=options.top, threshold=options.threshold
@@ -211,13 +214,13 @@ async def _setup(
     )
 
     async def source() -> AsyncIterator[WorkItem | Outcome]:
-        async for entry in entries:
+        async for entry, verdict in resume.verdicts(entries):  # a row and unchanged: done; changed: again
             if progress is not None:
                 progress.add_total(1)
             problem = isinstance(entry, ScanProblem)
             if not problem:
                 counters.seen += 1  # images found; a scan problem is no image
-            if entry.relpath in done:
+            if verdict == DONE:
                 counters.already_done += 1
                 if progress is not None:
                     progress.advanced(skipped=1)
@@ -225,8 +228,10 @@ async def _setup(
                 # Left out by rule (hidden, not an image file): skipped; could not be read: rejected.
                 yield Outcome(entry.relpath, REJECTED if entry.needs_attention else SKIPPED, reason=entry.reason)
             elif src is not None:
+                counters.rescored_changed += verdict == CHANGED
                 yield WorkItem(entry.relpath, None, entry.size, entry.mtime_ns, entry=entry)
             else:
+                counters.rescored_changed += verdict == CHANGED
                 yield WorkItem(entry.relpath, entry.path, entry.size, entry.mtime_ns)
         scan_finished(progress)  # the items reported so far are the total
 
@@ -264,6 +269,7 @@ async def _setup(
     def record(batch: Sequence[Outcome]) -> None:
         # Rows first, flushed; then the journal. A kill in between leaves a row the journal does
         # not know, which the next run finds through existing_keys: nothing is scored twice.
+        # A re-scored path's old row goes at the end (resume.finish), or at the next start after a kill.
         sink.write(batch)
         journal.record([_journal_entry(o) for o in batch])
 
@@ -307,6 +313,7 @@ async def _setup(
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(sink.close)
+                await resume.finish()  # one row per path: a re-scored path's old row goes (also on Ctrl-C)
         finished = time.time()
 
     async def finish() -> PredictResult:
@@ -492,6 +499,7 @@ def _journal_entry(o: Outcome) -> JournalEntry:
 class _RunCounters:
     seen: int = 0  # image files the scan found
     already_done: int = 0  # skipped: a row is already in the output
+    rescored_changed: int = 0  # had a row, but the file changed since it was scored: scored again
 
 
 def _pacer_group(prediction: Any, store: bool) -> Any:
@@ -558,6 +566,7 @@ def _build_report(
             "state": str(state_path),
             "files_seen": counters.seen,
             "already_done": counters.already_done,
+            "rescored_changed": counters.rescored_changed,
             **({"source": source_report()} if source_report is not None else {}),
             "job_counts": job_counts,
             "job_failed": _job_failed(job_counts),
