@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
+from urllib.parse import parse_qs
 
 import anyio
 
@@ -70,6 +71,19 @@ class BlobSource(BlobContainerEndpoint):
             raise storage_error(exc, where=self.location, settings=self.settings) from None
         if prefix and not first:
             raise PrefixNotFoundError(f"nothing under {self.location}")
+        self._check_token_reads()
+
+    def _check_token_reads(self) -> None:
+        # A SAS token that lists but cannot read fails every image the same way: say it once, before any.
+        # (A token without "sp" takes its permissions from a stored access policy: left to the service.)
+        if self.settings.auth != "sas":
+            return
+        permissions = parse_qs(self.settings.sas_token or "").get("sp")
+        if permissions and "r" not in permissions[0]:
+            raise AccessDeniedError(
+                f"access denied to {self.location}: the SAS token from {self.settings.origin} does not grant read "
+                f"(sp={permissions[0]}); cvbulk reads the blobs: use a token with sp=rl, or an account key"
+            )
 
     async def entries(self, *, under: str = "", page_size: int = 1000) -> AsyncIterator[StorageEntry]:
         async for page in self.pages(under=under, page_size=page_size):

@@ -107,17 +107,6 @@ def _free_port() -> int:
 FAST = StorageTimeouts(connect=0.5, read=0.5, probe=1.5, retries=1)
 
 
-async def test_nothing_listening_is_unreachable_within_the_deadline():
-    settings = StorageSettings(ACCOUNT, f"http://127.0.0.1:{_free_port()}/{ACCOUNT}", "key", "x", account_key=KEY)
-    started = time.monotonic()
-    with pytest.raises(StorageUnreachableError) as info:
-        async with open_source("az://imgs/p", settings=settings, timeouts=FAST):
-            pass
-    assert time.monotonic() - started < FAST.probe + 1.0
-    assert info.value.fatal and "did not answer" in str(info.value)
-    _assert_clean(info.value, KEY)
-
-
 async def test_a_listener_that_never_answers_is_unreachable_within_the_deadline():
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
@@ -133,3 +122,55 @@ async def test_a_listener_that_never_answers_is_unreachable_within_the_deadline(
 
 def test_the_default_deadline_is_under_ten_seconds():
     assert StorageTimeouts().probe < 10
+
+
+async def test_sas_without_read_permission_is_access_denied_at_once(azurite, azurite_service, azurite_container):
+    # a list-only token can list but not read one blob: fatal before any item, not one failure per image
+    await put_blobs(azurite_service, azurite_container, {"a.jpg": b"a"})
+    token = _sas(azurite_container, expiry=datetime.now(timezone.utc) + timedelta(hours=1), list=True)
+    with pytest.raises(AccessDeniedError) as info:
+        async with open_source(f"{azurite.url(azurite_container)}?{token}"):
+            pass
+    assert "does not grant read" in str(info.value) and "sp=rl" in str(info.value)
+    _assert_clean(info.value, token)
+
+
+async def test_nothing_listening_is_said_at_once():
+    # nothing listens: the SDK would retry for seconds; one TCP connect says it now
+    settings = StorageSettings(ACCOUNT, f"http://127.0.0.1:{_free_port()}/{ACCOUNT}", "key", "x", account_key=KEY)
+    started = time.monotonic()
+    with pytest.raises(StorageUnreachableError, match="refused the connection") as info:
+        async with open_source("az://imgs/p", settings=settings):  # the default timeouts: 8 s probe
+            pass
+    assert time.monotonic() - started < 2.0
+    _assert_clean(info.value, KEY)
+
+
+async def test_an_account_name_that_does_not_resolve_is_said_at_once(monkeypatch):
+    import anyio
+
+    async def no_such_host(host, port, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(anyio, "getaddrinfo", no_such_host)
+    settings = StorageSettings("nosuchacct", "https://nosuchacct.blob.core.windows.net", "key", "x", account_key=KEY)
+    with pytest.raises(StorageUnreachableError, match="'nosuchacct.blob.core.windows.net' not found") as info:
+        async with open_source("az://imgs/p", settings=settings, timeouts=FAST):
+            pass
+    assert "check the account name" in str(info.value)
+
+
+async def test_a_container_sas_that_cannot_create_still_writes_an_existing_container(
+    azurite, azurite_service, azurite_container
+):
+    # a container SAS can never create a container: --to with one must not fail on the create attempt
+    await put_blobs(azurite_service, azurite_container, {})
+    token = _sas(azurite_container, expiry=datetime.now(timezone.utc) + timedelta(hours=1),
+                 read=True, write=True, list=True)
+    async with open_sink(f"{azurite.url(azurite_container, 'out')}?{token}", create=True) as sink:
+        await sink.write_text("a.txt", "hello")
+    missing = _sas(azurite_container + "x", expiry=datetime.now(timezone.utc) + timedelta(hours=1),
+                   read=True, write=True, list=True)
+    with pytest.raises(ContainerNotFoundError):
+        async with open_sink(f"{azurite.url(azurite_container + 'x', 'out')}?{missing}", create=True):
+            pass
