@@ -154,7 +154,7 @@ async def test_an_account_name_that_does_not_resolve_is_said_at_once(monkeypatch
 
     monkeypatch.setattr(anyio, "getaddrinfo", no_such_host)
     settings = StorageSettings("nosuchacct", "https://nosuchacct.blob.core.windows.net", "key", "x", account_key=KEY)
-    with pytest.raises(StorageUnreachableError, match="'nosuchacct.blob.core.windows.net' not found") as info:
+    with pytest.raises(StorageUnreachableError, match=r"'nosuchacct\.blob\.core\.windows\.net' not found") as info:
         async with open_source("az://imgs/p", settings=settings, timeouts=FAST):
             pass
     assert "check the account name" in str(info.value)
