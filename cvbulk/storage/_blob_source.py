@@ -54,6 +54,9 @@ class BlobSource(BlobContainerEndpoint):
         # The lean reader speaks to the account directly; behind a proxy (HTTPS_PROXY / HTTP_PROXY, which the
         # SDK honours) every read goes through the SDK instead.
         self._lean_reads = not proxied(self._container.url)
+        # Set when a read found the account not answering after its retries, cleared by the next read that works:
+        # meanwhile reads are tried once, without retries, so a run whose storage went away ends in seconds.
+        self._down = False
 
     def _blob_name(self, entry_name: str) -> str:
         return self.location.prefix + entry_name
@@ -116,8 +119,9 @@ class BlobSource(BlobContainerEndpoint):
 
         blob = self._container.get_blob_client(self._blob_name(entry.name))
         self.stats.requests += 1
+        once = {"retry_total": 0} if self._down else {}
         return await blob.download_blob(
-            offset=offset, length=length, etag=entry.etag, match_condition=MatchConditions.IfNotModified
+            offset=offset, length=length, etag=entry.etag, match_condition=MatchConditions.IfNotModified, **once
         )
 
     async def read_head(self, entry: StorageEntry, size: int = HEADER_BYTES) -> bytes:
@@ -134,6 +138,7 @@ class BlobSource(BlobContainerEndpoint):
                 data = await downloader.readall()
             except Exception as exc:
                 raise await self._read_error(exc, entry) from None
+            self._down = False
         self.stats.header_reads += 1
         self.stats.header_bytes += len(data)
         self.stats.bytes_read += len(data)
@@ -176,12 +181,18 @@ class BlobSource(BlobContainerEndpoint):
                     self.stats.header_bytes += len(data)
                     self.stats.bytes_read += len(data)
                     out[k] = data
+        gone: StorageUnreachableError | None = None
         for k, (entry, url) in enumerate(reads):
             if out[k] is None:  # an empty blob, a proxy, or an answer that was not the bytes: alone, as ever
+                if gone is not None:  # the account stopped answering for one of the group: not the rest in turn
+                    out[k] = StorageUnreachableError(f"reading {entry.name!r} in {self.location} not tried: {gone}")
+                    continue
                 try:
                     out[k] = await self.read_head_at(entry, url, size)
                 except StorageError as exc:
                     out[k] = exc
+                    if isinstance(exc, StorageUnreachableError):
+                        gone = exc
         return out  # type: ignore[return-value]  # every slot is filled
 
     async def read_more_at(self, entry: StorageEntry, url: ReadUrl, head: bytes, size: int) -> bytes:
@@ -214,6 +225,7 @@ class BlobSource(BlobContainerEndpoint):
             except (OSError, TimeoutError) as exc:  # RangedReadError is an OSError
                 status, data, why = 0, b"", type(exc).__name__
             if status in (200, 206):
+                self._down = False
                 data = data[: stop - start] if status == 206 else data[start:stop]
                 self.stats.header_bytes += len(data)
                 self.stats.bytes_read += len(data)
@@ -224,11 +236,12 @@ class BlobSource(BlobContainerEndpoint):
                 raise ItemChangedError(f"{entry.name!r} in {self.location} changed while it was read", status=412)
             if status == 403:
                 raise AccessDeniedError(f"access denied reading {entry.name!r} in {self.location} (HTTP 403)", status=403)
-            if (status in _TRANSIENT or status == 0) and attempt < self.timeouts.retries:
+            if (status in _TRANSIENT or status == 0) and attempt < (0 if self._down else self.timeouts.retries):
                 attempt += 1
                 await anyio.sleep(_RETRY_WAIT * 2 ** (attempt - 1))
                 continue
             if status == 0:
+                self._down = True
                 raise StorageUnreachableError(f"reading {entry.name!r} in {self.location} failed: {why}")
             raise StorageRequestError(f"reading {entry.name!r} in {self.location} failed: {why}", status=status)
 
@@ -255,6 +268,7 @@ class BlobSource(BlobContainerEndpoint):
             return
         try:
             downloader = await self._download(entry, None, None)
+            self._down = False
             async for chunk in downloader.chunks():
                 self.stats.bytes_read += len(chunk)
                 yield chunk
@@ -267,6 +281,8 @@ class BlobSource(BlobContainerEndpoint):
         """The error of a failed conditional read. A precondition failure (412) is also what a deleted blob
         gives on some services (Azurite): one unconditional look tells "changed" from "gone"."""
         error = storage_error(exc, where=self.location, item=entry.name, settings=self.settings)
+        if isinstance(error, StorageUnreachableError):
+            self._down = True
         if isinstance(error, ItemChangedError):
             blob = self._container.get_blob_client(self._blob_name(entry.name))
             try:

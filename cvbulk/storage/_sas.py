@@ -137,7 +137,7 @@ class ReadUrlSigner:
         if "r" not in permissions:
             raise ReadUrlError(
                 f"the SAS token from {self._settings.origin} does not grant read (sp={permissions or 'none'}): "
-                "the service could not fetch the images; use a token with read, an account key, or --via bytes"
+                "use a token with read (sp=rl) or an account key"
             )
         expiry = sas_expiry(token) or now + timedelta(hours=1)
         if expiry <= now:

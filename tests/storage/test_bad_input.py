@@ -174,3 +174,16 @@ async def test_a_container_sas_that_cannot_create_still_writes_an_existing_conta
     with pytest.raises(ContainerNotFoundError):
         async with open_sink(f"{azurite.url(azurite_container + 'x', 'out')}?{missing}", create=True):
             pass
+
+
+def test_a_listing_that_gets_no_answer_says_what_to_do_next_an_item_does_not():
+    from azure.core.exceptions import ServiceRequestError
+
+    from cvbulk.storage import parse_location
+    from cvbulk.storage._azure import storage_error
+
+    where = parse_location("az://imgs/p")
+    fatal = storage_error(ServiceRequestError("Cannot connect to host"), where=where)
+    assert isinstance(fatal, StorageUnreachableError) and "run the same command again" in str(fatal)
+    one = storage_error(ServiceRequestError("Cannot connect to host"), where=where, item="a.jpg")
+    assert "did not answer" in str(one) and "run the same command" not in str(one)
