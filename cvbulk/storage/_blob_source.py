@@ -73,8 +73,26 @@ class BlobSource(BlobContainerEndpoint):
         except Exception as exc:
             raise storage_error(exc, where=self.location, settings=self.settings) from None
         if prefix and not first:
-            raise PrefixNotFoundError(f"nothing under {self.location}")
+            raise PrefixNotFoundError(await self._nothing_under())
         self._check_token_reads()
+
+    async def _nothing_under(self) -> str:
+        """Why nothing is under the prefix, when one more listing can tell: the prefix names a blob (a file
+        given where a folder goes), or it is the start of a folder's name (``Hem`` for ``Hemlock/``)."""
+        said = f"nothing under {self.location}"
+        stem = self.location.prefix.rstrip("/")
+        try:
+            pages = self._container.list_blobs(name_starts_with=stem, results_per_page=5).by_page()
+            self.stats.requests += 1
+            names = [blob.name async for blob in await pages.__anext__()]
+        except Exception:  # the first answer stands (no such page, or the listing failed now)
+            return said
+        parent = stem.rpartition("/")[0]
+        parent = parent + "/" if parent else ""
+        if stem in names:
+            return f"{said}: {stem!r} is a blob, not a folder (give its folder: the prefix {parent!r})"
+        folders = [n[len(parent) :].split("/")[0] + "/" for n in names if "/" in n[len(parent) :]]
+        return f"{said}: did you mean the prefix {parent + folders[0]!r}?" if folders else said
 
     def _check_token_reads(self) -> None:
         # A SAS token that lists but cannot read fails every image the same way: say it once, before any.

@@ -187,3 +187,14 @@ def test_a_listing_that_gets_no_answer_says_what_to_do_next_an_item_does_not():
     assert isinstance(fatal, StorageUnreachableError) and "run the same command again" in str(fatal)
     one = storage_error(ServiceRequestError("Cannot connect to host"), where=where, item="a.jpg")
     assert "did not answer" in str(one) and "run the same command" not in str(one)
+
+
+async def test_a_prefix_that_is_a_blob_or_part_of_a_name_says_so(azurite, azurite_service, azurite_container, environ):
+    await put_blobs(azurite_service, azurite_container, {"Hemlock/a.jpg": b"a", "Hemlock/b.jpg": b"b"})
+    with pytest.raises(PrefixNotFoundError, match=r"'Hemlock/a\.jpg' is a blob, not a folder") as info:
+        async with open_source(f"az://{azurite_container}/Hemlock/a.jpg", environ=environ):
+            pass
+    assert "the prefix 'Hemlock/'" in str(info.value)
+    with pytest.raises(PrefixNotFoundError, match=r"did you mean the prefix 'Hemlock/'\?"):
+        async with open_source(f"az://{azurite_container}/Hem", environ=environ):
+            pass
