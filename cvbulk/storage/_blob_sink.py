@@ -53,7 +53,7 @@ class BlobSink(BlobContainerEndpoint):
             async for _ in pager.by_page():
                 break
         except Exception as exc:
-            raise storage_error(exc, where=self.location, settings=self.settings) from None
+            raise await self.name_containers(storage_error(exc, where=self.location, settings=self.settings)) from None
 
     async def write_bytes(self, name: str, data: bytes, *, content_type: str | None = None) -> None:
         await self._upload(name, data, len(data), content_type)

@@ -71,7 +71,7 @@ class BlobSource(BlobContainerEndpoint):
         except StopAsyncIteration:
             first = []
         except Exception as exc:
-            raise storage_error(exc, where=self.location, settings=self.settings) from None
+            raise await self.name_containers(storage_error(exc, where=self.location, settings=self.settings)) from None
         if prefix and not first:
             raise PrefixNotFoundError(await self._nothing_under())
         self._check_token_reads()

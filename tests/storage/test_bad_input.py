@@ -34,11 +34,13 @@ def _assert_clean(error: StorageError, *secrets: str) -> None:
         assert secret not in message and secret not in repr(error)
 
 
-async def test_container_not_found(azurite, azurite_container, environ):
+async def test_container_not_found(azurite, azurite_service, azurite_container, environ):
+    await put_blobs(azurite_service, azurite_container + "o", {})  # one the account does hold
     with pytest.raises(ContainerNotFoundError) as info:
         async with open_source(f"az://{azurite_container}/x", environ=environ):
             pass
     assert info.value.fatal and azurite_container in str(info.value)
+    assert "containers there:" in str(info.value)  # the next step: the names it could have been
     _assert_clean(info.value, KEY)
     with pytest.raises(ContainerNotFoundError):
         async with open_sink(f"az://{azurite_container}/x", environ=environ):
