@@ -13,7 +13,7 @@ from ._location import Location
 from ._names import join_under
 from ._settings import StorageSettings
 from ._types import StorageEntry, StorageStats, StorageTimeouts
-from .errors import ContainerNotFoundError
+from .errors import AccessDeniedError, ContainerNotFoundError
 
 __all__ = ["BlobContainerEndpoint", "blob_entry"]
 
@@ -78,6 +78,12 @@ class BlobContainerEndpoint:
             if entries:
                 yield entries
             del entries
+
+    def needs(self, error: Exception, permissions: str) -> Exception:
+        """``error`` (access denied under a SAS token) saying which permissions the job needs."""
+        if not isinstance(error, AccessDeniedError) or self.settings.auth != "sas" or "expired" in str(error):
+            return error
+        return AccessDeniedError(f"{error}; a SAS token here needs sp={permissions}", status=error.status, code=error.code)
 
     async def name_containers(self, error: Exception) -> Exception:
         """``error`` (a container not found) with the account's first containers named, when the credentials

@@ -53,7 +53,8 @@ class BlobSink(BlobContainerEndpoint):
             async for _ in pager.by_page():
                 break
         except Exception as exc:
-            raise await self.name_containers(storage_error(exc, where=self.location, settings=self.settings)) from None
+            error = storage_error(exc, where=self.location, settings=self.settings)
+            raise self.needs(await self.name_containers(error), "wl (write, list)") from None
 
     async def write_bytes(self, name: str, data: bytes, *, content_type: str | None = None) -> None:
         await self._upload(name, data, len(data), content_type)

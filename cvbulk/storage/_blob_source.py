@@ -71,7 +71,8 @@ class BlobSource(BlobContainerEndpoint):
         except StopAsyncIteration:
             first = []
         except Exception as exc:
-            raise await self.name_containers(storage_error(exc, where=self.location, settings=self.settings)) from None
+            error = storage_error(exc, where=self.location, settings=self.settings)
+            raise self.needs(await self.name_containers(error), "rl (read, list)") from None
         if prefix and not first:
             raise PrefixNotFoundError(await self._nothing_under())
         self._check_token_reads()

@@ -96,8 +96,11 @@ async def test_sas_without_list_permission_is_access_denied(azurite, azurite_ser
     with pytest.raises(AccessDeniedError) as info:
         async with open_source(f"{azurite.url(azurite_container)}?{token}"):
             pass
-    assert info.value.status == 403
+    assert info.value.status == 403 and "needs sp=rl" in str(info.value)  # which permissions, not only "lacks"
     _assert_clean(info.value, token)
+    with pytest.raises(AccessDeniedError, match="needs sp=wl"):  # an export target: write and list
+        async with open_sink(f"{azurite.url(azurite_container)}?{token}"):
+            pass
 
 
 def _free_port() -> int:
