@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -81,4 +82,7 @@ async def open_source(args: argparse.Namespace) -> AsyncIterator[Any]:
     from ..pipeline.sources import open_image_source
 
     async with open_image_source(args.root, via=args.via) as source:
+        refused = getattr(getattr(source, "storage", None), "urls_refused", None)
+        if refused and not getattr(args, "quiet", False):
+            print(f"cvbulk: {refused}", file=sys.stderr)  # why an --via auto run sends bytes
         yield source

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
-from urllib.parse import parse_qs
 
 import anyio
 
@@ -14,7 +13,7 @@ from ._blob_base import BlobContainerEndpoint, blob_entry
 from ._location import Location
 from ._names import check_name
 from ._ranged import RangedReader
-from ._sas import ReadUrlSigner
+from ._sas import ReadUrlSigner, granted, too_wide
 from ._settings import StorageSettings
 from ._types import HEADER_BYTES, EntryBody, ReadUrl, StorageEntry, StorageTimeouts
 from .errors import (
@@ -57,6 +56,11 @@ class BlobSource(BlobContainerEndpoint):
         # Set when a read found the account not answering after its retries, cleared by the next read that works:
         # meanwhile reads are tried once, without retries, so a run whose storage went away ends in seconds.
         self._down = False
+        # Set when the URLs for the service would carry a SAS token of the user's that can write or delete:
+        # the pipeline then sends bytes (a URL handed to the service is read-only, or not handed at all).
+        permissions = granted(settings.sas_token or "") if settings.auth == "sas" else None
+        wide = permissions is not None and bool(set(permissions) - set("rl"))
+        self.urls_refused = too_wide(settings.origin, permissions or "") if wide else None
 
     def _blob_name(self, entry_name: str) -> str:
         return self.location.prefix + entry_name
@@ -100,11 +104,11 @@ class BlobSource(BlobContainerEndpoint):
         # (A token without "sp" takes its permissions from a stored access policy: left to the service.)
         if self.settings.auth != "sas":
             return
-        permissions = parse_qs(self.settings.sas_token or "").get("sp")
-        if permissions and "r" not in permissions[0]:
+        permissions = granted(self.settings.sas_token or "")
+        if permissions is not None and "r" not in permissions:
             raise AccessDeniedError(
                 f"access denied to {self.location}: the SAS token from {self.settings.origin} does not grant read "
-                f"(sp={permissions[0]}); cvbulk reads the blobs: use a token with sp=rl, or an account key"
+                f"(sp={permissions}); cvbulk reads the blobs: use a token with sp=rl, or an account key"
             )
 
     async def entries(self, *, under: str = "", page_size: int = 1000) -> AsyncIterator[StorageEntry]:

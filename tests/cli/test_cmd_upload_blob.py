@@ -83,3 +83,28 @@ async def _put(azurite, container: str, blobs: dict[str, bytes]) -> None:  # noq
 
     async with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
         await put_blobs(service, container, blobs)
+
+
+def test_a_sas_token_that_can_write_never_goes_to_the_service(tmp_path, emulator, azurite, azurite_container, monkeypatch, capsys):  # noqa: F811
+    from datetime import datetime, timedelta, timezone
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    from tests._azurite import ACCOUNT, KEY
+
+    anyio.run(_put, azurite, azurite_container, dict(list(sample_blobs().items())[:4]))
+    token = generate_container_sas(ACCOUNT, azurite_container, account_key=KEY, expiry=datetime.now(timezone.utc)
+                                   + timedelta(hours=1), permission=ContainerSasPermissions(read=True, write=True, list=True))
+    set_env(monkeypatch, emulator)
+    monkeypatch.chdir(tmp_path)
+    where = f"{azurite.url(azurite_container)}?{token}"
+    code, out, err = cli(capsys, "upload", where, "--project", "wide-sas", "--create", "--tier", "unlimited",
+                         "--json", "--progress", "none")
+    assert code == 0, err
+    sent = json.loads(out)["extra"]["source"]["sent"]
+    assert sent["by_url"] == 0 and sent["as_bytes"] == 4
+    assert "grants more than read" in err and token not in out + err
+    code, out, err = cli(capsys, "upload", where, "--project", "wide-sas", "--via", "url")
+    assert code == 2
+    assert_one_line_error(err)
+    assert "grants more than read (sp=rwl)" in err and token not in err
