@@ -117,7 +117,12 @@ def parse_location(text: str) -> Location:
     if scheme == "file":
         return Location(kind="local", path=Path(unquote(urlsplit(text).path)))
     if scheme == "az":
-        rest = text[len("az://") :].split("?", 1)[0]
+        if "?" in text:
+            raise LocationError(
+                f"az:// takes no query string ({_shown(text)}): a SAS token goes in AZURE_STORAGE_SAS_TOKEN, or "
+                "after the https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX form"
+            )
+        rest = text[len("az://") :]
         container, _, prefix = rest.partition("/")
         return Location(
             kind="blob", container=_check_container(container, text), prefix=_normalise_prefix(prefix, text)

@@ -87,3 +87,10 @@ def test_a_connection_string_or_sas_token_is_not_taken_for_a_folder(text):
         parse_location(text)
     assert "AZURE_STORAGE_CONNECTION_STRING" in str(info.value)
     assert "c2VjcmV0" not in str(info.value) and "abcdefgh" not in str(info.value)
+
+
+def test_a_query_on_an_az_location_is_refused_not_dropped():
+    # az:// names no account, so a SAS token there would be silently ignored (and other credentials used)
+    with pytest.raises(LocationError, match="AZURE_STORAGE_SAS_TOKEN") as info:
+        parse_location("az://images/flowers?sv=2022-11-02&sp=rl&sig=abcdefghijk%3D")
+    assert "abcdefghijk" not in str(info.value)
