@@ -229,7 +229,10 @@ async def _run_export(
     except (LocationError, CredentialError, MissingExtraError) as exc:
         raise ConfigError(str(exc)) from None
     except StorageError as exc:
-        raise FatalRunError(str(exc)) from None
+        then = ""
+        if isinstance(exc, StorageUnreachableError) and "run the same command again" not in str(exc):
+            then = "; once it answers, run the same command again (nothing exported is lost)"
+        raise FatalRunError(str(exc) + then) from None
     return await _result(run, options, project, done, started, total)
 
 
