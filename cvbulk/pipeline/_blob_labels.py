@@ -2,7 +2,8 @@
 
 Two ways to name one: a location of its own (``az://c/exports/train/train.jsonl``, an ``https://`` or Azurite
 URL, a SAS token in it), or, when ROOT is a container, a relative name not found on this machine but found
-under ROOT's prefix (``--labels labels.csv``), as a relative label file is looked for under a local ROOT. The copy keeps the blob's base name (its suffix picks the reader)."""
+under ROOT's prefix (``--labels labels.csv``), as a relative label file is looked for under a local ROOT.
+The copy keeps the blob's base name (its suffix picks the reader)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ async def fetch_label_file(spec: str, dest_dir: Path, *, root_source: Any = None
             blob = parse_location(spec)
             name = blob.prefix.rstrip("/")
             if not name:
-                raise ConfigError(f"{{opt:labels}} {_braces(str(blob))} names a container, not a label file in it")
+                raise ConfigError(f"--labels {_braces(str(blob))} names a container, not a label file in it")
             parent, _, base = name.rpartition("/")
             where = dataclasses.replace(blob, prefix=parent + "/" if parent else "")
             async with open_source(where) as source:
@@ -43,7 +44,7 @@ async def fetch_label_file(spec: str, dest_dir: Path, *, root_source: Any = None
         storage = root_source.storage
         try:
             await storage.stat(spec)
-        except StorageError:
+        except (StorageError, ValueError):  # ValueError: a name no blob can have ("../x.csv")
             return None  # not in the container either: the label reader says "not found" as for a folder
         return await _copy(storage, spec, dest_dir)
     except (LocationError, CredentialError) as exc:

@@ -36,8 +36,8 @@ async def _preflight(url: str, timeouts: StorageTimeouts) -> None:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         with anyio.fail_after(timeouts.connect):
-            addresses = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            stream = await anyio.connect_tcp(addresses[0][4][0], port)
+            await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)  # a name that does not resolve, told apart
+            stream = await anyio.connect_tcp(host, port)  # every address (localhost: ::1, then 127.0.0.1)
     except socket.gaierror as exc:
         raise StorageUnreachableError(
             f"storage host {host!r} not found ({exc.strerror or exc}): check the account name"

@@ -203,3 +203,12 @@ async def test_a_prefix_that_is_a_blob_or_part_of_a_name_says_so(azurite, azurit
     with pytest.raises(PrefixNotFoundError, match=r"did you mean the prefix 'Hemlock/'\?"):
         async with open_source(f"az://{azurite_container}/Hem", environ=environ):
             pass
+
+
+async def test_localhost_reaches_a_server_on_127_0_0_1_whatever_address_comes_first(azurite, azurite_service, azurite_container):
+    # "localhost" may resolve to ::1 before 127.0.0.1 (Azurite listens on the latter): the first check tries both
+    await put_blobs(azurite_service, azurite_container, {"a.jpg": b"a"})
+    url = azurite.account_url.replace("127.0.0.1", "localhost")
+    settings = StorageSettings(ACCOUNT, url, "key", "x", account_key=KEY)
+    async with open_source(f"az://{azurite_container}", settings=settings) as source:
+        assert [e.name async for e in source.entries()] == ["a.jpg"]
