@@ -44,8 +44,13 @@ async def _preflight(url: str, timeouts: StorageTimeouts) -> None:
         ) from None
     except TimeoutError:
         raise StorageUnreachableError(f"storage at {url} did not answer within {timeouts.connect:g} s") from None
-    except OSError:
-        raise StorageUnreachableError(f"storage at {url} refused the connection: nothing listens on {host}:{port}") from None
+    except OSError as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc  # anyio: "All connection attempts failed"
+        if isinstance(cause, ConnectionRefusedError):
+            why = f"refused the connection: nothing listens on {host}:{port}"
+        else:  # no route, network down...
+            why = f"cannot be reached ({cause.strerror or type(cause).__name__})"
+        raise StorageUnreachableError(f"storage at {url} {why}") from None
     await stream.aclose()
 
 
