@@ -73,7 +73,7 @@ def register(subparsers: Any) -> None:
         "--classification-type",
         choices=("Multiclass", "Multilabel"),
         default=None,
-        help="one tag per image (Multiclass, the service's default) or several (Multilabel)",
+        help="one tag per image (Multiclass) or several (Multilabel, the service's default)",
     )
     kind.add_argument("--detection", action="store_true", help="an object-detection project (images carry regions)")
     create.add_argument(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -66,8 +68,9 @@ images in Azure Blob Storage (ROOT = az://CONTAINER/PREFIX, https://ACCOUNT.blob
 CONTAINER/PREFIX, or Azurite's http://127.0.0.1:10000/devstoreaccount1/CONTAINER/PREFIX):
   credentials from AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT + AZURE_STORAGE_KEY or
   AZURE_STORAGE_SAS_TOKEN, a SAS token in the URL, or DefaultAzureCredential (cvbulk[identity]).
-  The first name level under the prefix is the tag (virtual folders); a label FILE stays on this
-  machine and names blobs by their path under the prefix. Images that pass the header check (one
+  The first name level under the prefix is the tag (virtual folders); a label FILE names blobs by
+  their path under the prefix, and may itself be a blob (--labels az://c/p/labels.csv, or a name
+  found under the prefix when not on this machine). Images that pass the header check (one
   ranged read of at most 64 KB) go as read-only SAS URLs valid 1 h (--via url|auto), so no image
   byte passes through cvbulk; images that need a fix are downloaded, fixed and sent as data.
   A blob replaced since an earlier run (new ETag) is sent again; an unchanged one is not.
@@ -116,7 +119,7 @@ def register(subparsers: Any) -> None:
     create.add_argument("--domain", metavar="NAME|ID", default=None,
                         help="domain by name or id (default General; object detection when labels have regions)")
     create.add_argument("--classification-type", choices=("Multiclass", "Multilabel"), default=None,
-                        help="for a classification project (default Multiclass)")
+                        help="for a classification project (default: the service's, Multilabel)")
     pace = add_pace_group(
         parser,
         "the resource's pricing tier: its rate limit (F0 2/s, S0 10/s) and tags per project "
@@ -154,6 +157,7 @@ def _options(args: argparse.Namespace) -> Any:
 
 async def _run(args: argparse.Namespace) -> int:
     from ..client import TrainingClient
+    from ..pipeline._blob_labels import fetch_label_file
     from ..pipeline.upload import run_upload
     from ._progress import make_progress
 
@@ -165,7 +169,11 @@ async def _run(args: argparse.Namespace) -> int:
     async with client, open_source(args) as source, progress:
         if source is not None:
             options.source = source
-        with settled_heap():
+        with tempfile.TemporaryDirectory(prefix="cvbulk-labels-") as copies, settled_heap():
+            # a label file in a container is read from a local copy, made here once
+            copy = await fetch_label_file(options.labels, Path(copies), root_source=source)
+            if copy is not None:
+                options.labels = str(copy)
             result = await run_upload(client, options, progress=progress)
     if options.dry_run and args.json:
         print_json(result.report)

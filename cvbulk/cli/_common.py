@@ -280,7 +280,8 @@ def handle_errors(handler: Callable[[argparse.Namespace], int], args: argparse.N
         from ._progress import interrupt_explained
 
         if not interrupt_explained():  # a job's display already said where it stopped and how to resume
-            print("cvbulk: interrupted", file=sys.stderr)
+            resumable = hasattr(args, "state")  # the jobs with a state file: upload, predict, export, migrate
+            print("cvbulk: interrupted" + (": run the same command again to resume" if resumable else ""), file=sys.stderr)
         return INTERRUPTED
     except BaseException as exc:
         code, message = _classify(exc)

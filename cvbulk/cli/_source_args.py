@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from ._common import check_concurrency, check_root, check_tps
+from ._common import CLIError, check_concurrency, check_root, check_tps
 
 __all__ = ["add_source_args", "source_root", "open_source", "is_container", "job_options"]
 
@@ -35,11 +37,28 @@ def is_container(root: str) -> bool:
     return is_container_location(str(root))
 
 
+# a URL scheme cvbulk does not read (s3://, gs://...): Path() would fold its "//" into a folder name
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
+# what only a storage connection string or a SAS token holds: never shown back, never a folder
+_SECRET = re.compile(r"(?i)(?:^|;)\s*(?:AccountKey|SharedAccessSignature)=|(?:^|&)sig=")
+
+
 def source_root(root: str) -> Path:
     """The folder the job reads labels under: ROOT itself, or for a container the current folder (a
     label file named relative to it)."""
     if is_container(root):
         return Path.cwd()
+    if _SECRET.search(root):
+        raise CLIError(
+            "ROOT is a storage connection string or SAS token, not a location: put it in "
+            "AZURE_STORAGE_CONNECTION_STRING (or AZURE_STORAGE_SAS_TOKEN) and give az://CONTAINER/PREFIX"
+        )
+    scheme = _SCHEME.match(root)
+    if scheme and scheme.group(1).lower() != "file":
+        raise CLIError(
+            f"unsupported location scheme {scheme.group(1).lower() + '://'!r}: use az://CONTAINER/PREFIX, "
+            "https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX or a local folder"
+        )
     path = Path(root)
     check_root(path)
     return path
@@ -63,4 +82,7 @@ async def open_source(args: argparse.Namespace) -> AsyncIterator[Any]:
     from ..pipeline.sources import open_image_source
 
     async with open_image_source(args.root, via=args.via) as source:
+        refused = getattr(getattr(source, "storage", None), "urls_refused", None)
+        if refused and not getattr(args, "quiet", False):
+            print(f"cvbulk: {refused}", file=sys.stderr)  # why an --via auto run sends bytes
         yield source

@@ -26,6 +26,10 @@ __all__ = ["FallbackSender", "VIA_URL", "VIA_BYTES", "VIA_FALLBACK"]
 VIA_URL = "url"
 VIA_BYTES = "bytes"
 VIA_FALLBACK = "bytes (the service could not fetch the URL)"
+_URL_ONLY = (
+    "ErrorSource: the service could not fetch the blob by its URL (a firewall, a private endpoint?); "
+    "--via auto (or bytes) sends such images as data"
+)
 
 
 def _unreachable(o: SendOutcome) -> bool:
@@ -59,7 +63,10 @@ class FallbackSender(ImageSender):
         if batch.kind != "urls":
             return outcomes
         blobs = {it.key: self.folder.take_url_item(it.key) for it in batch.items}
-        retry = [k for k, o in enumerate(outcomes) if _unreachable(o)] if self.folder.via == "auto" else []
+        if self.folder.via != "auto":
+            # --via url: a rerun would fail the same way; the reason names the way out
+            return [dataclasses.replace(o, reason=_URL_ONLY) if _unreachable(o) else o for o in outcomes]
+        retry = [k for k, o in enumerate(outcomes) if _unreachable(o)]
         if not retry:
             return outcomes
         resend: list[tuple[int, BatchItem]] = []

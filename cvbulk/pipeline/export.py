@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shlex
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -228,7 +229,10 @@ async def _run_export(
     except (LocationError, CredentialError, MissingExtraError) as exc:
         raise ConfigError(str(exc)) from None
     except StorageError as exc:
-        raise FatalRunError(str(exc)) from None
+        then = ""
+        if isinstance(exc, StorageUnreachableError) and "run the same command again" not in str(exc):
+            then = "; once it answers, run the same command again (nothing exported is lost)"
+        raise FatalRunError(str(exc) + then) from None
     return await _result(run, options, project, done, started, total)
 
 
@@ -307,10 +311,19 @@ async def _result(
 
 
 def _upload_hint(options: ExportOptions, label_files: list[str]) -> str:
+    """The command (quoted for a shell) that uploads the export back into a new project. AutoML's JSONL holds
+    every image it carries (untagged ones only with --include-untagged): no --untagged, which would send the
+    images of the other split untagged; one run per split, the validation split's after the training's."""
     out = str(options.location)
+    where = shlex.quote(out)
     if options.format == "folders" or not label_files:
-        return f"cvbulk upload {out} --project NEW --create --untagged"
-    return f"cvbulk upload {out} --project NEW --create --untagged --labels {out.rstrip('/')}/{label_files[0]}"
+        return f"cvbulk upload {where} --project NEW --create --untagged"
+    files = [shlex.quote(f"{out.rstrip('/')}/{name}") for name in label_files]
+    if options.format == "automl":
+        first, *more = [f for f, name in zip(files, label_files) if name.endswith(".jsonl")] or files[:1]
+        then = "".join(f"; then cvbulk upload {where} --project NEW --labels {f}" for f in more)
+        return f"cvbulk upload {where} --project NEW --create --labels {first}{then}"
+    return f"cvbulk upload {where} --project NEW --create --untagged --labels {files[0]}"
 
 
 # -- the pipeline ---------------------------------------------------------------------------------

@@ -461,6 +461,11 @@ async def open_image_source(root: str | Path, *, via: str = "auto") -> AsyncIter
         raise ConfigError(f"{{opt:via}} must be one of {', '.join(VIA_CHOICES)}, not {via!r}")
     try:
         async with open_source(text) as storage:
+            refused = getattr(storage, "urls_refused", None)  # a SAS token of the user's that can write
+            if refused and via == "url":
+                raise ConfigError(_braces(refused.replace("images go as bytes", "use --via auto or bytes")))
+            if refused and via == "auto":
+                via = "bytes"  # the CLI says why (``urls_refused``)
             folders = await storage.folders()
             yield BlobFolder(storage, via=via, folders=folders)
     except (LocationError, CredentialError) as exc:

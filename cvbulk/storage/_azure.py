@@ -68,7 +68,9 @@ def storage_error(
         return exc
     about = f"{item!r} in {where}" if item else str(where)
     if isinstance(exc, (ServiceRequestError, ServiceResponseError, TimeoutError)):
-        return StorageUnreachableError(f"storage at {_endpoint(where)} did not answer: {type(exc).__name__}")
+        # about the whole location (a listing): fatal for the run, so the line says what to do next
+        then = "" if item else "; once it answers, run the same command again (nothing done is lost)"
+        return StorageUnreachableError(f"storage at {_endpoint(where)} did not answer: {type(exc).__name__}{then}")
     code = getattr(exc, "error_code", None)
     status = getattr(getattr(exc, "response", None), "status_code", None) or getattr(exc, "status_code", None)
     code = str(getattr(code, "value", code)) if code else None  # StorageErrorCode is a str enum

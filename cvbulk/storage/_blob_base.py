@@ -13,6 +13,7 @@ from ._location import Location
 from ._names import join_under
 from ._settings import StorageSettings
 from ._types import StorageEntry, StorageStats, StorageTimeouts
+from .errors import AccessDeniedError, ContainerNotFoundError
 
 __all__ = ["BlobContainerEndpoint", "blob_entry"]
 
@@ -77,6 +78,28 @@ class BlobContainerEndpoint:
             if entries:
                 yield entries
             del entries
+
+    def needs(self, error: Exception, permissions: str) -> Exception:
+        """``error`` (access denied under a SAS token) saying which permissions the job needs."""
+        if not isinstance(error, AccessDeniedError) or self.settings.auth != "sas" or "expired" in str(error):
+            return error
+        return AccessDeniedError(f"{error}; a SAS token here needs sp={permissions}", status=error.status, code=error.code)
+
+    async def name_containers(self, error: Exception) -> Exception:
+        """``error`` (a container not found) with the account's first containers named, when the credentials
+        may list them (an account key or identity can; a container SAS cannot: then ``error`` as it is)."""
+        if not isinstance(error, ContainerNotFoundError):
+            return error
+        try:
+            pages = self._service.list_containers(results_per_page=6).by_page()
+            self.stats.requests += 1
+            names = [c.name async for c in await pages.__anext__()]
+        except Exception:
+            return error
+        if not names:
+            return ContainerNotFoundError(f"{error}: the account holds no container", status=404)
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        return ContainerNotFoundError(f"{error}; containers there: {shown}", status=404)
 
     def blob_url(self, name: str) -> str:
         """The URL of the blob ``name`` (the full name, prefix included), as the SDK spells it, no query."""

@@ -34,7 +34,7 @@ class BlobSink(BlobContainerEndpoint):
 
     async def check(self) -> None:
         """The container exists (or is created when ``create_container``) and can be listed."""
-        from azure.core.exceptions import ResourceExistsError
+        from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
         try:
             if self.create_container:
@@ -43,12 +43,18 @@ class BlobSink(BlobContainerEndpoint):
                     await self._container.create_container()
                 except ResourceExistsError:
                     pass
+                except HttpResponseError as exc:
+                    # A container SAS (or a role without create) may write blobs but never create a container:
+                    # the listing below says whether the container is there.
+                    if getattr(exc, "status_code", None) not in (401, 403):
+                        raise
             self.stats.requests += 1
             pager = self._container.list_blobs(name_starts_with=self.location.prefix or None, results_per_page=1)
             async for _ in pager.by_page():
                 break
         except Exception as exc:
-            raise storage_error(exc, where=self.location, settings=self.settings) from None
+            error = storage_error(exc, where=self.location, settings=self.settings)
+            raise self.needs(await self.name_containers(error), "wl (write, list)") from None
 
     async def write_bytes(self, name: str, data: bytes, *, content_type: str | None = None) -> None:
         await self._upload(name, data, len(data), content_type)

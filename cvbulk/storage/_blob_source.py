@@ -13,7 +13,7 @@ from ._blob_base import BlobContainerEndpoint, blob_entry
 from ._location import Location
 from ._names import check_name
 from ._ranged import RangedReader
-from ._sas import ReadUrlSigner
+from ._sas import ReadUrlSigner, granted, too_wide
 from ._settings import StorageSettings
 from ._types import HEADER_BYTES, EntryBody, ReadUrl, StorageEntry, StorageTimeouts
 from .errors import (
@@ -53,6 +53,14 @@ class BlobSource(BlobContainerEndpoint):
         # The lean reader speaks to the account directly; behind a proxy (HTTPS_PROXY / HTTP_PROXY, which the
         # SDK honours) every read goes through the SDK instead.
         self._lean_reads = not proxied(self._container.url)
+        # Set when a read found the account not answering after its retries, cleared by the next read that works:
+        # meanwhile reads are tried once, without retries, so a run whose storage went away ends in seconds.
+        self._down = False
+        # Set when the URLs for the service would carry a SAS token of the user's that can write or delete:
+        # the pipeline then sends bytes (a URL handed to the service is read-only, or not handed at all).
+        permissions = granted(settings.sas_token or "") if settings.auth == "sas" else None
+        wide = permissions is not None and bool(set(permissions) - set("rl"))
+        self.urls_refused = too_wide(settings.origin, permissions or "") if wide else None
 
     def _blob_name(self, entry_name: str) -> str:
         return self.location.prefix + entry_name
@@ -67,9 +75,41 @@ class BlobSource(BlobContainerEndpoint):
         except StopAsyncIteration:
             first = []
         except Exception as exc:
-            raise storage_error(exc, where=self.location, settings=self.settings) from None
+            error = storage_error(exc, where=self.location, settings=self.settings)
+            raise self.needs(await self.name_containers(error), "rl (read, list)") from None
         if prefix and not first:
-            raise PrefixNotFoundError(f"nothing under {self.location}")
+            raise PrefixNotFoundError(await self._nothing_under())
+        self._check_token_reads()
+
+    async def _nothing_under(self) -> str:
+        """Why nothing is under the prefix, when one more listing can tell: the prefix names a blob (a file
+        given where a folder goes), or it is the start of a folder's name (``Hem`` for ``Hemlock/``)."""
+        said = f"nothing under {self.location}"
+        stem = self.location.prefix.rstrip("/")
+        try:
+            pages = self._container.list_blobs(name_starts_with=stem, results_per_page=5).by_page()
+            self.stats.requests += 1
+            names = [blob.name async for blob in await pages.__anext__()]
+        except Exception:  # the first answer stands (no such page, or the listing failed now)
+            return said
+        parent = stem.rpartition("/")[0]
+        parent = parent + "/" if parent else ""
+        if stem in names:
+            return f"{said}: {stem!r} is a blob, not a folder (give its folder: the prefix {parent!r})"
+        folders = [n[len(parent) :].split("/")[0] + "/" for n in names if "/" in n[len(parent) :]]
+        return f"{said}: did you mean the prefix {parent + folders[0]!r}?" if folders else said
+
+    def _check_token_reads(self) -> None:
+        # A SAS token that lists but cannot read fails every image the same way: say it once, before any.
+        # (A token without "sp" takes its permissions from a stored access policy: left to the service.)
+        if self.settings.auth != "sas":
+            return
+        permissions = granted(self.settings.sas_token or "")
+        if permissions is not None and "r" not in permissions:
+            raise AccessDeniedError(
+                f"access denied to {self.location}: the SAS token from {self.settings.origin} does not grant read "
+                f"(sp={permissions}); cvbulk reads the blobs: use a token with sp=rl, or an account key"
+            )
 
     async def entries(self, *, under: str = "", page_size: int = 1000) -> AsyncIterator[StorageEntry]:
         async for page in self.pages(under=under, page_size=page_size):
@@ -102,8 +142,9 @@ class BlobSource(BlobContainerEndpoint):
 
         blob = self._container.get_blob_client(self._blob_name(entry.name))
         self.stats.requests += 1
+        once = {"retry_total": 0} if self._down else {}
         return await blob.download_blob(
-            offset=offset, length=length, etag=entry.etag, match_condition=MatchConditions.IfNotModified
+            offset=offset, length=length, etag=entry.etag, match_condition=MatchConditions.IfNotModified, **once
         )
 
     async def read_head(self, entry: StorageEntry, size: int = HEADER_BYTES) -> bytes:
@@ -120,6 +161,7 @@ class BlobSource(BlobContainerEndpoint):
                 data = await downloader.readall()
             except Exception as exc:
                 raise await self._read_error(exc, entry) from None
+            self._down = False
         self.stats.header_reads += 1
         self.stats.header_bytes += len(data)
         self.stats.bytes_read += len(data)
@@ -162,12 +204,18 @@ class BlobSource(BlobContainerEndpoint):
                     self.stats.header_bytes += len(data)
                     self.stats.bytes_read += len(data)
                     out[k] = data
+        gone: StorageUnreachableError | None = None
         for k, (entry, url) in enumerate(reads):
             if out[k] is None:  # an empty blob, a proxy, or an answer that was not the bytes: alone, as ever
+                if gone is not None:  # the account stopped answering for one of the group: not the rest in turn
+                    out[k] = StorageUnreachableError(f"reading {entry.name!r} in {self.location} not tried: {gone}")
+                    continue
                 try:
                     out[k] = await self.read_head_at(entry, url, size)
                 except StorageError as exc:
                     out[k] = exc
+                    if isinstance(exc, StorageUnreachableError):
+                        gone = exc
         return out  # type: ignore[return-value]  # every slot is filled
 
     async def read_more_at(self, entry: StorageEntry, url: ReadUrl, head: bytes, size: int) -> bytes:
@@ -200,6 +248,7 @@ class BlobSource(BlobContainerEndpoint):
             except (OSError, TimeoutError) as exc:  # RangedReadError is an OSError
                 status, data, why = 0, b"", type(exc).__name__
             if status in (200, 206):
+                self._down = False
                 data = data[: stop - start] if status == 206 else data[start:stop]
                 self.stats.header_bytes += len(data)
                 self.stats.bytes_read += len(data)
@@ -210,11 +259,12 @@ class BlobSource(BlobContainerEndpoint):
                 raise ItemChangedError(f"{entry.name!r} in {self.location} changed while it was read", status=412)
             if status == 403:
                 raise AccessDeniedError(f"access denied reading {entry.name!r} in {self.location} (HTTP 403)", status=403)
-            if (status in _TRANSIENT or status == 0) and attempt < self.timeouts.retries:
+            if (status in _TRANSIENT or status == 0) and attempt < (0 if self._down else self.timeouts.retries):
                 attempt += 1
                 await anyio.sleep(_RETRY_WAIT * 2 ** (attempt - 1))
                 continue
             if status == 0:
+                self._down = True
                 raise StorageUnreachableError(f"reading {entry.name!r} in {self.location} failed: {why}")
             raise StorageRequestError(f"reading {entry.name!r} in {self.location} failed: {why}", status=status)
 
@@ -241,6 +291,7 @@ class BlobSource(BlobContainerEndpoint):
             return
         try:
             downloader = await self._download(entry, None, None)
+            self._down = False
             async for chunk in downloader.chunks():
                 self.stats.bytes_read += len(chunk)
                 yield chunk
@@ -253,6 +304,8 @@ class BlobSource(BlobContainerEndpoint):
         """The error of a failed conditional read. A precondition failure (412) is also what a deleted blob
         gives on some services (Azurite): one unconditional look tells "changed" from "gone"."""
         error = storage_error(exc, where=self.location, item=entry.name, settings=self.settings)
+        if isinstance(error, StorageUnreachableError):
+            self._down = True
         if isinstance(error, ItemChangedError):
             blob = self._container.get_blob_client(self._blob_name(entry.name))
             try:

@@ -27,6 +27,8 @@ _CONTAINER_RE = re.compile(r"^(?:\$root|\$web|\$logs|[a-z0-9](?:[a-z0-9]|-(?=[a-
 _ACCOUNT_RE = re.compile(r"^[a-z0-9]{3,24}$")
 _BLOB_HOST_RE = re.compile(r"^(?P<account>[^.]+)\.blob\.(?P<suffix>.+)$")
 _MAX_BLOB_NAME = 1024
+# what only a connection string or a bare SAS token holds (a location's own SAS token comes after its "?")
+_SECRET_RE = re.compile(r"(?i)(?:^|;)\s*(?:AccountKey|SharedAccessSignature)=|(?:^|&)sig=")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,12 @@ def parse_location(text: str) -> Location:
     text = text.strip()
     if not text:
         raise LocationError("empty location")
+    if _SECRET_RE.search(text.split("?", 1)[0]):
+        # a connection string or a bare SAS token pasted where a location goes: never a folder to create
+        raise LocationError(
+            "that is a storage connection string or SAS token, not a location: put it in "
+            "AZURE_STORAGE_CONNECTION_STRING (or AZURE_STORAGE_SAS_TOKEN) and give az://CONTAINER/PREFIX"
+        )
     scheme_match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", text)
     if scheme_match is None:
         return Location(kind="local", path=Path(text).expanduser())
@@ -109,7 +117,12 @@ def parse_location(text: str) -> Location:
     if scheme == "file":
         return Location(kind="local", path=Path(unquote(urlsplit(text).path)))
     if scheme == "az":
-        rest = text[len("az://") :].split("?", 1)[0]
+        if "?" in text:
+            raise LocationError(
+                f"az:// takes no query string ({_shown(text)}): a SAS token goes in AZURE_STORAGE_SAS_TOKEN, or "
+                "after the https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX form"
+            )
+        rest = text[len("az://") :]
         container, _, prefix = rest.partition("/")
         return Location(
             kind="blob", container=_check_container(container, text), prefix=_normalise_prefix(prefix, text)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import anyio
 
+from .._http1 import proxied
 from ._blob_sink import BlobSink
 from ._blob_source import BlobSource
 from ._local import LocalSink, LocalSource
@@ -23,9 +26,39 @@ def _as_location(where: str | Location) -> Location:
     return where if isinstance(where, Location) else parse_location(where)
 
 
+async def _preflight(url: str, timeouts: StorageTimeouts) -> None:
+    """A misspelt account (no such host) or a port nobody listens on, said at once: the SDK would retry either
+    for seconds and the probe could only say "did not answer". Skipped behind a proxy (it resolves, not us)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not host or proxied(url):
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with anyio.fail_after(timeouts.connect):
+            await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)  # a name that does not resolve, told apart
+            stream = await anyio.connect_tcp(host, port)  # every address (localhost: ::1, then 127.0.0.1)
+    except socket.gaierror as exc:
+        raise StorageUnreachableError(
+            f"storage host {host!r} not found ({exc.strerror or exc}): check the account name"
+        ) from None
+    except TimeoutError:
+        raise StorageUnreachableError(f"storage at {url} did not answer within {timeouts.connect:g} s") from None
+    except OSError as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc  # anyio: "All connection attempts failed"
+        if isinstance(cause, ConnectionRefusedError):
+            why = f"refused the connection: nothing listens on {host}:{port}"
+        else:  # no route, network down...
+            why = f"cannot be reached ({cause.strerror or type(cause).__name__})"
+        raise StorageUnreachableError(f"storage at {url} {why}") from None
+    await stream.aclose()
+
+
 async def _probe(check: object, location: Location, timeouts: StorageTimeouts) -> None:
     # An account that does not answer (a black-holed endpoint, a listener that never replies) would otherwise
     # hang for connect + read timeouts times the retries; the first request gets one overall deadline.
+    if location.account_url:
+        await _preflight(location.account_url, timeouts)
     try:
         with anyio.fail_after(timeouts.probe):
             await check()  # type: ignore[operator]

@@ -20,7 +20,7 @@ from ._settings import AUTH_IDENTITY, AUTH_KEY, StorageSettings
 from ._types import ReadUrl
 from .errors import ReadUrlError
 
-__all__ = ["ReadUrlSigner", "sas_expiry"]
+__all__ = ["ReadUrlSigner", "sas_expiry", "too_wide", "granted"]
 
 # Clock skew allowance: a SAS valid from a few minutes ago works on a service whose clock runs behind ours.
 _SKEW = timedelta(minutes=5)
@@ -102,6 +102,20 @@ def sas_expiry(token: str) -> datetime | None:
     return expiry if expiry.tzinfo else expiry.replace(tzinfo=timezone.utc)
 
 
+def too_wide(origin: str, permissions: str) -> str:
+    """Why a SAS token of the user's is not put in URLs for the service: it grants more than reading."""
+    return (
+        f"the SAS token from {origin} grants more than read (sp={permissions}): cvbulk does not hand it to the "
+        "service; images go as bytes (a read-only token, sp=rl, lets the service fetch them by URL)"
+    )
+
+
+def granted(token: str) -> str | None:
+    """The permissions (``sp``) a SAS token grants; None when it names none (a stored access policy's)."""
+    found = parse_qs(token).get("sp")
+    return found[0] if found else None
+
+
 class ReadUrlSigner:
     """Signs read-only URLs for the blobs of one container."""
 
@@ -134,10 +148,12 @@ class ReadUrlSigner:
         token = self._settings.sas_token or ""
         query = parse_qs(token)
         permissions = (query.get("sp") or [""])[0]
+        if set(permissions) - set("rl"):
+            raise ReadUrlError(too_wide(self._settings.origin, permissions))
         if "r" not in permissions:
             raise ReadUrlError(
                 f"the SAS token from {self._settings.origin} does not grant read (sp={permissions or 'none'}): "
-                "the service could not fetch the images; use a token with read, an account key, or --via bytes"
+                "use a token with read (sp=rl) or an account key"
             )
         expiry = sas_expiry(token) or now + timedelta(hours=1)
         if expiry <= now:

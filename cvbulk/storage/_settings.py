@@ -188,4 +188,11 @@ def resolve_settings(location: Location, environ: Mapping[str, str] | None = Non
         return StorageSettings(account, account_url, AUTH_SAS, "AZURE_STORAGE_SAS_TOKEN", sas_token=sas)
     if not _identity_installed():
         raise _missing_identity(account)
+    if not account_url.startswith("https://"):
+        # the SDK sends a token only over https: a plain-http endpoint (Azurite) needs a key or a SAS token
+        raise CredentialError(
+            f"no key or SAS token for {account_url} (DefaultAzureCredential needs https): set "
+            "AZURE_STORAGE_CONNECTION_STRING (for Azurite: UseDevelopmentStorage=true), AZURE_STORAGE_KEY or "
+            "AZURE_STORAGE_SAS_TOKEN"
+        )
     return StorageSettings(account, account_url, AUTH_IDENTITY, "DefaultAzureCredential")

@@ -4,6 +4,7 @@ the state file local and keyed by the destination, no key in any output or artef
 from __future__ import annotations
 
 import json
+import shlex
 
 import anyio
 import pytest
@@ -30,11 +31,6 @@ async def _both(emulator, *names: str) -> list[dict]:
         return [await project_images(c, by_name[n]) for n in names]
 
 
-async def _read(where: str, name: str, environ) -> bytes:
-    async with open_source(where, environ=environ) as source:
-        return await source.read_all(await source.stat(name))
-
-
 def test_export_to_a_container(tmp_path, azurite, azurite_container):  # noqa: F811
     with EmulatorThread(EmulatorConfig(data_dir=tmp_path / "emu", training_key=KEY)) as emulator:
         anyio.run(_samples_project, emulator)
@@ -58,11 +54,13 @@ def test_export_to_a_container(tmp_path, azurite, azurite_container):  # noqa: F
         for f in state_dir.iterdir():
             assert KEY.encode() not in f.read_bytes() and azurite.account_key.encode() not in f.read_bytes()
 
-        # back into a new project straight from the container (upload's blob source), the label file local
-        labels = tmp_path / "labels.csv"
-        labels.write_bytes(anyio.run(_read, where, "labels.csv", azurite.environ()))
-        back = cvbulk("upload", where, "--labels", str(labels), "--project", "trees-back", "--create",
-                      "--tier", "unlimited", "--json", env=env, cwd=tmp_path)
+        # back into a new project straight from the container, by the command the export printed (the label
+        # file read from the container too)
+        hint = next(line for line in done.stderr.splitlines() if line.startswith("back into a project: "))
+        argv = shlex.split(hint.split(": ", 1)[1])
+        assert argv[:2] == ["cvbulk", "upload"] and "--labels" in argv
+        argv = ["trees-back" if word == "NEW" else word for word in argv[1:]]
+        back = cvbulk(*argv, "--tier", "unlimited", "--json", env=env, cwd=tmp_path)
         assert back.returncode == 0, back.stderr[-2000:]
         assert json.loads(back.stdout)["counts"]["uploaded"] == 20
         before, after = anyio.run(_both, emulator, "trees", "trees-back")

@@ -131,5 +131,8 @@ def test_ctrl_c_outside_a_job_display_is_one_line(capsys) -> None:
         _progress._INTERRUPT_SAID[0] = True  # a job's display said where it stopped: not twice
         assert handle_errors(interrupted, argparse.Namespace()) == 130
         assert capsys.readouterr().err == ""
+        _progress._INTERRUPT_SAID[0] = False  # a resumable job with no display (--progress none, -q): say how
+        assert handle_errors(interrupted, argparse.Namespace(state=None)) == 130
+        assert capsys.readouterr().err == "cvbulk: interrupted: run the same command again to resume\n"
     finally:
         _progress._INTERRUPT_SAID[0] = said

@@ -122,6 +122,7 @@ async def test_auto_falls_back_to_bytes_when_the_service_cannot_fetch(
             root=tmp_path, project="strict", create=True, source=source, state=tmp_path / "t.sqlite"))
     assert not strict.ok and strict.counts == {"failed": 5}
     assert all(f["reason"].startswith("ErrorSource") for f in strict.failures)
+    assert all("--via auto" in f["reason"] for f in strict.failures)  # the way out, since a rerun fails alike
     assert all("sig=" not in f["reason"] and "127.0.0.1:9" not in f["reason"] for f in strict.failures)
 
 

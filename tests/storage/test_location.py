@@ -75,3 +75,22 @@ def test_malformed_url_error_does_not_echo_a_sas():
     with pytest.raises(LocationError) as info:
         parse_location("https://example.com/imgs/x?sv=1&sig=TOPSECRETSIG")
     assert "TOPSECRETSIG" not in str(info.value)
+
+
+@pytest.mark.parametrize("text", [
+    "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=c2VjcmV0c2VjcmV0;EndpointSuffix=core.windows.net",
+    "BlobEndpoint=https://acct.blob.core.windows.net;SharedAccessSignature=sv=2020&sig=abcdefgh",
+    "sv=2022-11-02&ss=b&srt=co&sp=rl&se=2030-01-01&sig=abcdefghijk%3D",
+])
+def test_a_connection_string_or_sas_token_is_not_taken_for_a_folder(text):
+    with pytest.raises(LocationError) as info:
+        parse_location(text)
+    assert "AZURE_STORAGE_CONNECTION_STRING" in str(info.value)
+    assert "c2VjcmV0" not in str(info.value) and "abcdefgh" not in str(info.value)
+
+
+def test_a_query_on_an_az_location_is_refused_not_dropped():
+    # az:// names no account, so a SAS token there would be silently ignored (and other credentials used)
+    with pytest.raises(LocationError, match="AZURE_STORAGE_SAS_TOKEN") as info:
+        parse_location("az://images/flowers?sv=2022-11-02&sp=rl&sig=abcdefghijk%3D")
+    assert "abcdefghijk" not in str(info.value)

@@ -81,7 +81,8 @@ async def test_a_sas_token_with_read_is_reused(azurite, container):
 async def test_a_sas_token_without_read_says_so(azurite, container):
     token = _container_sas(container, list=True)
     settings = StorageSettings(ACCOUNT, azurite.account_url, "sas", "AZURE_STORAGE_SAS_TOKEN", sas_token=token)
-    async with open_source(f"az://{container}/imgs", settings=settings) as source:
+    # (opened unchecked: a checked open already refuses such a token, test_bad_input)
+    async with open_source(f"az://{container}/imgs", settings=settings, check=False) as source:
         (entry,) = [e async for e in source.entries()]
         with pytest.raises(ReadUrlError) as info:
             await source.read_url(entry)
@@ -141,3 +142,17 @@ async def test_identity_signs_with_one_cached_user_delegation_key():
     # a URL that must outlive the cached key gets a new key
     await signer.sign("c.jpg", blob_url, 7 * 3600)
     assert len(service.calls) == 2
+
+
+async def test_a_sas_token_that_can_write_is_never_handed_to_the_service(azurite, container):
+    # the URLs given to the service must be read-only: a token of the user's that can write or delete is not
+    token = _container_sas(container, read=True, list=True, write=True, delete=True)
+    async with open_source(f"{azurite.url(container, 'imgs')}?{token}", environ={}) as source:
+        assert "grants more than read" in (source.urls_refused or "")
+        (entry,) = [e async for e in source.entries()]
+        with pytest.raises(ReadUrlError, match="grants more than read"):
+            await source.read_url(entry)
+        assert await source.read_all(entry) == IMAGE  # its bytes are still read
+    read_only = _container_sas(container, read=True, list=True)
+    async with open_source(f"{azurite.url(container, 'imgs')}?{read_only}", environ={}) as source:
+        assert source.urls_refused is None

@@ -96,3 +96,11 @@ def test_repr_and_equality_never_involve_secrets():
     for shown in (repr(a), str(a), repr(b), str(b), f"{a}", f"{b!r}"):
         assert KEY not in shown and "FAKESIGNATURE" not in shown and "sig=" not in shown
     assert "acct" in repr(a)
+
+
+def test_identity_over_plain_http_is_a_clear_line_not_a_value_error(monkeypatch):
+    # the SDK refuses a token over http ("Token credential is only supported with HTTPS"): Azurite without a key
+    monkeypatch.setattr(_settings, "_identity_installed", lambda: True)
+    with pytest.raises(CredentialError) as info:
+        resolve_settings(parse_location("http://127.0.0.1:10000/devstoreaccount1/imgs/p"), {})
+    assert "https" in str(info.value) and "UseDevelopmentStorage=true" in str(info.value)

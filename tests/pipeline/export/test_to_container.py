@@ -61,3 +61,23 @@ async def test_export_to_a_container_resumes_and_round_trips(tmp_path, monkeypat
     target = await upload_labels(client, local, "train/train.jsonl", "from-blob", tmp_path)
     await upload_labels(client, local, "validation/validation.jsonl", target, tmp_path)
     assert_same(await contents(client, source), await contents(client, target))
+
+
+async def test_a_destination_that_stops_answering_is_one_line_that_says_to_run_again(
+    tmp_path, monkeypatch, training_client, azurite, azurite_container
+):
+    from cvbulk.pipeline.errors import FatalRunError
+    from cvbulk.storage import StorageUnreachableError
+    from cvbulk.storage._blob_sink import BlobSink
+
+    monkeypatch.chdir(tmp_path)
+    source = await build_project(training_client, "to-dead-blob", "classification", 3)
+
+    async def dead(self, name, data, *, content_type=None):
+        raise StorageUnreachableError(f"storage at {self.location.account_url} did not answer: ServiceRequestError")
+
+    monkeypatch.setattr(BlobSink, "write_bytes", dead)
+    with pytest.raises(FatalRunError) as info:
+        await run_export(training_client, ExportOptions(source, azurite.url(azurite_container, "x"),
+                                                        storage_environ=azurite.environ()))
+    assert "did not answer" in str(info.value) and "run the same command again" in str(info.value)
