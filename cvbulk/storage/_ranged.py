@@ -48,6 +48,8 @@ class _Connection(asyncio.Protocol):
     """One kept-alive connection: requests written together, answers read back in order."""
 
     def __init__(self, read_timeout: float) -> None:
+        # made by the loop's create_connection: its loop, once (Python 3.11's get_running_loop is a getpid call)
+        self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.close_after = False  # the server said it closes after its last answer
@@ -75,7 +77,7 @@ class _Connection(asyncio.Protocol):
         """Write ``requests`` at once; the answers to a prefix of them (all, unless the connection failed or
         went quiet for the read timeout) and what stopped the rest."""
         assert self.transport is not None
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         self._waiter = loop.create_future()
         self._answers, self._expected, self._failure = [], len(requests), None
         self._buf.clear()
@@ -94,7 +96,7 @@ class _Connection(asyncio.Protocol):
         return self._answers, self._failure
 
     def _check_quiet(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         quiet = loop.time() - self._last
         if quiet >= self._timeout:
             self._timer = None
@@ -118,7 +120,7 @@ class _Connection(asyncio.Protocol):
             self.close()
             return
         self._buf += data
-        self._last = asyncio.get_running_loop().time()
+        self._last = self._loop.time()
         try:
             while len(self._answers) < self._expected:
                 answer = self._parse()
