@@ -127,7 +127,6 @@ class _Connection(asyncio.Protocol):
         "_no_body",
         "_read",
         "_status",
-        "_timer",
         "_waiter",
         "closed",
         "got_bytes",
@@ -150,7 +149,6 @@ class _Connection(asyncio.Protocol):
         self._coded = False  # a gzip or deflate body (we ask for none; a server may still send one)
         self._headers = Headers()
         self._last = 0.0
-        self._timer: asyncio.TimerHandle | None = None
         self._read: float | None = None
         self._deadline: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -188,6 +186,7 @@ class _Connection(asyncio.Protocol):
     def request(
         self, data: bytes, *, head: bool, read: float | None, total: float | None
     ) -> asyncio.Future[tuple[int, Headers, bytes]]:
+        """Write one request; the future of its answer. Its timeouts are kept by the pool (:meth:`check`)."""
         assert self.transport is not None
         loop = self._loop = asyncio.get_running_loop()
         self._waiter = waiter = loop.create_future()
@@ -197,51 +196,45 @@ class _Connection(asyncio.Protocol):
         now = loop.time()
         self._read, self._last = read, now
         self._deadline = now + total if total is not None else None
-        self._arm(now)
         self.transport.write(data)
         return waiter
 
-    def _arm(self, now: float) -> None:
+    def due(self) -> float | None:
+        """When the request in progress may time out (None: it cannot, or none is in progress)."""
+        if self._waiter is None:
+            return None
         when = self._last + self._read if self._read is not None else None
         if self._deadline is not None:
             when = self._deadline if when is None else min(when, self._deadline)
-        self._timer = self._loop.call_at(when, self._tick) if when is not None else None  # type: ignore[union-attr]
+        return when
 
-    def _tick(self) -> None:
-        self._timer = None
+    def check(self, now: float) -> float | None:
+        """Fail the request in progress if it timed out by ``now``; else when to look again (see :meth:`due`)."""
         if self._waiter is None:
-            return
-        now = self._loop.time()  # type: ignore[union-attr]
+            return None
         if self._deadline is not None and now >= self._deadline:
             self._fail(LeanTimeout("ServerTimeoutError"))
-        elif self._read is not None and now - self._last >= self._read - 1e-3:
+            return None
+        if self._read is not None and now - self._last >= self._read - 1e-3:
             self._fail(LeanTimeout("SocketTimeoutError"))
-        else:
-            self._arm(now)  # data came meanwhile: wait from the last of it
+            return None
+        return self.due()  # data came meanwhile: wait from the last of it
 
     def _fail(self, exc: Exception) -> None:
         waiter, self._waiter = self._waiter, None
-        self._stop_timer()
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
 
     def _finish(self, body: bytes) -> None:
         waiter, self._waiter = self._waiter, None
-        self._stop_timer()
         headers = self._headers
         if self._coded:
             body = zlib.decompress(body, 47)  # we ask for no encoding; a server may still send one
         if waiter is not None and not waiter.done():
             waiter.set_result((self._status, headers, body))
 
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
     def close(self) -> None:
         self.closed = True
-        self._stop_timer()
         if self.transport is not None:
             self.transport.close()
 
@@ -300,7 +293,11 @@ class _Connection(asyncio.Protocol):
 
 
 class LeanPool:
-    """Connections to one origin (``scheme://host:port``), at most ``limit`` at once, kept alive and reused."""
+    """Connections to one origin (``scheme://host:port``), at most ``limit`` at once, kept alive and reused.
+
+    The requests' timeouts are kept by one timer for the pool, due when the first of them may run out, not by
+    a timer per request: arming and cancelling one per request was a good part of a request's cost (every
+    timer goes through the event loop's heap)."""
 
     def __init__(self, origin: str, *, limit: int = 64) -> None:
         parts = urlsplit(origin)
@@ -317,6 +314,9 @@ class LeanPool:
         self._slots: anyio.Semaphore | None = None
         self._idle: list[_Connection] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._busy: set[_Connection] = set()  # connections whose request the watchdog keeps the time of
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._watchdog_at = 0.0
 
     async def request(
         self,
@@ -332,6 +332,8 @@ class LeanPool:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # connections belong to the loop that made them (a new ``anyio.run``)
             self._idle.clear()
+            self._busy.clear()
+            self._watchdog = None
             self._slots = None
             self._loop = loop
         if self._slots is None:
@@ -382,7 +384,9 @@ class LeanPool:
     ) -> tuple[int, Headers, bytes]:
         ok = False
         try:
-            answer = await conn.request(data, head=head, read=read, total=total)
+            waiter = conn.request(data, head=head, read=read, total=total)
+            self._watch(conn)
+            answer = await waiter
             ok = True
         finally:
             if not ok:  # failed, timed out or cancelled mid-answer: the connection's state is unknown
@@ -393,6 +397,34 @@ class LeanPool:
         else:
             conn.close()
         return answer
+
+    def _watch(self, conn: _Connection) -> None:
+        """Keep the time of ``conn``'s request: the watchdog is armed (again) only when it is due later."""
+        due = conn.due()
+        if due is None:
+            return
+        self._busy.add(conn)
+        if self._watchdog is None or due < self._watchdog_at:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            self._watchdog_at = due
+            self._watchdog = asyncio.get_running_loop().call_at(due, self._sweep)
+
+    def _sweep(self) -> None:
+        """The watchdog: fail the requests that timed out, then wait for the next that may."""
+        self._watchdog = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        later: float | None = None
+        for conn in list(self._busy):
+            due = conn.check(now)
+            if due is None:
+                self._busy.discard(conn)  # answered, failed or timed out now
+            elif later is None or due < later:
+                later = due
+        if later is not None:
+            self._watchdog_at = later
+            self._watchdog = loop.call_at(later, self._sweep)
 
     def close(self) -> None:
         """Close every idle connection (ones in use close when their request ends)."""
