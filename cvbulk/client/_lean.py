@@ -265,13 +265,17 @@ class _Connection(asyncio.Protocol):
             low = block.lower()
             self._headers = Headers.lazy(block)
             self._status = code
-            connection = _field(low, b"connection")
+            # a header that is not there at all needs no look-up (the usual answer has no Connection,
+            # Content-Encoding or Transfer-Encoding)
+            connection = _field(low, b"connection") if b"\r\nconnection:" in low else None
             self._close_after = connection == b"close" or (version == b"HTTP/1.0" and connection != b"keep-alive")
             length = _field(low, b"content-length")
-            self._coded = _field(low, b"content-encoding") in (b"gzip", b"deflate", b"x-gzip")
+            self._coded = b"\r\ncontent-encoding:" in low and _field(low, b"content-encoding") in (
+                b"gzip", b"deflate", b"x-gzip"
+            )
             if self._no_body or code in (204, 304):
                 self._length = 0
-            elif b"chunked" in (_field(low, b"transfer-encoding") or b""):
+            elif b"\r\ntransfer-encoding:" in low and b"chunked" in (_field(low, b"transfer-encoding") or b""):
                 self._length = -1
             elif length is not None:
                 self._length = int(length)

@@ -360,7 +360,8 @@ class Pacer:
         """Hold a concurrency slot and one rate token of ``group`` for one attempt (``async with``)."""
         return _Slot(self, group)
 
-    async def _enter(self, group: ApiGroup) -> None:
+    async def enter(self, group: ApiGroup) -> None:
+        """Take a concurrency slot and one rate token of ``group`` (give the slot back with :meth:`leave`)."""
         adaptive = self._concurrency[group]
         await adaptive.acquire()
         try:
@@ -375,6 +376,10 @@ class Pacer:
         except BaseException:
             adaptive.release()
             raise
+
+    def leave(self, group: ApiGroup) -> None:
+        """Give back the concurrency slot taken by :meth:`enter`."""
+        self._concurrency[group].release()
 
     def on_success(self, group: ApiGroup) -> None:
         """Tell the group's concurrency that a request succeeded (it may grow by one)."""
@@ -407,7 +412,7 @@ class _Slot(AbstractAsyncContextManager[None]):
         self._group = group
 
     async def __aenter__(self) -> None:
-        await self._pacer._enter(self._group)
+        await self._pacer.enter(self._group)
 
     async def __aexit__(self, *exc: object) -> None:
-        self._pacer._concurrency[self._group].release()
+        self._pacer.leave(self._group)

@@ -37,6 +37,7 @@ from ._naps import naps
 from ._predict_engine import (
     ERROR,
     FAILED,
+    PREDICTED,
     REJECTED,
     SKIPPED,
     EngineStats,
@@ -95,7 +96,7 @@ class PredictOptions:
     source: Any = None
 
 
-@dataclass
+@dataclass(slots=True)
 class UrlImage:
     """An image the service fetches itself: ``url`` holds a SAS token (never stored or printed);
     ``went`` is set when it had to go as bytes after all."""
@@ -273,9 +274,13 @@ async def _setup(
     def on_recorded(batch: Sequence[Outcome]) -> None:
         if progress is None:
             return
+        ok = skipped = nbytes = 0
         for o in batch:
-            skipped = o.status == SKIPPED
-            progress.advanced(ok=int(o.ok), failed=int(not o.ok and not skipped), skipped=int(skipped), nbytes=o.nbytes)
+            ok += o.status == PREDICTED
+            skipped += o.status == SKIPPED
+            nbytes += o.nbytes
+        # the counts of a batch at once (they add up): one call, not one per image
+        progress.advanced(ok=ok, failed=len(batch) - ok - skipped, skipped=skipped, nbytes=nbytes)
 
     # The total: counted up front when quick (the source's count_within), else found by the lazy scan.
     start_progress(
@@ -300,6 +305,7 @@ async def _setup(
         prepare_tasks=2 if batched else getattr(src, "prepare_tasks", None),
         prepare_batch=16,
         record_linger=max(quantum, 1.0 - quantum),
+        record_inline=quantum > 0,
     )
     started = time.time()
     stats_before = _client_stats(prediction)
