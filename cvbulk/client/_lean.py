@@ -101,6 +101,9 @@ class Headers(Mapping[str, str]):
         return len(self._fields())
 
 
+_NO_HEADERS = Headers()
+
+
 def _field(low: bytes, name: bytes) -> bytes | None:
     """The value of header ``name`` in a lower-cased header block (the first, stripped), or None."""
     at = low.find(b"\r\n" + name + b":")
@@ -192,7 +195,7 @@ class _Connection(asyncio.Protocol):
         self._waiter = waiter = loop.create_future()
         self._buf.clear()
         self._body_at, self.got_bytes, self._no_body = -1, False, head
-        self._headers = Headers()
+        self._headers = _NO_HEADERS  # the answer's, once its head is read
         now = loop.time()
         self._read, self._last = read, now
         self._deadline = now + total if total is not None else None
