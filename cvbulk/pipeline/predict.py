@@ -289,9 +289,11 @@ async def _setup(
     )
 
     batched = getattr(src, "aprepare_many", None) is not None  # a container whose checks go out together
-    # A paced run serves the network once per rate-limiter tick (see ``_naps``); an answer then waits up to a
-    # tick before it is read, so the recorder lingers that much less: a kill still loses about a second of them.
-    quantum = _pacer_tick(prediction, group)
+    # A paced run from a container serves the network once per rate-limiter tick (see ``_naps``); an answer then
+    # waits up to a tick before it is read, so the recorder lingers that much less: a kill still loses about a
+    # second of them. Not a folder: its preparers hand each image to a worker thread, and a hand-back once a
+    # tick would hold two preparers to 8 images a second.
+    quantum = _pacer_tick(prediction, group) if src is not None else 0.0
     scoring = ScoreStages(
         prepare=prepare,
         score=score,
