@@ -28,7 +28,7 @@ from typing import Any
 __all__ = ["NappingSelector", "napping_loop", "naps"]
 
 
-class NappingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]  # the platform's best
+class NappingSelector(selectors.DefaultSelector):  # the platform's best (epoll on Linux)
     """A selector that, while ``quantum`` > 0, wakes at most once per ``quantum``-long cell of the monotonic clock
     (asyncio's timer clock) once it has woken in that cell: it sleeps to the cell's end, then returns what is
     ready. A timer due meanwhile is served at the cell's end too (at most one quantum late, never early); the
