@@ -187,11 +187,11 @@ class _Connection(asyncio.Protocol):
 
     # -- one request --------------------------------------------------------------------------------------
     def request(
-        self, data: bytes, *, head: bool, read: float | None, total: float | None
+        self, loop: asyncio.AbstractEventLoop, data: bytes, *, head: bool, read: float | None, total: float | None
     ) -> asyncio.Future[tuple[int, Headers, bytes]]:
         """Write one request; the future of its answer. Its timeouts are kept by the pool (:meth:`check`)."""
         assert self.transport is not None
-        loop = self._loop = asyncio.get_running_loop()
+        self._loop = loop
         self._waiter = waiter = loop.create_future()
         self._buf.clear()
         self._body_at, self.got_bytes, self._no_body = -1, False, head
@@ -355,13 +355,13 @@ class LeanPool:
             conn = self._idle_connection(loop.time())
             if conn is not None:
                 try:
-                    return await self._exchange(conn, data, head, read, total)
+                    return await self._exchange(loop, conn, data, head, read, total)
                 except LeanDisconnected:
                     if conn.got_bytes or not retry_stale:
                         raise
                     # a kept-alive connection the server had closed meanwhile: once more on a new one
             conn = await self._connect(connect)
-            return await self._exchange(conn, data, head, read, total)
+            return await self._exchange(loop, conn, data, head, read, total)
         finally:
             slots.release()
 
@@ -387,25 +387,31 @@ class LeanPool:
         return conn
 
     async def _exchange(
-        self, conn: _Connection, data: bytes, head: bool, read: float | None, total: float | None
+        self,
+        loop: asyncio.AbstractEventLoop,
+        conn: _Connection,
+        data: bytes,
+        head: bool,
+        read: float | None,
+        total: float | None,
     ) -> tuple[int, Headers, bytes]:
         ok = False
         try:
-            waiter = conn.request(data, head=head, read=read, total=total)
-            self._watch(conn)
+            waiter = conn.request(loop, data, head=head, read=read, total=total)
+            self._watch(loop, conn)
             answer = await waiter
             ok = True
         finally:
             if not ok:  # failed, timed out or cancelled mid-answer: the connection's state is unknown
                 conn.close()
         if conn.reusable:
-            conn.idle_since = asyncio.get_running_loop().time()
+            conn.idle_since = loop.time()
             self._idle.append(conn)
         else:
             conn.close()
         return answer
 
-    def _watch(self, conn: _Connection) -> None:
+    def _watch(self, loop: asyncio.AbstractEventLoop, conn: _Connection) -> None:
         """Keep the time of ``conn``'s request: the watchdog is armed (again) only when it is due later."""
         due = conn.due()
         if due is None:
@@ -415,7 +421,7 @@ class LeanPool:
             if self._watchdog is not None:
                 self._watchdog.cancel()
             self._watchdog_at = due
-            self._watchdog = asyncio.get_running_loop().call_at(due, self._sweep)
+            self._watchdog = loop.call_at(due, self._sweep)
 
     def _sweep(self) -> None:
         """The watchdog: fail the requests that timed out, then wait for the next that may."""
