@@ -9,9 +9,10 @@ Stages are joined by bounded memory object streams, so memory stays flat however
 a slow service holds the scorers back, which hold prepare back, which holds the scan back.
 
 CPU per image matters even at 20 predictions/s: each time the idle process wakes costs ~0.1 ms, so the
-stages avoid wake-ups that carry no work. Hops skip anyio's checkpoint when they need not wait, a
-container's check and its prediction run in one task, and outcomes reach the recorder in batches through
-``_Outbox`` (one wake-up and one journal transaction a second) instead of one stream hop each.
+stages avoid wake-ups that carry no work. Hops skip anyio's checkpoint when they need not wait (checked
+images reach the scorers through ``_Handoff``, one future per waiting scorer), and outcomes reach the
+recorder in batches through ``_Outbox`` (one wake-up and one journal transaction a second) instead of one
+stream hop each. A paced run from a container also coalesces the wake-ups themselves (``_naps``).
 """
 
 from __future__ import annotations
@@ -185,9 +186,10 @@ class ScoreStages:
     - ``prepare`` is synchronous CPU/IO work; it runs in worker threads, at most ``prepare_workers``.
     - ``score`` sends one image; the client behind it paces and retries. ``workers`` scorers call it, so
       at most that many requests are in flight (the client's adaptive limit may hold fewer).
-    - ``record`` is synchronous (writes rows, flushes, journals); it runs in a worker thread with the
-      outcomes of up to ``record_linger`` seconds (at most ``record_batch``), so a row is durable about a
-      second after its result arrives and a slow trickle of answers costs one transaction a second.
+    - ``record`` is synchronous (writes rows, flushes, journals); it runs in a worker thread (on the loop itself
+      with ``record_inline``) with the outcomes of up to ``record_linger`` seconds (at most ``record_batch``), so
+      a row is durable about a second after its result arrives and a slow trickle of answers costs one
+      transaction a second.
     - ``breaker``: stop with ServiceUnavailable after this many transient failures in a row without a
       success (default: max(20, 2 * workers)).
 
