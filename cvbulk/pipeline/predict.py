@@ -306,8 +306,6 @@ async def _setup(
         # batched: two checkers of 16 keep 32 checks in flight (as many images as could be held before)
         prepare_tasks=2 if batched else getattr(src, "prepare_tasks", None),
         prepare_batch=16,
-        record_linger=max(quantum, 1.0 - quantum),
-        record_inline=quantum > 0,
     )
     started = time.time()
     stats_before = _client_stats(prediction)
@@ -316,7 +314,10 @@ async def _setup(
     async def stages() -> None:
         nonlocal finished
         try:
-            with naps(quantum):
+            with naps(quantum) as napping:
+                if napping:  # the loop sleeps between ticks: record on it, a tick's worth less lingering
+                    scoring.record_linger = max(quantum, 1.0 - quantum)
+                    scoring.record_inline = True
                 await scoring.run(source())
         finally:
             with anyio.CancelScope(shield=True):
