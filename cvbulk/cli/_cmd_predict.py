@@ -115,7 +115,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return anyio.run(_run, args)
+    from ..pipeline._naps import napping_loop
+
+    # a loop whose wake-ups a paced run can coalesce (``pipeline._naps``)
+    return anyio.run(_run, args, backend_options={"loop_factory": napping_loop})
 
 
 def _options(args: argparse.Namespace) -> Any:

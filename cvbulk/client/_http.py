@@ -40,6 +40,8 @@ __all__ = ["Timeouts", "HttpCore", "seg", "query"]
 logger = logging.getLogger("cvbulk.client")
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
+# json.dumps with separators makes a new encoder per call; one for the process gives the same bytes
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 
 #: JSON requests of a client that owns its connections go through ``_lean`` (a plain HTTP/1.1 exchange on
@@ -268,7 +270,7 @@ class HttpCore:
         body: bytes | None = None
         if json_body is not None:
             # encoded once: bytes are immutable, so every attempt can resend them as they are
-            body = json.dumps(json_body, separators=(",", ":")).encode()
+            body = _COMPACT.encode(json_body).encode()
         request = _Request(operation, method, self.base_url + path, path, group, params, body, images, True, payload)
         raw = await self._with_retries(request, recover)
         if isinstance(raw, _Recovered):
@@ -276,7 +278,8 @@ class HttpCore:
         if not raw:
             return None
         try:
-            return json.loads(raw)
+            # an object or array starts with an ASCII byte: UTF-8 (json.loads would detect it so, more slowly)
+            return json.loads(raw.decode("utf-8", "surrogatepass") if raw[:1] in (b"{", b"[") else raw)
         except ValueError:
             raise CustomVisionError(
                 "the answer is not JSON: " + redact(raw[:120].decode("utf-8", "replace"), self._key.reveal()),
@@ -306,8 +309,12 @@ class HttpCore:
             try:
                 if request.group is None:
                     return await self._send(request)
-                async with self.pacer.slot(request.group):
+                # the pacer's slot (``Pacer.slot``) taken and given back here: one request's hot path
+                await self.pacer.enter(request.group)
+                try:
                     return await self._send(request)
+                finally:
+                    self.pacer.leave(request.group)
             except CustomVisionError as err:
                 if not err.retryable or policy.max_attempts == 1:
                     raise

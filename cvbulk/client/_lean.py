@@ -101,6 +101,9 @@ class Headers(Mapping[str, str]):
         return len(self._fields())
 
 
+_NO_HEADERS = Headers()
+
+
 def _field(low: bytes, name: bytes) -> bytes | None:
     """The value of header ``name`` in a lower-cased header block (the first, stripped), or None."""
     at = low.find(b"\r\n" + name + b":")
@@ -127,7 +130,6 @@ class _Connection(asyncio.Protocol):
         "_no_body",
         "_read",
         "_status",
-        "_timer",
         "_waiter",
         "closed",
         "got_bytes",
@@ -150,7 +152,6 @@ class _Connection(asyncio.Protocol):
         self._coded = False  # a gzip or deflate body (we ask for none; a server may still send one)
         self._headers = Headers()
         self._last = 0.0
-        self._timer: asyncio.TimerHandle | None = None
         self._read: float | None = None
         self._deadline: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -186,62 +187,57 @@ class _Connection(asyncio.Protocol):
 
     # -- one request --------------------------------------------------------------------------------------
     def request(
-        self, data: bytes, *, head: bool, read: float | None, total: float | None
+        self, loop: asyncio.AbstractEventLoop, data: bytes, *, head: bool, read: float | None, total: float | None
     ) -> asyncio.Future[tuple[int, Headers, bytes]]:
+        """Write one request; the future of its answer. Its timeouts are kept by the pool (:meth:`check`)."""
         assert self.transport is not None
-        loop = self._loop = asyncio.get_running_loop()
+        self._loop = loop
         self._waiter = waiter = loop.create_future()
         self._buf.clear()
         self._body_at, self.got_bytes, self._no_body = -1, False, head
-        self._headers = Headers()
+        self._headers = _NO_HEADERS  # the answer's, once its head is read
         now = loop.time()
         self._read, self._last = read, now
         self._deadline = now + total if total is not None else None
-        self._arm(now)
         self.transport.write(data)
         return waiter
 
-    def _arm(self, now: float) -> None:
+    def due(self) -> float | None:
+        """When the request in progress may time out (None: it cannot, or none is in progress)."""
+        if self._waiter is None:
+            return None
         when = self._last + self._read if self._read is not None else None
         if self._deadline is not None:
             when = self._deadline if when is None else min(when, self._deadline)
-        self._timer = self._loop.call_at(when, self._tick) if when is not None else None  # type: ignore[union-attr]
+        return when
 
-    def _tick(self) -> None:
-        self._timer = None
+    def check(self, now: float) -> float | None:
+        """Fail the request in progress if it timed out by ``now``; else when to look again (see :meth:`due`)."""
         if self._waiter is None:
-            return
-        now = self._loop.time()  # type: ignore[union-attr]
+            return None
         if self._deadline is not None and now >= self._deadline:
             self._fail(LeanTimeout("ServerTimeoutError"))
-        elif self._read is not None and now - self._last >= self._read - 1e-3:
+            return None
+        if self._read is not None and now - self._last >= self._read - 1e-3:
             self._fail(LeanTimeout("SocketTimeoutError"))
-        else:
-            self._arm(now)  # data came meanwhile: wait from the last of it
+            return None
+        return self.due()  # data came meanwhile: wait from the last of it
 
     def _fail(self, exc: Exception) -> None:
         waiter, self._waiter = self._waiter, None
-        self._stop_timer()
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
 
     def _finish(self, body: bytes) -> None:
         waiter, self._waiter = self._waiter, None
-        self._stop_timer()
         headers = self._headers
         if self._coded:
             body = zlib.decompress(body, 47)  # we ask for no encoding; a server may still send one
         if waiter is not None and not waiter.done():
             waiter.set_result((self._status, headers, body))
 
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
     def close(self) -> None:
         self.closed = True
-        self._stop_timer()
         if self.transport is not None:
             self.transport.close()
 
@@ -272,13 +268,17 @@ class _Connection(asyncio.Protocol):
             low = block.lower()
             self._headers = Headers.lazy(block)
             self._status = code
-            connection = _field(low, b"connection")
+            # a header that is not there at all needs no look-up (the usual answer has no Connection,
+            # Content-Encoding or Transfer-Encoding)
+            connection = _field(low, b"connection") if b"\r\nconnection:" in low else None
             self._close_after = connection == b"close" or (version == b"HTTP/1.0" and connection != b"keep-alive")
             length = _field(low, b"content-length")
-            self._coded = _field(low, b"content-encoding") in (b"gzip", b"deflate", b"x-gzip")
+            self._coded = b"\r\ncontent-encoding:" in low and _field(low, b"content-encoding") in (
+                b"gzip", b"deflate", b"x-gzip"
+            )
             if self._no_body or code in (204, 304):
                 self._length = 0
-            elif b"chunked" in (_field(low, b"transfer-encoding") or b""):
+            elif b"\r\ntransfer-encoding:" in low and b"chunked" in (_field(low, b"transfer-encoding") or b""):
                 self._length = -1
             elif length is not None:
                 self._length = int(length)
@@ -300,7 +300,11 @@ class _Connection(asyncio.Protocol):
 
 
 class LeanPool:
-    """Connections to one origin (``scheme://host:port``), at most ``limit`` at once, kept alive and reused."""
+    """Connections to one origin (``scheme://host:port``), at most ``limit`` at once, kept alive and reused.
+
+    The requests' timeouts are kept by one timer for the pool, due when the first of them may run out, not by
+    a timer per request: arming and cancelling one per request was a good part of a request's cost (every
+    timer goes through the event loop's heap)."""
 
     def __init__(self, origin: str, *, limit: int = 64) -> None:
         parts = urlsplit(origin)
@@ -317,6 +321,9 @@ class LeanPool:
         self._slots: anyio.Semaphore | None = None
         self._idle: list[_Connection] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._busy: set[_Connection] = set()  # connections whose request the watchdog keeps the time of
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._watchdog_at = 0.0
 
     async def request(
         self,
@@ -332,6 +339,8 @@ class LeanPool:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # connections belong to the loop that made them (a new ``anyio.run``)
             self._idle.clear()
+            self._busy.clear()
+            self._watchdog = None
             self._slots = None
             self._loop = loop
         if self._slots is None:
@@ -346,13 +355,13 @@ class LeanPool:
             conn = self._idle_connection(loop.time())
             if conn is not None:
                 try:
-                    return await self._exchange(conn, data, head, read, total)
+                    return await self._exchange(loop, conn, data, head, read, total)
                 except LeanDisconnected:
                     if conn.got_bytes or not retry_stale:
                         raise
                     # a kept-alive connection the server had closed meanwhile: once more on a new one
             conn = await self._connect(connect)
-            return await self._exchange(conn, data, head, read, total)
+            return await self._exchange(loop, conn, data, head, read, total)
         finally:
             slots.release()
 
@@ -378,21 +387,57 @@ class LeanPool:
         return conn
 
     async def _exchange(
-        self, conn: _Connection, data: bytes, head: bool, read: float | None, total: float | None
+        self,
+        loop: asyncio.AbstractEventLoop,
+        conn: _Connection,
+        data: bytes,
+        head: bool,
+        read: float | None,
+        total: float | None,
     ) -> tuple[int, Headers, bytes]:
         ok = False
         try:
-            answer = await conn.request(data, head=head, read=read, total=total)
+            waiter = conn.request(loop, data, head=head, read=read, total=total)
+            self._watch(loop, conn)
+            answer = await waiter
             ok = True
         finally:
             if not ok:  # failed, timed out or cancelled mid-answer: the connection's state is unknown
                 conn.close()
         if conn.reusable:
-            conn.idle_since = asyncio.get_running_loop().time()
+            conn.idle_since = loop.time()
             self._idle.append(conn)
         else:
             conn.close()
         return answer
+
+    def _watch(self, loop: asyncio.AbstractEventLoop, conn: _Connection) -> None:
+        """Keep the time of ``conn``'s request: the watchdog is armed (again) only when it is due later."""
+        due = conn.due()
+        if due is None:
+            return
+        self._busy.add(conn)
+        if self._watchdog is None or due < self._watchdog_at:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            self._watchdog_at = due
+            self._watchdog = loop.call_at(due, self._sweep)
+
+    def _sweep(self) -> None:
+        """The watchdog: fail the requests that timed out, then wait for the next that may."""
+        self._watchdog = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        later: float | None = None
+        for conn in list(self._busy):
+            due = conn.check(now)
+            if due is None:
+                self._busy.discard(conn)  # answered, failed or timed out now
+            elif later is None or due < later:
+                later = due
+        if later is not None:
+            self._watchdog_at = later
+            self._watchdog = loop.call_at(later, self._sweep)
 
     def close(self) -> None:
         """Close every idle connection (ones in use close when their request ends)."""

@@ -42,7 +42,7 @@ class PredictionClient(BaseClient):
         body = await self._http.call(
             operation, "POST", path,
             group=ApiGroup.PREDICTION_STORE if store else ApiGroup.PREDICTION_NOSTORE,
-            params=query(application=application),
+            params=query(application=application) if application is not None else None,
             images=[(name, image)] if image is not None else None,
             json_body={"url": url} if url is not None else None,
         )

@@ -6,6 +6,7 @@ on virtual time.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import threading
@@ -40,7 +41,8 @@ class RateLimiter:
     clock at or after its slot, never before it: the callers whose slots fall within one tick wake together.
     At 20 predictions/s and a 0.25 s tick the process wakes 4 times a second instead of 20 (each wake-up
     of an idle process costs ~0.1 ms of CPU), and any one-second window still holds at most ``rate`` starts
-    (a tick that divides a second: 4 ticks of at most 5 slots each).
+    (a tick that divides a second: 4 ticks of at most 5 slots each). On asyncio with the real clock, the callers
+    of one tick share one timer (each sleep of its own is a timer through the event loop's heap).
     """
 
     def __init__(
@@ -68,6 +70,9 @@ class RateLimiter:
         self._tat = -math.inf  # theoretical arrival time of the next free slot
         self._paused_until = -math.inf
         self._pause_epoch = 0
+        # tick -> (its loop, the futures of the callers waiting for it): one timer per tick (see _until)
+        self._shared = self.tick > 0 and clock is time.monotonic and sleep is anyio.sleep
+        self._at_tick: dict[float, tuple[asyncio.AbstractEventLoop, list[asyncio.Future[None]]]] = {}
 
     def __repr__(self) -> str:
         tick = f", tick={self.tick!r}" if self.tick else ""
@@ -91,11 +96,16 @@ class RateLimiter:
             wait = allowed_at - now
             if wait <= 0:
                 return
+            when = None
             if self.tick:
-                wait = math.ceil(allowed_at / self.tick - 1e-9) * self.tick - now  # the first tick at or after the slot
+                when = math.ceil(allowed_at / self.tick - 1e-9) * self.tick  # the first tick at or after the slot
+                wait = when - now
             epoch = self._pause_epoch
             try:
-                await self._sleep(wait)
+                if when is not None and self._shared:
+                    await self._until(when)
+                else:
+                    await self._sleep(wait)
             except BaseException:
                 # a cancelled waiter gives its slot back when nobody reserved behind it
                 if self._tat == tat + self._interval:
@@ -104,6 +114,32 @@ class RateLimiter:
             if epoch == self._pause_epoch:
                 return
             # a pause began while we slept: our slot is void, queue again behind the pause
+
+    async def _until(self, when: float) -> None:
+        """Sleep until the clock reads ``when`` (a tick), on the one timer of everyone waiting for that tick."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio: a sleep of one's own
+            await self._sleep(max(0.0, when - self._clock()))
+            return
+        entry = self._at_tick.get(when)
+        if entry is None or entry[0] is not loop:
+            if len(self._at_tick) > 64:  # ticks left behind by a loop that is gone
+                now = self._clock()
+                for old in [t for t in self._at_tick if t < now - 1.0]:
+                    del self._at_tick[old]
+            entry = self._at_tick[when] = (loop, [])
+            loop.call_at(when, self._release, when, entry)  # asyncio's clock is time.monotonic, as ours
+        waiter: asyncio.Future[None] = loop.create_future()
+        entry[1].append(waiter)
+        await waiter  # a cancelled waiter is skipped by _release; the others still wake
+
+    def _release(self, when: float, entry: tuple[Any, list[asyncio.Future[None]]]) -> None:
+        if self._at_tick.get(when) is entry:
+            del self._at_tick[when]
+        for waiter in entry[1]:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def pause(self, seconds: float) -> None:
         """Let nobody through for ``seconds`` from now (a longer pause already in force wins)."""
@@ -324,7 +360,8 @@ class Pacer:
         """Hold a concurrency slot and one rate token of ``group`` for one attempt (``async with``)."""
         return _Slot(self, group)
 
-    async def _enter(self, group: ApiGroup) -> None:
+    async def enter(self, group: ApiGroup) -> None:
+        """Take a concurrency slot and one rate token of ``group`` (give the slot back with :meth:`leave`)."""
         adaptive = self._concurrency[group]
         await adaptive.acquire()
         try:
@@ -339,6 +376,10 @@ class Pacer:
         except BaseException:
             adaptive.release()
             raise
+
+    def leave(self, group: ApiGroup) -> None:
+        """Give back the concurrency slot taken by :meth:`enter`."""
+        self._concurrency[group].release()
 
     def on_success(self, group: ApiGroup) -> None:
         """Tell the group's concurrency that a request succeeded (it may grow by one)."""
@@ -371,7 +412,7 @@ class _Slot(AbstractAsyncContextManager[None]):
         self._group = group
 
     async def __aenter__(self) -> None:
-        await self._pacer._enter(self._group)
+        await self._pacer.enter(self._group)
 
     async def __aexit__(self, *exc: object) -> None:
-        self._pacer._concurrency[self._group].release()
+        self._pacer.leave(self._group)

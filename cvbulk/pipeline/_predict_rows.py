@@ -65,14 +65,14 @@ class RowMaker:
 
     def predictions(self, predictions: Sequence[Any]) -> list[dict[str, Any]]:
         if not self.trim:
-            # a classification CSV reads the tag and its probability only: no full to_json per prediction
-            out = [
+            # A classification CSV reads the tag and its probability only: no full to_json per prediction, and
+            # no sort: its cells go by tag, and its top tag is the first of the most probable, in any order.
+            return [
                 {"tagName": p.tag_name, "tagId": p.tag_id, "probability": p.probability}
                 if isinstance(p, Prediction) else dict(p)
                 for p in predictions
             ]
-        else:
-            out = [p.to_json() if hasattr(p, "to_json") else dict(p) for p in predictions]
+        out = [p.to_json() if hasattr(p, "to_json") else dict(p) for p in predictions]
         out.sort(key=_probability, reverse=True)  # stable: ties keep the service's order
         if self.trim:
             if self.threshold is not None:

@@ -31,6 +31,7 @@ torn last record (a partial line, as a kill leaves it) be cut. Anything else rai
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -74,6 +75,7 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _MAX_TAIL = 16 * 1024 * 1024
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+_INFINITIES = (math.inf, -math.inf)
 _PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 
@@ -125,7 +127,7 @@ def format_number(value: float | int | None) -> str:
     if value is None:
         return ""
     x = float(value)
-    if math.isnan(x) or math.isinf(x):
+    if x != x or x in _INFINITIES:  # NaN, +-inf (without two calls per cell)
         return ""
     text = f"{x:.6f}".rstrip("0").rstrip(".")
     return "0" if text in ("", "-0") else text
@@ -133,6 +135,9 @@ def format_number(value: float | int | None) -> str:
 
 def _one_line(text: str | None) -> str:
     return clean_text(" ".join(str(text).split())) if text else ""
+
+
+_is_dict = functools.partial(type.__instancecheck__, dict)  # isinstance(p, dict), without a Python frame per item
 
 
 def _as_dict(prediction: Any) -> dict[str, Any]:
@@ -195,7 +200,7 @@ class PredictionWriter:
         """Add one image's rows; flushes when ``flush_rows`` or ``flush_seconds`` is reached."""
         if self._fd is None:
             raise ValueError(f"writer for {self.path} is closed")
-        if row.predictions and not all(isinstance(p, dict) for p in row.predictions):
+        if row.predictions and not all(map(_is_dict, row.predictions)):
             row = replace(row, predictions=[_as_dict(p) for p in row.predictions])
         self._format(row)
         self.rows += 1
@@ -224,7 +229,9 @@ class PredictionWriter:
             return
         # surrogateescape: a file name with undecodable bytes round-trips instead of crashing the run.
         view = memoryview(data.encode("utf-8", errors="surrogateescape"))
-        self._buffer = io.StringIO()
+        # emptied, not replaced: the csv writer writes into this very buffer
+        self._buffer.seek(0)
+        self._buffer.truncate()
         try:
             while view:
                 written = os.write(self._fd, view)
@@ -262,16 +269,6 @@ class PredictionWriter:
         return f"{type(self).__name__}(path={str(self.path)!r}, rows={self.rows})"
 
 
-class _BufferSink:
-    __slots__ = ("_owner",)
-
-    def __init__(self, owner: PredictionWriter) -> None:
-        self._owner = owner
-
-    def write(self, text: str) -> int:
-        return self._owner._buffer.write(text)
-
-
 class _CsvWriter(PredictionWriter):
     columns: tuple[str, ...] = ()
 
@@ -289,9 +286,9 @@ class _CsvWriter(PredictionWriter):
                     f"has columns {clean_text(','.join(found))}; expected {','.join(header)} "
                     "(another command or another tag list wrote it)",
                 )
-        # newline="" semantics: the csv module writes its own \r\n record terminator. It writes
-        # through a sink so that it always lands in the current buffer (flush swaps buffers).
-        self._csv = csv.writer(_BufferSink(self), lineterminator="\r\n")
+        # newline="" semantics: the csv module writes its own \r\n record terminator, straight into the
+        # buffer (which flush empties, never replaces).
+        self._csv = csv.writer(self._buffer, lineterminator="\r\n")
         if is_empty:
             self._csv.writerow(header)
             self.flush()
@@ -309,25 +306,41 @@ class CsvClassificationWriter(_CsvWriter):
         self.tag_names = list(tag_names)
         self.columns = CLASSIFICATION_COLUMNS + tuple(self.tag_names)
         self._index = {name: i for i, name in enumerate(self.tag_names)}
+        self._cells: dict[str, str] = {}
         super().__init__(path, **kw)
 
     def _format(self, row: PredictionRow) -> None:
         probs = [""] * len(self.tag_names)
+        index = self._index
+        top: dict[str, Any] | None = None
+        best = 0.0
         for p in row.predictions or ():
-            i = self._index.get(p.get("tagName", ""))
+            probability = p.get("probability")
+            i = index.get(p.get("tagName", ""))
             if i is not None:
-                probs[i] = format_number(p.get("probability"))
-        top = _top(row.predictions)
+                probs[i] = format_number(probability)
+            value = float(probability or 0.0)
+            if top is None or value > best:  # the first of the most probable, as _top
+                top, best = p, value
         self._csv.writerow(
             [
                 _cell(row.path),
-                _cell(row.status),
-                escape_cell(_one_line(row.reason)),
-                _cell(str(top.get("tagName", ""))) if top else "",
+                self._cached_cell(row.status),
+                escape_cell(_one_line(row.reason)) if row.reason else "",
+                self._cached_cell(str(top.get("tagName", ""))) if top else "",
                 format_number(top.get("probability")) if top else "",
                 *probs,
             ]
         )
+
+    def _cached_cell(self, text: str) -> str:
+        """:func:`_cell` of a text that repeats from row to row (a status, a tag name)."""
+        cell = self._cells.get(text)
+        if cell is None:
+            if len(self._cells) >= 4096:
+                self._cells.clear()
+            cell = self._cells[text] = _cell(text)
+        return cell
 
 
 class CsvDetectionWriter(_CsvWriter):

@@ -306,3 +306,47 @@ async def test_a_path_left_unquoted_is_quoted_on_the_wire():
         finally:
             await core.aclose()
     assert seen == ["/x/a b/é"]
+
+
+async def test_timeouts_are_kept_by_the_pools_watchdog():
+    """One timer for the pool, not one per request: a silent answer times out after ``read``, an answer that
+    trickles in (each byte inside ``read``) does not, and ``total`` bounds the whole attempt."""
+    from cvbulk.client._lean import LeanPool, LeanTimeout, request_bytes
+
+    body = json.dumps(ANSWER).encode()
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (got := await read_request(reader)) is not None:
+            head = got[0]
+            if b"/silent" in head:
+                await asyncio.sleep(5)
+                return
+            for k in range(0, len(answer), len(answer) // 6 + 1):  # trickled, 0.08 s between pieces
+                writer.write(answer[k : k + len(answer) // 6 + 1])
+                await writer.drain()
+                await asyncio.sleep(0.08)
+
+    async with RawServer(handler) as server:
+        pool = LeanPool(server.url)
+        host = pool.host_header
+
+        def req(path: str) -> bytes:
+            return request_bytes("GET", path, host, "", None)
+
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(LeanTimeout, match="SocketTimeoutError"):
+            await pool.request("GET", req("/silent"), connect=1, read=0.3, total=None, retry_stale=False)
+        assert 0.25 <= loop.time() - started < 2
+        # trickling: every piece within the read timeout, the whole well past it
+        status, _, got = await pool.request("GET", req("/trickle"), connect=1, read=0.3, total=None, retry_stale=False)
+        assert status == 200 and json.loads(got) == ANSWER
+        with pytest.raises(LeanTimeout, match="ServerTimeoutError"):
+            await pool.request("GET", req("/trickle"), connect=1, read=0.3, total=0.2, retry_stale=False)
+        # many requests at once keep one timer between them
+        results = await asyncio.gather(
+            *(pool.request("GET", req("/trickle"), connect=1, read=0.3, total=None, retry_stale=False) for _ in range(4))
+        )
+        assert all(r[0] == 200 for r in results)
+        pool.close()

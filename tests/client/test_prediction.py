@@ -53,13 +53,13 @@ async def test_default_is_nostore_without_application(prediction, mock):
 async def test_store_and_nostore_use_their_own_api_group(mock):
     pacer = Pacer.for_tier("S0")
     used = []
-    real_slot = pacer.slot
+    real_enter = pacer.enter
 
-    def spy(group):
+    async def spy(group):
         used.append(group)
-        return real_slot(group)
+        await real_enter(group)
 
-    pacer.slot = spy  # type: ignore[method-assign]
+    pacer.enter = spy  # type: ignore[method-assign]
     mock.add("POST", f"{B}/{P}/detect/iterations/m/image", payload=ANSWER)
     mock.add("POST", f"{B}/{P}/detect/iterations/m/image/nostore", payload=ANSWER)
     async with PredictionClient(ENDPOINT, KEY, pacer=pacer) as client:

@@ -272,6 +272,54 @@ async def test_a_tick_wakes_the_callers_of_one_tick_together_never_before_their_
         RateLimiter(20, tick=-1)
 
 
+async def test_on_the_real_clock_the_callers_of_a_tick_share_one_timer():
+    """With asyncio's clock and sleep (a real run), the callers of one tick wait on one timer: each is released
+    at its tick, never before, and a cancelled caller does not hold the others back."""
+    import asyncio
+    import time
+
+    limiter = RateLimiter(100, tick=0.05)  # 5 slots a tick
+    assert limiter._shared
+    loop = asyncio.get_running_loop()
+    timers: list[float] = []
+    call_at = loop.call_at
+
+    def counting_call_at(when, callback, *args, **kwargs):  # type: ignore[no-untyped-def]
+        timers.append(when)
+        return call_at(when, callback, *args, **kwargs)
+
+    loop.call_at = counting_call_at  # type: ignore[method-assign]
+    starts: list[float] = []
+    try:
+        async def worker() -> None:
+            await limiter.acquire()
+            starts.append(time.monotonic())
+
+        gave_up = anyio.CancelScope()
+
+        async def quitter() -> None:
+            with gave_up:
+                await limiter.acquire()
+                starts.append(time.monotonic())
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(12):
+                tg.start_soon(worker)
+            tg.start_soon(quitter)  # its slot is in the third tick: it gives up while it waits
+            for _ in range(12):
+                tg.start_soon(worker)
+            await anyio.sleep(0)
+            gave_up.cancel()
+    finally:
+        loop.call_at = call_at  # type: ignore[method-assign]
+    assert len(starts) == 24 and gave_up.cancelled_caught
+    ticks = sorted({round(s / 0.05) for s in starts})
+    assert len(ticks) <= 7  # 25 slots over 5-6 ticks, not 25 wake-ups
+    per_tick = [sum(1 for s in starts if round(s / 0.05) == t) for t in ticks]
+    assert max(per_tick) <= 5  # a tick's worth at a time
+    assert len(timers) <= 8  # one timer a tick, not one a caller
+
+
 def test_tier_pacers_tick_only_predictions_that_fill_a_tick():
     s0, f0 = Pacer.for_tier("S0"), Pacer.for_tier("F0")
     assert s0.limiter(ApiGroup.PREDICTION_NOSTORE).tick == 0.25  # type: ignore[union-attr]

@@ -63,3 +63,47 @@ async def test_scoring_a_container_writes_one_row_per_blob(
         options = PredictOptions(root=tmp_path, project=trees, published_name="treeModel", output=out, source=source)
         again = await run_predict(again_client, None, options)
     assert again.report["counts"] == {} and again.report["extra"]["already_done"] == len(blobs)
+
+
+async def test_a_paced_run_from_a_container_naps_between_ticks_with_the_same_rows(
+    emu_thread, trees, tmp_path, azurite, azurite_container, azurite_service, monkeypatch  # noqa: F811
+):
+    """At S0 on the CLI's loop the network is served once per rate-limiter tick (``_naps``): the rows are those of
+    an unpaced run, the pace holds, and the loop is back to serving I/O at once after the run."""
+    import asyncio
+
+    from cvbulk.client import Pacer, PredictionClient
+    from cvbulk.pipeline._naps import napping_loop
+
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    blobs = sample_blobs(skip="Hemlock")
+    await put_blobs(azurite_service, azurite_container, blobs)
+    quanta: list[float] = []
+
+    class Watch:
+        """A progress sink that notes the loop's quantum while rows are recorded."""
+
+        def __getattr__(self, name: str):  # every other ProgressSink call: nothing to do
+            return lambda *a, **k: None
+
+        def advanced(self, **counts: int) -> None:
+            quanta.append(asyncio.get_running_loop().napper.quantum)  # type: ignore[attr-defined]
+
+    async def score(tier: str, out) -> tuple[object, float]:
+        prediction = PredictionClient(emu_thread.endpoint, emu_thread.prediction_key, pacer=Pacer.for_tier(tier))
+        async with prediction, open_image_source(f"az://{azurite_container}/", via="url") as source:
+            options = PredictOptions(root=tmp_path, project=trees, published_name="treeModel", output=out, source=source)
+            result = await run_predict(prediction, None, options, progress=Watch())  # type: ignore[arg-type]
+        return result, asyncio.get_running_loop().napper.quantum  # type: ignore[attr-defined]
+
+    def on_a_napping_loop(tier: str, out) -> tuple[object, float]:  # as the CLI runs a job
+        return anyio.run(score, tier, out, backend_options={"loop_factory": napping_loop})
+
+    paced, after = await anyio.to_thread.run_sync(on_a_napping_loop, "S0", tmp_path / "paced.csv")
+    free, _ = await anyio.to_thread.run_sync(on_a_napping_loop, "unlimited", tmp_path / "free.csv")
+    assert quanta and set(quanta[: len(quanta) // 2]) == {0.25} and 0.0 in quanta  # S0 napped, unlimited not
+    assert after == 0.0  # the loop serves I/O at once again after the run
+    strip = lambda rows: sorted((r["path"], r["status"], r["top_tag"]) for r in rows)  # noqa: E731
+    assert strip(_rows(tmp_path / "paced.csv")) == strip(_rows(tmp_path / "free.csv"))
+    assert len(_rows(tmp_path / "paced.csv")) == len(blobs)
+    assert paced.report["counts"] == free.report["counts"]  # type: ignore[attr-defined]
