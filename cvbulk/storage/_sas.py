@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import base64
-import hmac
+import hashlib
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs
@@ -42,6 +42,7 @@ class _Template:
         self._tail = tail  # and after it
         self._token_head = token_head  # the token up to "sig="
         self._key = key
+        self._pads = None if key is None else hmac_pads(key)
         self.key_for: tuple[Any, ...] | None = None
 
     @classmethod
@@ -77,15 +78,28 @@ class _Template:
         return cls(one, head + f"/blob/{account}/{container}/", "\n" + tail, token_head + "&sig=", base64.b64decode(secret))
 
     def token(self, blob_name: str) -> str:
-        if self._key is None:
+        if self._pads is None:
             return self._make(blob_name)
-        # hmac.digest: OpenSSL's one-shot HMAC, without an HMAC object per blob (2.2 us instead of 3.9)
-        digest = hmac.digest(self._key, (self._head + blob_name + self._tail).encode("utf-8"), "sha256")
-        # quoted as the SDK quotes it (urllib's quote, "/" safe: of base64's alphabet only "+" and "=" change)
-        return self._token_head + base64.b64encode(digest).decode().translate(_QUOTE_BASE64)
+        inner, outer = self._pads[0].copy(), self._pads[1].copy()
+        inner.update((self._head + blob_name + self._tail).encode("utf-8"))
+        outer.update(inner.digest())
+        # quoted as the SDK quotes it (urllib's quote, "/" safe: of base64's alphabet only "+" and "=" change);
+        # str.replace, not str.translate with a dict, which looks up each character (~25k instructions a token)
+        return self._token_head + base64.b64encode(outer.digest()).decode().replace("+", "%2B").replace("=", "%3D")
 
 
-_QUOTE_BASE64 = str.maketrans({"+": "%2B", "=": "%3D"})
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+def hmac_pads(key: bytes) -> tuple[Any, Any]:
+    """HMAC-SHA256 (RFC 2104) of ``key`` with its two padded key blocks hashed once: a signature is then two
+    ``copy`` + ``update`` of them (~1.5 us) instead of a MAC context made per blob (``hmac.digest``: OpenSSL's
+    EVP_Q_mac looks the algorithm up each time, ~2.2 us and ~23k instructions)."""
+    if len(key) > 64:  # SHA-256's block
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    return hashlib.sha256(key.translate(_IPAD)), hashlib.sha256(key.translate(_OPAD))
 
 
 def _now() -> datetime:

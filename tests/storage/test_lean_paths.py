@@ -39,6 +39,21 @@ def test_template_sas_is_the_sdks_token(kind, https):
         assert template.token(name) == expected
 
 
+@pytest.mark.parametrize("size", [16, 64, 65, 200])  # a key shorter than, as long as, longer than a block
+def test_hmac_from_padded_key_blocks_equals_the_standard_library(size):
+    import hmac
+    import os
+
+    from cvbulk.storage._sas import hmac_pads
+
+    key = os.urandom(size)
+    for message in (b"", b"r\n2026-11-30T00:00:00Z\n/blob/acct/cont/a b.jpg", os.urandom(300)):
+        inner, outer = (p.copy() for p in hmac_pads(key))
+        inner.update(message)
+        outer.update(inner.digest())
+        assert outer.digest() == hmac.digest(key, message, "sha256")
+
+
 def test_list_page_parse_reads_encoded_names_and_skips_folder_placeholders():
     body = b"""<?xml version="1.0" encoding="utf-8"?><EnumerationResults><Blobs>
       <Blob><Name>pre/Tag/a.jpg</Name><Properties><Last-Modified>Mon, 30 Nov 2026 18:00:00 GMT</Last-Modified>
