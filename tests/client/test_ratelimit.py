@@ -322,8 +322,8 @@ async def test_on_the_real_clock_the_callers_of_a_tick_share_one_timer():
 
 def test_tier_pacers_tick_only_predictions_that_fill_a_tick():
     s0, f0 = Pacer.for_tier("S0"), Pacer.for_tier("F0")
-    assert s0.limiter(ApiGroup.PREDICTION_NOSTORE).tick == 0.5  # type: ignore[union-attr]  # 10 a tick
-    assert s0.limiter(ApiGroup.PREDICTION_STORE).tick == 0.5  # type: ignore[union-attr]  # 10/s: 5 a tick
+    assert s0.limiter(ApiGroup.PREDICTION_NOSTORE).tick == 0.25  # type: ignore[union-attr]
+    assert s0.limiter(ApiGroup.PREDICTION_STORE).tick == 0.25  # type: ignore[union-attr]  # 10/s: 2-3 a tick
     assert s0.limiter(ApiGroup.TRAINING).tick == 0.0  # type: ignore[union-attr]
     assert f0.limiter(ApiGroup.PREDICTION_NOSTORE).tick == 0.0  # type: ignore[union-attr]  # 2/s: no gain
     assert Pacer.for_tier("S0", ticks={}).limiter(ApiGroup.PREDICTION_NOSTORE).tick == 0.0  # type: ignore[union-attr]
