@@ -357,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             print(_line("predict", results["predict"]), file=sys.stderr)
     finally:
         server.stop()
+        shutil.rmtree(location, ignore_errors=True)  # ~2.5 GB: the emulator's images and Azurite's log
     results["machine"] = {"cores": os.cpu_count(), "loadavg": os.getloadavg()}
     text = json.dumps(results, indent=2)
     print(text)
