@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 
-def atomic_write_bytes(
-    path: Path, data: bytes, *, suffix: str = ".part", fsync: bool = False, keep_mode: bool = False
-) -> None:
-    """Write ``data`` at ``path`` so that a kill never leaves half a file: the old one or the new one.
+@contextmanager
+def atomic_writer(
+    path: Path, *, suffix: str = ".part", fsync: bool = False, keep_mode: bool = False
+) -> Iterator[BinaryIO]:
+    """A file to write ``path``'s new content into, streamed; ``path`` is replaced when the block ends, and left as
+    it was when the block raises (the temporary file goes), so a kill never leaves half a file.
 
     ``fsync`` flushes to disk before the rename (a report must survive a power cut); ``keep_mode`` keeps the
     permissions of the file replaced, else 0644 (mkstemp makes the temporary file 0600).
@@ -19,7 +24,7 @@ def atomic_write_bytes(
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -37,3 +42,11 @@ def atomic_write_bytes(
         except FileNotFoundError:
             pass
         raise
+
+
+def atomic_write_bytes(
+    path: Path, data: bytes, *, suffix: str = ".part", fsync: bool = False, keep_mode: bool = False
+) -> None:
+    """Write ``data`` at ``path`` so that a kill never leaves half a file: the old one or the new one."""
+    with atomic_writer(path, suffix=suffix, fsync=fsync, keep_mode=keep_mode) as fh:
+        fh.write(data)

@@ -239,7 +239,8 @@ class ScoreStages:
         # 4 MB each) live only in the few buffered between prepare and score and the ones in flight.
         checkers = max(1, self.prepare_tasks or 1)
         # batched checks: room for every checker's next batch, so that each takes a whole one
-        inbox = _Inbox(checkers * self.prepare_batch * 2 if self.aprepare_many is not None else preparers * 2)
+        room = checkers * self.prepare_batch * 2 if self.aprepare_many is not None else preparers * 2
+        inbox = _Handoff(room, senders=1, low=room // 2)
         # its senders: the checkers, or the preparers (none when each worker checks and scores: ``aprepare``)
         senders = checkers if self.aprepare_many is not None else 0 if self.aprepare is not None else preparers
         to_score = _Handoff(
@@ -283,7 +284,7 @@ class ScoreStages:
     async def _feed(
         self,
         source: AsyncIterable[WorkItem | Outcome],
-        inbox: _Inbox,
+        inbox: _Handoff,
         outbox: _Outbox,
     ) -> None:
         try:
@@ -293,7 +294,7 @@ class ScoreStages:
                 else:
                     await inbox.put(entry)
         finally:
-            inbox.close()
+            inbox.sender_done()
             # An async generator left half-way (a run-wide error) is closed here, in its task, not
             # later by the garbage collector on whatever loop is running then.
             aclose = getattr(source, "aclose", None)
@@ -301,7 +302,7 @@ class ScoreStages:
                 with anyio.CancelScope(shield=True):
                     await aclose()
 
-    async def _preparer(self, inbox: _Inbox, out_score: _Handoff, outbox: _Outbox) -> None:
+    async def _preparer(self, inbox: _Handoff, out_score: _Handoff, outbox: _Outbox) -> None:
         try:
             while (item := await inbox.get()) is not None:
                 result = await self._prepare_one(item)
@@ -312,7 +313,7 @@ class ScoreStages:
         finally:
             out_score.sender_done()
 
-    async def _checker(self, inbox: _Inbox, out_score: _Handoff, outbox: _Outbox) -> None:
+    async def _checker(self, inbox: _Handoff, out_score: _Handoff, outbox: _Outbox) -> None:
         assert self.aprepare_many is not None
         try:
             while (first := await inbox.get()) is not None:
@@ -334,7 +335,7 @@ class ScoreStages:
         while (prepared := await inbox.get()) is not None:
             await outbox.put(await self._score_one(prepared))
 
-    async def _check_and_score(self, inbox: _Inbox, outbox: _Outbox) -> None:
+    async def _check_and_score(self, inbox: _Handoff, outbox: _Outbox) -> None:
         while (item := await inbox.get()) is not None:
             result = await self._prepare_one(item)
             await outbox.put(result if isinstance(result, Outcome) else await self._score_one(result))
@@ -387,13 +388,16 @@ class ScoreStages:
 
 
 class _Handoff:
-    """Checked images on their way to the scorers: a bounded queue whose waiting scorer is handed an item through
-    one asyncio future (as ``asyncio.Queue`` does), closed when its last sender is done. anyio's memory object
-    stream took a checkpoint and an Event per hand-off, and most scorers wait for work: ~17 us a hand-off
-    against ~3.4 us measured."""
+    """Work from one stage to the next (the feed to the checkers, checked images to the scorers): a bounded queue
+    whose waiting taker is handed an item through one asyncio future (as ``asyncio.Queue`` does), closed when its
+    last sender is done. anyio's memory object stream took a checkpoint and an Event per hand-off, and most takers
+    wait for work: ~17 us a hand-off against ~3.4 us measured. ``low``: a full queue lets a sender in again only
+    once it has fallen to that many, so the feed (and the listing behind it) wakes once per ``size - low`` items,
+    not per item."""
 
-    def __init__(self, size: int, *, senders: int) -> None:
+    def __init__(self, size: int, *, senders: int, low: int | None = None) -> None:
         self.size = max(1, size)
+        self.low = self.size - 1 if low is None else min(low, self.size - 1)
         self.senders = senders
         self.items: deque[Any] = deque()
         self._getters: deque[asyncio.Future[None]] = deque()
@@ -445,61 +449,16 @@ class _Handoff:
                 return None
             await self._wait(self._getters, lambda: bool(self.items))
         item = self.items.popleft()
-        self._wake_one(self._putters)
+        if len(self.items) <= self.low:
+            self._wake_one(self._putters)
         return item
 
-
-class _Inbox:
-    """Work from the feed to the workers: a queue the feed fills up to ``size`` and refills only once it has
-    fallen to half, so the feed (and the listing behind it) wakes once per ``size / 2`` items, not per item."""
-
-    def __init__(self, size: int) -> None:
-        self.size = max(2, size)
-        self.low = self.size // 2
-        self.items: deque[WorkItem] = deque()
-        self.closed = False
-        self._space: anyio.Event | None = None  # the feed waits for the queue to fall to ``low``
-        self._ready: anyio.Event | None = None  # workers wait for an item (or the end)
-
-    async def put(self, item: WorkItem) -> None:
-        while len(self.items) >= self.size:
-            if self._space is None:
-                self._space = anyio.Event()
-            await self._space.wait()
-        self.items.append(item)
-        if self._ready is not None:
-            self._ready.set()
-            self._ready = None
-
-    def close(self) -> None:
-        """No more items: the workers end once the queue is empty."""
-        self.closed = True
-        if self._ready is not None:
-            self._ready.set()
-            self._ready = None
-
-    def take_ready(self, most: int) -> list[WorkItem]:
+    def take_ready(self, most: int) -> list[Any]:
         """Up to ``most`` items that are waiting now, without waiting for more."""
-        take = min(most, len(self.items))
-        out = [self.items.popleft() for _ in range(take)]
-        if take and self._space is not None and len(self.items) <= self.low:
-            self._space.set()
-            self._space = None
+        out = [self.items.popleft() for _ in range(min(most, len(self.items)))]
+        if out and len(self.items) <= self.low:
+            self._wake_one(self._putters)
         return out
-
-    async def get(self) -> WorkItem | None:
-        """The next item, or None once the queue is closed and empty."""
-        while not self.items:
-            if self.closed:
-                return None
-            if self._ready is None:
-                self._ready = anyio.Event()
-            await self._ready.wait()
-        item = self.items.popleft()
-        if self._space is not None and len(self.items) <= self.low:
-            self._space.set()
-            self._space = None
-        return item
 
 
 class _Outbox:

@@ -21,9 +21,7 @@ from __future__ import annotations
 import csv
 import glob
 import json
-import os
 import re
-import tempfile
 from collections.abc import AsyncIterator
 from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
@@ -32,7 +30,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from ._atomic import atomic_write_bytes
+from ._atomic import atomic_write_bytes, atomic_writer
 from .journal import Journal, JournalEntry, needs_work
 from .names import key_for
 from .output import JSONL_SUFFIXES, existing_keys, unescape_cell
@@ -186,9 +184,9 @@ def compact_output(output: Path, offset: int, *, only: set[str] | None = None) -
     if not newer:
         return 0
     removed = 0
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".compacting", dir=output.parent)
     try:
-        with os.fdopen(fd, "wb") as out, open(output, "rb", buffering=_COPY) as f:
+        with atomic_writer(output, suffix=".compacting", fsync=True, keep_mode=True) as out, \
+                open(output, "rb", buffering=_COPY) as f:
             at = 0
             if not jsonl:  # a CSV's header: its first cell is no path
                 header = f.readline()
@@ -203,20 +201,18 @@ def compact_output(output: Path, offset: int, *, only: set[str] | None = None) -
                     removed += 1
                 else:
                     out.write(line)
+            if not removed:
+                raise _Unchanged  # the output stays as it is (not even a new inode)
             # This run's rows (and a torn tail, if any) as they are.
             while chunk := f.read(_COPY):
                 out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        if removed:
-            os.chmod(tmp, output.stat().st_mode & 0o777)
-            os.replace(tmp, output)
-        else:
-            os.unlink(tmp)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)  # the output is as it was
-        raise
+    except _Unchanged:
+        return 0
     return removed
+
+
+class _Unchanged(Exception):
+    """No row to remove: the compaction's temporary file is dropped, the output not replaced."""
 
 
 def _row_path(line: bytes, jsonl: bool) -> str:

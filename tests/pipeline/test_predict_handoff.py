@@ -103,3 +103,26 @@ async def test_a_wake_up_is_passed_on_when_its_scorer_is_cancelled_before_it_run
     first.cancel()  # ...which is cancelled before it runs
     assert await asyncio.wait_for(second, 1) == 7
     assert first.cancelled()
+
+
+async def test_a_full_queue_with_a_low_mark_lets_its_sender_in_only_once_it_has_fallen_to_it() -> None:
+    queue = _Handoff(4, senders=1, low=2)  # the feed's queue: refilled from half, not per item
+    for k in range(4):
+        await queue.put(k)
+    sent = anyio.Event()
+
+    async def sender() -> None:
+        await queue.put(4)
+        sent.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sender)
+        await anyio.wait_all_tasks_blocked()
+        assert await queue.get() == 0  # 3 left: above the mark, the sender still waits
+        await anyio.wait_all_tasks_blocked()
+        assert not sent.is_set()
+        assert queue.take_ready(1) == [1]  # 2 left: at the mark
+        await sent.wait()
+    queue.sender_done()
+    assert queue.take_ready(10) == [2, 3, 4]
+    assert await queue.get() is None
