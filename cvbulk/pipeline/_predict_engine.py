@@ -289,10 +289,7 @@ class ScoreStages:
     ) -> None:
         try:
             async for entry in source:
-                if isinstance(entry, Outcome):
-                    await outbox.put(entry)
-                else:
-                    await inbox.put(entry)
+                await _pass_on(entry, inbox, outbox)
         finally:
             inbox.sender_done()
             # An async generator left half-way (a run-wide error) is closed here, in its task, not
@@ -305,11 +302,7 @@ class ScoreStages:
     async def _preparer(self, inbox: _Handoff, out_score: _Handoff, outbox: _Outbox) -> None:
         try:
             while (item := await inbox.get()) is not None:
-                result = await self._prepare_one(item)
-                if isinstance(result, Outcome):
-                    await outbox.put(result)
-                else:
-                    await out_score.put(result)
+                await _pass_on(await self._prepare_one(item), out_score, outbox)
         finally:
             out_score.sender_done()
 
@@ -324,10 +317,7 @@ class ScoreStages:
                     reason = f"cannot read: {one_line(exc, limit=500)}"
                     results = [Outcome(i.key, REJECTED, i.size, i.mtime_ns, reason=reason) for i in items]
                 for result in results:
-                    if isinstance(result, Outcome):
-                        await outbox.put(result)
-                    else:
-                        await out_score.put(result)
+                    await _pass_on(result, out_score, outbox)
         finally:
             out_score.sender_done()
 
@@ -385,6 +375,14 @@ class ScoreStages:
 # Hand-offs without the checkpoint anyio's send and receive take even when they need not wait: at 20
 # predictions/s every hop's extra turn of the event loop is CPU spent per image. A stage still waits (and
 # so yields) whenever its queue is full or empty, so no stage can hold the loop for long.
+
+
+async def _pass_on(item: Any, onward: _Handoff, outbox: _Outbox) -> None:
+    """An outcome goes to the recorder; anything else on to the next stage."""
+    if isinstance(item, Outcome):
+        await outbox.put(item)
+    else:
+        await onward.put(item)
 
 
 class _Handoff:
