@@ -155,7 +155,7 @@ async def _run_predict(
     project_id, project_name, tag_names = await _resolve_project(training, options.project, options.detect)
 
     fingerprint = {
-        "root": str(root.resolve()) if options.source is None else options.source.location,
+        "root": str(root.resolve()) if options.source is None else getattr(options.source, "state_key", options.source.location),
         "project_id": project_id,
         "published_name": options.published_name,
         "mode": "detect" if options.detect else "classify",

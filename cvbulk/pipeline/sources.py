@@ -3,8 +3,8 @@
 A source lists its images (lazily, as ``ScanEntry``-like items with ``relpath``, ``size``, ``mtime_ns``, or
 ``ScanProblem``s for what could not be read), checks one image (``prepare``, synchronous: it runs in a worker
 thread under the CPU limiter) and hands out the body a request reads when it is written. The journal keys
-images by ``relpath``; ``location`` names the source in the state file's fingerprint, so one state file
-never serves two sources.
+images by ``relpath``; ``state_key`` names the source in the state file's fingerprint (and its default path), so
+one state file never serves two sources, and one place has one state file however its location is typed.
 
 A new source (blob storage ...) implements :class:`ImageSource` and is passed as ``UploadOptions.source``.
 """
@@ -59,6 +59,12 @@ class ImageSource(Protocol):
         any secret)."""
         ...
 
+    @property
+    def state_key(self) -> str:
+        """The source's one name for state files (default path, fingerprint): the same for every spelling of
+        the same place (``az://c/p``, ``https://acct.blob.core.windows.net/c/p/?SAS``), never a secret."""
+        ...
+
     def entries(self, *, include_hidden: bool = False) -> AsyncIterator[Any]:
         """Every image as an item with ``relpath`` (posix, the journal key), ``size`` and ``mtime_ns`` (any
         number that changes when the content does), or a ``ScanProblem``; deterministic order."""
@@ -87,6 +93,10 @@ class LocalFolder:
     @property
     def location(self) -> str:
         return str(self.root.resolve())
+
+    @property
+    def state_key(self) -> str:
+        return self.location
 
     def entries(self, *, include_hidden: bool = False) -> AsyncIterator[Any]:
         return aiter_scan(self.root, include_hidden=include_hidden)
@@ -231,6 +241,10 @@ class BlobFolder:
     @property
     def location(self) -> str:
         return str(self.storage.location)
+
+    @property
+    def state_key(self) -> str:
+        return self.storage.location.key  # (account, container, prefix): every spelling of the place
 
     async def entries(self, *, include_hidden: bool = False) -> AsyncIterator[Any]:
         async for page in self.storage.pages():

@@ -150,7 +150,7 @@ def default_state_path(
     """``.cvbulk/upload-<project>-<hash>.sqlite`` in the current directory, or next to ``report``
     when one is named. The hash is of ROOT and the project's id (its name while it has none), so
     the same upload finds its state again however the project is named on the command line."""
-    where = root if isinstance(root, str) and "://" in root else Path(root).resolve()  # a container's URL
+    where = root if isinstance(root, str) and "://" in root else Path(root).resolve()  # a container's state_key
     digest = hashlib.sha256(f"{where}\0{project_id or project}".encode()).hexdigest()[:8]
     name = f"upload-{_slug(project)}-{digest}.sqlite"
     folder = report.parent if report is not None else Path.cwd() / STATE_DIR
@@ -167,6 +167,11 @@ def _make_sender(options: UploadOptions, client: Any, project_id: str, started: 
     if make is None:
         return ImageSender(client, project_id, started=started, owners=owners)
     return make(client, project_id, started=started, owners=owners)
+
+
+def _state_key(source: ImageSource) -> str:
+    # a source of a library user's may predate state_key: its location names it then
+    return str(getattr(source, "state_key", None) or source.location)
 
 
 def _source(options: UploadOptions) -> ImageSource:
@@ -227,7 +232,7 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
         tags_created = [n for n in tag_names if n not in before]
 
     state = options.state or default_state_path(
-        root if options.source is None else _source(options).location,
+        root if options.source is None else _state_key(_source(options)),
         project.name if project is not None else options.project,
         options.report,
         project_id=project.id if project is not None else None,
@@ -235,7 +240,7 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
     report_path = options.report or default_report_path(state)
     journal = None
     if project is not None and (not options.dry_run or state.exists()):
-        fingerprint = {"root": _source(options).location, "project_id": project.id}
+        fingerprint = {"root": _state_key(_source(options)), "project_id": project.id}
         journal = await open_journal(state, job="upload", fingerprint=fingerprint)
 
     run = _Run(
