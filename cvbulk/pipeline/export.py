@@ -460,7 +460,7 @@ async def _export_one(run: _Run, work: _Work) -> tuple[JournalEntry, int]:
     except (AccessDeniedError, ContainerNotFoundError, StorageUnreachableError):
         raise  # the destination refuses every image: stop the run
     except (StorageError, OSError) as exc:
-        return JournalEntry(image.id, None, None, None, ERROR, reason=f"could not write {relpath}: {one_line(exc)}",
+        return JournalEntry(image.id, None, None, None, ERROR, reason=f"could not write {relpath}: {_said(exc)}",
                             attempts=attempts), 0
     old = (work.prior.extra or {}).get("file") if work.prior is not None else None
     if old and old != relpath and run.options.location.path is not None:
@@ -469,6 +469,11 @@ async def _export_one(run: _Run, work: _Work) -> tuple[JournalEntry, int]:
     extra = _describe(run, image, relpath, size[0], size[1])
     return JournalEntry(image.id, len(data), None, sha256, EXPORTED, image_id=image.id, attempts=attempts,
                         extra=extra), len(data)
+
+
+def _said(exc: BaseException) -> str:
+    # a storage error's own words for one item (the item named, not the whole location)
+    return " ".join(str(getattr(exc, "reason", "") or "").split()) or one_line(exc)
 
 
 def _remove(path: Path) -> None:

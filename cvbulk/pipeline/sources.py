@@ -211,11 +211,12 @@ class StorageTrouble(Rejected):
 def _storage_rejected(exc: Exception) -> Rejected:
     from ..storage import ItemChangedError, ItemMissingError
 
+    said = getattr(exc, "reason", None) or str(exc)  # the blob named, not the whole location (its row names it)
     if isinstance(exc, ItemMissingError):
-        return Rejected("vanished", str(exc))
+        return Rejected("vanished", said)
     if isinstance(exc, ItemChangedError):
-        return Rejected("changed", f"{exc} (the next run sends its new content)")
-    return StorageTrouble("unreadable", f"cannot read the blob: {exc} (a resume tries it again)")
+        return Rejected("changed", f"{said} (the next run sends its new content)")
+    return StorageTrouble("unreadable", f"cannot read the blob: {said} (a resume tries it again)")
 
 
 class BlobFolder:

@@ -208,7 +208,9 @@ class BlobSource(BlobContainerEndpoint):
         for k, (entry, url) in enumerate(reads):
             if out[k] is None:  # an empty blob, a proxy, or an answer that was not the bytes: alone, as ever
                 if gone is not None:  # the account stopped answering for one of the group: not the rest in turn
-                    out[k] = StorageUnreachableError(f"reading {entry.name!r} in {self.location} not tried: {gone}")
+                    out[k] = StorageUnreachableError(
+                        f"reading {entry.name!r} in {self.location} not tried: {gone.reason}", where=self.location
+                    )
                     continue
                 try:
                     out[k] = await self.read_head_at(entry, url, size)
@@ -256,17 +258,23 @@ class BlobSource(BlobContainerEndpoint):
             if status in (404, 412):
                 # gone or changed: one look through the SDK tells which (and words it as read_head would)
                 await self._check_unchanged(entry)
-                raise ItemChangedError(f"{entry.name!r} in {self.location} changed while it was read", status=412)
+                raise ItemChangedError(
+                    f"{entry.name!r} in {self.location} changed while it was read", status=412, where=self.location
+                )
             if status == 403:
-                raise AccessDeniedError(f"access denied reading {entry.name!r} in {self.location} (HTTP 403)", status=403)
+                raise AccessDeniedError(
+                    f"access denied reading {entry.name!r} in {self.location} (HTTP 403)", status=403, where=self.location
+                )
             if (status in _TRANSIENT or status == 0) and attempt < (0 if self._down else self.timeouts.retries):
                 attempt += 1
                 await anyio.sleep(_RETRY_WAIT * 2 ** (attempt - 1))
                 continue
             if status == 0:
                 self._down = True
-                raise StorageUnreachableError(f"reading {entry.name!r} in {self.location} failed: {why}")
-            raise StorageRequestError(f"reading {entry.name!r} in {self.location} failed: {why}", status=status)
+                raise StorageUnreachableError(f"reading {entry.name!r} in {self.location} failed: {why}", where=self.location)
+            raise StorageRequestError(
+                f"reading {entry.name!r} in {self.location} failed: {why}", status=status, where=self.location
+            )
 
     async def aclose(self) -> None:
         if self._http is not None:
@@ -314,7 +322,9 @@ class BlobSource(BlobContainerEndpoint):
             except Exception:
                 return error
             if not exists:
-                return ItemMissingError(f"{entry.name!r} in {self.location} is gone (deleted since it was listed)")
+                return ItemMissingError(
+                    f"{entry.name!r} in {self.location} is gone (deleted since it was listed)", where=self.location
+                )
         return error
 
     async def read_all(self, entry: StorageEntry) -> bytes:
