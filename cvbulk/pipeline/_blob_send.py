@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..client._body import BytesBody
 from .batch import MAX_TAGS_PER_BATCH, Batch, BatchItem
+from .engine import FatalBatchError
 from .prepare import TRAINING_LIMITS, ImageLimits, Rejected
 from .send import ImageSender, Owners, SendOutcome
 from .status import Outcome, Status
@@ -59,6 +60,26 @@ class FallbackSender(ImageSender):
         self.limits = limits
 
     async def send(self, batch: Batch, *, prior: Mapping[str, str | None] | None = None) -> list[SendOutcome]:
+        """The batch's outcomes; raises ``FatalBatchError`` (its outcomes recorded first) once the storage account
+        is found not answering: no batch goes while it is silent (the service could not fetch its URLs either)."""
+        from ..storage import StorageError
+
+        stopped = self.folder.stopped()
+        if stopped is not None:
+            raise FatalBatchError(stopped, [])  # not sent: ``sending`` in the state file, sent on resume
+        try:
+            outcomes = await self._send(batch, prior)
+        except StorageError as exc:  # a body read as it was sent (as bytes): the account went away meanwhile
+            if not exc.fatal:
+                raise
+            said = getattr(exc, "reason", None) or str(exc)
+            raise FatalBatchError(exc, [Outcome(i, Status.ERROR, reason=f"reading the image: {said}") for i in batch.items]) from None
+        stopped = self.folder.stopped()
+        if stopped is not None:  # the fallback found the account silent: these outcomes, then the run stops
+            raise FatalBatchError(stopped, outcomes)
+        return outcomes
+
+    async def _send(self, batch: Batch, prior: Mapping[str, str | None] | None) -> list[SendOutcome]:
         outcomes = await super().send(batch, prior=prior)
         if batch.kind != "urls":
             return outcomes

@@ -27,6 +27,7 @@ import anyio.from_thread
 
 from ..client._body import FileBody, ImageBody
 from ._header import check_head
+from .engine import Stop
 from .errors import ConfigError, FatalRunError
 from .labels import FolderLabels, LabelSource, RegionLabel, check_tag, open_label_source
 from .prepare import ImageLimits, PreparedImage, Rejected, prepare_image
@@ -36,7 +37,7 @@ from .status import Status
 
 if TYPE_CHECKING:
     from ..storage import ImageSource as StorageSource
-    from ..storage import ReadUrl, StorageEntry
+    from ..storage import ReadUrl, StorageEntry, StorageError
 
 __all__ = [
     "ImageSource",
@@ -48,6 +49,8 @@ __all__ = [
     "VirtualFolderLabels",
     "open_image_source",
     "is_container_location",
+    "storage_stop",
+    "source_stop",
     "VIA_CHOICES",
 ]
 
@@ -235,6 +238,7 @@ class BlobFolder:
         self.ttl = ttl
         self.folders = list(folders)
         self.counts: Counter[str] = Counter()
+        self.listed = 0  # items ``entries`` handed out: what a stopped run did not reach is counted from it
         self._lock = threading.Lock()  # counts are bumped from worker threads
         # Items handed out as URLs, until their request is answered: the fallback needs the blob again.
         self._by_url_items: dict[str, BlobItem] = {}
@@ -248,13 +252,35 @@ class BlobFolder:
         return self.storage.location.key  # (account, container, prefix): every spelling of the place
 
     async def entries(self, *, include_hidden: bool = False) -> AsyncIterator[Any]:
-        async for page in self.storage.pages():
+        """The blobs under the prefix, listed lazily; ends with the run-wide error of :meth:`stopped` at the next
+        item once the account stopped answering (the items listed but not taken get no outcome: the report
+        counts them)."""
+        storage = self.storage
+        watch = hasattr(storage, "down")
+        async for page in storage.pages():
             for entry in page:
+                if watch and storage.down is not None:
+                    raise self.stopped() or storage.down
+                self.listed += 1
                 problem = _skip_reason(entry.name, include_hidden)
                 if problem is not None:
                     yield problem
                 else:
                     yield BlobItem(entry, entry.name, entry.size, etag_number(entry.etag))
+
+    def stopped(self) -> StorageError | None:
+        """The run-wide error to stop with while the account does not answer (None while it does): a read found it
+        silent after its retries, and none has worked since."""
+        from ..storage import StorageUnreachableError
+
+        down = getattr(self.storage, "down", None)
+        if down is None:
+            return None
+        where = self.storage.location.account_url or self.location
+        return StorageUnreachableError(
+            f"storage at {where} did not answer mid-run ({down.reason}); once it answers, run the same command "
+            "again (nothing done is lost)"
+        )
 
     def count_within(self, seconds: float) -> int | None:
         """No quick count for a container: listing it is the count (the total grows as pages arrive)."""
@@ -487,6 +513,31 @@ async def open_image_source(root: str | Path, *, via: str = "auto") -> AsyncIter
         raise ConfigError(_braces(str(exc))) from None
     except StorageError as exc:
         raise FatalRunError(str(exc)) from None
+
+
+def storage_stop(exc: BaseException) -> FatalRunError | None:
+    """A run-wide storage error met mid-run (listing, a destination, the account that stopped answering) as the
+    one line the run stops with, its report written first (``engine.Stop``); None for any other error."""
+    from ..storage import CredentialError, LocationError, StorageError, StorageUnreachableError
+
+    if not isinstance(exc, StorageError) or not exc.fatal or isinstance(exc, (LocationError, CredentialError)):
+        return None
+    text = str(exc)
+    if isinstance(exc, StorageUnreachableError) and "run the same command again" not in text:
+        text += "; once it answers, run the same command again (nothing done is lost)"
+    return FatalRunError(_braces(text))
+
+
+def source_stop(source: Any) -> Stop:
+    """The :class:`~cvbulk.pipeline.engine.Stop` of a job reading ``source``: a storage error stops the run with
+    its report, and so does an account found not answering when the stages end (``BlobFolder.stopped``)."""
+    stopped = getattr(source, "stopped", None)
+
+    def check() -> FatalRunError | None:
+        error = stopped() if stopped is not None else None
+        return storage_stop(error) if error is not None else None
+
+    return Stop(storage_stop, check=check)
 
 
 def is_container_location(text: str) -> bool:

@@ -76,7 +76,7 @@ from .report import write_report
 from .results import UploadResult
 from .scan import excluded_by
 from .send import ImageSender
-from .sources import ImageSource, LocalFolder
+from .sources import ImageSource, LocalFolder, source_stop
 
 if TYPE_CHECKING:
     from ..client import Project, TrainingClient
@@ -264,34 +264,39 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
             # Read at each draw: the Pacer's adaptive limit moves with 429s and 5xx.
             progress.watch_concurrency(lambda: _concurrency(client))
 
-    async def finish() -> tuple[bool, dict[str, Any]]:
+    # Storage that stops answering mid-run ends the run with its report (every outcome so far, why it stopped).
+    stop = source_stop(_source(options))
+
+    async def finish() -> UploadResult:
         finished = time.time()
         failed_now = sum(n for s, n in run.tally.items() if s in FAILURE_STATUSES or s == "still-failed")
-        ok = not failed_now
+        ok = not failed_now and stop.error is None
         failures: list[Any] = (
             list(run.listed_rejects)
             if journal is None or options.dry_run
             else await run.journal_call(lambda: list(journal.failures()))
         )
         listed = await run.journal_call(_listed, journal) if journal is not None and not options.dry_run else {}
-        return ok, upload_report(
-            run, project, created, tags_created, state, started, finished, ok, failures, listed
+        # listed but given no outcome (left in the streams, or ``sending`` when the run stopped)
+        stopped = stop.report(max(0, run.listed - sum(run.tally.values())))
+        report = upload_report(
+            run, project, created, tags_created, state, started, finished, ok, failures, listed, stopped=stopped
+        )
+        if not options.dry_run:
+            await anyio.to_thread.run_sync(write_report, report_path, report)
+            report["report_file"] = str(report_path)
+        return UploadResult(
+            ok=ok,
+            report=report,
+            state_file=state if journal is not None else None,
+            report_file=None if options.dry_run else report_path,
+            dry_run=options.dry_run,
         )
 
     # A failing stage surfaces as itself (handle_errors wants one clear line); the journal is always closed.
     with tempfile.TemporaryDirectory(prefix="cvbulk-spool-") as spool:
         run.spool = Path(spool)
-        ok, report = await run_job(run, journal, progress, partial(_pipeline, run), finish)
-    if not options.dry_run:
-        await anyio.to_thread.run_sync(write_report, report_path, report)
-        report["report_file"] = str(report_path)
-    return UploadResult(
-        ok=ok,
-        report=report,
-        state_file=state if journal is not None else None,
-        report_file=None if options.dry_run else report_path,
-        dry_run=options.dry_run,
-    )
+        return await run_job(run, journal, progress, partial(_pipeline, run), finish, stop=stop)
 
 
 @dataclass(frozen=True)

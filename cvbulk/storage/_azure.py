@@ -72,7 +72,7 @@ def storage_error(
         # about the whole location (a listing): fatal for the run, so the line says what to do next
         if item:  # one item's read: its outcome says which storage did not answer, not where the item sits
             return StorageUnreachableError(
-                f"reading {item!r} in {where} failed: the storage account did not answer ({type(exc).__name__})",
+                f"{item!r} in {where}: the storage account did not answer ({type(exc).__name__})",
                 where=where,
             )
         then = "; once it answers, run the same command again (nothing done is lost)"

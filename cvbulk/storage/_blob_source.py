@@ -53,14 +53,19 @@ class BlobSource(BlobContainerEndpoint):
         # The lean reader speaks to the account directly; behind a proxy (HTTPS_PROXY / HTTP_PROXY, which the
         # SDK honours) every read goes through the SDK instead.
         self._lean_reads = not proxied(self._container.url)
-        # Set when a read found the account not answering after its retries, cleared by the next read that works:
-        # meanwhile reads are tried once, without retries, so a run whose storage went away ends in seconds.
-        self._down = False
+        # Set (to the error) when a read found the account not answering after its retries, cleared by the next
+        # read that works: meanwhile reads are tried once, without retries, and a run stops (``down``: the
+        # pipeline ends the run with its report rather than fail every image left, one by one).
+        self.down: StorageUnreachableError | None = None
         # Set when the URLs for the service would carry a SAS token of the user's that can write or delete:
         # the pipeline then sends bytes (a URL handed to the service is read-only, or not handed at all).
         permissions = granted(settings.sas_token or "") if settings.auth == "sas" else None
         wide = permissions is not None and bool(set(permissions) - set("rl"))
         self.urls_refused = too_wide(settings.origin, permissions or "") if wide else None
+
+    @property
+    def _down(self) -> bool:
+        return self.down is not None
 
     def _blob_name(self, entry_name: str) -> str:
         return self.location.prefix + entry_name
@@ -161,7 +166,7 @@ class BlobSource(BlobContainerEndpoint):
                 data = await downloader.readall()
             except Exception as exc:
                 raise await self._read_error(exc, entry) from None
-            self._down = False
+            self.down = None
         self.stats.header_reads += 1
         self.stats.header_bytes += len(data)
         self.stats.bytes_read += len(data)
@@ -200,6 +205,7 @@ class BlobSource(BlobContainerEndpoint):
             for k, stop, answer in zip(lean, stops, answers):
                 if isinstance(answer, tuple) and answer[0] in (200, 206):
                     data = answer[1][:stop]
+                    self.down = None  # it answers (again)
                     self.stats.header_reads += 1
                     self.stats.header_bytes += len(data)
                     self.stats.bytes_read += len(data)
@@ -250,7 +256,7 @@ class BlobSource(BlobContainerEndpoint):
             except (OSError, TimeoutError) as exc:  # RangedReadError is an OSError
                 status, data, why = 0, b"", type(exc).__name__
             if status in (200, 206):
-                self._down = False
+                self.down = None
                 data = data[: stop - start] if status == 206 else data[start:stop]
                 self.stats.header_bytes += len(data)
                 self.stats.bytes_read += len(data)
@@ -270,8 +276,10 @@ class BlobSource(BlobContainerEndpoint):
                 await anyio.sleep(_RETRY_WAIT * 2 ** (attempt - 1))
                 continue
             if status == 0:
-                self._down = True
-                raise StorageUnreachableError(f"reading {entry.name!r} in {self.location} failed: {why}", where=self.location)
+                self.down = gone = StorageUnreachableError(
+                    f"reading {entry.name!r} in {self.location} failed: {why}", where=self.location
+                )
+                raise gone
             raise StorageRequestError(
                 f"reading {entry.name!r} in {self.location} failed: {why}", status=status, where=self.location
             )
@@ -299,7 +307,7 @@ class BlobSource(BlobContainerEndpoint):
             return
         try:
             downloader = await self._download(entry, None, None)
-            self._down = False
+            self.down = None
             async for chunk in downloader.chunks():
                 self.stats.bytes_read += len(chunk)
                 yield chunk
@@ -313,7 +321,7 @@ class BlobSource(BlobContainerEndpoint):
         gives on some services (Azurite): one unconditional look tells "changed" from "gone"."""
         error = storage_error(exc, where=self.location, item=entry.name, settings=self.settings)
         if isinstance(error, StorageUnreachableError):
-            self._down = True
+            self.down = error
         if isinstance(error, ItemChangedError):
             blob = self._container.get_blob_client(self._blob_name(entry.name))
             try:

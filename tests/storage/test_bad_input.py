@@ -230,6 +230,6 @@ def test_an_items_reason_names_the_item_and_the_fatal_line_the_location():
     assert str(gone) == f"'red/x.jpg' in {where} is gone (deleted since it was listed)"  # the whole line, as ever
     assert gone.reason == "'red/x.jpg' is gone (deleted since it was listed)"  # a row's reason: the blob alone
     silent = storage_error(ServiceRequestError("Cannot connect to host"), where=where, item="red/x.jpg")
-    assert silent.reason == "reading 'red/x.jpg' failed: the storage account did not answer (ServiceRequestError)"
+    assert silent.reason == "'red/x.jpg': the storage account did not answer (ServiceRequestError)"
     fatal = storage_error(ServiceRequestError("Cannot connect to host"), where=where)
     assert fatal.reason == str(fatal) and "acct.blob.core.windows.net" in fatal.reason
