@@ -537,7 +537,17 @@ def source_stop(source: Any) -> Stop:
         error = stopped() if stopped is not None else None
         return storage_stop(error) if error is not None else None
 
-    return Stop(storage_stop, check=check)
+    def when(exc: BaseException) -> FatalRunError | None:
+        # A request whose body is read from the container as it is sent fails, when the account goes away, as a
+        # connection error of the service's client (which tried it again meanwhile): the storage is the cause.
+        from ..client._errors import RetryBudgetExhausted, TransportError
+
+        cause = exc.last_error if isinstance(exc, RetryBudgetExhausted) else exc
+        if isinstance(cause, TransportError) and "StorageUnreachableError" in str(cause):
+            return check() or storage_stop(exc)
+        return storage_stop(exc)
+
+    return Stop(when, check=check)
 
 
 def is_container_location(text: str) -> bool:
