@@ -230,7 +230,9 @@ class BlobFolder:
     ``counts`` says how many went which way (for the report), ``storage.stats`` what crossed the wire.
     """
 
-    def __init__(self, storage: StorageSource, *, via: str = "auto", folders: Sequence[str] = (), ttl: float = URL_TTL) -> None:
+    def __init__(
+        self, storage: StorageSource, *, via: str = "auto", folders: Sequence[str] = (), ttl: float = URL_TTL
+    ) -> None:
         if via not in VIA_CHOICES:
             raise ConfigError(f"{{opt:via}} must be one of {', '.join(VIA_CHOICES)}, not {via!r}")
         self.storage = storage
@@ -475,9 +477,11 @@ class BlobFolder:
 
 
 class VirtualFolderLabels(FolderLabels):
-    """``folders`` for a container: the first name level under the prefix is the tag."""
+    """``folders`` for a container: the first name level under the prefix is the tag. ``folders`` known up front
+    are the tags announced before the run; without them (what ``open_image_source`` gives: a walk of the virtual
+    folders is a second listing of a flat prefix) each tag is created when the run's listing first finds it."""
 
-    def __init__(self, folders: Sequence[str]) -> None:
+    def __init__(self, folders: Sequence[str] = ()) -> None:
         self.root = Path(".")
         self._map = {}
         self._cache = {}
@@ -507,8 +511,9 @@ async def open_image_source(root: str | Path, *, via: str = "auto") -> AsyncIter
                 raise ConfigError(_braces(refused.replace("images go as bytes", "use --via auto or bytes")))
             if refused and via == "auto":
                 via = "bytes"  # the CLI says why (``urls_refused``)
-            folders = await storage.folders()
-            yield BlobFolder(storage, via=via, folders=folders)
+            # No walk of the virtual folders first: with ``folders`` labels a blob's first name level is its tag,
+            # made when the one listing of the run first finds it (a flat prefix is listed once, not twice).
+            yield BlobFolder(storage, via=via)
     except (LocationError, CredentialError) as exc:
         raise ConfigError(_braces(str(exc))) from None
     except StorageError as exc:

@@ -217,19 +217,18 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
         # A dry run creates nothing: a missing tag stands for itself.
         tags = TagMap(None, "", {n: _Named(known.get(n, f"(new) {n}")) for n in tag_names})
         tags_created = [n for n in tag_names if n not in known]
+        before_ids = set(known.values())
     else:
         tag_limit = TAG_LIMITS.get(options.tier) if options.tier else None
         existing = await client.get_tags(project.id)
-        tags = TagMap(
-            client,
-            project.id,
-            await ensure_tags(
-                client, project.id, tag_names, tag_limit=tag_limit, existing=existing, progress=progress,
-                tier=options.tier,
-            ),
+        ensured = await ensure_tags(
+            client, project.id, tag_names, tag_limit=tag_limit, existing=existing, progress=progress, tier=options.tier,
         )
+        # the project's other tags too: a name first met mid-run (a container's virtual folder) finds its tag here
+        tags = TagMap(client, project.id, {**{t.name: t for t in existing}, **ensured})
         before = {t.name for t in existing}
         tags_created = [n for n in tag_names if n not in before]
+        before_ids = {t.id for t in existing}
 
     state = options.state or default_state_path(
         root if options.source is None else _state_key(_source(options)),
@@ -280,7 +279,8 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
         # listed but given no outcome (left in the streams, or ``sending`` when the run stopped)
         stopped = stop.report(max(0, run.listed - sum(run.tally.values())))
         report = upload_report(
-            run, project, created, tags_created, state, started, finished, ok, failures, listed, stopped=stopped
+            run, project, created, _created_tags(tags_created, tags, before_ids), state, started, finished, ok,
+            failures, listed, stopped=stopped,
         )
         if not options.dry_run:
             await anyio.to_thread.run_sync(write_report, report_path, report)
@@ -365,6 +365,13 @@ async def _project(
             "project (create one with {opt:create} and a new name)"
         )
     return project, False
+
+
+def _created_tags(announced: list[str], tags: TagMap, before_ids: set[str]) -> list[str]:
+    """The tags this run created (or, a dry run, would create): those its labels announced up front, and those made
+    when a name first came up (a container's virtual folders are tags as the one listing finds them)."""
+    found = {name for tid, name in tags.names.items() if tid not in before_ids}
+    return announced + sorted(found - set(announced))
 
 
 def _tag_names(source: LabelSource, options: UploadOptions) -> list[str]:
