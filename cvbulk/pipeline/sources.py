@@ -257,7 +257,7 @@ class BlobFolder:
         """The blobs under the prefix, listed lazily; ends with the run-wide error of :meth:`stopped` at the next
         item once the account stopped answering (the items listed but not taken get no outcome: the report
         counts them)."""
-        storage = self.storage
+        storage: Any = self.storage  # a BlobSource says ``down`` while the account does not answer
         watch = hasattr(storage, "down")
         async for page in storage.pages():
             for entry in page:
