@@ -54,7 +54,7 @@ from .engine import (
     retry_notices,
     run_job,
 )
-from .errors import ConfigError, ProjectNotFound
+from .errors import ConfigError, FatalRunError, ProjectNotFound
 from .journal import (
     FAILURE_STATUSES,
     SKIPPED,
@@ -225,7 +225,7 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
             client, project.id, tag_names, tag_limit=tag_limit, existing=existing, progress=progress, tier=options.tier,
         )
         # the project's other tags too: a name first met mid-run (a container's virtual folder) finds its tag here
-        tags = TagMap(client, project.id, {**{t.name: t for t in existing}, **ensured})
+        tags = _RunTags(client, project.id, {**{t.name: t for t in existing}, **ensured}, limit=tag_limit)
         before = {t.name for t in existing}
         tags_created = [n for n in tag_names if n not in before]
         before_ids = {t.id for t in existing}
@@ -263,8 +263,11 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
             # Read at each draw: the Pacer's adaptive limit moves with 429s and 5xx.
             progress.watch_concurrency(lambda: _concurrency(client))
 
-    # Storage that stops answering mid-run ends the run with its report (every outcome so far, why it stopped).
+    # Storage that stops answering mid-run, or a tag past the tier's limit first met mid-run, ends the run with its
+    # report (every outcome so far, why it stopped).
     stop = source_stop(_source(options))
+    storage_stop = stop.when
+    stop.when = lambda exc: _tag_limit_stop(exc) or storage_stop(exc)
 
     async def finish() -> UploadResult:
         finished = time.time()
@@ -302,6 +305,43 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
 @dataclass(frozen=True)
 class _Named:
     id: str
+
+
+class TagLimitReached(ConfigError):
+    """A tag first met mid-run (a container's virtual folder) would pass the tier's tags-per-project limit."""
+
+
+class _RunTags(TagMap):
+    """The run's tags. One first met mid-run is made within the tier's limit (``limit``; None: the service's own
+    refusal is the check): past it the run stops with its report, the images sent so far staying in the project."""
+
+    def __init__(self, client: Any, project_id: str, tags: Any, *, limit: int | None) -> None:
+        super().__init__(client, project_id, tags)
+        self._limit = limit
+
+    async def _create(self, name: str) -> str:
+        held = len(self.names)  # distinct tags known: the project's and this run's
+        if self.get(name) is None and self._limit is not None and held >= self._limit:
+            raise TagLimitReached(_past_limit(name, f"{held + 1} tags but its tier allows {self._limit}"))
+        try:
+            return await super()._create(name)
+        except ConfigError as exc:  # the service's own refusal, worded for a run that had not begun
+            said = str(exc)
+            if "tags but its tier" not in said:
+                raise
+            raise TagLimitReached(_past_limit(name, said.split("; nothing was uploaded")[0].removeprefix(
+                "the project would have "))) from None
+
+
+def _past_limit(name: str, would: str) -> str:
+    return (
+        f"the tag {name!r} met mid-run would give the project {would}: the images sent so far stay; "
+        "--exclude folders, or use a project or tier with room for more tags"
+    ).replace("{", "{{").replace("}", "}}")
+
+
+def _tag_limit_stop(exc: BaseException) -> FatalRunError | None:
+    return FatalRunError(exc.template) if isinstance(exc, TagLimitReached) else None
 
 
 def _owners_of(journal: Journal | None) -> Any:

@@ -88,3 +88,30 @@ async def test_a_tree_is_listed_once_and_its_folders_become_tags(
     assert per_tag == {"oak": 4, "elm": 4, "ash": 4}
     assert sorted(t.name for t in await training_client.get_tags(project.id)) == ["ash", "elm", "oak"]
     assert not [q for q in listings if "delimiter" in q] and len(listings) == 1 + 2  # a check, then a page a run
+
+
+async def test_a_folder_past_the_tiers_tag_limit_stops_the_run_with_its_report(
+    tmp_path, azurite, azurite_container, azurite_service, training_client, monkeypatch  # noqa: F811
+):
+    import json
+
+    from cvbulk.pipeline.engine import RunStopped
+    from cvbulk.pipeline.project import TAG_LIMITS
+
+    blobs = {f"{tag}/{i}.png": _png(10 * k + i) for k, tag in enumerate(("ash", "elm", "oak")) for i in range(3)}
+    await put_blobs(azurite_service, azurite_container, blobs)
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    monkeypatch.setitem(TAG_LIMITS, "S0", 2)  # a tier that allows two tags: the third folder is one too many
+    report = tmp_path / "report.json"
+    async with open_image_source(f"az://{azurite_container}/") as source:
+        with pytest.raises(RunStopped) as info:
+            await run_upload(training_client, UploadOptions(
+                root=tmp_path, project="few-tags", create=True, source=source, tier="S0",
+                state=tmp_path / "s.sqlite", report=report))
+        listed = source.listed
+    assert "'oak'" in str(info.value) and "tier allows 2" in str(info.value) and "stay" in str(info.value)
+    written = json.loads(report.read_text())
+    assert written["stopped"]["reason"] == str(info.value)
+    assert sum(written["counts"].values()) + written["stopped"]["not_reached"] == listed == 9
+    project = next(p for p in await training_client.get_projects() if p.name == "few-tags")
+    assert sorted(t.name for t in await training_client.get_tags(project.id)) == ["ash", "elm"]
