@@ -62,13 +62,24 @@ class FallbackSender(ImageSender):
     async def send(self, batch: Batch, *, prior: Mapping[str, str | None] | None = None) -> list[SendOutcome]:
         """The batch's outcomes; raises ``FatalBatchError`` (its outcomes recorded first) once the storage account
         is found not answering: no batch goes while it is silent (the service could not fetch its URLs either)."""
-        from ..storage import StorageError
+        from ..storage import StorageError, StorageUnreachableError
 
         stopped = self.folder.stopped()
         if stopped is not None:
             raise FatalBatchError(stopped, [])  # not sent: ``sending`` in the state file, sent on resume
+        watch = getattr(self.folder.storage, "cancelled_when_down", None)
         try:
-            outcomes = await self._send(batch, prior)
+            if batch.kind == "urls" or watch is None:
+                outcomes = await self._send(batch, prior)
+            else:
+                # bodies streamed from the container: once it is found silent, the service's client would only
+                # try the request again and again; it stops, its images left ``sending`` (sent again on resume)
+                with watch() as scope:
+                    outcomes = await self._send(batch, prior)
+                if scope.cancelled_caught:
+                    raise FatalBatchError(self.folder.stopped() or StorageUnreachableError(
+                        f"storage at {self.folder.location} did not answer mid-run; once it answers, run the same "
+                        "command again (nothing done is lost)"), [])
         except StorageError as exc:  # a body read as it was sent (as bytes): the account went away meanwhile
             if not exc.fatal:
                 raise

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import anyio
@@ -56,7 +57,8 @@ class BlobSource(BlobContainerEndpoint):
         # Set (to the error) when a read found the account not answering after its retries, cleared by the next
         # read that works: meanwhile reads are tried once, without retries, and a run stops (``down``: the
         # pipeline ends the run with its report rather than fail every image left, one by one).
-        self.down: StorageUnreachableError | None = None
+        self._down_error: StorageUnreachableError | None = None
+        self._watchers: set[anyio.CancelScope] = set()
         # Set when the URLs for the service would carry a SAS token of the user's that can write or delete:
         # the pipeline then sends bytes (a URL handed to the service is read-only, or not handed at all).
         permissions = granted(settings.sas_token or "") if settings.auth == "sas" else None
@@ -65,7 +67,32 @@ class BlobSource(BlobContainerEndpoint):
 
     @property
     def _down(self) -> bool:
-        return self.down is not None
+        return self._down_error is not None
+
+    @property
+    def down(self) -> StorageUnreachableError | None:
+        """The error of the read that found the account silent after its retries; None while it answers."""
+        return self._down_error
+
+    @down.setter
+    def down(self, error: StorageUnreachableError | None) -> None:
+        self._down_error = error
+        if error is not None:
+            for scope in list(self._watchers):
+                scope.cancel()  # a request streaming a blob: it would only be tried again, blob after blob
+
+    @contextmanager
+    def cancelled_when_down(self) -> Iterator[anyio.CancelScope]:
+        """A cancel scope cancelled as soon as a read finds the account silent (at once if it is now): around a
+        request whose body streams from here (``scope.cancelled_caught`` tells, after)."""
+        with anyio.CancelScope() as scope:
+            if self._down_error is not None:
+                scope.cancel()
+            self._watchers.add(scope)
+            try:
+                yield scope
+            finally:
+                self._watchers.discard(scope)
 
     def _blob_name(self, entry_name: str) -> str:
         return self.location.prefix + entry_name

@@ -108,7 +108,8 @@ async def test_a_cancelled_run_is_not_a_stopped_one():
 # -- upload from the command line: Azurite stopped mid-run, started again, the same command ---------------------
 
 
-def test_upload_whose_storage_dies_mid_run_reports_exits_3_and_resumes_to_exactly_n_images(tmp_path, own_azurite):
+@pytest.mark.parametrize("via", ["auto", "bytes"])  # by URL (the service fetches), or bodies streamed from here
+def test_upload_whose_storage_dies_mid_run_reports_exits_3_and_resumes_to_exactly_n_images(tmp_path, own_azurite, via):
     from cvbulk.emulator import EmulatorConfig, EmulatorThread
     from tests.reliability.conftest import cli_env, cvbulk, journal_count, spawn, wait_until
 
@@ -118,7 +119,7 @@ def test_upload_whose_storage_dies_mid_run_reports_exits_3_and_resumes_to_exactl
     with EmulatorThread(EmulatorConfig(tier="unlimited", data_dir=tmp_path / "emu")) as emu:
         state, report = tmp_path / "state.sqlite", tmp_path / "report.json"
         argv = ("upload", "az://images/", "--project", "midrun", "--create", "--tier", "unlimited", "--tps", "2",
-                "--state", str(state), "--report", str(report), "--progress", "none", "--json")
+                "--state", str(state), "--report", str(report), "--progress", "none", "--json", "--via", via)
         env = cli_env(emu, AZURE_STORAGE_CONNECTION_STRING=own_azurite[0].connection_string)
         out, err = tmp_path / "out.txt", tmp_path / "err.txt"
         with open(out, "wb") as stdout, open(err, "wb") as stderr:
