@@ -15,7 +15,7 @@ import hashlib
 import os
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -533,9 +533,10 @@ def storage_stop(exc: BaseException) -> FatalRunError | None:
     return FatalRunError(_braces(text))
 
 
-def source_stop(source: Any) -> Stop:
+def source_stop(source: Any, *, also: Callable[[BaseException], FatalRunError | None] | None = None) -> Stop:
     """The :class:`~cvbulk.pipeline.engine.Stop` of a job reading ``source``: a storage error stops the run with
-    its report, and so does an account found not answering when the stages end (``BlobFolder.stopped``)."""
+    its report, and so does an account found not answering when the stages end (``BlobFolder.stopped``);
+    ``also``: the job's own errors that stop it the same way (the line to end with, None for the others)."""
     stopped = getattr(source, "stopped", None)
 
     def check() -> FatalRunError | None:
@@ -547,6 +548,9 @@ def source_stop(source: Any) -> Stop:
         # connection error of the service's client (which tried it again meanwhile): the storage is the cause.
         from ..client._errors import RetryBudgetExhausted, TransportError
 
+        own = also(exc) if also is not None else None
+        if own is not None:
+            return own
         cause = exc.last_error if isinstance(exc, RetryBudgetExhausted) else exc
         if isinstance(cause, TransportError) and "StorageUnreachableError" in str(cause):
             return check() or storage_stop(exc)

@@ -215,7 +215,9 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
         existing = await client.get_tags(project.id) if project is not None else []
         known = {t.name: t.id for t in existing}
         # A dry run creates nothing: a missing tag stands for itself.
-        tags = TagMap(None, "", {n: _Named(known.get(n, f"(new) {n}")) for n in tag_names})
+        # the project's tags too: a name first met mid-run (a container's virtual folder) may be one of them
+        tags = TagMap(None, "", {**{n: _Named(i) for n, i in known.items()},
+                                 **{n: _Named(known.get(n, f"(new) {n}")) for n in tag_names}})
         tags_created = [n for n in tag_names if n not in known]
         before_ids = set(known.values())
     else:
@@ -265,9 +267,7 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
 
     # Storage that stops answering mid-run, or a tag past the tier's limit first met mid-run, ends the run with its
     # report (every outcome so far, why it stopped).
-    stop = source_stop(_source(options))
-    storage_stop = stop.when
-    stop.when = lambda exc: _tag_limit_stop(exc) or storage_stop(exc)
+    stop = source_stop(_source(options), also=_tag_limit_stop)
 
     async def finish() -> UploadResult:
         finished = time.time()

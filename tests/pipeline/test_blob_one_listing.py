@@ -77,7 +77,10 @@ async def test_a_tree_is_listed_once_and_its_folders_become_tags(
         result = await run_upload(training_client, UploadOptions(
             root=tmp_path, project="tree", create=True, source=source, state=tmp_path / "s.sqlite",
             exclude=("Test",)))
+        again = await run_upload(training_client, UploadOptions(  # the tags are the project's now
+            root=tmp_path, project="tree", source=source, dry_run=True, exclude=("Test",)))
     assert dry.summary["would_send"]["tags_to_create"] == ["ash", "elm", "oak"]
+    assert again.summary["would_send"]["tags_to_create"] == []
     assert result.counts == {"uploaded": 12, "skipped": 2}
     assert result.summary["tags_created"] == ["ash", "elm", "oak"]
     project = next(p for p in await training_client.get_projects() if p.name == "tree")
@@ -87,7 +90,7 @@ async def test_a_tree_is_listed_once_and_its_folders_become_tags(
             per_tag[t.tag_name] = per_tag.get(t.tag_name, 0) + 1
     assert per_tag == {"oak": 4, "elm": 4, "ash": 4}
     assert sorted(t.name for t in await training_client.get_tags(project.id)) == ["ash", "elm", "oak"]
-    assert not [q for q in listings if "delimiter" in q] and len(listings) == 1 + 2  # a check, then a page a run
+    assert not [q for q in listings if "delimiter" in q] and len(listings) == 1 + 3  # a check, then a page a run
 
 
 async def test_a_folder_past_the_tiers_tag_limit_stops_the_run_with_its_report(
