@@ -287,11 +287,37 @@ def handle_errors(handler: Callable[[argparse.Namespace], int], args: argparse.N
         code, message = _classify(exc)
         if code is None:
             raise
+        stopped = _stopped(exc)
+        if stopped is not None:  # the run began and stopped (storage gone mid-run): its report first, then why
+            _show_stopped(args, stopped)
         if debug:
             print(redact(traceback.format_exc(), *known_secrets()), file=sys.stderr, end="")
         # Names, tags and the service's words are data: no control character reaches the terminal.
         print(f"cvbulk: error: {terminal_safe(message)}", file=sys.stderr)
         return code
+
+
+def _stopped(exc: BaseException) -> Any:
+    """The ``engine.RunStopped`` behind ``exc`` (a task group of one included), or None."""
+    from ..pipeline.engine import RunStopped
+
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return _stopped(exc.exceptions[0])
+    return exc if isinstance(exc, RunStopped) else None
+
+
+def _show_stopped(args: argparse.Namespace, stopped: Any) -> None:
+    """A stopped run's end on screen as any run's (the summary, ``--json``'s report, where state and report are);
+    the error line that follows says why it stopped and what to do."""
+    result = getattr(stopped, "result", None)
+    if result is None or getattr(result, "report", None) is None:
+        return
+    show_report(args, result)
+    left = (result.report.get("stopped") or {}).get("not_reached")
+    if left and not getattr(args, "quiet", False):
+        print(f"not reached: {left:,} listed images (the same command takes them up)", file=sys.stderr)
+    if getattr(result, "report_file", None) is not None and not getattr(args, "quiet", False):
+        print(f"state: {result.state_file}   report: {result.report_file}", file=sys.stderr)
 
 
 def _classify(exc: BaseException) -> tuple[int | None, str]:

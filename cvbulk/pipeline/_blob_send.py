@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..client._body import BytesBody
 from .batch import MAX_TAGS_PER_BATCH, Batch, BatchItem
+from .engine import FatalBatchError
 from .prepare import TRAINING_LIMITS, ImageLimits, Rejected
 from .send import ImageSender, Owners, SendOutcome
 from .status import Outcome, Status
@@ -59,6 +60,37 @@ class FallbackSender(ImageSender):
         self.limits = limits
 
     async def send(self, batch: Batch, *, prior: Mapping[str, str | None] | None = None) -> list[SendOutcome]:
+        """The batch's outcomes; raises ``FatalBatchError`` (its outcomes recorded first) once the storage account
+        is found not answering: no batch goes while it is silent (the service could not fetch its URLs either)."""
+        from ..storage import StorageError, StorageUnreachableError
+
+        stopped = self.folder.stopped()
+        if stopped is not None:
+            raise FatalBatchError(stopped, [])  # not sent: ``sending`` in the state file, sent on resume
+        watch = getattr(self.folder.storage, "cancelled_when_down", None)
+        try:
+            if batch.kind == "urls" or watch is None:
+                outcomes = await self._send(batch, prior)
+            else:
+                # bodies streamed from the container: once it is found silent, the service's client would only
+                # try the request again and again; it stops, its images left ``sending`` (sent again on resume)
+                with watch() as scope:
+                    outcomes = await self._send(batch, prior)
+                if scope.cancelled_caught:
+                    raise FatalBatchError(self.folder.stopped() or StorageUnreachableError(
+                        f"storage at {self.folder.location} did not answer mid-run; once it answers, run the same "
+                        "command again (nothing done is lost)"), [])
+        except StorageError as exc:  # a body read as it was sent (as bytes): the account went away meanwhile
+            if not exc.fatal:
+                raise
+            said = getattr(exc, "reason", None) or str(exc)
+            raise FatalBatchError(exc, [Outcome(i, Status.ERROR, reason=f"reading the image: {said}") for i in batch.items]) from None
+        stopped = self.folder.stopped()
+        if stopped is not None:  # the fallback found the account silent: these outcomes, then the run stops
+            raise FatalBatchError(stopped, outcomes)
+        return outcomes
+
+    async def _send(self, batch: Batch, prior: Mapping[str, str | None] | None) -> list[SendOutcome]:
         outcomes = await super().send(batch, prior=prior)
         if batch.kind != "urls":
             return outcomes

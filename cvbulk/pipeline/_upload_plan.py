@@ -77,6 +77,7 @@ async def _plan_unmatched(run: _Run, record_send: ObjectSendStream[JournalEntry]
         return out
 
     missing = await anyio.to_thread.run_sync(unmatched)
+    run.listed += len(missing)
     if run.progress is not None and missing:
         run.progress.add_total(len(missing))
     done = 0
@@ -111,6 +112,7 @@ async def _plan(
     record_send: ObjectSendStream[JournalEntry],
 ) -> None:
     planned = await anyio.to_thread.run_sync(_lookup, run, chunk)
+    run.listed += len(chunk)
     if run.progress is not None:
         run.progress.add_total(len(chunk))
     done: list[str] = []

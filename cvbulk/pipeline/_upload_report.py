@@ -38,9 +38,12 @@ def upload_report(
     ok: bool,
     failures: list[Any],
     listed: dict[str, Any],
+    *,
+    stopped: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON report of one upload run (``run``: upload's ``_Run``; ``listed``: what the state file
-    lists besides failures: ``skipped``, ``fixed``, ``notes``, ``state_counts``)."""
+    lists besides failures: ``skipped``, ``fixed``, ``notes``, ``state_counts``; ``stopped``: why the run ended
+    early, ``engine.Stop.report``)."""
     opts = run.options
     counts = {s: n for s, n in run.tally.items() if s not in ("unchanged", "still-failed", "would-send") and n}
     journal = run.journal
@@ -66,7 +69,7 @@ def upload_report(
         "splits": run.sender.splits if run.sender is not None else 0,
         "bytes_prepared": run.bytes_prepared,
         "concurrency": _concurrency(run.client),
-        "exit_code": 0 if ok else 1,
+        "exit_code": 3 if stopped else 0 if ok else 1,
     }
     source_report = getattr(run.images, "report", None)
     if source_report is not None:  # a container: which way the images went, what was read
@@ -94,4 +97,5 @@ def upload_report(
         client_stats=snapshot,
         extra=extra,
         nbytes=run.bytes_sent,
+        stopped=stopped,
     )

@@ -83,7 +83,8 @@ async def _send_one(run: _Run, journal: Journal, batch: Batch) -> None:
     intent = [_entry(it, SENDING) for it in batch.items]
     try:
         outcomes = await send_recorded(
-            run, journal, intent, partial(run.sender.send, batch, prior=prior), _outcome_entry
+            run, journal, intent, partial(run.sender.send, batch, prior=prior), _outcome_entry,
+            on_fatal=lambda recorded: run.advance([o.status for o in recorded]),  # a stopped run's report counts them
         )
     finally:
         spooled = [it.context.spooled for it in batch.items if it.context.spooled is not None]

@@ -73,6 +73,7 @@ class _Run(JournalCalls):
     matched: set[str] = field(default_factory=set)  # rows of the label file some scanned file matched
     bytes_prepared: int = 0
     bytes_sent: int = 0
+    listed: int = 0  # candidates the plan took from the scan (and label rows naming no file): each ends in the tally
     journal_lock: anyio.Lock = field(default_factory=anyio.Lock)
     cpu: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(os.cpu_count() or 1))
 

@@ -7,7 +7,9 @@ need lives here, once:
   lines, nothing) belongs to whoever runs the job (the CLI's ``cvbulk.cli._progress``).
 - :func:`run_job`: runs the stages (with the journal and the progress sink), then ``finish``; a failing
   stage surfaces as itself, not as an exception group (:func:`unwrap`, the one place that unwraps); the
-  journal is always closed, even when cancelled.
+  journal is always closed, even when cancelled. With a :class:`Stop`, a run-wide error the job can report
+  on (storage that stopped answering mid-run) still runs ``finish`` (the report: every outcome so far, why
+  the run stopped, how many listed items it did not reach), then raises :class:`RunStopped`.
 - :class:`JournalCalls`, :func:`open_journal`: the SQLite journal in a worker thread, one call at a time.
 - :func:`send_recorded`, :class:`FatalBatchError`: one batch between two journal writes (intent, outcomes).
 - :func:`take_ready`: drain a stream in chunks that grow under load (one journal transaction for many).
@@ -30,7 +32,7 @@ import anyio
 import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from .errors import ConfigError, StateFileError
+from .errors import ConfigError, FatalRunError, PipelineError, StateFileError
 from .journal import Journal, JournalEntry, JournalMismatch
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -47,6 +49,8 @@ __all__ = [
     "JournalCalls",
     "open_journal",
     "run_job",
+    "Stop",
+    "RunStopped",
     "unwrap",
     "take_ready",
     "put",
@@ -221,28 +225,84 @@ def unwrap(group: BaseExceptionGroup) -> BaseException | None:
     return real[0] if real else None
 
 
+class RunStopped(FatalRunError):
+    """The run stopped before its end on a run-wide error it could report on (storage that stopped answering, or
+    refused access, mid-run): the job's report is written (every outcome so far, ``stopped``: why, and how many
+    listed items got no outcome). ``result`` is the job's result (``result.report``), ``error`` the error; the
+    message is the error's one line, so a front end that knows only :class:`FatalRunError` shows it as ever."""
+
+    def __init__(self, error: BaseException, result: Any) -> None:
+        template = error.template if isinstance(error, PipelineError) else _braced(" ".join(str(error).split()))
+        super().__init__(template)
+        self.error = error
+        self.result = result
+
+
+def _braced(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+class Stop:
+    """How a job stops early and still reports. ``when(exc)``: the :class:`FatalRunError` a stage's error ends the
+    run with, report first (None: any other error, raised as ever); ``check()`` (optional): the same after stages
+    that ended (storage found not answering at the end of a run whose listing was done). :func:`run_job` sets
+    ``error``; the job's ``finish`` puts :meth:`report` in its report."""
+
+    def __init__(
+        self,
+        when: Callable[[BaseException], FatalRunError | None],
+        check: Callable[[], FatalRunError | None] | None = None,
+    ) -> None:
+        self.when = when
+        self.check = check
+        self.error: FatalRunError | None = None
+
+    def report(self, not_reached: int | None, **more: Any) -> dict[str, Any] | None:
+        """The report's ``stopped`` (None when the run did not stop): the one-line reason, and how many items
+        the run listed but did not reach (no outcome this run: the same command takes them up)."""
+        if self.error is None:
+            return None
+        return {"reason": str(self.error), "not_reached": not_reached, **more}
+
+
 async def run_job(
     run: JournalCalls | None,
     journal: Journal | None,
     progress: ProgressSink | None,
     stages: Callable[[], Awaitable[Any]],
     finish: Callable[[], Awaitable[T]] | None = None,
+    *,
+    stop: Stop | None = None,
 ) -> T:
     """Run a job's ``stages`` (which open their own task group), then ``finish`` (without one: the stages'
     own answer is the result); always close the journal (if any) and tell the progress sink the run is over.
 
-    A failing stage surfaces as its own exception, not as the task group's exception group.
+    A failing stage surfaces as its own exception, not as the task group's exception group. With ``stop``, an
+    error it names still runs ``finish`` (which writes the report, ``stop.report`` in it), then raises
+    :class:`RunStopped` with finish's result; a cancellation (Ctrl-C) never counts as one.
     """
     sink = progress if progress is not None else NullProgress()
     try:
+        answer: Any = None
         try:
-            answer = await stages()
-        except BaseExceptionGroup as group:
-            first = unwrap(group)
-            if first is not None:
-                raise first from None
-            raise
-        return answer if finish is None else await finish()
+            try:
+                answer = await stages()
+            except BaseExceptionGroup as group:
+                first = unwrap(group)
+                if first is not None:
+                    raise first from None
+                raise
+        except Exception as exc:
+            stopped = stop.when(exc) if stop is not None else None
+            if stopped is None:
+                raise
+            stop.error = stopped  # type: ignore[union-attr]  # stopped is None without a stop
+        if stop is not None and stop.error is None and stop.check is not None:
+            stop.error = stop.check()
+        result = answer if finish is None else await finish()
+        if stop is not None and stop.error is not None:
+            raise RunStopped(stop.error, result) from None
+        return result
     finally:
         sink.finished()
         if journal is not None:
@@ -292,18 +352,21 @@ async def send_recorded(
     intent: list[JournalEntry],
     send: Callable[[], Awaitable[list[R]]],
     entry: Callable[[R], JournalEntry],
+    on_fatal: Callable[[list[R]], None] | None = None,
 ) -> list[R]:
     """Send one batch between two journal writes; returns its outcomes.
 
     Intent first: a kill from here on leaves these items ``sending``, re-sent on resume. The outcome is
-    on disk before the caller takes its next batch; a fatal error records the batch's outcomes, then
-    raises the error itself.
+    on disk before the caller takes its next batch; a fatal error records the batch's outcomes (then tells
+    ``on_fatal`` which, for the run's counts), then raises the error itself.
     """
     await run.journal_call(journal.mark_sending, intent)
     try:
         outcomes = await send()
     except FatalBatchError as exc:
         await run.journal_call(journal.record, [entry(o) for o in exc.outcomes])
+        if on_fatal is not None:
+            on_fatal(exc.outcomes)
         raise exc.error from None
     await run.journal_call(journal.record, [entry(o) for o in outcomes])
     return outcomes

@@ -55,6 +55,7 @@ from .engine import (
     STATE_DIR,
     JournalCalls,
     ProgressSink,
+    Stop,
     open_journal,
     retry_notices,
     run_job,
@@ -81,6 +82,7 @@ from .journal import ERROR, EXPORTED, FAILED, SKIPPED, Journal, JournalEntry
 from .project import resolve_project
 from .report import build_report, write_report
 from .results import ExportResult
+from .sources import storage_stop
 
 if TYPE_CHECKING:
     from ..client import Image, Project, TrainingClient
@@ -221,11 +223,21 @@ async def _run_export(
             journal = await open_journal(options.state, job="export", fingerprint=fingerprint)
             run = _Run(options, client, journal, sink, project.id, tag_names, layout, existing, progress)
             start_progress(progress, total, client)
+            # A destination that stops answering mid-run ends the run with its report (no label files: they
+            # would name images the destination may not hold, and it does not answer).
+            stop = Stop(storage_stop)
 
-            async def finish() -> dict[str, Any]:
-                return await _finish(run, project, tags, kind, domains)
+            async def finish() -> ExportResult:
+                if stop.error is not None:
+                    done = await _stopped(run, kind)
+                else:
+                    done = await _finish(run, project, tags, kind, domains)
+                # listed from the project but given no outcome; the project's images never listed, apart
+                not_reached = max(0, len(run.seen) - sum(run.tally.values()))
+                stopped = stop.report(not_reached, not_listed=max(0, total - len(run.seen)))
+                return await _result(run, options, project, done, started, total, stopped)
 
-            done = await run_job(run, journal, progress, lambda: _pipeline(run), finish)
+            return await run_job(run, journal, progress, lambda: _pipeline(run), finish, stop=stop)
     except (LocationError, CredentialError, MissingExtraError) as exc:
         raise ConfigError(str(exc)) from None
     except StorageError as exc:
@@ -233,7 +245,6 @@ async def _run_export(
         if isinstance(exc, StorageUnreachableError) and "run the same command again" not in str(exc):
             then = "; once it answers, run the same command again (nothing exported is lost)"
         raise FatalRunError(str(exc) + then) from None
-    return await _result(run, options, project, done, started, total)
 
 
 def _where(location: StorageLocation) -> str:
@@ -267,13 +278,32 @@ def _remove_partials(folder: Path) -> None:
                 _remove(Path(parent) / name)
 
 
+async def _stopped(run: _Run, kind: ProjectKind) -> dict[str, Any]:
+    """What a stopped run's report holds in place of :func:`_finish`'s: no label files, no count check."""
+    failures = await run.journal_call(lambda: [e for e in run.journal.failures() if e.key in run.seen])
+    return {
+        "kind": kind,
+        "label_files": [],
+        "not_carried": [],
+        "count_check": {"ok": False, "line": None, "differences": [], "skipped": "the run stopped before its end"},
+        "failures": failures,
+        "state_counts": await run.journal_call(run.journal.counts),
+    }
+
+
 async def _result(
-    run: _Run, options: ExportOptions, project: Project, done: dict[str, Any], started: float, total: int
+    run: _Run,
+    options: ExportOptions,
+    project: Project,
+    done: dict[str, Any],
+    started: float,
+    total: int,
+    stopped: dict[str, Any] | None = None,
 ) -> ExportResult:
     failed_now = run.tally[FAILED] + run.tally[ERROR]
     counts = {s: n for s, n in run.tally.items() if s not in ("unchanged", "relabelled", "downloads", "link_refreshes")}
     check = done["count_check"]
-    ok = not failed_now and not done["failures"] and check["ok"]
+    ok = not failed_now and not done["failures"] and check["ok"] and not stopped
     location = options.location
     extra = {
         "project": {"id": project.id, "name": project.name},
@@ -294,12 +324,12 @@ async def _result(
         "count_check": check,
         "state_file": str(options.state),
         "state_counts": done["state_counts"],
-        "exit_code": 0 if ok else 1,
+        "exit_code": 3 if stopped else 0 if ok else 1,
     }
     report = build_report(
         job="export", started=started, finished=time.time(), counts=counts, failures=done["failures"],
         client_stats=run.client.stats.snapshot() if hasattr(run.client, "stats") else None, extra=extra,
-        nbytes=run.nbytes,
+        nbytes=run.nbytes, stopped=stopped,
     )
     assert options.report is not None and options.state is not None
     await anyio.to_thread.run_sync(write_report, options.report, report)
@@ -460,7 +490,7 @@ async def _export_one(run: _Run, work: _Work) -> tuple[JournalEntry, int]:
     except (AccessDeniedError, ContainerNotFoundError, StorageUnreachableError):
         raise  # the destination refuses every image: stop the run
     except (StorageError, OSError) as exc:
-        return JournalEntry(image.id, None, None, None, ERROR, reason=f"could not write {relpath}: {one_line(exc)}",
+        return JournalEntry(image.id, None, None, None, ERROR, reason=f"could not write {relpath}: {_said(exc)}",
                             attempts=attempts), 0
     old = (work.prior.extra or {}).get("file") if work.prior is not None else None
     if old and old != relpath and run.options.location.path is not None:
@@ -469,6 +499,11 @@ async def _export_one(run: _Run, work: _Work) -> tuple[JournalEntry, int]:
     extra = _describe(run, image, relpath, size[0], size[1])
     return JournalEntry(image.id, len(data), None, sha256, EXPORTED, image_id=image.id, attempts=attempts,
                         extra=extra), len(data)
+
+
+def _said(exc: BaseException) -> str:
+    # a storage error's own words for one item (the item named, not the whole location)
+    return " ".join(str(getattr(exc, "reason", "") or "").split()) or one_line(exc)
 
 
 def _remove(path: Path) -> None:

@@ -53,6 +53,7 @@ from ._predict_rows import RowMaker, existing_tag_columns, output_format
 from ._shared import is_uuid
 from .engine import (
     ProgressSink,
+    Stop,
     check_outputs,
     open_journal,
     retry_notices,
@@ -67,7 +68,7 @@ from .prepare import PREDICTION_LIMITS, Rejected, prepare_image
 from .report import build_report, write_report
 from .results import PredictResult
 from .scan import ScanProblem, aiter_scan
-from .sources import LocalFolder
+from .sources import LocalFolder, source_stop
 
 if TYPE_CHECKING:
     from ..client import PredictionClient, TrainingClient
@@ -155,7 +156,7 @@ async def _run_predict(
     project_id, project_name, tag_names = await _resolve_project(training, options.project, options.detect)
 
     fingerprint = {
-        "root": str(root.resolve()) if options.source is None else options.source.location,
+        "root": str(root.resolve()) if options.source is None else getattr(options.source, "state_key", options.source.location),
         "project_id": project_id,
         "published_name": options.published_name,
         "mode": "detect" if options.detect else "classify",
@@ -165,15 +166,16 @@ async def _run_predict(
         state_path, job=JOB, fingerprint=fingerprint, hint="use another {opt:state} or {opt:output}"
     )
 
+    stop = source_stop(options.source)  # storage gone mid-run: the report first, then the one line
     try:
         stages, finish = await _setup(
-            prediction, options, journal, fmt, project_id, project_name, tag_names, state_path, progress
+            prediction, options, journal, fmt, project_id, project_name, tag_names, state_path, progress, stop
         )
     except BaseException:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(journal.close)
         raise
-    return await run_job(None, journal, progress, stages, finish)
+    return await run_job(None, journal, progress, stages, finish, stop=stop)
 
 
 async def _setup(
@@ -186,6 +188,7 @@ async def _setup(
     tag_names: list[str] | None,
     state_path: Path,
     progress: ProgressSink | None,
+    stop: Stop,
 ) -> tuple[Callable[[], Awaitable[Any]], Callable[[], Awaitable[PredictResult]]]:
     """The run's stages (for ``engine.run_job``) and what builds its result once they are done."""
     output = options.output
@@ -336,6 +339,7 @@ async def _setup(
             lambda: _build_report(
                 options, fmt, project_id, project_name, state_path, journal, scoring.stats, counters,
                 started, finished, _stats_delta(stats_before, _client_stats(prediction)), sink.tag_names,
+                stop.report(getattr(src, "listed", 0) - counters.already_done - sum(scoring.stats.statuses.values())),
             )
         )
         report_path = options.report or default_report_path(output)
@@ -560,6 +564,7 @@ def _build_report(
     finished: float,
     client: dict[str, Any],
     tag_names: list[str] | None,
+    stopped: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run's report (report.py's shape) with the job-wide picture in ``extra``.
 
@@ -578,6 +583,7 @@ def _build_report(
         failures=journal.failures(),
         client_stats=client or None,
         nbytes=stats.bytes_sent,
+        stopped=stopped,
         extra={
             "root": str(options.root) if options.source is None else options.source.location,
             "project": {"id": project_id, "name": project_name},

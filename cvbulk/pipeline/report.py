@@ -97,6 +97,7 @@ def build_report(
     client_stats: Any = None,
     extra: Mapping[str, Any] | None = None,
     nbytes: int | None = None,
+    stopped: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report of one run, as a JSON-ready dict.
 
@@ -104,7 +105,8 @@ def build_report(
     status / reason, or journal entries (``Journal.failures()``); ``client_stats``: one or more
     ``ClientStats.snapshot()`` dicts. Throughput counts the files that reached an outcome other
     than ``skipped`` per second of wall time; MB/s uses ``nbytes`` when given, else the bytes the
-    client sent (1 MB = 10^6 bytes).
+    client sent (1 MB = 10^6 bytes). ``stopped`` (``engine.Stop.report``): why a run ended before its end
+    (``reason``, one line) and how many items it listed but did not reach (``not_reached``).
     """
     start_s, start_iso = _timestamp(started)
     end_s, end_iso = _timestamp(finished)
@@ -136,6 +138,8 @@ def build_report(
         "client": stats,
         "failures": failure_list,
     }
+    if stopped:
+        report["stopped"] = dict(stopped)
     if extra:
         report["extra"] = dict(extra)
     return scrub_keys(report)

@@ -3,8 +3,8 @@
 A source lists its images (lazily, as ``ScanEntry``-like items with ``relpath``, ``size``, ``mtime_ns``, or
 ``ScanProblem``s for what could not be read), checks one image (``prepare``, synchronous: it runs in a worker
 thread under the CPU limiter) and hands out the body a request reads when it is written. The journal keys
-images by ``relpath``; ``location`` names the source in the state file's fingerprint, so one state file
-never serves two sources.
+images by ``relpath``; ``state_key`` names the source in the state file's fingerprint (and its default path), so
+one state file never serves two sources, and one place has one state file however its location is typed.
 
 A new source (blob storage ...) implements :class:`ImageSource` and is passed as ``UploadOptions.source``.
 """
@@ -15,7 +15,7 @@ import hashlib
 import os
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -27,6 +27,7 @@ import anyio.from_thread
 
 from ..client._body import FileBody, ImageBody
 from ._header import check_head
+from .engine import Stop
 from .errors import ConfigError, FatalRunError
 from .labels import FolderLabels, LabelSource, RegionLabel, check_tag, open_label_source
 from .prepare import ImageLimits, PreparedImage, Rejected, prepare_image
@@ -36,7 +37,7 @@ from .status import Status
 
 if TYPE_CHECKING:
     from ..storage import ImageSource as StorageSource
-    from ..storage import ReadUrl, StorageEntry
+    from ..storage import ReadUrl, StorageEntry, StorageError
 
 __all__ = [
     "ImageSource",
@@ -48,6 +49,8 @@ __all__ = [
     "VirtualFolderLabels",
     "open_image_source",
     "is_container_location",
+    "storage_stop",
+    "source_stop",
     "VIA_CHOICES",
 ]
 
@@ -57,6 +60,12 @@ class ImageSource(Protocol):
     def location(self) -> str:
         """What the source is, for the state file's fingerprint (an absolute path, a container URL without
         any secret)."""
+        ...
+
+    @property
+    def state_key(self) -> str:
+        """The source's one name for state files (default path, fingerprint): the same for every spelling of
+        the same place (``az://c/p``, ``https://acct.blob.core.windows.net/c/p/?SAS``), never a secret."""
         ...
 
     def entries(self, *, include_hidden: bool = False) -> AsyncIterator[Any]:
@@ -87,6 +96,10 @@ class LocalFolder:
     @property
     def location(self) -> str:
         return str(self.root.resolve())
+
+    @property
+    def state_key(self) -> str:
+        return self.location
 
     def entries(self, *, include_hidden: bool = False) -> AsyncIterator[Any]:
         return aiter_scan(self.root, include_hidden=include_hidden)
@@ -201,11 +214,12 @@ class StorageTrouble(Rejected):
 def _storage_rejected(exc: Exception) -> Rejected:
     from ..storage import ItemChangedError, ItemMissingError
 
+    said = getattr(exc, "reason", None) or str(exc)  # the blob named, not the whole location (its row names it)
     if isinstance(exc, ItemMissingError):
-        return Rejected("vanished", str(exc))
+        return Rejected("vanished", said)
     if isinstance(exc, ItemChangedError):
-        return Rejected("changed", f"{exc} (the next run sends its new content)")
-    return StorageTrouble("unreadable", f"cannot read the blob: {exc} (a resume tries it again)")
+        return Rejected("changed", f"{said} (the next run sends its new content)")
+    return StorageTrouble("unreadable", f"cannot read the blob: {said} (a resume tries it again)")
 
 
 class BlobFolder:
@@ -216,7 +230,9 @@ class BlobFolder:
     ``counts`` says how many went which way (for the report), ``storage.stats`` what crossed the wire.
     """
 
-    def __init__(self, storage: StorageSource, *, via: str = "auto", folders: Sequence[str] = (), ttl: float = URL_TTL) -> None:
+    def __init__(
+        self, storage: StorageSource, *, via: str = "auto", folders: Sequence[str] = (), ttl: float = URL_TTL
+    ) -> None:
         if via not in VIA_CHOICES:
             raise ConfigError(f"{{opt:via}} must be one of {', '.join(VIA_CHOICES)}, not {via!r}")
         self.storage = storage
@@ -224,6 +240,7 @@ class BlobFolder:
         self.ttl = ttl
         self.folders = list(folders)
         self.counts: Counter[str] = Counter()
+        self.listed = 0  # items ``entries`` handed out: what a stopped run did not reach is counted from it
         self._lock = threading.Lock()  # counts are bumped from worker threads
         # Items handed out as URLs, until their request is answered: the fallback needs the blob again.
         self._by_url_items: dict[str, BlobItem] = {}
@@ -232,14 +249,40 @@ class BlobFolder:
     def location(self) -> str:
         return str(self.storage.location)
 
+    @property
+    def state_key(self) -> str:
+        return self.storage.location.key  # (account, container, prefix): every spelling of the place
+
     async def entries(self, *, include_hidden: bool = False) -> AsyncIterator[Any]:
-        async for page in self.storage.pages():
+        """The blobs under the prefix, listed lazily; ends with the run-wide error of :meth:`stopped` at the next
+        item once the account stopped answering (the items listed but not taken get no outcome: the report
+        counts them)."""
+        storage: Any = self.storage  # a BlobSource says ``down`` while the account does not answer
+        watch = hasattr(storage, "down")
+        async for page in storage.pages():
             for entry in page:
+                if watch and storage.down is not None:
+                    raise self.stopped() or storage.down
+                self.listed += 1
                 problem = _skip_reason(entry.name, include_hidden)
                 if problem is not None:
                     yield problem
                 else:
                     yield BlobItem(entry, entry.name, entry.size, etag_number(entry.etag))
+
+    def stopped(self) -> StorageError | None:
+        """The run-wide error to stop with while the account does not answer (None while it does): a read found it
+        silent after its retries, and none has worked since."""
+        from ..storage import StorageUnreachableError
+
+        down = getattr(self.storage, "down", None)
+        if down is None:
+            return None
+        where = self.storage.location.account_url or self.location
+        return StorageUnreachableError(
+            f"storage at {where} did not answer mid-run ({down.reason}); once it answers, run the same command "
+            "again (nothing done is lost)"
+        )
 
     def count_within(self, seconds: float) -> int | None:
         """No quick count for a container: listing it is the count (the total grows as pages arrive)."""
@@ -434,9 +477,11 @@ class BlobFolder:
 
 
 class VirtualFolderLabels(FolderLabels):
-    """``folders`` for a container: the first name level under the prefix is the tag."""
+    """``folders`` for a container: the first name level under the prefix is the tag. ``folders`` known up front
+    are the tags announced before the run; without them (what ``open_image_source`` gives: a walk of the virtual
+    folders is a second listing of a flat prefix) each tag is created when the run's listing first finds it."""
 
-    def __init__(self, folders: Sequence[str]) -> None:
+    def __init__(self, folders: Sequence[str] = ()) -> None:
         self.root = Path(".")
         self._map = {}
         self._cache = {}
@@ -466,12 +511,52 @@ async def open_image_source(root: str | Path, *, via: str = "auto") -> AsyncIter
                 raise ConfigError(_braces(refused.replace("images go as bytes", "use --via auto or bytes")))
             if refused and via == "auto":
                 via = "bytes"  # the CLI says why (``urls_refused``)
-            folders = await storage.folders()
-            yield BlobFolder(storage, via=via, folders=folders)
+            # No walk of the virtual folders first: with ``folders`` labels a blob's first name level is its tag,
+            # made when the one listing of the run first finds it (a flat prefix is listed once, not twice).
+            yield BlobFolder(storage, via=via)
     except (LocationError, CredentialError) as exc:
         raise ConfigError(_braces(str(exc))) from None
     except StorageError as exc:
         raise FatalRunError(str(exc)) from None
+
+
+def storage_stop(exc: BaseException) -> FatalRunError | None:
+    """A run-wide storage error met mid-run (listing, a destination, the account that stopped answering) as the
+    one line the run stops with, its report written first (``engine.Stop``); None for any other error."""
+    from ..storage import CredentialError, LocationError, StorageError, StorageUnreachableError
+
+    if not isinstance(exc, StorageError) or not exc.fatal or isinstance(exc, (LocationError, CredentialError)):
+        return None
+    text = str(exc)
+    if isinstance(exc, StorageUnreachableError) and "run the same command again" not in text:
+        text += "; once it answers, run the same command again (nothing done is lost)"
+    return FatalRunError(_braces(text))
+
+
+def source_stop(source: Any, *, also: Callable[[BaseException], FatalRunError | None] | None = None) -> Stop:
+    """The :class:`~cvbulk.pipeline.engine.Stop` of a job reading ``source``: a storage error stops the run with
+    its report, and so does an account found not answering when the stages end (``BlobFolder.stopped``);
+    ``also``: the job's own errors that stop it the same way (the line to end with, None for the others)."""
+    stopped = getattr(source, "stopped", None)
+
+    def check() -> FatalRunError | None:
+        error = stopped() if stopped is not None else None
+        return storage_stop(error) if error is not None else None
+
+    def when(exc: BaseException) -> FatalRunError | None:
+        # A request whose body is read from the container as it is sent fails, when the account goes away, as a
+        # connection error of the service's client (which tried it again meanwhile): the storage is the cause.
+        from ..client._errors import RetryBudgetExhausted, TransportError
+
+        own = also(exc) if also is not None else None
+        if own is not None:
+            return own
+        cause = exc.last_error if isinstance(exc, RetryBudgetExhausted) else exc
+        if isinstance(cause, TransportError) and "StorageUnreachableError" in str(cause):
+            return check() or storage_stop(exc)
+        return storage_stop(exc)
+
+    return Stop(when, check=check)
 
 
 def is_container_location(text: str) -> bool:

@@ -54,7 +54,7 @@ from .engine import (
     retry_notices,
     run_job,
 )
-from .errors import ConfigError, ProjectNotFound
+from .errors import ConfigError, FatalRunError, ProjectNotFound
 from .journal import (
     FAILURE_STATUSES,
     SKIPPED,
@@ -76,7 +76,7 @@ from .report import write_report
 from .results import UploadResult
 from .scan import excluded_by
 from .send import ImageSender
-from .sources import ImageSource, LocalFolder
+from .sources import ImageSource, LocalFolder, source_stop
 
 if TYPE_CHECKING:
     from ..client import Project, TrainingClient
@@ -150,7 +150,7 @@ def default_state_path(
     """``.cvbulk/upload-<project>-<hash>.sqlite`` in the current directory, or next to ``report``
     when one is named. The hash is of ROOT and the project's id (its name while it has none), so
     the same upload finds its state again however the project is named on the command line."""
-    where = root if isinstance(root, str) and "://" in root else Path(root).resolve()  # a container's URL
+    where = root if isinstance(root, str) and "://" in root else Path(root).resolve()  # a container's state_key
     digest = hashlib.sha256(f"{where}\0{project_id or project}".encode()).hexdigest()[:8]
     name = f"upload-{_slug(project)}-{digest}.sqlite"
     folder = report.parent if report is not None else Path.cwd() / STATE_DIR
@@ -167,6 +167,11 @@ def _make_sender(options: UploadOptions, client: Any, project_id: str, started: 
     if make is None:
         return ImageSender(client, project_id, started=started, owners=owners)
     return make(client, project_id, started=started, owners=owners)
+
+
+def _state_key(source: ImageSource) -> str:
+    # a source of a library user's may predate state_key: its location names it then
+    return str(getattr(source, "state_key", None) or source.location)
 
 
 def _source(options: UploadOptions) -> ImageSource:
@@ -210,24 +215,25 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
         existing = await client.get_tags(project.id) if project is not None else []
         known = {t.name: t.id for t in existing}
         # A dry run creates nothing: a missing tag stands for itself.
-        tags = TagMap(None, "", {n: _Named(known.get(n, f"(new) {n}")) for n in tag_names})
+        # the project's tags too: a name first met mid-run (a container's virtual folder) may be one of them
+        tags = TagMap(None, "", {**{n: _Named(i) for n, i in known.items()},
+                                 **{n: _Named(known.get(n, f"(new) {n}")) for n in tag_names}})
         tags_created = [n for n in tag_names if n not in known]
+        before_ids = set(known.values())
     else:
         tag_limit = TAG_LIMITS.get(options.tier) if options.tier else None
         existing = await client.get_tags(project.id)
-        tags = TagMap(
-            client,
-            project.id,
-            await ensure_tags(
-                client, project.id, tag_names, tag_limit=tag_limit, existing=existing, progress=progress,
-                tier=options.tier,
-            ),
+        ensured = await ensure_tags(
+            client, project.id, tag_names, tag_limit=tag_limit, existing=existing, progress=progress, tier=options.tier,
         )
+        # the project's other tags too: a name first met mid-run (a container's virtual folder) finds its tag here
+        tags = _RunTags(client, project.id, {**{t.name: t for t in existing}, **ensured}, limit=tag_limit)
         before = {t.name for t in existing}
         tags_created = [n for n in tag_names if n not in before]
+        before_ids = {t.id for t in existing}
 
     state = options.state or default_state_path(
-        root if options.source is None else _source(options).location,
+        root if options.source is None else _state_key(_source(options)),
         project.name if project is not None else options.project,
         options.report,
         project_id=project.id if project is not None else None,
@@ -235,7 +241,7 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
     report_path = options.report or default_report_path(state)
     journal = None
     if project is not None and (not options.dry_run or state.exists()):
-        fingerprint = {"root": _source(options).location, "project_id": project.id}
+        fingerprint = {"root": _state_key(_source(options)), "project_id": project.id}
         journal = await open_journal(state, job="upload", fingerprint=fingerprint)
 
     run = _Run(
@@ -259,39 +265,83 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
             # Read at each draw: the Pacer's adaptive limit moves with 429s and 5xx.
             progress.watch_concurrency(lambda: _concurrency(client))
 
-    async def finish() -> tuple[bool, dict[str, Any]]:
+    # Storage that stops answering mid-run, or a tag past the tier's limit first met mid-run, ends the run with its
+    # report (every outcome so far, why it stopped).
+    stop = source_stop(_source(options), also=_tag_limit_stop)
+
+    async def finish() -> UploadResult:
         finished = time.time()
         failed_now = sum(n for s, n in run.tally.items() if s in FAILURE_STATUSES or s == "still-failed")
-        ok = not failed_now
+        ok = not failed_now and stop.error is None
         failures: list[Any] = (
             list(run.listed_rejects)
             if journal is None or options.dry_run
             else await run.journal_call(lambda: list(journal.failures()))
         )
         listed = await run.journal_call(_listed, journal) if journal is not None and not options.dry_run else {}
-        return ok, upload_report(
-            run, project, created, tags_created, state, started, finished, ok, failures, listed
+        # listed but given no outcome (left in the streams, or ``sending`` when the run stopped)
+        stopped = stop.report(max(0, run.listed - sum(run.tally.values())))
+        report = upload_report(
+            run, project, created, _created_tags(tags_created, tags, before_ids), state, started, finished, ok,
+            failures, listed, stopped=stopped,
+        )
+        if not options.dry_run:
+            await anyio.to_thread.run_sync(write_report, report_path, report)
+            report["report_file"] = str(report_path)
+        return UploadResult(
+            ok=ok,
+            report=report,
+            state_file=state if journal is not None else None,
+            report_file=None if options.dry_run else report_path,
+            dry_run=options.dry_run,
         )
 
     # A failing stage surfaces as itself (handle_errors wants one clear line); the journal is always closed.
     with tempfile.TemporaryDirectory(prefix="cvbulk-spool-") as spool:
         run.spool = Path(spool)
-        ok, report = await run_job(run, journal, progress, partial(_pipeline, run), finish)
-    if not options.dry_run:
-        await anyio.to_thread.run_sync(write_report, report_path, report)
-        report["report_file"] = str(report_path)
-    return UploadResult(
-        ok=ok,
-        report=report,
-        state_file=state if journal is not None else None,
-        report_file=None if options.dry_run else report_path,
-        dry_run=options.dry_run,
-    )
+        return await run_job(run, journal, progress, partial(_pipeline, run), finish, stop=stop)
 
 
 @dataclass(frozen=True)
 class _Named:
     id: str
+
+
+class TagLimitReached(ConfigError):
+    """A tag first met mid-run (a container's virtual folder) would pass the tier's tags-per-project limit."""
+
+
+class _RunTags(TagMap):
+    """The run's tags. One first met mid-run is made within the tier's limit (``limit``; None: the service's own
+    refusal is the check): past it the run stops with its report, the images sent so far staying in the project."""
+
+    def __init__(self, client: Any, project_id: str, tags: Any, *, limit: int | None) -> None:
+        super().__init__(client, project_id, tags)
+        self._limit = limit
+
+    async def _create(self, name: str) -> str:
+        held = len(self.names)  # distinct tags known: the project's and this run's
+        if self.get(name) is None and self._limit is not None and held >= self._limit:
+            raise TagLimitReached(_past_limit(name, f"{held + 1} tags but its tier allows {self._limit}"))
+        try:
+            return await super()._create(name)
+        except ConfigError as exc:  # the service's own refusal, worded for a run that had not begun
+            said = str(exc)
+            if "tags but its tier" not in said:
+                raise
+            raise TagLimitReached(_past_limit(name, said.split("; nothing was uploaded")[0].removeprefix(
+                "the project would have "))) from None
+
+
+def _past_limit(name: str, would: str) -> str:
+    return (
+        f"the tag {name!r} met mid-run would give the project {would}: the images sent so far stay; "
+        "--exclude folders, or use a project or tier with room for more tags"
+    ).replace("{", "{{").replace("}", "}}")
+
+
+def _tag_limit_stop(exc: BaseException) -> FatalRunError | None:
+    return FatalRunError(exc.template) if isinstance(exc, TagLimitReached) else None
 
 
 def _owners_of(journal: Journal | None) -> Any:
@@ -355,6 +405,13 @@ async def _project(
             "project (create one with {opt:create} and a new name)"
         )
     return project, False
+
+
+def _created_tags(announced: list[str], tags: TagMap, before_ids: set[str]) -> list[str]:
+    """The tags this run created (or, a dry run, would create): those its labels announced up front, and those made
+    when a name first came up (a container's virtual folders are tags as the one listing finds them)."""
+    found = {name for tid, name in tags.names.items() if tid not in before_ids}
+    return announced + sorted(found - set(announced))
 
 
 def _tag_names(source: LabelSource, options: UploadOptions) -> list[str]:

@@ -67,21 +67,29 @@ def storage_error(
     if isinstance(exc, StorageError):
         return exc
     about = f"{item!r} in {where}" if item else str(where)
+    mine = where if item else None  # an item's error: its reason leaves the location out
     if isinstance(exc, (ServiceRequestError, ServiceResponseError, TimeoutError)):
         # about the whole location (a listing): fatal for the run, so the line says what to do next
-        then = "" if item else "; once it answers, run the same command again (nothing done is lost)"
+        if item:  # one item's read: its outcome says which storage did not answer, not where the item sits
+            return StorageUnreachableError(
+                f"{item!r} in {where}: the storage account did not answer ({type(exc).__name__})",
+                where=where,
+            )
+        then = "; once it answers, run the same command again (nothing done is lost)"
         return StorageUnreachableError(f"storage at {_endpoint(where)} did not answer: {type(exc).__name__}{then}")
     code = getattr(exc, "error_code", None)
     status = getattr(getattr(exc, "response", None), "status_code", None) or getattr(exc, "status_code", None)
     code = str(getattr(code, "value", code)) if code else None  # StorageErrorCode is a str enum
     if isinstance(exc, ResourceModifiedError) or code == "ConditionNotMet" or status == 412:
-        return ItemChangedError(f"{about} changed since it was listed (ETag no longer matches)", status=412, code=code)
+        return ItemChangedError(
+            f"{about} changed since it was listed (ETag no longer matches)", status=412, code=code, where=mine
+        )
     if status == 404 or code in ("ContainerNotFound", "BlobNotFound"):
         container = where.container if isinstance(where, Location) else ""
         if code == "ContainerNotFound":
             return ContainerNotFoundError(f"container {container!r} not found at {_endpoint(where)}", status=404, code=code)
         if item:
-            return ItemMissingError(f"{about} is gone (deleted since it was listed)", status=404, code=code)
+            return ItemMissingError(f"{about} is gone (deleted since it was listed)", status=404, code=code, where=mine)
         return NotFoundError(f"{about} not found", status=404, code=code)
     if status in (401, 403):
         expiry = sas_expiry(settings.sas_token or "") if settings is not None and settings.auth == "sas" else None
@@ -93,13 +101,13 @@ def storage_error(
             why = "not authorised (AuthorizationFailure: a wrong key, a missing permission or a network rule)"
         else:
             why = f"the credentials lack the permission ({code})"
-        return AccessDeniedError(f"access denied to {about}: {why}", status=status, code=code)
+        return AccessDeniedError(f"access denied to {about}: {why}", status=status, code=code, where=mine)
     if isinstance(exc, ClientAuthenticationError):
         # DefaultAzureCredential found no way to sign in (no az login, no managed identity...)
         return CredentialError(f"could not get a token for {about}: {type(exc).__name__}: {exc}")
     if isinstance(exc, HttpResponseError):
-        return StorageRequestError(f"{about}: HTTP {status} {code or ''}".rstrip(), status=status, code=code)
-    return StorageRequestError(f"{about}: {type(exc).__name__}: {exc}")
+        return StorageRequestError(f"{about}: HTTP {status} {code or ''}".rstrip(), status=status, code=code, where=mine)
+    return StorageRequestError(f"{about}: {type(exc).__name__}: {exc}", where=mine)
 
 
 def _endpoint(where: Location | str) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import anyio
@@ -53,14 +54,45 @@ class BlobSource(BlobContainerEndpoint):
         # The lean reader speaks to the account directly; behind a proxy (HTTPS_PROXY / HTTP_PROXY, which the
         # SDK honours) every read goes through the SDK instead.
         self._lean_reads = not proxied(self._container.url)
-        # Set when a read found the account not answering after its retries, cleared by the next read that works:
-        # meanwhile reads are tried once, without retries, so a run whose storage went away ends in seconds.
-        self._down = False
+        # Set (to the error) when a read found the account not answering after its retries, cleared by the next
+        # read that works: meanwhile reads are tried once, without retries, and a run stops (``down``: the
+        # pipeline ends the run with its report rather than fail every image left, one by one).
+        self._down_error: StorageUnreachableError | None = None
+        self._watchers: set[anyio.CancelScope] = set()
         # Set when the URLs for the service would carry a SAS token of the user's that can write or delete:
         # the pipeline then sends bytes (a URL handed to the service is read-only, or not handed at all).
         permissions = granted(settings.sas_token or "") if settings.auth == "sas" else None
         wide = permissions is not None and bool(set(permissions) - set("rl"))
         self.urls_refused = too_wide(settings.origin, permissions or "") if wide else None
+
+    @property
+    def _down(self) -> bool:
+        return self._down_error is not None
+
+    @property
+    def down(self) -> StorageUnreachableError | None:
+        """The error of the read that found the account silent after its retries; None while it answers."""
+        return self._down_error
+
+    @down.setter
+    def down(self, error: StorageUnreachableError | None) -> None:
+        self._down_error = error
+        if error is not None:
+            for scope in list(self._watchers):
+                scope.cancel()  # a request streaming a blob: it would only be tried again, blob after blob
+
+    @contextmanager
+    def cancelled_when_down(self) -> Iterator[anyio.CancelScope]:
+        """A cancel scope cancelled as soon as a read finds the account silent (at once if it is now): around a
+        request whose body streams from here (``scope.cancelled_caught`` tells, after)."""
+        with anyio.CancelScope() as scope:
+            if self._down_error is not None:
+                scope.cancel()
+            self._watchers.add(scope)
+            try:
+                yield scope
+            finally:
+                self._watchers.discard(scope)
 
     def _blob_name(self, entry_name: str) -> str:
         return self.location.prefix + entry_name
@@ -161,7 +193,7 @@ class BlobSource(BlobContainerEndpoint):
                 data = await downloader.readall()
             except Exception as exc:
                 raise await self._read_error(exc, entry) from None
-            self._down = False
+            self.down = None
         self.stats.header_reads += 1
         self.stats.header_bytes += len(data)
         self.stats.bytes_read += len(data)
@@ -200,6 +232,7 @@ class BlobSource(BlobContainerEndpoint):
             for k, stop, answer in zip(lean, stops, answers):
                 if isinstance(answer, tuple) and answer[0] in (200, 206):
                     data = answer[1][:stop]
+                    self.down = None  # it answers (again)
                     self.stats.header_reads += 1
                     self.stats.header_bytes += len(data)
                     self.stats.bytes_read += len(data)
@@ -208,7 +241,9 @@ class BlobSource(BlobContainerEndpoint):
         for k, (entry, url) in enumerate(reads):
             if out[k] is None:  # an empty blob, a proxy, or an answer that was not the bytes: alone, as ever
                 if gone is not None:  # the account stopped answering for one of the group: not the rest in turn
-                    out[k] = StorageUnreachableError(f"reading {entry.name!r} in {self.location} not tried: {gone}")
+                    out[k] = StorageUnreachableError(
+                        f"reading {entry.name!r} in {self.location} not tried: {gone.reason}", where=self.location
+                    )
                     continue
                 try:
                     out[k] = await self.read_head_at(entry, url, size)
@@ -248,7 +283,7 @@ class BlobSource(BlobContainerEndpoint):
             except (OSError, TimeoutError) as exc:  # RangedReadError is an OSError
                 status, data, why = 0, b"", type(exc).__name__
             if status in (200, 206):
-                self._down = False
+                self.down = None
                 data = data[: stop - start] if status == 206 else data[start:stop]
                 self.stats.header_bytes += len(data)
                 self.stats.bytes_read += len(data)
@@ -256,17 +291,25 @@ class BlobSource(BlobContainerEndpoint):
             if status in (404, 412):
                 # gone or changed: one look through the SDK tells which (and words it as read_head would)
                 await self._check_unchanged(entry)
-                raise ItemChangedError(f"{entry.name!r} in {self.location} changed while it was read", status=412)
+                raise ItemChangedError(
+                    f"{entry.name!r} in {self.location} changed while it was read", status=412, where=self.location
+                )
             if status == 403:
-                raise AccessDeniedError(f"access denied reading {entry.name!r} in {self.location} (HTTP 403)", status=403)
+                raise AccessDeniedError(
+                    f"access denied reading {entry.name!r} in {self.location} (HTTP 403)", status=403, where=self.location
+                )
             if (status in _TRANSIENT or status == 0) and attempt < (0 if self._down else self.timeouts.retries):
                 attempt += 1
                 await anyio.sleep(_RETRY_WAIT * 2 ** (attempt - 1))
                 continue
             if status == 0:
-                self._down = True
-                raise StorageUnreachableError(f"reading {entry.name!r} in {self.location} failed: {why}")
-            raise StorageRequestError(f"reading {entry.name!r} in {self.location} failed: {why}", status=status)
+                self.down = gone = StorageUnreachableError(
+                    f"reading {entry.name!r} in {self.location} failed: {why}", where=self.location
+                )
+                raise gone
+            raise StorageRequestError(
+                f"reading {entry.name!r} in {self.location} failed: {why}", status=status, where=self.location
+            )
 
     async def aclose(self) -> None:
         if self._http is not None:
@@ -291,7 +334,7 @@ class BlobSource(BlobContainerEndpoint):
             return
         try:
             downloader = await self._download(entry, None, None)
-            self._down = False
+            self.down = None
             async for chunk in downloader.chunks():
                 self.stats.bytes_read += len(chunk)
                 yield chunk
@@ -305,7 +348,7 @@ class BlobSource(BlobContainerEndpoint):
         gives on some services (Azurite): one unconditional look tells "changed" from "gone"."""
         error = storage_error(exc, where=self.location, item=entry.name, settings=self.settings)
         if isinstance(error, StorageUnreachableError):
-            self._down = True
+            self.down = error
         if isinstance(error, ItemChangedError):
             blob = self._container.get_blob_client(self._blob_name(entry.name))
             try:
@@ -314,7 +357,9 @@ class BlobSource(BlobContainerEndpoint):
             except Exception:
                 return error
             if not exists:
-                return ItemMissingError(f"{entry.name!r} in {self.location} is gone (deleted since it was listed)")
+                return ItemMissingError(
+                    f"{entry.name!r} in {self.location} is gone (deleted since it was listed)", where=self.location
+                )
         return error
 
     async def read_all(self, entry: StorageEntry) -> bytes:

@@ -155,19 +155,19 @@ class LocalSource(_LocalEndpoint):
         try:
             st = await anyio.to_thread.run_sync(os.stat, path)
         except FileNotFoundError:
-            raise ItemMissingError(f"{name!r} in {self.location} does not exist") from None
+            raise ItemMissingError(f"{name!r} in {self.location} does not exist", where=self.location) from None
         if not stat_mod.S_ISREG(st.st_mode):
-            raise ItemMissingError(f"{name!r} in {self.location} is not a file")
+            raise ItemMissingError(f"{name!r} in {self.location} is not a file", where=self.location)
         return _entry(name, st)
 
     def _open_unchanged(self, entry: StorageEntry) -> BinaryIO:
         try:
             handle = open(self.root / entry.name, "rb")  # noqa: SIM115 - closed by the caller
         except FileNotFoundError:
-            raise ItemMissingError(f"{entry.name!r} in {self.location} is gone (deleted since it was listed)") from None
+            raise ItemMissingError(f"{entry.name!r} in {self.location} is gone (deleted since it was listed)", where=self.location) from None
         if local_etag(os.fstat(handle.fileno())) != entry.etag:
             handle.close()
-            raise ItemChangedError(f"{entry.name!r} in {self.location} changed since it was listed")
+            raise ItemChangedError(f"{entry.name!r} in {self.location} changed since it was listed", where=self.location)
         return handle
 
     async def read_head(self, entry: StorageEntry, size: int = HEADER_BYTES) -> bytes:

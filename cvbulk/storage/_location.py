@@ -59,6 +59,17 @@ class Location:
             return f"az://{self.container}/{self.prefix}"
         return f"{self.account_url}/{self.container}/{self.prefix}"
 
+    @property
+    def key(self) -> str:
+        """The one name of this place for state files (a default state path, a journal's fingerprint): the
+        account, the container and the prefix, however the location was typed (``az://``, ``https://``, a
+        path-style ``http://HOST:PORT/ACCOUNT``, with or without a SAS token or a trailing slash), never a secret.
+        A local folder's is its absolute path. An ``az://`` location knows its account once it is opened."""
+        if self.kind == "local":
+            return str(Path(self.path or ".").resolve())
+        account = self.account_name or "?"
+        return f"blob://{account}/{self.container}/{self.prefix}"
+
     def child(self, name: str) -> str:
         """The full blob name (or local relative path) of ``name`` relative to the prefix."""
         return self.prefix + name

@@ -40,14 +40,20 @@ def _one_line(text: str) -> str:
 
 
 class StorageError(Exception):
-    """Base of every storage error. ``str(exc)`` is one line without a secret; ``status`` the HTTP status if any."""
+    """Base of every storage error. ``str(exc)`` is one line without a secret; ``status`` the HTTP status if any;
+    ``reason`` the same line for an item's own outcome (the item named, the location left out: see ``where``)."""
 
     fatal: bool = True
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, code: str | None = None, where: object = None
+    ) -> None:
         self.message = _one_line(message)
         self.status = status
         self.code = code
+        # An error about one item names the item and its location (``'a/x.jpg' in https://acct.../c/p/ is gone``);
+        # the item's own outcome (a report row, a CSV row already keyed by the name) says it without the location.
+        self.reason = _one_line(message.replace(f" in {where}", "", 1)) if where is not None else self.message
         super().__init__(self.message)
 
     def __repr__(self) -> str:

@@ -59,6 +59,10 @@ async def test_deleted_and_changed_blobs_are_that_blobs_outcome(blob_env, azurit
         r_gone, r_changed, r_fine = [await _prepare(source, it) for it in items]
     assert isinstance(r_gone, Rejected) and "deleted since it was listed" in r_gone.reason
     assert isinstance(r_changed, Rejected) and "changed since it was listed" in r_changed.reason
+    # an item's reason names the blob, not the whole location (its report row and CSV row name it already)
+    assert r_gone.reason.startswith(repr(gone.relpath)) and r_changed.reason.startswith(repr(changed.relpath))
+    for reason in (r_gone.reason, r_changed.reason):
+        assert azurite_container not in reason and "127.0.0.1" not in reason and "://" not in reason
     assert isinstance(r_fine, SourcedImage) and r_fine.via == "url" and r_fine.url
     assert "sig=" not in repr(r_fine)
 

@@ -212,3 +212,24 @@ async def test_localhost_reaches_a_server_on_127_0_0_1_whatever_address_comes_fi
     settings = StorageSettings(ACCOUNT, url, "key", "x", account_key=KEY)
     async with open_source(f"az://{azurite_container}", settings=settings) as source:
         assert [e.name async for e in source.entries()] == ["a.jpg"]
+
+
+def test_an_items_reason_names_the_item_and_the_fatal_line_the_location():
+    from azure.core.exceptions import ServiceRequestError
+
+    from cvbulk.storage import parse_location
+    from cvbulk.storage._azure import storage_error
+
+    where = parse_location("https://acct.blob.core.windows.net/imgs/p")
+
+    class _Gone(Exception):
+        status_code = 404
+        error_code = "BlobNotFound"
+
+    gone = storage_error(_Gone(), where=where, item="red/x.jpg")
+    assert str(gone) == f"'red/x.jpg' in {where} is gone (deleted since it was listed)"  # the whole line, as ever
+    assert gone.reason == "'red/x.jpg' is gone (deleted since it was listed)"  # a row's reason: the blob alone
+    silent = storage_error(ServiceRequestError("Cannot connect to host"), where=where, item="red/x.jpg")
+    assert silent.reason == "'red/x.jpg': the storage account did not answer (ServiceRequestError)"
+    fatal = storage_error(ServiceRequestError("Cannot connect to host"), where=where)
+    assert fatal.reason == str(fatal) and "acct.blob.core.windows.net" in fatal.reason
