@@ -1,6 +1,6 @@
 """Upload and predict from a blob container by URL (Azurite + the emulator as separate processes).
 
-    python -m benchmarks.blob_upload                         # 6,400 photos to upload, 600 to score
+    python -m benchmarks.blob_upload                         # 6,400 photos to upload, 1,200 to score
     python -m benchmarks.blob_upload --upload 1280 --predict 200 --json /tmp/blob_upload.json
     python -m benchmarks.blob_upload --instructions 1280          # and the client's instructions per image
 
@@ -20,7 +20,8 @@
    read, 8 KB pipelined as cvbulk reads it; the service's fetch of the whole blob; the listing's share of a page):
    the fastest its one thread could serve images, whatever the client and the machine.
 5. With ``--instructions N``: the client's instructions per image by URL, counted by valgrind (callgrind) over an
-   unthrottled upload of N images less one of 64: a figure a busy machine does not change (CPU seconds do).
+   unthrottled upload of N images less one of 64, and over an unthrottled predict of the ``--predict`` blobs less
+   one of 20: figures a busy machine does not change (CPU seconds do).
 6. For each: the CPU per image of the client, the emulator and Azurite (each a process of its own, measured
    from outside), the cores each kept busy, the load average before and after, and which side limited the rate
    (``limited_by``): one near a whole core (Azurite and the client each do their work on one thread), the
@@ -52,6 +53,7 @@ from ._proc import child_env, proc_cpu_seconds, run_child
 from .scenarios import BATCH, LATENCY, S0_PREDICTION_NOSTORE_TPS, S0_TRAINING_TPS
 
 ROOT = Path(__file__).resolve().parent.parent
+SCORE_SMALL = 20  # blobs of the small predict run (its CPU is start-up, subtracted from the big run's)
 
 
 async def _fill(connection_string: str, container: str, files: list[tuple[str, Path]]) -> float:
@@ -250,24 +252,45 @@ def _figures(big: dict[str, Any], small: dict[str, Any], ceiling: float, *, e2e_
     }
 
 
-def _instructions(emu: EmulatorProcess, where: str, env: dict[str, str], work: Path, name: str) -> int:
-    """The instructions the client runs for one unthrottled upload (valgrind's callgrind: every thread, user
-    space only). A count, not a time: the same on a busy machine as on a quiet one."""
+def _instructions(env: dict[str, str], work: Path, args: list[str]) -> int:
+    """The instructions the client runs for one unthrottled ``cvbulk`` run (valgrind's callgrind: every thread,
+    user space only). A count, not a time: the same on a busy machine as on a quiet one."""
     work.mkdir(parents=True, exist_ok=True)
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={work / 'callgrind.out'}", sys.executable,
-            "-m", "cvbulk", "upload", where, "--project", name, "--create", "--via", "url",
-            "--state", str(work / "state.sqlite"), "--report", str(work / "report.json"), "--progress", "none"]
-    run_child(argv, env=env, workdir=work, timeout=3600).check(f"upload under callgrind ({name})")
+            "-m", "cvbulk", *args]
+    run_child(argv, env=env, workdir=work, timeout=3600).check(f"cvbulk {args[0]} under callgrind ({work.name})")
     found = re.search(r"Collected : (\d+)", (work / "child.stderr").read_text(errors="replace"))
     if found is None:
         raise RuntimeError(f"no instruction count from callgrind (see {work / 'child.stderr'})")
     return int(found.group(1))
 
 
-def _instruction_figures(emu: EmulatorProcess, env: dict[str, str], location: Path, small_n: int, big_n: int) -> dict[str, Any]:
+def _instruction_figures(env: dict[str, str], location: Path, small_n: int, big_n: int) -> dict[str, Any]:
     """Instructions per image by URL: an upload of ``big_n`` less one of ``small_n`` (start-up is not per image)."""
-    small = _instructions(emu, "az://small/", env, location / "ir-small", "ir-small")
-    big = _instructions(emu, "az://instr/", env, location / "ir-big", "ir-big")
+
+    def upload(where: str, tag: str) -> int:
+        work = location / tag
+        return _instructions(env, work, ["upload", where, "--project", tag, "--create", "--via", "url",
+                                         "--state", str(work / "state.sqlite"), "--report", str(work / "report.json"),
+                                         "--progress", "none"])
+
+    small, big = upload("az://small/", "ir-small"), upload("az://instr/", "ir-big")
+    return {"images": big_n, "small_images": small_n, "small_instructions": small, "big_instructions": big,
+            "instructions_per_image": round((big - small) / max(1, big_n - small_n))}
+
+
+def _predict_instruction_figures(
+    env: dict[str, str], location: Path, project: str, small_n: int, big_n: int
+) -> dict[str, Any]:
+    """Instructions per image of ``predict --via url``: a run over ``big_n`` blobs less one over ``small_n``."""
+
+    def predict(where: str, tag: str) -> int:
+        work = location / tag
+        return _instructions(env, work, ["predict", where, "--project", project, "--published-name", "bench",
+                                         "--output", str(work / "scores.csv"), "--via", "url",
+                                         "--report", str(work / "report.json"), "--progress", "none"])
+
+    small, big = predict("az://scoresmall/", "pir-small"), predict("az://score/", "pir-big")
     return {"images": big_n, "small_images": small_n, "small_instructions": small, "big_instructions": big,
             "instructions_per_image": round((big - small) / max(1, big_n - small_n))}
 
@@ -295,7 +318,8 @@ def _line(what: str, r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.blob_upload")
     parser.add_argument("--upload", type=int, default=6400, help="photos in the tree (default 6,400: ~99 %% go by URL)")
-    parser.add_argument("--predict", type=int, default=600, help="photos to score (default 600)")
+    parser.add_argument("--predict", type=int, default=1200,
+                        help="photos to score (default 1,200: 60 s at 20/s, so start-up noise is small per image)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures there")
     parser.add_argument("--instructions", type=int, default=0, metavar="N",
                         help="also count the client's instructions per image by URL (valgrind; N images, e.g. 1280)")
@@ -319,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.instructions:
             anyio.run(_fill, server.connection_string, "instr", files[: args.instructions])
         anyio.run(_fill, server.connection_string, "score", files[: args.predict])
-        anyio.run(_fill, server.connection_string, "scoresmall", files[:20])
+        anyio.run(_fill, server.connection_string, "scoresmall", files[:SCORE_SMALL])
         print(f"filled: {len(files)} photos in {fill:.1f} s", file=sys.stderr)
         floor_names = [name for name, _ in files[:600]]
         results["azurite_floor"] = anyio.run(_azurite_floor, server.connection_string, "photos", floor_names, server.process.pid)
@@ -340,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.instructions and shutil.which("valgrind"):
             with EmulatorProcess(workdir=location / "emu-ir") as emu:  # unthrottled: the count, not the rate
                 env = child_env({**emu.env(), **storage_env})
-                results["instructions"] = _instruction_figures(emu, env, location, BATCH, min(args.instructions, len(files)))
+                results["instructions"] = _instruction_figures(env, location, BATCH, min(args.instructions, len(files)))
                 print(f"instructions: {results['instructions']}", file=sys.stderr)
         elif args.instructions:
             print("instructions: valgrind is not installed, not counted", file=sys.stderr)
@@ -355,6 +379,14 @@ def main(argv: list[str] | None = None) -> int:
             ceiling = S0_PREDICTION_NOSTORE_TPS
             results["predict"] = _figures(big, small, ceiling, e2e_digits=2)
             print(_line("predict", results["predict"]), file=sys.stderr)
+        if args.instructions and shutil.which("valgrind"):
+            with EmulatorProcess(workdir=location / "emu-pir") as emu:  # unthrottled: the count, not the rate
+                project = prepare_model(emu, make_tree("photos", 64, seed=5), location / "model-ir")
+                env = child_env({**emu.env(prediction=True), **storage_env})
+                results["predict_instructions"] = _predict_instruction_figures(
+                    env, location, project, SCORE_SMALL, args.predict
+                )
+                print(f"predict instructions: {results['predict_instructions']}", file=sys.stderr)
     finally:
         server.stop()
         shutil.rmtree(location, ignore_errors=True)  # ~2.5 GB: the emulator's images and Azurite's log

@@ -125,8 +125,15 @@ def parse_connection_string(text: str, *, origin: str = "AZURE_STORAGE_CONNECTIO
     if key:
         return StorageSettings(account, endpoint, AUTH_KEY, origin, account_key=_check_key(key, origin))
     if sas:
-        return StorageSettings(account, endpoint, AUTH_SAS, origin, sas_token=sas.lstrip("?"))
+        return StorageSettings(account, endpoint, AUTH_SAS, origin, sas_token=_pasted_sas(sas))
     raise CredentialError(f"{origin} has neither AccountKey nor SharedAccessSignature")
+
+
+def _pasted_sas(text: str) -> str:
+    """A SAS token as pasted: without its leading ``?`` and without the line breaks and spaces a wrapped terminal
+    or an e-mail puts in it (a token holds no whitespace of its own: its values are percent-encoded)."""
+    register_secret(text)  # as pasted, too: never shown in either form
+    return "".join(text.split()).lstrip("?")
 
 
 def _identity_installed() -> bool:
@@ -183,7 +190,7 @@ def resolve_settings(location: Location, environ: Mapping[str, str] | None = Non
         return StorageSettings(
             account, account_url, AUTH_KEY, "AZURE_STORAGE_KEY", account_key=_check_key(key, "AZURE_STORAGE_KEY")
         )
-    sas = env.get("AZURE_STORAGE_SAS_TOKEN", "").strip().lstrip("?")
+    sas = _pasted_sas(env.get("AZURE_STORAGE_SAS_TOKEN", ""))
     if sas:
         return StorageSettings(account, account_url, AUTH_SAS, "AZURE_STORAGE_SAS_TOKEN", sas_token=sas)
     if not _identity_installed():
