@@ -94,6 +94,19 @@ def register(subparsers: Any) -> None:
     finish_job_parser(parser, run)
 
 
+def _automl_paths_note(args: argparse.Namespace, extra: dict) -> None:
+    """AutoML reads image_url as a full datastore path: in a container, relative ones train nothing."""
+    if args.format != "automl" or args.image_url_prefix or args.to is None or not extra.get("label_files"):
+        return
+    from ..pipeline.formats.automl import datastore_prefix_hint
+
+    hint = datastore_prefix_hint(args.to)
+    if hint:
+        print(f"note: image_url in the JSONL is relative to the export root, which AutoML cannot read; for "
+              f"training from this container, run the same command again with {hint} (nothing is downloaded "
+              f"again; the JSONL is rewritten)", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     return anyio.run(_run, args)
 
@@ -128,5 +141,6 @@ async def _run(args: argparse.Namespace) -> int:
     check = extra.get("count_check") or {}
     if check.get("line"):
         print(f"cvbulk: error: {check['line']}", file=sys.stderr)
+    _automl_paths_note(args, extra)
     print(f"back into a project: {extra.get('upload_back')}", file=sys.stderr)
     return finish(result)
