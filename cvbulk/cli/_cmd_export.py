@@ -94,6 +94,17 @@ def register(subparsers: Any) -> None:
     finish_job_parser(parser, run)
 
 
+def _automl_only(args: argparse.Namespace) -> None:
+    """A flag that shapes only the AutoML files, given with another format, is a mistake to say, not ignore."""
+    if args.format == "automl":
+        return
+    given = [flag for flag, on in (("--validation-split", args.validation_split != 0.0),
+                                   ("--image-url-prefix", args.image_url_prefix is not None)) if on]
+    if given:
+        raise CLIError(f"{' and '.join(given)} applies to --format automl only (--format is {args.format}): add "
+                       f"--format automl, or leave {'them' if len(given) > 1 else 'it'} out")
+
+
 def _automl_paths_note(args: argparse.Namespace, extra: dict) -> None:
     """AutoML reads image_url as a full datastore path: in a container, relative ones train nothing."""
     if args.format != "automl" or args.image_url_prefix or args.to is None or not extra.get("label_files"):
@@ -119,6 +130,7 @@ async def _run(args: argparse.Namespace) -> int:
     check_concurrency(args.max_concurrency)
     if (args.out_dir is None) == (args.to is None):
         raise CLIError("give either OUT (a folder) or --to LOCATION (a container), not both, not neither")
+    _automl_only(args)
     options = ExportOptions(
         project=args.project, out_dir=args.to if args.to is not None else args.out_dir, format=args.format,
         state=args.state, report=args.report, max_concurrency=args.max_concurrency,
