@@ -92,7 +92,6 @@ async def _run(args: argparse.Namespace) -> int:
     from ..client import TrainingClient
     from ..pipeline.check import CheckOptions, run_check
     from ..pipeline.labels import LabelFileError
-
     from ..pipeline.sources import is_container_location
 
     if not is_container_location(args.root):

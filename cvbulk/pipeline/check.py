@@ -34,9 +34,9 @@ import anyio
 import anyio.to_thread
 
 from ..client._errors import AuthenticationError, CustomVisionError
+from ._header import check_head
 from ._reasons import one_line
 from .labels import LabelProblem, Labels, LabelSource, open_label_source
-from ._header import check_head
 from .prepare import TRAINING_LIMITS, Rejected, prepare_image
 from .project import resolve_project
 from .scan import _BY_RULE, ScanEntry, ScanProblem, excluded_by, scan_tree
@@ -252,7 +252,7 @@ async def _open_container(stack: AsyncExitStack, root: str, spec: str) -> tuple[
     from ._blob_labels import fetch_label_file
     from .sources import open_image_source
 
-    blobs = await stack.enter_async_context(open_image_source(root, via="bytes"))
+    blobs: Any = await stack.enter_async_context(open_image_source(root, via="bytes"))  # a BlobFolder
     if spec != "folders":
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cvbulk-labels-")))
         copied = await fetch_label_file(spec, folder, root_source=blobs)

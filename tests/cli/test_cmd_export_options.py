@@ -30,5 +30,5 @@ def test_include_untagged_stays_harmless_elsewhere(capsys, monkeypatch):
     # every other format writes untagged images anyway: nothing to refuse (the run fails later, unreachable)
     monkeypatch.setenv("VISION_TRAINING_ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.setenv("VISION_TRAINING_KEY", "k")
-    code, _, err = cli(capsys, "export", "--to", "az://exp/x", "--project", "trees", "--include-untagged")
+    _, _, err = cli(capsys, "export", "--to", "az://exp/x", "--project", "trees", "--include-untagged")
     assert "--format automl" not in err
