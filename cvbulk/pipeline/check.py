@@ -22,6 +22,7 @@ upload takes them (virtual folders, or a label file on this machine or in the co
 from __future__ import annotations
 
 import hashlib
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
@@ -33,9 +34,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
 from ..client._errors import AuthenticationError, CustomVisionError
 from ._header import check_head
 from ._reasons import one_line
+from .engine import unwrap
+from .errors import FatalRunError
 from .labels import LabelProblem, Labels, LabelSource, open_label_source
 from .prepare import TRAINING_LIMITS, Rejected, prepare_image
 from .project import resolve_project
@@ -304,13 +310,16 @@ async def _hash_container(blobs: Any, labels: LabelSource, options: CheckOptions
         report(phase, done, None)
 
     async def listed() -> Any:
-        async for found in blobs.entries(include_hidden=options.include_hidden):
-            if excluded_by(found.relpath, options.exclude) is not None:
-                continue
-            if isinstance(found, ScanProblem):
-                out.append(_not_taken(found))
-                continue
-            yield found
+        try:
+            async for found in blobs.entries(include_hidden=options.include_hidden):
+                if excluded_by(found.relpath, options.exclude) is not None:
+                    continue
+                if isinstance(found, ScanProblem):
+                    out.append(_not_taken(found))
+                    continue
+                yield found
+        except StorageError as exc:  # the listing itself failed (the account stopped answering): the whole run
+            raise FatalRunError(str(exc)) from None
 
     await _each(listed(), one, options.hash_threads)
     return out
@@ -318,7 +327,7 @@ async def _hash_container(blobs: Any, labels: LabelSource, options: CheckOptions
 
 async def _each(items: Sequence[Any] | AsyncIterator[Any], work: Callable[[Any], Any], workers: int) -> None:
     """``work(item)`` for every item (a list, or an async iterator read lazily), ``workers`` at a time,
-    through a bounded stream."""
+    through a bounded stream. The error that stops it is raised as itself (a wrong key, a dead account)."""
     send, recv = anyio.create_memory_object_stream[Any](workers)
 
     async def worker(mine: Any) -> None:
@@ -326,17 +335,23 @@ async def _each(items: Sequence[Any] | AsyncIterator[Any], work: Callable[[Any],
             async for item in mine:
                 await work(item)
 
-    async with anyio.create_task_group() as tg:
-        for _ in range(workers):
-            tg.start_soon(worker, recv.clone())
-        recv.close()
-        async with send:
-            if isinstance(items, Sequence):
-                for item in items:
-                    await send.send(item)
-            else:
-                async for item in items:
-                    await send.send(item)
+    try:
+        async with anyio.create_task_group() as tg:
+            for _ in range(workers):
+                tg.start_soon(worker, recv.clone())
+            recv.close()
+            async with send:
+                if isinstance(items, Sequence):
+                    for item in items:
+                        await send.send(item)
+                else:
+                    async for item in items:
+                        await send.send(item)
+    except BaseExceptionGroup as group:
+        first = unwrap(group)
+        if first is not None:
+            raise first from None
+        raise
 
 
 def _image_tags(image: Image) -> tuple[str, ...]:
