@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
 
 import anyio
 import pytest
@@ -18,6 +19,10 @@ from tests.pipeline._transfer_support import project_images
 from .test_cmd_export import KEY, _samples_project, cvbulk, env_for
 
 pytestmark = pytest.mark.timeout(120)
+
+_SAMPLES = Path(__file__).resolve().parents[2] / "cvbulk" / "samples"
+DETECTION = _SAMPLES / "ObjectDetection" / "Images"
+REGIONS = _SAMPLES / "od_regions.json"
 
 
 async def _names(where: str, environ) -> list[str]:
@@ -92,3 +97,19 @@ def test_automl_into_a_container_names_the_image_url_prefix_it_needs(tmp_path, a
 
         rows = [json.loads(line) for line in anyio.run(jsonl).splitlines()]
         assert len(rows) == 20 and all(r["image_url"].startswith(prefix + "images/") for r in rows)
+
+
+def test_yolo_into_a_container_does_not_print_a_way_back_that_drops_the_boxes(tmp_path, azurite, azurite_container):  # noqa: F811
+    # upload cannot read YOLO's per-image label files from a container (tests/pipeline/test_blob_labels_yolo.py):
+    # the command it would print uploads every image without its regions, exit 0. Say so instead.
+    with EmulatorThread(EmulatorConfig(data_dir=tmp_path / "emu", training_key=KEY)) as emulator:
+        env = env_for(emulator) | azurite.environ()
+        done = cvbulk("upload", str(DETECTION), "--project", "boxes", "--create", "--exclude", "test", "--labels",
+                      str(REGIONS), "--tier", "unlimited", env=env, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-1500:]
+        out = cvbulk("export", "--to", f"az://{azurite_container}/y", "--project", "boxes", "--format", "yolo",
+                     "--tier", "unlimited", "--progress", "none", env=env, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-1500:]
+        assert "back into a project: cvbulk upload az://" not in out.stderr, out.stderr
+        note = next(line for line in out.stderr.splitlines() if line.startswith("back into a project:"))
+        assert "YOLO" in note and "coco" in note, note
