@@ -108,7 +108,7 @@ def _automl_only(args: argparse.Namespace) -> None:
 def _way_back(args: argparse.Namespace, extra: dict) -> str:
     """The upload command that brings the export back; none for YOLO in a container, whose per-image label
     files upload does not read from a container (the images would come back without their boxes)."""
-    if args.format == "yolo" and args.to is not None:
+    if args.format == "yolo" and extra.get("destination") == "container":
         return ("cvbulk upload does not read YOLO labels from a container (the boxes would be lost): copy this "
                 "export to a folder and upload that with --labels FOLDER/data.yaml, or export --format coco "
                 "(or regions-json) for a way back straight from the container")
@@ -117,11 +117,11 @@ def _way_back(args: argparse.Namespace, extra: dict) -> str:
 
 def _automl_paths_note(args: argparse.Namespace, extra: dict) -> None:
     """AutoML reads image_url as a full datastore path: in a container, relative ones train nothing."""
-    if args.format != "automl" or args.image_url_prefix or args.to is None or not extra.get("label_files"):
+    if args.format != "automl" or args.image_url_prefix or extra.get("destination") != "container":
         return
     from ..pipeline.formats.automl import datastore_prefix_hint
 
-    hint = datastore_prefix_hint(args.to)
+    hint = datastore_prefix_hint(args.to if args.to is not None else args.out_dir)
     if hint:
         print(f"note: image_url in the JSONL is relative to the export root, which AutoML cannot read; for "
               f"training from this container, run the same command again with {hint} (nothing is downloaded "
