@@ -24,15 +24,18 @@ examples:
   cvbulk check Images --project trees --exclude Test
   cvbulk check exported/ --project cutlery --labels exported/regions.json --json
   cvbulk check Images --project trees | grep -v '^='      # only what differs
+  cvbulk check az://images/flowers --project flowers       # a container, after `cvbulk upload az://...`
 
 Each local image and each project image is listed once, with its outcome:
   =  in both, same tags          *  in both, tags differ
   -  only local (not uploaded)   +  only in the project (no local file has its bytes)
   !  a local file not compared (unreadable, or one upload would reject; the reason follows)
+  .  a file upload skips by rule (not an image by its extension, hidden): never a difference
 Images are matched by content: the sha256 of the bytes upload sends (the file's own bytes, or its
 fixed version) against the project image's original bytes, downloaded at the tier's pace.
+A container's blobs are each read whole (credentials as for upload: AZURE_STORAGE_CONNECTION_STRING, ...).
 
-exit status: 0 they match (every line is =); 1 they differ; 2 usage; 3 fatal (key, project not found).
+exit status: 0 they match (every line is = or .); 1 they differ; 2 usage; 3 fatal (key, project not found).
 """
 
 
@@ -46,7 +49,9 @@ DESCRIPTION = (
 
 def register(subparsers: Any) -> None:
     parser = leaf_parser(subparsers, "check", help=HELP, description=DESCRIPTION, epilog=EPILOG)
-    parser.add_argument("root", metavar="ROOT", type=Path, help="the folder of images (walked recursively)")
+    # a str, not a Path: Path("az://c/p") would turn a container location into the folder "az:/c/p"
+    parser.add_argument("root", metavar="ROOT", help="the folder of images (walked recursively), or a container "
+                        "location as upload takes it (az://CONTAINER/PREFIX, https://ACCOUNT.blob.core.windows.net/...)")
     add_project_arg(parser)
     parser.add_argument(
         "--labels",
@@ -87,9 +92,12 @@ async def _run(args: argparse.Namespace) -> int:
     from ..client import TrainingClient
     from ..pipeline.check import CheckOptions, run_check
     from ..pipeline.labels import LabelFileError
+    from ..pipeline.sources import is_container_location
 
-    if not args.root.is_dir():
-        raise CLIError(f"ROOT {str(args.root)!r} is not a folder")
+    if not is_container_location(args.root):
+        args.root = Path(args.root)
+        if not args.root.is_dir():
+            raise CLIError(f"ROOT {str(args.root)!r} is not a folder")
     if args.max_concurrency < 1:
         raise CLIError("--max-concurrency must be at least 1")
     connection = training_connection(args)
@@ -126,7 +134,7 @@ def _tags(tags: tuple[str, ...] | None) -> str:
 
 
 def _print_lines(result: Any) -> None:
-    from ..pipeline.check import MATCH, NOT_COMPARED, ONLY_LOCAL, ONLY_PROJECT
+    from ..pipeline.check import MATCH, NOT_COMPARED, ONLY_LOCAL, ONLY_PROJECT, SKIPPED
 
     for entry in result.entries:
         if entry.outcome == ONLY_PROJECT:
@@ -135,7 +143,7 @@ def _print_lines(result: Any) -> None:
             what = str(entry.path)
         if entry.outcome in (MATCH, ONLY_LOCAL):
             detail = f"  [{_tags(entry.local_tags)}]"
-        elif entry.outcome == NOT_COMPARED:
+        elif entry.outcome in (NOT_COMPARED, SKIPPED):
             detail = f"  ({entry.reason})"
         elif entry.outcome == ONLY_PROJECT:
             detail = f"  ({entry.reason})" if entry.reason else ""
@@ -155,6 +163,9 @@ def _print_summary(result: Any, args: argparse.Namespace) -> None:
     ]
     if counts["not_compared"]:
         parts.append(f"{counts['not_compared']} not compared")
+    if counts["skipped"]:
+        parts.append(f"{counts['skipped']} skipped (not images, as upload skips them)")
     verdict = "they match" if result.matched else "they differ"
     name = terminal_safe(result.project_name)
-    print(f"check {str(args.root)!r} against project {name!r}: {', '.join(parts)}: {verdict}", file=sys.stderr)
+    shown = str(args.root).partition("?")[0]  # a SAS token in a container URL is never shown
+    print(f"check {shown!r} against project {name!r}: {', '.join(parts)}: {verdict}", file=sys.stderr)

@@ -94,6 +94,40 @@ def register(subparsers: Any) -> None:
     finish_job_parser(parser, run)
 
 
+def _automl_only(args: argparse.Namespace) -> None:
+    """A flag that shapes only the AutoML files, given with another format, is a mistake to say, not ignore."""
+    if args.format == "automl":
+        return
+    given = [flag for flag, on in (("--validation-split", args.validation_split != 0.0),
+                                   ("--image-url-prefix", args.image_url_prefix is not None)) if on]
+    if given:
+        raise CLIError(f"{' and '.join(given)} applies to --format automl only (--format is {args.format}): add "
+                       f"--format automl, or leave {'them' if len(given) > 1 else 'it'} out")
+
+
+def _way_back(args: argparse.Namespace, extra: dict) -> str:
+    """The upload command that brings the export back; none for YOLO in a container, whose per-image label
+    files upload does not read from a container (the images would come back without their boxes)."""
+    if args.format == "yolo" and extra.get("destination") == "container":
+        return ("cvbulk upload does not read YOLO labels from a container (the boxes would be lost): copy this "
+                "export to a folder and upload that with --labels FOLDER/data.yaml, or export --format coco "
+                "(or regions-json) for a way back straight from the container")
+    return str(extra.get("upload_back"))
+
+
+def _automl_paths_note(args: argparse.Namespace, extra: dict) -> None:
+    """AutoML reads image_url as a full datastore path: in a container, relative ones train nothing."""
+    if args.format != "automl" or args.image_url_prefix or extra.get("destination") != "container":
+        return
+    from ..pipeline.formats.automl import datastore_prefix_hint
+
+    hint = datastore_prefix_hint(args.to if args.to is not None else args.out_dir)
+    if hint:
+        print(f"note: image_url in the JSONL is relative to the export root, which AutoML cannot read; for "
+              f"training from this container, run the same command again with {hint} (nothing is downloaded "
+              f"again; the JSONL is rewritten)", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     return anyio.run(_run, args)
 
@@ -106,6 +140,7 @@ async def _run(args: argparse.Namespace) -> int:
     check_concurrency(args.max_concurrency)
     if (args.out_dir is None) == (args.to is None):
         raise CLIError("give either OUT (a folder) or --to LOCATION (a container), not both, not neither")
+    _automl_only(args)
     options = ExportOptions(
         project=args.project, out_dir=args.to if args.to is not None else args.out_dir, format=args.format,
         state=args.state, report=args.report, max_concurrency=args.max_concurrency,
@@ -128,5 +163,6 @@ async def _run(args: argparse.Namespace) -> int:
     check = extra.get("count_check") or {}
     if check.get("line"):
         print(f"cvbulk: error: {check['line']}", file=sys.stderr)
-    print(f"back into a project: {extra.get('upload_back')}", file=sys.stderr)
+    _automl_paths_note(args, extra)
+    print(f"back into a project: {_way_back(args, extra)}", file=sys.stderr)
     return finish(result)

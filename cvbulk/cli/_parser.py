@@ -25,12 +25,18 @@ __all__ = [
 PROGRESS_MODES = ("auto", "bar", "plain", "none")
 
 # The connection flags (by dest) and the variables they fall back to, in the order --help lists them.
+_STORAGE_VARIABLES = (
+    "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN",
+)
 _ENVIRONMENT = (
     ("training_endpoint", ("VISION_TRAINING_ENDPOINT", "VISION_TRAINING_KEY")),
     ("prediction_endpoint", ("VISION_PREDICTION_ENDPOINT", "VISION_PREDICTION_KEY")),
     ("prediction_resource_id", ("VISION_PREDICTION_RESOURCE_ID",)),
     ("to_endpoint", ("VISION_TARGET_TRAINING_ENDPOINT", "VISION_TARGET_TRAINING_KEY")),
     ("tier", ("CVBULK_TIER",)),
+    # a container as ROOT (--via: upload, predict) or as the destination (export --to)
+    ("via", _STORAGE_VARIABLES),
+    ("to", _STORAGE_VARIABLES),
 )
 
 

@@ -525,7 +525,28 @@ def final_line(label: str, stats: Mapping[str, Any]) -> str:
     parts = ", ".join(f"{_WORDS.get(name, name)} {n:,}" for name, n in _ordered(f["counts"]))
     files = "file" if f["total"] == 1 else "files"
     head = f"{label} done: {f['total']:,} {files} in {f['elapsed']}" + (f" ({parts})" if parts else "")
-    return f"{head}  {f['images/s']} images/s  {f['MB/s']} MB/s"
+    ways = _ways(stats)
+    return f"{head}  {f['images/s']} images/s  {f['MB/s']} MB/s" + (f"  (sent {ways})" if ways else "")
+
+
+#: How images from a container went (the report's ``extra.source.sent``), in this order.
+_WAYS = (
+    ("by_url", "by URL"),
+    ("as_bytes", "as bytes"),
+    ("fixed_as_bytes", "fixed as bytes"),
+    ("url_fallback_to_bytes", "as bytes after the service could not fetch them"),
+)
+
+
+def _ways(stats: Mapping[str, Any]) -> str:
+    """``3 by URL, 5 fixed as bytes`` for a run from a container ("" for a folder): a by-URL run moves no
+    image byte through cvbulk, so its MB/s is 0 on purpose."""
+    extra = stats.get("extra")
+    source = extra.get("source") if isinstance(extra, Mapping) else None
+    sent = source.get("sent") if isinstance(source, Mapping) else None
+    if not isinstance(sent, Mapping):
+        return ""
+    return ", ".join(f"{int(sent[key]):,} {words}" for key, words in _WAYS if sent.get(key))
 
 
 def summary_table(stats: Mapping[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""``cvbulk check``: compare a local tree (and its labels) with a project, as ``rclone check`` does.
+"""``cvbulk check``: compare a local tree or a container (and its labels) with a project, as ``rclone check`` does.
 
 Images are matched by content, not by name (the service keeps no file names): the sha256 of the bytes
 ``cvbulk upload`` would send for each local file (``prepare_image``: the file's own bytes when it passes
@@ -7,28 +7,45 @@ original bytes, downloaded through the client (so paced like every other call) a
 dropped once hashed. Each local path and each unmatched project image ends in one outcome:
 
 ``=`` in both, same tags; ``*`` in both, tags differ; ``-`` only local; ``+`` only in the project;
-``!`` a local file that could not be compared (unreadable, or one upload would reject: the reason says).
+``!`` a local file that could not be compared (unreadable, or one upload would reject: the reason says);
+``.`` a file upload skips by rule (not an image by its extension, hidden): listed, never a difference (an
+export's label files and model.json sit next to its images).
 
-The trees match when every outcome is ``=``.
+The trees match when every outcome is ``=`` (or ``.``).
+
+ROOT may be a container location (``az://container/prefix``, as ``cvbulk upload`` takes it): its blobs are
+listed a page at a time, each read whole (a few at once) and judged as ``cvbulk upload --via bytes`` would
+(one the service fetched by URL is stored byte for byte, so its hash is the blob's), the labels taken as
+upload takes them (virtual folders, or a label file on this machine or in the container).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
 from ..client._errors import AuthenticationError, CustomVisionError
+from ._header import check_head
 from ._reasons import one_line
+from .engine import unwrap
+from .errors import FatalRunError
 from .labels import LabelProblem, Labels, LabelSource, open_label_source
 from .prepare import TRAINING_LIMITS, Rejected, prepare_image
 from .project import resolve_project
-from .scan import ScanEntry, ScanProblem, excluded_by, scan_tree
+from .scan import _BY_RULE, ScanEntry, ScanProblem, excluded_by, scan_tree
 
 if TYPE_CHECKING:
     from ..client import Image, TrainingClient
@@ -39,6 +56,7 @@ __all__ = [
     "ONLY_PROJECT",
     "TAGS_DIFFER",
     "NOT_COMPARED",
+    "SKIPPED",
     "OUTCOMES",
     "CheckOptions",
     "CheckEntry",
@@ -52,6 +70,7 @@ ONLY_LOCAL = "-"
 ONLY_PROJECT = "+"
 TAGS_DIFFER = "*"
 NOT_COMPARED = "!"
+SKIPPED = "."
 #: Each outcome and the word the summary and the JSON use for it.
 OUTCOMES = {
     MATCH: "match",
@@ -59,6 +78,7 @@ OUTCOMES = {
     ONLY_LOCAL: "only_local",
     ONLY_PROJECT: "only_in_project",
     NOT_COMPARED: "not_compared",
+    SKIPPED: "skipped",
 }
 
 #: progress(phase, done, total): phase is a short phrase ("hashing local files"); total None = unknown.
@@ -69,7 +89,7 @@ ProgressCallback = Callable[[str, int, "int | None"], None]
 class CheckOptions:
     """What ``cvbulk check`` compares."""
 
-    root: Path
+    root: Path | str  # a folder, or a container location (az://..., https://...)
     project: str
     labels: str = "folders"  # "folders" or a label file, as `cvbulk upload --labels` takes
     exclude: tuple[str, ...] = ()  # the same patterns as `cvbulk upload --exclude`
@@ -119,7 +139,7 @@ class CheckResult:
 
     @property
     def matched(self) -> bool:
-        return all(entry.outcome == MATCH for entry in self.entries)
+        return all(entry.outcome in (MATCH, SKIPPED) for entry in self.entries)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -136,6 +156,11 @@ class _Local:
     sha256: str | None
     tags: tuple[str, ...]
     problem: str = ""
+    skipped: bool = False  # upload skips it by rule (extension, hidden): not an image to compare
+
+
+def _not_taken(found: ScanProblem) -> _Local:
+    return _Local(found.relpath, None, (), found.reason, skipped=found.kind in _BY_RULE)
 
 
 @dataclass(frozen=True)
@@ -163,13 +188,21 @@ async def run_check(
     A wrong key or a missing project is raised (it concerns the whole run); a project image that cannot
     be downloaded, or a local file that cannot be read, is that entry's outcome (``!`` or ``+``).
     """
+    from .sources import is_container_location
+
     report = progress or _noop
-    root = Path(options.root)
-    if not root.is_dir():
-        raise NotADirectoryError(f"ROOT {str(root)!r} is not a folder")
-    source = await anyio.to_thread.run_sync(open_label_source, options.labels, root)
-    project = await resolve_project(client, options.project)
-    local = await _hash_local(root, source, options, report)
+    async with AsyncExitStack() as stack:
+        if is_container_location(str(options.root)):
+            blobs, labels = await _open_container(stack, str(options.root), options.labels)
+            project = await resolve_project(client, options.project)
+            local = await _hash_container(blobs, labels, options, report)
+        else:
+            root = Path(options.root)
+            if not root.is_dir():
+                raise NotADirectoryError(f"ROOT {str(root)!r} is not a folder")
+            source = await anyio.to_thread.run_sync(open_label_source, options.labels, root)
+            project = await resolve_project(client, options.project)
+            local = await _hash_local(root, source, options, report)
     remote = await _hash_project(client, str(project.id), options, report)
     result = CheckResult(str(project.id), str(project.name))
     result.entries = _compare(local, remote)
@@ -202,7 +235,7 @@ async def _hash_local(
     phase = "hashing local files"
     report("scanning local files", 0, None)
     found = await anyio.to_thread.run_sync(_scan, root, options)
-    out: list[_Local] = [_Local(f.relpath, None, (), f.reason) for f in found if isinstance(f, ScanProblem)]
+    out: list[_Local] = [_not_taken(f) for f in found if isinstance(f, ScanProblem)]
     files = [f for f in found if isinstance(f, ScanEntry)]
     report(phase, 0, len(files))
     limiter = anyio.CapacityLimiter(options.hash_threads)
@@ -219,8 +252,82 @@ async def _hash_local(
     return out
 
 
-async def _each(items: Sequence[Any], work: Callable[[Any], Any], workers: int) -> None:
-    """``work(item)`` for every item, ``workers`` at a time, through a bounded stream."""
+async def _open_container(stack: AsyncExitStack, root: str, spec: str) -> tuple[Any, LabelSource]:
+    """The container's blobs (read as bytes) and the labels upload would take for them; a label file kept in
+    a container is copied to a temporary folder that lives as long as ``stack``."""
+    from ._blob_labels import fetch_label_file
+    from .sources import open_image_source
+
+    blobs: Any = await stack.enter_async_context(open_image_source(root, via="bytes"))  # a BlobFolder
+    if spec != "folders":
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cvbulk-labels-")))
+        copied = await fetch_label_file(spec, folder, root_source=blobs)
+        spec = str(copied) if copied is not None else spec
+    labels = await anyio.to_thread.run_sync(blobs.open_labels, spec, Path("."))
+    return blobs, labels
+
+
+def _judge_bytes(relpath: str, data: bytes, size: int, labels: Labels | LabelProblem | None) -> _Local:
+    if isinstance(labels, LabelProblem):
+        if labels.kind == "invalid":
+            return _Local(relpath, None, (), f"bad labels: {labels.reason}")
+        labels = None
+    tags = labels.tags if labels is not None else ()
+    regions = labels.regions if labels is not None else ()
+    if size > TRAINING_LIMITS.max_file_bytes:  # as upload: judged by its size, never read
+        refused = check_head(b"x", size, TRAINING_LIMITS, regions)
+        reason = refused.reason if isinstance(refused, Rejected) else "too large"
+        return _Local(relpath, None, tags, f"upload would reject it: {reason}")
+    prepared = prepare_image(data=data, limits=TRAINING_LIMITS, regions=regions)
+    if isinstance(prepared, Rejected):
+        return _Local(relpath, None, tags, f"upload would reject it: {prepared.reason}")
+    return _Local(relpath, prepared.sha256, tags)
+
+
+async def _hash_container(blobs: Any, labels: LabelSource, options: CheckOptions, report: ProgressCallback) -> list[_Local]:
+    from ..storage import StorageError
+
+    phase = "hashing blobs"
+    report(phase, 0, None)
+    out: list[_Local] = []
+    limiter = anyio.CapacityLimiter(options.hash_threads)
+    done = 0
+
+    async def one(item: Any) -> None:
+        nonlocal done
+        found = labels.labels_for(item.relpath)
+        data = b""
+        if item.size <= TRAINING_LIMITS.max_file_bytes:
+            try:
+                data = await blobs.storage.read_all(item.entry)
+            except StorageError as exc:
+                out.append(_Local(item.relpath, None, (), f"cannot read the blob: {one_line(exc)}"))
+                done += 1
+                return
+        judge = partial(_judge_bytes, item.relpath, data, item.size, found)
+        out.append(await anyio.to_thread.run_sync(judge, limiter=limiter))
+        done += 1
+        report(phase, done, None)
+
+    async def listed() -> Any:
+        try:
+            async for found in blobs.entries(include_hidden=options.include_hidden):
+                if excluded_by(found.relpath, options.exclude) is not None:
+                    continue
+                if isinstance(found, ScanProblem):
+                    out.append(_not_taken(found))
+                    continue
+                yield found
+        except StorageError as exc:  # the listing itself failed (the account stopped answering): the whole run
+            raise FatalRunError(str(exc)) from None
+
+    await _each(listed(), one, options.hash_threads)
+    return out
+
+
+async def _each(items: Sequence[Any] | AsyncIterator[Any], work: Callable[[Any], Any], workers: int) -> None:
+    """``work(item)`` for every item (a list, or an async iterator read lazily), ``workers`` at a time,
+    through a bounded stream. The error that stops it is raised as itself (a wrong key, a dead account)."""
     send, recv = anyio.create_memory_object_stream[Any](workers)
 
     async def worker(mine: Any) -> None:
@@ -228,13 +335,23 @@ async def _each(items: Sequence[Any], work: Callable[[Any], Any], workers: int) 
             async for item in mine:
                 await work(item)
 
-    async with anyio.create_task_group() as tg:
-        for _ in range(workers):
-            tg.start_soon(worker, recv.clone())
-        recv.close()
-        async with send:
-            for item in items:
-                await send.send(item)
+    try:
+        async with anyio.create_task_group() as tg:
+            for _ in range(workers):
+                tg.start_soon(worker, recv.clone())
+            recv.close()
+            async with send:
+                if isinstance(items, Sequence):
+                    for item in items:
+                        await send.send(item)
+                else:
+                    async for item in items:
+                        await send.send(item)
+    except BaseExceptionGroup as group:
+        first = unwrap(group)
+        if first is not None:
+            raise first from None
+        raise
 
 
 def _image_tags(image: Image) -> tuple[str, ...]:
@@ -290,6 +407,9 @@ def _compare(local: list[_Local], remote: list[_Remote]) -> list[CheckEntry]:
     seen: set[str] = set()
     entries: list[CheckEntry] = []
     for item in local:
+        if item.skipped:
+            entries.append(CheckEntry(SKIPPED, item.relpath, reason=item.problem))
+            continue
         if item.sha256 is None:
             entries.append(CheckEntry(NOT_COMPARED, item.relpath, local_tags=item.tags, reason=item.problem))
             continue

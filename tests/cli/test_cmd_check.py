@@ -66,7 +66,7 @@ def test_check_matches_after_upload_then_lists_both_differences(env, capsys, tre
     code, out, err = cli(capsys, "check", str(tree), "--project", "checked", "--json", "--progress", "none")
     assert code == 1
     counts = json.loads(out)["counts"]
-    assert counts == {"match": 4, "tags_differ": 1, "only_local": 2, "only_in_project": 0, "not_compared": 0}
+    assert counts == {"match": 4, "tags_differ": 1, "only_local": 2, "only_in_project": 0, "not_compared": 0, "skipped": 0}
 
 
 def test_an_image_only_in_the_project_and_a_file_upload_would_reject(env, capsys, tree):

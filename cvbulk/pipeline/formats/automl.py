@@ -33,10 +33,26 @@ from ._common import dumps, in_validation, valid_labels
 from .automl_schema import IMAGE_FORMATS
 from .model import ExportedImage, FormatOptions, ProjectKind, Sink, WriteResult, image_format
 
-__all__ = ["write_automl", "mltable_text", "automl_line", "TRAIN_DIR", "VALIDATION_DIR"]
+__all__ = ["write_automl", "mltable_text", "automl_line", "datastore_prefix_hint", "TRAIN_DIR", "VALIDATION_DIR"]
 
 TRAIN_DIR = "train"
 VALIDATION_DIR = "validation"
+
+
+def datastore_prefix_hint(location: str) -> str | None:
+    """For an export into a container without ``image_url_prefix``: the ``--image-url-prefix`` that makes its
+    ``image_url`` full datastore paths (AutoML resolves no relative ones), for a datastore on that container
+    (its name unknown here: ``<DATASTORE>``), and the container's name; None for a local folder."""
+    from ...storage import LocationError, parse_location
+
+    try:
+        where = parse_location(location)
+    except LocationError:
+        return None
+    if not where.is_blob:
+        return None
+    return (f"--image-url-prefix azureml://datastores/<DATASTORE>/paths/{where.prefix} (<DATASTORE>: the "
+            f"Azure ML datastore of container {where.container!r})")
 
 
 def mltable_text(jsonl_name: str) -> str:
