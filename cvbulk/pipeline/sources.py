@@ -285,8 +285,22 @@ class BlobFolder:
         )
 
     def count_within(self, seconds: float) -> int | None:
-        """No quick count for a container: listing it is the count (the total grows as pages arrive)."""
-        return None
+        """How many items :meth:`entries` will yield (one per blob under the prefix), counted by listing names
+        only, 5,000 a page, within ``seconds``: None past it (a very large prefix: then the total grows as the
+        run's own listing goes). Blocking: the engine runs it in a worker thread while the job starts."""
+        count = getattr(self.storage, "count", None)
+        if count is None:
+            return None
+
+        async def within() -> int | None:
+            with anyio.move_on_after(seconds):
+                return int(await count())
+            return None
+
+        try:
+            return anyio.from_thread.run(within)
+        except Exception:  # no event loop to borrow (not in a worker thread), or the storage failed: no count
+            return None
 
     def open_labels(self, spec: str, root: Path) -> LabelSource:
         """``folders``: the virtual folders (first name level) are the tags; any other spec is a label file

@@ -1,0 +1,59 @@
+"""YOLO labels with a container ROOT (`cvbulk export --format yolo --to az://...` then the "back into a project"
+command it prints): the regions must come back, or the run must refuse in one line. Today the data.yaml is
+copied to a temporary folder and the per-image labels/*.txt are looked for next to it, on this machine: none
+is found, every image is a "background image", and with --untagged (as the hint says) they are all uploaded
+without their boxes, exit 0."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anyio
+import pytest
+
+from cvbulk.emulator import EmulatorConfig, EmulatorThread
+from tests._azurite import azurite, azurite_container, put_blobs  # noqa: F401  (fixtures)
+from tests.cli.test_cmd_export import KEY, cvbulk, env_for
+
+pytestmark = pytest.mark.timeout(120)
+
+SAMPLE = Path(__file__).resolve().parents[2] / "cvbulk" / "samples" / "ObjectDetection" / "Images" / "fork"
+
+
+async def _regions(emulator) -> list[tuple]:
+    from cvbulk.client import Pacer, TrainingClient
+    from tests.pipeline._transfer_support import project_images
+
+    async with TrainingClient(emulator.endpoint, emulator.training_key, pacer=Pacer.for_tier("unlimited")) as c:
+        project = next(p for p in await c.get_projects() if p.name == "yolo-back")
+        return [regions for _, regions, _ in (await project_images(c, project.id)).values()]
+
+
+@pytest.mark.xfail(strict=True, reason="owner 'limits' (pipeline/_blob_labels.py, labels/yolo.py): a YOLO "
+                   "data.yaml read from a container finds none of its labels/*.txt; regions silently dropped")
+def test_yolo_labels_in_a_container_keep_their_regions(tmp_path, azurite, azurite_container):  # noqa: F811
+    images = sorted(SAMPLE.glob("*.jpg"))[:2]
+    blobs = {f"images/{p.name}": p.read_bytes() for p in images}
+    blobs |= {f"labels/{p.stem}.txt": b"0 0.5 0.5 0.4 0.3\n" for p in images}
+    blobs["data.yaml"] = b"names: [fork]\n"
+
+    async def arrange() -> None:
+        from azure.storage.blob.aio import BlobServiceClient
+
+        async with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+            await put_blobs(service, azurite_container, blobs)
+
+    anyio.run(arrange)
+    with EmulatorThread(EmulatorConfig(data_dir=tmp_path / "emu", training_key=KEY)) as emulator:
+        env = env_for(emulator) | azurite.environ()
+        done = cvbulk("upload", f"az://{azurite_container}/", "--project", "yolo-back", "--create", "--untagged",
+                      "--labels", f"az://{azurite_container}/data.yaml", "--tier", "unlimited", "--json",
+                      env=env, cwd=tmp_path)
+        refused = done.returncode == 2 and "YOLO" in done.stderr
+        if not refused:
+            assert done.returncode == 0, done.stderr[-2000:]
+            report = json.loads(done.stdout)
+            assert report["counts"].get("uploaded") == 2
+            held = anyio.run(_regions, emulator)
+            assert sorted(len(regions) for regions in held) == [1, 1], held  # each image with its box
