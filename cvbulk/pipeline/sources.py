@@ -29,7 +29,7 @@ from ..client._body import FileBody, ImageBody
 from ._header import check_head
 from .engine import Stop
 from .errors import ConfigError, FatalRunError
-from .labels import FolderLabels, LabelSource, RegionLabel, check_tag, open_label_source
+from .labels import FolderLabels, LabelFileError, LabelSource, RegionLabel, YoloLabels, check_tag, open_label_source
 from .prepare import ImageLimits, PreparedImage, Rejected, prepare_image
 from .scan import IMAGE_EXTENSIONS, ScanProblem, SkipKind, _unsupported_reason, aiter_scan, count_candidates_within
 from .send import ImageSender, Owners
@@ -125,6 +125,17 @@ class LocalFolder:
 
 
 # -- images in a blob container -------------------------------------------------------------------
+
+def yolo_in_container(location: Any, upload_args: str = "") -> str:
+    """Why YOLO labels are not read with a container ROOT, and the way that works: download, then upload the folder."""
+    container, prefix = getattr(location, "container", "CONTAINER"), getattr(location, "prefix", "")
+    pattern = f" --pattern '{prefix}*'" if prefix else ""
+    return (
+        "YOLO labels (a .txt file per image) are read from a folder on this machine, not from a container: "
+        f"az storage blob download-batch -s {container}{pattern} -d FOLDER, then cvbulk upload FOLDER/{prefix} "
+        f"{upload_args}--labels FOLDER/{prefix}data.yaml (or export with --format coco or regions-json, which a container run reads)"
+    )
+
 
 #: How images reach the service: by a read-only SAS URL the service fetches, as bytes, or URL with a
 #: fallback to bytes for a blob the service reports it cannot fetch.
@@ -307,7 +318,10 @@ class BlobFolder:
         on this machine whose paths are blob names under the prefix."""
         if spec == "folders":
             return VirtualFolderLabels(self.folders)
-        return open_label_source(spec, root)
+        source = open_label_source(spec, root)
+        if isinstance(source, YoloLabels):  # its labels are files of their own, one per image, looked for on disk
+            raise LabelFileError(yolo_in_container(self.storage.location))
+        return source
 
     def _count(self, way: str) -> None:
         with self._lock:
