@@ -536,6 +536,8 @@ def failure_summary(result: JobResult) -> str | None:
     already = int(extra.get("unchanged") or extra.get("already_done") or 0)
     total = int(report.get("total") or 0) + already + int(would_send.get("images") or 0)
     where = f"see the report {result.report_file}" if result.report_file is not None else "see the list above"
+    if extra.get("label_paths"):  # the label file matched nothing: its paths, not the images, are the problem
+        return f"{extra['label_paths']}; {where}"
     if not failures:
         return f"some items did not finish: {where} (run the same command again to retry them)"
     # Rejected input fails again until it is fixed; anything else may pass on the next run.

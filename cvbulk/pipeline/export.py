@@ -82,7 +82,7 @@ from .journal import ERROR, EXPORTED, FAILED, SKIPPED, Journal, JournalEntry
 from .project import resolve_project
 from .report import build_report, write_report
 from .results import ExportResult
-from .sources import storage_stop
+from .sources import storage_stop, yolo_in_container
 
 if TYPE_CHECKING:
     from ..client import Image, Project, TrainingClient
@@ -346,6 +346,9 @@ def _upload_hint(options: ExportOptions, label_files: list[str]) -> str:
     images of the other split untagged; one run per split, the validation split's after the training's."""
     out = str(options.location)
     where = shlex.quote(out)
+    if options.format == "yolo" and options.location.is_blob:  # a container run does not read YOLO's per-image files
+        said = yolo_in_container(options.location, "--project NEW --create --untagged ")
+        return said.split(": ", 1)[1].split(" (or export")[0]
     if options.format == "folders" or not label_files:
         return f"cvbulk upload {where} --project NEW --create --untagged"
     files = [shlex.quote(f"{out.rstrip('/')}/{name}") for name in label_files]

@@ -29,7 +29,7 @@ from ..client._body import FileBody, ImageBody
 from ._header import check_head
 from .engine import Stop
 from .errors import ConfigError, FatalRunError
-from .labels import FolderLabels, LabelSource, RegionLabel, check_tag, open_label_source
+from .labels import FolderLabels, LabelFileError, LabelSource, RegionLabel, YoloLabels, check_tag, open_label_source
 from .prepare import ImageLimits, PreparedImage, Rejected, prepare_image
 from .scan import IMAGE_EXTENSIONS, ScanProblem, SkipKind, _unsupported_reason, aiter_scan, count_candidates_within
 from .send import ImageSender, Owners
@@ -125,6 +125,17 @@ class LocalFolder:
 
 
 # -- images in a blob container -------------------------------------------------------------------
+
+def yolo_in_container(location: Any, upload_args: str = "") -> str:
+    """Why YOLO labels are not read with a container ROOT, and the way that works: download, then upload the folder."""
+    container, prefix = getattr(location, "container", "CONTAINER"), getattr(location, "prefix", "")
+    pattern = f" --pattern '{prefix}*'" if prefix else ""
+    return (
+        "YOLO labels (a .txt file per image) are read from a folder on this machine, not from a container: "
+        f"az storage blob download-batch -s {container}{pattern} -d FOLDER, then cvbulk upload FOLDER/{prefix} "
+        f"{upload_args}--labels FOLDER/{prefix}data.yaml (or export with --format coco or regions-json, which a container run reads)"
+    )
+
 
 #: How images reach the service: by a read-only SAS URL the service fetches, as bytes, or URL with a
 #: fallback to bytes for a blob the service reports it cannot fetch.
@@ -285,15 +296,32 @@ class BlobFolder:
         )
 
     def count_within(self, seconds: float) -> int | None:
-        """No quick count for a container: listing it is the count (the total grows as pages arrive)."""
-        return None
+        """How many items :meth:`entries` will yield (one per blob under the prefix), counted by listing names
+        only, 5,000 a page, within ``seconds``: None past it (a very large prefix: then the total grows as the
+        run's own listing goes). Blocking: the engine runs it in a worker thread while the job starts."""
+        count = getattr(self.storage, "count", None)
+        if count is None:
+            return None
+
+        async def within() -> int | None:
+            with anyio.move_on_after(seconds):
+                return int(await count())
+            return None
+
+        try:
+            return anyio.from_thread.run(within)
+        except Exception:  # no event loop to borrow (not in a worker thread), or the storage failed: no count
+            return None
 
     def open_labels(self, spec: str, root: Path) -> LabelSource:
         """``folders``: the virtual folders (first name level) are the tags; any other spec is a label file
         on this machine whose paths are blob names under the prefix."""
         if spec == "folders":
             return VirtualFolderLabels(self.folders)
-        return open_label_source(spec, root)
+        source = open_label_source(spec, root)
+        if isinstance(source, YoloLabels):  # its labels are files of their own, one per image, looked for on disk
+            raise LabelFileError(yolo_in_container(self.storage.location))
+        return source
 
     def _count(self, way: str) -> None:
         with self._lock:

@@ -26,6 +26,7 @@ Nothing per file is kept in memory beyond the bounded streams: the journal is th
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 import tempfile
@@ -191,6 +192,27 @@ async def run_upload(
         return await _run_upload(client, options, progress)
 
 
+def _label_paths_mismatch(run: _Run, options: UploadOptions) -> str | None:
+    """Why no file of ROOT got its labels, when the label file names files and not one of them was found: its
+    paths are not relative to ROOT (full blob names under a prefix, another folder's paths). None otherwise."""
+    listed = getattr(run.source, "listed", None)
+    if listed is None or run.matched or not run.listed:
+        return None
+    paths = list(itertools.islice(listed(), 2))
+    if not paths:
+        return None
+    storage = getattr(options.source, "storage", None)
+    prefix = str(getattr(getattr(storage, "location", None), "prefix", "") or "")
+    first = paths[0]
+    said = f"no path of the label file names a file under ROOT (its first: {first!r}): its paths are relative to ROOT"
+    if prefix and first.startswith(prefix):
+        return (
+            f"{said}, whose prefix is {prefix!r}: write {first[len(prefix):]!r}, not {first!r} (drop the prefix "
+            "from the label file's paths, or give the container without it as ROOT)"
+        )
+    return said
+
+
 async def _run_upload(client: TrainingClient, options: UploadOptions, progress: ProgressSink | None) -> UploadResult:
     started = time.time()
     root = options.root
@@ -272,7 +294,8 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
     async def finish() -> UploadResult:
         finished = time.time()
         failed_now = sum(n for s, n in run.tally.items() if s in FAILURE_STATUSES or s == "still-failed")
-        ok = not failed_now and stop.error is None
+        mismatch = _label_paths_mismatch(run, options)
+        ok = not failed_now and stop.error is None and mismatch is None
         failures: list[Any] = (
             list(run.listed_rejects)
             if journal is None or options.dry_run
@@ -285,6 +308,8 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
             run, project, created, _created_tags(tags_created, tags, before_ids), state, started, finished, ok,
             failures, listed, stopped=stopped,
         )
+        if mismatch is not None:
+            report.setdefault("extra", {})["label_paths"] = mismatch  # the exit status's reason (failure_summary)
         if not options.dry_run:
             await anyio.to_thread.run_sync(write_report, report_path, report)
             report["report_file"] = str(report_path)

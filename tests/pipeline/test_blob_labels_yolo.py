@@ -1,8 +1,8 @@
-"""YOLO labels with a container ROOT (`cvbulk export --format yolo --to az://...` then the "back into a project"
-command it prints): the regions must come back, or the run must refuse in one line. Today the data.yaml is
-copied to a temporary folder and the per-image labels/*.txt are looked for next to it, on this machine: none
-is found, every image is a "background image", and with --untagged (as the hint says) they are all uploaded
-without their boxes, exit 0."""
+"""YOLO labels with a container ROOT (`cvbulk export --format yolo --to az://...`, then uploading it back): the
+regions must come back, or the run must refuse in one line. The data.yaml alone was copied to a temporary
+folder and the per-image labels/*.txt looked for on this machine: none was found, every image was a
+"background image", and with --untagged they were all uploaded without their boxes, exit 0. Now a container run
+refuses YOLO labels (exit 2) with the download-then-upload way, which the export's hint prints too."""
 
 from __future__ import annotations
 
@@ -30,8 +30,6 @@ async def _regions(emulator) -> list[tuple]:
         return [regions for _, regions, _ in (await project_images(c, project.id)).values()]
 
 
-@pytest.mark.xfail(strict=True, reason="owner 'limits' (pipeline/_blob_labels.py, labels/yolo.py): a YOLO "
-                   "data.yaml read from a container finds none of its labels/*.txt; regions silently dropped")
 def test_yolo_labels_in_a_container_keep_their_regions(tmp_path, azurite, azurite_container):  # noqa: F811
     images = sorted(SAMPLE.glob("*.jpg"))[:2]
     blobs = {f"images/{p.name}": p.read_bytes() for p in images}

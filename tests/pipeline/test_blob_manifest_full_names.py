@@ -21,8 +21,6 @@ pytestmark = pytest.mark.timeout(120)
 SAMPLES = Path(__file__).resolve().parents[2] / "cvbulk" / "samples" / "ImageClassification" / "Images" / "Hemlock"
 
 
-@pytest.mark.xfail(strict=True, reason="owner 'limits' / lead (pipeline/upload.py, labels/csv_manifest.py): "
-                   "full blob names in a manifest under a prefix ROOT: 0 uploaded, exit 0, no hint")
 def test_full_blob_names_in_a_manifest_are_taken_or_explained(tmp_path, azurite, azurite_container):  # noqa: F811
     images = sorted(SAMPLES.glob("*.jpg"))[:2]
 
@@ -42,3 +40,18 @@ def test_full_blob_names_in_a_manifest_are_taken_or_explained(tmp_path, azurite,
         taken = done.returncode == 0 and json.loads(done.stdout)["counts"].get("uploaded") == 2
         explained = done.returncode != 0 and "Hemlock/" in done.stderr and "prefix" in done.stderr
         assert taken or explained, (done.returncode, done.stderr[-1500:])
+
+
+def test_a_manifest_naming_no_file_of_a_folder_ends_with_exit_1_and_the_reason(tmp_path):
+    root = tmp_path / "trees" / "Hemlock"
+    root.mkdir(parents=True)
+    images = sorted(SAMPLES.glob("*.jpg"))[:2]
+    for p in images:
+        (root / p.name).write_bytes(p.read_bytes())
+    manifest = tmp_path / "labels.csv"
+    manifest.write_text("path,tags\n" + "".join(f"trees/Hemlock/{p.name},tree\n" for p in images), encoding="utf-8")
+    with EmulatorThread(EmulatorConfig(data_dir=tmp_path / "emu", training_key=KEY)) as emulator:
+        done = cvbulk("upload", str(root), "--project", "folder-names", "--create", "--labels", str(manifest),
+                      "--tier", "unlimited", env=env_for(emulator), cwd=tmp_path)
+    assert done.returncode == 1, done.stderr[-1500:]
+    assert "relative to ROOT" in done.stderr and f"trees/Hemlock/{images[0].name}" in done.stderr

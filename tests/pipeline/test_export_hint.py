@@ -21,3 +21,11 @@ def test_a_location_with_spaces_is_quoted(tmp_path):
     words = shlex.split(hint)
     assert words[:3] == ["cvbulk", "upload", str(tmp_path / "my export")]
     assert words[words.index("--labels") + 1] == str(tmp_path / "my export" / "labels.csv")
+
+
+def test_yolo_exported_into_a_container_is_uploaded_back_from_a_downloaded_folder():
+    # a container run does not read YOLO's per-image label files: the hint downloads first, then uploads the folder
+    options = ExportOptions(project="p", out_dir="az://exports/cut-yolo", format="yolo")
+    hint = _upload_hint(options, ["data.yaml"])
+    assert hint.startswith("az storage blob download-batch -s exports --pattern 'cut-yolo/*' -d FOLDER")
+    assert "cvbulk upload FOLDER/cut-yolo/ --project NEW --create --untagged --labels FOLDER/cut-yolo/data.yaml" in hint
