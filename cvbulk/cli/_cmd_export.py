@@ -105,16 +105,6 @@ def _automl_only(args: argparse.Namespace) -> None:
                        f"--format automl, or leave {'them' if len(given) > 1 else 'it'} out")
 
 
-def _way_back(args: argparse.Namespace, extra: dict) -> str:
-    """The upload command that brings the export back; none for YOLO in a container, whose per-image label
-    files upload does not read from a container (the images would come back without their boxes)."""
-    if args.format == "yolo" and extra.get("destination") == "container":
-        return ("cvbulk upload does not read YOLO labels from a container (the boxes would be lost): copy this "
-                "export to a folder and upload that with --labels FOLDER/data.yaml, or export --format coco "
-                "(or regions-json) for a way back straight from the container")
-    return str(extra.get("upload_back"))
-
-
 def _automl_paths_note(args: argparse.Namespace, extra: dict) -> None:
     """AutoML reads image_url as a full datastore path: in a container, relative ones train nothing."""
     if args.format != "automl" or args.image_url_prefix or extra.get("destination") != "container":
@@ -164,5 +154,6 @@ async def _run(args: argparse.Namespace) -> int:
     if check.get("line"):
         print(f"cvbulk: error: {check['line']}", file=sys.stderr)
     _automl_paths_note(args, extra)
-    print(f"back into a project: {_way_back(args, extra)}", file=sys.stderr)
+    # for YOLO in a container: why upload cannot read it from there, and the download that can (the pipeline's words)
+    print(f"back into a project: {extra.get('upload_back')}", file=sys.stderr)
     return finish(result)

@@ -347,8 +347,7 @@ def _upload_hint(options: ExportOptions, label_files: list[str]) -> str:
     out = str(options.location)
     where = shlex.quote(out)
     if options.format == "yolo" and options.location.is_blob:  # a container run does not read YOLO's per-image files
-        said = yolo_in_container(options.location, "--project NEW --create --untagged ")
-        return said.split(": ", 1)[1].split(" (or export")[0]
+        return yolo_in_container(options.location, "--project NEW --create --untagged ")
     if options.format == "folders" or not label_files:
         return f"cvbulk upload {where} --project NEW --create --untagged"
     files = [shlex.quote(f"{out.rstrip('/')}/{name}") for name in label_files]

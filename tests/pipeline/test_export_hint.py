@@ -27,5 +27,6 @@ def test_yolo_exported_into_a_container_is_uploaded_back_from_a_downloaded_folde
     # a container run does not read YOLO's per-image label files: the hint downloads first, then uploads the folder
     options = ExportOptions(project="p", out_dir="az://exports/cut-yolo", format="yolo")
     hint = _upload_hint(options, ["data.yaml"])
-    assert hint.startswith("az storage blob download-batch -s exports --pattern 'cut-yolo/*' -d FOLDER")
+    assert hint.startswith("YOLO labels (a .txt file per image) are read from a folder on this machine")
+    assert "az storage blob download-batch -s exports --pattern 'cut-yolo/*' -d FOLDER" in hint
     assert "cvbulk upload FOLDER/cut-yolo/ --project NEW --create --untagged --labels FOLDER/cut-yolo/data.yaml" in hint
