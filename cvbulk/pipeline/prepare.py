@@ -107,7 +107,7 @@ class PreparedImage:
 class Rejected:
     """An image that cannot be sent. ``code`` is stable for programs, ``reason`` one line for a person.
 
-    Codes: empty, not_image, corrupt, bomb, aspect, too_large, too_many_regions, vanished, unreadable.
+    Codes: empty, not_image, corrupt, bomb, aspect, too_large, too_many_regions, vanished, changed, archived, unreadable.
     ``status`` is what the journal records: rejected (final), or for a source's transient trouble "error".
     """
 

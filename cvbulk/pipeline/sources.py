@@ -223,11 +223,13 @@ class StorageTrouble(Rejected):
 
 
 def _storage_rejected(exc: Exception) -> Rejected:
-    from ..storage import ItemChangedError, ItemMissingError
+    from ..storage import ItemArchivedError, ItemChangedError, ItemMissingError
 
     said = getattr(exc, "reason", None) or str(exc)  # the blob named, not the whole location (its row names it)
     if isinstance(exc, ItemMissingError):
         return Rejected("vanished", said)
+    if isinstance(exc, ItemArchivedError):  # final: a resume alone would try it again in vain
+        return Rejected("archived", said)
     if isinstance(exc, ItemChangedError):
         return Rejected("changed", f"{said} (the next run sends its new content)")
     return StorageTrouble("unreadable", f"cannot read the blob: {said} (a resume tries it again)")

@@ -37,6 +37,7 @@ from .errors import (
     AccessDeniedError,
     ContainerNotFoundError,
     CredentialError,
+    ItemArchivedError,
     ItemChangedError,
     ItemMissingError,
     LocationError,
@@ -85,6 +86,7 @@ __all__ = [
     "StorageUnreachableError",
     "StorageRequestError",
     "ItemMissingError",
+    "ItemArchivedError",
     "ItemChangedError",
     "ReadUrlError",
 ]

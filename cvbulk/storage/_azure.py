@@ -10,9 +10,11 @@ from ._sas import sas_expiry
 from ._settings import StorageSettings
 from ._types import StorageTimeouts
 from .errors import (
+    ARCHIVED,
     AccessDeniedError,
     ContainerNotFoundError,
     CredentialError,
+    ItemArchivedError,
     ItemChangedError,
     ItemMissingError,
     NotFoundError,
@@ -84,6 +86,8 @@ def storage_error(
         return ItemChangedError(
             f"{about} changed since it was listed (ETag no longer matches)", status=412, code=code, where=mine
         )
+    if code == "BlobArchived":
+        return ItemArchivedError(f"{about} {ARCHIVED}", status=status, code=code, where=mine)
     if status == 404 or code in ("ContainerNotFound", "BlobNotFound"):
         container = where.container if isinstance(where, Location) else ""
         if code == "ContainerNotFound":

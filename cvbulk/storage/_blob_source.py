@@ -18,7 +18,9 @@ from ._sas import ReadUrlSigner, granted, too_wide
 from ._settings import StorageSettings
 from ._types import HEADER_BYTES, EntryBody, ReadUrl, StorageEntry, StorageTimeouts
 from .errors import (
+    ARCHIVED,
     AccessDeniedError,
+    ItemArchivedError,
     ItemChangedError,
     ItemMissingError,
     PrefixNotFoundError,
@@ -294,6 +296,8 @@ class BlobSource(BlobContainerEndpoint):
                 raise ItemChangedError(
                     f"{entry.name!r} in {self.location} changed while it was read", status=412, where=self.location
                 )
+            if status == 409 and b"BlobArchived" in data:  # no retry makes an archived blob readable
+                raise ItemArchivedError(f"{entry.name!r} in {self.location} {ARCHIVED}", status=409, where=self.location)
             if status == 403:
                 raise AccessDeniedError(
                     f"access denied reading {entry.name!r} in {self.location} (HTTP 403)", status=403, where=self.location

@@ -17,6 +17,8 @@ from ._scrub import scrub_secrets
 
 __all__ = [
     "StorageError",
+    "ARCHIVED",
+    "ItemArchivedError",
     "LocationError",
     "CredentialError",
     "MissingExtraError",
@@ -104,6 +106,18 @@ class ItemMissingError(StorageError):
 
 class ItemChangedError(StorageError):
     """A blob or file changed since it was listed (its ETag no longer matches)."""
+
+    fatal = False
+
+
+#: What an archived blob's reason says after its name: the way out (a resume alone never reads it).
+ARCHIVED = (
+    "is in the Archive access tier: rehydrate it (set its tier to Hot or Cool; it takes hours), then run again"
+)
+
+
+class ItemArchivedError(StorageError):
+    """A blob in the Archive access tier (409 BlobArchived): unreadable until it is rehydrated, whatever the retries."""
 
     fatal = False
 

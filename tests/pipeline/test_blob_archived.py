@@ -1,8 +1,7 @@
 """A blob in the Archive access tier (lifecycle rules put old nightly dumps there) cannot be read until it is
-rehydrated: Azure answers 409 BlobArchived. Today cvbulk records it as a transient storage error, "cannot read
-the blob: ... HTTP 409 (a resume tries it again)", gives it no CSV row, and every resume tries it again in
-vain. Wanted: a final per-image reason that says it is archived (and to rehydrate it), known from the listing
-(List Blobs gives each blob's tier) or from the 409's error code."""
+rehydrated: Azure answers 409 BlobArchived. It was recorded as a transient storage error, "cannot read the blob:
+... HTTP 409 (a resume tries it again)", with no CSV row, and every resume tried it again in vain. Now it is a
+final per-image reason that says it is archived and to rehydrate it (from the 409's error code)."""
 
 from __future__ import annotations
 
@@ -20,8 +19,6 @@ pytestmark = pytest.mark.timeout(60)
 IMAGE = Path(__file__).resolve().parents[2] / "cvbulk" / "samples" / "ImageClassification" / "Images" / "Test" / "test_image.jpg"
 
 
-@pytest.mark.xfail(strict=True, reason="owner 'limits' (pipeline/sources.py _storage_rejected, storage/_blob_source.py): "
-                   "an archived blob is 'HTTP 409 (a resume tries it again)', retried forever, no row")
 def test_an_archived_blob_is_a_final_reason_that_says_so(monkeypatch, azurite, azurite_container):  # noqa: F811
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
 
