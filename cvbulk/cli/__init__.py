@@ -53,7 +53,8 @@ connection settings come from flags or from the variables of Azure's quickstarts
 
 exit status: 0 all done (check: the tree and the project match); 1 finished but some items failed or
              differ (the report names each); 2 usage or configuration error; 3 fatal (authentication,
-             project not found, service unreachable); 130 interrupted
+             project not found, service unreachable); 130 interrupted (Ctrl-C), 143 stopped by
+             SIGTERM: both keep what was done, and the same command resumes
 """
 
 

@@ -7,8 +7,10 @@ import enum
 import json
 import logging
 import os
+import signal
 import sqlite3
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -101,6 +103,8 @@ def tier_name(text: str) -> str:
 
 #: The exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
 INTERRUPTED = 130
+#: The exit status of a run stopped by SIGTERM (128 + SIGTERM): systemd, Kubernetes, ``timeout`` send it.
+TERMINATED = 143
 
 
 class ExitCode(enum.IntEnum):
@@ -274,6 +278,7 @@ def handle_errors(handler: Callable[[argparse.Namespace], int], args: argparse.N
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    terminated = _stop_on_sigterm()
     try:
         return int(handler(args))
     except KeyboardInterrupt:
@@ -282,7 +287,7 @@ def handle_errors(handler: Callable[[argparse.Namespace], int], args: argparse.N
         if not interrupt_explained():  # a job's display already said where it stopped and how to resume
             resumable = hasattr(args, "state")  # the jobs with a state file: upload, predict, export, migrate
             print("cvbulk: interrupted" + (": run the same command again to resume" if resumable else ""), file=sys.stderr)
-        return INTERRUPTED
+        return TERMINATED if terminated.is_set() else INTERRUPTED
     except BaseException as exc:
         code, message = _classify(exc)
         if code is None:
@@ -295,6 +300,29 @@ def handle_errors(handler: Callable[[argparse.Namespace], int], args: argparse.N
         # Names, tags and the service's words are data: no control character reaches the terminal.
         print(f"cvbulk: error: {terminal_safe(message)}", file=sys.stderr)
         return code
+
+
+def _stop_on_sigterm() -> threading.Event:
+    """SIGTERM (a service manager, a pod's end, ``timeout``) stops a run as Ctrl-C does: the event loop's own SIGINT
+    handling cancels the job, which records what it finished, says how to resume, and exits 143. Left as it is where
+    SIGINT is ignored (a job started with ``&`` by a shell without job control), so TERM still ends the process.
+    The event says whether TERM came."""
+    came = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        return came
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return came
+
+    def on_term(signum: int, frame: Any) -> None:
+        if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL):  # nobody would stop the job
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        came.set()
+        signal.raise_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGTERM, on_term)
+    return came
 
 
 def _stopped(exc: BaseException) -> Any:

@@ -1,5 +1,5 @@
-"""Ctrl-C in the middle of a real ``cvbulk upload``: one line that says where it stopped and how to go
-on, exit status 130, and the same command then finishes the job."""
+"""Ctrl-C (or SIGTERM) in the middle of a real ``cvbulk upload``: one line that says where it stopped and how to
+go on, exit status 130 (143), and the same command then finishes the job."""
 
 from __future__ import annotations
 
@@ -25,19 +25,22 @@ def slow_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         yield emu
 
 
-async def test_ctrl_c_says_where_it_stopped_exits_130_and_the_same_command_resumes(tmp_path, slow_emulator):
+@pytest.mark.parametrize(("stop", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+async def test_ctrl_c_says_where_it_stopped_exits_130_and_the_same_command_resumes(tmp_path, slow_emulator, stop, status):
+    # SIGTERM (systemd, Kubernetes, timeout) stops the run the same way, with its own status
     root = tmp_path / "tree"
     expected = make_tree(root, {"a": 40, "b": 30})
     env = env_for(slow_emulator)
     # Small batches, two in flight, 50 ms a request: the run takes a few seconds, so Ctrl-C lands mid-run.
-    argv = [sys.executable, "-m", "cvbulk", "upload", str(root), "--project", "ctrlc", "--create",
+    project = f"ctrlc-{status}"
+    argv = [sys.executable, "-m", "cvbulk", "upload", str(root), "--project", project, "--create",
             "--tier", "unlimited", "--batch-bytes", "12000", "--max-concurrency", "2", "--progress", "plain"]
     async with TrainingClient(
         slow_emulator.endpoint, slow_emulator.training_key, pacer=Pacer.for_tier("unlimited")
     ) as client:
 
         async def images_in() -> int:
-            pid = next((p.id for p in await client.get_projects() if p.name == "ctrlc"), None)
+            pid = next((p.id for p in await client.get_projects() if p.name == project), None)
             return await client.get_image_count(pid) if pid else 0
 
         with anyio.fail_after(60):
@@ -45,7 +48,7 @@ async def test_ctrl_c_says_where_it_stopped_exits_130_and_the_same_command_resum
                 while await images_in() < 10:
                     assert proc.returncode is None, "the upload ended before Ctrl-C"
                     await anyio.sleep(0.02)
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(stop)
                 await proc.wait()
                 assert proc.stderr is not None
                 raw = b""
@@ -53,7 +56,7 @@ async def test_ctrl_c_says_where_it_stopped_exits_130_and_the_same_command_resum
                     raw += chunk
                 err = raw.decode()
         print(err)
-        assert proc.returncode == 130, err
+        assert proc.returncode == status, err
         assert await images_in() < len(expected)
         lines = [line for line in err.splitlines() if line.strip()]
         hint = re.fullmatch(r"upload interrupted at (\d+)/70: run the same command again to resume", lines[-1])
