@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 from pathlib import Path
@@ -169,9 +170,12 @@ async def _run(args: argparse.Namespace) -> int:
     async with client, open_source(args) as source, progress:
         if source is not None:
             options.source = source
-        with tempfile.TemporaryDirectory(prefix="cvbulk-labels-") as copies, settled_heap():
-            # a label file in a container is read from a local copy, made here once
-            copy = await fetch_label_file(options.labels, Path(copies), root_source=source)
+        # a label file in a container is read from a local copy, made here once (its folder only when it may be
+        # needed: a killed run leaves the folder behind)
+        local = options.labels == "folders" or Path(options.labels).exists()
+        copies_dir = contextlib.nullcontext("") if local else tempfile.TemporaryDirectory(prefix="cvbulk-labels-")
+        with copies_dir as copies, settled_heap():
+            copy = None if local else await fetch_label_file(options.labels, Path(copies), root_source=source)
             if copy is not None:
                 options.labels = str(copy)
             result = await run_upload(client, options, progress=progress)
