@@ -14,8 +14,8 @@
    matches, and an account SAS adds a second such look-up): about 0.5 ms more per 1,000 blobs, so 100,000 PUTs
    take its one thread most of an hour.
 2. Lists each container in a child process the way ``cvbulk upload az://<container>`` does
-   (``open_image_source``: the container check and its virtual folders; ``BlobFolder.entries``: the lazy paged
-   listing, 1,000 per page; each blob's tag from the virtual folders' ``labels_for``) and reads the child's
+   (``open_image_source``: the container check; ``BlobFolder.entries``: the lazy paged listing, 1,000 per page,
+   the run's only one; each blob's tag from the virtual folders' ``labels_for``, made as the listing finds it) and reads the child's
    peak RSS (``VmHWM``) when it is done. Memory is flat when the peak for the largest container is within 1.2x
    of the smallest one's. Azurite's CPU seconds over each listing are reported beside it.
 3. Uploads the sample images (examples/samples) and runs the upload's header check on each (8 KB first, more
@@ -204,8 +204,8 @@ def _settle(pid: int, *, quiet_s: float = 0.1, limit_s: float = 180.0) -> float:
 
 
 async def _list_child(container: str) -> dict[str, object]:
-    """List ``az://<container>`` as ``cvbulk upload`` does: the checked source with its virtual folders, every
-    blob from the lazy paged listing, and its tag from the folders label source."""
+    """List ``az://<container>`` as ``cvbulk upload`` does: the checked source, every blob from the lazy paged
+    listing, and its tag from the folders label source."""
     from cvbulk.pipeline.labels import Labels
     from cvbulk.pipeline.sources import BlobFolder, open_image_source
 
@@ -215,7 +215,7 @@ async def _list_child(container: str) -> dict[str, object]:
     tagged: Counter[str] = Counter()
     async with open_image_source(f"az://{container}", via="url") as images:
         assert isinstance(images, BlobFolder)
-        opened = time.perf_counter() - started  # the container check and the virtual folders (a delimited listing)
+        opened = time.perf_counter() - started  # the container check
         labels = images.open_labels("folders", Path.cwd())
         tag_names = labels.tag_names()
         async for item in images.entries():
