@@ -126,6 +126,15 @@ def start_azurite(location: Path, *, in_memory: bool = False) -> Azurite:
         time.sleep(0.05)  # polling a child's start-up line, not waiting for a test result
 
 
+async def put_into(azurite: Azurite, container: str, blobs: Mapping[str, bytes], *, create: bool = True) -> None:
+    """:func:`put_blobs` through a client of its own on the Azurite account (``anyio.run(put_into, ...)`` in a
+    synchronous test)."""
+    from azure.storage.blob.aio import BlobServiceClient
+
+    async with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        await put_blobs(service, container, blobs, create=create)
+
+
 async def put_blobs(service, container: str, blobs: Mapping[str, bytes], *, create: bool = True) -> None:
     """Create ``container`` (unless ``create`` is false) and upload ``blobs`` (name -> bytes), 16 at a time,
     with ``service`` an aio ``BlobServiceClient`` (the ``azurite_service`` fixture)."""

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from cvbulk.emulator import EmulatorConfig, EmulatorThread
-from tests._azurite import azurite, azurite_container, put_blobs  # noqa: F401  (fixtures)
+from tests._azurite import azurite, azurite_container, put_into  # noqa: F401  (fixtures)
 
 from ._support import assert_one_line_error, cli
 from .test_cmd_export import KEY, cvbulk, env_for
@@ -33,13 +33,7 @@ def _tree() -> dict[str, bytes]:
 def test_check_of_a_container_after_its_upload(tmp_path, azurite, azurite_container):  # noqa: F811
     blobs = _tree()
 
-    async def arrange() -> None:
-        from azure.storage.blob.aio import BlobServiceClient
-
-        async with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
-            await put_blobs(service, azurite_container, blobs)
-
-    anyio.run(arrange)
+    anyio.run(put_into, azurite, azurite_container, blobs)
     with EmulatorThread(EmulatorConfig(data_dir=tmp_path / "emu", training_key=KEY)) as emulator:
         env = env_for(emulator) | azurite.environ()
         root = f"az://{azurite_container}/"

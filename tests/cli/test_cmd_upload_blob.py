@@ -8,7 +8,7 @@ import json
 import anyio
 import pytest
 
-from tests._azurite import azurite, azurite_container, put_blobs  # noqa: F401  (fixtures, helper)
+from tests._azurite import azurite, azurite_container, put_into  # noqa: F401  (fixtures, helper)
 from tests.pipeline._blob_support import sample_blobs
 
 from ._support import assert_one_line_error, cli, emulator, set_env  # noqa: F401  (emulator: a fixture)
@@ -78,11 +78,7 @@ def test_a_label_file_not_in_the_container_is_one_line(tmp_path, emulator, azuri
     assert "not found" in err
 
 
-async def _put(azurite, container: str, blobs: dict[str, bytes]) -> None:  # noqa: F811
-    from azure.storage.blob.aio import BlobServiceClient
-
-    async with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
-        await put_blobs(service, container, blobs)
+_put = put_into
 
 
 def test_a_sas_token_that_can_write_never_goes_to_the_service(tmp_path, emulator, azurite, azurite_container, monkeypatch, capsys):  # noqa: F811

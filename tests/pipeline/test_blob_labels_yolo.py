@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from cvbulk.emulator import EmulatorConfig, EmulatorThread
-from tests._azurite import azurite, azurite_container, put_blobs  # noqa: F401  (fixtures)
+from tests._azurite import azurite, azurite_container, put_into  # noqa: F401  (fixtures)
 from tests.cli.test_cmd_export import KEY, cvbulk, env_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -36,13 +36,7 @@ def test_yolo_labels_in_a_container_keep_their_regions(tmp_path, azurite, azurit
     blobs |= {f"labels/{p.stem}.txt": b"0 0.5 0.5 0.4 0.3\n" for p in images}
     blobs["data.yaml"] = b"names: [fork]\n"
 
-    async def arrange() -> None:
-        from azure.storage.blob.aio import BlobServiceClient
-
-        async with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
-            await put_blobs(service, azurite_container, blobs)
-
-    anyio.run(arrange)
+    anyio.run(put_into, azurite, azurite_container, blobs)
     with EmulatorThread(EmulatorConfig(data_dir=tmp_path / "emu", training_key=KEY)) as emulator:
         env = env_for(emulator) | azurite.environ()
         done = cvbulk("upload", f"az://{azurite_container}/", "--project", "yolo-back", "--create", "--untagged",

@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from cvbulk.emulator import EmulatorConfig, EmulatorThread
-from tests._azurite import azurite, azurite_container, put_blobs  # noqa: F401  (fixtures)
+from tests._azurite import azurite, azurite_container, put_into  # noqa: F401  (fixtures)
 from tests.cli.test_cmd_export import KEY, cvbulk, env_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -24,13 +24,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "cvbulk" / "samples" / "ImageCla
 def test_full_blob_names_in_a_manifest_are_taken_or_explained(tmp_path, azurite, azurite_container):  # noqa: F811
     images = sorted(SAMPLES.glob("*.jpg"))[:2]
 
-    async def arrange() -> None:
-        from azure.storage.blob.aio import BlobServiceClient
-
-        async with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
-            await put_blobs(service, azurite_container, {f"Hemlock/{p.name}": p.read_bytes() for p in images})
-
-    anyio.run(arrange)
+    anyio.run(put_into, azurite, azurite_container, {f"Hemlock/{p.name}": p.read_bytes() for p in images})
     manifest = tmp_path / "labels.csv"
     manifest.write_text("path,tags\n" + "".join(f"Hemlock/{p.name},tree\n" for p in images), encoding="utf-8")
     with EmulatorThread(EmulatorConfig(data_dir=tmp_path / "emu", training_key=KEY)) as emulator:

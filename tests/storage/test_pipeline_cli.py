@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from cvbulk.emulator import EmulatorConfig, EmulatorThread
-from tests.pipeline._blob_support import put_blobs, sample_blobs
+from tests._azurite import put_into
+from tests.pipeline._blob_support import sample_blobs
 from tests.reliability.conftest import cli_env, cvbulk, journal_count, kill_when, spawn, train_and_publish
 
 pytestmark = pytest.mark.timeout(300)
@@ -54,11 +55,7 @@ def test_2000_blobs_killed_twice_and_resumed_end_with_2000_images(
         assert report["extra"]["source"]["sent"]["as_bytes"] == 0
 
 
-async def _put(azurite, container: str, blobs: dict[str, bytes]) -> None:
-    from azure.storage.blob.aio import BlobServiceClient
-
-    async with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
-        await put_blobs(service, container, blobs)
+_put = put_into
 
 
 def test_no_key_sas_or_connection_string_in_any_artefact(tmp_path, azurite, azurite_container):
