@@ -217,7 +217,6 @@ async def _list_child(container: str) -> dict[str, object]:
         assert isinstance(images, BlobFolder)
         opened = time.perf_counter() - started  # the container check
         labels = images.open_labels("folders", Path.cwd())
-        tag_names = labels.tag_names()
         async for item in images.entries():
             count += 1
             found = labels.labels_for(item.relpath)
@@ -231,7 +230,7 @@ async def _list_child(container: str) -> dict[str, object]:
         "listed": count,
         "pages": pages,
         "list_requests": requests,
-        "tags": len(tag_names),
+        "tags": len(tagged),  # the virtual folders the one listing found
         "tagged": sum(tagged.values()),
         "seconds": round(seconds, 2),
         "open_seconds": round(opened, 2),
