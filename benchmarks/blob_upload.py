@@ -26,7 +26,8 @@
    from outside), the cores each kept busy, the load average before and after, and which side limited the rate
    (``limited_by``): one near a whole core (Azurite and the client each do their work on one thread), the
    machine's cores, or the service's rate limit. On a shared machine trust the CPU per image and the bytes read
-   per image over the images/s.
+   per image over the images/s. ``speed_at_start`` / ``machine.speed_at_end``: the CPU time of two fixed workloads
+   (``_machine.reference_speed``), so figures of different days can be compared.
 
 The connection string reaches the children in their environment, never on a command line.
 """
@@ -49,6 +50,7 @@ import anyio
 from ._clients import prepare_model, rate_between
 from ._data import make_tree, pass_through_view
 from ._emulator import EmulatorProcess
+from ._machine import reference_speed
 from ._proc import child_env, proc_cpu_seconds, run_child
 from .scenarios import BATCH, LATENCY, S0_PREDICTION_NOSTORE_TPS, S0_TRAINING_TPS
 
@@ -335,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     to_fix = [(name, path) for name, path in everything if name not in passing]
     location = Path(tempfile.mkdtemp(prefix="cvbulk-bench-blob-upload-"))
     server = start_azurite(location, in_memory=True)
-    results: dict[str, Any] = {"tree": tree.describe(), "latency": LATENCY.as_dict()}
+    results: dict[str, Any] = {"tree": tree.describe(), "latency": LATENCY.as_dict(), "speed_at_start": reference_speed()}
     try:
         fill = anyio.run(_fill, server.connection_string, "photos", files)
         anyio.run(_fill, server.connection_string, "small", files[:BATCH])
@@ -390,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
         shutil.rmtree(location, ignore_errors=True)  # ~2.5 GB: the emulator's images and Azurite's log
-    results["machine"] = {"cores": os.cpu_count(), "loadavg": os.getloadavg()}
+    results["machine"] = {"cores": os.cpu_count(), "loadavg": os.getloadavg(), "speed_at_end": reference_speed()}
     text = json.dumps(results, indent=2)
     print(text)
     if args.json is not None:
