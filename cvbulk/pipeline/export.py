@@ -18,6 +18,7 @@ list -> plan -> download -> write -> record, joined by bounded memory object str
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -44,6 +45,7 @@ from ..storage import (
     StorageUnreachableError,
     open_sink,
     parse_location,
+    resolve_settings,
 )
 from ..storage import Location as StorageLocation
 from ._export_counts import check_counts
@@ -122,7 +124,7 @@ class ExportOptions:
         except LocationError as exc:
             raise ConfigError(str(exc)) from None
         if self.state is None:
-            self.state = default_state_file(self.location)
+            self.state = default_state_file(self.location, self.storage_environ)
         self.state = Path(self.state)
         if self.report is None:
             self.report = self.state.with_name(self.state.stem + ".report.json")
@@ -133,14 +135,28 @@ class ExportOptions:
         return self.location.is_blob
 
 
-def default_state_file(location: StorageLocation) -> Path:
-    """OUT/.cvbulk/export.sqlite for a folder; for a container, a local file keyed by the destination
-    (``str(location)`` never holds a SAS token) under ./.cvbulk/, never in the container."""
+def default_state_file(location: StorageLocation, environ: Mapping[str, str] | None = None) -> Path:
+    """OUT/.cvbulk/export.sqlite for a folder; for a container, a local file under ./.cvbulk/ (never in the
+    container) keyed by the place (account, container, prefix: ``_place``), however OUT was typed."""
     if not location.is_blob:
         assert location.path is not None
         return location.path / STATE_DIR / "export.sqlite"
-    digest = hashlib.sha256(str(location).encode("utf-8")).hexdigest()[:16]
+    digest = hashlib.sha256(_place(location, environ).encode("utf-8")).hexdigest()[:16]
     return Path(STATE_DIR) / f"export-{location.container}-{digest}.sqlite"
+
+
+def _place(location: StorageLocation, environ: Mapping[str, str] | None = None) -> str:
+    """One name for a destination (``Location.key``: no secret), the same for ``az://c/p``, its https and
+    path-style http spellings, with or without a SAS token or a trailing slash. An ``az://`` location takes its
+    account from the credentials (read from the environment, no request); without any, as typed (the run
+    then stops on the missing credentials anyway)."""
+    if location.is_blob and not location.account_name:
+        try:
+            account = resolve_settings(location, environ).account_name
+        except (CredentialError, LocationError, MissingExtraError):
+            return str(location)
+        location = dataclasses.replace(location, account_name=account)
+    return location.key
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +231,7 @@ async def _run_export(
     tag_names = {t.id: t.name for t in tags}
     layout = FolderLayout(tag_names.values()) if options.format == "folders" else None
     total = await client.get_image_count(project.id)
-    fingerprint = {"project_id": project.id, "destination": _where(location), "format": options.format}
+    fingerprint = {"project_id": project.id, "destination": _where(location, options.storage_environ), "format": options.format}
     try:
         async with open_sink(location, environ=options.storage_environ, create=True) as sink:
             existing = await _listing(sink, location.path)
@@ -247,10 +263,10 @@ async def _run_export(
         raise FatalRunError(str(exc) + then) from None
 
 
-def _where(location: StorageLocation) -> str:
+def _where(location: StorageLocation, environ: Mapping[str, str] | None = None) -> str:
     if location.path is not None:
         return str(location.path.resolve())
-    return str(location)
+    return _place(location, environ)
 
 
 # A local write's temporary file (".<name>.<mkstemp's 8 characters>.tmp"): a run killed mid-write leaves one.
