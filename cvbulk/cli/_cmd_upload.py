@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -158,7 +155,7 @@ def _options(args: argparse.Namespace) -> Any:
 
 async def _run(args: argparse.Namespace) -> int:
     from ..client import TrainingClient
-    from ..pipeline._blob_labels import fetch_label_file
+    from ..pipeline._blob_labels import label_file_here
     from ..pipeline.upload import run_upload
     from ._progress import make_progress
 
@@ -170,15 +167,11 @@ async def _run(args: argparse.Namespace) -> int:
     async with client, open_source(args) as source, progress:
         if source is not None:
             options.source = source
-        # a label file in a container is read from a local copy, made here once (its folder only when it may be
-        # needed: a killed run leaves the folder behind)
-        local = options.labels == "folders" or Path(options.labels).exists()
-        copies_dir = contextlib.nullcontext("") if local else tempfile.TemporaryDirectory(prefix="cvbulk-labels-")
-        with copies_dir as copies, settled_heap():
-            copy = None if local else await fetch_label_file(options.labels, Path(copies), root_source=source)
-            if copy is not None:
-                options.labels = str(copy)
-            result = await run_upload(client, options, progress=progress)
+        # a label file in a container is read from a local copy, made here once
+        async with label_file_here(options.labels, root_source=source) as labels:
+            options.labels = labels
+            with settled_heap():
+                result = await run_upload(client, options, progress=progress)
     if options.dry_run and args.json:
         print_json(result.report)
     elif options.dry_run:

@@ -8,12 +8,28 @@ The copy keeps the blob's base name (its suffix picks the reader)."""
 from __future__ import annotations
 
 import dataclasses
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import ConfigError, FatalRunError
 
-__all__ = ["fetch_label_file"]
+__all__ = ["fetch_label_file", "label_file_here"]
+
+
+@asynccontextmanager
+async def label_file_here(spec: str, *, root_source: Any = None) -> AsyncIterator[str]:
+    """``spec`` as the label readers take it: as given for ``folders`` or a file on this machine, else (a label
+    file in a container) the path of its copy in a temporary folder that lives as long as the block. The folder
+    is made only when a copy may be needed: a run killed meanwhile leaves it behind."""
+    if spec == "folders" or Path(spec).exists():
+        yield spec
+        return
+    with tempfile.TemporaryDirectory(prefix="cvbulk-labels-") as folder:
+        copied = await fetch_label_file(spec, Path(folder), root_source=root_source)
+        yield str(copied) if copied is not None else spec
 
 
 def _braces(text: str) -> str:

@@ -83,7 +83,7 @@ class FallbackSender(ImageSender):
         except StorageError as exc:  # a body read as it was sent (as bytes): the account went away meanwhile
             if not exc.fatal:
                 raise
-            said = getattr(exc, "reason", None) or str(exc)
+            said = exc.reason  # the item named, not the whole location
             raise FatalBatchError(exc, [Outcome(i, Status.ERROR, reason=f"reading the image: {said}") for i in batch.items]) from None
         stopped = self.folder.stopped()
         if stopped is not None:  # the fallback found the account silent: these outcomes, then the run stops

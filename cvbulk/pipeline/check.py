@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -255,14 +254,11 @@ async def _hash_local(
 async def _open_container(stack: AsyncExitStack, root: str, spec: str) -> tuple[Any, LabelSource]:
     """The container's blobs (read as bytes) and the labels upload would take for them; a label file kept in
     a container is copied to a temporary folder that lives as long as ``stack``."""
-    from ._blob_labels import fetch_label_file
+    from ._blob_labels import label_file_here
     from .sources import open_image_source
 
     blobs: Any = await stack.enter_async_context(open_image_source(root, via="bytes"))  # a BlobFolder
-    if spec != "folders":
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cvbulk-labels-")))
-        copied = await fetch_label_file(spec, folder, root_source=blobs)
-        spec = str(copied) if copied is not None else spec
+    spec = await stack.enter_async_context(label_file_here(spec, root_source=blobs))
     labels = await anyio.to_thread.run_sync(blobs.open_labels, spec, Path("."))
     return blobs, labels
 

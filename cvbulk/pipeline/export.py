@@ -257,10 +257,7 @@ async def _run_export(
     except (LocationError, CredentialError, MissingExtraError) as exc:
         raise ConfigError(str(exc)) from None
     except StorageError as exc:
-        then = ""
-        if isinstance(exc, StorageUnreachableError) and "run the same command again" not in str(exc):
-            then = "; once it answers, run the same command again (nothing exported is lost)"
-        raise FatalRunError(str(exc) + then) from None
+        raise storage_stop(exc) or FatalRunError(str(exc)) from None  # the line says what next
 
 
 def _where(location: StorageLocation, environ: Mapping[str, str] | None = None) -> str:
@@ -521,7 +518,7 @@ async def _export_one(run: _Run, work: _Work) -> tuple[JournalEntry, int]:
 
 def _said(exc: BaseException) -> str:
     # a storage error's own words for one item (the item named, not the whole location)
-    return " ".join(str(getattr(exc, "reason", "") or "").split()) or one_line(exc)
+    return exc.reason if isinstance(exc, StorageError) else one_line(exc)
 
 
 def _remove(path: Path) -> None:

@@ -68,7 +68,7 @@ from .prepare import PREDICTION_LIMITS, Rejected, prepare_image
 from .report import build_report, write_report
 from .results import PredictResult
 from .scan import ScanProblem, aiter_scan
-from .sources import LocalFolder, source_stop
+from .sources import LocalFolder, source_stop, state_key
 
 if TYPE_CHECKING:
     from ..client import PredictionClient, TrainingClient
@@ -156,7 +156,7 @@ async def _run_predict(
     project_id, project_name, tag_names = await _resolve_project(training, options.project, options.detect)
 
     fingerprint = {
-        "root": str(root.resolve()) if options.source is None else getattr(options.source, "state_key", options.source.location),
+        "root": str(root.resolve()) if options.source is None else state_key(options.source),
         "project_id": project_id,
         "published_name": options.published_name,
         "mode": "detect" if options.detect else "classify",

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the client is imported lazily so this module loads on its o
 
 __all__ = [
     "TAG_LIMITS",
+    "TagLimitError",
     "ProjectNotFound",
     "is_uuid",
     "resolve_project",
@@ -198,10 +199,8 @@ async def ensure_tags(
     by_lower = {t.name.lower(): t for t in existing}
     missing = [n for n in wanted if n.lower() not in by_lower]
     if tag_limit is not None and len(existing) + len(missing) > tag_limit:
-        raise ConfigError(
-            f"the project would have {len(existing) + len(missing)} tags "
-            f"({len(existing)} now, {len(missing)} new) but its tier allows {tag_limit}; "
-            "nothing was uploaded"
+        raise TagLimitError(
+            f"{len(existing) + len(missing)} tags ({len(existing)} now, {len(missing)} new) but its tier allows {tag_limit}"
         )
     created: dict[str, Tag] = {}
     limit = anyio.CapacityLimiter(max(1, concurrency))
@@ -246,6 +245,15 @@ def creating_tags_text(client: Any, n: int, tier: str | None = None) -> str:
     return f"creating {n} {noun} ({pace}, {about})"
 
 
+class TagLimitError(ConfigError):
+    """The project would pass its tier's tags-per-project limit; ``would``: what it would have against what the tier
+    allows (``51 tags (50 now, 1 new) but its tier allows 50``)."""
+
+    def __init__(self, would: str) -> None:
+        super().__init__(f"the project would have {would}; nothing was uploaded")
+        self.would = would
+
+
 async def _create_tag(client: TrainingClient, project_id: str, name: str, would_have: int) -> Tag:
     try:
         return await client.create_tag(project_id, name)
@@ -253,10 +261,7 @@ async def _create_tag(client: TrainingClient, project_id: str, name: str, would_
         if exc.code == _TAG_LIMIT_CODE:
             numbers = _LIMIT_IN_MESSAGE.findall(exc.message or "")
             allowed = f"allows {numbers[-1]}" if numbers else "allows fewer"
-            raise ConfigError(
-                f"the project would have {would_have} tags but its tier {allowed} "
-                f"(the service said: {exc.message}); nothing was uploaded"
-            ) from None
+            raise TagLimitError(f"{would_have} tags but its tier {allowed} (the service said: {exc.message})") from None
         if exc.code == "BadRequestTagNameNotUnique":
             for t in await client.get_tags(project_id):
                 if t.name.lower() == name.lower():

@@ -49,6 +49,7 @@ __all__ = [
     "VirtualFolderLabels",
     "open_image_source",
     "is_container_location",
+    "state_key",
     "storage_stop",
     "source_stop",
     "VIA_CHOICES",
@@ -223,9 +224,9 @@ class StorageTrouble(Rejected):
 
 
 def _storage_rejected(exc: Exception) -> Rejected:
-    from ..storage import ItemArchivedError, ItemChangedError, ItemMissingError
+    from ..storage import ItemArchivedError, ItemChangedError, ItemMissingError, StorageError
 
-    said = getattr(exc, "reason", None) or str(exc)  # the blob named, not the whole location (its row names it)
+    said = exc.reason if isinstance(exc, StorageError) else str(exc)  # the blob named, not the location (its row is)
     if isinstance(exc, ItemMissingError):
         return Rejected("vanished", said)
     if isinstance(exc, ItemArchivedError):  # final: a resume alone would try it again in vain
@@ -587,6 +588,12 @@ def source_stop(source: Any, *, also: Callable[[BaseException], FatalRunError | 
         return storage_stop(exc)
 
     return Stop(when, check=check)
+
+
+def state_key(source: Any) -> str:
+    """The name of ``source`` in state files: its ``state_key``, or (a source of a library user's that predates it)
+    its ``location``."""
+    return str(getattr(source, "state_key", None) or source.location)
 
 
 def is_container_location(text: str) -> bool:

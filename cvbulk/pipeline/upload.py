@@ -66,6 +66,7 @@ from .labels import LabelSource, open_label_source
 from .prepare import TRAINING_LIMITS, ImageLimits
 from .project import (
     TAG_LIMITS,
+    TagLimitError,
     TagMap,
     ensure_tags,
     find_or_create_project,
@@ -77,7 +78,7 @@ from .report import write_report
 from .results import UploadResult
 from .scan import excluded_by
 from .send import ImageSender
-from .sources import ImageSource, LocalFolder, source_stop
+from .sources import ImageSource, LocalFolder, source_stop, state_key
 
 if TYPE_CHECKING:
     from ..client import Project, TrainingClient
@@ -170,11 +171,6 @@ def _make_sender(options: UploadOptions, client: Any, project_id: str, started: 
     return make(client, project_id, started=started, owners=owners)
 
 
-def _state_key(source: ImageSource) -> str:
-    # a source of a library user's may predate state_key: its location names it then
-    return str(getattr(source, "state_key", None) or source.location)
-
-
 def _source(options: UploadOptions) -> ImageSource:
     return options.source if options.source is not None else LocalFolder(options.root)
 
@@ -255,7 +251,7 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
         before_ids = {t.id for t in existing}
 
     state = options.state or default_state_path(
-        root if options.source is None else _state_key(_source(options)),
+        root if options.source is None else state_key(_source(options)),
         project.name if project is not None else options.project,
         options.report,
         project_id=project.id if project is not None else None,
@@ -263,7 +259,7 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
     report_path = options.report or default_report_path(state)
     journal = None
     if project is not None and (not options.dry_run or state.exists()):
-        fingerprint = {"root": _state_key(_source(options)), "project_id": project.id}
+        fingerprint = {"root": state_key(_source(options)), "project_id": project.id}
         journal = await open_journal(state, job="upload", fingerprint=fingerprint)
 
     run = _Run(
@@ -350,12 +346,8 @@ class _RunTags(TagMap):
             raise TagLimitReached(_past_limit(name, f"{held + 1} tags but its tier allows {self._limit}"))
         try:
             return await super()._create(name)
-        except ConfigError as exc:  # the service's own refusal, worded for a run that had not begun
-            said = str(exc)
-            if "tags but its tier" not in said:
-                raise
-            raise TagLimitReached(_past_limit(name, said.split("; nothing was uploaded")[0].removeprefix(
-                "the project would have "))) from None
+        except TagLimitError as exc:  # the service's own refusal, worded for a run that had not begun
+            raise TagLimitReached(_past_limit(name, exc.would)) from None
 
 
 def _past_limit(name: str, would: str) -> str:

@@ -62,17 +62,7 @@ class BlobContainerEndpoint:
 
     async def pages(self, *, under: str = "", page_size: int = 1000) -> AsyncIterator[list[StorageEntry]]:
         """The blobs under the prefix (and ``under``), a page of at most ``page_size`` at a time, by name."""
-        prefix = self.location.prefix
-        start = prefix + join_under(under)
-        pager = list_pages(self._container, prefix=prefix, start=start, page_size=page_size).__aiter__()
-        while True:
-            try:
-                entries = await pager.__anext__()
-                self.stats.requests += 1
-            except StopAsyncIteration:
-                return
-            except Exception as exc:
-                raise storage_error(exc, where=self.location, settings=self.settings) from None
+        async for entries in self._pages(self.location.prefix + join_under(under), page_size):
             self.stats.pages += 1
             self.stats.listed += len(entries)
             if entries:
@@ -83,18 +73,23 @@ class BlobContainerEndpoint:
         """How many blobs are under the prefix: pages of ``page_size`` (5,000 is the most List Blobs gives) read
         and counted, no name kept. Its requests count in ``stats.requests``; ``listed`` and ``pages`` stay the
         run's own listing."""
-        prefix = self.location.prefix
-        pager = list_pages(self._container, prefix=prefix, start=prefix, page_size=page_size).__aiter__()
         total = 0
+        async for entries in self._pages(self.location.prefix, page_size):
+            total += len(entries)
+        return total
+
+    async def _pages(self, start: str, page_size: int) -> AsyncIterator[list[StorageEntry]]:
+        """The listing's pages from ``start``, each request counted, its failure a storage error."""
+        pager = list_pages(self._container, prefix=self.location.prefix, start=start, page_size=page_size).__aiter__()
         while True:
             try:
                 entries = await pager.__anext__()
                 self.stats.requests += 1
             except StopAsyncIteration:
-                return total
+                return
             except Exception as exc:
                 raise storage_error(exc, where=self.location, settings=self.settings) from None
-            total += len(entries)
+            yield entries
 
     def needs(self, error: Exception, permissions: str) -> Exception:
         """``error`` (access denied under a SAS token) saying which permissions the job needs."""

@@ -160,8 +160,7 @@ class ReadUrlSigner:
 
     def _reuse_token(self, blob_url: str, now: datetime) -> ReadUrl:
         token = self._settings.sas_token or ""
-        query = parse_qs(token)
-        permissions = (query.get("sp") or [""])[0]
+        permissions = granted(token) or ""
         if set(permissions) - set("rl"):
             raise ReadUrlError(too_wide(self._settings.origin, permissions))
         if "r" not in permissions:
