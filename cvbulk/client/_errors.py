@@ -23,6 +23,7 @@ __all__ = [
     "ConnectionFailedError",
     "EndpointUnreachableError",
     "RetryBudgetExhausted",
+    "BodyReadError",
     "TrainingFailedError",
     "TrainingTimeoutError",
     "error_for_status",
@@ -195,6 +196,40 @@ class EndpointUnreachableError(ConnectionFailedError):
 
 class RequestTimeoutError(TransportError):
     """The request took longer than the configured timeout."""
+
+
+class BodyReadError(CustomVisionError):
+    """An image body's own source failed while the request was written (a file changed or vanished since it was
+    sized, a blob deleted or its storage account gone): not the service's fault, so not retried here.
+
+    ``error`` is the source's exception, as it was raised (an ``OSError``, a storage error...).
+    ``source_gone``: the error says so itself (a true ``fatal`` attribute, as a storage account that stopped
+    answering has): every other image of that source would fail alike, so a caller stops rather than go on.
+    """
+
+    retryable = False
+
+    @property
+    def source_gone(self) -> bool:
+        """True when the source's error is fatal for the source as a whole, not for this image only."""
+        return bool(getattr(self.error, "fatal", False))
+
+    def __init__(self, error: BaseException, *, operation: str | None = None) -> None:
+        self.error = error
+        super().__init__(f"reading the image: {_one_line_of(error)}", operation=operation)
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_body_error, (self.error, self.operation))
+
+
+def _rebuild_body_error(error: BaseException, operation: str | None) -> BodyReadError:
+    return BodyReadError(error, operation=operation)
+
+
+def _one_line_of(error: BaseException) -> str:
+    # a storage error carries its item's own line (``reason``: the blob named, not its whole location)
+    text = getattr(error, "reason", None) or str(error) or type(error).__name__
+    return redact(" ".join(str(text).split()))
 
 
 class RetryBudgetExhausted(CustomVisionError):

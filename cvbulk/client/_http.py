@@ -18,6 +18,7 @@ from yarl import URL
 
 from .._http1 import proxied
 from ._errors import (
+    BodyReadError,
     ConnectionFailedError,
     CustomVisionError,
     EndpointUnreachableError,
@@ -445,6 +446,9 @@ class HttpCore:
                 f"no answer within the timeout ({type(exc).__name__})", operation=operation
             ) from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            failed = getattr(data, "failed", None)
+            if failed is not None:  # the image's own source failed, not the connection: said as itself
+                raise BodyReadError(failed, operation=operation) from None
             self._transport_failure(group)
             detail = redact(str(exc), self._key.reveal()) or type(exc).__name__
             raise ConnectionFailedError(f"{type(exc).__name__}: {detail}", operation=operation) from None

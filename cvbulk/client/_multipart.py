@@ -42,9 +42,26 @@ _CRLF = b"\r\n"
 
 
 class _Streamed(Payload):
-    """A body whose length is known up front and whose bytes are written as the request goes out."""
+    """A body whose length is known up front and whose bytes are written as the request goes out.
+
+    ``failed``: what an image's own source raised while it was read (not the socket's trouble); the HTTP
+    library reports the request as a dropped connection, the client raises this instead (``BodyReadError``)."""
 
     _length = 0
+    failed: BaseException | None = None
+
+    async def _chunks(self, body: ImageBody) -> AsyncIterator[bytes]:
+        """``body.chunks()``, a failure of its source kept in ``failed`` (then raised on)."""
+        chunks = body.chunks()
+        while True:
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except Exception as exc:
+                self.failed = exc
+                raise
+            yield chunk
 
     @property
     def size(self) -> int:
@@ -92,7 +109,11 @@ class _ImageMultipart(_Streamed):
                     total += bodies[end].size
                     end += 1
                 files = cast("list[FileBody]", bodies[index:end])  # _small_file: FileBody each
-                run = await anyio.to_thread.run_sync(read_run, lead, heads[index:end], files)
+                try:
+                    run = await anyio.to_thread.run_sync(read_run, lead, heads[index:end], files)
+                except OSError as exc:  # a file changed or vanished since it was sized
+                    self.failed = exc
+                    raise
                 await writer.write(run)
                 index = end
             elif isinstance(body, BytesBody):
@@ -100,7 +121,7 @@ class _ImageMultipart(_Streamed):
                 index += 1
             else:  # a large file or another kind of body streams chunk by chunk
                 await writer.write(lead + heads[index])
-                async for chunk in body.chunks():
+                async for chunk in self._chunks(body):
                     await writer.write(chunk)
                 index += 1
             lead = _CRLF
@@ -133,7 +154,7 @@ class _FilesJson(_Streamed):
     async def write(self, writer: AbstractStreamWriter) -> None:
         for piece, body in zip(self._pieces, self._bodies):
             await writer.write(piece + b'"')
-            async for text in _base64(body.chunks()):
+            async for text in _base64(self._chunks(body)):
                 await writer.write(text)
             await writer.write(b'"')
         await writer.write(self._pieces[-1])

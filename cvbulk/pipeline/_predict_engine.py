@@ -33,6 +33,7 @@ from ..client._body import ImageBody  # the type of Prepared.data
 from ..client._errors import (
     AuthenticationError,
     BadRequestError,
+    BodyReadError,
     CustomVisionError,
     EndpointUnreachableError,
     NotFoundError,
@@ -344,6 +345,13 @@ class ScoreStages:
         item = prepared.item
         try:
             prediction = await self.score(prepared.data)
+        except BodyReadError as exc:  # the image's own source failed as it was sent, not the service
+            if exc.source_gone:
+                raise exc.error from None  # the run's stop (``source_stop``) says it
+            return Outcome(
+                item.key, ERROR, item.size, item.mtime_ns, prepared.sha256,
+                reason=exc.message, fixes=prepared.fixes, via=_via(prepared),
+            )
         except CustomVisionError as exc:
             status = classify_error(exc)
             if status is None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..client._body import ImageBody
-from ..client._errors import AuthenticationError, BadRequestError, CustomVisionError, NotFoundError
+from ..client._errors import AuthenticationError, BadRequestError, BodyReadError, CustomVisionError, NotFoundError
 from ._reasons import one_line
 from ._shared import parse_timestamp
 from .batch import MAX_TAGS_PER_BATCH, Batch, BatchItem, TaggedRegion
@@ -186,12 +186,16 @@ class ImageSender:
             return [Outcome(i, Status.ERROR, reason=one_line(exc)) for i in batch.items]
         except (AuthenticationError, NotFoundError) as exc:
             raise FatalSendError(exc, [Outcome(i, Status.ERROR, reason=one_line(exc)) for i in batch.items]) from exc
+        except BodyReadError as exc:
+            if exc.source_gone:  # a storage account that stopped answering: the caller stops the run
+                raise exc.error from None
+            # A body could not be read as it was sent (a file changed or vanished since it was checked, a blob
+            # replaced): the request did not complete; error, retried on resume (the change asks for a check).
+            return [Outcome(i, Status.ERROR, reason=exc.message) for i in batch.items]
         except CustomVisionError as exc:
             # Retryable trouble the client has already retried as far as its budget allowed.
             return [Outcome(i, Status.ERROR, reason=one_line(exc)) for i in batch.items]
-        except OSError as exc:
-            # A body could not be read as it was sent (a file changed or vanished since it was checked):
-            # the request did not complete; error, retried on resume (the file's new size asks for a check).
+        except OSError as exc:  # the same, from a client that raises the body's error as it is
             return [Outcome(i, Status.ERROR, reason=f"reading the image: {one_line(exc)}") for i in batch.items]
         owned = await self._owned(summary.images)
         answered = self._outcomes(batch, summary.images, prior, owned)

@@ -575,17 +575,10 @@ def source_stop(source: Any, *, also: Callable[[BaseException], FatalRunError | 
         return storage_stop(error) if error is not None else None
 
     def when(exc: BaseException) -> FatalRunError | None:
-        # A request whose body is read from the container as it is sent fails, when the account goes away, as a
-        # connection error of the service's client (which tried it again meanwhile): the storage is the cause.
-        from ..client._errors import RetryBudgetExhausted, TransportError
-
+        # (a body read from the container as it is sent, its account gone: the client's ``BodyReadError``,
+        # which the senders raise on as the storage error it holds)
         own = also(exc) if also is not None else None
-        if own is not None:
-            return own
-        cause = exc.last_error if isinstance(exc, RetryBudgetExhausted) else exc
-        if isinstance(cause, TransportError) and "StorageUnreachableError" in str(cause):
-            return check() or storage_stop(exc)
-        return storage_stop(exc)
+        return own if own is not None else storage_stop(exc)
 
     return Stop(when, check=check)
 
