@@ -169,3 +169,23 @@ def test_hidden_files_are_skipped_with_the_flag_they_name_and_taken_with_it(tmp_
     done = cvbulk(*base, "--include-hidden", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["counts"] == {"uploaded": 1}
+
+
+def test_tag_folders_that_differ_only_in_case_are_one_tag_created_once(tmp_path, emulator):
+    # The service compares tag names without case: "Hemlock" and "hemlock" are one tag, made once and said once.
+    root = tmp_path / "tree"
+    make_tree(root, {"Hemlock": 2, "hemlock": 2, "Cherry": 1}, seed=11)
+    done = cvbulk("upload", str(root), "--project", "cased", "--create", "--tier", "unlimited", "--json",
+                  env=env_for(emulator), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["counts"] == {"uploaded": 5}
+    created = report["extra"]["tags_created"]
+    assert sorted(n.lower() for n in created) == ["cherry", "hemlock"], created
+
+    async def tags() -> dict[str, int]:
+        async with TrainingClient(emulator.endpoint, emulator.training_key, pacer=Pacer.for_tier("unlimited")) as c:
+            project = next(p for p in await c.get_projects() if p.name == "cased")
+            return {t.name.lower(): t.image_count for t in await c.get_tags(project.id)}
+
+    assert anyio.run(tags) == {"hemlock": 4, "cherry": 1}
