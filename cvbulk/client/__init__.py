@@ -14,6 +14,7 @@ from ._body import BodyChanged, BytesBody, FileBody, ImageBody, as_body, read_bo
 from ._errors import (
     AuthenticationError,
     BadRequestError,
+    BodyReadError,
     ConnectionFailedError,
     CustomVisionError,
     EndpointUnreachableError,
@@ -21,7 +22,6 @@ from ._errors import (
     RateLimitedError,
     RequestTimeoutError,
     RetryBudgetExhausted,
-    BodyReadError,
     ServerError,
     TrainingFailedError,
     TrainingTimeoutError,
