@@ -21,10 +21,6 @@ def _jpeg() -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.xfail(strict=True, reason="emulator fidelity, for the lead to decide: a second listener for image URIs "
-                   "(tried: 15 lines in _server.py/_http.py/_state.py, tests/emulator all green) makes the export and "
-                   "migrate tests that slow a run by same-origin pacing (test_expiring_links, test_migrate "
-                   "expired links) finish before their links expire; they need another brake first")
 def test_image_uris_are_on_another_origin_and_need_no_key(emulator_thread):
     import anyio
 
