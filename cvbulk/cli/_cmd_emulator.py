@@ -24,8 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Serve a local, persistent Custom Vision service (training + prediction) on this machine.\n"
-            "Once it listens it prints one line with its URL and keys, then the tier it plays and\n"
-            "ready-to-paste `export VISION_...=...` lines; it stops on Ctrl-C or SIGTERM."
+            "Once it listens it prints one line with its URL and keys, then the tier it plays, where its\n"
+            "image URIs are served, and ready-to-paste `export VISION_...=...` lines; it stops on Ctrl-C\n"
+            "or SIGTERM."
         ),
         epilog=(
             "environment:\n"
