@@ -38,7 +38,7 @@ async def test_expired_links_are_renewed_not_failed(tmp_path, expire_at):
             assert result.counts == {"exported": N} and result.failures == []
             refreshed = result.summary["link_refreshes"]
             # expired mid-run, renewed: every refused download was tried again with a fresh link
-            assert 0 < refreshed and result.summary["downloads"] == N + refreshed == client.downloads
+            assert refreshed > 0 and result.summary["downloads"] == N + refreshed == client.downloads
             calls = result.summary["link_refresh_calls"]
             assert 0 < calls < refreshed  # refused links renewed together, not one call each
             print(f"\nexpired at {expire_at}: {refreshed} links renewed in {calls} calls, 0 failures")
