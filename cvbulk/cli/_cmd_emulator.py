@@ -24,8 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Serve a local, persistent Custom Vision service (training + prediction) on this machine.\n"
-            "Once it listens it prints one line with its URL and keys, then the tier it plays and\n"
-            "ready-to-paste `export VISION_...=...` lines; it stops on Ctrl-C or SIGTERM."
+            "Once it listens it prints one line with its URL and keys, then the tier it plays, where its\n"
+            "image URIs are served, and ready-to-paste `export VISION_...=...` lines; it stops on Ctrl-C\n"
+            "or SIGTERM."
         ),
         epilog=(
             "environment:\n"
@@ -37,15 +38,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             f"  --tier F0 / S0 also play the service's latency unless --latency* is given: F0\n"
             f"  {f0.per_request} s per call + {f0.per_image} s per image, S0 {s0.per_request} s + {s0.per_image} s "
             "(from the\n  timestamps of recorded real-service sessions); --latency 0 turns it off.\n"
-            "  Image URIs, export tokens and exported-model links are signed, bound to their project\n"
-            "  and expire after --url-ttl seconds (the service's SAS links: about 24 h); an expired one\n"
-            "  answers 403 AuthenticationFailed as Azure Storage does. A connection that sends no\n"
-            "  whole request head within --header-timeout seconds is closed; a body must arrive within\n"
-            "  --read-timeout seconds; a request body is at most 400 MB (64 images of 6 MB)."
+            "  Image URIs, export tokens and exported-model links are served on a listener of their own\n"
+            "  (same host, --storage-port; the service's are on a storage account's host), need no key,\n"
+            "  are signed, bound to their project and expire after --url-ttl seconds (the service's SAS\n"
+            "  links: about 24 h); an expired one answers 403 AuthenticationFailed as Azure Storage does.\n"
+            "  A connection that sends no whole request head within --header-timeout seconds is closed;\n"
+            "  a body must arrive within --read-timeout seconds; a request body is at most 400 MB (64\n"
+            "  images of 6 MB)."
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port (default: 0, a free one)")
+    parser.add_argument("--storage-port", type=int, default=0, metavar="PORT",
+                        help="port of image URIs, export tokens and model links (default: 0: the data folder's "
+                             "last one if free, else a free one)")
     parser.add_argument("--data", type=Path, metavar="DIR",
                         help="folder for records and images (default: a temporary one, removed on exit)")
     parser.add_argument("--tier", choices=sorted(TIERS), default=env_tier("unlimited"),
@@ -82,6 +88,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "tier's latency: the ones not given are 0")
     faults.add_argument("--latency-per-image", type=float, metavar="S")
     faults.add_argument("--latency-per-mb", type=float, metavar="S")
+    faults.add_argument("--latency-per-download", type=float, metavar="S",
+                        help="seconds the storage listener waits before each answer (image, export, model)")
     faults.add_argument("--seed", type=int, default=0, help="seed of the fault dice and the trainer")
     add_common_args(parser)
     parser.set_defaults(handler=run)
@@ -100,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
         startup_line,
     )
 
-    if not 0 <= args.port <= 65535:
-        raise CLIError("--port must be 0..65535")
+    if not 0 <= args.port <= 65535 or not 0 <= args.storage_port <= 65535:
+        raise CLIError("--port and --storage-port must be 0..65535")
     for rate in (args.error_rate, args.drop_rate, args.drop_after_work):
         if not 0.0 <= rate <= 1.0:
             raise CLIError("--error-rate, --drop-rate and --drop-after-work must be between 0 and 1")
@@ -114,10 +122,10 @@ def run(args: argparse.Namespace) -> int:
     prediction_key = args.prediction_key or os.environ.get(KEY_ENV["prediction"]) or DEFAULT_PREDICTION_KEY
     remember_secret(training_key)  # printed once at start-up, scrubbed from any error output
     remember_secret(prediction_key)
-    given = (args.latency, args.latency_per_image, args.latency_per_mb)
+    given = (args.latency, args.latency_per_image, args.latency_per_mb, args.latency_per_download)
     latency = None if all(v is None for v in given) else Latency(*(v or 0.0 for v in given))
     config = EmulatorConfig(
-        host=args.host, port=args.port, data_dir=args.data, tier=args.tier,
+        host=args.host, port=args.port, storage_port=args.storage_port, data_dir=args.data, tier=args.tier,
         training_tps=args.training_tps, prediction_tps=args.prediction_tps, retry_after=args.retry_after,
         training_key=training_key, prediction_key=prediction_key,
         faults=Faults(error_rate=args.error_rate, drop_rate=args.drop_rate, drop_after_work=args.drop_after_work,

@@ -50,14 +50,17 @@ def startup_line(emulator: Emulator | EmulatorThread) -> str:
 
 
 def env_lines(emulator: Emulator | EmulatorThread) -> str:
-    """What follows the first line: the tier it plays, then ready-to-paste ``export VISION_...``
-    lines for cvbulk and the SDK samples."""
+    """What follows the first line: the tier it plays, where image URIs are served, then ready-to-paste
+    ``export VISION_...`` lines for cvbulk and the SDK samples."""
     latency = emulator.config.effective_latency
     tier = (f"# tier {emulator.config.tier}: latency {latency.per_request:g} s per call + "
             f"{latency.per_image:g} s per image")
+    storage = f"# image URIs, export tokens and model links: {emulator.storage_endpoint} (signed, no key)"
+    if latency.per_download:
+        storage += f", {latency.per_download:g} s per download"
     values = [
         ("VISION_TRAINING_ENDPOINT", emulator.endpoint), ("VISION_TRAINING_KEY", emulator.training_key),
         ("VISION_PREDICTION_ENDPOINT", emulator.endpoint), ("VISION_PREDICTION_KEY", emulator.prediction_key),
         ("VISION_PREDICTION_RESOURCE_ID", emulator.prediction_resource_id),
     ]
-    return "\n".join([tier] + [f"export {name}={shlex.quote(value)}" for name, value in values])
+    return "\n".join([tier, storage] + [f"export {name}={shlex.quote(value)}" for name, value in values])

@@ -1,4 +1,6 @@
-"""The aiohttp application: routing, authentication, faults, rate limits, latency, errors."""
+"""The aiohttp applications: the API (routing, authentication, faults, rate limits, latency, errors) and
+the storage listener that serves what the service keeps in its storage account (image bytes, project
+export tokens, exported models) on an origin of its own, by signed links and without a key."""
 
 from __future__ import annotations
 
@@ -17,10 +19,10 @@ from ._routes_exports import download_export
 from ._routes_ops import ops_routes
 from ._routes_prediction import PREDICTION_PREFIX, prediction_routes
 from ._routes_training import TRAINING_PREFIX, training_routes
-from ._signing import storage_refusal
+from ._signing import storage_error, storage_refusal
 from ._state import STATE, EmulatorState
 
-__all__ = ["build_app"]
+__all__ = ["build_app", "build_storage_app"]
 
 log = logging.getLogger("cvbulk.emulator")
 
@@ -186,6 +188,12 @@ async def _export(request: web.Request) -> web.StreamResponse:
     return await serve_export(request, token_id)
 
 
+def _add_storage_routes(app: web.Application) -> None:
+    app.router.add_get("/emulator/blobs/{pid}/{variant}/{se}/{sig}/{sha}", _blob)
+    app.router.add_get("/emulator/exports/{token}", _export)
+    app.router.add_get("/emulator/models/{name}", download_export)
+
+
 def build_app(state: EmulatorState) -> web.Application:
     app = web.Application(middlewares=[_headers, _errors, _api], client_max_size=state.config.max_body_bytes)
     app[STATE] = state
@@ -210,7 +218,41 @@ def build_app(state: EmulatorState) -> web.Application:
     # Added last: aiohttp tries these resources one by one, so classify and upload never pass them.
     for method, path, handler, operation in ops_routes():
         add(TRAINING_PREFIX, method, path, handler, ("Training", operation, "training"))
-    app.router.add_get("/emulator/blobs/{pid}/{variant}/{se}/{sig}/{sha}", _blob)
-    app.router.add_get("/emulator/exports/{token}", _export)
-    app.router.add_get("/emulator/models/{name}", download_export)
+    # Links are issued on the storage listener; the endpoint still answers links that earlier versions
+    # issued on it (and URIs a client made relative to it).
+    _add_storage_routes(app)
+    return app
+
+
+@web.middleware
+async def _storage(request: web.Request, handler):
+    """Answers as Azure Blob storage gives them: an ``x-ms-request-id``, errors in its XML."""
+    try:
+        response = await handler(request)
+    except web.HTTPNotFound:
+        found = request.match_info.route.resource is not None
+        response = (storage_error(404, "BlobNotFound", "The specified blob does not exist.") if found
+                    else storage_error(404, "ResourceNotFound", "The specified resource does not exist."))
+    except web.HTTPMethodNotAllowed:
+        response = storage_error(405, "UnsupportedHttpVerb",
+                                 "The resource doesn't support specified Http Verb.")
+    except web.HTTPException:
+        raise
+    except (ConnectionError, anyio.EndOfStream):
+        raise
+    except Exception:
+        log.exception("unexpected error in storage %s %s", request.method, request.path)
+        response = storage_error(500, "InternalError", "The server encountered an internal error.")
+    response.headers.setdefault("x-ms-request-id", str(uuid.uuid4()))
+    latency = request.app[STATE].latency.per_download
+    if latency > 0:
+        await anyio.sleep(latency)  # storage's own latency (another host than the endpoint's)
+    return response
+
+
+def build_storage_app(state: EmulatorState) -> web.Application:
+    """The storage listener: only signed links, no key, no rate limit (another service than the API)."""
+    app = web.Application(middlewares=[_storage])
+    app[STATE] = state
+    _add_storage_routes(app)
     return app

@@ -41,11 +41,14 @@ class Faults:
 
 @dataclass(frozen=True)
 class Latency:
-    """Extra time the handler waits (asynchronously) before answering, in seconds."""
+    """Extra time the handler waits (asynchronously) before answering, in seconds: API calls wait
+    ``per_request`` + ``per_image`` x images + ``per_mb`` x MB of body; the storage listener (image URIs,
+    export tokens, model links) waits ``per_download`` before each answer."""
 
     per_request: float = 0.0
     per_image: float = 0.0
     per_mb: float = 0.0
+    per_download: float = 0.0
 
 
 # Latency the service showed, played by default with --tier F0 / S0 (unlimited stays instant).
@@ -90,6 +93,7 @@ TIERS: dict[str, TierLimits] = {
 class EmulatorConfig:
     host: str = "127.0.0.1"
     port: int = 0
+    storage_port: int = 0  # the listener of image URIs, export tokens and model links (0: a free port)
     data_dir: Path | None = None  # None: a temporary folder removed on exit
     tier: str = "unlimited"
     training_tps: float | None = None  # overrides the tier's training rates
@@ -127,7 +131,8 @@ class EmulatorConfig:
 
     def __repr__(self) -> str:  # keys stay out of reprs
         return (
-            f"EmulatorConfig(host={self.host!r}, port={self.port}, data_dir={self.data_dir!r}, "
+            f"EmulatorConfig(host={self.host!r}, port={self.port}, storage_port={self.storage_port}, "
+            f"data_dir={self.data_dir!r}, "
             f"tier={self.tier!r}, training_tps={self.training_tps}, prediction_tps={self.prediction_tps})"
         )
 

@@ -18,7 +18,7 @@ from ._multipart import boundary_of, split_form
 
 __all__ = [
     "json_response", "q_list", "q_bool", "q_int", "q_str", "read_json", "read_images",
-    "base_url", "image_json", "blob_uris", "iteration_view", "project_view", "read_body", "image_views", "IMAGES", "MAX_BATCH_IMAGES",
+    "storage_url", "image_json", "blob_uris", "iteration_view", "project_view", "read_body", "image_views", "IMAGES", "MAX_BATCH_IMAGES",
     "MAX_BATCH_TAGS", "REQUEST_ID",
 ]
 
@@ -224,8 +224,17 @@ class _Buffers:
 _BUFFERS = _Buffers()
 
 
-def base_url(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}"
+def storage_url(request: web.Request) -> str:
+    """The origin of the emulator's storage listener as this request reached the emulator: the same
+    scheme and host, the storage port. The service's links are on a storage account's host
+    (``irisprod...training.blob.core.windows.net``), not on the endpoint's: a client that paces calls to
+    the endpoint does not pace these downloads."""
+    from ._state import STATE
+
+    host = request.url.raw_host or "127.0.0.1"
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    return f"{request.scheme}://{host}:{request.app[STATE].storage_port}"
 
 
 _URI_PREFIX = web.RequestKey("cvbulk_uri_prefix", tuple)
@@ -233,7 +242,7 @@ _URI_PREFIX = web.RequestKey("cvbulk_uri_prefix", tuple)
 
 def blob_uris(request: web.Request, project_id: str, sha: str) -> dict[str, str]:
     """resizedImageUri / thumbnailUri / originalImageUri of a stored image: signed for this project
-    and image, expiring, like the service's SAS URLs. The expiry and signature sit in the path
+    and image, expiring, like the service's SAS URLs, on the storage listener. The expiry and signature sit in the path
     (``/emulator/blobs/<project>/<size>/<expiry>/<sig>/<sha256>``) so that a URL still ends with the
     content's name. One signature covers the three sizes of one image."""
     cached = request.get(_URI_PREFIX)
@@ -241,7 +250,7 @@ def blob_uris(request: web.Request, project_id: str, sha: str) -> dict[str, str]
         from ._state import STATE
 
         pid = str(uuid.UUID(project_id))
-        cached = (project_id, f"{base_url(request)}/emulator/blobs/{pid}/", pid, request.app[STATE].signer)
+        cached = (project_id, f"{storage_url(request)}/emulator/blobs/{pid}/", pid, request.app[STATE].signer)
         request[_URI_PREFIX] = cached
     _, prefix, pid, signer = cached
     _, expiry, sig = signer.sign(f"blobs/{pid}/{sha}")

@@ -17,7 +17,7 @@ from aiohttp import web
 from ._db import utcnow
 from ._errors import ApiError
 from ._export_package import export_file_name, write_export
-from ._http import base_url, json_response, q_str
+from ._http import json_response, q_str, storage_url
 from ._imaging import resized_copy
 from ._routing import Handler, run
 from ._routing import pid as _pid
@@ -47,7 +47,7 @@ def _export_view(request: web.Request, export: dict) -> dict:
     out = dict(export)
     if out["downloadUri"] is not None:
         name = out["downloadUri"]
-        out["downloadUri"] = f"{base_url(request)}/emulator/models/{name}?{_st(request).signer.query(_model(name))}"
+        out["downloadUri"] = f"{storage_url(request)}/emulator/models/{name}?{_st(request).signer.query(_model(name))}"
     return out
 
 

@@ -14,7 +14,7 @@ import aiohttp
 import anyio
 from aiohttp import web
 
-from ._app import build_app
+from ._app import build_app, build_storage_app
 from ._config import EmulatorConfig, Faults, Latency
 from ._state import EmulatorState
 
@@ -31,9 +31,14 @@ class Emulator:
         self.config = config or EmulatorConfig()
         self.endpoint = ""
         self.port = 0
+        # Image URIs, export tokens and model links are served here, as the service serves them from a
+        # storage account's host: same host, a port of its own, signed links, no key.
+        self.storage_endpoint = ""
+        self.storage_port = 0
         self.data_dir: Path | None = None
         self._state: EmulatorState | None = None
         self._runner: web.AppRunner | None = None
+        self._storage_runner: web.AppRunner | None = None
         self._temp = False
 
     def __repr__(self) -> str:
@@ -56,6 +61,11 @@ class Emulator:
 
     def set_latency(self, latency: Latency) -> None:
         self._require().latency = latency
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the clock signed links are issued and checked by forward: every link issued before now
+        expires ``seconds`` sooner (a test expires links mid-run without waiting for them to)."""
+        self._require().signer.advance(seconds)
 
     def set_rates(self, *, training_tps: float | None = None, prediction_tps: float | None = None,
                   tier: str | None = None) -> None:
@@ -89,8 +99,16 @@ class Emulator:
             site = web.TCPSite(self._runner, cfg.host, cfg.port, backlog=1024)
             await site.start()
             self.port = self._runner.addresses[0][1]
+            self._storage_runner = web.AppRunner(
+                build_storage_app(self._state), access_log=None, handle_signals=False, shutdown_timeout=2.0,
+                keepalive_timeout=cfg.header_timeout,
+            )
+            await self._storage_runner.setup()
+            self.storage_port = self._state.storage_port = await _listen_storage(
+                self._storage_runner, cfg.host, cfg.storage_port, self.data_dir / "storage.port")
             host = cfg.host if ":" not in cfg.host else f"[{cfg.host}]"
             self.endpoint = f"http://{host}:{self.port}"
+            self.storage_endpoint = f"http://{host}:{self.storage_port}"
             for job in await anyio.to_thread.run_sync(self._state.store.pending_trainings):
                 self._state.start_training(job)  # a stop interrupted these: train them again
         except BaseException:
@@ -103,9 +121,10 @@ class Emulator:
         await self._close()
 
     async def _close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        for runner in (self._runner, self._storage_runner):
+            if runner is not None:
+                await runner.cleanup()
+        self._runner = self._storage_runner = None
         if self._state is not None:
             await self._state.background.close()  # trainings left in status Training resume at next start
             if self._state.http is not None:
@@ -115,6 +134,30 @@ class Emulator:
             self._state = None
         if self._temp and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+async def _listen_storage(runner: web.AppRunner, host: str, port: int, remembered: Path) -> int:
+    """Start the storage listener; its port. Unless a port is given, the one of the data folder's last run
+    when it is free again, so links issued before a restart keep working (as its signing secret does)."""
+    if port == 0:
+        try:
+            last = int(remembered.read_text().strip())
+        except (OSError, ValueError):
+            last = 0
+        if 0 < last < 65536:
+            site = web.TCPSite(runner, host, last, backlog=1024)
+            try:
+                await site.start()
+            except OSError:  # taken meanwhile: a free one
+                await site.stop()
+    if not runner.addresses:
+        await web.TCPSite(runner, host, port, backlog=1024).start()
+    bound = int(runner.addresses[0][1])
+    try:
+        remembered.write_text(f"{bound}\n")
+    except OSError:
+        pass  # a read-only folder: links then last until a restart
+    return bound
 
 
 class EmulatorThread:
@@ -144,6 +187,14 @@ class EmulatorThread:
     @property
     def port(self) -> int:
         return self._emulator.port
+
+    @property
+    def storage_endpoint(self) -> str:
+        return self._emulator.storage_endpoint
+
+    @property
+    def storage_port(self) -> int:
+        return self._emulator.storage_port
 
     @property
     def data_dir(self) -> Path | None:
@@ -197,6 +248,9 @@ class EmulatorThread:
 
     def set_latency(self, latency: Latency) -> None:
         self._call(self._emulator.set_latency, latency)
+
+    def advance_clock(self, seconds: float) -> None:
+        self._call(self._emulator.advance_clock, seconds)
 
     def set_rates(self, *, training_tps: float | None = None, prediction_tps: float | None = None,
                   tier: str | None = None) -> None:

@@ -4,6 +4,9 @@ A URL carries ``se`` (expiry, UTC, as Azure writes it) and ``sig`` (HMAC-SHA256 
 this emulator's data folder over the resource path and the expiry), so it works for the one
 resource it was issued for, until it expires, and not across projects. Refusals are answered as
 Azure Blob storage answers them: 403 with an XML ``AuthenticationFailed`` body.
+
+The signer keeps its own clock (real time plus what ``advance`` skipped), the one links are issued and
+checked against: a test moves it past every link's expiry mid-run instead of sleeping until they expire.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-__all__ = ["UrlSigner", "load_secret", "storage_refusal"]
+__all__ = ["UrlSigner", "load_secret", "storage_error", "storage_refusal"]
 
 _FMT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -44,6 +47,17 @@ class UrlSigner:
         self._secret = secret
         self.ttl = ttl_seconds
         self._expiry: tuple[int, str, str] = (-1, "", "")  # (second, expiry, quoted): listings sign hundreds
+        self.skipped = 0.0  # seconds the link clock is ahead of real time
+
+    def now(self) -> float:
+        """The link clock: the time links are issued and checked at (epoch seconds)."""
+        return time.time() + self.skipped
+
+    def advance(self, seconds: float) -> None:
+        """Move the link clock forward: links issued before expire ``seconds`` sooner."""
+        if seconds < 0:
+            raise ValueError("the link clock only moves forward")
+        self.skipped += seconds
 
     def _sig(self, resource: str, expiry: str) -> str:
         mac = hmac.digest(self._secret, f"{resource}\n{expiry}".encode(), hashlib.sha256)
@@ -51,7 +65,7 @@ class UrlSigner:
 
     def sign(self, resource: str) -> tuple[str, str, str]:
         """(expiry, its URL-quoted form, signature) for a resource, valid for ``ttl`` seconds."""
-        ends = int(time.time() + self.ttl)
+        ends = int(self.now() + self.ttl)
         if ends != self._expiry[0]:
             expiry = time.strftime(_FMT, time.gmtime(ends))
             self._expiry = (ends, expiry, quote(expiry))
@@ -78,8 +92,8 @@ class UrlSigner:
             ends = datetime.strptime(expiry, _FMT).replace(tzinfo=timezone.utc)
         except ValueError:
             return "Signature fields not well formed."
-        if ends.timestamp() < time.time():
-            now = datetime.now(timezone.utc)
+        now = datetime.fromtimestamp(self.now(), timezone.utc)
+        if ends < now:
             return (f"Signed expiry time [{ends:%a, %d %b %Y %H:%M:%S} GMT] must be after signed start time "
                     f"[{now:%a, %d %b %Y %H:%M:%S} GMT]")
         return None
@@ -87,13 +101,17 @@ class UrlSigner:
 
 def storage_refusal(detail: str) -> web.Response:
     """Azure Blob storage's answer to a SAS URL it does not accept."""
+    return storage_error(
+        403, "AuthenticationFailed", "Server failed to authenticate the request. Make sure the value of "
+        "Authorization header is formed correctly including the signature.",
+        f"<AuthenticationErrorDetail>{detail}</AuthenticationErrorDetail>")
+
+
+def storage_error(status: int, code: str, message: str, extra: str = "") -> web.Response:
+    """An error as Azure Blob storage writes it: XML ``<Error><Code>`` with the request id and time."""
     request_id = str(uuid.uuid4())
     when = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
-    body = (
-        '<?xml version="1.0" encoding="utf-8"?><Error><Code>AuthenticationFailed</Code><Message>Server failed '
-        "to authenticate the request. Make sure the value of Authorization header is formed correctly including "
-        f"the signature.\nRequestId:{request_id}\nTime:{when}</Message>"
-        f"<AuthenticationErrorDetail>{detail}</AuthenticationErrorDetail></Error>"
-    )
-    return web.Response(status=403, body=body.encode(), content_type="application/xml",
-                        headers={"x-ms-request-id": request_id, "x-ms-error-code": "AuthenticationFailed"})
+    body = (f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code><Message>{message}'
+            f"\nRequestId:{request_id}\nTime:{when}</Message>{extra}</Error>")
+    return web.Response(status=status, body=body.encode(), content_type="application/xml",
+                        headers={"x-ms-request-id": request_id, "x-ms-error-code": code})

@@ -37,6 +37,7 @@ class EmulatorState:
     signer: UrlSigner
     background: Background = field(default_factory=Background)
     http: aiohttp.ClientSession | None = None
+    storage_port: int = 0  # the listener of image URIs, export tokens and model links (its own origin)
     throttle_left: int = 0
     perf_cache: dict = field(default_factory=dict)
     perf_locks: dict = field(default_factory=dict)

@@ -1,7 +1,7 @@
 """ExportProject / ImportProject: a project copied through a signed, expiring token URL.
 
-The token is a URL of the exporting emulator (``/emulator/exports/<id>?se=...&sig=...``), as the
-service's token is a SAS URL of a blob: an emulator imports its own exports from disk and another
+The token is a URL of the exporting emulator's storage listener (``/emulator/exports/<id>?se=...&sig=...``),
+as the service's token is a SAS URL of a blob: an emulator imports its own exports from disk and another
 emulator's over HTTP. An import answers ``Importing`` at once and turns ``Succeeded`` once its
 trained iterations are copied (retrained, in the background), as the service does.
 """
@@ -17,7 +17,7 @@ import anyio
 from aiohttp import web
 
 from ._errors import ApiError
-from ._http import base_url, json_response
+from ._http import json_response, storage_url
 from ._state import EmulatorState
 
 __all__ = ["export_project", "import_from_token", "serve_export"]
@@ -33,7 +33,7 @@ async def export_project(request: web.Request, st: EmulatorState, project_id: st
     path = st.data_dir / "exports" / f"{token_id}.json"
     await anyio.to_thread.run_sync(path.write_text, json.dumps(snap))
     resource = f"exports/{token_id}"
-    token = f"{base_url(request)}/emulator/{resource}?{st.signer.query(resource)}"
+    token = f"{storage_url(request)}/emulator/{resource}?{st.signer.query(resource)}"
     return json_response({
         "iterationCount": len(snap["iterations"]), "imageCount": len(snap["images"]),
         "tagCount": len(snap["tags"]), "regionCount": len(snap["regions"]),

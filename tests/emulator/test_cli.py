@@ -19,6 +19,7 @@ LINE = re.compile(
     r"^cvbulk emulator listening on (http://127\.0\.0\.1:(\d+))  training-key=(\S+)  "
     r"prediction-key=(\S+)  prediction-resource-id=(\S+)$"
 )
+STORAGE = re.compile(r"^# image URIs, export tokens and model links: (http://127\.0\.0\.1:\d+) \(signed, no key\)$")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -43,17 +44,23 @@ def _call(method: str, url: str, key: str) -> object:
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_serves_persists_and_stops_cleanly(tmp_path, stop):
+    from tests.reliability.conftest import restartable_port
+
     data = tmp_path / "data"
-    proc, m = _start("--data", str(data), "--training-key", "k-train", "--tier", "S0")
+    port = restartable_port()  # below the ephemeral range: still free at the restart
+    proc, m = _start("--data", str(data), "--training-key", "k-train", "--tier", "S0", "--storage-port", str(port))
     try:
         endpoint, key = m.group(1), m.group(3)
         assert key == "k-train"
         _call("POST", f"{endpoint}/customvision/v3.3/Training/projects?name=kept", key)
         proc.send_signal(stop)
         assert proc.wait(timeout=15) == 0
-        # then the tier it plays and ready-to-paste exports, and nothing else
-        assert proc.stdout.read().splitlines() == [
-            "# tier S0: latency 0.1 s per call + 0.05 s per image",
+        # then the tier it plays, where its image URIs are, and ready-to-paste exports, and nothing else
+        rest = proc.stdout.read().splitlines()
+        storage = STORAGE.match(rest[1])
+        assert storage is not None and storage.group(1) == f"http://127.0.0.1:{port}" != endpoint, rest[1]
+        assert rest == [
+            "# tier S0: latency 0.1 s per call + 0.05 s per image", rest[1],
             f"export VISION_TRAINING_ENDPOINT={endpoint}", "export VISION_TRAINING_KEY=k-train",
             f"export VISION_PREDICTION_ENDPOINT={endpoint}", f"export VISION_PREDICTION_KEY={m.group(4)}",
             f"export VISION_PREDICTION_RESOURCE_ID={m.group(5)}",
@@ -65,6 +72,10 @@ def test_serves_persists_and_stops_cleanly(tmp_path, stop):
     try:
         projects = _call("GET", f"{m.group(1)}/customvision/v3.3/training/projects", "k-train")
         assert [p["name"] for p in projects] == ["kept"]
+        # image URIs are served where they were before the restart: the data folder's port, not a new one
+        proc.stdout.readline()  # the tier
+        again = STORAGE.match(proc.stdout.readline().rstrip("\n"))
+        assert again is not None and again.group(1) == storage.group(1)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0

@@ -164,7 +164,7 @@ async def test_prediction_id_is_the_request_id_and_quick_tests_take_6_mb(api):
 async def test_import_goes_importing_then_succeeded_with_its_iterations(api):
     pid, it = await _trained(api, publish=False)
     _, export = await api.call("GET", f"/projects/{pid}/export")
-    assert export["iterationCount"] == 1 and export["token"].startswith(api.emu.endpoint)
+    assert export["iterationCount"] == 1 and export["token"].startswith(api.emu.storage_endpoint + "/")
     _, copy = await api.call("POST", "/projects/import", params={"token": export["token"]})
     assert copy["status"] == "Importing" and copy["name"] == "semantics (1)"
     with anyio.fail_after(20):

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import anyio
 import pytest
+from yarl import URL
 
 from cvbulk.client import ImageFileCreateEntry, Pacer, Region, RetryPolicy, TrainingClient
 from cvbulk.emulator import Emulator, EmulatorConfig
@@ -18,6 +19,7 @@ from cvbulk.pipeline.errors import PipelineError
 from cvbulk.pipeline.journal import Journal
 from cvbulk.pipeline.migrate import MigrateOptions, run_migrate
 from tests.corpus import make_image
+from tests.pipeline._link_clock import LinksExpireAt
 from tests.pipeline._transfer_support import CancelAfter, project_images, sha
 
 pytestmark = pytest.mark.timeout(90)
@@ -143,8 +145,8 @@ class RelativeUris(TrainingClient):
 
     async def iter_images(self, *args, **kwargs):
         async for image in super().iter_images(*args, **kwargs):
-            uri = image.original_image_uri
-            yield replace(image, original_image_uri=uri[len(self.endpoint):])
+            # the path and query alone: the client joins it to its endpoint (which serves it), the target cannot
+            yield replace(image, original_image_uri=str(URL(image.original_image_uri).relative()))
 
 
 async def test_auto_falls_back_to_download_and_upload(tmp_path):
@@ -198,24 +200,25 @@ async def test_by_upload_into_an_existing_project_with_some_images_already_there
 
 
 async def test_expired_source_links_are_renewed_not_fatal(tmp_path):
-    # The source's links live 2 s; downloads at 12/s (the source's training rate limit) of 48 images take
-    # about 4 s: links listed at the start expire mid-run, the download answers 403, and migrate asks the
-    # source for fresh links (GetImagesByIds) instead of stopping the run.
+    # Every link the source has issued expires when migrate starts its 20th download (the source's link
+    # clock moved past their lifetime): links listed at the start are refused mid-run (403), and migrate
+    # asks the source for fresh links (GetImagesByIds) instead of stopping the run.
     retry = RetryPolicy(max_attempts=4, base=0.05, cap=0.5, max_elapsed=20.0)
-    async with Emulator(EmulatorConfig(data_dir=tmp_path / "emu-a", url_ttl_seconds=2)) as a, \
+    async with Emulator(EmulatorConfig(data_dir=tmp_path / "emu-a")) as a, \
             Emulator(EmulatorConfig(data_dir=tmp_path / "emu-b")) as b, client_for(b) as dst:
         async with client_for(a) as fast:
             source_id, expected = await make_source(fast, 48)
-        async with TrainingClient(a.endpoint, a.training_key, pacer=Pacer(training_tps=12), retry=retry) as src:
+        async with LinksExpireAt(a, [20], pacer=Pacer.for_tier("unlimited"), retry=retry) as src:
             options = MigrateOptions("fruit", "fruit-copy", create=True, by="upload", max_concurrency=2,
                                      state=tmp_path / "m.sqlite", report=tmp_path / "m.json")
             with anyio.fail_after(60):
                 result = await run_migrate(src, dst, options)
+            assert src.expired == 1
             assert result.ok, result.report["failures"]
             extra = result.report["extra"]
             assert extra["state_counts"] == {"uploaded": 48} and extra["comparison"]["equal"]
             assert extra["link_refreshes"] > 0
-        async with client_for(a) as fast:  # unthrottled: the check reads every link before it expires
+        async with client_for(a) as fast:
             await same_labels(fast, source_id, dst, extra["target"]["project_id"], expected)
 
 
