@@ -42,6 +42,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +243,13 @@ def _storage(run: dict[str, Any]) -> dict[str, Any]:
             "client_bytes_sent_per_image": round(((run["report"].get("client") or {}).get("bytes_sent") or 0) / n)}
 
 
+def _failed_why(report: dict[str, Any]) -> dict[str, int]:
+    """How many images failed for each reason (the report's failures, their blob names taken out): a figure
+    beside failures says whether they were the storage's, the service's or cvbulk's."""
+    reasons = Counter(re.sub(r"'[^']*'", "'...'", str(f.get("reason", ""))) for f in report.get("failures") or [])
+    return dict(reasons.most_common(5))
+
+
 def _figures(big: dict[str, Any], small: dict[str, Any], ceiling: float, *, e2e_digits: int) -> dict[str, Any]:
     """One job's figures: the big run's rates and counters, the marginal CPU of each side (big less small)."""
     return {
@@ -249,7 +257,8 @@ def _figures(big: dict[str, Any], small: dict[str, Any], ceiling: float, *, e2e_
         "e2e_ips": round(big["e2e_ips"], e2e_digits), "wall_s": round(big["wall_s"], 1),
         "ratio_to_ceiling": round(big["sustained_ips"] / ceiling, 3) if big["sustained_ips"] else None,
         "client_cpu_s": round(big["cpu_s"], 2),
-        "failed": big["report"].get("failed"), **_storage(big), **_sides(big, small, ceiling),
+        "failed": big["report"].get("failed"), "failed_why": _failed_why(big["report"]),
+        **_storage(big), **_sides(big, small, ceiling),
         "load_average_before": big["load_average_before"], "load_average_after": big["load_average_after"],
     }
 
