@@ -327,7 +327,7 @@ async def _result(
         "label_files": done["label_files"],
         "label_file": done["label_files"][0] if done["label_files"] else None,
         "not_in_label_files": done["not_carried"],
-        "upload_back": _upload_hint(options, done["label_files"]),
+        "upload_back": _upload_hint(options, done["label_files"], done["kind"], _domain_id(project)),
         "images_in_project": total,
         "unchanged": run.tally["unchanged"],
         "relabelled": run.tally["relabelled"],
@@ -353,22 +353,43 @@ async def _result(
     )
 
 
-def _upload_hint(options: ExportOptions, label_files: list[str]) -> str:
-    """The command (quoted for a shell) that uploads the export back into a new project. AutoML's JSONL holds
-    every image it carries (untagged ones only with --include-untagged): no --untagged, which would send the
-    images of the other split untagged; one run per split, the validation split's after the training's."""
+def _domain_id(project: Project) -> str | None:
+    settings = project.settings
+    return settings.domain_id if settings is not None else None
+
+
+def _upload_hint(
+    options: ExportOptions, label_files: list[str], kind: ProjectKind | None = None, domain_id: str | None = None
+) -> str:
+    """The command (quoted for a shell) that uploads the export back into a new project of the same kind.
+
+    The label file that carries the most: for ``folders`` labels.csv (every tag of an image, not only its
+    folder's, and the metadata), for a detection project's ``folders``/``csv`` regions.json (the boxes).
+    ``--domain`` (the project's domain id: the service's ids are the same on every resource) and
+    ``--classification-type`` make the same kind of project (the service's default is Multilabel). AutoML's
+    JSONL holds every image it carries (untagged ones only with --include-untagged): no --untagged, which would
+    send the images of the other split untagged; one run per split, the validation split's after the
+    training's."""
     out = str(options.location)
     where = shlex.quote(out)
+    same = ""
+    if domain_id:
+        same += f" --domain {shlex.quote(domain_id)}"
+    if kind in ("multiclass", "multilabel"):
+        same += f" --classification-type {kind.capitalize()}"
     if options.format == "yolo" and options.location.is_blob:  # a container run does not read YOLO's per-image files
-        return yolo_in_container(options.location, "--project NEW --create --untagged ")
-    if options.format == "folders" or not label_files:
-        return f"cvbulk upload {where} --project NEW --create --untagged"
+        return yolo_in_container(options.location, f"--project NEW --create{same} --untagged ")
     files = [shlex.quote(f"{out.rstrip('/')}/{name}") for name in label_files]
     if options.format == "automl":
         first, *more = [f for f, name in zip(files, label_files) if name.endswith(".jsonl")] or files[:1]
         then = "".join(f"; then cvbulk upload {where} --project NEW --labels {f}" for f in more)
-        return f"cvbulk upload {where} --project NEW --create --labels {first}{then}"
-    return f"cvbulk upload {where} --project NEW --create --untagged --labels {files[0]}"
+        return f"cvbulk upload {where} --project NEW --create{same} --labels {first}{then}"
+    wanted = "regions.json" if kind == "detection" else "labels.csv" if options.format == "folders" else None
+    chosen = next((f for f, name in zip(files, label_files) if name == wanted), None)
+    if chosen is None and options.format != "folders" and files:
+        chosen = files[0]
+    labels = f" --labels {chosen}" if chosen is not None else ""
+    return f"cvbulk upload {where} --project NEW --create{same} --untagged{labels}"
 
 
 # -- the pipeline ---------------------------------------------------------------------------------

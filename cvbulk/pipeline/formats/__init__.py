@@ -125,7 +125,12 @@ def write_labels(
     if fmt == "yolo":
         return write_yolo(images, kind, sink, options, tag_names=tag_names)
     if fmt == "csv":
-        return write_csv(images, kind, sink, options)
+        if kind != "detection":
+            return write_csv(images, kind, sink, options)
+        images = list(images)  # a CSV holds no boxes: a detection project's travel in regions.json beside it
+        result = write_csv(images, kind, sink, options)
+        result.files += write_regions_json(images, kind, sink, options).files
+        return result
     if fmt == "regions-json":
         return write_regions_json(images, kind, sink, options)
     return write_folders(images, kind, sink, options, layout=layout, tag_names=tag_names)
