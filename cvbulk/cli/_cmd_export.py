@@ -150,6 +150,14 @@ async def _run(args: argparse.Namespace) -> int:
         first = extra["not_in_label_files"][0]
         print(f"not in the label files: {len(extra['not_in_label_files'])} images (e.g. {first['image_id']}: "
               f"{first['reason']}; the report lists each)", file=sys.stderr)
+    if extra.get("removed"):
+        print(f"removed {len(extra['removed'])} files of images deleted from the project since an earlier export "
+              f"(the report lists each)", file=sys.stderr)
+    if extra.get("left_in_destination"):
+        left = extra["left_in_destination"]
+        print(f"warning: {len(left)} files of images deleted from the project since an earlier export are still in "
+              f"the container (e.g. {left[0]['file']}): delete them there before uploading it back (the report "
+              f"lists each)", file=sys.stderr)
     check = extra.get("count_check") or {}
     if check.get("line"):
         print(f"cvbulk: error: {check['line']}", file=sys.stderr)

@@ -57,6 +57,7 @@ from .engine import (
     STATE_DIR,
     JournalCalls,
     ProgressSink,
+    check_outputs,
     Stop,
     open_journal,
     retry_notices,
@@ -165,6 +166,16 @@ class _Work:
     prior: JournalEntry | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Move:
+    """An image exported before into a folder whose place changed (its first tag renamed, in ``folders``):
+    renamed on disk, not downloaded again."""
+
+    image: Image
+    prior: JournalEntry
+    to: str
+
+
 @dataclass
 class _Run(JournalCalls):
     options: ExportOptions
@@ -217,6 +228,7 @@ async def _run_export(
     location = options.location
     if location.path is not None and location.path.exists() and not location.path.is_dir():
         raise ConfigError(f"{location.path} exists and is not a folder")
+    check_outputs(report=options.report, state=options.state)  # before any request, the path named
     project = await resolve_project(client, options.project)
     domains = await client.get_domains()
     settings = project.settings
@@ -298,6 +310,8 @@ async def _stopped(run: _Run, kind: ProjectKind) -> dict[str, Any]:
         "kind": kind,
         "label_files": [],
         "not_carried": [],
+        "removed": [],
+        "left_in_destination": [],
         "count_check": {"ok": False, "line": None, "differences": [], "skipped": "the run stopped before its end"},
         "failures": failures,
         "state_counts": await run.journal_call(run.journal.counts),
@@ -327,6 +341,8 @@ async def _result(
         "label_files": done["label_files"],
         "label_file": done["label_files"][0] if done["label_files"] else None,
         "not_in_label_files": done["not_carried"],
+        "removed": done["removed"],
+        "left_in_destination": done["left_in_destination"],
         "upload_back": _upload_hint(options, done["label_files"], done["kind"], _domain_id(project)),
         "images_in_project": total,
         "unchanged": run.tally["unchanged"],
@@ -432,19 +448,20 @@ def _describe(run: _Run, image: Image, file: str, width: int | None, height: int
     }
 
 
-def _relabel(run: _Run, image: Image, prior: JournalEntry | None) -> JournalEntry | None:
-    """For an image exported before whose bytes are still where its labels want them: its journal row with
-    today's labels and metadata (None when it needs downloading)."""
+def _relabel(run: _Run, image: Image, prior: JournalEntry | None) -> JournalEntry | _Move | None:
+    """For an image exported before whose bytes are still in the destination: its journal row with today's
+    labels and metadata, or the move to its new place in a local folder (None when it needs downloading)."""
     if prior is None or prior.status != EXPORTED or not prior.extra:
         return None
     x = prior.extra
     file = str(x.get("file") or "")
+    if not file or run.existing.get(file) != prior.size:
+        return None  # gone from the destination, or not whole
     ext = os.path.splitext(file)[1]
     tags, _ = _labels(run, image)
-    if not file or image_relpath(run.options.format, image.id, ext, tags, layout=run.layout) != file:
-        return None  # a folders export whose first tag changed: the image moves
-    if run.existing.get(file) != prior.size:
-        return None  # gone from the destination, or not whole
+    want = image_relpath(run.options.format, image.id, ext, tags, layout=run.layout)
+    if want != file:  # a folders export whose first tag changed: the image moves
+        return _Move(image, prior, want) if run.options.location.path is not None else None
     fresh = _describe(run, image, file, x.get("width"), x.get("height"))
     if fresh == x:
         return prior
@@ -465,12 +482,38 @@ async def _planner(
                 run.seen.add(image.id)
                 prior = known.get(image.id)
                 same = _relabel(run, image, prior)
+                if isinstance(same, _Move):
+                    same = await _move(run, same)
                 if same is prior and same is not None:
                     run.advance("unchanged")
                 elif same is not None:
                     await record_send.send((same, -1))  # -1: relabelled, nothing downloaded
                 else:
                     await work_send.send(_Work(image, prior))
+
+
+async def _move(run: _Run, move: _Move) -> JournalEntry | None:
+    """Rename an exported image to its new place in the folder; its row with the new place (None: it could
+    not be moved, download it again)."""
+    root = run.options.location.path
+    assert root is not None
+    old = str((move.prior.extra or {}).get("file"))
+    try:
+        await anyio.to_thread.run_sync(_rename, root, old, move.to)
+    except OSError:
+        return None
+    run.existing[move.to] = run.existing.pop(old)
+    x = move.prior.extra or {}
+    return JournalEntry(move.image.id, move.prior.size, None, move.prior.sha256, EXPORTED, image_id=move.image.id,
+                        attempts=move.prior.attempts,
+                        extra=_describe(run, move.image, move.to, x.get("width"), x.get("height")))
+
+
+def _rename(root: Path, old: str, new: str) -> None:
+    target = root.joinpath(*new.split("/"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(root.joinpath(*old.split("/")), target)
+    _prune(root, old)
 
 
 async def _worker(
@@ -530,7 +573,7 @@ async def _export_one(run: _Run, work: _Work) -> tuple[JournalEntry, int]:
                             attempts=attempts), 0
     old = (work.prior.extra or {}).get("file") if work.prior is not None else None
     if old and old != relpath and run.options.location.path is not None:
-        await anyio.to_thread.run_sync(_remove, run.options.location.path / old)  # one copy per image
+        await anyio.to_thread.run_sync(_remove_file, run.options.location.path, old)  # one copy per image
     sha256 = await anyio.to_thread.run_sync(lambda: hashlib.sha256(data).hexdigest())
     extra = _describe(run, image, relpath, size[0], size[1])
     return JournalEntry(image.id, len(data), None, sha256, EXPORTED, image_id=image.id, attempts=attempts,
@@ -547,6 +590,22 @@ def _remove(path: Path) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+def _remove_file(root: Path, relpath: str) -> None:
+    """Remove a file the export wrote, and the folders it leaves empty (up to, not including, the root)."""
+    _remove(root.joinpath(*relpath.split("/")))
+    _prune(root, relpath)
+
+
+def _prune(root: Path, relpath: str) -> None:
+    parts = relpath.split("/")[:-1]
+    while parts:
+        try:
+            os.rmdir(root.joinpath(*parts))  # only when empty
+        except OSError:
+            return
+        parts.pop()
 
 
 # -- the end: label files, model.json, the count check ---------------------------------------------
@@ -571,8 +630,41 @@ def _exported(run: _Run) -> list[ExportedImage]:
     return out
 
 
+async def _deleted_since(run: _Run) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The files of images exported by an earlier run and deleted from the project since (not listed now, and
+    GetImagesByIds does not know them): removed from a folder, so that OUT holds exactly the project (its
+    folder uploaded back would bring them back); a container's are named (``left_in_destination``), this
+    run cannot delete blobs. Returns (removed, left)."""
+    rows = await run.journal_call(lambda: [e for e in run.journal.entries(EXPORTED) if e.key not in run.seen])
+    if not rows:
+        return [], []
+    alive: set[str] = set()
+    ids = [e.key for e in rows]
+    for at in range(0, len(ids), 256):  # an image the listing missed is still the project's: never removed
+        alive |= {i.id for i in await run.client.get_images_by_ids(run.project_id, ids[at : at + 256])}
+    removed: list[dict[str, str]] = []
+    left: list[dict[str, str]] = []
+    done: list[JournalEntry] = []
+    root = run.options.location.path
+    for e in rows:
+        file = str((e.extra or {}).get("file") or "")
+        if e.key in alive or not file:
+            continue
+        if root is None:
+            left.append({"image_id": e.key, "file": file,
+                         "reason": "deleted from the project since an earlier export; delete it in the container"})
+            continue
+        await anyio.to_thread.run_sync(_remove_file, root, file)
+        removed.append({"image_id": e.key, "file": file})
+        done.append(JournalEntry(e.key, None, None, None, SKIPPED, image_id=e.key, attempts=e.attempts,
+                                 reason=f"deleted from the project since an earlier export: {file} removed"))
+    await run.journal_call(run.journal.record, done)
+    return removed, left
+
+
 async def _finish(run: _Run, project: Project, tags: list[Any], kind: ProjectKind, domains: list[Any]) -> dict[str, Any]:
     client, options = run.client, run.options
+    removed, left = await _deleted_since(run)
     images = await run.journal_call(_exported, run)
     fmt_options = FormatOptions(
         image_url_prefix=options.image_url_prefix, validation_split=options.validation_split,
@@ -601,6 +693,8 @@ async def _finish(run: _Run, project: Project, tags: list[Any], kind: ProjectKin
         "kind": kind,
         "label_files": list(written.files),
         "not_carried": [{"image_id": i, "reason": r} for i, r in written.skipped],
+        "removed": removed,
+        "left_in_destination": left,
         "count_check": check,
         "failures": failures,
         "state_counts": await run.journal_call(run.journal.counts),
