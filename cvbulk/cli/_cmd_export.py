@@ -150,6 +150,10 @@ async def _run(args: argparse.Namespace) -> int:
         first = extra["not_in_label_files"][0]
         print(f"not in the label files: {len(extra['not_in_label_files'])} images (e.g. {first['image_id']}: "
               f"{first['reason']}; the report lists each)", file=sys.stderr)
+    if extra.get("labels_not_carried"):
+        first = extra["labels_not_carried"][0]
+        print(f"labels not in the label files: {len(extra['labels_not_carried'])} images (e.g. {first['image_id']}: "
+              f"{first['reason']}; the report lists each)", file=sys.stderr)
     if extra.get("removed"):
         print(f"removed {len(extra['removed'])} files of images deleted from the project since an earlier export "
               f"(the report lists each)", file=sys.stderr)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from .automl import write_automl
+from ._common import in_the_csv
 from .automl_schema import validate_line
 from .coco import write_coco
 from .folders import FolderLayout, safe_folder_name, write_folders
@@ -129,7 +130,9 @@ def write_labels(
             return write_csv(images, kind, sink, options)
         images = list(images)  # a CSV holds no boxes: a detection project's travel in regions.json beside it
         result = write_csv(images, kind, sink, options)
-        result.files += write_regions_json(images, kind, sink, options).files
+        boxes = write_regions_json(images, kind, sink, options)
+        result.files += boxes.files
+        result.dropped += in_the_csv(boxes.dropped)
         return result
     if fmt == "regions-json":
         return write_regions_json(images, kind, sink, options)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from ._common import dumps, in_validation, valid_labels
+from ._common import dumps, in_validation, unboxed, valid_labels
 from .automl_schema import IMAGE_FORMATS
 from .model import ExportedImage, FormatOptions, ProjectKind, Sink, WriteResult, image_format
 
@@ -126,6 +126,11 @@ def write_automl(
             result.skipped.append((image.id, obj))
             continue
         side = VALIDATION_DIR if in_validation(image.id, options.validation_split) else TRAIN_DIR
+        if kind == "detection":
+            got = valid_labels(image)
+            loose = unboxed(image.id, *got, f"{side}/{side}.jsonl") if not isinstance(got, str) else None
+            if loose is not None:
+                result.dropped.append(loose)
         lines[side].append(dumps(obj))
         result.carried += 1
     for side in (TRAIN_DIR, VALIDATION_DIR):

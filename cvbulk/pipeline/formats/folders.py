@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from ..labels.folders import FOLDER_MAP_FILE, FOLDER_MAP_KEY
-from ._common import dumps
+from ._common import dumps, in_the_csv
 from .manifest import write_csv
 from .model import ExportedImage, FormatOptions, ProjectKind, Sink, WriteResult
 from .regions_json import write_regions_json
@@ -114,4 +114,5 @@ def write_folders(
     if kind == "detection":
         boxes = write_regions_json(images, kind, sink, options)
         result.files += boxes.files
+        result.dropped += in_the_csv(boxes.dropped)
     return result

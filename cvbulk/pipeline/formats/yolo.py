@@ -18,7 +18,7 @@ import posixpath
 import re
 from collections.abc import Iterable, Sequence
 
-from ._common import all_tags, valid_labels
+from ._common import all_tags, unboxed, valid_labels
 from .model import ExportedImage, FormatOptions, ProjectKind, Sink, WriteResult
 
 __all__ = ["write_yolo", "yolo_label_path", "DATA_YAML"]
@@ -74,7 +74,10 @@ def write_yolo(
         if path is None:
             result.skipped.append((image.id, f"{image.file!r} is not under an images/ folder"))
             continue
-        _, regions = got
+        tags, regions = got
+        loose = unboxed(image.id, tags, regions, path)
+        if loose is not None:
+            result.dropped.append(loose)
         lines = [
             f"{index[r.tag]} {r.left + r.width / 2!r} {r.top + r.height / 2!r} {r.width!r} {r.height!r}\n"
             for r in regions
