@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from .automl import write_automl
 from ._common import in_the_csv
+from .automl import write_automl
 from .automl_schema import validate_line
 from .coco import write_coco
 from .folders import FolderLayout, safe_folder_name, write_folders
