@@ -20,8 +20,8 @@ from collections.abc import Iterable, Sequence
 from ..labels.folders import FOLDER_MAP_FILE, FOLDER_MAP_KEY
 from ._common import dumps, in_the_csv
 from .manifest import CSV_FILE, write_csv
-from .model_json import MODEL_FILE
 from .model import ExportedImage, FormatOptions, ProjectKind, Sink, WriteResult
+from .model_json import MODEL_FILE
 from .regions_json import REGIONS_FILE, write_regions_json
 
 __all__ = ["FolderLayout", "safe_folder_name", "write_folders", "MAX_NAME_BYTES"]
