@@ -27,16 +27,33 @@ has no place in this schema and is not written (``model.json``/COCO carry it).
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable
+from urllib.parse import quote
 
 from ._common import dumps, in_validation, unboxed, valid_labels
 from .automl_schema import IMAGE_FORMATS
 from .model import ExportedImage, FormatOptions, ProjectKind, Sink, WriteResult, image_format
 
-__all__ = ["write_automl", "mltable_text", "automl_line", "datastore_prefix_hint", "TRAIN_DIR", "VALIDATION_DIR"]
+__all__ = ["write_automl", "mltable_text", "automl_line", "datastore_prefix_hint", "url_prefix", "TRAIN_DIR",
+           "VALIDATION_DIR"]
 
 TRAIN_DIR = "train"
 VALIDATION_DIR = "validation"
+
+
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_URL_SAFE = "/:@!$&'()*+,;=~-._%"  # a URL path's own characters, and the escapes already written
+
+
+def url_prefix(prefix: str) -> str:
+    """``prefix`` as the start of a URL path ending in exactly one slash: what a URL cannot hold (a space, ``#``,
+    ``?``, a ``%`` that is no escape, text outside ASCII) percent-encoded as UTF-8; escapes already written kept."""
+    text = _LONE_PERCENT.sub("%25", prefix.rstrip("/"))
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    return f"{scheme}{sep}{quote(rest, safe=_URL_SAFE)}/"
 
 
 def datastore_prefix_hint(location: str) -> str | None:
@@ -51,7 +68,8 @@ def datastore_prefix_hint(location: str) -> str | None:
         return None
     if not where.is_blob:
         return None
-    return (f"--image-url-prefix azureml://datastores/<DATASTORE>/paths/{where.prefix} (<DATASTORE>: the "
+    path = url_prefix(where.prefix) if where.prefix.strip("/") else ""
+    return (f"--image-url-prefix azureml://datastores/<DATASTORE>/paths/{path} (<DATASTORE>: the "
             f"Azure ML datastore of container {where.container!r})")
 
 
@@ -116,8 +134,8 @@ def write_automl(
 ) -> WriteResult:
     options = options or FormatOptions()
     prefix = options.image_url_prefix
-    if prefix is not None and prefix and not prefix.endswith("/"):
-        options = dataclasses.replace(options, image_url_prefix=prefix + "/")
+    if prefix:  # joined to the image's path with one slash, as a URL
+        options = dataclasses.replace(options, image_url_prefix=url_prefix(prefix))
     result = WriteResult()
     lines: dict[str, list[str]] = {TRAIN_DIR: [], VALIDATION_DIR: []}
     for image in images:
