@@ -154,6 +154,11 @@ async def _run(args: argparse.Namespace) -> int:
         first = extra["labels_not_carried"][0]
         print(f"labels not in the label files: {len(extra['labels_not_carried'])} images (e.g. {first['image_id']}: "
               f"{first['reason']}; the report lists each)", file=sys.stderr)
+    if extra.get("other_images"):
+        others = extra["other_images"]
+        print(f"note: {len(others)} images in {extra.get('out_dir')} were not written by this export (e.g. "
+              f"{others[0]}): uploading it back with --untagged sends them too; the report lists each",
+              file=sys.stderr)
     if extra.get("removed"):
         print(f"removed {len(extra['removed'])} files of images deleted from the project since an earlier export "
               f"(the report lists each)", file=sys.stderr)

@@ -190,6 +190,7 @@ class _Run(JournalCalls):
     tally: Counter[str] = field(default_factory=Counter)
     seen: set[str] = field(default_factory=set)  # image ids in the project during this run
     nbytes: int = 0
+    moved_left: list[dict[str, str]] = field(default_factory=list)  # a container's blobs at an image's old place
     journal_lock: anyio.Lock = field(default_factory=anyio.Lock)
     links: ImageLinks = field(init=False)
 
@@ -278,6 +279,17 @@ def _where(location: StorageLocation, environ: Mapping[str, str] | None = None) 
     return _place(location, environ)
 
 
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def _other_images(journal: Journal, existing: Mapping[str, int]) -> list[str]:
+    """Worker thread, at the end of a run: the images the destination held at the start that no export into it
+    wrote (the user's own; by then every image an export wrote has its row, a kill between the write and the
+    row included): uploading the folder back with --untagged would send them too, so the report names them."""
+    ours = {str((e.extra or {}).get("file")) for e in journal.entries(EXPORTED)}
+    return sorted(n for n in existing if n not in ours and os.path.splitext(n)[1].lower() in _IMAGE_SUFFIXES)
+
+
 # A local write's temporary file (".<name>.<mkstemp's 8 characters>.tmp"): a run killed mid-write leaves one.
 _PARTIAL = re.compile(r"^\.[^/]+\.[a-z0-9_]{8}\.tmp$")
 
@@ -313,6 +325,7 @@ async def _stopped(run: _Run, kind: ProjectKind) -> dict[str, Any]:
         "labels_not_carried": [],
         "removed": [],
         "left_in_destination": [],
+        "other_images": [],
         "count_check": {"ok": False, "line": None, "differences": [], "skipped": "the run stopped before its end"},
         "failures": failures,
         "state_counts": await run.journal_call(run.journal.counts),
@@ -345,6 +358,7 @@ async def _result(
         "labels_not_carried": done["labels_not_carried"],
         "removed": done["removed"],
         "left_in_destination": done["left_in_destination"],
+        "other_images": done["other_images"],
         "upload_back": _upload_hint(options, done["label_files"], done["kind"], _domain_id(project)),
         "images_in_project": total,
         "unchanged": run.tally["unchanged"],
@@ -574,8 +588,13 @@ async def _export_one(run: _Run, work: _Work) -> tuple[JournalEntry, int]:
         return JournalEntry(image.id, None, None, None, ERROR, reason=f"could not write {relpath}: {_said(exc)}",
                             attempts=attempts), 0
     old = (work.prior.extra or {}).get("file") if work.prior is not None else None
-    if old and old != relpath and run.options.location.path is not None:
-        await anyio.to_thread.run_sync(_remove_file, run.options.location.path, old)  # one copy per image
+    if old and old != relpath:
+        run.existing.pop(old, None)
+        if run.options.location.path is not None:
+            await anyio.to_thread.run_sync(_remove_file, run.options.location.path, old)  # one copy per image
+        else:
+            run.moved_left.append({"image_id": image.id, "file": old, "reason": f"the image moved to {relpath}; "
+                                   "delete its old copy in the container"})
     sha256 = await anyio.to_thread.run_sync(lambda: hashlib.sha256(data).hexdigest())
     extra = _describe(run, image, relpath, size[0], size[1])
     return JournalEntry(image.id, len(data), None, sha256, EXPORTED, image_id=image.id, attempts=attempts,
@@ -639,13 +658,13 @@ async def _deleted_since(run: _Run) -> tuple[list[dict[str, str]], list[dict[str
     run cannot delete blobs. Returns (removed, left)."""
     rows = await run.journal_call(lambda: [e for e in run.journal.entries(EXPORTED) if e.key not in run.seen])
     if not rows:
-        return [], []
+        return [], list(run.moved_left)
     alive: set[str] = set()
     ids = [e.key for e in rows]
     for at in range(0, len(ids), 256):  # an image the listing missed is still the project's: never removed
         alive |= {i.id for i in await run.client.get_images_by_ids(run.project_id, ids[at : at + 256])}
     removed: list[dict[str, str]] = []
-    left: list[dict[str, str]] = []
+    left: list[dict[str, str]] = list(run.moved_left)
     done: list[JournalEntry] = []
     root = run.options.location.path
     for e in rows:
@@ -698,6 +717,8 @@ async def _finish(run: _Run, project: Project, tags: list[Any], kind: ProjectKin
         "labels_not_carried": [{"image_id": i, "reason": r} for i, r in written.dropped],
         "removed": removed,
         "left_in_destination": left,
+        "other_images": [n for n in await run.journal_call(_other_images, run.journal, run.existing)
+                         if n not in {r["file"] for r in removed}],
         "count_check": check,
         "failures": failures,
         "state_counts": await run.journal_call(run.journal.counts),

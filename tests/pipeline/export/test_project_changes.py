@@ -67,3 +67,19 @@ async def test_an_unwritable_report_is_refused_before_anything_is_downloaded(tmp
     with pytest.raises(ConfigError, match="a-file"):
         await run_export(client, ExportOptions(pid, tmp_path / "out2", "csv", state=blocker / "state.sqlite"))
     assert not (tmp_path / "out2").exists() or not image_files(tmp_path / "out2")
+
+
+async def test_images_the_export_did_not_write_are_named(tmp_path, training_client):
+    """OUT already held images of the user's: the way back (``upload OUT --untagged``) would send them too, so
+    the report names them (``other_images``) and the terminal says so."""
+    client = training_client
+    pid = await build_project(client, "crowded", "multiclass", 6)
+    out = tmp_path / "out"
+    (out / "holiday").mkdir(parents=True)
+    (out / "holiday" / "beach.jpg").write_bytes(tiny_jpeg(4242))
+    (out / "notes.txt").write_text("mine")
+    with anyio.fail_after(30):
+        first = await run_export(client, ExportOptions(pid, out, "csv"))
+    assert first.ok and first.summary["other_images"] == ["holiday/beach.jpg"]
+    again = await run_export(client, ExportOptions(pid, out, "csv"))  # its own images are not "other"
+    assert again.summary["other_images"] == ["holiday/beach.jpg"]
