@@ -92,6 +92,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ExportOptions", "ExportResult", "run_export", "FORMATS", "STATE_DIR", "MAX_LINK_REFRESHES"]
 
+PERFORMANCE_DEADLINE = 120.0  # s for one iteration's performance (model.json): history, not the data
 _VERIFY_ATTEMPTS = 2  # a download that is not the image the service describes is fetched once more
 Region = tuple[str, float, float, float, float]
 
@@ -683,6 +684,24 @@ async def _deleted_since(run: _Run) -> tuple[list[dict[str, str]], list[dict[str
     return removed, left
 
 
+async def _performance(client: TrainingClient, project_id: str, iteration: Any) -> Any:
+    """An iteration's performance for model.json; None when it is not trained; the reason (a str) when the
+    service does not give it: model.json says so, the images and label files still go out."""
+    from ..client._errors import AuthenticationError, CustomVisionError
+
+    if (iteration.status or "").lower() != "completed":
+        return None
+    with anyio.move_on_after(PERFORMANCE_DEADLINE):
+        try:
+            return await client.get_iteration_performance(project_id, iteration.id, threshold=0.5,
+                                                          overlap_threshold=0.3)
+        except AuthenticationError:
+            raise  # a wrong key: the run stops as for any other call
+        except CustomVisionError as exc:
+            return f"GetIterationPerformance failed: {one_line(exc)}"
+    return f"GetIterationPerformance gave no answer within {PERFORMANCE_DEADLINE:g} s"
+
+
 async def _finish(run: _Run, project: Project, tags: list[Any], kind: ProjectKind, domains: list[Any]) -> dict[str, Any]:
     client, options = run.client, run.options
     removed, left = await _deleted_since(run)
@@ -699,12 +718,9 @@ async def _finish(run: _Run, project: Project, tags: list[Any], kind: ProjectKin
     )
     iterations = []
     for it in await client.get_iterations(project.id):
-        perf = None
-        if (it.status or "").lower() == "completed":
-            perf = await client.get_iteration_performance(project.id, it.id, threshold=0.5, overlap_threshold=0.3)
-        iterations.append((it, perf))
+        iterations.append((it, await _performance(client, project.id, it)))
     write_model_json(memory, project, iterations, domains={d.id: d.name for d in domains}, threshold=0.5,
-                     overlap_threshold=0.3)
+                     overlap_threshold=0.3, exported_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     for name, text in sorted(memory.files.items()):
         ctype = "application/json" if name.endswith(".json") else "text/plain; charset=utf-8"
         await run.sink.write_text(name, text, content_type=ctype)
