@@ -118,6 +118,15 @@ def _automl_paths_note(args: argparse.Namespace, extra: dict) -> None:
               f"again; the JSONL is rewritten)", file=sys.stderr)
 
 
+def empty_tables(extra: dict) -> list[str]:
+    """A warning for each AutoML table that holds no image (AutoML cannot train or validate on an empty one):
+    a small project with --validation-split, or one whose images are all untagged."""
+    rows = extra.get("label_rows") or {}
+    return [f"warning: {name} holds no image: AutoML cannot use an empty table (a larger --validation-split, or "
+            f"--include-untagged for multi-label / detection, may fill it)"
+            for name, n in rows.items() if n == 0 and (extra.get("images_in_project") or 0) > 0]
+
+
 def run(args: argparse.Namespace) -> int:
     return anyio.run(_run, args)
 
@@ -170,6 +179,8 @@ async def _run(args: argparse.Namespace) -> int:
     check = extra.get("count_check") or {}
     if check.get("line"):
         print(f"cvbulk: error: {check['line']}", file=sys.stderr)
+    for line in empty_tables(extra):
+        print(line, file=sys.stderr)
     _automl_paths_note(args, extra)
     # for YOLO in a container: why upload cannot read it from there, and the download that can (the pipeline's words)
     print(f"back into a project: {extra.get('upload_back')}", file=sys.stderr)

@@ -324,6 +324,7 @@ async def _stopped(run: _Run, kind: ProjectKind) -> dict[str, Any]:
         "label_files": [],
         "not_carried": [],
         "labels_not_carried": [],
+        "label_rows": {},
         "removed": [],
         "left_in_destination": [],
         "other_images": [],
@@ -357,6 +358,7 @@ async def _result(
         "label_file": done["label_files"][0] if done["label_files"] else None,
         "not_in_label_files": done["not_carried"],
         "labels_not_carried": done["labels_not_carried"],
+        "label_rows": done["label_rows"],
         "removed": done["removed"],
         "left_in_destination": done["left_in_destination"],
         "other_images": done["other_images"],
@@ -731,6 +733,7 @@ async def _finish(run: _Run, project: Project, tags: list[Any], kind: ProjectKin
         "label_files": list(written.files),
         "not_carried": [{"image_id": i, "reason": r} for i, r in written.skipped],
         "labels_not_carried": [{"image_id": i, "reason": r} for i, r in written.dropped],
+        "label_rows": dict(written.rows),
         "removed": removed,
         "left_in_destination": left,
         "other_images": [n for n in await run.journal_call(_other_images, run.journal, run.existing)

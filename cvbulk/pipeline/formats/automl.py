@@ -158,4 +158,5 @@ def write_automl(
         sink.write_text(f"{side}/{jsonl}", "".join(line + "\n" for line in lines[side]))
         sink.write_text(f"{side}/MLTable", mltable_text(jsonl))
         result.files += [f"{side}/{jsonl}", f"{side}/MLTable"]
+        result.rows[f"{side}/{jsonl}"] = len(lines[side])
     return result

@@ -80,6 +80,7 @@ class WriteResult:
     carried: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     dropped: list[tuple[str, str]] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)  # images per table (AutoML's JSONL files)
 
 
 class Sink(Protocol):

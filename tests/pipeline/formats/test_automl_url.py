@@ -36,3 +36,14 @@ def test_the_prefix_is_joined_once_and_encoded(prefix, expected):
 def test_the_datastore_hint_for_a_container_prefix_is_encoded_too():
     hint = datastore_prefix_hint("az://exports/my export/")
     assert hint is not None and "paths/my%20export/ " in hint
+
+
+def test_rows_per_table_and_an_empty_table_is_warned_of():
+    from cvbulk.cli._cmd_export import empty_tables
+
+    images = [ExportedImage(f"id{i}", f"images/id{i}.jpg", 10, 20, ("cat",)) for i in range(3)]
+    result = write_automl(images, "multiclass", MemorySink(), FormatOptions(validation_split=0.001))
+    assert result.rows == {"train/train.jsonl": 3, "validation/validation.jsonl": 0}
+    warned = empty_tables({"label_rows": result.rows, "images_in_project": 3})
+    assert len(warned) == 1 and warned[0].startswith("warning: validation/validation.jsonl holds no image")
+    assert empty_tables({"label_rows": {"train/train.jsonl": 0}, "images_in_project": 0}) == []  # an empty project
