@@ -27,7 +27,7 @@ examples:
   cvbulk check az://images/flowers --project flowers       # a container, after `cvbulk upload az://...`
 
 Each local image and each project image is listed once, with its outcome:
-  =  in both, same tags          *  in both, tags differ
+  =  in both, same tags (and boxes)   *  in both, tags or boxes differ
   -  only local (not uploaded)   +  only in the project (no local file has its bytes)
   !  a local file not compared (unreadable, or one upload would reject; the reason follows)
   .  a file upload skips by rule (not an image by its extension, hidden): never a difference
@@ -147,6 +147,8 @@ def _print_lines(result: Any) -> None:
             detail = f"  ({entry.reason})"
         elif entry.outcome == ONLY_PROJECT:
             detail = f"  ({entry.reason})" if entry.reason else ""
+        elif entry.reason.startswith("regions differ"):
+            detail = f"  [{_tags(entry.local_tags)}] ({entry.reason})"
         else:
             detail = f"  local [{_tags(entry.local_tags)}] != project [{_tags(entry.project_tags)}]"
         print(terminal_safe(f"{entry.outcome} {what}{detail}"))

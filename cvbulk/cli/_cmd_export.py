@@ -118,6 +118,15 @@ def _automl_paths_note(args: argparse.Namespace, extra: dict) -> None:
               f"again; the JSONL is rewritten)", file=sys.stderr)
 
 
+def empty_tables(extra: dict) -> list[str]:
+    """A warning for each AutoML table that holds no image (AutoML cannot train or validate on an empty one):
+    a small project with --validation-split, or one whose images are all untagged."""
+    rows = extra.get("label_rows") or {}
+    return [f"warning: {name} holds no image: AutoML cannot use an empty table (a larger --validation-split, or "
+            f"--include-untagged for multi-label / detection, may fill it)"
+            for name, n in rows.items() if n == 0 and (extra.get("images_in_project") or 0) > 0]
+
+
 def run(args: argparse.Namespace) -> int:
     return anyio.run(_run, args)
 
@@ -150,9 +159,28 @@ async def _run(args: argparse.Namespace) -> int:
         first = extra["not_in_label_files"][0]
         print(f"not in the label files: {len(extra['not_in_label_files'])} images (e.g. {first['image_id']}: "
               f"{first['reason']}; the report lists each)", file=sys.stderr)
+    if extra.get("labels_not_carried"):
+        first = extra["labels_not_carried"][0]
+        print(f"labels not in the label files: {len(extra['labels_not_carried'])} images (e.g. {first['image_id']}: "
+              f"{first['reason']}; the report lists each)", file=sys.stderr)
+    if extra.get("other_images"):
+        others = extra["other_images"]
+        print(f"note: {len(others)} images in {extra.get('out_dir')} were not written by this export (e.g. "
+              f"{others[0]}): uploading it back with --untagged sends them too; the report lists each",
+              file=sys.stderr)
+    if extra.get("removed"):
+        print(f"removed {len(extra['removed'])} files of images deleted from the project since an earlier export "
+              f"(the report lists each)", file=sys.stderr)
+    if extra.get("left_in_destination"):
+        left = extra["left_in_destination"]
+        print(f"warning: {len(left)} files of images deleted from the project since an earlier export are still in "
+              f"the container (e.g. {left[0]['file']}): delete them there before uploading it back (the report "
+              f"lists each)", file=sys.stderr)
     check = extra.get("count_check") or {}
     if check.get("line"):
         print(f"cvbulk: error: {check['line']}", file=sys.stderr)
+    for line in empty_tables(extra):
+        print(line, file=sys.stderr)
     _automl_paths_note(args, extra)
     # for YOLO in a container: why upload cannot read it from there, and the download that can (the pipeline's words)
     print(f"back into a project: {extra.get('upload_back')}", file=sys.stderr)

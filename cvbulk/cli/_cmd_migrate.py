@@ -10,10 +10,14 @@ from typing import Any
 
 import anyio
 
+from ..client._errors import AuthenticationError
 from ._common import (
+    ENV_TRAINING_ENDPOINT,
+    ENV_TRAINING_KEY,
     TIERS,
     CLIError,
     Connection,
+    ExitCode,
     add_max_concurrency,
     add_pace_group,
     add_state_args,
@@ -109,6 +113,24 @@ def target_connection(args: argparse.Namespace, source: Connection) -> Connectio
     return Connection(check_endpoint(endpoint), key)
 
 
+async def _refused(source: Any, exc: Any, same: bool) -> str:
+    """Which of the two keys was refused, and what to fix (a probe of the source says which side it was)."""
+    from ..client import CustomVisionError
+
+    call = getattr(exc, "operation", None) or "HTTP 401"
+    source_fix = f"the source refused the training key ({call}): check {ENV_TRAINING_KEY} (or --key)"
+    if same:
+        return f"{source_fix} and that the endpoint is the training resource's"
+    try:
+        await source.get_projects()
+    except AuthenticationError:
+        return f"{source_fix} and {ENV_TRAINING_ENDPOINT} (or --endpoint)"
+    except CustomVisionError:
+        pass
+    return (f"the target refused the training key ({call}): check {ENV_TARGET_KEY} (or --to-key) and "
+            f"{ENV_TARGET_ENDPOINT} (or --to-endpoint)")
+
+
 async def _run(args: argparse.Namespace) -> int:
     from ..client import TrainingClient
     from ..pipeline.batch import DEFAULT_BATCH_BYTES
@@ -134,7 +156,10 @@ async def _run(args: argparse.Namespace) -> int:
                             max_connections=max(args.max_concurrency, 8))
     progress = make_progress(args, "migrate")
     async with source, target, progress:
-        result = await run_migrate(source, target, options, progress=progress)
+        try:
+            result = await run_migrate(source, target, options, progress=progress)
+        except AuthenticationError as exc:
+            raise CLIError(await _refused(source, exc, same), ExitCode.FATAL) from None
     extra = show_report(args, result)
     comparison = result.comparison
     rows = [(name, c["source"], c["target"], "" if c["source"] == c["target"] else "DIFFERS")

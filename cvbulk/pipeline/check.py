@@ -6,7 +6,8 @@ through, the fixed bytes otherwise; fixes are deterministic) against the sha256 
 original bytes, downloaded through the client (so paced like every other call) a few at a time and
 dropped once hashed. Each local path and each unmatched project image ends in one outcome:
 
-``=`` in both, same tags; ``*`` in both, tags differ; ``-`` only local; ``+`` only in the project;
+``=`` in both, same tags (and, when the labels have boxes, the same boxes: a box is a tag and normalised
+coordinates within ``BOX_TOLERANCE``); ``*`` in both, tags or boxes differ; ``-`` only local; ``+`` only in the project;
 ``!`` a local file that could not be compared (unreadable, or one upload would reject: the reason says);
 ``.`` a file upload skips by rule (not an image by its extension, hidden): listed, never a difference (an
 export's label files and model.json sit next to its images).
@@ -156,6 +157,7 @@ class _Local:
     tags: tuple[str, ...]
     problem: str = ""
     skipped: bool = False  # upload skips it by rule (extension, hidden): not an image to compare
+    boxes: tuple[_Box, ...] | None = None  # None: the labels have no boxes to compare
 
 
 def _not_taken(found: ScanProblem) -> _Local:
@@ -168,6 +170,30 @@ class _Remote:
     sha256: str | None
     tags: tuple[str, ...]
     problem: str = ""
+    boxes: tuple[_Box, ...] = ()
+
+
+#: (tag casefolded, left, top, width, height), normalised
+_Box = tuple[str, float, float, float, float]
+#: How far a box's coordinates may move and still be the same box: a label file written and read back (pixels
+#: in COCO, centres in YOLO) differs in its last bits, and the service may keep fewer digits than it was sent.
+BOX_TOLERANCE = 1e-4
+
+
+def _box_key(boxes: Any) -> tuple[_Box, ...]:
+    return tuple(sorted((str(b[0]).casefold(), float(b[1]), float(b[2]), float(b[3]), float(b[4])) for b in boxes))
+
+
+def _local_boxes(labels: Labels | None, with_boxes: bool) -> tuple[_Box, ...] | None:
+    if not with_boxes:
+        return None
+    return _box_key((r.tag, r.left, r.top, r.width, r.height) for r in (labels.regions if labels is not None else ()))
+
+
+def _same_boxes(local: tuple[_Box, ...], remote: tuple[_Box, ...]) -> bool:
+    return len(local) == len(remote) and all(
+        a[0] == b[0] and all(abs(x - y) <= BOX_TOLERANCE for x, y in zip(a[1:], b[1:])) for a, b in zip(local, remote)
+    )
 
 
 def _tag_key(tags: Sequence[str]) -> tuple[str, ...]:
@@ -215,7 +241,7 @@ def _scan(root: Path, options: CheckOptions) -> list[ScanEntry | ScanProblem]:
     ]
 
 
-def _hash_one(found: ScanEntry, labels: Labels | LabelProblem | None) -> _Local:
+def _hash_one(found: ScanEntry, labels: Labels | LabelProblem | None, with_boxes: bool = False) -> _Local:
     if isinstance(labels, LabelProblem):
         if labels.kind == "invalid":  # upload never sends an image whose labels are unusable
             return _Local(found.relpath, None, (), f"bad labels: {labels.reason}")
@@ -225,7 +251,7 @@ def _hash_one(found: ScanEntry, labels: Labels | LabelProblem | None) -> _Local:
     prepared = prepare_image(found.path, limits=TRAINING_LIMITS, regions=regions)
     if isinstance(prepared, Rejected):
         return _Local(found.relpath, None, tags, f"upload would reject it: {prepared.reason}")
-    return _Local(found.relpath, prepared.sha256, tags)
+    return _Local(found.relpath, prepared.sha256, tags, boxes=_local_boxes(labels, with_boxes))
 
 
 async def _hash_local(
@@ -236,6 +262,7 @@ async def _hash_local(
     found = await anyio.to_thread.run_sync(_scan, root, options)
     out: list[_Local] = [_not_taken(f) for f in found if isinstance(f, ScanProblem)]
     files = [f for f in found if isinstance(f, ScanEntry)]
+    with_boxes = bool(getattr(source, "has_regions", False))
     report(phase, 0, len(files))
     limiter = anyio.CapacityLimiter(options.hash_threads)
     done = 0
@@ -243,7 +270,7 @@ async def _hash_local(
     async def one(entry: ScanEntry) -> None:
         nonlocal done
         labels = source.labels_for(entry.relpath)
-        out.append(await anyio.to_thread.run_sync(_hash_one, entry, labels, limiter=limiter))
+        out.append(await anyio.to_thread.run_sync(_hash_one, entry, labels, with_boxes, limiter=limiter))
         done += 1
         report(phase, done, len(files))
 
@@ -263,7 +290,9 @@ async def _open_container(stack: AsyncExitStack, root: str, spec: str) -> tuple[
     return blobs, labels
 
 
-def _judge_bytes(relpath: str, data: bytes, size: int, labels: Labels | LabelProblem | None) -> _Local:
+def _judge_bytes(
+    relpath: str, data: bytes, size: int, labels: Labels | LabelProblem | None, with_boxes: bool = False
+) -> _Local:
     if isinstance(labels, LabelProblem):
         if labels.kind == "invalid":
             return _Local(relpath, None, (), f"bad labels: {labels.reason}")
@@ -277,7 +306,7 @@ def _judge_bytes(relpath: str, data: bytes, size: int, labels: Labels | LabelPro
     prepared = prepare_image(data=data, limits=TRAINING_LIMITS, regions=regions)
     if isinstance(prepared, Rejected):
         return _Local(relpath, None, tags, f"upload would reject it: {prepared.reason}")
-    return _Local(relpath, prepared.sha256, tags)
+    return _Local(relpath, prepared.sha256, tags, boxes=_local_boxes(labels, with_boxes))
 
 
 async def _hash_container(blobs: Any, labels: LabelSource, options: CheckOptions, report: ProgressCallback) -> list[_Local]:
@@ -300,7 +329,7 @@ async def _hash_container(blobs: Any, labels: LabelSource, options: CheckOptions
                 out.append(_Local(item.relpath, None, (), f"cannot read the blob: {one_line(exc)}"))
                 done += 1
                 return
-        judge = partial(_judge_bytes, item.relpath, data, item.size, found)
+        judge = partial(_judge_bytes, item.relpath, data, item.size, found, bool(getattr(labels, "has_regions", False)))
         out.append(await anyio.to_thread.run_sync(judge, limiter=limiter))
         done += 1
         report(phase, done, None)
@@ -384,6 +413,8 @@ async def _hash_remote(client: TrainingClient, image: Image, tag_names: dict[Any
         ids = [t.tag_id for t in (image.tags or ())] + [r.tag_id for r in (image.regions or ())]
         tags = tuple(sorted({str(tag_names.get(i, i)) for i in ids}))
     image_id = str(image.id)
+    boxes = _box_key((r.tag_name or tag_names.get(r.tag_id, r.tag_id), r.left, r.top, r.width, r.height)
+                     for r in (image.regions or ()))
     if not image.original_image_uri:
         return _Remote(image_id, None, tags, "the service gave no image URI")
     try:
@@ -392,7 +423,7 @@ async def _hash_remote(client: TrainingClient, image: Image, tag_names: dict[Any
         raise  # the key is wrong for every image: stop
     except CustomVisionError as exc:
         return _Remote(image_id, None, tags, f"download failed: {one_line(exc)}")
-    return _Remote(image_id, hashlib.sha256(data).hexdigest(), tags)
+    return _Remote(image_id, hashlib.sha256(data).hexdigest(), tags, boxes=boxes)
 
 
 def _compare(local: list[_Local], remote: list[_Remote]) -> list[CheckEntry]:
@@ -415,12 +446,11 @@ def _compare(local: list[_Local], remote: list[_Remote]) -> list[CheckEntry]:
             continue
         image = found
         seen.add(image.image_id)
-        same = _tag_key(item.tags) == _tag_key(image.tags)
+        why = "" if _tag_key(item.tags) == _tag_key(image.tags) else "tags differ"
+        if not why and item.boxes is not None and not _same_boxes(item.boxes, image.boxes):
+            why = f"regions differ: {len(item.boxes)} local, {len(image.boxes)} in the project, not all the same"
         entries.append(
-            CheckEntry(
-                MATCH if same else TAGS_DIFFER, item.relpath, image.image_id, item.tags, image.tags,
-                "" if same else "tags differ",
-            )
+            CheckEntry(MATCH if not why else TAGS_DIFFER, item.relpath, image.image_id, item.tags, image.tags, why)
         )
     for image in remote:
         if image.image_id not in seen:

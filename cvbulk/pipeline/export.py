@@ -58,6 +58,7 @@ from .engine import (
     JournalCalls,
     ProgressSink,
     Stop,
+    check_outputs,
     open_journal,
     retry_notices,
     run_job,
@@ -91,6 +92,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ExportOptions", "ExportResult", "run_export", "FORMATS", "STATE_DIR", "MAX_LINK_REFRESHES"]
 
+PERFORMANCE_DEADLINE = 120.0  # s for one iteration's performance (model.json): history, not the data
 _VERIFY_ATTEMPTS = 2  # a download that is not the image the service describes is fetched once more
 Region = tuple[str, float, float, float, float]
 
@@ -165,6 +167,16 @@ class _Work:
     prior: JournalEntry | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Move:
+    """An image exported before into a folder whose place changed (its first tag renamed, in ``folders``):
+    renamed on disk, not downloaded again."""
+
+    image: Image
+    prior: JournalEntry
+    to: str
+
+
 @dataclass
 class _Run(JournalCalls):
     options: ExportOptions
@@ -179,6 +191,7 @@ class _Run(JournalCalls):
     tally: Counter[str] = field(default_factory=Counter)
     seen: set[str] = field(default_factory=set)  # image ids in the project during this run
     nbytes: int = 0
+    moved_left: list[dict[str, str]] = field(default_factory=list)  # a container's blobs at an image's old place
     journal_lock: anyio.Lock = field(default_factory=anyio.Lock)
     links: ImageLinks = field(init=False)
 
@@ -217,6 +230,7 @@ async def _run_export(
     location = options.location
     if location.path is not None and location.path.exists() and not location.path.is_dir():
         raise ConfigError(f"{location.path} exists and is not a folder")
+    check_outputs(report=options.report, state=options.state)  # before any request, the path named
     project = await resolve_project(client, options.project)
     domains = await client.get_domains()
     settings = project.settings
@@ -266,6 +280,17 @@ def _where(location: StorageLocation, environ: Mapping[str, str] | None = None) 
     return _place(location, environ)
 
 
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def _other_images(journal: Journal, existing: Mapping[str, int]) -> list[str]:
+    """Worker thread, at the end of a run: the images the destination held at the start that no export into it
+    wrote (the user's own; by then every image an export wrote has its row, a kill between the write and the
+    row included): uploading the folder back with --untagged would send them too, so the report names them."""
+    ours = {str((e.extra or {}).get("file")) for e in journal.entries(EXPORTED)}
+    return sorted(n for n in existing if n not in ours and os.path.splitext(n)[1].lower() in _IMAGE_SUFFIXES)
+
+
 # A local write's temporary file (".<name>.<mkstemp's 8 characters>.tmp"): a run killed mid-write leaves one.
 _PARTIAL = re.compile(r"^\.[^/]+\.[a-z0-9_]{8}\.tmp$")
 
@@ -298,6 +323,11 @@ async def _stopped(run: _Run, kind: ProjectKind) -> dict[str, Any]:
         "kind": kind,
         "label_files": [],
         "not_carried": [],
+        "labels_not_carried": [],
+        "label_rows": {},
+        "removed": [],
+        "left_in_destination": [],
+        "other_images": [],
         "count_check": {"ok": False, "line": None, "differences": [], "skipped": "the run stopped before its end"},
         "failures": failures,
         "state_counts": await run.journal_call(run.journal.counts),
@@ -327,7 +357,12 @@ async def _result(
         "label_files": done["label_files"],
         "label_file": done["label_files"][0] if done["label_files"] else None,
         "not_in_label_files": done["not_carried"],
-        "upload_back": _upload_hint(options, done["label_files"]),
+        "labels_not_carried": done["labels_not_carried"],
+        "label_rows": done["label_rows"],
+        "removed": done["removed"],
+        "left_in_destination": done["left_in_destination"],
+        "other_images": done["other_images"],
+        "upload_back": _upload_hint(options, done["label_files"], done["kind"], _domain_id(project)),
         "images_in_project": total,
         "unchanged": run.tally["unchanged"],
         "relabelled": run.tally["relabelled"],
@@ -353,22 +388,43 @@ async def _result(
     )
 
 
-def _upload_hint(options: ExportOptions, label_files: list[str]) -> str:
-    """The command (quoted for a shell) that uploads the export back into a new project. AutoML's JSONL holds
-    every image it carries (untagged ones only with --include-untagged): no --untagged, which would send the
-    images of the other split untagged; one run per split, the validation split's after the training's."""
+def _domain_id(project: Project) -> str | None:
+    settings = project.settings
+    return settings.domain_id if settings is not None else None
+
+
+def _upload_hint(
+    options: ExportOptions, label_files: list[str], kind: ProjectKind | None = None, domain_id: str | None = None
+) -> str:
+    """The command (quoted for a shell) that uploads the export back into a new project of the same kind.
+
+    The label file that carries the most: for ``folders`` labels.csv (every tag of an image, not only its
+    folder's, and the metadata), for a detection project's ``folders``/``csv`` regions.json (the boxes).
+    ``--domain`` (the project's domain id: the service's ids are the same on every resource) and
+    ``--classification-type`` make the same kind of project (the service's default is Multilabel). AutoML's
+    JSONL holds every image it carries (untagged ones only with --include-untagged): no --untagged, which would
+    send the images of the other split untagged; one run per split, the validation split's after the
+    training's."""
     out = str(options.location)
     where = shlex.quote(out)
+    same = ""
+    if domain_id:
+        same += f" --domain {shlex.quote(domain_id)}"
+    if kind in ("multiclass", "multilabel"):
+        same += f" --classification-type {kind.capitalize()}"
     if options.format == "yolo" and options.location.is_blob:  # a container run does not read YOLO's per-image files
-        return yolo_in_container(options.location, "--project NEW --create --untagged ")
-    if options.format == "folders" or not label_files:
-        return f"cvbulk upload {where} --project NEW --create --untagged"
+        return yolo_in_container(options.location, f"--project NEW --create{same} --untagged ")
     files = [shlex.quote(f"{out.rstrip('/')}/{name}") for name in label_files]
     if options.format == "automl":
         first, *more = [f for f, name in zip(files, label_files) if name.endswith(".jsonl")] or files[:1]
         then = "".join(f"; then cvbulk upload {where} --project NEW --labels {f}" for f in more)
-        return f"cvbulk upload {where} --project NEW --create --labels {first}{then}"
-    return f"cvbulk upload {where} --project NEW --create --untagged --labels {files[0]}"
+        return f"cvbulk upload {where} --project NEW --create{same} --labels {first}{then}"
+    wanted = "regions.json" if kind == "detection" else "labels.csv" if options.format == "folders" else None
+    chosen = next((f for f, name in zip(files, label_files) if name == wanted), None)
+    if chosen is None and options.format != "folders" and files:
+        chosen = files[0]
+    labels = f" --labels {chosen}" if chosen is not None else ""
+    return f"cvbulk upload {where} --project NEW --create{same} --untagged{labels}"
 
 
 # -- the pipeline ---------------------------------------------------------------------------------
@@ -411,19 +467,20 @@ def _describe(run: _Run, image: Image, file: str, width: int | None, height: int
     }
 
 
-def _relabel(run: _Run, image: Image, prior: JournalEntry | None) -> JournalEntry | None:
-    """For an image exported before whose bytes are still where its labels want them: its journal row with
-    today's labels and metadata (None when it needs downloading)."""
+def _relabel(run: _Run, image: Image, prior: JournalEntry | None) -> JournalEntry | _Move | None:
+    """For an image exported before whose bytes are still in the destination: its journal row with today's
+    labels and metadata, or the move to its new place in a local folder (None when it needs downloading)."""
     if prior is None or prior.status != EXPORTED or not prior.extra:
         return None
     x = prior.extra
     file = str(x.get("file") or "")
+    if not file or run.existing.get(file) != prior.size:
+        return None  # gone from the destination, or not whole
     ext = os.path.splitext(file)[1]
     tags, _ = _labels(run, image)
-    if not file or image_relpath(run.options.format, image.id, ext, tags, layout=run.layout) != file:
-        return None  # a folders export whose first tag changed: the image moves
-    if run.existing.get(file) != prior.size:
-        return None  # gone from the destination, or not whole
+    want = image_relpath(run.options.format, image.id, ext, tags, layout=run.layout)
+    if want != file:  # a folders export whose first tag changed: the image moves
+        return _Move(image, prior, want) if run.options.location.path is not None else None
     fresh = _describe(run, image, file, x.get("width"), x.get("height"))
     if fresh == x:
         return prior
@@ -444,12 +501,38 @@ async def _planner(
                 run.seen.add(image.id)
                 prior = known.get(image.id)
                 same = _relabel(run, image, prior)
+                if isinstance(same, _Move):
+                    same = await _move(run, same)
                 if same is prior and same is not None:
                     run.advance("unchanged")
                 elif same is not None:
                     await record_send.send((same, -1))  # -1: relabelled, nothing downloaded
                 else:
                     await work_send.send(_Work(image, prior))
+
+
+async def _move(run: _Run, move: _Move) -> JournalEntry | None:
+    """Rename an exported image to its new place in the folder; its row with the new place (None: it could
+    not be moved, download it again)."""
+    root = run.options.location.path
+    assert root is not None
+    old = str((move.prior.extra or {}).get("file"))
+    try:
+        await anyio.to_thread.run_sync(_rename, root, old, move.to)
+    except OSError:
+        return None
+    run.existing[move.to] = run.existing.pop(old)
+    x = move.prior.extra or {}
+    return JournalEntry(move.image.id, move.prior.size, None, move.prior.sha256, EXPORTED, image_id=move.image.id,
+                        attempts=move.prior.attempts,
+                        extra=_describe(run, move.image, move.to, x.get("width"), x.get("height")))
+
+
+def _rename(root: Path, old: str, new: str) -> None:
+    target = root.joinpath(*new.split("/"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(root.joinpath(*old.split("/")), target)
+    _prune(root, old)
 
 
 async def _worker(
@@ -508,8 +591,13 @@ async def _export_one(run: _Run, work: _Work) -> tuple[JournalEntry, int]:
         return JournalEntry(image.id, None, None, None, ERROR, reason=f"could not write {relpath}: {_said(exc)}",
                             attempts=attempts), 0
     old = (work.prior.extra or {}).get("file") if work.prior is not None else None
-    if old and old != relpath and run.options.location.path is not None:
-        await anyio.to_thread.run_sync(_remove, run.options.location.path / old)  # one copy per image
+    if old and old != relpath:
+        run.existing.pop(old, None)
+        if run.options.location.path is not None:
+            await anyio.to_thread.run_sync(_remove_file, run.options.location.path, old)  # one copy per image
+        else:
+            run.moved_left.append({"image_id": image.id, "file": old, "reason": f"the image moved to {relpath}; "
+                                   "delete its old copy in the container"})
     sha256 = await anyio.to_thread.run_sync(lambda: hashlib.sha256(data).hexdigest())
     extra = _describe(run, image, relpath, size[0], size[1])
     return JournalEntry(image.id, len(data), None, sha256, EXPORTED, image_id=image.id, attempts=attempts,
@@ -526,6 +614,22 @@ def _remove(path: Path) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+def _remove_file(root: Path, relpath: str) -> None:
+    """Remove a file the export wrote, and the folders it leaves empty (up to, not including, the root)."""
+    _remove(root.joinpath(*relpath.split("/")))
+    _prune(root, relpath)
+
+
+def _prune(root: Path, relpath: str) -> None:
+    parts = relpath.split("/")[:-1]
+    while parts:
+        try:
+            os.rmdir(root.joinpath(*parts))  # only when empty
+        except OSError:
+            return
+        parts.pop()
 
 
 # -- the end: label files, model.json, the count check ---------------------------------------------
@@ -550,8 +654,59 @@ def _exported(run: _Run) -> list[ExportedImage]:
     return out
 
 
+async def _deleted_since(run: _Run) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The files of images exported by an earlier run and deleted from the project since (not listed now, and
+    GetImagesByIds does not know them): removed from a folder, so that OUT holds exactly the project (its
+    folder uploaded back would bring them back); a container's are named (``left_in_destination``), this
+    run cannot delete blobs. Returns (removed, left)."""
+    rows = await run.journal_call(lambda: [e for e in run.journal.entries(EXPORTED) if e.key not in run.seen])
+    if not rows:
+        return [], list(run.moved_left)
+    alive: set[str] = set()
+    ids = [e.key for e in rows]
+    for at in range(0, len(ids), 256):  # an image the listing missed is still the project's: never removed
+        alive |= {i.id for i in await run.client.get_images_by_ids(run.project_id, ids[at : at + 256])}
+    removed: list[dict[str, str]] = []
+    left: list[dict[str, str]] = list(run.moved_left)
+    done: list[JournalEntry] = []
+    root = run.options.location.path
+    for e in rows:
+        file = str((e.extra or {}).get("file") or "")
+        if e.key in alive or not file:
+            continue
+        if root is None:
+            left.append({"image_id": e.key, "file": file,
+                         "reason": "deleted from the project since an earlier export; delete it in the container"})
+            continue
+        await anyio.to_thread.run_sync(_remove_file, root, file)
+        removed.append({"image_id": e.key, "file": file})
+        done.append(JournalEntry(e.key, None, None, None, SKIPPED, image_id=e.key, attempts=e.attempts,
+                                 reason=f"deleted from the project since an earlier export: {file} removed"))
+    await run.journal_call(run.journal.record, done)
+    return removed, left
+
+
+async def _performance(client: TrainingClient, project_id: str, iteration: Any) -> Any:
+    """An iteration's performance for model.json; None when it is not trained; the reason (a str) when the
+    service does not give it: model.json says so, the images and label files still go out."""
+    from ..client._errors import AuthenticationError, CustomVisionError
+
+    if (iteration.status or "").lower() != "completed":
+        return None
+    with anyio.move_on_after(PERFORMANCE_DEADLINE):
+        try:
+            return await client.get_iteration_performance(project_id, iteration.id, threshold=0.5,
+                                                          overlap_threshold=0.3)
+        except AuthenticationError:
+            raise  # a wrong key: the run stops as for any other call
+        except CustomVisionError as exc:
+            return f"GetIterationPerformance failed: {one_line(exc)}"
+    return f"GetIterationPerformance gave no answer within {PERFORMANCE_DEADLINE:g} s"
+
+
 async def _finish(run: _Run, project: Project, tags: list[Any], kind: ProjectKind, domains: list[Any]) -> dict[str, Any]:
     client, options = run.client, run.options
+    removed, left = await _deleted_since(run)
     images = await run.journal_call(_exported, run)
     fmt_options = FormatOptions(
         image_url_prefix=options.image_url_prefix, validation_split=options.validation_split,
@@ -565,12 +720,9 @@ async def _finish(run: _Run, project: Project, tags: list[Any], kind: ProjectKin
     )
     iterations = []
     for it in await client.get_iterations(project.id):
-        perf = None
-        if (it.status or "").lower() == "completed":
-            perf = await client.get_iteration_performance(project.id, it.id, threshold=0.5, overlap_threshold=0.3)
-        iterations.append((it, perf))
+        iterations.append((it, await _performance(client, project.id, it)))
     write_model_json(memory, project, iterations, domains={d.id: d.name for d in domains}, threshold=0.5,
-                     overlap_threshold=0.3)
+                     overlap_threshold=0.3, exported_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     for name, text in sorted(memory.files.items()):
         ctype = "application/json" if name.endswith(".json") else "text/plain; charset=utf-8"
         await run.sink.write_text(name, text, content_type=ctype)
@@ -580,6 +732,12 @@ async def _finish(run: _Run, project: Project, tags: list[Any], kind: ProjectKin
         "kind": kind,
         "label_files": list(written.files),
         "not_carried": [{"image_id": i, "reason": r} for i, r in written.skipped],
+        "labels_not_carried": [{"image_id": i, "reason": r} for i, r in written.dropped],
+        "label_rows": dict(written.rows),
+        "removed": removed,
+        "left_in_destination": left,
+        "other_images": [n for n in await run.journal_call(_other_images, run.journal, run.existing)
+                         if n not in {r["file"] for r in removed}],
         "count_check": check,
         "failures": failures,
         "state_counts": await run.journal_call(run.journal.counts),

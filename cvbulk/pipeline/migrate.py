@@ -40,6 +40,7 @@ from .engine import (
     STATE_DIR,
     JournalCalls,
     ProgressSink,
+    check_outputs,
     open_journal,
     retry_notices,
     run_job,
@@ -130,6 +131,8 @@ async def _run_migrate(
     source: TrainingClient, target: TrainingClient, options: MigrateOptions, progress: ProgressSink | None
 ) -> MigrateResult:
     started = time.time()
+    # before any request (the target may be created next): the default state file's folder too
+    check_outputs(report=options.report, state=options.state or Path.cwd() / STATE_DIR / "migrate.sqlite")
     src = await resolve_project(source, options.from_project)
     dst, created = await target_project(source, target, src, options.to_project, create=options.create)
     same_side = source.endpoint.rstrip("/").lower() == target.endpoint.rstrip("/").lower()

@@ -10,7 +10,7 @@ from typing import Any
 from ..labels import RegionLabel, check_tag, make_region
 from .model import ExportedImage
 
-__all__ = ["dumps", "valid_labels", "all_tags", "in_validation"]
+__all__ = ["dumps", "valid_labels", "all_tags", "in_validation", "unboxed", "in_the_csv"]
 
 
 def dumps(value: Any) -> str:
@@ -33,6 +33,22 @@ def valid_labels(image: ExportedImage) -> tuple[tuple[str, ...], tuple[RegionLab
         regions.append(got)
     tags = tuple(dict.fromkeys([*image.tags, *(r.tag for r in regions)]))
     return tags, tuple(regions)
+
+
+def unboxed(image_id: str, tags: tuple[str, ...], regions: tuple[RegionLabel, ...], file: str) -> tuple[str, str] | None:
+    """A detection image's tags that no box carries (the service takes a tag without a region on a detection
+    image), as a ``WriteResult.dropped`` entry for the box-only ``file``; None when every tag has a box."""
+    boxed = {r.tag for r in regions}
+    loose = [t for t in tags if t not in boxed]
+    if not loose:
+        return None
+    names = ", ".join(repr(t) for t in loose)
+    return image_id, f"tag {names} without a box: not in {file}, which holds boxes only"
+
+
+def in_the_csv(dropped: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``dropped`` entries of a regions.json written beside labels.csv, which does carry those tags."""
+    return [(image_id, f"{why} (labels.csv has it)") for image_id, why in dropped]
 
 
 def all_tags(images: Iterable[ExportedImage], tag_names: Iterable[str]) -> list[str]:

@@ -27,16 +27,33 @@ has no place in this schema and is not written (``model.json``/COCO carry it).
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable
+from urllib.parse import quote
 
-from ._common import dumps, in_validation, valid_labels
+from ._common import dumps, in_validation, unboxed, valid_labels
 from .automl_schema import IMAGE_FORMATS
 from .model import ExportedImage, FormatOptions, ProjectKind, Sink, WriteResult, image_format
 
-__all__ = ["write_automl", "mltable_text", "automl_line", "datastore_prefix_hint", "TRAIN_DIR", "VALIDATION_DIR"]
+__all__ = ["write_automl", "mltable_text", "automl_line", "datastore_prefix_hint", "url_prefix", "TRAIN_DIR",
+           "VALIDATION_DIR"]
 
 TRAIN_DIR = "train"
 VALIDATION_DIR = "validation"
+
+
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_URL_SAFE = "/:@!$&'()*+,;=~-._%"  # a URL path's own characters, and the escapes already written
+
+
+def url_prefix(prefix: str) -> str:
+    """``prefix`` as the start of a URL path ending in exactly one slash: what a URL cannot hold (a space, ``#``,
+    ``?``, a ``%`` that is no escape, text outside ASCII) percent-encoded as UTF-8; escapes already written kept."""
+    text = _LONE_PERCENT.sub("%25", prefix.rstrip("/"))
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    return f"{scheme}{sep}{quote(rest, safe=_URL_SAFE)}/"
 
 
 def datastore_prefix_hint(location: str) -> str | None:
@@ -51,7 +68,8 @@ def datastore_prefix_hint(location: str) -> str | None:
         return None
     if not where.is_blob:
         return None
-    return (f"--image-url-prefix azureml://datastores/<DATASTORE>/paths/{where.prefix} (<DATASTORE>: the "
+    path = url_prefix(where.prefix) if where.prefix.strip("/") else ""
+    return (f"--image-url-prefix azureml://datastores/<DATASTORE>/paths/{path} (<DATASTORE>: the "
             f"Azure ML datastore of container {where.container!r})")
 
 
@@ -116,8 +134,8 @@ def write_automl(
 ) -> WriteResult:
     options = options or FormatOptions()
     prefix = options.image_url_prefix
-    if prefix is not None and prefix and not prefix.endswith("/"):
-        options = dataclasses.replace(options, image_url_prefix=prefix + "/")
+    if prefix:  # joined to the image's path with one slash, as a URL
+        options = dataclasses.replace(options, image_url_prefix=url_prefix(prefix))
     result = WriteResult()
     lines: dict[str, list[str]] = {TRAIN_DIR: [], VALIDATION_DIR: []}
     for image in images:
@@ -126,6 +144,11 @@ def write_automl(
             result.skipped.append((image.id, obj))
             continue
         side = VALIDATION_DIR if in_validation(image.id, options.validation_split) else TRAIN_DIR
+        if kind == "detection":
+            got = valid_labels(image)
+            loose = unboxed(image.id, *got, f"{side}/{side}.jsonl") if not isinstance(got, str) else None
+            if loose is not None:
+                result.dropped.append(loose)
         lines[side].append(dumps(obj))
         result.carried += 1
     for side in (TRAIN_DIR, VALIDATION_DIR):
@@ -135,4 +158,5 @@ def write_automl(
         sink.write_text(f"{side}/{jsonl}", "".join(line + "\n" for line in lines[side]))
         sink.write_text(f"{side}/MLTable", mltable_text(jsonl))
         result.files += [f"{side}/{jsonl}", f"{side}/MLTable"]
+        result.rows[f"{side}/{jsonl}"] = len(lines[side])
     return result

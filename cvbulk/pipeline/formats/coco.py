@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from ._common import all_tags, dumps, valid_labels
+from ._common import all_tags, dumps, unboxed, valid_labels
 from .model import ExportedImage, FormatOptions, ProjectKind, Sink, WriteResult
 
 __all__ = ["write_coco", "COCO_FILE"]
@@ -58,6 +58,9 @@ def write_coco(
             entry["metadata"] = dict(image.metadata)
         entries.append(dumps(entry))
         if kind == "detection":
+            loose = unboxed(image.id, tags, regions, COCO_FILE)
+            if loose is not None:  # an annotation without bbox would break COCO tools' detection readers
+                result.dropped.append(loose)
             for r in regions:
                 box = [r.left * w, r.top * h, r.width * w, r.height * h]
                 anns.append(dumps({"id": len(anns) + 1, "image_id": number, "category_id": category[r.tag],

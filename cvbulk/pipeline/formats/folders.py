@@ -18,15 +18,18 @@ import re
 from collections.abc import Iterable, Sequence
 
 from ..labels.folders import FOLDER_MAP_FILE, FOLDER_MAP_KEY
-from ._common import dumps
-from .manifest import write_csv
+from ._common import dumps, in_the_csv
+from .manifest import CSV_FILE, write_csv
 from .model import ExportedImage, FormatOptions, ProjectKind, Sink, WriteResult
-from .regions_json import write_regions_json
+from .model_json import MODEL_FILE
+from .regions_json import REGIONS_FILE, write_regions_json
 
 __all__ = ["FolderLayout", "safe_folder_name", "write_folders", "MAX_NAME_BYTES"]
 
 MAX_NAME_BYTES = 255
 _UNSAFE = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f\ud800-\udfff]')
+# the files the export writes beside the tag folders (any case: a case-insensitive disk is common)
+_OWN_FILES = {n.casefold() for n in (FOLDER_MAP_FILE, CSV_FILE, REGIONS_FILE, MODEL_FILE)}
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 
 
@@ -52,7 +55,7 @@ def _sanitised(tag: str) -> str:
 
 def safe_folder_name(tag: str, *, force_suffix: bool = False, digits: int = 8) -> str:
     base = _sanitised(tag)
-    if base == tag and not force_suffix and len(tag.encode("utf-8")) <= MAX_NAME_BYTES:
+    if base == tag and not force_suffix and len(tag.encode("utf-8")) <= MAX_NAME_BYTES and tag.casefold() not in _OWN_FILES:
         return tag
     sfx = _suffix(tag, digits)
     return _cut(base, MAX_NAME_BYTES - len(sfx)) + sfx
@@ -114,4 +117,5 @@ def write_folders(
     if kind == "detection":
         boxes = write_regions_json(images, kind, sink, options)
         result.files += boxes.files
+        result.dropped += in_the_csv(boxes.dropped)
     return result

@@ -72,11 +72,15 @@ class FormatOptions:
 @dataclass(slots=True)
 class WriteResult:
     """What a writer did: the label files it wrote (relative to the export root), how many images it
-    carried, and the images it could not carry with the reason (the job reports them)."""
+    carried, the images it could not carry with the reason, and the labels of carried images it could not
+    hold (``dropped``: image id, which and why; a detection image's tag without a box in a box-only file).
+    The job reports both."""
 
     files: list[str] = field(default_factory=list)
     carried: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    dropped: list[tuple[str, str]] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)  # images per table (AutoML's JSONL files)
 
 
 class Sink(Protocol):

@@ -52,7 +52,8 @@ def model_document(
     overlap_threshold: float | None = None,
     exported_at: str | None = None,
 ) -> dict[str, Any]:
-    """The ``model.json`` document. ``iterations``: ``(iteration, performance or None)`` pairs;
+    """The ``model.json`` document. ``iterations``: ``(iteration, performance)`` pairs (None: not trained; a
+    str: why the service did not give it, written as ``performance_error``);
     ``domains``: domain id -> name."""
     p = _plain(project)
     settings = _plain(_get(p, "settings"))
@@ -77,7 +78,10 @@ def model_document(
             "exportable_to": list(_get(i, "exportable_to") or []),
             "publish_name": _get(i, "publish_name"),
         }
-        if perf is not None:
+        if isinstance(perf, str):  # the service did not give it: why
+            entry["performance"] = None
+            entry["performance_error"] = perf
+        elif perf is not None:
             q = _plain(perf)
             entry["performance"] = {
                 **_metrics(q),

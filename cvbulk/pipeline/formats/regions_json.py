@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ._common import dumps, valid_labels
+from ._common import dumps, unboxed, valid_labels
 from .model import ExportedImage, FormatOptions, ProjectKind, Sink, WriteResult
 
 __all__ = ["write_regions_json", "REGIONS_FILE"]
@@ -26,6 +26,9 @@ def write_regions_json(
         if isinstance(got, str):
             result.skipped.append((image.id, got))
             continue
+        loose = unboxed(image.id, got[0], got[1], REGIONS_FILE)
+        if loose is not None:
+            result.dropped.append(loose)
         boxes = [{"tag": r.tag, "left": r.left, "top": r.top, "width": r.width, "height": r.height} for r in got[1]]
         parts.append(f"  {dumps(image.file)}: {dumps(boxes)}")
         result.carried += 1

@@ -15,14 +15,28 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from collections.abc import Iterable, Sequence
 
-from ._common import all_tags, valid_labels
+from ._common import all_tags, unboxed, valid_labels
 from .model import ExportedImage, FormatOptions, ProjectKind, Sink, WriteResult
 
 __all__ = ["write_yolo", "yolo_label_path", "DATA_YAML"]
 
 DATA_YAML = "data.yaml"
+
+
+# Characters a double-quoted YAML scalar cannot hold literally (not printable, or a line break YAML folds)
+_YAML_UNSAFE = re.compile("[^\t\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|[\x85\u2028\u2029\ufeff]")
+
+
+def yaml_quoted(name: str) -> str:
+    """``name`` as a double-quoted scalar that YAML (PyYAML, which Ultralytics uses) and JSON both read back
+    exactly: characters outside the ASCII range written as themselves, not as ``\\u`` escapes (YAML reads
+    each escape as one code point, so a JSON surrogate pair would become two lone surrogates), except those
+    YAML cannot hold literally, which are escaped as ``\\uXXXX`` (all in the Basic Multilingual Plane)."""
+    text = json.dumps(name, ensure_ascii=False)
+    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def yolo_label_path(file: str) -> str | None:
@@ -60,7 +74,10 @@ def write_yolo(
         if path is None:
             result.skipped.append((image.id, f"{image.file!r} is not under an images/ folder"))
             continue
-        _, regions = got
+        tags, regions = got
+        loose = unboxed(image.id, tags, regions, path)
+        if loose is not None:
+            result.dropped.append(loose)
         lines = [
             f"{index[r.tag]} {r.left + r.width / 2!r} {r.top + r.height / 2!r} {r.width!r} {r.height!r}\n"
             for r in regions
@@ -70,7 +87,7 @@ def write_yolo(
     yaml = (
         "# Ultralytics YOLO detection dataset written by cvbulk\n"
         "path: .\ntrain: images\nval: images\n"
-        f"nc: {len(names)}\nnames:\n" + "".join(f"  {i}: {json.dumps(n)}\n" for i, n in enumerate(names))
+        f"nc: {len(names)}\nnames:\n" + "".join(f"  {i}: {yaml_quoted(n)}\n" for i, n in enumerate(names))
     )
     sink.write_text(DATA_YAML, yaml)
     result.files.append(DATA_YAML)
