@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
@@ -17,7 +17,7 @@ from ._shared import TAG_LIMITS, is_uuid
 from .errors import ConfigError, ProjectNotFound
 
 if TYPE_CHECKING:  # the client is imported lazily so this module loads on its own
-    from ..client import ClassificationType, Domain, Project, Tag, TrainingClient
+    from ..client import ClassificationType, Domain, Project, Tag, TagType, TrainingClient
     from .engine import ProgressSink
 
 __all__ = [
@@ -184,8 +184,10 @@ async def ensure_tags(
     existing: Sequence[Tag] | None = None,
     progress: ProgressSink | None = None,
     tier: str | None = None,
+    types: Mapping[str, str] | None = None,
 ) -> dict[str, Tag]:
-    """Every tag in ``names``, created where missing, keyed by the names asked for.
+    """Every tag in ``names``, created where missing, keyed by the names asked for; ``types``: the type to
+    create a tag with when not Regular (a Negative tag read back from an export).
 
     Names match existing tags case-insensitively (the service refuses two tags that differ only in
     case). The tier's tag limit is checked before anything is created; the service's own 400
@@ -207,7 +209,9 @@ async def ensure_tags(
 
     async def create(name: str) -> None:
         async with limit:
-            created[name] = await _create_tag(client, project_id, name, len(existing) + len(missing))
+            created[name] = await _create_tag(
+                client, project_id, name, len(existing) + len(missing), (types or {}).get(name)
+            )
 
     if missing and progress is not None:
         progress.phase(creating_tags_text(client, len(missing), tier))
@@ -254,9 +258,11 @@ class TagLimitError(ConfigError):
         self.would = would
 
 
-async def _create_tag(client: TrainingClient, project_id: str, name: str, would_have: int) -> Tag:
+async def _create_tag(
+    client: TrainingClient, project_id: str, name: str, would_have: int, type: str | None = None
+) -> Tag:
     try:
-        return await client.create_tag(project_id, name)
+        return await client.create_tag(project_id, name, type=cast("TagType | None", type))
     except BadRequestError as exc:
         if exc.code == _TAG_LIMIT_CODE:
             numbers = _LIMIT_IN_MESSAGE.findall(exc.message or "")

@@ -62,7 +62,7 @@ from .journal import (
     Journal,
     JournalEntry,
 )
-from .labels import LabelSource, open_label_source
+from .labels import LabelSource, open_label_source, tag_types
 from .prepare import TRAINING_LIMITS, ImageLimits
 from .project import (
     TAG_LIMITS,
@@ -243,6 +243,7 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
         existing = await client.get_tags(project.id)
         ensured = await ensure_tags(
             client, project.id, tag_names, tag_limit=tag_limit, existing=existing, progress=progress, tier=options.tier,
+            types=tag_types(source),
         )
         # the project's other tags too: a name first met mid-run (a container's virtual folder) finds its tag here
         tags = _RunTags(client, project.id, {**{t.name: t for t in existing}, **ensured}, limit=tag_limit)

@@ -23,6 +23,7 @@ from cvbulk.pipeline.labels import (
     YoloLabels,
     decide,
     open_label_source,
+    tag_types,
 )
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "samples"
@@ -177,6 +178,17 @@ def test_coco_pixel_boxes_to_normalised_regions(tmp_path: Path) -> None:
     assert (dog.left, dog.top, dog.width, dog.height) == pytest.approx((0.75, 0.0, 0.25, 0.5))
     assert src.labels_for("somewhere/b.jpg") == Labels((), ())  # in the file, no boxes
     assert src.tag_names() == ["cat", "dog", "unused"]
+    assert tag_types(src) == {}
+
+
+def test_coco_supercategory_negative_names_the_tags_type(tmp_path: Path) -> None:
+    # as cvbulk export writes a Negative tag; any other supercategory (COCO's "animal") is no tag type
+    doc = coco()
+    doc["categories"] = [{"id": 7, "name": "cat", "supercategory": "animal"}, {"id": 8, "name": "dog"},
+                         {"id": 9, "name": "unused", "supercategory": "Negative"}]
+    src = open_label_source(str(write(tmp_path / "c.json", json.dumps(doc))), tmp_path)
+    assert tag_types(src) == {"unused": "Negative"}
+    assert tag_types(object()) == {}  # a source that names no type
 
 
 @pytest.mark.parametrize(

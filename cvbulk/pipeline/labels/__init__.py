@@ -26,6 +26,7 @@ from ._base import (
     check_tag,
     decide,
     make_region,
+    tag_types,
 )
 from ._open import open_label_source
 from .automl import AutoMLLabels
@@ -48,6 +49,7 @@ __all__ = [
     "YoloLabels",
     "open_label_source",
     "decide",
+    "tag_types",
     "check_tag",
     "make_region",
     "MAX_TAG_LENGTH",

@@ -109,6 +109,17 @@ class LabelSource(Protocol):
         ...
 
 
+#: The tag types a label file can name besides Regular (the service's ``TagType``).
+SPECIAL_TAG_TYPES = ("Negative", "GeneralProduct")
+
+
+def tag_types(source: object) -> dict[str, str]:
+    """The tags ``source`` names a type for other than Regular (COCO's ``supercategory: "Negative"``, as
+    ``cvbulk export`` writes a Negative tag): name -> type; {} for a source that names none."""
+    found = getattr(source, "tag_types", None)
+    return dict(found()) if callable(found) else {}
+
+
 def decide(found: Labels | LabelProblem | None, *, untagged: bool) -> Labels | LabelProblem:
     """THE rule for an image without usable labels, in one place for every job.
 
@@ -288,6 +299,11 @@ class MappedLabels:
         self._by_name: dict[str, LabelResult] = {}
         self._tails: dict[str, str | None] | None = {} if tails else None
         self._tags: set[str] = set()
+        self._types: dict[str, str] = {}  # tag -> a type other than Regular, where the file names one
+
+    def tag_types(self) -> dict[str, str]:
+        """The tags the file gives a type other than Regular (see :func:`tag_types`)."""
+        return dict(self._types)
 
     def _put(self, key: str, result: LabelResult, *, by_name: bool = False) -> None:
         rel = norm_rel(key)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ._base import (
+    SPECIAL_TAG_TYPES,
     LabelFileError,
     LabelProblem,
     Labels,
@@ -91,6 +92,8 @@ class CocoLabels(MappedLabels):
             if reason is not None:
                 raise LabelFileError(f"{name}: categories[{i}] (id {c['id']!r}): {reason}")
             cats[_hashable(c["id"])] = c["name"]
+            if c.get("supercategory") in SPECIAL_TAG_TYPES:  # as cvbulk export writes a Negative tag
+                self._types[c["name"]] = c["supercategory"]
         images: dict[Any, tuple[str, Any, Any]] = {}
         metadata: dict[Any, tuple[tuple[str, str], ...] | str] = {}
         for i, img in enumerate(images_in):

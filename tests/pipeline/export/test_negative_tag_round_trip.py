@@ -1,6 +1,5 @@
-"""ROUTED (upload's side, not the export's): a project's Negative-type tag goes out as COCO's
-``supercategory: "Negative"`` and comes back as a Regular tag named "Negative" (upload creates every tag
-Regular), so the round trip does not give it back as the README says. Strict xfail until upload reads it."""
+"""A project's Negative-type tag goes out as COCO's ``supercategory: "Negative"`` and comes back, through
+``upload --labels coco.json``, as a Negative tag (it came back Regular: upload created every tag Regular)."""
 
 from __future__ import annotations
 
@@ -15,8 +14,6 @@ from ._build import tiny_jpeg, upload_labels
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.mark.xfail(strict=True, reason="upload --labels creates every tag Regular: COCO's supercategory "
-                   "'Negative' (what export writes for a Negative tag) is not read back as the tag's type")
 async def test_a_negative_tag_comes_back_negative(tmp_path, training_client):
     client = training_client
     project = await client.create_project("with-negative", classification_type="Multilabel")
