@@ -32,7 +32,8 @@ Each local image and each project image is listed once, with its outcome:
   !  a local file not compared (unreadable, or one upload would reject; the reason follows)
   .  a file upload skips by rule (not an image by its extension, hidden): never a difference
 Images are matched by content: the sha256 of the bytes upload sends (the file's own bytes, or its
-fixed version) against the project image's original bytes, downloaded at the tier's pace.
+fixed version) against the project image's original bytes, downloaded from the service's storage links
+(--max-concurrency at a time; they are not paced as training calls).
 A container's blobs are each read whole (credentials as for upload: AZURE_STORAGE_CONNECTION_STRING, ...).
 
 exit status: 0 they match (every line is = or .); 1 they differ; 2 usage; 3 fatal (key, project not found).

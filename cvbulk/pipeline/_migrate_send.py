@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["MigrateItem", "MigrateBatch", "Grouper", "MigrateOutcome", "MigrateSender", "FatalMigrateError", "BY_MODES"]
 
 BY_MODES = ("auto", "url", "upload")
-_DOWNLOADS_PER_BATCH = 16  # downloads in flight per batch (the source's Pacer paces them all)
+_DOWNLOADS_PER_BATCH = 16  # downloads in flight per batch (bounded too by the source client's connection pool)
 
 By = Literal["url", "upload"]
 

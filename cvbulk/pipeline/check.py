@@ -94,7 +94,7 @@ class CheckOptions:
     labels: str = "folders"  # "folders" or a label file, as `cvbulk upload --labels` takes
     exclude: tuple[str, ...] = ()  # the same patterns as `cvbulk upload --exclude`
     include_hidden: bool = False
-    max_concurrency: int = 8  # downloads in flight (the client's Pacer may allow fewer)
+    max_concurrency: int = 8  # downloads in flight (links on a storage host: not paced as training calls)
     hash_threads: int = 4  # local files read and hashed at once
 
     def __post_init__(self) -> None:

@@ -107,7 +107,7 @@ class ExportOptions:
     format: str = "folders"
     state: Path | None = None
     report: Path | None = None
-    max_concurrency: int = 16  # downloads in flight (the client's Pacer may allow fewer)
+    max_concurrency: int = 16  # downloads in flight (links on a storage host: not paced as training calls)
     image_url_prefix: str | None = None
     validation_split: float = 0.0
     include_untagged: bool = False
