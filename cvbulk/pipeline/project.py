@@ -262,7 +262,9 @@ async def _create_tag(
     client: TrainingClient, project_id: str, name: str, would_have: int, type: str | None = None
 ) -> Tag:
     try:
-        return await client.create_tag(project_id, name, type=cast("TagType | None", type))
+        if type is None:  # (a Regular tag: the service's default, asked as every client can)
+            return await client.create_tag(project_id, name)
+        return await client.create_tag(project_id, name, type=cast("TagType", type))
     except BadRequestError as exc:
         if exc.code == _TAG_LIMIT_CODE:
             numbers = _LIMIT_IN_MESSAGE.findall(exc.message or "")
