@@ -850,7 +850,7 @@ def cross_validate(
     detection = kind == "ObjectDetection"
     out: list[tuple[int, int, list[ScoredTag]]] = []
     for f, fold in enumerate(_folds(kind, samples, seed)):
-        if min_scored is not None and len(out) >= min_scored:
+        if (min_scored is not None and len(out) >= min_scored) or (max_scored is not None and len(out) >= max_scored):
             break
         rng = random.Random(seed * 1_000_003 + f)
         if max_scored is not None and len(out) + len(fold) > max_scored:

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from cvbulk.emulator import EmulatorConfig, EmulatorThread
 
 
-def _image(i: int) -> tuple[bytes, list[dict]]:
+def scene(i: int) -> tuple[bytes, list[dict]]:
     """A noisy 320x240 scene with one or two coloured objects (tag a: red box, tag b: blue ellipse)."""
     rnd = random.Random(i)
     img = Image.frombytes("RGB", (80, 60), rnd.randbytes(80 * 60 * 3)).resize((320, 240))
@@ -64,7 +64,7 @@ def main(n: int) -> None:
         domain = next(d["id"] for d in call("GET", "/domains") if d["type"] == "ObjectDetection")
         pid = call("POST", "/projects", params={"name": "od400", "domainId": domain})["id"]
         tags = {name: call("POST", f"/projects/{pid}/tags", params={"name": name})["id"] for name in "ab"}
-        images = [_image(i) for i in range(n)]
+        images = [scene(i) for i in range(n)]
         for start in range(0, n, 64):
             batch = [{"name": f"{i}.jpg", "contents": base64.b64encode(data).decode(),
                       "regions": [{"tagId": tags[r["tag"]], **{k: r[k] for k in ("left", "top", "width", "height")}}
