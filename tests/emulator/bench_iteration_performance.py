@@ -3,7 +3,8 @@
     .venv/bin/python -m tests.emulator.bench_iteration_performance [N_IMAGES]
 
 Trains the project twice (the second with forceTrain), then times GetIterationPerformance (twice,
-then at another threshold and overlapThreshold) and GetImagePerformances on the second iteration.
+then at another threshold and overlapThreshold) and GetImagePerformances on the second iteration, and
+GetIterationPerformance again as for an iteration of an older emulator (its evaluation removed).
 Prints wall seconds and the process CPU seconds of each step, with the load average beside them.
 """
 
@@ -13,6 +14,7 @@ import base64
 import io
 import os
 import random
+import sqlite3
 import sys
 import time
 
@@ -20,6 +22,7 @@ import requests
 from PIL import Image, ImageDraw
 
 from cvbulk.emulator import EmulatorConfig, EmulatorThread
+from cvbulk.emulator._evaluation import evaluation_path
 
 
 def scene(i: int) -> tuple[bytes, list[dict]]:
@@ -92,6 +95,14 @@ def main(n: int) -> None:
         print(f"  precision {p['precision']:.3f} recall {p['recall']:.3f} mAP {p['averagePrecision']:.3f}")
         got = _timed("GetImagePerformances", lambda: call("GET", url + "/images", params={"take": 256}))
         print(f"  {len(got)} held-out images")
+        # as an iteration trained by an older emulator (no stored evaluation): computed on first request
+        evaluation_path(emu.data_dir / "models", it["id"]).unlink()
+        db = sqlite3.connect(emu.data_dir / "emulator.sqlite3")
+        with db:
+            db.execute("UPDATE iterations SET performance=NULL WHERE id=?", (it["id"],))
+        db.close()
+        _timed("GetIterationPerformance (older data folder)", lambda: call("GET", url))
+        _timed("GetIterationPerformance (older data folder, again)", lambda: call("GET", url))
 
 
 if __name__ == "__main__":

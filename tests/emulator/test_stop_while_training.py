@@ -18,7 +18,7 @@ from .test_cli import _start
 pytestmark = pytest.mark.timeout(90)
 
 N_IMAGES = 240  # trains (and cross-validates) for well over STOP_WITHIN seconds, even on a quiet machine
-STOP_WITHIN = 8.0
+STOP_WITHIN = 5.0
 
 
 def _call(method: str, url: str, key: str, body: object = None) -> dict:
