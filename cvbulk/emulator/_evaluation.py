@@ -9,8 +9,9 @@ shows (the service shows 2 of a 10-image project).
 
 Bounded on large projects, deterministically: folds are scored until at least ``MIN_SCORED``
 images were, a fold's model sees at most ``MAX_TRAIN`` images, at most ``MAX_SCORED`` images are
-scored. Projects up to about 100 images get full k-fold cross-validation. The figures stay honest:
-every scored image was held out of the model that scored it.
+scored. Projects up to about 60 images get full k-fold cross-validation (every image scored once);
+from about 250 on, one fold is scored (as the service's one held-out split). The figures stay
+honest: every scored image was held out of the model that scored it.
 
 An iteration trained by an older emulator (no stored evaluation) gets it on first request, in a
 cancellable worker thread (``_cancel.run_cpu``), never on the event loop.
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 MAX_SAMPLES_PER_TAG = 400  # bounds training time and memory on large benchmark projects
-MIN_SCORED = 80  # held-out images scored at least (all of them in projects up to ~100 images)
+MIN_SCORED = 50  # held-out images scored at least (all of them in projects up to ~60 images)
 MAX_TRAIN = 240  # images a cross-validation model is fitted on at most
 MAX_SCORED = 200  # held-out images scored at most
 DEFAULT_OVERLAP = 0.3  # IoU a detected box needs with a region to count as found
