@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 
 from ._blobs import BlobStore
-from ._cancel import run_cpu
+from ._cancel import WorkCancelled, run_cpu
 from ._store import Store
 
 __all__ = ["ModelCache", "run_training_job"]
@@ -33,9 +33,11 @@ def _trainer():
     return _trainer
 
 
-def _train(blobs: BlobStore, models_dir: Path, job: dict, tags: list[dict], seed: int) -> tuple[dict, list[dict]]:
+def _train(blobs: BlobStore, models_dir: Path, job: dict, tags: list[dict],
+           seed: int) -> tuple[dict | None, list[dict] | None]:
     """Fit and store the model, then cross-validate it: (performance at the default threshold,
-    image performances). Synchronous: a worker thread."""
+    image performances); (None, None) if the evaluation failed (the model is still served, the
+    performance calls try again). Synchronous: a worker thread."""
     from . import _evaluation as ev  # late, as the trainer
 
     prepared = ev.prepare(blobs, job["kind"], job["samples"])
@@ -44,9 +46,15 @@ def _train(blobs: BlobStore, models_dir: Path, job: dict, tags: list[dict], seed
     tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(model.to_dict()))
     os.replace(tmp, target)
-    evaluation = ev.evaluate_prepared(prepared, [t["id"] for t in tags], seed)
-    ev.write_evaluation(models_dir, job["iteration_id"], evaluation)
-    return ev.performance_at(evaluation, tags), ev.image_performances(evaluation, tags)
+    try:
+        evaluation = ev.evaluate_prepared(prepared, [t["id"] for t in tags], seed)
+        ev.write_evaluation(models_dir, job["iteration_id"], evaluation)
+        return ev.performance_at(evaluation, tags), ev.image_performances(evaluation, tags)
+    except WorkCancelled:
+        raise
+    except Exception:
+        log.exception("evaluation of iteration %s failed", job["iteration_id"])
+        return None, None
 
 
 async def run_training_job(store: Store, blobs: BlobStore, models_dir: Path, job: dict,
@@ -63,7 +71,8 @@ async def run_training_job(store: Store, blobs: BlobStore, models_dir: Path, job
     try:
         state = await anyio.to_thread.run_sync(store.iteration_state, job["project_id"], job["iteration_id"])
         performance, images = await run_cpu(_train, blobs, models_dir, job, state["tags"], seed, limiter=limiter)
-        await anyio.to_thread.run_sync(store.save_image_performances, job["iteration_id"], images)
+        if images is not None:
+            await anyio.to_thread.run_sync(store.save_image_performances, job["iteration_id"], images)
         status = "Completed"
     except Exception:
         log.exception("training of iteration %s failed", job["iteration_id"])
