@@ -1,7 +1,9 @@
 """Training in the background and a cache of trained models for predictions.
 
-The trainer (``_trainer``) is pure and synchronous: it runs in worker threads, bounded by a
-CapacityLimiter so training and scoring never take more cores than the machine has.
+The trainer (``_trainer``) is pure and synchronous: a training job runs it in a daemon worker
+thread (``_cancel.run_cpu``), bounded by a CapacityLimiter so training and scoring never take more
+cores than the machine has, and cancelled by a stop. The job fits the model, then evaluates it
+(``_evaluation``): the iteration goes Completed with its performance stored, as on the service.
 """
 
 from __future__ import annotations
@@ -17,13 +19,12 @@ from typing import Any
 import anyio
 
 from ._blobs import BlobStore
+from ._cancel import WorkCancelled, run_cpu
 from ._store import Store
 
-__all__ = ["ModelCache", "performance_json", "run_training_job"]
+__all__ = ["ModelCache", "run_training_job"]
 
 log = logging.getLogger("cvbulk.emulator")
-
-_MAX_SAMPLES_PER_TAG = 400  # bounds training time and memory on large benchmark projects
 
 
 def _trainer():
@@ -32,62 +33,46 @@ def _trainer():
     return _trainer
 
 
-def _samples(blobs: BlobStore, samples: list[dict]) -> list[Any]:
-    tr = _trainer()
-    out: list[Any] = []
-    per_tag: dict[str, int] = {}
-    for s in samples:
-        tags = tuple(s["tags"])
-        if tags and all(per_tag.get(t, 0) >= _MAX_SAMPLES_PER_TAG for t in tags):
-            continue
-        for t in tags:
-            per_tag[t] = per_tag.get(t, 0) + 1
-        regions = tuple(tr.RegionBox(r[0], r[1], r[2], r[3], r[4]) for r in s["regions"])
-        out.append(tr.Sample(blobs.get(s["sha256"]), tags, regions))
-    return out
+def _train(blobs: BlobStore, models_dir: Path, job: dict, tags: list[dict],
+           seed: int) -> tuple[dict | None, list[dict] | None]:
+    """Fit and store the model, then cross-validate it: (performance at the default threshold,
+    image performances); (None, None) if the evaluation failed (the model is still served, the
+    performance calls try again). Synchronous: a worker thread."""
+    from . import _evaluation as ev  # late, as the trainer
 
-
-def performance_json(perf: Any, tags: list[dict]) -> dict:
-    """The trainer's Performance as the spec's IterationPerformance."""
-    names = {t["id"]: t["name"] for t in tags}
-    return {
-        "perTagPerformance": [
-            {
-                "id": tag_id, "name": names.get(tag_id, ""),
-                "precision": float(score.precision), "precisionStdDeviation": 0.0,
-                "recall": float(score.recall), "recallStdDeviation": 0.0,
-                "averagePrecision": float(score.average_precision),
-            }
-            for tag_id, score in perf.per_tag.items()
-        ],
-        "precision": float(perf.precision), "precisionStdDeviation": 0.0,
-        "recall": float(perf.recall), "recallStdDeviation": 0.0,
-        "averagePrecision": float(perf.average_precision),
-    }
-
-
-def _train(blobs: BlobStore, models_dir: Path, job: dict, seed: int) -> None:
-    # Performance (cross-validation, several fits) is computed when first asked for, not here:
-    # most runs never ask, and the emulator shares the machine with the client it serves.
-    tr = _trainer()
-    model = tr.train_model(job["kind"], _samples(blobs, job["samples"]), seed=seed)
+    prepared = ev.prepare(blobs, job["kind"], job["samples"])
+    model = ev.train_prepared(prepared, seed)
     target = models_dir / f"{job['iteration_id']}.json"
     tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(model.to_dict()))
     os.replace(tmp, target)
+    try:
+        evaluation = ev.evaluate_prepared(prepared, [t["id"] for t in tags], seed)
+        ev.write_evaluation(models_dir, job["iteration_id"], evaluation)
+        return ev.performance_at(evaluation, tags), ev.image_performances(evaluation, tags)
+    except WorkCancelled:
+        raise
+    except Exception:
+        log.exception("evaluation of iteration %s failed", job["iteration_id"])
+        return None, None
 
 
 async def run_training_job(store: Store, blobs: BlobStore, models_dir: Path, job: dict,
                            limiter: anyio.CapacityLimiter, seed: int, min_seconds: float = 0.0) -> None:
     """Train one iteration; it ends Completed with its performance, or Failed. It takes at least
     ``min_seconds``, so that a poller sees ``Training`` as it does on the service: queued for
-    the first half (``domainId`` still null, as recorded), then training."""
+    the first half (``domainId`` still null, as recorded), then training. A stop cancels it: the
+    iteration stays in Training and is trained again at the next start."""
     started = time.monotonic()
     if min_seconds > 0:
         await anyio.sleep(min_seconds / 2)
     await anyio.to_thread.run_sync(store.mark_training_started, job["iteration_id"])
+    performance: dict | None = None
     try:
-        await anyio.to_thread.run_sync(_train, blobs, models_dir, job, seed, limiter=limiter, abandon_on_cancel=True)
+        state = await anyio.to_thread.run_sync(store.iteration_state, job["project_id"], job["iteration_id"])
+        performance, images = await run_cpu(_train, blobs, models_dir, job, state["tags"], seed, limiter=limiter)
+        if images is not None:
+            await anyio.to_thread.run_sync(store.save_image_performances, job["iteration_id"], images)
         status = "Completed"
     except Exception:
         log.exception("training of iteration %s failed", job["iteration_id"])
@@ -95,7 +80,8 @@ async def run_training_job(store: Store, blobs: BlobStore, models_dir: Path, job
     rest = min_seconds - (time.monotonic() - started)
     if rest > 0:
         await anyio.sleep(rest)
-    await anyio.to_thread.run_sync(store.finish_training, job["iteration_id"], status, None, time.monotonic() - started)
+    await anyio.to_thread.run_sync(store.finish_training, job["iteration_id"], status, performance,
+                                   time.monotonic() - started)
 
 
 class ModelCache:
@@ -121,10 +107,3 @@ class ModelCache:
     def _load(self, iteration_id: str) -> Any:
         data = json.loads((self.models_dir / f"{iteration_id}.json").read_text())
         return _trainer().Model.from_dict(data)
-
-
-def evaluate_iteration(blobs: BlobStore, state: dict, threshold: float, seed: int) -> dict:
-    """IterationPerformance of a trained iteration at a threshold (synchronous: cross-validation)."""
-    tr = _trainer()
-    perf = tr.evaluate(state["kind"], _samples(blobs, state["samples"]), threshold=threshold, seed=seed)
-    return performance_json(perf, state["tags"])

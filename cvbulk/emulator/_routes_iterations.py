@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-import anyio
 from aiohttp import web
 
 from ._errors import ApiError
@@ -24,7 +23,6 @@ from ._http import (
 )
 from ._imaging import TRAINING_MAX_BYTES
 from ._ingest import fetch_url
-from ._models import evaluate_iteration
 from ._predict import predict_image
 from ._routing import pid as _pid
 from ._routing import run
@@ -84,30 +82,35 @@ async def delete_iteration(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+def _fraction(request: web.Request, name: str, default: float) -> float:
+    try:
+        value = float(q_str(request, name) or default)
+    except ValueError:
+        raise ApiError(400, "BadRequestInvalid", f"{name} must be a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise ApiError(400, "BadRequestInvalid", f"{name} must be between 0 and 1")
+    return value
+
+
 async def get_iteration_performance(request: web.Request) -> web.Response:
+    """Read, not computed: the training job stored the iteration's evaluation (``_evaluation``);
+    any threshold and overlapThreshold is a cheap summary of its held-out predictions."""
+    from . import _evaluation as ev  # late: the emulator starts without the trainer
+
     st = _st(request)
-    state = await run(lambda: st.store.iteration_state(_pid(request), request.match_info["iterationId"],
-                                                      samples=True))
+    pid = _pid(request)
+    state = await run(st.store.iteration_state, pid, request.match_info["iterationId"])
     if state["status"] != "Completed":
         raise ApiError(404, "NotFoundIterationPerformance", "The iteration has no performance: it is not trained")
-    try:
-        threshold = float(q_str(request, "threshold") or 0.5)
-    except ValueError:
-        raise ApiError(400, "BadRequestInvalid", "threshold must be a number") from None
-    if not 0.0 <= threshold <= 1.0:
-        raise ApiError(400, "BadRequestInvalid", "threshold must be between 0 and 1")
-    default = abs(threshold - 0.5) < 1e-9
+    threshold = _fraction(request, "threshold", 0.5)
+    overlap = _fraction(request, "overlapThreshold", ev.DEFAULT_OVERLAP)
+    default = abs(threshold - 0.5) < 1e-9 and abs(overlap - ev.DEFAULT_OVERLAP) < 1e-9
     if default and state["performance"] is not None:
         return json_response(state["performance"])
-    key = (state["id"], round(threshold, 6))
-    lock = st.perf_locks.setdefault(key, anyio.Lock())
-    async with lock:  # concurrent askers wait for one computation
-        perf: dict | None = st.perf_cache.get(key)
-        if perf is None:
-            perf = await run(evaluate_iteration, st.blobs, state, threshold, st.config.seed, limiter=st.cpu)
-            st.perf_cache[key] = perf
-            if default:
-                await run(st.store.save_performance, str(state["id"]), dict(perf))
+    evaluation = await ev.stored_evaluation(st, pid, state)
+    perf = await run(ev.performance_at, evaluation, state["tags"], threshold, overlap)
+    if default:  # an iteration of an older emulator: remembered from now
+        await run(st.store.save_performance, str(state["id"]), dict(perf))
     return json_response(perf)
 
 

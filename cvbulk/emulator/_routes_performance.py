@@ -3,7 +3,6 @@ its count): the images the evaluation held out, with what the model predicted fo
 
 from __future__ import annotations
 
-import anyio
 from aiohttp import web
 
 from ._errors import ApiError
@@ -11,31 +10,25 @@ from ._http import MAX_BATCH_TAGS, image_json, json_response, q_int, q_list, q_s
 from ._routing import Handler, run
 from ._routing import pid as _pid
 from ._routing import state as _st
-from ._scoring import predictions_json
 
 __all__ = ["performance_routes"]
 
 
 async def _held_out(request: web.Request) -> list[dict]:
-    """[{sha, predictions}] of the iteration's held-out images, computed once and stored."""
+    """[{sha, predictions}] of the iteration's held-out images, stored by its training (computed
+    once, off the event loop, for an iteration of an older emulator)."""
     st = _st(request)
     pid, iid = _pid(request), request.match_info["iterationId"]
-    state = await run(lambda: st.store.iteration_state(pid, iid, samples=True))
+    state = await run(st.store.iteration_state, pid, iid)
     if state["status"] != "Completed":
         raise ApiError(404, "NotFoundIterationPerformance", "The iteration has no performance: it is not trained")
     cached = await run(st.store.image_performances, state["id"])
-    if cached is not None:
-        return cached
-    lock = st.perf_locks.setdefault(("images", state["id"]), anyio.Lock())
-    async with lock:  # concurrent askers wait for one evaluation
-        cached = await run(st.store.image_performances, state["id"])
-        if cached is None:
-            from ._holdout import holdout_predictions  # late: the emulator starts without the trainer
+    if cached is None:
+        from . import _evaluation as ev  # late: the emulator starts without the trainer
 
-            pairs = await run(holdout_predictions, st.blobs, state["kind"], state["samples"],
-                              [t["id"] for t in state["tags"]], st.config.seed, limiter=st.cpu)
-            cached = [{"sha": sha, "predictions": predictions_json(scored, state["tags"])} for sha, scored in pairs]
-            await run(st.store.save_image_performances, state["id"], cached)
+        evaluation = await ev.stored_evaluation(st, pid, state)
+        cached = await run(ev.image_performances, evaluation, state["tags"])
+        await run(st.store.save_image_performances, state["id"], cached)
     return cached
 
 

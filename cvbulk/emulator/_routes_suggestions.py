@@ -11,6 +11,7 @@ import anyio
 from aiohttp import web
 
 from . import _routes_images as images
+from ._cancel import checkpoint, run_cpu
 from ._db import norm_id, utcnow
 from ._errors import ApiError
 from ._http import image_json, json_response, q_list, q_str, read_json
@@ -42,6 +43,7 @@ async def _suggest(st: EmulatorState, iteration: dict, targets: list[tuple[str, 
 
         rows = []
         for image_id, sha in targets:
+            checkpoint()  # a stop or a closed request ends a long scoring run
             try:
                 scored = model.predict(st.blobs.get(sha))
             except (UndecodableImageError, OSError):
@@ -52,7 +54,7 @@ async def _suggest(st: EmulatorState, iteration: dict, targets: list[tuple[str, 
         st.store.save_suggestions(iteration["project_id"], iteration["id"], rows)
         return rows
 
-    return await run(work, limiter=st.cpu)
+    return await run_cpu(work, limiter=st.cpu)  # cancellable: a stop does not wait for it
 
 
 async def suggest_tags_and_regions(request: web.Request) -> web.Response:

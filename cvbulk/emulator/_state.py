@@ -39,7 +39,6 @@ class EmulatorState:
     http: aiohttp.ClientSession | None = None
     storage_port: int = 0  # the listener of image URIs, export tokens and model links (its own origin)
     throttle_left: int = 0
-    perf_cache: dict = field(default_factory=dict)
     perf_locks: dict = field(default_factory=dict)
     exports_running: set = field(default_factory=set)  # (iteration, platform, flavor) being built
 

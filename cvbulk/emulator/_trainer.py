@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from operator import mul
 from typing import Any, Literal
 
+from ._cancel import checkpoint
 from ._features import FEATURE_VERSION, GRID, CellGrid, UndecodableImageError, cell_grid, image_vector
 
 __all__ = [
@@ -33,7 +34,9 @@ __all__ = [
     "ScoredTag",
     "TagScore",
     "UndecodableImageError",
+    "cross_validate",
     "evaluate",
+    "summarise",
     "train_model",
 ]
 
@@ -260,6 +263,7 @@ def _fit_linear(
     vw = [[0.0] * d for _ in range(c)]
     vb = [0.0] * c
     for _ in range(steps):
+        checkpoint()
         errors: list[list[float]] = [[] for _ in range(c)]
         for x, t, s in zip(xs, targets, sw):
             z = [_dot(wk, x) + bk for wk, bk in zip(w, b)]
@@ -607,6 +611,7 @@ def _features_of(kind: str, samples: Sequence[Sample]) -> tuple[list[Any], list[
     features: list[Any] = []
     usable: list[Sample] = []
     for s in samples:
+        checkpoint()
         try:
             features.append(extract(s.image))
         except UndecodableImageError:
@@ -665,6 +670,7 @@ def _train_detector(
     box_targets: list[list[float]] = []
     pools: list[list[list[float]]] = []  # unused background windows per image, for mining
     for grid, sample in zip(grids, samples):
+        checkpoint()
         gts = [_box_corners(r) for r in sample.regions]
         negatives: list[_Window] = []
         partial: list[_Window] = []  # background windows on a part of an object: the hard ones
@@ -700,6 +706,7 @@ def _train_detector(
     # one round of hard-negative mining: the background windows the first model likes best are the
     # ones that teach it where objects are not (edges of objects, clutter, shadows)
     for vectors in pools:
+        checkpoint()
         objectness = [1.0 - _softmax(linear.scores(v))[0] for v in vectors]
         ranked = sorted(((p, i) for i, p in enumerate(objectness)), key=lambda c: (-c[0], c[1]))
         for _, i in ranked[:HARD_NEGATIVES_PER_IMAGE]:
@@ -815,31 +822,79 @@ def evaluate(
     _check_kind(kind)
     tags = _sample_tags(kind, samples)
     features, samples = _features_of(kind, samples)
-    if not tags or len(samples) < 2:  # nothing to hold out: no honest number to give
-        return Performance(0.0, 0.0, 0.0, {t: TagScore(0.0, 0.0, 0.0) for t in tags})
+    scored = cross_validate(kind, features, samples, seed=seed) if tags else []
+    return summarise(kind, tags, [(samples[i], found) for i, _, found in scored],
+                     threshold=threshold, overlap_threshold=overlap_threshold)
+
+
+def cross_validate(
+    kind: str,
+    features: Sequence[Any],
+    samples: Sequence[Sample],
+    *,
+    seed: int = 0,
+    extra_tags: Sequence[str] = (),
+    min_scored: int | None = None,
+    max_train: int | None = None,
+    max_scored: int | None = None,
+) -> list[tuple[int, int, list[ScoredTag]]]:
+    """(sample index, fold, predictions best first) of every held-out sample, fold by fold, each
+    scored by a model fitted on the other folds (``features`` are the samples' own, decodable).
+
+    Bounded for large projects, deterministically (same samples and seed, same subsets): folds are
+    scored in order until ``min_scored`` samples were scored, a fold's model is fitted on at most
+    ``max_train`` of the other samples and at most ``max_scored`` samples are scored in all. With no
+    bounds, every sample is scored once (k-fold cross-validation)."""
+    if len(samples) < 2:
+        return []  # nothing to hold out: no honest number to give
     detection = kind == "ObjectDetection"
-    # per tag: (probability, is a true positive) for every prediction, and the number of positives
-    ranked: dict[str, list[tuple[float, bool]]] = {t: [] for t in tags}
-    positives = {t: 0 for t in tags}
-    for fold in _folds(kind, samples, seed):
+    out: list[tuple[int, int, list[ScoredTag]]] = []
+    for f, fold in enumerate(_folds(kind, samples, seed)):
+        if (min_scored is not None and len(out) >= min_scored) or (max_scored is not None and len(out) >= max_scored):
+            break
+        rng = random.Random(seed * 1_000_003 + f)
+        if max_scored is not None and len(out) + len(fold) > max_scored:
+            keep = set(rng.sample(fold, max(0, max_scored - len(out))))
+            fold = [i for i in fold if i in keep]
         held = set(fold)
         train_idx = [i for i in range(len(samples)) if i not in held]
+        if max_train is not None and len(train_idx) > max_train:
+            train_idx = sorted(rng.sample(train_idx, max_train))
         train_s = [samples[i] for i in train_idx]
         train_f = [features[i] for i in train_idx]
         if detection:
-            model = _train_detector(train_f, train_s, seed=seed)
+            model = _train_detector(train_f, train_s, seed=seed, extra_tags=extra_tags)
         else:
-            model = _train_classifier(kind, train_f, train_s)
+            model = _train_classifier(kind, train_f, train_s, extra_tags=extra_tags)
         for i in fold:
-            sample = samples[i]
-            if detection:
-                _score_detection(model._detect(features[i]), sample, ranked, positives, overlap_threshold)
-            else:
-                truth = set(sample.tag_ids)
-                predicted = {p.tag_id: p.probability for p in model._classify(features[i])}
-                for t in tags:
-                    positives[t] += t in truth
-                    ranked[t].append((predicted.get(t, 0.0), t in truth))
+            checkpoint()
+            out.append((i, f, model._detect(features[i]) if detection else model._classify(features[i])))
+    return out
+
+
+def summarise(
+    kind: str,
+    tags: Sequence[str],
+    scored: Sequence[tuple[Sample, Sequence[ScoredTag]]],
+    *,
+    threshold: float = 0.5,
+    overlap_threshold: float = 0.3,
+) -> Performance:
+    """Performance of held-out predictions (sample with its truth, predictions best first) at a
+    probability ``threshold``; detection boxes match regions at IoU >= ``overlap_threshold``.
+    Cheap: a stored cross-validation answers any threshold at once."""
+    # per tag: (probability, is a true positive) for every prediction, and the number of positives
+    ranked: dict[str, list[tuple[float, bool]]] = {t: [] for t in tags}
+    positives = {t: 0 for t in tags}
+    for sample, found in scored:
+        if kind == "ObjectDetection":
+            _score_detection(found, sample, ranked, positives, overlap_threshold)
+        else:
+            truth = set(sample.tag_ids)
+            predicted = {p.tag_id: p.probability for p in found}
+            for t in tags:
+                positives[t] += t in truth
+                ranked[t].append((predicted.get(t, 0.0), t in truth))
     per_tag: dict[str, TagScore] = {}
     all_tp = all_fp = all_pos = 0
     for t in tags:
@@ -851,6 +906,8 @@ def evaluate(
             recall=tp / positives[t] if positives[t] else 0.0,
             average_precision=_average_precision(ranked[t], positives[t]),
         )
+    if not per_tag:
+        return Performance(0.0, 0.0, 0.0, {})
     return Performance(
         precision=all_tp / (all_tp + all_fp) if all_tp + all_fp else 0.0,
         recall=all_tp / all_pos if all_pos else 0.0,

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from cvbulk.emulator import EmulatorConfig, EmulatorThread, _routes_exports
+from cvbulk.emulator import _evaluation as ev
 from cvbulk.emulator._blobs import BlobStore
 from cvbulk.emulator._export_package import export_file_name, write_export
-from cvbulk.emulator._holdout import holdout_predictions
 from cvbulk.emulator._proposals import region_proposals
 from cvbulk.emulator._scoring import uncertainty
 
@@ -73,13 +73,19 @@ def test_holdout_predicts_only_images_it_did_not_train_on(tmp_path):
     for folder, tag in (("Hemlock", "h"), ("Japanese_Cherry", "c")):
         for f in sorted((TREES / folder).glob("*.jpg"))[:5]:
             recorded.append({"sha256": blobs.put(f.read_bytes()), "tags": [tag], "regions": []})
-    held = holdout_predictions(blobs, "Multiclass", recorded, ["h", "c"], seed=0)
+    tags = [{"id": "h", "name": "H", "type": "Regular"}, {"id": "c", "name": "C", "type": "Regular"}]
+
+    def held_out(records: list[dict]) -> list[dict]:
+        evaluation = ev.evaluate_prepared(ev.prepare(blobs, "Multiclass", records), ["h", "c"], seed=0)
+        return ev.image_performances(evaluation, tags)
+
+    held = held_out(recorded)
     assert len(held) == 2  # 10 images of 2 tags, 5 folds: the service's recorded "2"
-    assert held == holdout_predictions(blobs, "Multiclass", recorded, ["h", "c"], seed=0)
-    for sha, scored in held:
-        assert sha in {r["sha256"] for r in recorded}
-        assert {s.tag_id for s in scored} == {"h", "c"}
-    assert holdout_predictions(blobs, "Multiclass", recorded[:1], ["h"], seed=0) == []
+    assert held == held_out(recorded)
+    for h in held:
+        assert h["sha"] in {r["sha256"] for r in recorded}
+        assert {p["tagId"] for p in h["predictions"]} == {"h", "c"}
+    assert held_out(recorded[:1]) == []
 
 
 def test_an_export_cut_by_a_stop_is_finished_after_the_restart(tmp_path, monkeypatch):
