@@ -2,8 +2,8 @@
 
 The trainer (``_trainer``) is pure and synchronous: a training job runs it in a daemon worker
 thread (``_cancel.run_cpu``), bounded by a CapacityLimiter so training and scoring never take more
-cores than the machine has, and cancelled by a stop. The job fits the model, then evaluates it
-(``_evaluation``): the iteration goes Completed with its performance stored, as on the service.
+cores than the machine has, and cancelled by a stop. The job fits the model; the iteration's
+performance is cross-validated on the first request for it (``_evaluation``), then stored.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 
 from ._blobs import BlobStore
-from ._cancel import WorkCancelled, run_cpu
+from ._cancel import run_cpu
 from ._store import Store
 
 __all__ = ["ModelCache", "run_training_job"]
@@ -33,11 +33,8 @@ def _trainer():
     return _trainer
 
 
-def _train(blobs: BlobStore, models_dir: Path, job: dict, tags: list[dict],
-           seed: int) -> tuple[dict | None, list[dict] | None]:
-    """Fit and store the model, then cross-validate it: (performance at the default threshold,
-    image performances); (None, None) if the evaluation failed (the model is still served, the
-    performance calls try again). Synchronous: a worker thread."""
+def _fit(blobs: BlobStore, models_dir: Path, job: dict, seed: int) -> None:
+    """Fit and store the model. Synchronous: a worker thread."""
     from . import _evaluation as ev  # late, as the trainer
 
     prepared = ev.prepare(blobs, job["kind"], job["samples"])
@@ -46,42 +43,33 @@ def _train(blobs: BlobStore, models_dir: Path, job: dict, tags: list[dict],
     tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(model.to_dict()))
     os.replace(tmp, target)
-    try:
-        evaluation = ev.evaluate_prepared(prepared, [t["id"] for t in tags], seed)
-        ev.write_evaluation(models_dir, job["iteration_id"], evaluation)
-        return ev.performance_at(evaluation, tags), ev.image_performances(evaluation, tags)
-    except WorkCancelled:
-        raise
-    except Exception:
-        log.exception("evaluation of iteration %s failed", job["iteration_id"])
-        return None, None
 
 
 async def run_training_job(store: Store, blobs: BlobStore, models_dir: Path, job: dict,
                            limiter: anyio.CapacityLimiter, seed: int, min_seconds: float = 0.0) -> None:
-    """Train one iteration; it ends Completed with its performance, or Failed. It takes at least
-    ``min_seconds``, so that a poller sees ``Training`` as it does on the service: queued for
-    the first half (``domainId`` still null, as recorded), then training. A stop cancels it: the
-    iteration stays in Training and is trained again at the next start."""
+    """Train one iteration; it ends Completed, or Failed. It takes at least ``min_seconds``, so that
+    a poller sees ``Training`` as it does on the service: queued for the first half (``domainId``
+    still null, as recorded), then training. A stop cancels it: the iteration stays in Training and
+    is trained again at the next start.
+
+    The performance is not computed here: a cross-validation costs several trainings of CPU, which a
+    quickstart (or a test suite) that never asks for it should not pay. The first performance call
+    computes it, bounded and off the event loop, and stores it (``_evaluation.stored_evaluation``)."""
+    iid = job["iteration_id"]
     started = time.monotonic()
     if min_seconds > 0:
         await anyio.sleep(min_seconds / 2)
-    await anyio.to_thread.run_sync(store.mark_training_started, job["iteration_id"])
-    performance: dict | None = None
+    await anyio.to_thread.run_sync(store.mark_training_started, iid)
     try:
-        state = await anyio.to_thread.run_sync(store.iteration_state, job["project_id"], job["iteration_id"])
-        performance, images = await run_cpu(_train, blobs, models_dir, job, state["tags"], seed, limiter=limiter)
-        if images is not None:
-            await anyio.to_thread.run_sync(store.save_image_performances, job["iteration_id"], images)
+        await run_cpu(_fit, blobs, models_dir, job, seed, limiter=limiter)
         status = "Completed"
     except Exception:
-        log.exception("training of iteration %s failed", job["iteration_id"])
+        log.exception("training of iteration %s failed", iid)
         status = "Failed"
     rest = min_seconds - (time.monotonic() - started)
     if rest > 0:
         await anyio.sleep(rest)
-    await anyio.to_thread.run_sync(store.finish_training, job["iteration_id"], status, performance,
-                                   time.monotonic() - started)
+    await anyio.to_thread.run_sync(store.finish_training, iid, status, None, time.monotonic() - started)
 
 
 class ModelCache:

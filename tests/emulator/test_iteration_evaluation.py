@@ -44,10 +44,10 @@ def test_performance_is_stored_by_the_training_and_read_at_any_threshold(tmp_pat
     with EmulatorThread(EmulatorConfig(data_dir=tmp_path)) as emu:
         c = Client(emu)
         trees = trained_trees(c)
-        # stored before Completed: the evaluation file, the default performance, the held-out images
+        # evaluated by the training job right after Completed; a performance call waits for it
+        default = c.json("GET", _perf_url(trees))
         evaluation = ev.read_evaluation(tmp_path / "models", trees.iteration["id"])
         assert evaluation is not None and len(evaluation["images"]) == 18  # 9 + 9: all folds scored
-        default = c.json("GET", _perf_url(trees))
         assert default == c.json("GET", _perf_url(trees), params={"threshold": "0.5", "overlapThreshold": "0.3"})
         assert {t["name"] for t in default["perTagPerformance"]} == {"Hemlock", "Japanese Cherry"}
         low = c.json("GET", _perf_url(trees), params={"threshold": "0"})
@@ -86,6 +86,7 @@ def test_a_stop_does_not_wait_for_an_evaluation_a_request_started(tmp_path, monk
     try:
         c = Client(emu)
         trees = trained_trees(c)
+        c.json("GET", _perf_url(trees))  # the training job's own evaluation done, then forgotten
         _forget_evaluation(tmp_path, trees.iteration["id"])
         monkeypatch.setattr(ev, "compute_stored", endless)
         def ask() -> None:

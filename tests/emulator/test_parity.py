@@ -34,7 +34,10 @@ KNOWN: dict[str, str] = {
 @pytest.fixture(scope="module")
 def exchanges() -> list[Exchange]:
     assert RECORDINGS.is_dir(), f"the recorded sessions are not at {RECORDINGS} (shared/ beside the clone)"
-    config = EmulatorConfig(training_seconds=0.4, latency=Latency())
+    # A training lasts long enough that a recording's read of an iteration still Training (made at once after
+    # TrainProject, on the service minutes before it completed) is answered Training here too, however fast the
+    # replay runs; a poll the recording cut waits for Completed (``_keep_polling``).
+    config = EmulatorConfig(training_seconds=1.0, latency=Latency())
     with EmulatorThread(config) as emu:
         replayer = Replayer(emu.endpoint, emu.training_key, emu.prediction_key, emu.prediction_resource_id)
         try:

@@ -137,20 +137,20 @@ async def test_a_training_cut_by_a_stop_resumes_at_the_next_start(tmp_path, samp
     from cvbulk.emulator import EmulatorConfig, _models
 
     release = threading.Event()
-    real_train = _models._train
+    real_train = _models._fit
 
     def held_train(*args):
         release.wait(20)  # the first emulator stops while its training is still running
         return real_train(*args)
 
     config = EmulatorConfig(data_dir=tmp_path / "data")
-    monkeypatch.setattr(_models, "_train", held_train)
+    monkeypatch.setattr(_models, "_fit", held_train)
     try:
         async with Emulator(config) as emu, aiohttp.ClientSession() as s:
             api = Api(s, emu)
             pid, _ = await classification_project(api, samples)
             _, it = await api.call("POST", f"/projects/{pid}/train")
-        monkeypatch.setattr(_models, "_train", real_train)
+        monkeypatch.setattr(_models, "_fit", real_train)
         async with Emulator(config) as emu, aiohttp.ClientSession() as s:
             api = Api(s, emu)
             _, again = await api.call("GET", f"/projects/{pid}/iterations/{it['id']}")
