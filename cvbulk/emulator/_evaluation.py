@@ -1,10 +1,11 @@
-"""An iteration's evaluation: computed with its training, stored, read by the performance calls.
+"""An iteration's evaluation: computed once, stored, read by the performance calls.
 
-As on the service, GetIterationPerformance and GetImagePerformances answer at once for a trained
-iteration: the training job cross-validates (``_trainer.cross_validate``, on the features it
-already extracted) before the iteration goes Completed, and stores every held-out image's truth
-and predictions (``models/<iteration>.evaluation.json``). Any threshold / overlapThreshold is then
-a cheap summary of those predictions. The first fold's images are the ones GetImagePerformances
+The first GetIterationPerformance or GetImagePerformances of a trained iteration cross-validates it
+(``_trainer.cross_validate``) in a cancellable worker thread (``_cancel.run_cpu``), never on the
+event loop, whoever asks meanwhile waiting for that one computation, and stores every held-out
+image's truth and predictions (``models/<iteration>.evaluation.json``). Any threshold /
+overlapThreshold is then a cheap summary of those predictions. (The service has it when training
+completes; here a training does not pay several trainings of CPU for figures most never read.) The first fold's images are the ones GetImagePerformances
 shows (the service shows 2 of a 10-image project).
 
 Bounded on large projects, deterministically: folds are scored until at least ``MIN_SCORED``
@@ -13,8 +14,6 @@ scored. Projects up to about 60 images get full k-fold cross-validation (every i
 from about 250 on, one fold is scored (as the service's one held-out split). The figures stay
 honest: every scored image was held out of the model that scored it.
 
-An iteration trained by an older emulator (no stored evaluation) gets it on first request, in a
-cancellable worker thread (``_cancel.run_cpu``), never on the event loop.
 """
 
 from __future__ import annotations
@@ -186,8 +185,7 @@ def performance_json(perf: Any, tags: list[dict]) -> dict:
 
 
 def compute_stored(blobs: BlobStore, models_dir: Path, state: dict, seed: int) -> dict:
-    """The evaluation of an iteration trained without one (an older emulator's data folder):
-    computed from its recorded samples (images gone since are skipped) and stored. Synchronous."""
+    """The evaluation of a trained iteration: computed from its recorded samples (images gone since are skipped) and stored. Synchronous."""
     p = prepare(blobs, state["kind"], state["samples"], strict=False)
     evaluation = evaluate_prepared(p, [t["id"] for t in state["tags"]], seed)
     write_evaluation(models_dir, str(state["id"]), evaluation)
@@ -195,8 +193,8 @@ def compute_stored(blobs: BlobStore, models_dir: Path, state: dict, seed: int) -
 
 
 async def stored_evaluation(st: EmulatorState, project_id: str, state: dict) -> dict:
-    """The iteration's stored evaluation; computed (once, whoever asks meanwhile waits for it) for
-    an iteration trained by an older emulator, off the event loop."""
+    """The iteration's stored evaluation; computed on the first request (once, whoever asks meanwhile
+    waits for it), off the event loop."""
     models_dir = st.data_dir / "models"
     iid = str(state["id"])
     found = await anyio.to_thread.run_sync(read_evaluation, models_dir, iid)

@@ -93,7 +93,7 @@ def _fraction(request: web.Request, name: str, default: float) -> float:
 
 
 async def get_iteration_performance(request: web.Request) -> web.Response:
-    """Read, not computed: the training job stored the iteration's evaluation (``_evaluation``);
+    """The iteration's evaluation (``_evaluation``: cross-validated on the first request, then stored);
     any threshold and overlapThreshold is a cheap summary of its held-out predictions."""
     from . import _evaluation as ev  # late: the emulator starts without the trainer
 
@@ -109,7 +109,7 @@ async def get_iteration_performance(request: web.Request) -> web.Response:
         return json_response(state["performance"])
     evaluation = await ev.stored_evaluation(st, pid, state)
     perf = await run(ev.performance_at, evaluation, state["tags"], threshold, overlap)
-    if default:  # an iteration of an older emulator: remembered from now
+    if default:  # the first call: remembered from now
         await run(st.store.save_performance, str(state["id"]), dict(perf))
     return json_response(perf)
 

@@ -15,8 +15,8 @@ __all__ = ["performance_routes"]
 
 
 async def _held_out(request: web.Request) -> list[dict]:
-    """[{sha, predictions}] of the iteration's held-out images, stored by its training (computed
-    once, off the event loop, for an iteration of an older emulator)."""
+    """[{sha, predictions}] of the iteration's held-out images (its evaluation: computed once, off the
+    event loop, on the first request, then stored)."""
     st = _st(request)
     pid, iid = _pid(request), request.match_info["iterationId"]
     state = await run(st.store.iteration_state, pid, iid)

@@ -40,11 +40,11 @@ def _forget_evaluation(data, iteration_id: str) -> None:
         db.close()
 
 
-def test_performance_is_stored_by_the_training_and_read_at_any_threshold(tmp_path):
+def test_performance_is_computed_once_stored_and_read_at_any_threshold(tmp_path):
     with EmulatorThread(EmulatorConfig(data_dir=tmp_path)) as emu:
         c = Client(emu)
         trees = trained_trees(c)
-        # evaluated by the training job right after Completed; a performance call waits for it
+        # cross-validated on the first performance call, then stored
         default = c.json("GET", _perf_url(trees))
         evaluation = ev.read_evaluation(tmp_path / "models", trees.iteration["id"])
         assert evaluation is not None and len(evaluation["images"]) == 18  # 9 + 9: all folds scored
@@ -86,7 +86,7 @@ def test_a_stop_does_not_wait_for_an_evaluation_a_request_started(tmp_path, monk
     try:
         c = Client(emu)
         trees = trained_trees(c)
-        c.json("GET", _perf_url(trees))  # the training job's own evaluation done, then forgotten
+        c.json("GET", _perf_url(trees))  # evaluated once (as an iteration is), then forgotten
         _forget_evaluation(tmp_path, trees.iteration["id"])
         monkeypatch.setattr(ev, "compute_stored", endless)
         def ask() -> None:
