@@ -69,7 +69,7 @@ async def run_training_job(store: Store, blobs: BlobStore, models_dir: Path, job
     rest = min_seconds - (time.monotonic() - started)
     if rest > 0:
         await anyio.sleep(rest)
-    await anyio.to_thread.run_sync(store.finish_training, iid, status, None, time.monotonic() - started)
+    await anyio.to_thread.run_sync(store.finish_training, iid, status, time.monotonic() - started)
 
 
 class ModelCache:

@@ -148,14 +148,14 @@ class IterationStore(StoreBase):
             raise ApiError(400, code, f"Not enough {unit} per tag: each tag needs at least {need} "
                                       f"(too few for: {', '.join(short[:5])})")
 
-    def finish_training(self, iteration_id: str, status: str, performance: dict | None, seconds: float) -> None:
+    def finish_training(self, iteration_id: str, status: str, seconds: float) -> None:
+        """The end of a training; its performance is computed on the first request (``_evaluation``)."""
         now = utcnow()
         with self._tx() as db:
             db.execute(
-                "UPDATE iterations SET status=?, performance=?, trained_at=?, last_modified=?, training_seconds=?"
+                "UPDATE iterations SET status=?, performance=NULL, trained_at=?, last_modified=?, training_seconds=?"
                 " WHERE id=?",
-                (status, json.dumps(performance) if performance is not None else None, now, now, seconds,
-                 iteration_id),
+                (status, now, now, seconds, iteration_id),
             )
 
     def mark_training_started(self, iteration_id: str) -> None:

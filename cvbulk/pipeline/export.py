@@ -85,6 +85,7 @@ from .journal import ERROR, EXPORTED, FAILED, SKIPPED, Journal, JournalEntry
 from .project import resolve_project
 from .report import build_report, write_report
 from .results import ExportResult
+from .scan import IMAGE_EXTENSIONS
 from .sources import storage_stop, yolo_in_container
 
 if TYPE_CHECKING:
@@ -280,15 +281,12 @@ def _where(location: StorageLocation, environ: Mapping[str, str] | None = None) 
     return _place(location, environ)
 
 
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-
-
 def _other_images(journal: Journal, existing: Mapping[str, int]) -> list[str]:
     """Worker thread, at the end of a run: the images the destination held at the start that no export into it
     wrote (the user's own; by then every image an export wrote has its row, a kill between the write and the
     row included): uploading the folder back with --untagged would send them too, so the report names them."""
     ours = {str((e.extra or {}).get("file")) for e in journal.entries(EXPORTED)}
-    return sorted(n for n in existing if n not in ours and os.path.splitext(n)[1].lower() in _IMAGE_SUFFIXES)
+    return sorted(n for n in existing if n not in ours and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS)
 
 
 # A local write's temporary file (".<name>.<mkstemp's 8 characters>.tmp"): a run killed mid-write leaves one.

@@ -31,6 +31,7 @@ __all__ = [
     "resolve_domain",
     "project_domain",
     "ensure_tags",
+    "new_tag_names",
     "creating_tags_text",
     "TagMap",
 ]
@@ -199,7 +200,7 @@ async def ensure_tags(
     if existing is None:
         existing = await client.get_tags(project_id)
     by_lower = {t.name.lower(): t for t in existing}
-    missing = [n for n in wanted if n.lower() not in by_lower]
+    missing = new_tag_names(wanted, by_lower)  # "Hemlock" and "hemlock": one tag, created once
     if tag_limit is not None and len(existing) + len(missing) > tag_limit:
         raise TagLimitError(
             f"{len(existing) + len(missing)} tags ({len(existing)} now, {len(missing)} new) but its tier allows {tag_limit}"
@@ -219,12 +220,25 @@ async def ensure_tags(
         async with anyio.create_task_group() as tg:
             for name in missing:
                 tg.start_soon(create, name)
+    made = {name.lower(): tag for name, tag in created.items()}
     out: dict[str, Tag] = {}
     for n in wanted:
-        tag = created.get(n) or by_lower.get(n.lower())
+        tag = made.get(n.lower()) or by_lower.get(n.lower())
         if tag is None:  # created by someone else between our list and our create
             tag = {t.name.lower(): t for t in await client.get_tags(project_id)}[n.lower()]
         out[n] = tag
+    return out
+
+
+def new_tag_names(names: Iterable[str], existing: Iterable[str]) -> list[str]:
+    """``names`` not in ``existing``, each once, compared as the service compares tag names: without case
+    ("Hemlock" and "hemlock" are one tag)."""
+    seen = {n.lower() for n in existing}
+    out = []
+    for name in names:
+        if name.lower() not in seen:
+            seen.add(name.lower())
+            out.append(name)
     return out
 
 

@@ -31,7 +31,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -71,6 +71,7 @@ from .project import (
     ensure_tags,
     find_or_create_project,
     is_detection_domain,
+    new_tag_names,
     project_domain,
     resolve_project,
 )
@@ -236,7 +237,7 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
         # the project's tags too: a name first met mid-run (a container's virtual folder) may be one of them
         tags = TagMap(None, "", {**{n: _Named(i) for n, i in known.items()},
                                  **{n: _Named(known.get(n, f"(new) {n}")) for n in tag_names}})
-        tags_created = _new_names(tag_names, known)
+        tags_created = new_tag_names(tag_names, known)
         before_ids = set(known.values())
     else:
         tag_limit = TAG_LIMITS.get(options.tier) if options.tier else None
@@ -248,7 +249,7 @@ async def _run_upload(client: TrainingClient, options: UploadOptions, progress: 
         # the project's other tags too: a name first met mid-run (a container's virtual folder) finds its tag here
         tags = _RunTags(client, project.id, {**{t.name: t for t in existing}, **ensured}, limit=tag_limit)
         before = {t.name for t in existing}
-        tags_created = _new_names(tag_names, before)
+        tags_created = new_tag_names(tag_names, before)
         before_ids = {t.id for t in existing}
 
     state = options.state or default_state_path(
@@ -429,19 +430,8 @@ def _created_tags(announced: list[str], tags: TagMap, before_ids: set[str]) -> l
     """The tags this run created (or, a dry run, would create): those its labels announced up front, and those made
     when a name first came up (a container's virtual folders are tags as the one listing finds them)."""
     found = {name for tid, name in tags.names.items() if tid not in before_ids}
-    return announced + _new_names(sorted(found), announced)
+    return announced + new_tag_names(sorted(found), announced)
 
-
-def _new_names(names: Iterable[str], existing: Iterable[str]) -> list[str]:
-    """``names`` not in ``existing``, each once, compared as the service compares tag names: without case
-    ("Hemlock" and "hemlock" are one tag)."""
-    seen = {n.lower() for n in existing}
-    out = []
-    for name in names:
-        if name.lower() not in seen:
-            seen.add(name.lower())
-            out.append(name)
-    return out
 
 
 def _tag_names(source: LabelSource, options: UploadOptions) -> list[str]:

@@ -74,6 +74,22 @@ async def test_ensure_tags_creates_missing_once_and_maps_by_name(training_client
     assert len(await training_client.get_tags(p.id)) == 2
 
 
+async def test_names_that_differ_only_in_case_are_one_new_tag_for_the_limit_and_one_create(training_client):
+    p = await training_client.create_project("case-twins")
+    calls = 0
+    real = training_client.create_tag
+
+    async def counted(*args, **kw):
+        nonlocal calls
+        calls += 1
+        return await real(*args, **kw)
+
+    training_client.create_tag = counted
+    tags = await ensure_tags(training_client, p.id, ["Oak", "oak", "OAK", "ash"], tag_limit=2)  # 2 tags, not 4
+    assert calls == 2 and tags["Oak"].id == tags["oak"].id == tags["OAK"].id
+    assert sorted(t.name.lower() for t in await training_client.get_tags(p.id)) == ["ash", "oak"]
+
+
 async def test_tag_limit_checked_before_creating_any(training_client):
     p = await training_client.create_project("limited")
     with pytest.raises(CLIError) as err:

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from ._common import in_the_csv
 from .automl import write_automl
 from .automl_schema import validate_line
 from .coco import write_coco
 from .folders import FolderLayout, safe_folder_name, write_folders
-from .manifest import write_csv
+from .manifest import write_csv, write_csv_with_boxes
 from .model import (
     KINDS,
     ExportedImage,
@@ -126,14 +125,7 @@ def write_labels(
     if fmt == "yolo":
         return write_yolo(images, kind, sink, options, tag_names=tag_names)
     if fmt == "csv":
-        if kind != "detection":
-            return write_csv(images, kind, sink, options)
-        images = list(images)  # a CSV holds no boxes: a detection project's travel in regions.json beside it
-        result = write_csv(images, kind, sink, options)
-        boxes = write_regions_json(images, kind, sink, options)
-        result.files += boxes.files
-        result.dropped += in_the_csv(boxes.dropped)
-        return result
+        return write_csv_with_boxes(images, kind, sink, options)
     if fmt == "regions-json":
         return write_regions_json(images, kind, sink, options)
     return write_folders(images, kind, sink, options, layout=layout, tag_names=tag_names)

@@ -18,11 +18,11 @@ import re
 from collections.abc import Iterable, Sequence
 
 from ..labels.folders import FOLDER_MAP_FILE, FOLDER_MAP_KEY
-from ._common import dumps, in_the_csv
-from .manifest import CSV_FILE, write_csv
+from ._common import dumps
+from .manifest import CSV_FILE, write_csv_with_boxes
 from .model import ExportedImage, FormatOptions, ProjectKind, Sink, WriteResult
 from .model_json import MODEL_FILE
-from .regions_json import REGIONS_FILE, write_regions_json
+from .regions_json import REGIONS_FILE
 
 __all__ = ["FolderLayout", "safe_folder_name", "write_folders", "MAX_NAME_BYTES"]
 
@@ -112,10 +112,6 @@ def write_folders(
             if f != t:
                 mapping[f] = t
     sink.write_text(FOLDER_MAP_FILE, "{" + f'"{FOLDER_MAP_KEY}": {dumps(dict(sorted(mapping.items())))}' + "}\n")
-    result = write_csv(images, kind, sink, options)
+    result = write_csv_with_boxes(images, kind, sink, options)
     result.files.insert(0, FOLDER_MAP_FILE)
-    if kind == "detection":
-        boxes = write_regions_json(images, kind, sink, options)
-        result.files += boxes.files
-        result.dropped += in_the_csv(boxes.dropped)
     return result

@@ -15,10 +15,11 @@ import io
 from collections.abc import Iterable
 
 from ..labels.tagcell import encode_tags
-from ._common import dumps, valid_labels
+from ._common import dumps, in_the_csv, valid_labels
 from .model import ExportedImage, FormatOptions, ProjectKind, Sink, WriteResult
+from .regions_json import write_regions_json
 
-__all__ = ["write_csv", "CSV_FILE", "manifest_text"]
+__all__ = ["write_csv", "write_csv_with_boxes", "CSV_FILE", "manifest_text"]
 
 CSV_FILE = "labels.csv"
 
@@ -47,4 +48,19 @@ def write_csv(
         result.carried += 1
     sink.write_text(name, manifest_text(rows))
     result.files.append(name)
+    return result
+
+
+def write_csv_with_boxes(
+    images: Iterable[ExportedImage], kind: ProjectKind, sink: Sink, options: FormatOptions | None = None
+) -> WriteResult:
+    """labels.csv, and for a detection project regions.json beside it (a CSV holds no boxes); the tags a box-only
+    regions.json cannot hold are reported as in labels.csv."""
+    if kind != "detection":
+        return write_csv(images, kind, sink, options)
+    images = list(images)
+    result = write_csv(images, kind, sink, options)
+    boxes = write_regions_json(images, kind, sink, options)
+    result.files += boxes.files
+    result.dropped += in_the_csv(boxes.dropped)
     return result
